@@ -1,0 +1,36 @@
+/** Error classes with stable codes shared by every fedge package. */
+
+/** Base class: `code` is stable across releases and safe to match on; `message` names the field and the fix. */
+export class FedgeError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FedgeError';
+    this.code = code;
+  }
+}
+
+/** A value from a user, a file or the network failed validation. */
+export class ValidationError extends FedgeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('E_VALIDATION', message, options);
+    this.name = 'ValidationError';
+  }
+}
+
+/** An update or model payload that cannot be accepted (shape, dtype, size, NaN, stale version...). */
+export class RejectedUpdateError extends FedgeError {
+  readonly reason: string;
+  constructor(reason: string, message: string) {
+    super('E_REJECTED', message);
+    this.name = 'RejectedUpdateError';
+    this.reason = reason;
+  }
+}
+
+export class NotFoundError extends FedgeError {
+  constructor(message: string) {
+    super('E_NOT_FOUND', message);
+    this.name = 'NotFoundError';
+  }
+}
