@@ -1,0 +1,111 @@
+/** Picks the fastest TensorFlow.js backend available: native tfjs-node(-gpu), else wasm with fedge kernels, else cpu. */
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { FedgeError } from '@fedge/proto';
+import { installWasmTrainingKernels } from './wasm-kernels.js';
+
+export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export interface BackendInfo {
+  name: 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
+  simd: boolean;
+  note: string;
+}
+
+const PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+const require = createRequire(import.meta.url);
+
+let current: { pref: BackendPreference; info: BackendInfo } | undefined;
+let pending: Promise<BackendInfo> | undefined;
+
+export function backendInfo(): BackendInfo | undefined {
+  return current?.info;
+}
+
+/** Explicit argument wins; `auto`/absent defers to env FEDGE_BACKEND, then to auto-detection. */
+function resolvePreference(pref: BackendPreference | undefined): BackendPreference {
+  if (pref !== undefined && pref !== 'auto') return pref;
+  const env = process.env['FEDGE_BACKEND']?.trim().toLowerCase();
+  if (!env) return 'auto';
+  if (!(PREFERENCES as readonly string[]).includes(env))
+    throw new FedgeError('E_BACKEND', `FEDGE_BACKEND="${env}" is not one of ${PREFERENCES.join(', ')}`);
+  return env as BackendPreference;
+}
+
+/**
+ * Initialises the backend once per process. Repeat calls return the same info unless a different explicit
+ * preference is asked for, in which case the backend is switched (useful for benchmarks and tests).
+ */
+export async function initBackend(pref?: BackendPreference): Promise<BackendInfo> {
+  const want = resolvePreference(pref);
+  if (pending) await pending.catch(() => undefined);
+  if (current && (want === 'auto' || want === current.pref || want === kind(current.info))) return current.info;
+  pending = select(want).then((info) => {
+    current = { pref: want, info };
+    return info;
+  });
+  try {
+    return await pending;
+  } finally {
+    pending = undefined;
+  }
+}
+
+function kind(info: BackendInfo): BackendPreference {
+  return info.name === 'tensorflow-gpu' ? 'tensorflow' : info.name;
+}
+
+async function select(want: BackendPreference): Promise<BackendInfo> {
+  const failures: string[] = [];
+  if (want === 'auto' || want === 'tensorflow') {
+    for (const [pkg, name] of [['@tensorflow/tfjs-node-gpu', 'tensorflow-gpu'], ['@tensorflow/tfjs-node', 'tensorflow']] as const) {
+      const info = await tryNative(pkg, name, failures);
+      if (info) return info;
+    }
+    if (want === 'tensorflow')
+      throw new FedgeError('E_BACKEND', `native TensorFlow backend unavailable (${failures.join('; ')}); install @tensorflow/tfjs-node`);
+  }
+  if (want === 'auto' || want === 'wasm') {
+    try {
+      return await initWasm(want === 'auto');
+    } catch (err) {
+      if (want === 'wasm') throw new FedgeError('E_BACKEND', `wasm backend failed to initialise: ${msg(err)}`, { cause: err });
+      failures.push(`wasm: ${msg(err)}`);
+    }
+  }
+  if (!(await tf.setBackend('cpu'))) throw new FedgeError('E_BACKEND', 'cpu backend failed to initialise');
+  const why = failures.length ? ` (${failures.join('; ')})` : '';
+  return { name: 'cpu', simd: false, note: `pure-JS cpu: very slow for the CNN${why}; install @tensorflow/tfjs-node for native speed` };
+}
+
+async function tryNative(pkg: string, name: 'tensorflow' | 'tensorflow-gpu', failures: string[]): Promise<BackendInfo | undefined> {
+  try {
+    // Optional dependency: absent on machines that could not fetch libtensorflow, so import by variable name.
+    await import(pkg);
+    if (!(await tf.setBackend('tensorflow'))) throw new Error('setBackend("tensorflow") returned false');
+    return { name, simd: true, note: `native libtensorflow via ${pkg}` };
+  } catch (err) {
+    failures.push(`${pkg}: ${msg(err).split('\n')[0]}`);
+    return undefined;
+  }
+}
+
+async function initWasm(auto: boolean): Promise<BackendInfo> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  // The .wasm binaries ship next to the package's node entry point (dist/); point emscripten there explicitly.
+  wasm.setWasmPaths(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + '/');
+  const kernels = installWasmTrainingKernels();
+  if (!(await tf.setBackend('wasm'))) throw new Error('setBackend("wasm") returned false');
+  const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT') as boolean;
+  const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') as boolean;
+  const hint = auto ? '; install @tensorflow/tfjs-node for native speed' : '';
+  return {
+    name: 'wasm',
+    simd,
+    note: `wasm (${simd ? 'SIMD' : 'no SIMD'}, ${threads ? 'threaded' : 'single-threaded'}) with fedge kernels for ${kernels.join(', ')}${hint}`,
+  };
+}
+
+function msg(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,47 @@
+/** In-memory labelled datasets (row-major float32 features in [0,1]) and index-based views of them. */
+import { ValidationError } from '@fedge/proto';
+import { createRng, shuffleInPlace } from './rng.js';
+
+export interface Dataset {
+  /** Row-major, n * features values in [0,1]. */
+  x: Float32Array;
+  y: Int32Array;
+  n: number;
+  features: number;
+  numClasses: number;
+}
+
+/** Copies the rows `idx` (in that order) into a new dataset; numClasses is kept so models still fit. */
+export function subset(ds: Dataset, idx: readonly number[]): Dataset {
+  const f = ds.features;
+  const x = new Float32Array(idx.length * f);
+  const y = new Int32Array(idx.length);
+  for (let k = 0; k < idx.length; k++) {
+    const i = idx[k]!;
+    if (!Number.isInteger(i) || i < 0 || i >= ds.n) throw new ValidationError(`subset: index ${i} at position ${k} is outside [0, ${ds.n})`);
+    x.set(ds.x.subarray(i * f, (i + 1) * f), k * f);
+    y[k] = ds.y[i]!;
+  }
+  return { x, y, n: idx.length, features: f, numClasses: ds.numClasses };
+}
+
+/**
+ * Random (seeded) holdout of round(n * fraction) rows; both parts keep the original row order.
+ * Keeps at least one training row whenever n > 0.
+ */
+export function splitHoldout(ds: Dataset, fraction: number, seed: number): { train: Dataset; holdout: Dataset } {
+  if (!(fraction >= 0 && fraction < 1)) throw new ValidationError(`fraction: expected a number in [0, 1), got ${fraction}`);
+  const perm = Array.from({ length: ds.n }, (_, i) => i);
+  shuffleInPlace(perm, createRng(seed));
+  const k = Math.min(Math.round(ds.n * fraction), Math.max(0, ds.n - 1));
+  const holdout = perm.slice(0, k).sort((a, b) => a - b);
+  const train = perm.slice(k).sort((a, b) => a - b);
+  return { train: subset(ds, train), holdout: subset(ds, holdout) };
+}
+
+/** Counts of each label, length numClasses. */
+export function labelCounts(y: Int32Array, numClasses: number): number[] {
+  const c = new Array<number>(numClasses).fill(0);
+  for (const v of y) c[v] = (c[v] ?? 0) + 1;
+  return c;
+}
