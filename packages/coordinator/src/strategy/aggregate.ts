@@ -1,0 +1,306 @@
+/** Streaming weighted FedAvg (fold each validated update into one float32 accumulator as it arrives) plus pure reference aggregators. */
+
+import { instantiateSimdKernels, simdSupported, wasmApi, WASM_MAX_PAGES, WASM_PAGE_BYTES, type SimdKernels, type WasmMemory } from './simd.js';
+
+// Memory model. The accumulator and a fixed number of staging slots live in ONE memory
+// allocated up front: [acc | slot 0 | slot 1 | ...], each region 64-byte aligned.
+//  - An upload streams into a slot and touches the accumulator only when complete and
+//    validated, so an agent dying mid-upload or a NaN in the last chunk leaves no trace.
+//  - Coordinator memory is (1 + slots) model sizes whatever the number of agents; uploads
+//    beyond `slots` wait in acquire() (FIFO), which is the backpressure on the network.
+//  - The memory never grows, so Float32Array views on it never detach, and the SIMD
+//    kernel reads slots in place (no copy between "received" and "folded").
+
+export type KernelKind = 'wasm-simd' | 'js';
+
+/** A leased staging buffer for one in-progress update. Invalid after release(). */
+export interface UpdateSlot {
+  readonly numParams: number;
+  /** The slot's float32 params (length numParams), inside the aggregator's memory. */
+  readonly view: Float32Array;
+  /** Copies a chunk in at byteOffset; throws RangeError if it would overflow, Error if the slot was released. */
+  write(byteOffset: number, bytes: Uint8Array): void;
+}
+
+export interface StreamingFedAvgOptions {
+  /** Staging slots = uploads in flight at once (default 2). */
+  slots?: number;
+  /** Default: wasm-simd when WebAssembly SIMD validates, else js. */
+  kernel?: KernelKind;
+}
+
+/** Region alignment: a cache line, so vector loads never straddle lines at region starts. */
+const REGION_ALIGN = 64;
+
+const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
+
+/** One lease of a slot. A fresh object per acquire(), so a stale handle held by a dead upload cannot write into the next upload. */
+class SlotLease implements UpdateSlot {
+  live = true;
+  readonly #bytes: Uint8Array;
+
+  constructor(
+    readonly owner: StreamingFedAvg,
+    readonly index: number,
+    /** Byte address of the slot in the memory (what the wasm kernels take). */
+    readonly ptr: number,
+    readonly numParams: number,
+    readonly view: Float32Array,
+  ) {
+    this.#bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  }
+
+  write(byteOffset: number, bytes: Uint8Array): void {
+    if (!this.live) throw new Error('UpdateSlot.write: slot was released');
+    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + bytes.byteLength > this.#bytes.byteLength) {
+      throw new RangeError(`UpdateSlot.write: ${bytes.byteLength} bytes at offset ${byteOffset} overflow a ${this.#bytes.byteLength}-byte slot`);
+    }
+    this.#bytes.set(bytes, byteOffset);
+  }
+}
+
+interface Waiter {
+  resolve(slot: UpdateSlot): void;
+  reject(reason: unknown): void;
+  cleanup(): void;
+}
+
+/** Weighted FedAvg over a stream of updates, memory flat in the number of agents. */
+export class StreamingFedAvg {
+  readonly kernel: KernelKind;
+  readonly numParams: number;
+  /** Number of staging slots (uploads that can be in flight at once). */
+  readonly slots: number;
+
+  #count = 0;
+  #totalWeight = 0; // float64: sums of many example counts must stay exact
+  #acc: Float32Array;
+  #slotViews: Float32Array[];
+  #slotPtrs: number[];
+  #leases: Array<SlotLease | null>; // live lease per slot, null when free
+  #waiters: Waiter[] = [];
+  #simd: SimdKernels | null;
+  #disposed = false;
+
+  private constructor(numParams: number, slots: number, kernel: KernelKind) {
+    this.numParams = numParams;
+    this.slots = slots;
+    this.kernel = kernel;
+    const regionBytes = alignUp(numParams * 4, REGION_ALIGN);
+    const totalBytes = regionBytes * (1 + slots);
+    const pages = Math.ceil(totalBytes / WASM_PAGE_BYTES);
+    let buffer: ArrayBuffer;
+    let memory: WasmMemory | null = null;
+    if (wasmApi !== undefined) {
+      if (pages > WASM_MAX_PAGES) {
+        throw new RangeError(`StreamingFedAvg: ${numParams} params x ${1 + slots} regions need ${totalBytes} bytes, over the ${WASM_MAX_PAGES * WASM_PAGE_BYTES}-byte wasm32 limit; use fewer slots`);
+      }
+      // initial == maximum: the memory can never grow, so views never detach.
+      memory = new wasmApi.Memory({ initial: pages, maximum: pages });
+      buffer = memory.buffer;
+    } else {
+      buffer = new ArrayBuffer(pages * WASM_PAGE_BYTES); // no WebAssembly at all: same layout, JS kernel
+    }
+    this.#acc = new Float32Array(buffer, 0, numParams);
+    this.#slotPtrs = Array.from({ length: slots }, (_, i) => regionBytes * (1 + i));
+    this.#slotViews = this.#slotPtrs.map((ptr) => new Float32Array(buffer, ptr, numParams));
+    this.#leases = new Array<SlotLease | null>(slots).fill(null);
+    this.#simd = kernel === 'wasm-simd' && memory !== null ? instantiateSimdKernels(memory) : null;
+  }
+
+  /** Allocates all memory up front: (1 + slots) x numParams float32 (+ alignment). */
+  static create(numParams: number, opts: StreamingFedAvgOptions = {}): StreamingFedAvg {
+    if (!Number.isSafeInteger(numParams) || numParams < 1) throw new RangeError(`StreamingFedAvg: numParams must be a positive integer, got ${numParams}`);
+    const slots = opts.slots ?? 2;
+    if (!Number.isSafeInteger(slots) || slots < 1) throw new RangeError(`StreamingFedAvg: slots must be a positive integer, got ${slots}`);
+    const kernel = opts.kernel ?? (simdSupported() ? 'wasm-simd' : 'js');
+    if (kernel !== 'wasm-simd' && kernel !== 'js') throw new RangeError(`StreamingFedAvg: unknown kernel ${String(kernel)}`);
+    if (kernel === 'wasm-simd' && !simdSupported()) throw new Error('StreamingFedAvg: kernel wasm-simd requested but WebAssembly SIMD is not available');
+    return new StreamingFedAvg(numParams, slots, kernel);
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  get totalWeight(): number {
+    return this.#totalWeight;
+  }
+
+  /** Lease a free slot; when all are busy, wait (FIFO) for a release. Rejects with signal.reason on abort. */
+  acquire(signal?: AbortSignal): Promise<UpdateSlot> {
+    if (this.#disposed) return Promise.reject(new Error('StreamingFedAvg: disposed'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    // A free slot with nobody queued (release hands slots straight to waiters, so a free
+    // slot and a non-empty queue never coexist; checking both keeps FIFO obvious).
+    const free = this.#leases.indexOf(null);
+    if (free >= 0 && this.#waiters.length === 0) return Promise.resolve(this.#lease(free));
+    return new Promise<UpdateSlot>((resolve, reject) => {
+      const onAbort = (): void => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = { resolve, reject, cleanup: () => signal?.removeEventListener('abort', onAbort) };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** Return a slot. Idempotent; its contents are left as-is and never reach the accumulator unless folded. */
+  release(slot: UpdateSlot): void {
+    const lease = this.#own(slot, 'release', false);
+    if (!lease.live) return;
+    lease.live = false;
+    this.#leases[lease.index] = null;
+    const next = this.#waiters.shift();
+    if (next !== undefined) {
+      next.cleanup();
+      next.resolve(this.#lease(lease.index));
+    }
+  }
+
+  /** Index of the first NaN/±Inf in the slot, or -1. */
+  firstNonFinite(slot: UpdateSlot): number {
+    const lease = this.#own(slot, 'firstNonFinite', true);
+    if (this.#simd !== null) return this.#simd.firstNonFinite(lease.ptr, this.numParams);
+    // Exponent-bits test on the raw words: one AND + compare, no float compares.
+    const bits = new Int32Array(lease.view.buffer, lease.view.byteOffset, this.numParams);
+    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+
+  /** acc += weight * slot (float32), count++, totalWeight += weight. weight must be finite and > 0. */
+  fold(slot: UpdateSlot, weight: number): void {
+    const lease = this.#own(slot, 'fold', true);
+    if (!(Number.isFinite(weight) && weight > 0)) throw new RangeError(`StreamingFedAvg.fold: weight must be finite and > 0, got ${weight}`);
+    if (this.#simd !== null) {
+      // weight is rounded to f32 at the call boundary (<= 2^-24 relative, covered by the error bound in the tests)
+      this.#simd.axpy(0, lease.ptr, this.numParams, weight);
+    } else {
+      const acc = this.#acc;
+      const x = lease.view;
+      for (let i = 0; i < acc.length; i++) acc[i] += weight * x[i]!;
+    }
+    this.#count += 1;
+    this.#totalWeight += weight;
+  }
+
+  /** A new array: acc / totalWeight. Throws if nothing was folded. */
+  result(): Float32Array {
+    const out = new Float32Array(this.numParams);
+    this.resultInto(out);
+    return out;
+  }
+
+  resultInto(out: Float32Array): void {
+    this.#assertLive('resultInto');
+    if (this.#count === 0) throw new Error('StreamingFedAvg: no update folded yet');
+    if (out.length !== this.numParams) throw new RangeError(`StreamingFedAvg.resultInto: out has ${out.length} elements, want ${this.numParams}`);
+    // Divide in float64 (single rounding to f32) rather than multiply by an f32
+    // reciprocal: once per round, so precision is worth more than the ~ms it costs.
+    const acc = this.#acc;
+    const tw = this.#totalWeight;
+    for (let i = 0; i < out.length; i++) out[i] = acc[i]! / tw;
+  }
+
+  /** Zero the accumulator and counters (slots and their leases are untouched). */
+  reset(): void {
+    this.#assertLive('reset');
+    this.#acc.fill(0);
+    this.#count = 0;
+    this.#totalWeight = 0;
+  }
+
+  /**
+   * Restore a partially aggregated state (resume after a coordinator crash). Validated
+   * before anything is written, so a corrupt snapshot leaves the current state untouched.
+   */
+  loadAccumulator(acc: Float32Array, count: number, totalWeight: number): void {
+    this.#assertLive('loadAccumulator');
+    if (acc.length !== this.numParams) throw new RangeError(`StreamingFedAvg.loadAccumulator: ${acc.length} elements, want ${this.numParams}`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`StreamingFedAvg.loadAccumulator: bad count ${count}`);
+    if (!Number.isFinite(totalWeight) || totalWeight < 0 || (count === 0) !== (totalWeight === 0)) {
+      throw new RangeError(`StreamingFedAvg.loadAccumulator: bad totalWeight ${totalWeight} for count ${count}`);
+    }
+    for (let i = 0; i < acc.length; i++) {
+      if (!Number.isFinite(acc[i])) throw new RangeError(`StreamingFedAvg.loadAccumulator: non-finite value at ${i}`);
+    }
+    this.#acc.set(acc);
+    this.#count = count;
+    this.#totalWeight = totalWeight;
+  }
+
+  /** The live accumulator (sum of weight * update, not yet divided). Read-only use, e.g. a snapshot for persistence. */
+  accumulatorView(): Float32Array {
+    this.#assertLive('accumulatorView');
+    return this.#acc;
+  }
+
+  /** Invalidate every lease, reject queued acquires, drop the memory (reclaimed by GC). */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const lease of this.#leases) if (lease !== null) lease.live = false;
+    this.#leases.fill(null);
+    for (const waiter of this.#waiters.splice(0)) {
+      waiter.cleanup();
+      waiter.reject(new Error('StreamingFedAvg: disposed'));
+    }
+    this.#acc = new Float32Array(0);
+    this.#slotViews = [];
+    this.#simd = null;
+  }
+
+  #lease(index: number): SlotLease {
+    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!);
+    this.#leases[index] = lease;
+    return lease;
+  }
+
+  #own(slot: UpdateSlot, op: string, mustBeLive: boolean): SlotLease {
+    if (!(slot instanceof SlotLease) || slot.owner !== this) throw new TypeError(`StreamingFedAvg.${op}: slot does not belong to this aggregator`);
+    if (mustBeLive) {
+      this.#assertLive(op);
+      if (!slot.live) throw new Error(`StreamingFedAvg.${op}: slot was released`);
+    }
+    return slot;
+  }
+
+  #assertLive(op: string): void {
+    if (this.#disposed) throw new Error(`StreamingFedAvg.${op}: disposed`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pure reference functions (Flower's aggregate.py style): simple, exact-ish, not streaming.
+
+/** Weighted mean of same-length parameter vectors; float64 internally, float32 out. Weights finite >= 0 with a positive sum. */
+export function weightedAverage(updates: ReadonlyArray<{ params: Float32Array; weight: number }>): Float32Array {
+  if (updates.length === 0) throw new RangeError('weightedAverage: no updates');
+  const n = updates[0]!.params.length;
+  let total = 0;
+  for (const { params, weight } of updates) {
+    if (params.length !== n) throw new RangeError(`weightedAverage: length ${params.length} differs from ${n}`);
+    if (!Number.isFinite(weight) || weight < 0) throw new RangeError(`weightedAverage: bad weight ${weight}`);
+    total += weight;
+  }
+  if (!(total > 0)) throw new RangeError('weightedAverage: total weight is 0');
+  const sum = new Float64Array(n);
+  for (const { params, weight } of updates) {
+    for (let i = 0; i < n; i++) sum[i] += weight * params[i]!;
+  }
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = sum[i]! / total;
+  return out;
+}
+
+/** Euclidean norm, accumulated in float64 (no overflow for any float32 input). NaN if any element is NaN. */
+export function l2Norm(x: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    s += v * v;
+  }
+  return Math.sqrt(s);
+}
