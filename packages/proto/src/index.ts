@@ -1,3 +1,8 @@
 /** @fedge/proto: everything the coordinator and the edge agent must agree on. */
 export * from './errors.js';
 export * from './tensor.js';
+export * from './messages.js';
+export * from './schemas.js';
+export * from './chunking.js';
+export * from './grpc-loader.js';
+export * from './address.js';

@@ -1,0 +1,117 @@
+/** Promise-based client for the AdminService, used by every `fedge` command that talks to a coordinator. */
+import * as grpc from '@grpc/grpc-js';
+import {
+  CHANNEL_OPTIONS,
+  ChunkAssembler,
+  FedgeError,
+  bytesToFloat32,
+  grpcTarget,
+  loadServices,
+  parseHostPort,
+  type ChunkMsg,
+  type ModelBlob,
+  type RunReplyMsg,
+} from '@fedge/proto';
+import type { AgentRecord } from '../store/store.js';
+import type { RunView } from '../coordinator.js';
+
+export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
+
+export class CliError extends FedgeError {
+  constructor(message: string, code = 'E_CLI') {
+    super(code, message);
+    this.name = 'CliError';
+  }
+}
+
+type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+
+export class AdminClient {
+  private readonly client: grpc.Client & Record<string, Unary & ((req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>)>;
+  private readonly md = new grpc.Metadata();
+
+  constructor(readonly address: string, token = process.env.FEDGE_ADMIN_TOKEN) {
+    const hp = parseHostPort(address, '--coordinator', 7070);
+    const { AdminService } = loadServices();
+    this.client = new AdminService(grpcTarget(hp), grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as never;
+    if (token) this.md.set('authorization', `Bearer ${token}`);
+  }
+
+  private call<T>(method: string, req: unknown, timeoutMs = 30_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.client[method]!(req, this.md, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(this.explain(err)) : resolve(res as T)));
+    });
+  }
+
+  /** Turns transport errors into messages that tell the user what to do. */
+  explain(err: grpc.ServiceError): Error {
+    if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
+      return new CliError(`cannot reach the coordinator at ${this.address} (${err.details}); start it with \`fedge serve\` or pass --coordinator HOST:PORT (env FEDGE_COORDINATOR)`, 'E_UNAVAILABLE');
+    const code = ({ [grpc.status.INVALID_ARGUMENT]: 'E_VALIDATION', [grpc.status.NOT_FOUND]: 'E_NOT_FOUND', [grpc.status.UNAUTHENTICATED]: 'E_AUTH' } as Record<number, string>)[err.code];
+    return new CliError(err.details || err.message, code ?? 'E_COORDINATOR');
+  }
+
+  async startRun(config: unknown): Promise<RunView> {
+    const r = await this.call<RunReplyMsg>('StartRun', { configJson: JSON.stringify(config) }, 120_000);
+    return JSON.parse(r.runJson) as RunView;
+  }
+  async listRuns(): Promise<RunView[]> {
+    const r = await this.call<{ runsJson: string[] }>('ListRuns', {});
+    return r.runsJson.map((j) => JSON.parse(j) as RunView);
+  }
+  async getRun(runId: string): Promise<RunView> {
+    return JSON.parse((await this.call<RunReplyMsg>('GetRun', { runId })).runJson) as RunView;
+  }
+  async stopRun(runId: string): Promise<RunView> {
+    return JSON.parse((await this.call<RunReplyMsg>('StopRun', { runId })).runJson) as RunView;
+  }
+  async listAgents(): Promise<AgentRecord[]> {
+    const r = await this.call<{ agentsJson: string[] }>('ListAgents', {});
+    return r.agentsJson.map((j) => JSON.parse(j) as AgentRecord);
+  }
+
+  /** Streams run updates to `onUpdate` until the run ends; resolves with the final record. */
+  watchRun(runId: string, onUpdate: (run: RunView) => void): Promise<RunView> {
+    return new Promise((resolve, reject) => {
+      const stream = this.client.WatchRun!({ runId }, this.md);
+      let last: RunView | undefined;
+      stream.on('data', (m: unknown) => {
+        last = JSON.parse((m as RunReplyMsg).runJson) as RunView;
+        onUpdate(last);
+      });
+      stream.on('error', (err: grpc.ServiceError) => reject(this.explain(err)));
+      stream.on('end', () => (last ? resolve(last) : reject(new CliError(`no updates received for run ${runId}`))));
+    });
+  }
+
+  /** Downloads the latest global model of a run. */
+  fetchRunModel(runId: string): Promise<ModelBlob & { sha256: string; version: number }> {
+    return new Promise((resolve, reject) => {
+      const stream = this.client.FetchRunModel!({ runId, modelVersion: 0 }, this.md);
+      let asm: ChunkAssembler | undefined;
+      let header: ChunkMsg['header'];
+      stream.on('data', (m: unknown) => {
+        const c = m as ChunkMsg;
+        if (c.header) {
+          header = c.header;
+          asm = new ChunkAssembler(c.header.totalBytes);
+        } else asm?.push(c.offset, c.data);
+      });
+      stream.on('error', (err: grpc.ServiceError) => reject(this.explain(err)));
+      stream.on('end', () => {
+        if (!asm || !header) return reject(new CliError('the coordinator sent no model'));
+        resolve({
+          topology: JSON.parse(header.topologyJson),
+          tensors: header.tensors as ModelBlob['tensors'],
+          weights: bytesToFloat32(asm.finish()),
+          sha256: header.sha256,
+          version: header.modelVersion,
+        });
+      });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}

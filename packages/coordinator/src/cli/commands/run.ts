@@ -1,0 +1,151 @@
+/** `fedge run start|list|show|stop`: launch and manage federated runs on a coordinator. */
+import { Command } from 'commander';
+import type { RunView } from '../../coordinator.js';
+import { duration, num, pct, printJson, table } from '../format.js';
+import { ProgressPrinter, statusLine, timing } from '../progress.js';
+import { addRunFlags, buildRunConfig, type RunFlags } from '../run-flags.js';
+import { withAdminOptions, withClient, type AdminOpts } from './common.js';
+
+function latestAccuracy(r: RunView): number | undefined {
+  const done = r.rounds.filter((x) => x.status === 'completed');
+  const last = done.at(-1);
+  return last?.centralAccuracy ?? last?.federatedAccuracy;
+}
+
+/** The JSON form of a run shown to users and scripts: the record plus flat summary fields. */
+export function runSummary(r: RunView): Record<string, unknown> {
+  return {
+    id: r.id,
+    status: r.status,
+    statusMessage: r.statusMessage,
+    round: r.round,
+    rounds: r.config.rounds,
+    modelVersion: r.modelVersion,
+    accuracy: latestAccuracy(r),
+    elapsedSeconds: timing(r).elapsed,
+    modelPath: r.modelPath,
+    config: r.config,
+    metrics: r.rounds.map((x) => ({
+      round: x.round,
+      version: x.version,
+      status: x.status,
+      seconds: x.seconds,
+      completed: x.participants.filter((p) => p.outcome === 'completed').length,
+      failed: x.participants.filter((p) => p.outcome !== 'completed').length,
+      trainLoss: x.trainLoss,
+      trainAccuracy: x.trainAccuracy,
+      federatedLoss: x.federatedLoss,
+      federatedAccuracy: x.federatedAccuracy,
+      centralLoss: x.centralLoss,
+      centralAccuracy: x.centralAccuracy,
+      bytesSent: x.bytesSent,
+      bytesReceived: x.bytesReceived,
+    })),
+    roundsDetail: r.rounds,
+    versions: r.versions,
+    live: r.live,
+  };
+}
+
+export function runCommand(): Command {
+  const run = new Command('run').description('launch, watch and manage federated runs');
+  run.addHelpText('after', '\nExamples:\n  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch\n  fedge run list\n  fedge run show run-1a2b3c4d --format json\n  fedge run stop run-1a2b3c4d');
+
+  withAdminOptions(
+    addRunFlags(
+      run
+        .command('start')
+        .description('start a run on the coordinator (config file and/or flags; flags override the file)')
+        .option('--config <file>', 'run config (JSON): model, strategy, rounds, agentsPerRound, epochs, batchSize, learningRate, ...')
+        .option('--name <name>', 'a name for the run')
+        .option('--watch', 'follow the run with live progress until it ends'),
+    ).addHelpText(
+      'after',
+      `
+Examples:
+  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch
+  fedge run start --config run.json --lr 0.02 --format json
+  fedge run start --model ./my-model/model.json --epochs 2 --batch-size 64
+
+A config file holds the same options, e.g.:
+  { "model": "mnist-cnn", "rounds": 30, "agentsPerRound": { "fraction": 0.5, "min": 4 },
+    "epochs": 1, "batchSize": 50, "learningRate": 0.05, "roundDeadlineSeconds": 300 }`,
+    ),
+  ).action(async (opts: AdminOpts & RunFlags & { watch?: boolean }) => {
+    const config = buildRunConfig(opts);
+    await withClient(opts, async (c) => {
+      const started = await c.startRun(config);
+      if (!opts.watch) {
+        if (opts.format === 'json') return printJson(runSummary(started));
+        console.log(`started ${started.id} (${JSON.stringify(started.config.model)}, ${started.config.rounds} rounds); follow it with: fedge run show ${started.id} or fedge run start --watch`);
+        return;
+      }
+      const printer = new ProgressPrinter(process.stderr);
+      if (opts.format !== 'json') process.stderr.write(`started ${started.id}\n`);
+      const final = await c.watchRun(started.id, (r) => opts.format !== 'json' && printer.update(r));
+      if (opts.format === 'json') printJson(runSummary(final));
+      else printer.finish(final);
+      if (final.status === 'failed') process.exitCode = 1;
+    });
+  });
+
+  withAdminOptions(
+    run.command('list').alias('ls').description('list runs').addHelpText('after', '\nExamples:\n  fedge run list\n  fedge run ls --format json'),
+  ).action(async (opts: AdminOpts) => {
+    const runs = await withClient(opts, (c) => c.listRuns());
+    if (opts.format === 'json') return printJson(runs.map(runSummary));
+    console.log(
+      table(
+        runs.map((r) => ({
+          id: r.id,
+          status: r.status,
+          model: typeof r.config.model === 'string' ? r.config.model : r.config.model.path,
+          round: `${r.round}/${r.config.rounds}`,
+          accuracy: pct(latestAccuracy(r)),
+          elapsed: duration(timing(r).elapsed),
+          created: r.createdAt,
+        })),
+        ['id', 'status', 'model', 'round', 'accuracy', 'elapsed', 'created'],
+      ),
+    );
+  });
+
+  withAdminOptions(
+    run
+      .command('show')
+      .argument('<run>', 'run id')
+      .description('show a run: status, config and per-round metrics')
+      .addHelpText('after', '\nExamples:\n  fedge run show run-1a2b3c4d\n  fedge run show run-1a2b3c4d --format json | jq .metrics'),
+  ).action(async (id: string, opts: AdminOpts) => {
+    const r = await withClient(opts, (c) => c.getRun(id));
+    if (opts.format === 'json') return printJson(runSummary(r));
+    console.log(`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`);
+    console.log(`model ${JSON.stringify(r.config.model)}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
+    if (r.live) console.log(statusLine(r));
+    console.log(
+      table(
+        r.rounds.map((x) => ({
+          round: x.round,
+          version: x.version,
+          status: x.status,
+          agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
+          'train loss': num(x.trainLoss),
+          'fed acc': pct(x.federatedAccuracy),
+          'central acc': pct(x.centralAccuracy),
+          time: duration(x.seconds),
+          failures: x.reason,
+        })),
+        ['round', 'version', 'status', 'agents', 'train loss', 'fed acc', 'central acc', 'time', 'failures'],
+      ),
+    );
+  });
+
+  withAdminOptions(
+    run.command('stop').argument('<run>', 'run id').description('stop a run after closing its current round').addHelpText('after', '\nExamples:\n  fedge run stop run-1a2b3c4d'),
+  ).action(async (id: string, opts: AdminOpts) => {
+    const r = await withClient(opts, (c) => c.stopRun(id));
+    if (opts.format === 'json') return printJson(runSummary(r));
+    console.log(`stopping ${r.id} (${r.status})`);
+  });
+  return run;
+}

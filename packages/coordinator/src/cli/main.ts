@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+/** The `fedge` CLI: coordinator lifecycle (serve, demo) and noun groups for runs and agents. */
+import { Command, CommanderError } from 'commander';
+import { FedgeError } from '@fedge/proto';
+import { serveCommand } from './commands/serve.js';
+import { runCommand } from './commands/run.js';
+import { agentCommand } from './commands/agent.js';
+import { demoCommand } from './commands/demo.js';
+
+const program = new Command('fedge')
+  .description('fedge: federated learning across fleets of edge devices')
+  .version('0.1.0')
+  .showHelpAfterError('(add --help for usage and examples)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  fedge demo                                     # local federation on MNIST, no setup
+  fedge serve --listen 127.0.0.1:7070            # start a coordinator
+  fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --partition iid --num-partitions 3 --partition-id 0
+  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch
+  fedge run list
+  fedge agent list --format json`,
+  );
+program.addCommand(serveCommand());
+program.addCommand(runCommand());
+program.addCommand(agentCommand());
+program.addCommand(demoCommand());
+program.exitOverride();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const msg = err instanceof FedgeError ? `error (${err.code}): ${err.message}` : `error: ${(err as Error).stack ?? String(err)}`;
+  process.stderr.write(`${msg}\n`);
+  process.exit(err instanceof FedgeError && err.code === 'E_UNAVAILABLE' ? 3 : 1);
+}

@@ -1,0 +1,64 @@
+/** The run configuration: one zod schema, parsed once, with errors that name the option and the fix. */
+import { z } from 'zod';
+import { ValidationError } from '@fedge/proto';
+
+export const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
+
+const modelSchema = z.union([
+  z.enum(BUILTIN_MODEL_NAMES, { message: `model: use one of ${BUILTIN_MODEL_NAMES.join(', ')} or { "path": "model.json" }` }),
+  z.strictObject({
+    path: z.string().min(1, 'model.path: give the path of a tfjs model.json on the coordinator'),
+  }),
+]);
+
+export const runConfigSchema = z.strictObject({
+  name: z.string().min(1).max(128).optional(),
+  model: modelSchema.default('mnist-mlp'),
+  strategy: z
+    .strictObject({
+      name: z.literal('fedavg', { message: 'strategy.name: only "fedavg" is available in this version' }).default('fedavg'),
+      serverLearningRate: z.number().positive().max(100).default(1),
+    })
+    .default({ name: 'fedavg', serverLearningRate: 1 }),
+  rounds: z.number().int().min(1).max(1_000_000).default(10),
+  agentsPerRound: z
+    .strictObject({
+      fraction: z.number().gt(0, 'agentsPerRound.fraction must be in (0, 1]').max(1).default(1),
+      min: z.number().int().min(1).max(100_000).default(2),
+    })
+    .default({ fraction: 1, min: 2 }),
+  minResults: z.number().int().min(1).optional(),
+  epochs: z.number().int().min(1).max(1000).default(1),
+  batchSize: z.number().int().min(1).max(65_536).default(32),
+  learningRate: z.number().positive().max(100).default(0.05),
+  roundDeadlineSeconds: z.number().positive().max(7 * 24 * 3600).default(600),
+  waitForAgentsSeconds: z.number().positive().max(7 * 24 * 3600).default(3600),
+  centralEvaluation: z.boolean().default(true),
+  seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+});
+
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+export type RunConfig = z.output<typeof runConfigSchema> & { minResults: number };
+
+/** Parses a run config, reporting each problem as `field: message`. */
+export function parseRunConfig(input: unknown): RunConfig {
+  const r = runConfigSchema.safeParse(input);
+  if (!r.success) {
+    const msg = r.error.issues
+      .slice(0, 5)
+      .map((i) => {
+        const field = i.path.map(String).join('.') || 'config';
+        if (i.code === 'unrecognized_keys') return `${field}: unknown option(s) ${i.keys.join(', ')} (check the spelling; see fedge run start --help)`;
+        return i.message.startsWith(field) ? i.message : `${field}: ${i.message}`;
+      })
+      .join('; ');
+    throw new ValidationError(`invalid run config: ${msg}`, { cause: r.error });
+  }
+  const c = r.data;
+  const minResults = c.minResults ?? c.agentsPerRound.min;
+  if (minResults > c.agentsPerRound.min)
+    throw new ValidationError(
+      `invalid run config: minResults (${minResults}) cannot exceed agentsPerRound.min (${c.agentsPerRound.min}); lower minResults or raise agentsPerRound.min`,
+    );
+  return { ...c, minResults };
+}

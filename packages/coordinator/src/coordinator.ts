@@ -1,0 +1,188 @@
+/** The coordinator: runs, agents and models behind one object that transports and the CLI call. */
+import { randomUUID } from 'node:crypto';
+import { NotFoundError, ValidationError, type JoinRequestMsg, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
+import { parseRunConfig } from './config/run-config.js';
+import type { AgentRecord, RunRecord, Store } from './store/store.js';
+import { MemoryStore } from './store/memory-store.js';
+import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
+import { RunEngine, type LiveView } from './engine/run-engine.js';
+import type { GlobalModel } from './engine/global-model.js';
+import type { UploadSink } from './engine/upload.js';
+import { FedAvg } from './strategy/fedavg.js';
+import { centralEvaluator, initialModel, saveFinalModel } from './engine/ml-hooks.js';
+import { moduleLogger } from './log.js';
+
+export interface CoordinatorOptions {
+  store?: Store;
+  dataDir: string;
+  joinToken?: string;
+}
+
+/** A run record plus what is happening right now (only while it is active). */
+export type RunView = RunRecord & { live?: LiveView };
+
+const log = moduleLogger('coordinator');
+
+export class Coordinator {
+  readonly store: Store;
+  readonly registry: AgentRegistry;
+  private readonly engines = new Map<string, RunEngine>();
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    this.store = opts.store ?? new MemoryStore();
+    this.registry = new AgentRegistry(this.store, opts.joinToken);
+    this.registry.on('offline', (agentId, reason) => {
+      for (const e of this.engines.values()) e.agentGone(agentId, reason);
+    });
+  }
+
+  /** Validates the config, builds the initial model (version 0) and starts the run in the background. */
+  async startRun(configInput: unknown): Promise<RunView> {
+    const config = parseRunConfig(configInput);
+    const blob = await initialModel(config);
+    const evaluateCentral = await centralEvaluator(config);
+    const run: RunRecord = {
+      id: `run-${randomUUID().slice(0, 8)}`,
+      config,
+      status: 'pending',
+      createdAt: new Date().toISOString(),
+      round: 0,
+      modelVersion: 0,
+      rounds: [],
+      versions: [],
+    };
+    await this.store.createRun(run);
+    const engine = new RunEngine(run, blob, {
+      store: this.store,
+      registry: this.registry,
+      strategy: new FedAvg({
+        fraction: config.agentsPerRound.fraction,
+        minAgents: config.agentsPerRound.min,
+        minResults: config.minResults,
+        serverLearningRate: config.strategy.serverLearningRate,
+      }),
+      ...(evaluateCentral ? { evaluateCentral } : {}),
+      saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
+    });
+    this.engines.set(run.id, engine);
+    log.info({ runId: run.id, model: config.model, rounds: config.rounds }, 'run started');
+    void engine.execute();
+    return this.view(engine);
+  }
+
+  async stopRun(id: string): Promise<RunView> {
+    const e = this.engines.get(id);
+    if (!e) {
+      const r = await this.store.getRun(id);
+      if (!r) throw new NotFoundError(`run "${id}" not found; see fedge run list`);
+      return r;
+    }
+    e.stop();
+    return this.view(e);
+  }
+
+  async getRun(id: string): Promise<RunView> {
+    const e = this.engines.get(id);
+    if (e) return this.view(e);
+    const r = await this.store.getRun(id);
+    if (!r) throw new NotFoundError(`run "${id}" not found; see fedge run list`);
+    return r;
+  }
+
+  async listRuns(): Promise<RunView[]> {
+    const runs = await this.store.listRuns();
+    return runs.map((r) => {
+      const e = this.engines.get(r.id);
+      return e ? this.view(e) : r;
+    }).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  listAgents(): AgentRecord[] {
+    return this.registry.list();
+  }
+
+  /** Calls `fn` with the run's view whenever it changes; returns an unsubscribe function. */
+  watchRun(id: string, fn: (run: RunView, ended: boolean) => void): () => void {
+    const e = this.engines.get(id);
+    if (!e) throw new NotFoundError(`run "${id}" is not active on this coordinator`);
+    const onUpdate = (): void => fn(this.view(e), false);
+    const onEnd = (): void => fn(this.view(e), true);
+    e.on('update', onUpdate);
+    e.on('end', onEnd);
+    if (e.isFinished()) queueMicrotask(onEnd);
+    else queueMicrotask(onUpdate);
+    return () => {
+      e.off('update', onUpdate);
+      e.off('end', onEnd);
+    };
+  }
+
+  /** Resolves when the run ends. */
+  waitForRun(id: string): Promise<RunView> {
+    return new Promise((resolve, reject) => {
+      try {
+        const off = this.watchRun(id, (run, ended) => {
+          if (ended) {
+            off();
+            resolve(run);
+          }
+        });
+      } catch (err) {
+        reject(err);
+      }
+    });
+  }
+
+  // ---- agent-facing operations (transport-agnostic) ----
+
+  join(req: JoinRequestMsg): { agentId: string; sessionToken: string } {
+    return this.registry.join(req);
+  }
+
+  openTasks(agentId: string, sessionToken: string, channel: AgentChannel): void {
+    this.registry.verify(agentId, sessionToken);
+    this.registry.attach(agentId, channel);
+  }
+
+  closeTasks(agentId: string, channel: AgentChannel, reason: string): void {
+    this.registry.detach(agentId, channel, reason);
+  }
+
+  /** The model version an agent asked for; it must belong to an active run. */
+  model(runId: string, version: number): { model: GlobalModel; engine: RunEngine } {
+    const e = this.engines.get(runId);
+    if (!e) throw new NotFoundError(`run_id: run "${runId}" is not active`);
+    const model = version === 0 && e.globalModel.version !== 0 ? e.globalModel : e.modelVersion(version);
+    if (!model) throw new NotFoundError(`model_version: version ${version} of run ${runId} is not available (current: ${e.globalModel.version})`);
+    return { model, engine: e };
+  }
+
+  /** Latest model of any run this coordinator knows (active or finished). */
+  async runModel(runId: string): Promise<GlobalModel | { blob: import('@fedge/proto').ModelBlob; sha256: string; version: number }> {
+    const e = this.engines.get(runId);
+    if (e) return e.globalModel;
+    const r = await this.store.getRun(runId);
+    const v = r?.versions.at(-1);
+    const blob = v && (await this.store.getModel(v.sha256));
+    if (!r || !v || !blob) throw new NotFoundError(`run "${runId}" has no stored model`);
+    return { blob, sha256: v.sha256, version: v.version };
+  }
+
+  async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
+    this.registry.verify(h.agentId, h.sessionToken);
+    const e = this.engines.get(h.runId);
+    if (!e) throw new RejectedUpdateError('unknown_run', `run_id: run "${h.runId}" is not active`);
+    return e.beginUpload(h);
+  }
+
+  async close(): Promise<void> {
+    for (const e of this.engines.values()) e.stop('coordinator shutting down');
+    this.registry.closeAll('coordinator shutting down');
+  }
+
+  private view(e: RunEngine): RunView {
+    return e.isFinished() ? structuredClone(e.run) : { ...structuredClone(e.run), live: structuredClone(e.live) };
+  }
+}
+
+export { ValidationError };

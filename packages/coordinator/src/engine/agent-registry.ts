@@ -1,0 +1,207 @@
+/** Tracks agents and their task channels without knowing the transport: a transport hands in an AgentChannel. */
+import { EventEmitter } from 'node:events';
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { FedgeError, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import type { AgentRecord, Store } from '../store/store.js';
+import { moduleLogger } from '../log.js';
+
+/** What a transport provides to push tasks to one connected agent. */
+export interface AgentChannel {
+  send(task: TaskMsg): void;
+  close(reason: string): void;
+}
+
+export class AuthError extends FedgeError {
+  constructor(message: string) {
+    super('E_AUTH', message);
+    this.name = 'AuthError';
+  }
+}
+
+interface AgentState {
+  record: AgentRecord;
+  token: Buffer;
+  channel?: AgentChannel;
+  busyWith?: string;
+}
+
+const log = moduleLogger('agents');
+
+export class AgentRegistry extends EventEmitter<{
+  online: [agentId: string];
+  offline: [agentId: string, reason: string];
+  changed: [];
+}> {
+  private agents = new Map<string, AgentState>();
+
+  constructor(private readonly store: Store, private readonly joinToken?: string) {
+    super();
+  }
+
+  join(req: JoinRequestMsg): { agentId: string; sessionToken: string } {
+    if (this.joinToken !== undefined && !safeEqual(Buffer.from(req.joinToken), Buffer.from(this.joinToken)))
+      throw new AuthError('join_token: missing or wrong; start the agent with the coordinator\'s --join-token');
+    const now = new Date().toISOString();
+    // A reconnecting agent keeps its id (and history); the old session token stops working.
+    const existing = req.agentId ? this.agents.get(req.agentId) : undefined;
+    const id = existing ? existing.record.id : `agent-${randomUUID().slice(0, 8)}`;
+    const token = randomBytes(24);
+    const record: AgentRecord = {
+      id,
+      name: req.name,
+      status: existing?.channel ? 'online' : 'offline',
+      backend: req.backend || 'unknown',
+      agentVersion: req.agentVersion || 'unknown',
+      numExamples: req.numExamples,
+      labels: req.labels ?? {},
+      joinedAt: existing?.record.joinedAt ?? now,
+      lastSeen: now,
+      tasksCompleted: existing?.record.tasksCompleted ?? 0,
+      tasksFailed: existing?.record.tasksFailed ?? 0,
+    };
+    this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : {}) });
+    log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
+    void this.persist(id);
+    return { agentId: id, sessionToken: token.toString('hex') };
+  }
+
+  /** Verifies an agent's session token; throws AuthError naming the problem. */
+  verify(agentId: string, sessionToken: string): AgentRecord {
+    const a = this.agents.get(agentId);
+    if (!a) throw new AuthError(`agent_id: unknown agent "${agentId}"; join first`);
+    if (!safeEqual(Buffer.from(sessionToken, 'hex'), a.token)) throw new AuthError('session_token: invalid for this agent; join again');
+    a.record.lastSeen = new Date().toISOString();
+    return a.record;
+  }
+
+  /** Binds the agent's task channel; a previous channel of the same agent is closed. */
+  attach(agentId: string, channel: AgentChannel): void {
+    const a = this.agents.get(agentId);
+    if (!a) throw new AuthError(`agent_id: unknown agent "${agentId}"`);
+    const old = a.channel;
+    a.channel = channel;
+    a.record.status = 'online';
+    delete a.busyWith;
+    delete a.record.currentTask;
+    if (old && old !== channel) {
+      old.close('replaced by a new connection');
+      this.emit('offline', agentId, 'reconnected');
+    }
+    log.info({ agentId, name: a.record.name }, 'agent online');
+    void this.persist(agentId);
+    this.emit('online', agentId);
+    this.emit('changed');
+  }
+
+  /** Called by the transport when a channel ends; ignored if the channel was already replaced. */
+  detach(agentId: string, channel: AgentChannel, reason: string): void {
+    const a = this.agents.get(agentId);
+    if (!a || a.channel !== channel) return;
+    delete a.channel;
+    delete a.busyWith;
+    delete a.record.currentTask;
+    a.record.status = 'offline';
+    log.warn({ agentId, name: a.record.name, reason }, 'agent offline');
+    void this.persist(agentId);
+    this.emit('offline', agentId, reason);
+    this.emit('changed');
+  }
+
+  /** Online agents with no task in progress, in a stable order (by name, then id). */
+  available(): AgentRecord[] {
+    return [...this.agents.values()]
+      .filter((a) => a.channel && !a.busyWith)
+      .map((a) => a.record)
+      .sort((x, y) => x.name.localeCompare(y.name) || x.id.localeCompare(y.id));
+  }
+
+  isOnline(agentId: string): boolean {
+    return !!this.agents.get(agentId)?.channel;
+  }
+
+  /** Sends a task and marks the agent busy until `release`. Returns false if the agent is gone or busy. */
+  assign(agentId: string, task: TaskMsg): boolean {
+    const a = this.agents.get(agentId);
+    if (!a?.channel || a.busyWith) return false;
+    a.busyWith = task.taskId;
+    a.record.currentTask = `${task.kind} ${task.runId} round ${task.round}`;
+    try {
+      a.channel.send(task);
+    } catch (err) {
+      delete a.busyWith;
+      log.warn({ agentId, err }, 'sending task failed');
+      return false;
+    }
+    this.emit('changed');
+    return true;
+  }
+
+  /** Ends an agent's task, counting it as completed or failed. */
+  release(agentId: string, taskId: string, ok: boolean): void {
+    const a = this.agents.get(agentId);
+    if (!a) return;
+    if (a.busyWith === taskId) {
+      delete a.busyWith;
+      delete a.record.currentTask;
+    }
+    if (ok) a.record.tasksCompleted++;
+    else a.record.tasksFailed++;
+    void this.persist(agentId);
+    this.emit('changed');
+  }
+
+  /** Sends a cancel for a task the coordinator no longer wants (e.g. its round closed). */
+  cancel(agentId: string, task: TaskMsg): void {
+    const a = this.agents.get(agentId);
+    if (a?.busyWith === task.taskId) {
+      delete a.busyWith;
+      delete a.record.currentTask;
+    }
+    try {
+      a?.channel?.send({ ...task, kind: 'cancel' });
+    } catch {
+      /* a closed channel is already reported through detach */
+    }
+  }
+
+  /** Resolves once at least `n` agents are available, or rejects when `signal` aborts. */
+  waitForAvailable(n: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (this.available().length >= n) {
+          cleanup();
+          resolve();
+        }
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+      };
+      const cleanup = (): void => {
+        this.off('changed', check);
+        signal.removeEventListener('abort', onAbort);
+      };
+      if (signal.aborted) return onAbort();
+      this.on('changed', check);
+      signal.addEventListener('abort', onAbort);
+      check();
+    });
+  }
+
+  list(): AgentRecord[] {
+    return [...this.agents.values()].map((a) => ({ ...a.record }));
+  }
+
+  closeAll(reason: string): void {
+    for (const a of this.agents.values()) a.channel?.close(reason);
+  }
+
+  private async persist(agentId: string): Promise<void> {
+    const a = this.agents.get(agentId);
+    if (a) await this.store.saveAgent(a.record).catch((err: unknown) => log.error({ err }, 'saving agent failed'));
+  }
+}
+
+function safeEqual(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}

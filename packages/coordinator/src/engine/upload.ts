@@ -1,0 +1,94 @@
+/** One result upload in progress: validated header, staged bytes, and the checks that run before anything is folded. */
+import { RejectedUpdateError, type SubmitReplyMsg } from '@fedge/proto';
+import type { UpdateSlot } from '../strategy/aggregate.js';
+
+/** What a transport drives while an agent streams a result. */
+export interface UploadSink {
+  /** Stages one chunk; throws RejectedUpdateError (reason: bad_offset, oversized, round_closed...). */
+  write(offset: number, data: Uint8Array): void;
+  /** Validates the complete payload and folds it; returns the reply for the agent. */
+  commit(): SubmitReplyMsg;
+  /** Drops the upload (disconnect, transport error); nothing of it reaches the model. */
+  abort(reason: string): void;
+}
+
+export interface StagedUploadHooks {
+  /** Checks the complete payload and folds it; throws RejectedUpdateError to reject. */
+  onComplete(slot: UpdateSlot | undefined): void;
+  onReject(reason: string, message: string): void;
+  onAbort(reason: string): void;
+  release(slot: UpdateSlot): void;
+  isOpen(): boolean;
+}
+
+/** Stages bytes into a slot (train results) or expects none (evaluation results). */
+export class StagedUpload implements UploadSink {
+  private received = 0;
+  private done = false;
+
+  constructor(
+    private readonly totalBytes: number,
+    private readonly slot: UpdateSlot | undefined,
+    private readonly hooks: StagedUploadHooks,
+  ) {}
+
+  get bytesReceived(): number {
+    return this.received;
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    this.ensureOpen();
+    try {
+      if (offset !== this.received) throw new RejectedUpdateError('bad_offset', `chunk.offset: expected ${this.received}, got ${offset}`);
+      if (!this.slot || this.received + data.byteLength > this.totalBytes)
+        throw new RejectedUpdateError('oversized', `payload exceeds the declared total_bytes (${this.totalBytes})`);
+      this.slot.write(offset, data);
+      this.received += data.byteLength;
+    } catch (err) {
+      this.reject(err);
+      throw err;
+    }
+  }
+
+  commit(): SubmitReplyMsg {
+    try {
+      this.ensureOpen();
+      if (this.received !== this.totalBytes)
+        throw new RejectedUpdateError('truncated', `payload truncated: received ${this.received} of ${this.totalBytes} bytes`);
+      this.hooks.onComplete(this.slot);
+      this.finish();
+      return { accepted: true, reason: '', message: 'accepted' };
+    } catch (err) {
+      if (!this.done) this.reject(err);
+      if (err instanceof RejectedUpdateError) return { accepted: false, reason: err.reason, message: err.message };
+      throw err;
+    }
+  }
+
+  abort(reason: string): void {
+    if (this.done) return;
+    this.finish();
+    this.hooks.onAbort(reason);
+  }
+
+  private ensureOpen(): void {
+    if (this.done) throw new RejectedUpdateError('upload_closed', 'this upload was already closed');
+    if (!this.hooks.isOpen()) {
+      const err = new RejectedUpdateError('round_closed', 'the round closed before this upload completed (deadline or stop)');
+      this.reject(err);
+      throw err;
+    }
+  }
+
+  private reject(err: unknown): void {
+    if (this.done) return;
+    this.finish();
+    if (err instanceof RejectedUpdateError) this.hooks.onReject(err.reason, err.message);
+    else this.hooks.onReject('internal', err instanceof Error ? err.message : String(err));
+  }
+
+  private finish(): void {
+    this.done = true;
+    if (this.slot) this.hooks.release(this.slot);
+  }
+}

@@ -1,0 +1,39 @@
+/** In-memory Store: the default for `fedge serve` and demos; state ends with the process. */
+import type { ModelBlob } from '@fedge/proto';
+import type { AgentRecord, RunRecord, Store } from './store.js';
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+export class MemoryStore implements Store {
+  private runs = new Map<string, RunRecord>();
+  private models = new Map<string, ModelBlob>();
+  private agents = new Map<string, AgentRecord>();
+
+  async createRun(run: RunRecord): Promise<void> {
+    if (this.runs.has(run.id)) throw new Error(`run ${run.id} already exists`);
+    this.runs.set(run.id, clone(run));
+  }
+  async saveRun(run: RunRecord): Promise<void> {
+    this.runs.set(run.id, clone(run));
+  }
+  async getRun(id: string): Promise<RunRecord | undefined> {
+    const r = this.runs.get(id);
+    return r && clone(r);
+  }
+  async listRuns(): Promise<RunRecord[]> {
+    return [...this.runs.values()].map(clone);
+  }
+  async putModel(sha256: string, blob: ModelBlob): Promise<void> {
+    // Models are immutable by content, so the blob is kept as given (no copy of possibly large weights).
+    if (!this.models.has(sha256)) this.models.set(sha256, blob);
+  }
+  async getModel(sha256: string): Promise<ModelBlob | undefined> {
+    return this.models.get(sha256);
+  }
+  async saveAgent(agent: AgentRecord): Promise<void> {
+    this.agents.set(agent.id, clone(agent));
+  }
+  async listAgents(): Promise<AgentRecord[]> {
+    return [...this.agents.values()].map(clone);
+  }
+}

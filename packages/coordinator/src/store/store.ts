@@ -1,0 +1,93 @@
+/** The one interface all run state goes through, so a durable store can replace the in-memory one without engine changes. */
+import type { ModelBlob } from '@fedge/proto';
+import type { RunConfig } from '../config/run-config.js';
+
+export type RunStatus = 'pending' | 'waiting' | 'running' | 'completed' | 'failed' | 'stopped';
+
+export type ParticipantOutcome = 'completed' | 'rejected' | 'dropped' | 'timeout';
+
+export interface Participant {
+  agentId: string;
+  name: string;
+  outcome: ParticipantOutcome;
+  reason?: string;
+  numExamples?: number;
+  seconds?: number;
+  metrics?: Record<string, number>;
+}
+
+export interface RoundRecord {
+  round: number;
+  /** The global version this round trained from, and the one it produced (undefined when the round failed). */
+  baseVersion: number;
+  version?: number;
+  status: 'completed' | 'failed';
+  reason?: string;
+  startedAt: string;
+  endedAt: string;
+  seconds: number;
+  participants: Participant[];
+  /** Example-weighted means over completed participants. */
+  trainLoss?: number;
+  trainAccuracy?: number;
+  /** Example-weighted federated evaluation of `version` on agents' held-out splits (filled when it arrives). */
+  federatedLoss?: number;
+  federatedAccuracy?: number;
+  federatedExamples?: number;
+  /** Central evaluation of `version` on the coordinator's test set. */
+  centralLoss?: number;
+  centralAccuracy?: number;
+  bytesReceived: number;
+  bytesSent: number;
+  aggregationMs?: number;
+}
+
+export interface ModelVersionRecord {
+  version: number;
+  sha256: string;
+  round: number;
+  parent?: number;
+  createdAt: string;
+}
+
+export interface RunRecord {
+  id: string;
+  config: RunConfig;
+  status: RunStatus;
+  statusMessage?: string;
+  createdAt: string;
+  startedAt?: string;
+  endedAt?: string;
+  round: number;
+  modelVersion: number;
+  rounds: RoundRecord[];
+  versions: ModelVersionRecord[];
+  modelPath?: string;
+}
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  status: 'online' | 'offline';
+  backend: string;
+  agentVersion: string;
+  numExamples: number;
+  labels: Record<string, string>;
+  joinedAt: string;
+  lastSeen: string;
+  currentTask?: string;
+  tasksCompleted: number;
+  tasksFailed: number;
+}
+
+export interface Store {
+  createRun(run: RunRecord): Promise<void>;
+  saveRun(run: RunRecord): Promise<void>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  listRuns(): Promise<RunRecord[]>;
+  /** Stores a model by content; returns its sha256. Idempotent. */
+  putModel(sha256: string, blob: ModelBlob): Promise<void>;
+  getModel(sha256: string): Promise<ModelBlob | undefined>;
+  saveAgent(agent: AgentRecord): Promise<void>;
+  listAgents(): Promise<AgentRecord[]>;
+}

@@ -1,0 +1,68 @@
+/** FedAvg (McMahan et al. 2017): sample a fraction of agents, average their deltas weighted by example count. */
+import type { AcceptedResult, AggregateOutcome, AggregateView, CandidateAgent, FailedResult, Strategy } from './strategy.js';
+
+export interface FedAvgOptions {
+  fraction: number;
+  minAgents: number;
+  minResults: number;
+  serverLearningRate: number;
+}
+
+/** Samples max(minAgents, ceil(fraction * n)) agents without replacement (partial Fisher-Yates on a copy). */
+export function sampleAgents<T>(available: readonly T[], fraction: number, minAgents: number, rng: () => number): T[] {
+  const k = Math.min(available.length, Math.max(minAgents, Math.ceil(fraction * available.length)));
+  const pool = available.slice();
+  for (let i = 0; i < k; i++) {
+    const j = i + Math.floor(rng() * (pool.length - i));
+    [pool[i], pool[j]] = [pool[j]!, pool[i]!];
+  }
+  return pool.slice(0, k);
+}
+
+/** base + lr * delta, as a new array. */
+export function applyDelta(base: Float32Array, delta: Float32Array, lr: number): Float32Array {
+  if (base.length !== delta.length) throw new RangeError(`delta has ${delta.length} params, model has ${base.length}`);
+  const out = new Float32Array(base.length);
+  for (let i = 0; i < base.length; i++) out[i] = base[i]! + lr * delta[i]!;
+  return out;
+}
+
+/** Example-weighted mean of metric `key` over the entries that report it finitely; undefined if none do. */
+export function weightedMetric(entries: ReadonlyArray<{ weight: number; metrics: Record<string, number> }>, key: string): number | undefined {
+  let sum = 0;
+  let w = 0;
+  for (const e of entries) {
+    const v = e.metrics[key];
+    if (v === undefined || !Number.isFinite(v) || e.weight <= 0) continue;
+    sum += v * e.weight;
+    w += e.weight;
+  }
+  return w > 0 ? sum / w : undefined;
+}
+
+export class FedAvg implements Strategy {
+  readonly name = 'fedavg';
+  constructor(private readonly opts: FedAvgOptions) {}
+
+  selectAgents(available: readonly CandidateAgent[], rng: () => number): CandidateAgent[] {
+    return sampleAgents(available, this.opts.fraction, this.opts.minAgents, rng);
+  }
+
+  weightOf(numExamples: number): number {
+    return numExamples;
+  }
+
+  aggregate(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome {
+    if (results.length < this.opts.minResults || agg.count === 0) {
+      const why = failures.length ? `; failures: ${summarizeFailures(failures)}` : '';
+      return { ok: false, reason: `only ${results.length} of the ${this.opts.minResults} required results arrived${why}` };
+    }
+    return { ok: true, weights: applyDelta(base, agg.mean(), this.opts.serverLearningRate) };
+  }
+}
+
+export function summarizeFailures(failures: readonly FailedResult[]): string {
+  const counts = new Map<string, number>();
+  for (const f of failures) counts.set(`${f.outcome}:${f.reason}`, (counts.get(`${f.outcome}:${f.reason}`) ?? 0) + 1);
+  return [...counts].map(([k, n]) => `${n}x ${k}`).join(', ');
+}

@@ -1,0 +1,107 @@
+/** gRPC AdminService: what the fedge CLI calls to start, list, watch and stop runs and to list agents. */
+import * as grpc from '@grpc/grpc-js';
+import { timingSafeEqual } from 'node:crypto';
+import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
+import type { Coordinator } from '../../coordinator.js';
+import { makeGlobalModel } from '../../engine/global-model.js';
+import { AuthError } from '../../engine/agent-registry.js';
+import { toServiceError } from './errors.js';
+import { writeModelStream } from './stream-write.js';
+
+function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): void {
+  if (adminToken === undefined) return;
+  const got = String(md.get('authorization')[0] ?? '').replace(/^Bearer /, '');
+  const a = Buffer.from(got);
+  const b = Buffer.from(adminToken);
+  if (a.length !== b.length || !timingSafeEqual(a, b))
+    throw new AuthError('admin token missing or wrong: set FEDGE_ADMIN_TOKEN to the coordinator\'s admin token');
+}
+
+function unary<Req, Res>(adminToken: string | undefined, fn: (req: Req) => Promise<Res> | Res) {
+  return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+    void (async () => {
+      try {
+        checkAdmin(call.metadata, adminToken);
+        cb(null, await fn(call.request));
+      } catch (err) {
+        cb(toServiceError(err));
+      }
+    })();
+  };
+}
+
+export function adminServiceHandlers(coord: Coordinator, adminToken?: string): grpc.UntypedServiceImplementation {
+  return {
+    StartRun: unary<StartRunRequestMsg, RunReplyMsg>(adminToken, async (req) => {
+      let config: unknown;
+      try {
+        config = JSON.parse(req.configJson);
+      } catch (err) {
+        throw new ValidationError(`config_json: not valid JSON (${(err as Error).message})`);
+      }
+      return { runJson: JSON.stringify(await coord.startRun(config)) };
+    }),
+    ListRuns: unary<object, ListRunsReplyMsg>(adminToken, async () => ({
+      runsJson: (await coord.listRuns()).map((r) => JSON.stringify(r)),
+    })),
+    GetRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.getRun(req.runId)) })),
+    StopRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.stopRun(req.runId)) })),
+    ListAgents: unary<object, ListAgentsReplyMsg>(adminToken, () => ({
+      agentsJson: coord.listAgents().map((a) => JSON.stringify(a)),
+    })),
+    WatchRun(call: grpc.ServerWritableStream<GetRunRequestMsg, RunReplyMsg>) {
+      let off: (() => void) | undefined;
+      let last = 0;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        checkAdmin(call.metadata, adminToken);
+        off = coord.watchRun(call.request.runId, (run, ended) => {
+          // Coalesce bursts of updates (one per chunk of progress) to at most ~10 messages a second.
+          const send = (): void => {
+            timer = undefined;
+            last = Date.now();
+            call.write({ runJson: JSON.stringify(run) });
+            if (ended) {
+              off?.();
+              call.end();
+            }
+          };
+          if (ended || Date.now() - last > 100) {
+            if (timer) clearTimeout(timer);
+            send();
+          } else if (!timer) timer = setTimeout(send, 100);
+        });
+      } catch (err) {
+        if (!(err instanceof Error && /not active/.test(err.message))) {
+          call.destroy(toServiceError(err) as grpc.ServiceError);
+          return;
+        }
+        // A finished run: send its final record once.
+        coord.getRun(call.request.runId).then(
+          (run) => {
+            call.write({ runJson: JSON.stringify(run) });
+            call.end();
+          },
+          (e: unknown) => call.destroy(toServiceError(e) as grpc.ServiceError),
+        );
+      }
+      call.on('cancelled', () => {
+        off?.();
+        if (timer) clearTimeout(timer);
+      });
+    },
+    FetchRunModel(call: grpc.ServerWritableStream<FetchRunModelRequestMsg, ChunkMsg>) {
+      void (async () => {
+        try {
+          checkAdmin(call.metadata, adminToken);
+          const m = await coord.runModel(call.request.runId);
+          const g = 'header' in m ? m : makeGlobalModel(call.request.runId, m.version, m.blob);
+          await writeModelStream(call, g.header, g.bytes, () => call.cancelled);
+          call.end();
+        } catch (err) {
+          call.destroy(toServiceError(err) as grpc.ServiceError);
+        }
+      })();
+    },
+  };
+}

@@ -1,0 +1,155 @@
+/** gRPC AgentService: maps Join, Tasks, FetchModel and SubmitResult onto the transport-agnostic coordinator. */
+import * as grpc from '@grpc/grpc-js';
+import {
+  RejectedUpdateError,
+  fetchModelRequestSchema,
+  joinRequestSchema,
+  parseOrThrow,
+  resultHeaderSchema,
+  tasksRequestSchema,
+  type FetchModelRequestMsg,
+  type JoinReplyMsg,
+  type JoinRequestMsg,
+  type ResultPartMsg,
+  type SubmitReplyMsg,
+  type TaskMsg,
+  type TasksRequestMsg,
+  type ChunkMsg,
+} from '@fedge/proto';
+import type { Coordinator } from '../../coordinator.js';
+import type { UploadSink } from '../../engine/upload.js';
+import { toServiceError } from './errors.js';
+import { writeModelStream } from './stream-write.js';
+import { moduleLogger } from '../../log.js';
+
+const log = moduleLogger('grpc-agent');
+export const COORDINATOR_VERSION = '0.1.0';
+
+export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImplementation {
+  return {
+    Join(call: grpc.ServerUnaryCall<JoinRequestMsg, JoinReplyMsg>, cb: grpc.sendUnaryData<JoinReplyMsg>) {
+      try {
+        const req = parseOrThrow(joinRequestSchema, call.request, 'join');
+        const r = coord.join(req);
+        cb(null, { ...r, coordinatorVersion: COORDINATOR_VERSION });
+      } catch (err) {
+        log.warn({ peer: call.getPeer(), err: (err as Error).message }, 'join refused');
+        cb(toServiceError(err));
+      }
+    },
+
+    Tasks(call: grpc.ServerWritableStream<TasksRequestMsg, TaskMsg>) {
+      let req;
+      try {
+        req = parseOrThrow(tasksRequestSchema, call.request, 'tasks');
+      } catch (err) {
+        call.destroy(toServiceError(err) as grpc.ServiceError);
+        return;
+      }
+      const { agentId } = req;
+      let closed = false;
+      const channel = {
+        send: (task: TaskMsg) => {
+          if (closed) throw new Error('channel closed');
+          call.write(task);
+        },
+        close: (reason: string) => {
+          if (closed) return;
+          closed = true;
+          log.debug({ agentId, reason }, 'closing task stream');
+          call.end();
+        },
+      };
+      const gone = (reason: string) => () => {
+        if (!closed) closed = true;
+        coord.closeTasks(agentId, channel, reason);
+      };
+      call.on('cancelled', gone('connection closed'));
+      call.on('error', gone('stream error'));
+      call.on('close', gone('stream closed'));
+      try {
+        coord.openTasks(agentId, req.sessionToken, channel);
+      } catch (err) {
+        closed = true;
+        call.destroy(toServiceError(err) as grpc.ServiceError);
+      }
+    },
+
+    FetchModel(call: grpc.ServerWritableStream<FetchModelRequestMsg, ChunkMsg>) {
+      void (async () => {
+        try {
+          const req = parseOrThrow(fetchModelRequestSchema, call.request, 'fetch_model');
+          coord.registry.verify(req.agentId, req.sessionToken);
+          const { model, engine } = coord.model(req.runId, req.modelVersion);
+          const sent = await writeModelStream(call, model.header, model.bytes, () => call.cancelled);
+          engine.noteModelSent(sent);
+          call.end();
+        } catch (err) {
+          call.destroy(toServiceError(err) as grpc.ServiceError);
+        }
+      })();
+    },
+
+    SubmitResult(call: grpc.ServerReadableStream<ResultPartMsg, SubmitReplyMsg>, cb: grpc.sendUnaryData<SubmitReplyMsg>) {
+      let sink: UploadSink | undefined;
+      let replied = false;
+      let headerSeen = false;
+      const reply = (r: SubmitReplyMsg): void => {
+        if (replied) return;
+        replied = true;
+        if (!r.accepted) log.warn({ peer: call.getPeer(), reason: r.reason, message: r.message }, 'result rejected');
+        cb(null, r);
+      };
+      const rejectWith = (err: unknown): void => {
+        sink?.abort(err instanceof Error ? err.message : String(err));
+        if (err instanceof RejectedUpdateError) reply({ accepted: false, reason: err.reason, message: err.message });
+        else if ((err as { code?: string }).code === 'E_AUTH') reply({ accepted: false, reason: 'unknown_agent', message: (err as Error).message });
+        else if ((err as { code?: string }).code === 'E_VALIDATION') reply({ accepted: false, reason: 'malformed', message: (err as Error).message });
+        else reply({ accepted: false, reason: 'internal', message: (err as Error).message });
+      };
+      call.on('data', (part: ResultPartMsg) => {
+        if (replied) return;
+        try {
+          if (!headerSeen) {
+            if (!part.header) throw new RejectedUpdateError('malformed', 'the first message must be a header');
+            headerSeen = true;
+            const header = parseOrThrow(resultHeaderSchema, part.header, 'header');
+            // Hold further chunks until the coordinator has a staging slot for this upload.
+            call.pause();
+            coord.beginUpload(header).then(
+              (s) => {
+                sink = s;
+                if (replied) s.abort('client gone');
+                else call.resume();
+              },
+              (err: unknown) => rejectWith(err),
+            );
+            return;
+          }
+          if (!part.chunk) throw new RejectedUpdateError('malformed', 'only one header is allowed per upload');
+          if (!sink) throw new RejectedUpdateError('malformed', 'chunk before the upload was accepted');
+          sink.write(part.chunk.offset, part.chunk.data);
+        } catch (err) {
+          rejectWith(err);
+        }
+      });
+      call.on('end', () => {
+        if (replied) return;
+        if (!sink) return rejectWith(new RejectedUpdateError('truncated', 'the upload ended before its header was accepted'));
+        try {
+          reply(sink.commit());
+        } catch (err) {
+          rejectWith(err);
+        }
+      });
+      const aborted = (): void => {
+        if (!replied) {
+          replied = true;
+          sink?.abort('disconnected mid-upload');
+        }
+      };
+      call.on('cancelled', aborted);
+      call.on('error', aborted);
+    },
+  };
+}

@@ -1,0 +1,115 @@
+/** The agent daemon: join, follow the task stream, run tasks one at a time, reconnect with backoff. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { JoinRequestMsg, TaskMsg } from '@fedge/proto';
+import type { CoordinatorConnection } from './transport/connection.js';
+import { TaskExecutor, type Session } from './executor.js';
+import type { LocalData } from './data.js';
+import { moduleLogger } from './log.js';
+
+const log = moduleLogger('agent');
+
+export interface AgentOptions {
+  name: string;
+  joinToken?: string;
+  backend: string;
+  labels?: Record<string, string>;
+  /** Reconnect backoff bounds. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export const AGENT_VERSION = '0.1.0';
+
+export class Agent {
+  private stopped = false;
+  private agentId = '';
+  private current: { task: TaskMsg; ctl: AbortController } | undefined;
+  private streamCancel: (() => void) | undefined;
+  private readonly executor: TaskExecutor;
+
+  constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
+    this.executor = new TaskExecutor(data);
+  }
+
+  /** Runs until stop(); connection failures are retried with exponential backoff and jitter. */
+  async runForever(): Promise<void> {
+    const min = this.opts.minBackoffMs ?? 500;
+    const max = this.opts.maxBackoffMs ?? 15_000;
+    let backoff = min;
+    while (!this.stopped) {
+      const conn = this.connect();
+      try {
+        const joinedAt = await this.session(conn, () => (backoff = min));
+        if (this.stopped) break;
+        log.warn({ afterSeconds: joinedAt }, 'task stream ended; reconnecting');
+      } catch (err) {
+        if (this.stopped) break;
+        log.warn({ err: (err as Error).message, retryInMs: backoff }, 'coordinator unreachable or session lost; retrying');
+      } finally {
+        conn.close();
+      }
+      await sleep(backoff * (0.5 + Math.random() / 2));
+      backoff = Math.min(max, backoff * 2);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.current?.ctl.abort(new Error('agent stopping'));
+    this.streamCancel?.();
+  }
+
+  private async session(conn: CoordinatorConnection, onJoined: () => void): Promise<number> {
+    const req: JoinRequestMsg = {
+      name: this.opts.name,
+      agentId: this.agentId,
+      joinToken: this.opts.joinToken ?? '',
+      backend: this.opts.backend,
+      agentVersion: AGENT_VERSION,
+      numExamples: this.data.train.n,
+      labels: this.opts.labels ?? {},
+    };
+    const reply = await conn.join(req);
+    this.agentId = reply.agentId;
+    const s: Session = { agentId: reply.agentId, sessionToken: reply.sessionToken };
+    log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: this.data.train.n }, 'joined coordinator');
+    onJoined();
+    const t0 = Date.now();
+    const stream = conn.tasks(s.agentId, s.sessionToken);
+    this.streamCancel = () => stream.cancel();
+    let queue = Promise.resolve();
+    for await (const task of stream) {
+      if (task.kind === 'cancel') {
+        if (this.current?.task.taskId === task.taskId) {
+          log.info({ taskId: task.taskId }, 'task cancelled by the coordinator');
+          this.current.ctl.abort(new Error('cancelled by coordinator'));
+        }
+        continue;
+      }
+      // Tasks run one at a time; the stream keeps being read so cancels arrive while training.
+      queue = queue.then(() => this.handle(task, conn, s));
+    }
+    await queue;
+    return (Date.now() - t0) / 1000;
+  }
+
+  private async handle(task: TaskMsg, conn: CoordinatorConnection, s: Session): Promise<void> {
+    if (this.stopped) return;
+    const ctl = new AbortController();
+    this.current = { task, ctl };
+    const t0 = Date.now();
+    try {
+      log.info({ runId: task.runId, round: task.round, kind: task.kind, version: task.modelVersion }, 'task received');
+      const { header, payload } = await this.executor.run(task, conn, s, ctl.signal);
+      if (ctl.signal.aborted) return;
+      const reply = await conn.submit(header, payload);
+      if (reply.accepted) log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
+      else log.warn({ runId: task.runId, round: task.round, reason: reply.reason, message: reply.message }, 'result rejected');
+    } catch (err) {
+      if (ctl.signal.aborted) log.info({ taskId: task.taskId }, 'task aborted');
+      else log.error({ err: (err as Error).message, runId: task.runId, round: task.round }, 'task failed');
+    } finally {
+      this.current = undefined;
+    }
+  }
+}

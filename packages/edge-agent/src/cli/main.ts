@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+/** The `fedge-agent` CLI: joins a coordinator and trains on local data until stopped. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { FedgeError, grpcTarget, parseHostPort } from '@fedge/proto';
+import { Agent } from '../agent.js';
+import { loadLocalData } from '../data.js';
+import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
+import { logger } from '../log.js';
+import { hostname } from 'node:os';
+
+const int = (flag: string, min: number) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be an integer >= ${min}, got "${v}"`);
+  return n;
+};
+
+interface Opts {
+  coordinator: string;
+  data: string;
+  name: string;
+  partition: 'iid' | 'shards' | 'dirichlet';
+  numPartitions: number;
+  partitionId: number;
+  seed: number;
+  alpha?: number;
+  holdout: number;
+  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  joinToken?: string;
+}
+
+const program = new Command('fedge-agent')
+  .description('fedge edge agent: joins a coordinator, trains on local data, sends model updates')
+  .version('0.1.0')
+  .requiredOption('--coordinator <grpc://host:port>', 'coordinator address (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
+  .requiredOption('--data <spec>', 'local data: mnist | csv:PATH | idx:IMAGES,LABELS', process.env.FEDGE_DATA)
+  .option('--name <name>', 'agent name shown by `fedge agent list`', process.env.FEDGE_AGENT_NAME ?? hostname())
+  .addOption(new Option('--partition <kind>', 'split of the bundled digits (with --data mnist)').choices(['iid', 'shards', 'dirichlet']).default('iid'))
+  .addOption(new Option('--num-partitions <n>', 'number of agents sharing the digits').default(1).argParser(int('--num-partitions', 1)))
+  .addOption(new Option('--partition-id <i>', 'this agent\'s partition, 0..N-1').default(0).argParser(int('--partition-id', 0)))
+  .addOption(new Option('--seed <n>', 'seed of the split: use the same on every agent').default(42).argParser(int('--seed', 0)))
+  .option('--alpha <x>', 'Dirichlet concentration for --partition dirichlet (default 0.5)', (v) => {
+    const n = Number(v);
+    if (!(n > 0)) throw new InvalidArgumentError(`--alpha must be > 0, got "${v}"`);
+    return n;
+  })
+  .addOption(new Option('--holdout <fraction>', 'share of local data kept for federated evaluation').default(0.1).argParser((v) => {
+    const n = Number(v);
+    if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`--holdout must be in [0, 1), got "${v}"`);
+    return n;
+  }))
+  .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
+  .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist
+  fedge-agent --coordinator grpc://coord:7070 --data mnist --partition shards --num-partitions 10 --partition-id 3 --seed 7
+  fedge-agent --coordinator grpc://coord:7070 --data csv:/data/local.csv --name sensor-17
+
+CSV format: one example per line, label first (integer class), then the features; an optional header line.
+IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-ubyte), optionally gzipped.`,
+  )
+  .action(async (o: Opts) => {
+    const target = grpcTarget(parseHostPort(o.coordinator, '--coordinator', 7070));
+    const ml = await import('@fedge/ml');
+    const backend = await ml.initBackend(o.backend);
+    logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend: ${backend.note}`);
+    const data = await loadLocalData({
+      spec: o.data,
+      partition: o.partition,
+      numPartitions: o.numPartitions,
+      partitionId: o.partitionId,
+      seed: o.seed,
+      holdoutFraction: o.holdout,
+      ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
+    });
+    logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n }, 'local data ready');
+    const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
+    const agent = new Agent(() => new GrpcConnection(target), data, {
+      name: o.name,
+      backend: backend.name,
+      ...(joinToken ? { joinToken } : {}),
+    });
+    const stop = (sig: string): void => {
+      logger.info({ signal: sig }, 'stopping');
+      agent.stop();
+      setTimeout(() => process.exit(0), 1000).unref();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    await agent.runForever();
+    process.exit(0);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`error${err instanceof FedgeError ? ` (${err.code})` : ''}: ${(err as Error).message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,18 @@
+/** Parses coordinator addresses (grpc://HOST:PORT or HOST:PORT) and listen addresses. */
+import { ValidationError } from './errors.js';
+
+export interface HostPort { host: string; port: number }
+
+export function parseHostPort(value: string, field: string, defaultPort?: number): HostPort {
+  const v = value.replace(/^grpc:\/\//, '').replace(/\/$/, '');
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(v);
+  const port = m?.[2] !== undefined ? Number(m[2]) : defaultPort;
+  if (!m || port === undefined || port > 65535)
+    throw new ValidationError(`${field}: "${value}" is not HOST:PORT (e.g. grpc://127.0.0.1:7070)`);
+  return { host: m[1]!, port };
+}
+
+/** The grpc-js target string for a host and port. */
+export function grpcTarget(hp: HostPort): string {
+  return `${hp.host}:${hp.port}`;
+}

@@ -1,0 +1,66 @@
+/** TypeScript shapes of the protocol messages as @grpc/proto-loader decodes them (see LOADER_OPTIONS). */
+
+export interface TensorSpecMsg { name: string; dtype: string; shape: number[] }
+
+export interface ModelHeaderMsg {
+  runId: string;
+  modelVersion: number;
+  topologyJson: string;
+  tensors: TensorSpecMsg[];
+  totalBytes: number;
+  sha256: string;
+}
+
+export interface ChunkMsg { header?: ModelHeaderMsg | null; offset: number; data: Buffer }
+
+export interface JoinRequestMsg {
+  name: string;
+  agentId: string;
+  joinToken: string;
+  backend: string;
+  agentVersion: string;
+  numExamples: number;
+  labels: Record<string, string>;
+}
+export interface JoinReplyMsg { agentId: string; sessionToken: string; coordinatorVersion: string }
+export interface TasksRequestMsg { agentId: string; sessionToken: string }
+export interface TrainConfigMsg { epochs: number; batchSize: number; learningRate: number; seed: number }
+export type TaskKind = 'train' | 'evaluate' | 'cancel';
+export interface TaskMsg {
+  taskId: string;
+  runId: string;
+  round: number;
+  modelVersion: number;
+  kind: TaskKind;
+  modelSha256: string;
+  modelBytes: number;
+  config: TrainConfigMsg;
+  deadlineUnixMs: number;
+}
+export interface FetchModelRequestMsg { agentId: string; sessionToken: string; runId: string; modelVersion: number }
+export interface ResultHeaderMsg {
+  agentId: string;
+  sessionToken: string;
+  taskId: string;
+  runId: string;
+  round: number;
+  modelVersion: number;
+  kind: 'train' | 'evaluate';
+  numExamples: number;
+  tensors: TensorSpecMsg[];
+  totalBytes: number;
+  encoding: string;
+  metrics: Record<string, number>;
+}
+export interface ResultPartMsg { header?: ResultHeaderMsg | null; chunk?: ChunkMsg | null; part?: 'header' | 'chunk' }
+export interface SubmitReplyMsg { accepted: boolean; reason: string; message: string }
+
+export interface StartRunRequestMsg { configJson: string }
+export interface RunReplyMsg { runJson: string }
+export interface ListRunsReplyMsg { runsJson: string[] }
+export interface GetRunRequestMsg { runId: string }
+export interface ListAgentsReplyMsg { agentsJson: string[] }
+export interface FetchRunModelRequestMsg { runId: string; modelVersion: number }
+
+/** Encoding of update payloads: float32 model delta (new weights minus the global model the task carried). */
+export const UPDATE_ENCODING = 'float32-delta';

@@ -1,0 +1,74 @@
+/** zod schemas for every message that crosses the network, so bad input fails with the field's name. */
+import { z } from 'zod';
+import { DTYPES, MAX_TENSORS } from './tensor.js';
+import { ValidationError } from './errors.js';
+
+const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only');
+const int = z.number().int();
+
+export const tensorSpecMsgSchema = z.object({
+  name: z.string().min(1).max(512),
+  dtype: z.enum(DTYPES, { message: `dtype must be one of ${DTYPES.join(', ')}` }),
+  shape: z.array(int.nonnegative()).max(8),
+});
+
+export const joinRequestSchema = z.object({
+  name: z.string().min(1, 'name is required').max(128),
+  agentId: z.union([z.literal(''), id]),
+  joinToken: z.string().max(1024),
+  backend: z.string().max(64),
+  agentVersion: z.string().max(64),
+  numExamples: int.nonnegative().max(1e12),
+  labels: z.record(z.string().max(128), z.string().max(1024)),
+});
+
+export const tasksRequestSchema = z.object({ agentId: id, sessionToken: z.string().min(1).max(256) });
+
+export const fetchModelRequestSchema = z.object({
+  agentId: id,
+  sessionToken: z.string().min(1).max(256),
+  runId: id,
+  modelVersion: int.nonnegative(),
+});
+
+export const resultHeaderSchema = z.object({
+  agentId: id,
+  sessionToken: z.string().min(1).max(256),
+  taskId: id,
+  runId: id,
+  round: int.nonnegative(),
+  modelVersion: int.nonnegative(),
+  kind: z.enum(['train', 'evaluate']),
+  numExamples: int.nonnegative().max(1e12),
+  tensors: z.array(tensorSpecMsgSchema).max(MAX_TENSORS),
+  totalBytes: int.nonnegative(),
+  encoding: z.string().max(64),
+  metrics: z.record(z.string().max(64), z.number()),
+});
+
+export const modelHeaderSchema = z.object({
+  runId: id,
+  modelVersion: int.nonnegative(),
+  topologyJson: z.string().min(2),
+  tensors: z.array(tensorSpecMsgSchema).min(1).max(MAX_TENSORS),
+  totalBytes: int.nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits'),
+});
+
+/** Formats the first zod issue as "path.to.field: message" for errors sent back to a peer or printed. */
+export function formatZodError(err: z.ZodError, root = ''): string {
+  return err.issues
+    .slice(0, 3)
+    .map((i) => {
+      const p = [root, ...i.path.map(String)].filter(Boolean).join('.');
+      return p ? `${p}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}
+
+/** Parses `value` with `schema`, throwing a ValidationError that names the field. */
+export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, root = ''): z.output<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new ValidationError(formatZodError(r.error, root), { cause: r.error });
+  return r.data;
+}
