@@ -11,3 +11,5 @@ export * from './dataset.js';
 export * from './mnist.js';
 export * from './partition.js';
 export * from './train.js';
+export * from './model-dir.js';
+export * from './loaders.js';
