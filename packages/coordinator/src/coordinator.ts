@@ -168,6 +168,21 @@ export class Coordinator {
     return { blob, sha256: v.sha256, version: v.version };
   }
 
+  /**
+   * A header that failed validation still names an agent and task: if its session token is valid,
+   * the rejection is recorded as that agent's failure so the round does not wait for it.
+   */
+  recordMalformed(raw: unknown, reason: string, message: string): void {
+    const h = (raw ?? {}) as Partial<Record<'agentId' | 'sessionToken' | 'runId' | 'taskId', unknown>>;
+    if (typeof h.agentId !== 'string' || typeof h.sessionToken !== 'string' || typeof h.runId !== 'string' || typeof h.taskId !== 'string') return;
+    try {
+      this.registry.verify(h.agentId, h.sessionToken);
+    } catch {
+      return;
+    }
+    this.engines.get(h.runId)?.rejectTask(h.agentId, h.taskId, reason, message);
+  }
+
   async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
     this.registry.verify(h.agentId, h.sessionToken);
     const e = this.engines.get(h.runId);

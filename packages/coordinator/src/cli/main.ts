@@ -2,10 +2,14 @@
 /** The `fedge` CLI: coordinator lifecycle (serve, demo) and noun groups for runs and agents. */
 import { Command, CommanderError } from 'commander';
 import { FedgeError } from '@fedge/proto';
-import { serveCommand } from './commands/serve.js';
-import { runCommand } from './commands/run.js';
-import { agentCommand } from './commands/agent.js';
-import { demoCommand } from './commands/demo.js';
+
+// The demo prints its own progress; the coordinator's info logs would bury it (FEDGE_LOG_LEVEL still wins).
+if (process.argv[2] === 'demo') process.env.FEDGE_LOG_LEVEL ??= 'warn';
+// Loaded after the log level is settled: the root logger reads it once at import.
+const { serveCommand } = await import('./commands/serve.js');
+const { runCommand } = await import('./commands/run.js');
+const { agentCommand } = await import('./commands/agent.js');
+const { demoCommand } = await import('./commands/demo.js');
 
 const program = new Command('fedge')
   .description('fedge: federated learning across fleets of edge devices')

@@ -98,6 +98,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     try {
       this.run.startedAt = new Date().toISOString();
       await this.registerVersion(this.global, 0);
+      await this.evaluateInitial();
       for (let r = this.run.round + 1; r <= c.rounds; r++) {
         await this.waitForAgents(r);
         if (this.stopCtl.signal.aborted) break;
@@ -130,6 +131,17 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.log.info({ status: this.run.status, version: this.global.version, message: this.run.statusMessage }, 'run ended');
     this.emit('end', this.run);
     return this.run;
+  }
+
+  /** Central accuracy of version 0, so every run shows where training started from. */
+  private async evaluateInitial(): Promise<void> {
+    if (!this.deps.evaluateCentral || !this.config.centralEvaluation || this.run.round > 0) return;
+    const ev = await this.deps.evaluateCentral(this.global.blob);
+    const v0 = this.run.versions.find((v) => v.version === 0);
+    if (v0) {
+      v0.centralLoss = ev.loss;
+      v0.centralAccuracy = ev.accuracy;
+    }
   }
 
   private async waitForAgents(round: number): Promise<void> {
@@ -173,12 +185,14 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       this.setGlobal(next);
       record.version = next.version;
       await this.registerVersion(next, r);
+      const rec = this.run.versions.find((v) => v.version === next.version);
       if (this.deps.evaluateCentral && c.centralEvaluation) {
         this.live = { ...this.live, phase: 'evaluating' };
         this.emitUpdate();
         const ev = await this.deps.evaluateCentral(next.blob);
         record.centralLoss = ev.loss;
         record.centralAccuracy = ev.accuracy;
+        if (rec) Object.assign(rec, { centralLoss: ev.loss, centralAccuracy: ev.accuracy });
       }
     } else {
       record.status = 'failed';
@@ -340,6 +354,13 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     });
     inv.abortUpload = (why) => sink.abort(why);
     return sink;
+  }
+
+  /** Rejects an agent's current task (used when its result header could not even be parsed). */
+  rejectTask(agentId: string, taskId: string, reason: string, message: string): void {
+    const round = this.current;
+    const inv = round?.invitees.get(agentId);
+    if (round && inv && inv.task.taskId === taskId) this.failParticipant(round, agentId, reason, message);
   }
 
   private failParticipant(round: OpenRound, agentId: string, reason: string, message: string, outcome: 'rejected' | 'dropped' = 'rejected'): void {

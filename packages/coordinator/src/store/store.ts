@@ -48,6 +48,8 @@ export interface ModelVersionRecord {
   round: number;
   parent?: number;
   createdAt: string;
+  centralLoss?: number;
+  centralAccuracy?: number;
 }
 
 export interface RunRecord {

@@ -132,6 +132,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           rounds: final.rounds.length,
           finalAccuracy: last?.centralAccuracy ?? last?.federatedAccuracy ?? null,
           federatedAccuracy: last?.federatedAccuracy ?? null,
+          initialAccuracy: final.versions.find((v) => v.version === 0)?.centralAccuracy ?? null,
           wallSeconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
           modelPath: final.modelPath ?? null,
           agentBackends: [...new Set(coord.listAgents().map((a) => a.backend))],

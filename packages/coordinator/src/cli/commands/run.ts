@@ -22,6 +22,7 @@ export function runSummary(r: RunView): Record<string, unknown> {
     rounds: r.config.rounds,
     modelVersion: r.modelVersion,
     accuracy: latestAccuracy(r),
+    initialAccuracy: r.versions.find((v) => v.version === 0)?.centralAccuracy,
     elapsedSeconds: timing(r).elapsed,
     modelPath: r.modelPath,
     config: r.config,

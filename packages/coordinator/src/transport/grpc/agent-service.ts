@@ -113,7 +113,13 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
           if (!headerSeen) {
             if (!part.header) throw new RejectedUpdateError('malformed', 'the first message must be a header');
             headerSeen = true;
-            const header = parseOrThrow(resultHeaderSchema, part.header, 'header');
+            let header;
+            try {
+              header = parseOrThrow(resultHeaderSchema, part.header, 'header');
+            } catch (err) {
+              coord.recordMalformed(part.header, 'malformed', (err as Error).message);
+              throw err;
+            }
             // Hold further chunks until the coordinator has a staging slot for this upload.
             call.pause();
             coord.beginUpload(header).then(

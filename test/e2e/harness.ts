@@ -1,0 +1,96 @@
+/** Starts real fedge processes (coordinator, agents, CLI) on loopback for end-to-end tests, and cleans them up. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const FEDGE = path.join(root, 'packages/coordinator/dist/cli/main.js');
+export const FEDGE_AGENT = path.join(root, 'packages/edge-agent/dist/cli/main.js');
+
+export interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves with the first line matching `re` (rejects after `ms`). */
+  waitFor: (re: RegExp, ms?: number) => Promise<string>;
+  exited: Promise<number | null>;
+}
+
+const live = new Set<ChildProcess>();
+
+export function startProcess(script: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FEDGE_LOG_LEVEL: 'info', ...env },
+  });
+  live.add(child);
+  let out = '';
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  const onData = (b: Buffer): void => {
+    out += b.toString();
+    for (const w of [...waiters]) {
+      const line = out.split('\n').find((l) => w.re.test(l));
+      if (line) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => {
+    live.delete(child);
+    r(code);
+  }));
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitFor: (re, ms = 60_000) =>
+      new Promise((resolve, reject) => {
+        const line = out.split('\n').find((l) => re.test(l));
+        if (line) return resolve(line);
+        const t = setTimeout(() => reject(new Error(`timed out waiting for ${re} in output:\n${out.slice(-3000)}`)), ms);
+        waiters.push({ re, resolve: (l) => { clearTimeout(t); resolve(l); } });
+        void exited.then((code) => reject(new Error(`process exited (${code}) before ${re}:\n${out.slice(-3000)}`)));
+      }),
+  };
+}
+
+/** Starts `fedge serve` on an ephemeral loopback port and returns its address. */
+export async function startCoordinator(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Proc & { address: string }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'fedge-e2e-'));
+  const p = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs], env);
+  const line = await p.waitFor(/coordinator ready on/);
+  const address = /ready on ([\d.]+:\d+)/.exec(line)![1]!;
+  return { ...p, address };
+}
+
+export function startAgent(address: string, args: string[]): Proc {
+  return startProcess(FEDGE_AGENT, ['--coordinator', `grpc://${address}`, '--data', 'mnist', ...args]);
+}
+
+/** Runs a fedge CLI command to completion and returns its exit code and output. */
+export async function fedge(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [FEDGE, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  live.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  live.delete(child);
+  return { code, stdout, stderr };
+}
+
+/** Parses the last line of stdout as JSON (the CLI's --format json contract). */
+export function lastJson<T = Record<string, unknown>>(stdout: string): T {
+  const lines = stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!) as T;
+}
+
+export function killAll(): void {
+  for (const c of live) c.kill('SIGKILL');
+  live.clear();
+}
