@@ -4,12 +4,25 @@ import { ValidationError } from '@fedge/proto';
 
 export const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 
-const modelSchema = z.union([
-  z.enum(BUILTIN_MODEL_NAMES, { message: `model: use one of ${BUILTIN_MODEL_NAMES.join(', ')} or { "path": "model.json" }` }),
-  z.strictObject({
-    path: z.string().min(1, 'model.path: give the path of a tfjs model.json on the coordinator'),
-  }),
-]);
+type BuiltinModelName = (typeof BUILTIN_MODEL_NAMES)[number];
+const MODEL_HINT = `use one of ${BUILTIN_MODEL_NAMES.join(', ')} or { "path": "model.json" }`;
+const modelPathSchema = z.strictObject({
+  path: z.string().min(1, 'model.path: give the path of a tfjs model.json on the coordinator'),
+});
+
+/** A union would report only "Invalid input"; checking the form first gives a message for each form. */
+const modelSchema = z.unknown().transform((v, ctx): BuiltinModelName | { path: string } => {
+  if (v === undefined) return 'mnist-mlp';
+  if (typeof v === 'string') {
+    if ((BUILTIN_MODEL_NAMES as readonly string[]).includes(v)) return v as BuiltinModelName;
+    ctx.addIssue({ code: 'custom', message: `model: unknown model "${v}"; ${MODEL_HINT}` });
+    return z.NEVER;
+  }
+  const r = modelPathSchema.safeParse(v);
+  if (r.success) return r.data;
+  for (const i of r.error.issues) ctx.addIssue({ code: 'custom', message: i.path.length ? `model.${i.path.join('.')}: ${i.message}` : `model: ${MODEL_HINT}`, path: i.path });
+  return z.NEVER;
+});
 
 export const runConfigSchema = z.strictObject({
   name: z.string().min(1).max(128).optional(),
