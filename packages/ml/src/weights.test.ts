@@ -103,7 +103,7 @@ describe('model directories', () => {
         }),
     };
     const loaded = await tf.loadLayersModel(handler);
-    expect(getWeights(loaded).weights).toEqual(getWeights(m).weights);
+    expectSameFloats(getWeights(loaded).weights, getWeights(m).weights);
     m.dispose();
     loaded.dispose();
   });
