@@ -43,6 +43,9 @@ export const MAX_MESSAGE_BYTES = 8 << 20;
  */
 export const FLOW_CONTROL_WINDOW = 16 << 20;
 
+/** Largest HTTP/2 frame a receiver accepts (the protocol maximum); fewer frames per 1 MiB chunk. */
+export const MAX_FRAME = 2 ** 24 - 1;
+
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,

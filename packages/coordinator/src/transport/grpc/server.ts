@@ -1,7 +1,7 @@
 /** Starts the gRPC server that serves both the agent-facing and the admin-facing service. */
 import * as grpc from '@grpc/grpc-js';
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
-import { FLOW_CONTROL_WINDOW, SERVER_OPTIONS, loadServices } from '@fedge/proto';
+import { FLOW_CONTROL_WINDOW, MAX_FRAME, SERVER_OPTIONS, loadServices } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
 import { agentServiceHandlers } from './agent-service.js';
 import { adminServiceHandlers } from './admin-service.js';
@@ -55,7 +55,7 @@ function raiseReceiveWindow(server: grpc.Server): void {
     h2.on('session', (session: ServerHttp2Session) => {
       try {
         session.setLocalWindowSize(FLOW_CONTROL_WINDOW);
-        session.settings({ initialWindowSize: Math.min(FLOW_CONTROL_WINDOW, 2 ** 31 - 1) });
+        session.settings({ initialWindowSize: FLOW_CONTROL_WINDOW, maxFrameSize: MAX_FRAME });
       } catch (err) {
         log.debug({ err }, 'could not raise the HTTP/2 window');
       }
