@@ -91,7 +91,7 @@ describe('fedge wasm training kernels match the cpu backend', () => {
       const x = tf.sigmoid(det([2, 784], 0.05));
       const y = tf.oneHot(tf.tensor1d([3, 7], 'int32'), 10);
       const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor) as tf.Scalar);
-      const out = model.trainableWeights.map((w) => grads[w.read().name]!);
+      const out = model.trainableWeights.map((w) => grads[(w.read() as tf.Variable).name]!);
       model.dispose();
       return out;
     });
@@ -105,7 +105,7 @@ describe('fedge wasm training kernels match the cpu backend', () => {
     const x = det([4, 784], 0.1);
     const y = tf.tidy(() => tf.oneHot(tf.tensor1d([1, 2, 3, 4], 'int32'), 10));
     const opt = tf.train.sgd(0.01);
-    for (let i = 0; i < 3; i++) tf.dispose(opt.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor) as tf.Scalar, true));
+    for (let i = 0; i < 3; i++) tf.dispose(opt.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor) as tf.Scalar, true)!);
     expect(getWeights(model).weights.length).toBe(1_663_370);
     tf.dispose([x, y]);
     opt.dispose();
