@@ -1,6 +1,16 @@
 /** End to end over real gRPC: a coordinator process, agent processes and the fedge CLI federate real MNIST digits. */
 import { afterAll, describe, expect, it } from 'vitest';
+import { createServer } from 'node:net';
 import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 interface RunJson {
   id: string;
@@ -78,4 +88,21 @@ describe('federation over gRPC', () => {
     expect(run.metrics[0]!.seconds).toBeLessThan(60);
     expect(run.metrics[1]!.completed).toBe(2);
   }, 240_000);
+
+  it('an agent reconnects with backoff after the coordinator restarts', async () => {
+    const port = await freePort();
+    const first = await startCoordinator(['--listen', `127.0.0.1:${port}`]);
+    const agent = startAgent(first.address, ['--name', 'phoenix']);
+    await agent.waitFor(/joined coordinator/);
+    first.child.kill('SIGKILL');
+    await agent.waitFor(/retrying/);
+    const second = await startCoordinator(['--listen', `127.0.0.1:${port}`]);
+    let listed: { name: string; status: string }[] = [];
+    for (let i = 0; i < 60 && !listed.some((a) => a.name === 'phoenix' && a.status === 'online'); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      listed = JSON.parse((await fedge(['agent', 'list', '--coordinator', second.address, '--format', 'json'])).stdout) as typeof listed;
+    }
+    expect(listed).toContainEqual(expect.objectContaining({ name: 'phoenix', status: 'online' }));
+    expect(agent.output().match(/joined coordinator/g)!.length).toBe(2);
+  }, 120_000);
 });

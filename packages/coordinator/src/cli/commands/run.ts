@@ -1,6 +1,7 @@
 /** `fedge run start|list|show|stop`: launch and manage federated runs on a coordinator. */
 import { Command } from 'commander';
 import type { RunView } from '../../coordinator.js';
+import { parseRunConfig } from '../../config/run-config.js';
 import { duration, num, pct, printJson, table } from '../format.js';
 import { ProgressPrinter, statusLine, timing } from '../progress.js';
 import { addRunFlags, buildRunConfig, type RunFlags } from '../run-flags.js';
@@ -74,6 +75,8 @@ A config file holds the same options, e.g.:
     ),
   ).action(async (opts: AdminOpts & RunFlags & { watch?: boolean }) => {
     const config = buildRunConfig(opts);
+    // Fail fast, before any network call, with the same schema the coordinator applies.
+    parseRunConfig(config);
     await withClient(opts, async (c) => {
       const started = await c.startRun(config);
       if (!opts.watch) {
