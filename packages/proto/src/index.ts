@@ -6,3 +6,5 @@ export * from './schemas.js';
 export * from './chunking.js';
 export * from './grpc-loader.js';
 export * from './address.js';
+export * from './clip.js';
+export * from './gaussian.js';

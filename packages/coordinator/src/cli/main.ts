@@ -10,6 +10,7 @@ const { serveCommand } = await import('./commands/serve.js');
 const { runCommand } = await import('./commands/run.js');
 const { agentCommand } = await import('./commands/agent.js');
 const { demoCommand } = await import('./commands/demo.js');
+const { privacyCommand } = await import('./commands/privacy.js');
 
 const program = new Command('fedge')
   .description('fedge: federated learning across fleets of edge devices')
@@ -24,12 +25,14 @@ Examples:
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --partition iid --num-partitions 3 --partition-id 0
   fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch
   fedge run list
-  fedge agent list --format json`,
+  fedge agent list --format json
+  fedge privacy epsilon --sampling-rate 0.1 --noise-multiplier 1.1 --steps 100 --delta 1e-5`,
   );
 program.addCommand(serveCommand());
 program.addCommand(runCommand());
 program.addCommand(agentCommand());
 program.addCommand(demoCommand());
+program.addCommand(privacyCommand());
 program.exitOverride();
 
 try {
