@@ -39,7 +39,7 @@ export function addRunFlags(cmd: Command): Command {
     .option('--epochs <n>', 'local epochs per round', intArg('--epochs'))
     .option('--batch-size <n>', 'local batch size', intArg('--batch-size'))
     .option('--lr <x>', 'local SGD learning rate', numArg('--lr'))
-    .option('--deadline <seconds>', 'round deadline; late agents are recorded as timeouts', numArg('--deadline'))
+    .option('--deadline <seconds>', 'round deadline in seconds; agents still training then are recorded as late', numArg('--deadline'))
     .option('--seed <n>', 'seed for agent sampling and local shuffling', intArg('--seed'));
 }
 

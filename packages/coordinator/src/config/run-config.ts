@@ -48,6 +48,35 @@ export const runConfigSchema = z.strictObject({
   waitForAgentsSeconds: z.number().positive().max(7 * 24 * 3600).default(3600),
   centralEvaluation: z.boolean().default(true),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+  /** Stop as soon as the global model reaches this accuracy (central evaluation, else federated). */
+  targetAccuracy: z.number().gt(0).max(1).optional(),
+  mode: z.enum(['sync', 'async'], { message: 'mode: use "sync" (rounds) or "async" (buffered, FedBuff)' }).default('sync'),
+  sync: z
+    .strictObject({
+      /** Invite this fraction more agents than needed and close the round on the first results that suffice. */
+      overSelection: z.number().min(0).max(10).default(0),
+      /** What happens to a result that arrives after its round closed. */
+      lateResults: z.enum(['discard', 'next-round'], { message: 'sync.lateResults: use "discard" or "next-round"' }).default('discard'),
+    })
+    .default({ overSelection: 0, lateResults: 'discard' }),
+  async: z
+    .strictObject({
+      /** K: a new global version is made from every K accepted updates. */
+      bufferSize: z.number().int().min(1).max(100_000).default(3),
+      /** Agents training at once; default: every available agent. */
+      concurrency: z.number().int().min(1).max(1_000_000).optional(),
+      /** Updates more than this many versions behind are rejected. */
+      maxStaleness: z.number().int().min(0).max(1_000_000).default(20),
+    })
+    .default({ bufferSize: 3, maxStaleness: 20 }),
+  /** Discount of late (sync next-round) and stale (async) updates by how many versions behind they are. */
+  staleness: z
+    .discriminatedUnion('fn', [
+      z.strictObject({ fn: z.literal('constant') }),
+      z.strictObject({ fn: z.literal('polynomial'), a: z.number().min(0).max(100).default(0.5) }),
+      z.strictObject({ fn: z.literal('hinge'), a: z.number().min(0).max(100).default(10), b: z.number().int().min(0).default(4) }),
+    ], { message: 'staleness.fn: use "constant", "polynomial" or "hinge"' })
+    .default({ fn: 'polynomial', a: 0.5 }),
 });
 
 export type RunConfigInput = z.input<typeof runConfigSchema>;

@@ -1,4 +1,4 @@
-/** State of one open round: who was invited, what each returned, and when the round may close. */
+/** State of one open round (sync) or buffer fill (async): who was invited, what each returned, when it may close. */
 import type { TaskMsg } from '@fedge/proto';
 import type { Participant, ParticipantOutcome } from '../store/store.js';
 import type { AcceptedResult, CandidateAgent, FailedResult } from '../strategy/strategy.js';
@@ -10,9 +10,13 @@ export interface Invitee {
   task: TaskMsg;
   state: LiveState;
   sentAt: number;
+  /** The global version the task trained from (differs from the round's base for late or async updates). */
+  baseVersion: number;
   participant?: Participant;
   abortUpload?: (reason: string) => void;
 }
+
+export type CloseReason = 'deadline' | 'enough' | 'stopped';
 
 export class OpenRound {
   readonly invitees = new Map<string, Invitee>();
@@ -20,16 +24,21 @@ export class OpenRound {
   readonly failures: FailedResult[] = [];
   readonly startedAt = new Date();
   open = true;
+  closedBy: CloseReason | undefined;
   bytesReceived = 0;
   bytesSent = 0;
   private settle!: () => void;
   readonly settled = new Promise<void>((r) => (this.settle = r));
 
+  /**
+   * @param targetResults close as soon as this many results are accepted (over-selection); Infinity waits for all
+   */
   constructor(
     readonly round: number,
     readonly kind: 'train' | 'evaluate',
     readonly baseVersion: number,
     readonly deadline: number,
+    readonly targetResults = Infinity,
   ) {}
 
   /** Records a participant's outcome once; later reports for the same agent are ignored. */
@@ -41,22 +50,40 @@ export class OpenRound {
     delete inv.abortUpload;
     if (accepted) this.accepted.push(accepted);
     else if (p.outcome !== 'completed') this.failures.push({ agentId, outcome: p.outcome, reason: p.reason ?? 'unknown' });
+    if (this.accepted.length >= this.targetResults) {
+      this.closedBy ??= 'enough';
+      this.settle();
+    }
     if ([...this.invitees.values()].every((i) => i.participant)) this.settle();
     return true;
   }
 
-  /** Closes the round: pending invitees become timeouts and uploads in progress are aborted. */
-  close(reason: 'deadline' | 'stopped'): void {
+  /** Adds a result that was not invited to this round (a late result folded in from an earlier one). */
+  addExtra(inv: Invitee): void {
+    this.invitees.set(inv.agent.id, inv);
+  }
+
+  /** Invitees still working when the round closes. */
+  pending(): Invitee[] {
+    return [...this.invitees.values()].filter((i) => !i.participant);
+  }
+
+  /**
+   * Closes the round. Uploads in progress are aborted; agents still training are recorded as late
+   * (or dropped when the run stops). `onLate` decides what becomes of them (discard or carry over).
+   */
+  close(reason: CloseReason, lateReason?: (inv: Invitee) => string): void {
     if (!this.open) return;
     this.open = false;
-    for (const [id, inv] of this.invitees) {
-      if (inv.participant) continue;
-      inv.abortUpload?.(reason);
-      this.resolve(id, {
-        agentId: id,
+    this.closedBy ??= reason;
+    for (const inv of this.pending()) {
+      inv.abortUpload?.(reason === 'stopped' ? 'run stopped' : 'round closed');
+      const why = this.closedBy === 'deadline' ? 'round deadline passed' : this.closedBy === 'enough' ? 'round closed with enough results' : 'run stopped';
+      this.resolve(inv.agent.id, {
+        agentId: inv.agent.id,
         name: inv.agent.name,
-        outcome: reason === 'deadline' ? 'timeout' : 'dropped',
-        reason: reason === 'deadline' ? 'round deadline passed' : 'run stopped',
+        outcome: reason === 'stopped' ? 'dropped' : 'late',
+        reason: lateReason ? `${why}; ${lateReason(inv)}` : why,
       });
     }
     this.settle();

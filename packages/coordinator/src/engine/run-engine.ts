@@ -1,4 +1,7 @@
-/** Drives one run: synchronous FedAvg rounds over numbered global versions, streaming aggregation, failures as data. */
+/**
+ * Drives one run over numbered global versions: synchronous FedAvg rounds (deadline, over-selection, late-result
+ * policy) or asynchronous buffered aggregation (FedBuff). Aggregation streams; failures are recorded as data.
+ */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import {
@@ -12,13 +15,15 @@ import {
   type TensorSpec,
 } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
-import type { RoundRecord, RunRecord, Store } from '../store/store.js';
-import type { Strategy } from '../strategy/strategy.js';
-import { weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
+import type { Participant, RoundRecord, RunRecord, Store } from '../store/store.js';
+import type { CandidateAgent, Strategy } from '../strategy/strategy.js';
+import { applyDelta, sampleAgents, weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
+import { buffedStep } from '../strategy/fedbuff.js';
+import { stalenessHistogram, stalenessWeight } from '../strategy/staleness.js';
 import { StreamingFedAvg } from '../strategy/aggregate.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { makeGlobalModel, type GlobalModel } from './global-model.js';
-import { OpenRound } from './round.js';
+import { OpenRound, type Invitee } from './round.js';
 import { StagedUpload, type UploadSink } from './upload.js';
 import { createRng } from './rng.js';
 import { moduleLogger, type Logger } from '../log.js';
@@ -38,6 +43,9 @@ export interface LiveView {
   round: number;
   deadline?: number;
   participants: { agentId: string; name: string; state: string }[];
+  /** Async mode: updates in the buffer and tasks in flight. */
+  buffered?: number;
+  inFlight?: number;
 }
 
 /** Reasons that a metric reported by an agent cannot be trusted. */
@@ -50,12 +58,19 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   readonly run: RunRecord;
   private global!: GlobalModel;
   private readonly versions = new Map<number, GlobalModel>();
+  /** The open round (sync) or the buffer being filled (async). */
   private current: OpenRound | undefined;
   private readonly agg: StreamingFedAvg;
   private readonly stopCtl = new AbortController();
   private readonly log: Logger;
   private readonly specs: TensorSpec[];
   private readonly rng: () => number;
+  /** Sync: tasks of closed rounds whose results may still be folded into the next round. Async: tasks in flight. */
+  private readonly outstanding = new Map<string, Invitee>();
+  private readonly evalSums = new Map<number, { loss: number; acc: number; n: number }>();
+  private targetHit = false;
+  private asyncStep: { done: Promise<void>; resolve: () => void } | undefined;
+  private filling = false;
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
 
   constructor(run: RunRecord, initial: ModelBlob, private readonly deps: RunEngineDeps) {
@@ -86,10 +101,15 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.run.statusMessage = reason;
     this.stopCtl.abort(new Error(reason));
     this.current?.close('stopped');
+    this.asyncStep?.resolve();
   }
 
   isFinished(): boolean {
     return ['completed', 'failed', 'stopped'].includes(this.run.status);
+  }
+
+  private get done(): boolean {
+    return this.stopCtl.signal.aborted || this.targetHit;
   }
 
   /** Runs every round; resolves when the run ends (never rejects: failures end up in the run record). */
@@ -99,16 +119,24 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       this.run.startedAt = new Date().toISOString();
       await this.registerVersion(this.global, 0);
       await this.evaluateInitial();
-      for (let r = this.run.round + 1; r <= c.rounds; r++) {
-        await this.waitForAgents(r);
-        if (this.stopCtl.signal.aborted) break;
-        await this.trainRound(r);
+      if (c.mode === 'async') await this.asyncLoop();
+      else {
+        for (let r = this.run.round + 1; r <= c.rounds && !this.done; r++) {
+          await this.waitForAgents(r);
+          if (this.done) break;
+          await this.trainRound(r);
+        }
       }
+      this.cancelOutstanding('run finished');
       if (!this.stopCtl.signal.aborted) await this.finalEvaluation();
       if (this.stopCtl.signal.aborted) this.run.status = 'stopped';
       else {
         this.run.status = 'completed';
-        this.run.statusMessage = `completed ${this.run.rounds.filter((x) => x.status === 'completed').length} of ${c.rounds} rounds`;
+        const n = this.run.rounds.filter((x) => x.status === 'completed').length;
+        const unit = c.mode === 'async' ? 'aggregation steps' : 'rounds';
+        this.run.statusMessage = this.run.reachedTarget
+          ? `reached target accuracy ${c.targetAccuracy} at version ${this.run.reachedTarget.version} (${this.run.reachedTarget.accuracy.toFixed(4)})`
+          : `completed ${n} of ${c.rounds} ${unit}`;
       }
     } catch (err) {
       if (this.stopCtl.signal.aborted) this.run.status = 'stopped';
@@ -118,6 +146,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         this.log.error({ err }, 'run failed');
       }
     } finally {
+      this.cancelOutstanding('run ended');
       this.agg.dispose();
     }
     try {
@@ -161,97 +190,64 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     }
   }
 
+  // ---------------------------------------------------------------- synchronous rounds
+
   private async trainRound(r: number): Promise<void> {
     const c = this.config;
     this.run.status = 'running';
     this.run.statusMessage = `round ${r}/${c.rounds}`;
-    const chosen = this.deps.strategy.selectAgents(this.deps.registry.available(), this.rng);
-    const round = this.openRound(r, 'train', chosen, c.roundDeadlineSeconds);
-    this.log.info({ round: r, agents: chosen.map((a) => a.name), baseVersion: round.baseVersion }, 'round started');
+    const available = this.deps.registry.available();
+    const chosen = this.deps.strategy.selectAgents(available, this.rng);
+    // Over-selection: invite extra agents and close on the first results that suffice (Bonawitz et al. 2019).
+    const rest = available.filter((a) => !chosen.includes(a));
+    const extra = c.sync.overSelection > 0 ? sampleAgents(rest, 0, Math.ceil(chosen.length * c.sync.overSelection), this.rng) : [];
+    const target = c.sync.overSelection > 0 ? chosen.length : Infinity;
+    const round = this.openRound(r, 'train', [...chosen, ...extra], c.roundDeadlineSeconds, target);
+    this.log.info({ round: r, agents: [...chosen, ...extra].map((a) => a.name), target, baseVersion: round.baseVersion }, 'round started');
     await round.settled;
-    round.close('deadline'); // idempotent; marks stragglers if the deadline fired first
+    round.close('deadline');
     this.current = undefined;
+    // Late results carried from the round before this one had their chance; stop waiting for them.
+    for (const [id, inv] of this.outstanding) if (inv.task.round < r) this.dropOutstanding(id, inv, 'not back by the end of the next round');
 
     this.live = { ...this.live, phase: 'aggregating' };
     const t0 = performance.now();
     const outcome = this.deps.strategy.aggregate(this.global.blob.weights, this.aggView(), round.accepted, round.failures);
-    const aggregationMs = performance.now() - t0;
     const record = this.roundRecord(round);
-    record.aggregationMs = aggregationMs;
-    this.attachFederatedEval(round);
-
-    if (outcome.ok) {
-      const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights: outcome.weights });
-      this.setGlobal(next);
-      record.version = next.version;
-      await this.registerVersion(next, r);
-      const rec = this.run.versions.find((v) => v.version === next.version);
-      if (this.deps.evaluateCentral && c.centralEvaluation) {
-        this.live = { ...this.live, phase: 'evaluating' };
-        this.emitUpdate();
-        const ev = await this.deps.evaluateCentral(next.blob);
-        record.centralLoss = ev.loss;
-        record.centralAccuracy = ev.accuracy;
-        if (rec) Object.assign(rec, { centralLoss: ev.loss, centralAccuracy: ev.accuracy });
-      }
-    } else {
+    record.aggregationMs = performance.now() - t0;
+    if (outcome.ok) await this.publishVersion(outcome.weights, record);
+    else {
       record.status = 'failed';
       record.reason = outcome.reason;
       this.log.warn({ round: r, reason: outcome.reason }, 'round produced no new model');
     }
-    this.run.rounds.push(record);
-    this.run.round = r;
-    this.run.modelVersion = this.global.version;
-    this.log.info(
-      {
-        round: r,
-        version: record.version,
-        completed: round.accepted.length,
-        failed: round.failures.length,
-        trainLoss: record.trainLoss,
-        centralAccuracy: record.centralAccuracy,
-        seconds: record.seconds,
-      },
-      'round ended',
-    );
-    await this.persist();
+    await this.finishRecord(record, round);
   }
 
-  /** Asks agents to evaluate the final model so the last round gets federated metrics too. */
-  private async finalEvaluation(): Promise<void> {
-    const last = this.run.rounds.at(-1);
-    if (!last?.version) return;
-    const chosen = this.deps.strategy.selectAgents(this.deps.registry.available(), this.rng);
-    if (chosen.length === 0) return;
-    const round = this.openRound(last.round, 'evaluate', chosen, Math.min(this.config.roundDeadlineSeconds, 300));
-    await round.settled;
-    round.close('deadline');
-    this.current = undefined;
-    this.attachFederatedEval(round);
-    await this.persist();
+  /** What becomes of an agent still training when its round closes: carried to the next round, or cancelled. */
+  private lateHandler(inv: Invitee): string {
+    if (this.config.mode === 'sync' && this.config.sync.lateResults === 'next-round' && !this.stopCtl.signal.aborted) {
+      this.outstanding.set(inv.agent.id, inv);
+      return 'its result will be folded into the next round';
+    }
+    this.deps.registry.cancel(inv.agent.id, inv.task);
+    return 'result discarded';
   }
 
-  private openRound(r: number, kind: 'train' | 'evaluate', chosen: { id: string; name: string; numExamples: number }[], deadlineSeconds: number): OpenRound {
+  private openRound(r: number, kind: 'train' | 'evaluate', chosen: CandidateAgent[], deadlineSeconds: number, target = Infinity): OpenRound {
     this.agg.reset();
     const deadline = Date.now() + deadlineSeconds * 1000;
-    const round = new OpenRound(r, kind, this.global.version, deadline);
+    const round = new OpenRound(r, kind, this.global.version, deadline, target);
     this.current = round;
-    const timer = setTimeout(() => round.close('deadline'), deadlineSeconds * 1000);
-    void round.settled.then(() => clearTimeout(timer));
-    const c = this.config;
+    const timer = setTimeout(() => round.close('deadline', (inv) => this.lateHandler(inv)), deadlineSeconds * 1000);
+    void round.settled.then(() => {
+      clearTimeout(timer);
+      // Closing here (not later in the loop) means no result can slip in between "enough" and aggregation.
+      if (round.open && round.closedBy === 'enough') round.close('enough', (inv) => this.lateHandler(inv));
+    });
     chosen.forEach((agent, i) => {
-      const task: TaskMsg = {
-        taskId: `${this.run.id}.${kind}.${r}.${randomUUID().slice(0, 8)}`,
-        runId: this.run.id,
-        round: r,
-        modelVersion: this.global.version,
-        kind,
-        modelSha256: this.global.sha256,
-        modelBytes: this.global.bytes.byteLength,
-        config: { epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed * 7919 + r * 101 + i },
-        deadlineUnixMs: deadline,
-      };
-      round.invitees.set(agent.id, { agent, task, state: 'invited', sentAt: Date.now() });
+      const task = this.makeTask(kind, r, i, deadline);
+      round.invitees.set(agent.id, { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: this.global.version });
       if (!this.deps.registry.assign(agent.id, task))
         round.resolve(agent.id, { agentId: agent.id, name: agent.name, outcome: 'dropped', reason: 'agent unavailable when the task was sent' });
     });
@@ -261,15 +257,150 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     return round;
   }
 
+  private makeTask(kind: 'train' | 'evaluate', r: number, i: number, deadline: number): TaskMsg {
+    const c = this.config;
+    return {
+      taskId: `${this.run.id}.${kind}.${r}.${randomUUID().slice(0, 8)}`,
+      runId: this.run.id,
+      round: r,
+      modelVersion: this.global.version,
+      kind,
+      modelSha256: this.global.sha256,
+      modelBytes: this.global.bytes.byteLength,
+      config: { epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed * 7919 + r * 101 + i },
+      deadlineUnixMs: deadline,
+    };
+  }
+
+  /** Asks agents to evaluate the final model so the last version gets federated metrics too. */
+  private async finalEvaluation(): Promise<void> {
+    const last = this.run.rounds.at(-1);
+    if (!last?.version) return;
+    const chosen = this.deps.strategy.selectAgents(this.deps.registry.available(), this.rng);
+    if (chosen.length === 0) return;
+    const round = this.openRound(last.round, 'evaluate', chosen, Math.min(this.config.roundDeadlineSeconds, 300));
+    await round.settled;
+    round.close('deadline');
+    this.current = undefined;
+    for (const a of round.accepted) this.noteEval(round.baseVersion, a.metrics);
+    await this.persist();
+  }
+
+  // ---------------------------------------------------------------- asynchronous buffered aggregation
+
+  /** FedBuff: agents train continuously; every K accepted updates make a new version. */
+  private async asyncLoop(): Promise<void> {
+    const c = this.config;
+    this.run.status = 'running';
+    this.current = new OpenRound(1, 'train', this.global.version, Infinity, c.async.bufferSize);
+    this.agg.reset();
+    const fill = (): void => this.fillAsync();
+    this.deps.registry.on('changed', fill);
+    try {
+      while (!this.done && this.run.rounds.length < c.rounds) {
+        let resolve!: () => void;
+        const done = new Promise<void>((r) => (resolve = r));
+        this.asyncStep = { done, resolve };
+        this.fillAsync();
+        await done;
+      }
+    } finally {
+      this.deps.registry.off('changed', fill);
+      this.asyncStep = undefined;
+      this.current = undefined;
+    }
+  }
+
+  /** Keeps `concurrency` agents training on the newest version. */
+  private fillAsync(): void {
+    if (this.filling || this.done || !this.current || this.config.mode !== 'async') return;
+    this.filling = true;
+    try {
+      const limit = this.config.async.concurrency ?? Infinity;
+      const free = sampleAgents(
+        this.deps.registry.available().filter((a) => !this.outstanding.has(a.id)),
+        1,
+        0,
+        this.rng,
+      );
+      for (const agent of free) {
+        if (this.outstanding.size >= limit) break;
+        const deadline = Date.now() + this.config.roundDeadlineSeconds * 1000;
+        const task = this.makeTask('train', this.current.round, this.outstanding.size, deadline);
+        const inv: Invitee = { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: this.global.version };
+        this.outstanding.set(agent.id, inv);
+        if (!this.deps.registry.assign(agent.id, task)) {
+          this.outstanding.delete(agent.id);
+          continue;
+        }
+        setTimeout(() => {
+          if (this.outstanding.get(agent.id) === inv) this.asyncFailure(inv, 'late', `no result within roundDeadlineSeconds (${this.config.roundDeadlineSeconds}s)`);
+        }, this.config.roundDeadlineSeconds * 1000).unref();
+      }
+    } finally {
+      this.filling = false;
+    }
+    this.refreshLive();
+  }
+
+  /** Records an async task's failure in the buffer being filled and frees the agent. */
+  private asyncFailure(inv: Invitee, outcome: 'late' | 'dropped' | 'rejected', reason: string): void {
+    if (this.outstanding.get(inv.agent.id) !== inv) return;
+    this.outstanding.delete(inv.agent.id);
+    inv.abortUpload?.(reason);
+    if (outcome === 'dropped') this.deps.registry.release(inv.agent.id, inv.task.taskId, false);
+    else this.deps.registry.cancel(inv.agent.id, inv.task);
+    const buf = this.current;
+    if (buf) {
+      buf.addExtra({ ...inv, state: 'invited' });
+      buf.resolve(inv.agent.id, { agentId: inv.agent.id, name: inv.agent.name, outcome, reason, baseVersion: inv.baseVersion });
+    }
+    this.log.warn({ agentId: inv.agent.id, name: inv.agent.name, outcome, reason }, 'async task failed');
+    queueMicrotask(() => this.fillAsync());
+  }
+
+  /** Cuts a new version from exactly K folded updates; runs synchronously inside the K-th commit. */
+  private cutAsyncVersion(): void {
+    const buf = this.current!;
+    buf.open = false;
+    const t0 = performance.now();
+    const examples = buf.accepted.reduce((s, a) => s + a.numExamples, 0);
+    const step = buffedStep(this.agg.result(), this.agg.totalWeight, examples);
+    const weights = applyDelta(this.global.blob.weights, step, this.config.strategy.serverLearningRate);
+    this.agg.reset();
+    const record = this.roundRecord(buf);
+    record.aggregationMs = performance.now() - t0;
+    const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
+    // The new version exists before anything else is committed, so later updates see their true staleness.
+    this.setGlobal(next);
+    record.version = next.version;
+    this.current = new OpenRound(buf.round + 1, 'train', next.version, Infinity, this.config.async.bufferSize);
+    void (async () => {
+      await this.registerVersion(next, buf.round);
+      await this.evaluateVersion(next, record);
+      await this.finishRecord(record, buf);
+      if (this.run.rounds.length >= this.config.rounds || this.targetHit) this.asyncStep?.resolve();
+    })().catch((err: unknown) => this.log.error({ err }, 'finishing a version failed'));
+    this.fillAsync();
+  }
+
+  // ---------------------------------------------------------------- uploads
+
   /** Called by the coordinator when an agent disconnects: its pending task fails, the round goes on. */
   agentGone(agentId: string, reason: string): void {
+    const carried = this.outstanding.get(agentId);
+    if (carried && this.config.mode === 'async') {
+      this.asyncFailure(carried, 'dropped', `disconnected: ${reason}`);
+      return;
+    }
+    if (carried) this.outstanding.delete(agentId);
     const round = this.current;
     const inv = round?.invitees.get(agentId);
     if (!round || !inv || inv.participant) return;
     inv.abortUpload?.('disconnected');
     round.resolve(agentId, { agentId, name: inv.agent.name, outcome: 'dropped', reason: `disconnected: ${reason}` });
     this.deps.registry.release(agentId, inv.task.taskId, false);
-    this.refreshLive(round);
+    this.refreshLive();
   }
 
   /** Records a model download so the round's bytes-on-the-wire figure is right. */
@@ -277,90 +408,158 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     if (this.current) this.current.bytesSent += bytes;
   }
 
+  /** Rejects an agent's current task (used when its result header could not even be parsed). */
+  rejectTask(agentId: string, taskId: string, reason: string, message: string): void {
+    const out = this.outstanding.get(agentId);
+    if (out?.task.taskId === taskId && this.config.mode === 'async') return this.asyncFailure(out, 'rejected', `${reason}: ${message}`);
+    const round = this.current;
+    const inv = round?.invitees.get(agentId);
+    if (round && inv && inv.task.taskId === taskId) this.failParticipant(round, agentId, reason, message);
+  }
+
   /**
-   * Validates a result header against the open round and returns a sink for its payload.
+   * Validates a result header against the task it answers and returns a sink for its payload.
    * Throws RejectedUpdateError for anything that cannot be accepted; that is recorded as the agent's failure.
    */
   async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
+    if (this.config.mode === 'async' && h.kind === 'train') return this.beginAsyncUpload(h);
     const round = this.current;
-    const inv = round?.invitees.get(h.agentId);
+    let inv = round?.invitees.get(h.agentId);
+    const carried = this.outstanding.get(h.agentId);
+    if (!inv && carried && carried.task.taskId === h.taskId) {
+      this.outstanding.delete(h.agentId);
+      if (!round?.open || round.kind !== 'train') {
+        this.deps.registry.release(h.agentId, h.taskId, false);
+        this.noteLateOutcome(carried, 'arrived when no round was open; discarded');
+        throw new RejectedUpdateError('late_discarded', `round ${carried.task.round} closed and no round is open to take its late result`);
+      }
+      // A late result from an earlier round joins this one, discounted by its staleness.
+      inv = { agent: carried.agent, task: carried.task, state: 'invited', sentAt: carried.sentAt, baseVersion: carried.baseVersion };
+      round.addExtra(inv);
+    }
     const reject = (reason: string, message: string): never => {
       if (round && inv && !inv.participant) this.failParticipant(round, h.agentId, reason, message);
       throw new RejectedUpdateError(reason, message);
     };
-    if (!round || !round.open || h.round !== round.round)
+    if (!round || !round.open || !inv || h.round !== inv.task.round)
       throw new RejectedUpdateError('stale_round', `round: ${h.round} is not open (current: ${round?.open ? round.round : 'none'})`);
-    if (!inv) throw new RejectedUpdateError('not_invited', `agent ${h.agentId} was not selected for round ${round.round}`);
     if (inv.participant) throw new RejectedUpdateError('duplicate', `a result for this task was already recorded (${inv.participant.outcome})`);
-    if (h.taskId !== inv.task.taskId) reject('unknown_task', `task_id: "${h.taskId}" is not the task sent for this round`);
-    if (h.kind !== round.kind) reject('wrong_kind', `kind: expected ${round.kind}, got ${h.kind}`);
-    if (h.modelVersion !== round.baseVersion)
-      reject('wrong_model_version', `model_version: expected ${round.baseVersion}, got ${h.modelVersion}`);
+    this.checkHeader(h, inv, round.kind, reject);
+    const staleness = round.baseVersion - inv.baseVersion;
+    const weight = this.deps.strategy.weightOf(h.numExamples) * stalenessWeight(this.config.staleness, staleness);
+    const slot = round.kind === 'train' ? await this.acquireSlot(inv, () => round.open && !inv!.participant) : undefined;
+    return this.stage(h, inv, slot, () => round, () => ({ staleness, weight }));
+  }
+
+  private async beginAsyncUpload(h: ResultHeaderMsg): Promise<UploadSink> {
+    const inv = this.outstanding.get(h.agentId);
+    if (!inv || inv.task.taskId !== h.taskId) throw new RejectedUpdateError('unknown_task', `task_id: "${h.taskId}" is not a task in flight for this agent`);
+    const reject = (reason: string, message: string): never => {
+      this.asyncFailure(inv, 'rejected', `${reason}: ${message}`);
+      throw new RejectedUpdateError(reason, message);
+    };
+    if (h.round !== inv.task.round) reject('stale_round', `round: expected ${inv.task.round}, got ${h.round}`);
+    this.checkHeader(h, inv, 'train', reject);
+    const max = this.config.async.maxStaleness;
+    const tau = (): number => this.global.version - inv.baseVersion;
+    if (tau() > max) reject('too_stale', `update is ${tau()} versions behind; async.maxStaleness is ${max}`);
+    const slot = await this.acquireSlot(inv, () => this.outstanding.get(h.agentId) === inv);
+    return this.stage(h, inv, slot, () => this.current, () => {
+      const staleness = tau();
+      if (staleness > max) throw new RejectedUpdateError('too_stale', `update became ${staleness} versions behind while uploading; async.maxStaleness is ${max}`);
+      return { staleness, weight: this.deps.strategy.weightOf(h.numExamples) * stalenessWeight(this.config.staleness, staleness) };
+    });
+  }
+
+  private checkHeader(h: ResultHeaderMsg, inv: Invitee, kind: 'train' | 'evaluate', reject: (reason: string, message: string) => never): void {
+    if (h.taskId !== inv.task.taskId) reject('unknown_task', `task_id: "${h.taskId}" is not the task sent to this agent`);
+    if (h.kind !== kind) reject('wrong_kind', `kind: expected ${kind}, got ${h.kind}`);
+    if (h.modelVersion !== inv.baseVersion) reject('wrong_model_version', `model_version: expected ${inv.baseVersion}, got ${h.modelVersion}`);
     try {
       checkMetrics(h.metrics);
     } catch (err) {
       reject((err as RejectedUpdateError).reason, (err as Error).message);
     }
-    let slot;
-    if (round.kind === 'train') {
-      if (h.encoding !== UPDATE_ENCODING) reject('bad_encoding', `encoding: expected "${UPDATE_ENCODING}", got "${h.encoding}"`);
-      const mismatch = describeSpecMismatch(this.specs, h.tensors as TensorSpec[]);
-      if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
-      const expected = this.global.bytes.byteLength;
-      if (h.totalBytes !== expected) reject('size_mismatch', `total_bytes: expected ${expected}, got ${h.totalBytes}`);
-      if (h.numExamples < 1) reject('no_examples', 'num_examples: must be at least 1 for a training result');
-      inv.state = 'uploading';
-      this.refreshLive(round);
-      // Waits for a staging slot: this is what keeps memory flat however many agents upload at once.
-      const ctl = new AbortController();
-      inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
-      slot = await this.agg.acquire(ctl.signal);
-      if (!round.open || inv.participant) {
-        this.agg.release(slot);
-        throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
-      }
-    } else if (h.totalBytes !== 0) reject('size_mismatch', `total_bytes: an evaluation result carries no payload, got ${h.totalBytes}`);
+    if (kind === 'evaluate') {
+      if (h.totalBytes !== 0) reject('size_mismatch', `total_bytes: an evaluation result carries no payload, got ${h.totalBytes}`);
+      return;
+    }
+    if (h.encoding !== UPDATE_ENCODING) reject('bad_encoding', `encoding: expected "${UPDATE_ENCODING}", got "${h.encoding}"`);
+    const mismatch = describeSpecMismatch(this.specs, h.tensors as TensorSpec[]);
+    if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
+    const expected = this.global.bytes.byteLength;
+    if (h.totalBytes !== expected) reject('size_mismatch', `total_bytes: expected ${expected}, got ${h.totalBytes}`);
+    if (h.numExamples < 1) reject('no_examples', 'num_examples: must be at least 1 for a training result');
+  }
 
-    const started = Date.now();
-    let sink!: StagedUpload;
-    sink = new StagedUpload(h.totalBytes, slot, {
-      isOpen: () => round.open && !inv.participant,
+  /** Waits for a staging slot: this is what keeps memory flat however many agents upload at once. */
+  private async acquireSlot(inv: Invitee, stillWanted: () => boolean) {
+    inv.state = 'uploading';
+    this.refreshLive();
+    const ctl = new AbortController();
+    inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
+    const slot = await this.agg.acquire(ctl.signal);
+    if (!stillWanted()) {
+      this.agg.release(slot);
+      throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
+    }
+    return slot;
+  }
+
+  private stage(
+    h: ResultHeaderMsg,
+    inv: Invitee,
+    slot: Awaited<ReturnType<RunEngine['acquireSlot']>> | undefined,
+    target: () => OpenRound | undefined,
+    weigh: () => { staleness: number; weight: number },
+  ): UploadSink {
+    const isAsync = this.config.mode === 'async' && h.kind === 'train';
+    const sink = new StagedUpload(h.totalBytes, slot, {
+      isOpen: () => (isAsync ? this.outstanding.get(h.agentId) === inv && !this.done : !!target()?.open && !inv.participant),
       release: (s) => this.agg.release(s),
       onComplete: (s) => {
+        const round = target();
+        if (!round) throw new RejectedUpdateError('round_closed', 'no round is open');
+        const { staleness, weight } = weigh();
         if (s) {
           const bad = this.agg.firstNonFinite(s);
           if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
-          this.agg.fold(s, this.deps.strategy.weightOf(h.numExamples));
+          this.agg.fold(s, weight);
         }
         round.bytesReceived += h.totalBytes;
-        const p = {
+        if (isAsync) {
+          this.outstanding.delete(h.agentId);
+          round.addExtra({ ...inv, state: 'invited' });
+        }
+        const p: Participant = {
           agentId: h.agentId,
           name: inv.agent.name,
-          outcome: 'completed' as const,
+          outcome: 'completed',
           numExamples: h.numExamples,
           seconds: (Date.now() - inv.sentAt) / 1000,
           metrics: h.metrics,
+          baseVersion: inv.baseVersion,
+          staleness,
+          weight,
+          ...(inv.task.round !== round.round && !isAsync ? { reason: `late result from round ${inv.task.round}` } : {}),
         };
-        round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight: h.numExamples, metrics: h.metrics });
+        round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
+        if (!isAsync && inv.task.round !== round.round) this.noteLateOutcome(inv, `folded into round ${round.round} (staleness ${staleness})`);
+        this.noteEval(inv.baseVersion, h.metrics);
         this.deps.registry.release(h.agentId, inv.task.taskId, true);
-        this.log.debug({ agentId: h.agentId, round: round.round, ms: Date.now() - started }, 'result accepted');
-        this.refreshLive(round);
+        this.refreshLive();
+        if (isAsync && round.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
+        else if (isAsync) queueMicrotask(() => this.fillAsync());
       },
-      onReject: (reason, message) => this.failParticipant(round, h.agentId, reason, message),
+      onReject: (reason, message) =>
+        isAsync ? this.asyncFailure(inv, 'rejected', `${reason}: ${message}`) : this.failParticipant(target()!, h.agentId, reason, message),
       onAbort: (reason) => {
-        if (!inv.participant && round.open)
-          this.failParticipant(round, h.agentId, 'upload_aborted', `upload aborted: ${reason}`, 'dropped');
+        if (isAsync) this.asyncFailure(inv, 'dropped', `upload aborted: ${reason}`);
+        else if (!inv.participant && target()?.open) this.failParticipant(target()!, h.agentId, 'upload_aborted', `upload aborted: ${reason}`, 'dropped');
       },
     });
     inv.abortUpload = (why) => sink.abort(why);
     return sink;
-  }
-
-  /** Rejects an agent's current task (used when its result header could not even be parsed). */
-  rejectTask(agentId: string, taskId: string, reason: string, message: string): void {
-    const round = this.current;
-    const inv = round?.invitees.get(agentId);
-    if (round && inv && inv.task.taskId === taskId) this.failParticipant(round, agentId, reason, message);
   }
 
   private failParticipant(round: OpenRound, agentId: string, reason: string, message: string, outcome: 'rejected' | 'dropped' = 'rejected'): void {
@@ -371,8 +570,27 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.deps.registry.release(agentId, inv.task.taskId, false);
     // The agent may still be training or uploading; tell it to stop so it is free for the next round.
     if (outcome === 'rejected') this.deps.registry.cancel(agentId, inv.task);
-    this.refreshLive(round);
+    this.refreshLive();
   }
+
+  /** Updates the recorded reason of a late participant in the round it was invited to. */
+  private noteLateOutcome(inv: Invitee, what: string): void {
+    const rec = this.run.rounds.find((x) => x.round === inv.task.round);
+    const p = rec?.participants.find((x) => x.agentId === inv.agent.id);
+    if (p) p.reason = `${p.reason ?? 'late'}; ${what}`;
+  }
+
+  private dropOutstanding(id: string, inv: Invitee, why: string): void {
+    this.outstanding.delete(id);
+    this.deps.registry.cancel(id, inv.task);
+    this.noteLateOutcome(inv, why);
+  }
+
+  private cancelOutstanding(why: string): void {
+    for (const [id, inv] of this.outstanding) this.dropOutstanding(id, inv, why);
+  }
+
+  // ---------------------------------------------------------------- versions and records
 
   private aggView() {
     const agg = this.agg;
@@ -385,6 +603,63 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       },
       mean: () => agg.result(),
     };
+  }
+
+  /** Makes `weights` the next global version, registers and evaluates it. */
+  private async publishVersion(weights: Float32Array, record: RoundRecord): Promise<void> {
+    const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
+    this.setGlobal(next);
+    record.version = next.version;
+    await this.registerVersion(next, record.round);
+    await this.evaluateVersion(next, record);
+  }
+
+  private async evaluateVersion(next: GlobalModel, record: RoundRecord): Promise<void> {
+    if (!this.deps.evaluateCentral || !this.config.centralEvaluation) return;
+    if (this.config.mode === 'sync') {
+      this.live = { ...this.live, phase: 'evaluating' };
+      this.emitUpdate();
+    }
+    const ev = await this.deps.evaluateCentral(next.blob);
+    record.centralLoss = ev.loss;
+    record.centralAccuracy = ev.accuracy;
+    const rec = this.run.versions.find((v) => v.version === next.version);
+    if (rec) Object.assign(rec, { centralLoss: ev.loss, centralAccuracy: ev.accuracy });
+    this.checkTarget(next.version, record.round, ev.accuracy);
+  }
+
+  private checkTarget(version: number, round: number, accuracy: number): void {
+    const target = this.config.targetAccuracy;
+    if (target === undefined || this.targetHit || accuracy < target) return;
+    this.targetHit = true;
+    const started = this.run.startedAt ? Date.parse(this.run.startedAt) : Date.now();
+    this.run.reachedTarget = { version, round, accuracy, seconds: (Date.now() - started) / 1000 };
+    this.log.info({ version, accuracy, target }, 'target accuracy reached');
+    this.asyncStep?.resolve();
+  }
+
+  private async finishRecord(record: RoundRecord, round: OpenRound): Promise<void> {
+    // Participants may have been resolved after the record was drafted (async failures); take the final list.
+    record.participants = round.participants();
+    if (round.failures.length) record.reason ??= summarizeFailures(round.failures);
+    this.run.rounds.push(record);
+    this.run.rounds.sort((a, b) => a.round - b.round);
+    this.run.round = Math.max(this.run.round, record.round);
+    this.run.modelVersion = this.global.version;
+    this.log.info(
+      {
+        round: record.round,
+        version: record.version,
+        completed: round.accepted.length,
+        failed: round.failures.length,
+        staleness: record.stalenessHistogram,
+        trainLoss: record.trainLoss,
+        centralAccuracy: record.centralAccuracy,
+        seconds: record.seconds,
+      },
+      this.config.mode === 'async' ? 'version published' : 'round ended',
+    );
+    await this.persist();
   }
 
   private roundRecord(round: OpenRound): RoundRecord {
@@ -400,6 +675,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       participants: round.participants(),
       bytesReceived: round.bytesReceived,
       bytesSent: round.bytesSent,
+      stalenessHistogram: stalenessHistogram(round.accepted.map((a) => round.baseVersion - (a.baseVersion ?? round.baseVersion))),
     };
     const tl = weightedMetric(entries, 'train_loss');
     const ta = weightedMetric(entries, 'train_accuracy');
@@ -409,25 +685,32 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     return rec;
   }
 
-  /** Agents evaluate the model they received before training: those metrics belong to the round that produced it. */
-  private attachFederatedEval(round: OpenRound): void {
-    const target = this.run.rounds.find((x) => x.version === round.baseVersion && x.version !== undefined);
-    if (!target) return;
-    const entries = round.accepted
-      .filter((a) => (a.metrics.eval_examples ?? 0) > 0)
-      .map((a) => ({ weight: a.metrics.eval_examples!, metrics: a.metrics }));
-    const loss = weightedMetric(entries, 'eval_loss');
-    const acc = weightedMetric(entries, 'eval_accuracy');
-    if (loss !== undefined) target.federatedLoss = loss;
-    if (acc !== undefined) target.federatedAccuracy = acc;
-    if (entries.length) target.federatedExamples = entries.reduce((s, e) => s + e.weight, 0);
+  /**
+   * Agents evaluate the model they received before training: those metrics belong to the version they trained
+   * from, so they are accumulated per version and shown on the round that produced it.
+   */
+  private noteEval(version: number, m: Record<string, number>): void {
+    const n = m.eval_examples ?? 0;
+    if (!(n > 0) || m.eval_accuracy === undefined || m.eval_loss === undefined) return;
+    const s = this.evalSums.get(version) ?? { loss: 0, acc: 0, n: 0 };
+    s.loss += m.eval_loss * n;
+    s.acc += m.eval_accuracy * n;
+    s.n += n;
+    this.evalSums.set(version, s);
+    const acc = s.acc / s.n;
+    const v = this.run.versions.find((x) => x.version === version);
+    if (v) v.federatedAccuracy = acc;
+    const rec = this.run.rounds.find((x) => x.version === version);
+    if (rec) Object.assign(rec, { federatedLoss: s.loss / s.n, federatedAccuracy: acc, federatedExamples: s.n });
+    if (!this.config.centralEvaluation || !this.deps.evaluateCentral) this.checkTarget(version, rec?.round ?? 0, acc);
   }
 
   private setGlobal(g: GlobalModel): void {
     this.global = g;
     this.versions.set(g.version, g);
-    // Keep the current and previous versions for agents still downloading; older ones live in the store.
-    for (const v of this.versions.keys()) if (v < g.version - 1) this.versions.delete(v);
+    // Keep recent versions for agents still downloading or training on them; older ones live in the store.
+    const keep = this.config.mode === 'async' ? this.config.async.maxStaleness + 1 : 2;
+    for (const v of this.versions.keys()) if (v <= g.version - keep) this.versions.delete(v);
   }
 
   private async registerVersion(g: GlobalModel, round: number): Promise<void> {
@@ -443,8 +726,17 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     }
   }
 
-  private refreshLive(round: OpenRound): void {
-    if (this.current === round) this.live = { ...this.live, participants: round.live() };
+  private refreshLive(): void {
+    const round = this.current;
+    if (this.config.mode === 'async' && round) {
+      this.live = {
+        phase: 'training',
+        round: round.round,
+        participants: [...this.outstanding.values()].map((i) => ({ agentId: i.agent.id, name: i.agent.name, state: i.state })),
+        buffered: round.accepted.length,
+        inFlight: this.outstanding.size,
+      };
+    } else if (round) this.live = { ...this.live, participants: round.live() };
     this.emitUpdate();
   }
 

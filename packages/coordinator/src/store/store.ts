@@ -4,7 +4,7 @@ import type { RunConfig } from '../config/run-config.js';
 
 export type RunStatus = 'pending' | 'waiting' | 'running' | 'completed' | 'failed' | 'stopped';
 
-export type ParticipantOutcome = 'completed' | 'rejected' | 'dropped' | 'timeout';
+export type ParticipantOutcome = 'completed' | 'rejected' | 'dropped' | 'late';
 
 export interface Participant {
   agentId: string;
@@ -14,6 +14,10 @@ export interface Participant {
   numExamples?: number;
   seconds?: number;
   metrics?: Record<string, number>;
+  /** The version the agent trained from, how many versions behind it was when folded, and its aggregation weight. */
+  baseVersion?: number;
+  staleness?: number;
+  weight?: number;
 }
 
 export interface RoundRecord {
@@ -40,6 +44,8 @@ export interface RoundRecord {
   bytesReceived: number;
   bytesSent: number;
   aggregationMs?: number;
+  /** Updates per staleness (versions behind), e.g. {"0": 2, "3": 1}. */
+  stalenessHistogram?: Record<string, number>;
 }
 
 export interface ModelVersionRecord {
@@ -50,6 +56,7 @@ export interface ModelVersionRecord {
   createdAt: string;
   centralLoss?: number;
   centralAccuracy?: number;
+  federatedAccuracy?: number;
 }
 
 export interface RunRecord {
@@ -65,6 +72,8 @@ export interface RunRecord {
   rounds: RoundRecord[];
   versions: ModelVersionRecord[];
   modelPath?: string;
+  /** Set when the run stopped because a version reached config.targetAccuracy. */
+  reachedTarget?: { version: number; round: number; accuracy: number; seconds: number };
 }
 
 export interface AgentRecord {

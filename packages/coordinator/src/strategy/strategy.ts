@@ -9,6 +9,8 @@ export interface AcceptedResult {
   numExamples: number;
   weight: number;
   metrics: Record<string, number>;
+  /** The global version the update was trained from (older than the round's base for late or async updates). */
+  baseVersion?: number;
 }
 
 /** Failures are data: strategies see them next to results instead of catching exceptions. */
