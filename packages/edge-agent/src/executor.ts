@@ -14,6 +14,7 @@ type LayersModel = tf.LayersModel;
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
+import { privatizeUpdate } from './privacy.js';
 
 const log = moduleLogger('executor');
 
@@ -61,6 +62,8 @@ export class TaskExecutor {
     // Send the delta: it is what FedAvg averages, and what compression and clipping will act on.
     const delta = new Float32Array(weights.length);
     for (let i = 0; i < weights.length; i++) delta[i] = weights[i]! - global.weights[i]!;
+    // Differential privacy: clip (and for local DP, noise) the delta before anything else acts on it.
+    Object.assign(metrics, privatizeUpdate(delta, c));
     log.info({ runId: task.runId, round: task.round, loss: tr.loss, accuracy: tr.accuracy, seconds: tr.seconds, samplesPerSec: Math.round(tr.samplesPerSec) }, 'trained');
     return {
       header: {

@@ -24,7 +24,18 @@ export interface JoinRequestMsg {
 }
 export interface JoinReplyMsg { agentId: string; sessionToken: string; coordinatorVersion: string }
 export interface TasksRequestMsg { agentId: string; sessionToken: string }
-export interface TrainConfigMsg { epochs: number; batchSize: number; learningRate: number; seed: number }
+export interface TrainConfigMsg {
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  /** DP: clip the update delta to this L2 norm (0 or absent: no clipping). */
+  clipNorm?: number;
+  /** DP: std of Gaussian noise the agent adds to every parameter of the clipped delta (local DP; 0 or absent: none). */
+  noiseStd?: number;
+  /** DP: report metric dp_clipped (1 if the update was scaled down) for adaptive clipping. */
+  reportClipped?: boolean;
+}
 export type TaskKind = 'train' | 'evaluate' | 'cancel';
 export interface TaskMsg {
   taskId: string;
