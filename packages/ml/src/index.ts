@@ -13,3 +13,4 @@ export * from './partition.js';
 export * from './train.js';
 export * from './model-dir.js';
 export * from './loaders.js';
+export * from './onnx/index.js';
