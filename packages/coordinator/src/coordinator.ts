@@ -158,12 +158,14 @@ export class Coordinator {
   }
 
   /** Latest model of any run this coordinator knows (active or finished). */
-  async runModel(runId: string): Promise<GlobalModel | { blob: import('@fedge/proto').ModelBlob; sha256: string; version: number }> {
+  /** The run's latest global model, or version `version` when it is > 0. */
+  async runModel(runId: string, version = 0): Promise<GlobalModel | { blob: import('@fedge/proto').ModelBlob; sha256: string; version: number }> {
     const e = this.engines.get(runId);
-    if (e) return e.globalModel;
+    if (e && (version <= 0 || e.globalModel.version === version)) return e.globalModel;
     const r = await this.store.getRun(runId);
-    const v = r?.versions.at(-1);
+    const v = version > 0 ? r?.versions.find((x) => x.version === version) : r?.versions.at(-1);
     const blob = v && (await this.store.getModel(v.sha256));
+    if (r && version > 0 && !v) throw new NotFoundError(`run "${runId}" has no model version ${version} (latest is ${r.versions.at(-1)?.version ?? 'none'})`);
     if (!r || !v || !blob) throw new NotFoundError(`run "${runId}" has no stored model`);
     return { blob, sha256: v.sha256, version: v.version };
   }

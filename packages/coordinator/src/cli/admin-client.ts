@@ -85,9 +85,10 @@ export class AdminClient {
   }
 
   /** Downloads the latest global model of a run. */
-  fetchRunModel(runId: string): Promise<ModelBlob & { sha256: string; version: number }> {
+  /** The run's latest global model, or `version` when it is > 0. */
+  fetchRunModel(runId: string, version = 0): Promise<ModelBlob & { sha256: string; version: number }> {
     return new Promise((resolve, reject) => {
-      const stream = this.client.FetchRunModel!({ runId, modelVersion: 0 }, this.md);
+      const stream = this.client.FetchRunModel!({ runId, modelVersion: version }, this.md);
       let asm: ChunkAssembler | undefined;
       let header: ChunkMsg['header'];
       stream.on('data', (m: unknown) => {

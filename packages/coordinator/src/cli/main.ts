@@ -11,6 +11,7 @@ const { runCommand } = await import('./commands/run.js');
 const { agentCommand } = await import('./commands/agent.js');
 const { demoCommand } = await import('./commands/demo.js');
 const { privacyCommand } = await import('./commands/privacy.js');
+const { modelCommand } = await import('./commands/model.js');
 
 const program = new Command('fedge')
   .description('fedge: federated learning across fleets of edge devices')
@@ -26,6 +27,7 @@ Examples:
   fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch
   fedge run list
   fedge agent list --format json
+  fedge model export --run RUN_ID --format onnx --quantize int8 -o model.int8.onnx
   fedge privacy epsilon --sampling-rate 0.1 --noise-multiplier 1.1 --steps 100 --delta 1e-5`,
   );
 program.addCommand(serveCommand());
@@ -33,6 +35,7 @@ program.addCommand(runCommand());
 program.addCommand(agentCommand());
 program.addCommand(demoCommand());
 program.addCommand(privacyCommand());
+program.addCommand(modelCommand());
 program.exitOverride();
 
 try {

@@ -1,8 +1,8 @@
 /** Activation ranges for static int8 quantization, measured with tfjs on calibration data (e.g. the local split). */
 import * as tf from '@tensorflow/tfjs';
-import type { ModelBlob } from '@fedge/proto';
+import { ValidationError, type ModelBlob } from '@fedge/proto';
 import { modelFromBlob } from '../weights.js';
-import type { ActivationRanges } from './export.js';
+import { exportOnnx, type ActivationRanges, type OnnxExport, type OnnxExportOptions } from './export.js';
 
 /** Min/max of the input of every Dense and Conv2D layer over `n` rows of `x` (row-major, the model's input size). */
 export async function calibrateActivationRanges(blob: ModelBlob, x: Float32Array, n: number, batchSize = 256): Promise<ActivationRanges> {
@@ -30,4 +30,22 @@ export async function calibrateActivationRanges(blob: ModelBlob, x: Float32Array
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * exportOnnx plus calibration: with `activations: 'static'`, measures the activation ranges on up to
+ * `calibrationRows` rows of `calibration` first (e.g. the device's local training split).
+ */
+export async function exportOnnxCalibrated(
+  blob: ModelBlob,
+  opts: OnnxExportOptions & { calibration?: { x: Float32Array; n: number }; calibrationRows?: number },
+): Promise<OnnxExport> {
+  const { calibration, calibrationRows, ...rest } = opts;
+  if (rest.quantize === 'int8' && rest.activations === 'static' && !rest.activationRanges) {
+    if (!calibration || calibration.n === 0) throw new ValidationError('onnx export: static int8 activations need calibration data');
+    const n = Math.min(calibration.n, calibrationRows ?? 512);
+    const rowSize = calibration.x.length / calibration.n;
+    rest.activationRanges = await calibrateActivationRanges(blob, calibration.x.subarray(0, n * rowSize), n);
+  }
+  return exportOnnx(blob, rest);
 }

@@ -1,4 +1,4 @@
 export * from './export.js';
-export { calibrateActivationRanges } from './calibrate.js';
+export { calibrateActivationRanges, exportOnnxCalibrated } from './calibrate.js';
 export { quantizePerChannel, uint8Params } from './quantize.js';
 export { decodeModel as decodeOnnxModel } from './proto.js';

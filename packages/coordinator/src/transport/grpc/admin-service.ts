@@ -94,7 +94,7 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
       void (async () => {
         try {
           checkAdmin(call.metadata, adminToken);
-          const m = await coord.runModel(call.request.runId);
+          const m = await coord.runModel(call.request.runId, Number(call.request.modelVersion ?? 0));
           const g = 'header' in m ? m : makeGlobalModel(call.request.runId, m.version, m.blob);
           await writeModelStream(call, g.header, g.bytes, () => call.cancelled);
           call.end();

@@ -1,0 +1,106 @@
+/** `fedge model export`: a run's global model (or a saved model directory) as an ONNX file, float32 or int8. */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { ValidationError, type ModelBlob } from '@fedge/proto';
+import { printJson } from '../format.js';
+import { withClient } from './common.js';
+import { DEFAULT_COORDINATOR } from '../admin-client.js';
+
+interface ExportOpts {
+  run?: string;
+  version?: number;
+  model?: string;
+  format: 'onnx';
+  quantize: 'none' | 'int8';
+  activations: 'dynamic' | 'static';
+  calibration?: string;
+  output: string;
+  coordinator: string;
+  json?: boolean;
+}
+
+/** Calibration rows for static int8: the bundled MNIST training digits, a CSV file or MNIST IDX files. */
+async function loadCalibration(spec: string): Promise<{ x: Float32Array; n: number }> {
+  const ml = await import('@fedge/ml');
+  if (spec === 'mnist') return ml.loadMnist().train;
+  if (spec.startsWith('csv:')) return ml.loadCsv(spec.slice(4));
+  if (spec.startsWith('idx:')) {
+    const [images, labels] = spec.slice(4).split(',');
+    if (!images || !labels) throw new ValidationError('--calibration idx:IMAGES,LABELS needs both files');
+    return ml.loadIdx(images, labels);
+  }
+  throw new ValidationError(`--calibration: expected mnist, csv:PATH or idx:IMAGES,LABELS, got "${spec}"`);
+}
+
+export function modelCommand(): Command {
+  const model = new Command('model').description('export global models for serving');
+  model.addHelpText('after', '\nExamples:\n  fedge model export --run run-1a2b3c4d --format onnx --quantize int8 -o model.int8.onnx\n  fedge model export --model .fedge/runs/run-1a2b3c4d/model --format onnx -o model.onnx');
+  model
+    .command('export')
+    .description('convert a run\'s global model or a saved tfjs model to ONNX (float32, or int8 with --quantize int8)')
+    .option('--run <id>', 'export this run\'s global model, fetched from the coordinator')
+    .option('--version <v>', 'global model version of --run (default: the latest)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ValidationError(`--version must be an integer >= 0, got "${v}"`);
+      return n;
+    })
+    .option('--model <path>', 'a tfjs model directory or model.json as saved by a run (e.g. the modelPath `fedge demo` prints)')
+    .addOption(new Option('--format <format>', 'output model format').choices(['onnx']).default('onnx'))
+    .addOption(new Option('--quantize <kind>', 'weights: float32 (none) or int8 per output channel').choices(['none', 'int8']).default('none'))
+    .addOption(new Option('--activations <mode>', 'int8 activations: quantized per call (dynamic) or with ranges calibrated on --calibration data (static)').choices(['dynamic', 'static']).default('dynamic'))
+    .option('--calibration <data>', 'calibration data for --activations static: mnist | csv:PATH | idx:IMAGES,LABELS')
+    .requiredOption('-o, --output <file>', 'ONNX file to write')
+    .option('--coordinator <host:port>', 'coordinator address for --run (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
+    .option('--json', 'print a JSON summary (path, bytes, quantization, input/output, source) instead of a line')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  fedge model export --run run-1a2b3c4d --format onnx -o model.onnx
+  fedge model export --run run-1a2b3c4d --version 12 --format onnx --quantize int8 -o model.int8.onnx
+  fedge model export --model .fedge/runs/run-1a2b3c4d/model/model.json --format onnx --quantize int8 -o m.onnx
+  fedge model export --model ./model --quantize int8 --activations static --calibration mnist -o m.onnx --json
+
+Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshape, Dropout, Activation/ReLU/Softmax
+(relu, sigmoid, tanh, softmax), BatchNormalization (folded). Serve the file with
+  fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080`,
+    )
+    .action(async (o: ExportOpts) => {
+      if ((o.run === undefined) === (o.model === undefined)) throw new ValidationError('give exactly one of --run ID or --model PATH');
+      if (o.version !== undefined && o.run === undefined) throw new ValidationError('--version needs --run');
+      if (o.activations === 'static' && o.quantize !== 'int8') throw new ValidationError('--activations static needs --quantize int8');
+      if (o.activations === 'static' && !o.calibration) throw new ValidationError('--activations static needs --calibration DATA');
+      const ml = await import('@fedge/ml');
+      let blob: ModelBlob;
+      let source: Record<string, unknown>;
+      if (o.run !== undefined) {
+        const runId = o.run;
+        const m = await withClient({ coordinator: o.coordinator, format: 'table' }, (c) => c.fetchRunModel(runId, o.version ?? 0));
+        blob = m;
+        source = { run: runId, version: m.version, sha256: m.sha256 };
+      } else {
+        blob = await ml.loadModelDir(o.model!);
+        source = { model: resolve(o.model!) };
+      }
+      const calibration = o.activations === 'static' ? await loadCalibration(o.calibration!) : undefined;
+      if (calibration) await ml.initBackend();
+      const metadata: Record<string, string> = Object.fromEntries(Object.entries(source).map(([k, v]) => [`fedge.${k}`, String(v)]));
+      const e = await ml.exportOnnxCalibrated(blob, {
+        quantize: o.quantize,
+        activations: o.activations,
+        metadata,
+        ...(typeof source['version'] === 'number' ? { modelVersion: source['version'] } : {}),
+        ...(calibration ? { calibration } : {}),
+      });
+      const out = resolve(o.output);
+      await mkdir(dirname(out), { recursive: true });
+      const tmp = `${out}.tmp-${process.pid}`;
+      await writeFile(tmp, e.bytes);
+      await rename(tmp, out);
+      const summary = { path: out, bytes: e.bytes.length, quantization: e.quantization, quantizedLayers: e.quantizedLayers, input: e.input, output: e.output, source };
+      if (o.json) printJson(summary);
+      else process.stdout.write(`wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB, ${e.quantization}; input ${e.input.name} ${JSON.stringify(e.input.shape)}, output ${e.output.name} ${JSON.stringify(e.output.shape)})\n`);
+    });
+  return model;
+}
