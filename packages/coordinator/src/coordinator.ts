@@ -9,6 +9,7 @@ import { RunEngine, type LiveView } from './engine/run-engine.js';
 import type { GlobalModel } from './engine/global-model.js';
 import type { UploadSink } from './engine/upload.js';
 import { FedAvg } from './strategy/fedavg.js';
+import { DpFedAvg } from './strategy/dp-fedavg.js';
 import { centralEvaluator, initialModel, saveFinalModel } from './engine/ml-hooks.js';
 import { moduleLogger } from './log.js';
 
@@ -52,15 +53,29 @@ export class Coordinator {
       versions: [],
     };
     await this.store.createRun(run);
+    // With a privacy block: DP-FedAvg, Poisson-sampling agents at rate agentsPerRound.fraction (central), or FedAvg
+    // over agents that noise their own updates (local).
+    const dp = config.privacy
+      ? new DpFedAvg({
+          privacy: config.privacy,
+          samplingRate: config.agentsPerRound.fraction,
+          serverLearningRate: config.strategy.serverLearningRate,
+          fedavg: { minAgents: config.agentsPerRound.min, minResults: config.minResults },
+          populationSize: () => this.registry.list().length,
+        })
+      : undefined;
     const engine = new RunEngine(run, blob, {
       store: this.store,
       registry: this.registry,
-      strategy: new FedAvg({
-        fraction: config.agentsPerRound.fraction,
-        minAgents: config.agentsPerRound.min,
-        minResults: config.minResults,
-        serverLearningRate: config.strategy.serverLearningRate,
-      }),
+      strategy:
+        dp ??
+        new FedAvg({
+          fraction: config.agentsPerRound.fraction,
+          minAgents: config.agentsPerRound.min,
+          minResults: config.minResults,
+          serverLearningRate: config.strategy.serverLearningRate,
+        }),
+      ...(dp ? { privacy: dp } : {}),
       ...(evaluateCentral ? { evaluateCentral } : {}),
       saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
     });

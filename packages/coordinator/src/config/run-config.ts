@@ -1,6 +1,7 @@
 /** The run configuration: one zod schema, parsed once, with errors that name the option and the fix. */
 import { z } from 'zod';
 import { ValidationError } from '@fedge/proto';
+import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 
 export const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 
@@ -77,6 +78,8 @@ export const runConfigSchema = z.strictObject({
       z.strictObject({ fn: z.literal('hinge'), a: z.number().min(0).max(100).default(10), b: z.number().int().min(0).default(4) }),
     ], { message: 'staleness.fn: use "constant", "polynomial" or "hinge"' })
     .default({ fn: 'polynomial', a: 0.5 }),
+  /** Differential privacy (see privacy/config.ts and strategy/dp-fedavg.ts); absent: off. */
+  privacy: privacyConfigSchema.optional(),
 });
 
 export type RunConfigInput = z.input<typeof runConfigSchema>;
@@ -102,5 +105,6 @@ export function parseRunConfig(input: unknown): RunConfig {
     throw new ValidationError(
       `invalid run config: minResults (${minResults}) cannot exceed agentsPerRound.min (${c.agentsPerRound.min}); lower minResults or raise agentsPerRound.min`,
     );
+  checkPrivacyConfig(c);
   return { ...c, minResults };
 }

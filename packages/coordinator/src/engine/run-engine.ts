@@ -17,6 +17,7 @@ import {
 import type { RunConfig } from '../config/run-config.js';
 import type { Participant, RoundRecord, RunRecord, Store } from '../store/store.js';
 import type { CandidateAgent, Strategy } from '../strategy/strategy.js';
+import type { PrivacyHooks } from '../strategy/dp-fedavg.js';
 import { applyDelta, sampleAgents, weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
 import { buffedStep } from '../strategy/fedbuff.js';
 import { stalenessHistogram, stalenessWeight } from '../strategy/staleness.js';
@@ -36,6 +37,8 @@ export interface RunEngineDeps {
   evaluateCentral?: (blob: ModelBlob) => Promise<{ loss: number; accuracy: number }>;
   /** Persists the final model for users; returns the path. */
   saveFinalModel?: (run: RunRecord, blob: ModelBlob) => Promise<string>;
+  /** Differential privacy (the strategy, when it is a DP one): task DP fields, budget stop, epsilon per round. */
+  privacy?: PrivacyHooks;
 }
 
 export interface LiveView {
@@ -69,6 +72,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private readonly outstanding = new Map<string, Invitee>();
   private readonly evalSums = new Map<number, { loss: number; acc: number; n: number }>();
   private targetHit = false;
+  /** Why the run ended early on its privacy budget (config.privacy.maxEpsilon). */
+  private privacyStop: string | undefined;
   private asyncStep: { done: Promise<void>; resolve: () => void } | undefined;
   private filling = false;
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
@@ -122,6 +127,11 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       if (c.mode === 'async') await this.asyncLoop();
       else {
         for (let r = this.run.round + 1; r <= c.rounds && !this.done; r++) {
+          this.privacyStop = this.deps.privacy?.budgetStop(r);
+          if (this.privacyStop) {
+            this.log.info({ round: r }, this.privacyStop);
+            break;
+          }
           await this.waitForAgents(r);
           if (this.done) break;
           await this.trainRound(r);
@@ -134,7 +144,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         this.run.status = 'completed';
         const n = this.run.rounds.filter((x) => x.status === 'completed').length;
         const unit = c.mode === 'async' ? 'aggregation steps' : 'rounds';
-        this.run.statusMessage = this.run.reachedTarget
+        this.run.statusMessage = this.privacyStop
+          ? `${this.privacyStop}; completed ${n} of ${c.rounds} ${unit}`
+          : this.run.reachedTarget
           ? `reached target accuracy ${c.targetAccuracy} at version ${this.run.reachedTarget.version} (${this.run.reachedTarget.accuracy.toFixed(4)})`
           : `completed ${n} of ${c.rounds} ${unit}`;
       }
@@ -215,6 +227,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const outcome = this.deps.strategy.aggregate(this.global.blob.weights, this.aggView(), round.accepted, round.failures);
     const record = this.roundRecord(round);
     record.aggregationMs = performance.now() - t0;
+    const spent = this.deps.privacy?.spent();
+    if (spent) Object.assign(record, { epsilon: spent.epsilon, clipNorm: spent.clipNorm });
     if (outcome.ok) await this.publishVersion(outcome.weights, record);
     else {
       record.status = 'failed';
@@ -267,7 +281,13 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       kind,
       modelSha256: this.global.sha256,
       modelBytes: this.global.bytes.byteLength,
-      config: { epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed * 7919 + r * 101 + i },
+      config: {
+        epochs: c.epochs,
+        batchSize: c.batchSize,
+        learningRate: c.learningRate,
+        seed: c.seed * 7919 + r * 101 + i,
+        ...(kind === 'train' ? this.deps.privacy?.trainConfig() : undefined),
+      },
       deadlineUnixMs: deadline,
     };
   }

@@ -46,6 +46,9 @@ export interface RoundRecord {
   aggregationMs?: number;
   /** Updates per staleness (versions behind), e.g. {"0": 2, "3": 1}. */
   stalenessHistogram?: Record<string, number>;
+  /** Differential privacy: epsilon spent after this round (at config.privacy.delta) and the clip norm it used. */
+  epsilon?: number;
+  clipNorm?: number;
 }
 
 export interface ModelVersionRecord {

@@ -42,6 +42,8 @@ export function runSummary(r: RunView): Record<string, unknown> {
       centralAccuracy: x.centralAccuracy,
       bytesSent: x.bytesSent,
       bytesReceived: x.bytesReceived,
+      epsilon: x.epsilon,
+      clipNorm: x.clipNorm,
     })),
     roundsDetail: r.rounds,
     versions: r.versions,
@@ -126,6 +128,11 @@ A config file holds the same options, e.g.:
     console.log(`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`);
     console.log(`model ${JSON.stringify(r.config.model)}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
     if (r.live) console.log(statusLine(r));
+    const dp = r.config.privacy;
+    if (dp)
+      console.log(
+        `privacy ${dp.mode} DP: clip norm ${dp.clipNorm}${dp.adaptiveClipping ? ' (adaptive)' : ''}, noise multiplier ${dp.noiseMultiplier}, epsilon ${num(r.rounds.at(-1)?.epsilon) ?? 0} at delta ${dp.delta}${dp.maxEpsilon !== undefined ? ` (max ${dp.maxEpsilon})` : ''}`,
+      );
     console.log(
       table(
         r.rounds.map((x) => ({
@@ -137,9 +144,10 @@ A config file holds the same options, e.g.:
           'fed acc': pct(x.federatedAccuracy),
           'central acc': pct(x.centralAccuracy),
           time: duration(x.seconds),
+          epsilon: num(x.epsilon),
           failures: x.reason,
         })),
-        ['round', 'version', 'status', 'agents', 'train loss', 'fed acc', 'central acc', 'time', 'failures'],
+        ['round', 'version', 'status', 'agents', 'train loss', 'fed acc', 'central acc', 'time', ...(dp ? ['epsilon'] : []), 'failures'],
       ),
     );
   });

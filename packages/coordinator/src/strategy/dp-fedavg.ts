@@ -1,0 +1,161 @@
+/**
+ * Differentially private federated averaging.
+ *
+ * Central (DP-FedAvg, McMahan et al. 2018, user-level DP with add/remove-one adjacency): every available agent is
+ * included in a round independently with probability q (Poisson sampling). Each agent clips its update (model delta)
+ * to L2 norm S; the coordinator sums the clipped updates with weight 1 each, adds N(0, (z S)^2) noise per parameter
+ * and divides by a fixed denominator D = q * N, where N is the number of agents registered when the first round starts
+ * (treated as public, fixed for the run). One agent changes the noised sum by at most S, so each round is one step of
+ * the Poisson-subsampled Gaussian mechanism with rate q and noise multiplier z, and the RDP accountant composes steps.
+ * A round always publishes (sum + noise) / D, even when few or no results arrive: whether a round "failed" would
+ * otherwise depend on who took part.
+ *
+ * Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning with Adaptive Clipping"): agents report a
+ * bit (update was clipped or not); the coordinator releases the noisy fraction of unclipped updates
+ * b = (sum(b_i - 1/2) + N(0, sb^2)) / D + 1/2 and moves the clip norm geometrically, S <- S exp(-eta (b - gamma)).
+ * The centred count has sensitivity 1/2, so it is a Gaussian query with noise multiplier 2 sb; the update itself gets
+ * z_delta = (z^-2 - (2 sb)^-2)^(-1/2), and the two queries together are exactly one Gaussian with multiplier z: the
+ * accountant charges z, so the count's cost is included.
+ *
+ * Local: agents clip to S and add N(0, (z S)^2) themselves, so the coordinator sees only noised updates. One agent's
+ * update can change by 2S between any two datasets of that agent, so each update it sends is a Gaussian mechanism with
+ * multiplier z / 2; no amplification by sampling is assumed (the coordinator is not trusted to sample). An agent gets
+ * at most one training task per round, so after T rounds every agent is (epsilon, delta)-DP for T steps at q = 1,
+ * multiplier z / 2.
+ *
+ * Not covered by the guarantee: metrics agents report in the clear (train loss, evaluation accuracy, example counts)
+ * and the run record's participant lists; the guarantee covers the sequence of published global models.
+ */
+import { GaussianSampler, type TrainConfigMsg } from '@fedge/proto';
+import { RdpAccountant } from '../privacy/accountant.js';
+import type { PrivacyConfig } from '../privacy/config.js';
+import { FedAvg, applyDelta, type FedAvgOptions } from './fedavg.js';
+import type { AcceptedResult, AggregateOutcome, AggregateView, CandidateAgent, FailedResult, Strategy } from './strategy.js';
+
+/** What the run engine needs from a private strategy besides the Strategy interface. */
+export interface PrivacyHooks {
+  /** DP fields of a training task's TrainConfig. */
+  trainConfig(): Pick<TrainConfigMsg, 'clipNorm' | 'noiseStd' | 'reportClipped'>;
+  /** Called before each round: why the run must stop (the next step would exceed maxEpsilon), else undefined. */
+  budgetStop(round: number): string | undefined;
+  /** Privacy spent after the steps so far (composed when each round is aggregated). */
+  spent(): { epsilon: number; delta: number; order: number; steps: number; clipNorm: number };
+}
+
+export interface DpFedAvgOptions {
+  privacy: PrivacyConfig;
+  /** Poisson sampling rate q (central) / fraction of agents (local). */
+  samplingRate: number;
+  serverLearningRate: number;
+  /** Local mode: the FedAvg selection and result threshold. */
+  fedavg?: Pick<FedAvgOptions, 'minAgents' | 'minResults'>;
+  /** Number of registered agents; read once, when the first round selects agents (central mode). */
+  populationSize: () => number;
+  /** Noise source; default: the OS CSPRNG. Seeded sources are for tests only. */
+  noise?: GaussianSampler;
+  orders?: readonly number[];
+}
+
+export class DpFedAvg implements Strategy, PrivacyHooks {
+  readonly name: string;
+  private readonly p: PrivacyConfig;
+  private readonly accountant: RdpAccountant;
+  private readonly noise: GaussianSampler;
+  private readonly local: FedAvg | undefined;
+  private clip: number;
+  private denom: number | undefined;
+  /** Noise multiplier of the update sum (z, or z_delta with adaptive clipping). */
+  readonly updateNoiseMultiplier: number;
+
+  constructor(private readonly opts: DpFedAvgOptions) {
+    this.p = opts.privacy;
+    this.name = this.p.mode === 'central' ? 'dp-fedavg' : 'fedavg-local-dp';
+    this.accountant = new RdpAccountant(opts.orders);
+    this.noise = opts.noise ?? new GaussianSampler();
+    this.clip = this.p.clipNorm;
+    const a = this.p.adaptiveClipping;
+    const z = this.p.noiseMultiplier;
+    if (a) {
+      const sb = a.countNoiseStd ?? z;
+      this.updateNoiseMultiplier = 1 / Math.sqrt(1 / (z * z) - 1 / (4 * sb * sb));
+    } else this.updateNoiseMultiplier = z;
+    this.local =
+      this.p.mode === 'local'
+        ? new FedAvg({ fraction: opts.samplingRate, minAgents: opts.fedavg?.minAgents ?? 1, minResults: opts.fedavg?.minResults ?? 1, serverLearningRate: opts.serverLearningRate })
+        : undefined;
+  }
+
+  /** The fixed denominator q * N (undefined before the first round). */
+  get denominator(): number | undefined {
+    return this.denom;
+  }
+
+  get clipNorm(): number {
+    return this.clip;
+  }
+
+  /** The accountant's mechanism per step. */
+  private get step(): { samplingRate: number; noiseMultiplier: number } {
+    return this.p.mode === 'central'
+      ? { samplingRate: this.opts.samplingRate, noiseMultiplier: this.p.noiseMultiplier }
+      : { samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier / 2 };
+  }
+
+  selectAgents(available: readonly CandidateAgent[], rng: () => number): CandidateAgent[] {
+    if (this.local) return this.local.selectAgents(available, rng);
+    this.denom ??= Math.max(this.opts.samplingRate * Math.max(this.opts.populationSize(), available.length), Number.MIN_VALUE);
+    const q = this.opts.samplingRate;
+    return available.filter(() => rng() < q);
+  }
+
+  weightOf(numExamples: number): number {
+    return this.local ? this.local.weightOf(numExamples) : 1;
+  }
+
+  trainConfig(): Pick<TrainConfigMsg, 'clipNorm' | 'noiseStd' | 'reportClipped'> {
+    if (this.local) return { clipNorm: this.clip, noiseStd: this.p.noiseMultiplier * this.clip, reportClipped: false };
+    return { clipNorm: this.clip, noiseStd: 0, reportClipped: this.p.adaptiveClipping !== undefined };
+  }
+
+  budgetStop(round: number): string | undefined {
+    const max = this.p.maxEpsilon;
+    if (max === undefined) return undefined;
+    const next = this.accountant.epsilonAfter(this.step, this.p.delta);
+    if (next.epsilon <= max) return undefined;
+    const now = this.accountant.steps ? this.accountant.epsilon(this.p.delta).epsilon : 0;
+    return `privacy budget: stopped before round ${round}, which would take epsilon from ${now.toFixed(4)} to ${next.epsilon.toFixed(4)} > maxEpsilon ${max} (delta ${this.p.delta})`;
+  }
+
+  spent(): { epsilon: number; delta: number; order: number; steps: number; clipNorm: number } {
+    const e = this.accountant.steps ? this.accountant.epsilon(this.p.delta) : { epsilon: 0, order: NaN };
+    return { epsilon: e.epsilon, delta: this.p.delta, order: e.order, steps: this.accountant.steps, clipNorm: this.lastClip ?? this.clip };
+  }
+
+  /** The clip norm the last aggregated round's agents used (the current one may have adapted since). */
+  private lastClip: number | undefined;
+
+  aggregate(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome {
+    // Every aggregation is a step: agents have released their updates whatever the outcome.
+    this.accountant.compose(this.step);
+    this.lastClip = this.clip;
+    if (this.local) return this.local.aggregate(base, agg, results, failures);
+
+    const D = this.denom ?? Math.max(this.opts.samplingRate * this.opts.populationSize(), Number.MIN_VALUE);
+    const sum = agg.count > 0 ? agg.mean() : new Float32Array(base.length);
+    const scale = agg.count > 0 ? agg.totalWeight : 0; // weights are 1, so mean * totalWeight is the sum
+    const std = this.updateNoiseMultiplier * this.clip;
+    const out = new Float32Array(base.length);
+    for (let i = 0; i < out.length; i++) out[i] = (sum[i]! * scale + std * this.noise.next()) / D;
+
+    const a = this.p.adaptiveClipping;
+    if (a) {
+      const sb = a.countNoiseStd ?? this.p.noiseMultiplier;
+      // b_i = 1 when the update was within the clip norm; a result without the bit counts as clipped.
+      let centred = 0;
+      for (const r of results) centred += (r.metrics.dp_clipped === 0 ? 1 : 0) - 0.5;
+      const unclipped = (centred + sb * this.noise.next()) / D + 0.5;
+      this.clip *= Math.exp(-a.learningRate * (unclipped - a.targetQuantile));
+    }
+    return { ok: true, weights: applyDelta(base, out, this.opts.serverLearningRate) };
+  }
+}
