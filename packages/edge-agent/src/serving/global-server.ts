@@ -1,0 +1,66 @@
+/**
+ * Serves the federation's latest global model: every new version the agent hears of (announce tasks, or the
+ * model of a train/evaluate task) is fetched and sha256-verified by the caller, then exported to ONNX here and
+ * hot-swapped into the slot. Offers are serialized; an offer older than what is loaded or queued is skipped,
+ * so a burst of versions loads only the newest.
+ */
+import type { ModelBlob } from '@fedge/proto';
+import type { ModelSlot } from './model-slot.js';
+import { moduleLogger } from '../log.js';
+
+const log = moduleLogger('serving');
+
+export interface ExportSettings {
+  quantize: 'none' | 'int8';
+  activations: 'dynamic' | 'static';
+  /** Rows for static calibration: the agent's local training split. */
+  calibration?: { x: Float32Array; n: number };
+}
+
+export interface VersionRef { runId: string; version: number; sha256: string }
+
+export class GlobalModelServer {
+  private chain: Promise<void> = Promise.resolve();
+  private latest: VersionRef | undefined;
+  loaded: VersionRef | undefined;
+
+  constructor(readonly slot: ModelSlot, private readonly settings: ExportSettings) {}
+
+  private newer(v: VersionRef, than: VersionRef | undefined): boolean {
+    return !than || v.runId !== than.runId || v.version > than.version;
+  }
+
+  /** True when `v` would be loaded: not the version already loaded or queued (nor older, within a run). */
+  wants(v: VersionRef): boolean {
+    return this.newer(v, this.latest);
+  }
+
+  /** Queues `v`; `blob` returns its verified weights (called only if `v` is still the newest when its turn comes). */
+  offer(v: VersionRef, blob: () => Promise<ModelBlob>): Promise<void> {
+    if (!this.wants(v)) return this.chain;
+    this.latest = v;
+    this.chain = this.chain.then(async () => {
+      if (this.latest !== v) return; // superseded while waiting
+      const t0 = performance.now();
+      try {
+        const ml = await import('@fedge/ml');
+        const e = await ml.exportOnnxCalibrated(await blob(), {
+          quantize: this.settings.quantize,
+          activations: this.settings.activations,
+          modelVersion: v.version,
+          metadata: { 'fedge.run': v.runId, 'fedge.version': String(v.version), 'fedge.sha256': v.sha256 },
+          ...(this.settings.calibration ? { calibration: this.settings.calibration } : {}),
+        });
+        const exportMs = performance.now() - t0;
+        await this.slot.load(e.bytes, String(v.version), { run: v.runId, global_version: v.version, source_sha256: v.sha256, quantization: e.quantization });
+        this.loaded = v;
+        log.info({ runId: v.runId, version: v.version, bytes: e.bytes.length, quantization: e.quantization, exportMs: Math.round(exportMs), totalMs: Math.round(performance.now() - t0) }, 'serving new global model version');
+      } catch (err) {
+        // Keep serving what is loaded; a later version gets its own chance.
+        if (this.latest === v) this.latest = this.loaded;
+        log.error({ runId: v.runId, version: v.version, err: (err as Error).message }, 'could not serve global model version');
+      }
+    });
+    return this.chain;
+  }
+}

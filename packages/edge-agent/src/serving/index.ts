@@ -1,0 +1,3 @@
+export * from './model-slot.js';
+export * from './server.js';
+export * from './global-server.js';

@@ -1,0 +1,128 @@
+/**
+ * One served model name with atomic hot swap. Requests take a reference to the current version synchronously
+ * (no await between reading `current` and counting the request in), so a swap never pulls a session out from
+ * under a request: the old session is released only once its last in-flight request has finished. The
+ * version before the current one stays loaded for an instant rollback.
+ */
+import { createHash } from 'node:crypto';
+import * as ort from 'onnxruntime-node';
+
+export interface TensorMeta { name: string; datatype: 'FP32'; shape: number[] }
+
+export interface LoadedModel {
+  version: string;
+  session: ort.InferenceSession;
+  inputs: TensorMeta[];
+  outputs: TensorMeta[];
+  bytes: number;
+  sha256: string;
+  loadedAt: string;
+  /** Free-form provenance (run id, global version, source sha256, quantization). */
+  info: Record<string, string | number>;
+  inflight: number;
+  retired: boolean;
+}
+
+export interface SessionSettings {
+  /** ORT intra-op threads per session (default 1: predictable latency on small devices; raise for big batches). */
+  intraOpThreads?: number;
+  /** ORT graph optimization level (default 'all'; see README "Edge serving"). */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+/**
+ * Session options, chosen deliberately: 'all' lets ORT fuse DynamicQuantizeLinear + MatMulInteger + Cast + Mul
+ * into DynamicQuantizeMatMul (the fast int8 path); the exporter never emits DequantizeLinear -> MatMul, which
+ * 'all' would rewrite into MatMulNBits. One intra-op thread, sequential execution, no spinning threads burning
+ * CPU on an edge device between requests.
+ */
+export function sessionOptions(s: SessionSettings = {}): ort.InferenceSession.SessionOptions {
+  return {
+    graphOptimizationLevel: s.optimization ?? 'all',
+    intraOpNumThreads: s.intraOpThreads ?? 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
+
+function dims(meta: ort.InferenceSession.ValueMetadata): number[] {
+  if (!meta.isTensor) return [];
+  return meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+}
+
+function tensorMeta(list: readonly ort.InferenceSession.ValueMetadata[]): TensorMeta[] {
+  return list.map((m) => {
+    if (!m.isTensor || m.type !== 'float32') throw new Error(`serving: tensor "${m.name}" is not float32 (only FP32 models are served)`);
+    return { name: m.name, datatype: 'FP32', shape: dims(m) };
+  });
+}
+
+export class ModelSlot {
+  current: LoadedModel | undefined;
+  previous: LoadedModel | undefined;
+  swaps = 0;
+
+  constructor(readonly name: string, private readonly settings: SessionSettings = {}) {}
+
+  /** Creates a session for `onnx` and makes it current; the old current becomes `previous`. */
+  async load(onnx: Uint8Array, version: string, info: Record<string, string | number> = {}): Promise<LoadedModel> {
+    const session = await ort.InferenceSession.create(onnx, sessionOptions(this.settings));
+    let next: LoadedModel;
+    try {
+      next = {
+        version,
+        session,
+        inputs: tensorMeta(session.inputMetadata),
+        outputs: tensorMeta(session.outputMetadata),
+        bytes: onnx.byteLength,
+        sha256: createHash('sha256').update(onnx).digest('hex'),
+        loadedAt: new Date().toISOString(),
+        info,
+        inflight: 0,
+        retired: false,
+      };
+      if (next.inputs.length !== 1) throw new Error(`serving: model has ${next.inputs.length} inputs; one is supported`);
+    } catch (err) {
+      await session.release();
+      throw err;
+    }
+    // The swap itself is synchronous: requests see either the old or the new version, never neither.
+    const dropped = this.previous;
+    this.previous = this.current;
+    this.current = next;
+    this.swaps++;
+    if (dropped) this.retire(dropped);
+    return next;
+  }
+
+  /** Makes `previous` current again (the current one becomes `previous`). */
+  rollback(): LoadedModel {
+    if (!this.previous || !this.current) throw new Error(`model "${this.name}" has no previous version to roll back to`);
+    [this.current, this.previous] = [this.previous, this.current];
+    this.swaps++;
+    return this.current;
+  }
+
+  acquire(version?: string): LoadedModel | undefined {
+    const m = version === undefined || this.current?.version === version ? this.current : this.previous?.version === version ? this.previous : undefined;
+    if (m) m.inflight++;
+    return m;
+  }
+
+  release(m: LoadedModel): void {
+    m.inflight--;
+    if (m.retired && m.inflight === 0) void m.session.release().catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    for (const m of [this.current, this.previous]) if (m) this.retire(m);
+    this.current = undefined;
+    this.previous = undefined;
+  }
+
+  private retire(m: LoadedModel): void {
+    m.retired = true;
+    if (m.inflight === 0) void m.session.release().catch(() => undefined);
+  }
+}
