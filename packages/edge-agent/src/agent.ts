@@ -5,6 +5,7 @@ import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
+import type { GlobalModelServer } from './serving/global-server.js';
 
 const log = moduleLogger('agent');
 
@@ -16,6 +17,8 @@ export interface AgentOptions {
   /** Reconnect backoff bounds. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** With `--serve`: every global version the agent hears of is verified, exported to ONNX and served. */
+  serving?: GlobalModelServer;
 }
 
 export const AGENT_VERSION = '0.1.0';
@@ -79,6 +82,11 @@ export class Agent {
     this.streamCancel = () => stream.cancel();
     let queue = Promise.resolve();
     for await (const task of stream) {
+      if (task.kind === 'announce') {
+        // A new global version exists; nothing to train or submit. Serving agents fetch it off the task queue.
+        this.serve(task, conn, s);
+        continue;
+      }
       if (task.kind === 'cancel') {
         if (this.current?.task.taskId === task.taskId) {
           log.info({ taskId: task.taskId }, 'task cancelled by the coordinator');
@@ -101,6 +109,7 @@ export class Agent {
     try {
       log.info({ runId: task.runId, round: task.round, kind: task.kind, version: task.modelVersion }, 'task received');
       const { header, payload } = await this.executor.run(task, conn, s, ctl.signal);
+      this.serve(task, conn, s); // the task's model is verified and cached by now
       if (ctl.signal.aborted) return;
       const reply = await conn.submit(header, payload);
       if (reply.accepted) log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
@@ -111,5 +120,16 @@ export class Agent {
     } finally {
       this.current = undefined;
     }
+  }
+
+  /** Hands a global version to the model server (if serving and it is new there); fetch and sha256 check via the executor. */
+  private serve(task: TaskMsg, conn: CoordinatorConnection, s: Session): void {
+    const srv = this.opts.serving;
+    const ref = { runId: task.runId, version: task.modelVersion, sha256: task.modelSha256 };
+    if (!srv?.wants(ref)) return;
+    void srv.offer(ref, async () => {
+      const g = await this.executor.verifiedModel(task, conn, s);
+      return { topology: JSON.parse(g.header.topologyJson) as unknown, tensors: g.header.tensors as never, weights: g.weights };
+    });
   }
 }

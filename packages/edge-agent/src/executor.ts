@@ -18,7 +18,7 @@ import { privatizeUpdate } from './privacy.js';
 
 const log = moduleLogger('executor');
 
-interface CachedModel { runId: string; version: number; sha256: string; header: ModelHeaderMsg; weights: Float32Array }
+export interface CachedModel { runId: string; version: number; sha256: string; header: ModelHeaderMsg; weights: Float32Array }
 
 export interface Session { agentId: string; sessionToken: string }
 
@@ -77,6 +77,11 @@ export class TaskExecutor {
       },
       payload: new Uint8Array(delta.buffer),
     };
+  }
+
+  /** The global model a task (train, evaluate or announce) names, fetched once and sha256-verified. */
+  verifiedModel(task: TaskMsg, conn: CoordinatorConnection, s: Session): Promise<CachedModel> {
+    return this.fetch(task, conn, s);
   }
 
   private async fetch(task: TaskMsg, conn: CoordinatorConnection, s: Session): Promise<CachedModel> {

@@ -36,7 +36,8 @@ export interface TrainConfigMsg {
   /** DP: report metric dp_clipped (1 if the update was scaled down) for adaptive clipping. */
   reportClipped?: boolean;
 }
-export type TaskKind = 'train' | 'evaluate' | 'cancel';
+/** `announce`: a new global version exists (run, version, sha256); no result is expected. */
+export type TaskKind = 'train' | 'evaluate' | 'cancel' | 'announce';
 export interface TaskMsg {
   taskId: string;
   runId: string;

@@ -150,6 +150,24 @@ export class AgentRegistry extends EventEmitter<{
     this.emit('changed');
   }
 
+  /**
+   * Sends an `announce` task (a new global version) to every online agent, busy or not, without assigning it:
+   * agents that serve models fetch, verify and swap it in; others ignore it. Returns how many were told.
+   */
+  announce(task: TaskMsg): number {
+    let n = 0;
+    for (const a of this.agents.values()) {
+      if (!a.channel) continue;
+      try {
+        a.channel.send(task);
+        n++;
+      } catch {
+        /* a closed channel is already reported through detach */
+      }
+    }
+    return n;
+  }
+
   /** Sends a cancel for a task the coordinator no longer wants (e.g. its round closed). */
   cancel(agentId: string, task: TaskMsg): void {
     const a = this.agents.get(agentId);

@@ -735,6 +735,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   private async registerVersion(g: GlobalModel, round: number): Promise<void> {
     await this.deps.store.putModel(g.sha256, g.blob);
+    // Serving agents hot-swap every new version: tell the online ones it exists (run, version, sha256).
+    if (g.version > 0) this.deps.registry.announce({ ...this.makeTask('evaluate', round, 0, 0), taskId: `${this.run.id}.announce.${g.version}`, kind: 'announce', modelVersion: g.version, modelSha256: g.sha256, modelBytes: g.bytes.byteLength });
     if (!this.run.versions.some((v) => v.version === g.version)) {
       this.run.versions.push({
         version: g.version,

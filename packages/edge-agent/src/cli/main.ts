@@ -6,6 +6,7 @@ import { Agent } from '../agent.js';
 import { loadLocalData } from '../data.js';
 import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
 import { logger } from '../log.js';
+import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { hostname } from 'node:os';
 
 const int = (flag: string, min: number) => (v: string): number => {
@@ -26,13 +27,20 @@ interface Opts {
   holdout: number;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   joinToken?: string;
+  serve?: string;
+  serveName: string;
+  serveQuantize: 'none' | 'int8';
+  serveActivations: 'dynamic' | 'static';
+  serveThreads: number;
+  serveMaxBodyBytes: number;
+  serveMaxBatch: number;
 }
 
 const program = new Command('fedge-agent')
   .description('fedge edge agent: joins a coordinator, trains on local data, sends model updates')
   .version('0.1.0')
-  .requiredOption('--coordinator <grpc://host:port>', 'coordinator address (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
-  .requiredOption('--data <spec>', 'local data: mnist | csv:PATH | idx:IMAGES,LABELS', process.env.FEDGE_DATA)
+  .option('--coordinator <grpc://host:port>', 'coordinator address (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
+  .option('--data <spec>', 'local data: mnist | csv:PATH | idx:IMAGES,LABELS', process.env.FEDGE_DATA)
   .option('--name <name>', 'agent name shown by `fedge agent list`', process.env.FEDGE_AGENT_NAME ?? hostname())
   .addOption(new Option('--partition <kind>', 'split of the bundled digits (with --data mnist)').choices(['iid', 'shards', 'dirichlet']).default('iid'))
   .addOption(new Option('--num-partitions <n>', 'number of agents sharing the digits').default(1).argParser(int('--num-partitions', 1)))
@@ -50,6 +58,10 @@ const program = new Command('fedge-agent')
   }))
   .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
+  .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
+  .option('--serve-name <name>', 'model name for --serve: /v2/models/NAME/infer', 'fedge')
+  .addOption(new Option('--serve-quantize <kind>', 'weights of the served ONNX model').choices(['none', 'int8']).default('int8'))
+  .addOption(new Option('--serve-activations <mode>', 'int8 activations: per call (dynamic) or calibrated on the local training split (static)').choices(['dynamic', 'static']).default('dynamic'))
   .addHelpText(
     'after',
     `
@@ -57,11 +69,16 @@ Examples:
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist
   fedge-agent --coordinator grpc://coord:7070 --data mnist --partition shards --num-partitions 10 --partition-id 3 --seed 7
   fedge-agent --coordinator grpc://coord:7070 --data csv:/data/local.csv --name sensor-17
+  fedge-agent --coordinator grpc://coord:7070 --data mnist --serve 127.0.0.1:8080 --serve-name mnist   # and serve it
+  fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist                       # standalone
 
 CSV format: one example per line, label first (integer class), then the features; an optional header line.
 IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-ubyte), optionally gzipped.`,
   )
   .action(async (o: Opts) => {
+    // Checked here, not with requiredOption: commander would demand them of the `serve` subcommand too.
+    if (!o.coordinator) program.error("error: required option '--coordinator <grpc://host:port>' not specified");
+    if (!o.data) program.error("error: required option '--data <spec>' not specified");
     const target = grpcTarget(parseHostPort(o.coordinator, '--coordinator', 7070));
     const ml = await import('@fedge/ml');
     const backend = await ml.initBackend(o.backend);
@@ -77,7 +94,12 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     });
     logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n }, 'local data ready');
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
+    const serving = o.serve
+      ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, data.train)
+      : undefined;
+    if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch });
     const agent = new Agent(() => new GrpcConnection(target), data, {
+      ...(serving ? { serving } : {}),
       name: o.name,
       backend: backend.name,
       ...(joinToken ? { joinToken } : {}),
@@ -92,6 +114,10 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     await agent.runForever();
     process.exit(0);
   });
+
+addServingOptions(program, 'serve-');
+// Agent options (--name, --version, ...) before `serve` belong to the agent, after it to `serve`.
+program.enablePositionalOptions().addCommand(serveCommand());
 
 try {
   await program.parseAsync(process.argv);
