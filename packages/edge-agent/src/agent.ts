@@ -17,8 +17,22 @@ export interface AgentOptions {
   /** Reconnect backoff bounds. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** Simulation for tests, benchmarks and demos: see SimulationOptions. */
+  simulate?: SimulationOptions;
   /** With `--serve`: every global version the agent hears of is verified, exported to ONNX and served. */
   serving?: GlobalModelServer;
+}
+
+/** Makes an agent behave like a slow or flaky device. */
+export interface SimulationOptions {
+  /** Training takes this many times longer (the agent waits (factor - 1) x its training time). */
+  slowdown?: number;
+  /** Per task: probability of abandoning it without a result (the coordinator sees it late). */
+  failRate?: number;
+  /** Per task: probability of dropping the connection mid-task, then reconnecting with backoff. */
+  disconnectRate?: number;
+  /** Seeds the fault draws so a simulation repeats exactly. */
+  seed?: number;
 }
 
 export const AGENT_VERSION = '0.1.0';
@@ -29,9 +43,18 @@ export class Agent {
   private current: { task: TaskMsg; ctl: AbortController } | undefined;
   private streamCancel: (() => void) | undefined;
   private readonly executor: TaskExecutor;
+  private readonly faultRng: () => number;
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
-    this.executor = new TaskExecutor(data);
+    this.executor = new TaskExecutor(data, opts.simulate?.slowdown ?? 1);
+    let x = (opts.simulate?.seed ?? 1) >>> 0 || 1;
+    // xorshift32: a few fault draws need no more; seeded so simulated failures are reproducible.
+    this.faultRng = () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) / 4294967296;
+    };
   }
 
   /** Runs until stop(); connection failures are retried with exponential backoff and jitter. */
@@ -108,9 +131,21 @@ export class Agent {
     const t0 = Date.now();
     try {
       log.info({ runId: task.runId, round: task.round, kind: task.kind, version: task.modelVersion }, 'task received');
+      const sim = this.opts.simulate;
+      const disconnect = task.kind === 'train' && (sim?.disconnectRate ?? 0) > this.faultRng();
+      const fail = task.kind === 'train' && (sim?.failRate ?? 0) > this.faultRng();
       const { header, payload } = await this.executor.run(task, conn, s, ctl.signal);
       this.serve(task, conn, s); // the task's model is verified and cached by now
       if (ctl.signal.aborted) return;
+      if (disconnect) {
+        log.warn({ runId: task.runId, round: task.round }, 'simulated disconnect');
+        this.streamCancel?.();
+        return;
+      }
+      if (fail) {
+        log.warn({ runId: task.runId, round: task.round }, 'simulated failure: result abandoned');
+        return;
+      }
       const reply = await conn.submit(header, payload);
       if (reply.accepted) log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
       else log.warn({ runId: task.runId, round: task.round, reason: reply.reason, message: reply.message }, 'result rejected');

@@ -18,6 +18,18 @@ import { privatizeUpdate } from './privacy.js';
 
 const log = moduleLogger('executor');
 
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
+
 export interface CachedModel { runId: string; version: number; sha256: string; header: ModelHeaderMsg; weights: Float32Array }
 
 export interface Session { agentId: string; sessionToken: string }
@@ -27,7 +39,8 @@ export class TaskExecutor {
   private cached: CachedModel | undefined;
   private model: { topologyJson: string; model: LayersModel } | undefined;
 
-  constructor(private readonly data: LocalData) {}
+  /** @param slowdown simulated device slowness: training time is multiplied by this factor */
+  constructor(private readonly data: LocalData, private readonly slowdown = 1) {}
 
   async run(task: TaskMsg, conn: CoordinatorConnection, s: Session, signal: AbortSignal): Promise<{ header: ResultHeaderMsg; payload: Uint8Array }> {
     const ml = await import('@fedge/ml');
@@ -54,6 +67,7 @@ export class TaskExecutor {
       seed: c.seed,
       signal,
     });
+    if (this.slowdown > 1) await abortableSleep((this.slowdown - 1) * tr.seconds * 1000, signal);
     metrics.train_loss = tr.loss;
     metrics.train_accuracy = tr.accuracy;
     metrics.train_seconds = tr.seconds;

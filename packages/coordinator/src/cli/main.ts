@@ -36,6 +36,8 @@ program.addCommand(agentCommand());
 program.addCommand(demoCommand());
 program.addCommand(privacyCommand());
 program.addCommand(modelCommand());
+// Root options (--version) only before the subcommand: `fedge model export --version V` is the subcommand's.
+program.enablePositionalOptions();
 program.exitOverride();
 
 try {

@@ -3,13 +3,28 @@ import type { RoundRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
 import { duration, pct } from './format.js';
 
-export function roundLine(r: RoundRecord, total: number): string {
+/** e.g. "2 late, 1 dropped" for the non-completed outcomes of a round. */
+function outcomes(r: RoundRecord): string {
+  const counts = new Map<string, number>();
+  for (const p of r.participants) if (p.outcome !== 'completed') counts.set(p.outcome, (counts.get(p.outcome) ?? 0) + 1);
+  return [...counts].map(([o, n]) => `${n} ${o}`).join(', ');
+}
+
+/** e.g. "tau 0:2 1:1" — how many versions behind the folded updates were; omitted when all were current. */
+function staleness(r: RoundRecord): string | undefined {
+  const h = r.stalenessHistogram;
+  if (!h || Object.keys(h).every((k) => k === '0')) return undefined;
+  return `tau ${Object.entries(h).map(([k, n]) => `${k}:${n}`).join(' ')}`;
+}
+
+export function roundLine(r: RoundRecord, total: number, unit = 'round'): string {
   const done = r.participants.filter((p) => p.outcome === 'completed').length;
-  const failed = r.participants.length - done;
+  const other = outcomes(r);
   const parts = [
-    `round ${String(r.round).padStart(String(total).length)}/${total}`,
+    `${unit} ${String(r.round).padStart(String(total).length)}/${total}`,
     r.status === 'failed' ? 'FAILED' : `v${r.version}`,
-    `agents ${done}/${r.participants.length}${failed ? ` (${failed} failed)` : ''}`,
+    `agents ${done}/${r.participants.length}${other ? ` (${other})` : ''}`,
+    staleness(r),
     r.trainLoss !== undefined ? `loss ${r.trainLoss.toFixed(4)}` : undefined,
     r.centralAccuracy !== undefined ? `accuracy ${pct(r.centralAccuracy)}` : undefined,
     `${r.seconds.toFixed(1)}s`,
@@ -34,8 +49,9 @@ export function statusLine(run: RunView): string {
   const states = new Map<string, number>();
   for (const p of live?.participants ?? []) states.set(p.state, (states.get(p.state) ?? 0) + 1);
   const agents = [...states].map(([s, n]) => `${n} ${s}`).join(', ');
-  const phase = live ? `${live.phase}${live.round ? ` round ${live.round}/${run.config.rounds}` : ''}` : run.status;
-  return [phase, agents && `[${agents}]`, `elapsed ${duration(t.elapsed)}`, t.eta !== undefined ? `eta ${duration(t.eta)}` : undefined]
+  const phase = live ? `${live.phase}${live.round ? ` ${run.config.mode === 'async' ? 'step' : 'round'} ${live.round}/${run.config.rounds}` : ''}` : run.status;
+  const buffer = live?.buffered !== undefined ? `buffer ${live.buffered}/${run.config.async.bufferSize}, ${live.inFlight ?? 0} training` : undefined;
+  return [phase, buffer, agents && `[${agents}]`, `elapsed ${duration(t.elapsed)}`, t.eta !== undefined ? `eta ${duration(t.eta)}` : undefined]
     .filter(Boolean)
     .join('  ');
 }
@@ -50,7 +66,7 @@ export class ProgressPrinter {
     const tty = this.out.isTTY;
     for (; this.printed < run.rounds.length; this.printed++) {
       if (tty && this.lastStatus) this.out.write('\r\x1b[2K');
-      this.out.write(`${roundLine(run.rounds[this.printed]!, run.config.rounds)}\n`);
+      this.out.write(`${roundLine(run.rounds[this.printed]!, run.config.rounds, run.config.mode === 'async' ? 'step' : 'round')}\n`);
       this.lastStatus = '';
     }
     if (tty && run.live) {

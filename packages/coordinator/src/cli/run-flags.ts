@@ -16,6 +16,25 @@ export interface RunFlags {
   lr?: number;
   deadline?: number;
   seed?: number;
+  mode?: string;
+  overSelection?: number;
+  lateResults?: string;
+  bufferSize?: number;
+  concurrency?: number;
+  maxStaleness?: number;
+  staleness?: string;
+  targetAccuracy?: number;
+}
+
+/** `polynomial[:a]`, `hinge[:a,b]` or `constant` into the run-config form. */
+export function parseStaleness(v: string): Record<string, unknown> {
+  const [fn, args = ''] = v.split(':');
+  const nums = args ? args.split(',').map(Number) : [];
+  if (nums.some((n) => !Number.isFinite(n))) throw new InvalidArgumentError(`--staleness: bad numbers in "${v}"`);
+  if (fn === 'constant') return { fn };
+  if (fn === 'polynomial') return nums.length ? { fn, a: nums[0] } : { fn };
+  if (fn === 'hinge') return { fn, ...(nums.length > 0 ? { a: nums[0] } : {}), ...(nums.length > 1 ? { b: nums[1] } : {}) };
+  throw new InvalidArgumentError(`--staleness: use polynomial[:a], hinge[:a,b] or constant, got "${v}"`);
 }
 
 const intArg = (flag: string) => (v: string): number => {
@@ -40,7 +59,15 @@ export function addRunFlags(cmd: Command): Command {
     .option('--batch-size <n>', 'local batch size', intArg('--batch-size'))
     .option('--lr <x>', 'local SGD learning rate', numArg('--lr'))
     .option('--deadline <seconds>', 'round deadline in seconds; agents still training then are recorded as late', numArg('--deadline'))
-    .option('--seed <n>', 'seed for agent sampling and local shuffling', intArg('--seed'));
+    .option('--seed <n>', 'seed for agent sampling and local shuffling', intArg('--seed'))
+    .option('--target-accuracy <a>', 'stop as soon as the global model reaches this accuracy (0-1)', numArg('--target-accuracy'))
+    .option('--mode <mode>', 'sync (rounds) or async (buffered aggregation, FedBuff)')
+    .option('--over-selection <f>', 'sync: invite this fraction more agents and close on the first results needed', numArg('--over-selection'))
+    .option('--late-results <policy>', 'sync: discard late results, or fold them into the next round (next-round)')
+    .option('--buffer-size <k>', 'async: updates per new global version', intArg('--buffer-size'))
+    .option('--concurrency <n>', 'async: agents training at once (default: all available)', intArg('--concurrency'))
+    .option('--max-staleness <n>', 'async: reject updates more than n versions behind', intArg('--max-staleness'))
+    .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness);
 }
 
 /** File values first, flags override them; the coordinator validates the result with the run-config schema. */
@@ -78,5 +105,14 @@ export function buildRunConfig(flags: RunFlags): Record<string, unknown> {
   set('learningRate', flags.lr);
   set('roundDeadlineSeconds', flags.deadline);
   set('seed', flags.seed);
+  set('targetAccuracy', flags.targetAccuracy);
+  set('mode', flags.mode);
+  const merge = (key: string, patch: Record<string, unknown>): void => {
+    const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
+    if (Object.keys(defined).length) cfg[key] = { ...((cfg[key] as Record<string, unknown> | undefined) ?? {}), ...defined };
+  };
+  merge('sync', { overSelection: flags.overSelection, lateResults: flags.lateResults });
+  merge('async', { bufferSize: flags.bufferSize, concurrency: flags.concurrency, maxStaleness: flags.maxStaleness });
+  if (flags.staleness !== undefined) cfg.staleness = flags.staleness;
   return cfg;
 }

@@ -34,7 +34,16 @@ interface Opts {
   serveThreads: number;
   serveMaxBodyBytes: number;
   serveMaxBatch: number;
+  slowdown?: number;
+  failRate?: number;
+  disconnectRate?: number;
 }
+
+const rate = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`${flag} must be a probability in [0, 1], got "${v}"`);
+  return n;
+};
 
 const program = new Command('fedge-agent')
   .description('fedge edge agent: joins a coordinator, trains on local data, sends model updates')
@@ -62,6 +71,13 @@ const program = new Command('fedge-agent')
   .option('--serve-name <name>', 'model name for --serve: /v2/models/NAME/infer', 'fedge')
   .addOption(new Option('--serve-quantize <kind>', 'weights of the served ONNX model').choices(['none', 'int8']).default('int8'))
   .addOption(new Option('--serve-activations <mode>', 'int8 activations: per call (dynamic) or calibrated on the local training split (static)').choices(['dynamic', 'static']).default('dynamic'))
+  .option('--slowdown <factor>', 'simulation: train this many times slower, like a weaker device', (v) => {
+    const n = Number(v);
+    if (!(n >= 1)) throw new InvalidArgumentError(`--slowdown must be a number >= 1, got "${v}"`);
+    return n;
+  })
+  .option('--fail-rate <p>', 'simulation: probability of abandoning a training task without a result', rate('--fail-rate'))
+  .option('--disconnect-rate <p>', 'simulation: probability of dropping the connection mid-task', rate('--disconnect-rate'))
   .addHelpText(
     'after',
     `
@@ -71,6 +87,7 @@ Examples:
   fedge-agent --coordinator grpc://coord:7070 --data csv:/data/local.csv --name sensor-17
   fedge-agent --coordinator grpc://coord:7070 --data mnist --serve 127.0.0.1:8080 --serve-name mnist   # and serve it
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist                       # standalone
+  fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --slowdown 10 --disconnect-rate 0.1   # a slow, flaky device
 
 CSV format: one example per line, label first (integer class), then the features; an optional header line.
 IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-ubyte), optionally gzipped.`,
@@ -103,6 +120,12 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
       name: o.name,
       backend: backend.name,
       ...(joinToken ? { joinToken } : {}),
+      simulate: {
+        ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
+        ...(o.failRate !== undefined ? { failRate: o.failRate } : {}),
+        ...(o.disconnectRate !== undefined ? { disconnectRate: o.disconnectRate } : {}),
+        seed: o.seed * 1000 + o.partitionId + 1,
+      },
     });
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping');

@@ -21,7 +21,28 @@ interface DemoOpts {
   seed: number;
   dataDir: string;
   format: OutputFormat;
+  mode: 'sync' | 'async';
+  stragglers: number;
+  slowdown: number;
+  targetAccuracy?: number;
+  deadline?: number;
+  overSelection?: number;
+  lateResults?: string;
+  bufferSize?: number;
+  concurrency?: number;
+  failRate?: number;
 }
+
+const fraction = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`${flag} must be in [0, 1], got "${v}"`);
+  return n;
+};
+const positive = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError(`${flag} must be a positive number, got "${v}"`);
+  return n;
+};
 
 const posInt = (flag: string) => (v: string): number => {
   const n = Number(v);
@@ -48,6 +69,16 @@ export function demoCommand(): Command {
     .addOption(new Option('--batch-size <n>', 'local batch size').default(32).argParser(posInt('--batch-size')))
     .option('--lr <x>', 'local SGD learning rate (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn)', (v) => Number(v))
     .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posInt('--seed')))
+    .addOption(new Option('--mode <mode>', 'sync rounds or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
+    .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fraction('--stragglers')))
+    .addOption(new Option('--slowdown <factor>', 'how many times slower the stragglers train').default(10).argParser(positive('--slowdown')))
+    .addOption(new Option('--fail-rate <p>', 'every agent abandons a task with this probability (simulated)').argParser(fraction('--fail-rate')))
+    .addOption(new Option('--target-accuracy <a>', 'stop as soon as the global model reaches this accuracy').argParser(fraction('--target-accuracy')))
+    .addOption(new Option('--deadline <seconds>', 'sync: round deadline').argParser(positive('--deadline')))
+    .addOption(new Option('--over-selection <f>', 'sync: invite this fraction more agents, close on the first results needed').argParser(positive('--over-selection')))
+    .addOption(new Option('--late-results <policy>', 'sync: what to do with results after their round closed').choices(['discard', 'next-round']))
+    .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default 3)').argParser(posInt('--buffer-size')))
+    .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posInt('--concurrency')))
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
     .addHelpText(
@@ -57,6 +88,8 @@ Examples:
   fedge demo                                    # 4 agents, 10 rounds, mnist-mlp, IID split
   fedge demo --agents 6 --rounds 20 --partition shards
   fedge demo --model mnist-cnn --rounds 5 --format json
+  fedge demo --agents 6 --stragglers 0.33 --slowdown 10 --mode async --rounds 40 --target-accuracy 0.9
+  fedge demo --agents 6 --stragglers 0.33 --deadline 5 --over-selection 0.5 --late-results next-round
 
 Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN/model/model.json.`,
     )
@@ -80,10 +113,16 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         for (let i = 0; i < opts.agents; i++) {
           const log = path.join(logDir, `agent-${i}.log`);
           const out = createWriteStream(log);
+          // The last agents are the stragglers, so which ones are slow is obvious in logs and `fedge agent list`.
+          const slow = i >= opts.agents - Math.round(opts.stragglers * opts.agents);
+          const sim = [
+            ...(slow && opts.slowdown > 1 ? ['--slowdown', String(opts.slowdown)] : []),
+            ...(opts.failRate ? ['--fail-rate', String(opts.failRate)] : []),
+          ];
           const child = spawn(
             process.execPath,
-            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}`, '--data', 'mnist', '--partition', opts.partition,
-              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed)],
+            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', 'mnist', '--partition', opts.partition,
+              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim],
             { stdio: ['ignore', 'pipe', 'pipe'] },
           );
           child.stdout!.pipe(out);
@@ -101,39 +140,73 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         }
         if (opts.format !== 'json')
           process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of the MNIST digits); logs in ${logDir}\n`);
+        // Start once every agent has joined, so round 1 is not decided by which processes booted first.
+        await coord.registry.waitForAvailable(opts.agents, AbortSignal.timeout(180_000)).catch(() => {
+          throw new Error(`only ${coord.registry.available().length} of ${opts.agents} agents joined within 180 s; see the logs in ${logDir}`);
+        });
+        // Round size: every agent by default. With over-selection, invite 1 + o times the agents a round needs;
+        // with a deadline and stragglers, a round needs only the fast agents (the slow ones arrive late).
+        const nSlow = Math.round(opts.stragglers * opts.agents);
+        let min = opts.agents;
+        let fraction = 1;
+        if (opts.overSelection !== undefined) {
+          min = Math.max(1, Math.ceil(opts.agents / (1 + opts.overSelection)));
+          fraction = min / opts.agents;
+        } else if (opts.deadline !== undefined && nSlow > 0) min = Math.max(1, opts.agents - nSlow);
         const run = await coord.startRun({
           name: 'demo',
           model: opts.model,
           rounds: opts.rounds,
-          agentsPerRound: { fraction: 1, min: opts.agents },
+          agentsPerRound: { fraction, min },
           epochs: opts.epochs,
           batchSize: opts.batchSize,
           learningRate: opts.lr ?? DEFAULT_LR[opts.model],
           seed: opts.seed,
           waitForAgentsSeconds: 180,
-          roundDeadlineSeconds: 600,
+          roundDeadlineSeconds: opts.deadline ?? 600,
+          mode: opts.mode,
+          ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
+          sync: {
+            ...(opts.overSelection !== undefined ? { overSelection: opts.overSelection } : {}),
+            ...(opts.lateResults !== undefined ? { lateResults: opts.lateResults } : {}),
+          },
+          async: {
+            ...(opts.bufferSize !== undefined ? { bufferSize: opts.bufferSize } : {}),
+            ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+          },
         });
         const printer = new ProgressPrinter(process.stderr);
         let final: RunView = run;
+        let reachedAt: number | undefined;
         await new Promise<void>((resolve) => {
           coord.watchRun(run.id, (r, ended) => {
             final = r;
+            if (r.reachedTarget && reachedAt === undefined) reachedAt = (performance.now() - t0) / 1000;
             if (opts.format !== 'json') printer.update(r);
             if (ended) resolve();
           });
         });
         const last = final.rounds.filter((x) => x.status === 'completed').at(-1);
+        const wall = (performance.now() - t0) / 1000;
         const result = {
           runId: final.id,
           status: final.status,
+          mode: opts.mode,
+          reached: opts.targetAccuracy === undefined ? null : !!final.reachedTarget,
+          targetAccuracy: opts.targetAccuracy ?? null,
+          reachedAtVersion: final.reachedTarget?.version ?? null,
           model: opts.model,
           agents: opts.agents,
           partition: opts.partition,
           rounds: final.rounds.length,
+          versions: final.modelVersion,
           finalAccuracy: last?.centralAccuracy ?? last?.federatedAccuracy ?? null,
           federatedAccuracy: last?.federatedAccuracy ?? null,
           initialAccuracy: final.versions.find((v) => v.version === 0)?.centralAccuracy ?? null,
-          wallSeconds: Number(((performance.now() - t0) / 1000).toFixed(2)),
+          // With a target, wallSeconds is the time it took to reach it (from the start of the demo).
+          wallSeconds: Number((reachedAt ?? wall).toFixed(2)),
+          totalSeconds: Number(wall.toFixed(2)),
+          stragglers: Math.round(opts.stragglers * opts.agents),
           modelPath: final.modelPath ?? null,
           agentBackends: [...new Set(coord.listAgents().map((a) => a.backend))],
           metrics: runSummary(final).metrics,
