@@ -566,10 +566,11 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
         if (!isAsync && inv.task.round !== round.round) this.noteLateOutcome(inv, `folded into round ${round.round} (staleness ${staleness})`);
         this.noteEval(inv.baseVersion, h.metrics);
+        // Cut before releasing the agent: the release re-dispatches it, and it must get the new version.
+        if (isAsync && round.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
         this.deps.registry.release(h.agentId, inv.task.taskId, true);
         this.refreshLive();
-        if (isAsync && round.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
-        else if (isAsync) queueMicrotask(() => this.fillAsync());
+        if (isAsync) queueMicrotask(() => this.fillAsync());
       },
       onReject: (reason, message) =>
         isAsync ? this.asyncFailure(inv, 'rejected', `${reason}: ${message}`) : this.failParticipant(target()!, h.agentId, reason, message),

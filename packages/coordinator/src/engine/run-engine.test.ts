@@ -1,0 +1,188 @@
+/** Engine semantics with a tiny model and in-memory agent channels: buffers, staleness weights, late results. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { UPDATE_ENCODING, type TaskMsg } from '@fedge/proto';
+import { parseRunConfig, type RunConfigInput } from '../config/run-config.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { RunRecord } from '../store/store.js';
+import { FedAvg } from '../strategy/fedavg.js';
+import { AgentRegistry } from './agent-registry.js';
+import { RunEngine } from './run-engine.js';
+
+const N = 37; // not a multiple of 4: exercises the SIMD tail
+const specs = [{ name: 'w', dtype: 'float32' as const, shape: [N] }];
+
+interface FakeAgent { id: string; token: string; name: string; tasks: TaskMsg[] }
+
+const engines: RunEngine[] = [];
+afterEach(() => {
+  for (const e of engines.splice(0)) e.stop('test over');
+});
+
+function setup(input: RunConfigInput, names: string[]) {
+  const store = new MemoryStore();
+  const registry = new AgentRegistry(store);
+  const config = parseRunConfig({ centralEvaluation: false, roundDeadlineSeconds: 5, ...input });
+  const run: RunRecord = { id: 'run-test', config, status: 'pending', createdAt: new Date().toISOString(), round: 0, modelVersion: 0, rounds: [], versions: [] };
+  const agents = names.map((name): FakeAgent => {
+    const { agentId, sessionToken } = registry.join({ name, agentId: '', joinToken: '', backend: 'test', agentVersion: 't', numExamples: 10, labels: {} });
+    const a: FakeAgent = { id: agentId, token: sessionToken, name, tasks: [] };
+    registry.attach(agentId, { send: (t) => a.tasks.push(t), close: () => undefined });
+    return a;
+  });
+  const engine = new RunEngine(run, { topology: {}, tensors: specs, weights: new Float32Array(N) }, {
+    store,
+    registry,
+    strategy: new FedAvg({ fraction: config.agentsPerRound.fraction, minAgents: config.agentsPerRound.min, minResults: config.minResults, serverLearningRate: 1 }),
+  });
+  engines.push(engine);
+  const finished = engine.execute();
+  const byName = Object.fromEntries(agents.map((a) => [a.name, a]));
+  return { engine, run, agents: byName, finished };
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const trainTasks = (a: FakeAgent): TaskMsg[] => a.tasks.filter((t) => t.kind === 'train');
+
+async function submit(engine: RunEngine, a: FakeAgent, task: TaskMsg, value: number, n: number, opts: { abortHalfway?: boolean } = {}) {
+  const delta = new Float32Array(N).fill(value);
+  const sink = await engine.beginUpload({
+    agentId: a.id, sessionToken: a.token, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
+    kind: 'train', numExamples: n, tensors: specs, totalBytes: delta.byteLength, encoding: UPDATE_ENCODING, metrics: { train_loss: 1 },
+  });
+  const bytes = new Uint8Array(delta.buffer);
+  if (opts.abortHalfway) {
+    sink.write(0, bytes.subarray(0, 64));
+    sink.abort('disconnected mid-upload');
+    return undefined;
+  }
+  sink.write(0, bytes);
+  return sink.commit();
+}
+
+describe('async buffered aggregation (FedBuff)', () => {
+  it('cuts a version from exactly K updates, weighting each by examples x (1 + tau)^-0.5', async () => {
+    const { engine, run, agents, finished } = setup({ mode: 'async', rounds: 2, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    expect(trainTasks(c)[0]!.modelVersion).toBe(0);
+
+    expect(await submit(engine, a, trainTasks(a)[0]!, 1, 10)).toMatchObject({ accepted: true });
+    expect(engine.globalModel.version).toBe(0); // one update is not a step
+    expect(await submit(engine, b, trainTasks(b)[0]!, 3, 30)).toMatchObject({ accepted: true });
+    expect(engine.globalModel.version).toBe(1); // cut synchronously by the K-th commit
+    expect([...engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2.5)); // (10*1 + 30*3) / 40
+
+    // Finished agents are re-dispatched at once on the newest version: a got v0 (no step yet), b got v1.
+    await until(() => trainTasks(a).length === 2 && trainTasks(b).length === 2);
+    expect(trainTasks(a)[1]!.modelVersion).toBe(0);
+    expect(trainTasks(b)[1]!.modelVersion).toBe(1);
+    expect(await submit(engine, c, trainTasks(c)[0]!, 4, 20)).toMatchObject({ accepted: true });
+    expect(await submit(engine, b, trainTasks(b)[1]!, -1, 30)).toMatchObject({ accepted: true });
+    expect(engine.globalModel.version).toBe(2);
+    const s = 2 ** -0.5;
+    const expected = 2.5 + (20 * s * 4 + 30 * -1) / (20 + 30);
+    for (const w of engine.globalModel.blob.weights) expect(w).toBeCloseTo(expected, 5);
+
+    await finished;
+    expect(run.status).toBe('completed');
+    expect(run.rounds).toHaveLength(2);
+    expect(run.rounds[0]!.participants.filter((p) => p.outcome === 'completed')).toHaveLength(2);
+    const step2 = run.rounds[1]!;
+    expect(step2.stalenessHistogram).toEqual({ 0: 1, 1: 1 });
+    const pc = step2.participants.find((p) => p.name === 'c')!;
+    expect(pc).toMatchObject({ outcome: 'completed', baseVersion: 0, staleness: 1 });
+    expect(pc.weight).toBeCloseTo(20 * s, 10);
+  });
+
+  it('an agent dying mid-upload leaves no trace in the model', async () => {
+    const { engine, run, agents, finished } = setup({ mode: 'async', rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    await submit(engine, a, trainTasks(a)[0]!, 1e6, 1000, { abortHalfway: true });
+    await submit(engine, b, trainTasks(b)[0]!, 1, 10);
+    await submit(engine, c, trainTasks(c)[0]!, 3, 30);
+    expect([...engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2.5));
+    await finished;
+    expect(run.rounds[0]!.participants.find((p) => p.name === 'a')).toMatchObject({ outcome: 'dropped' });
+  });
+
+  it('rejects updates beyond maxStaleness', async () => {
+    const { engine, agents } = setup({ mode: 'async', rounds: 5, async: { bufferSize: 1, maxStaleness: 1 }, agentsPerRound: { min: 1 } }, ['a', 'b']);
+    const { a, b } = agents as Record<string, FakeAgent>;
+    await until(() => trainTasks(a).length === 1 && trainTasks(b).length === 1);
+    await submit(engine, a, trainTasks(a)[0]!, 1, 10);
+    await until(() => trainTasks(a).length === 2);
+    await submit(engine, a, trainTasks(a)[1]!, 1, 10);
+    expect(engine.globalModel.version).toBe(2);
+    const r = await submit(engine, b, trainTasks(b)[0]!, 1, 10).catch((e: { reason: string }) => ({ accepted: false, reason: e.reason }));
+    expect(r).toMatchObject({ accepted: false, reason: 'too_stale' });
+  });
+});
+
+describe('sync rounds', () => {
+  it('folds a late result into the next round with its staleness discount (lateResults: next-round)', async () => {
+    const { engine, run, agents } = setup(
+      { rounds: 2, agentsPerRound: { min: 2 }, roundDeadlineSeconds: 0.4, sync: { lateResults: 'next-round' } },
+      ['a', 'b', 'c'],
+    );
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    await submit(engine, a, trainTasks(a)[0]!, 1, 10);
+    await submit(engine, b, trainTasks(b)[0]!, 3, 30);
+    await until(() => run.rounds.length === 1); // closed by the deadline with c still training
+    expect(run.rounds[0]!.participants.find((p) => p.name === 'c')).toMatchObject({ outcome: 'late' });
+    await until(() => trainTasks(a).length === 2 && trainTasks(b).length === 2);
+    expect(trainTasks(c)).toHaveLength(1); // still busy with round 1: not invited
+    expect(c.tasks.some((t) => t.kind === 'cancel')).toBe(false);
+
+    expect(await submit(engine, c, trainTasks(c)[0]!, 4, 20)).toMatchObject({ accepted: true });
+    await submit(engine, a, trainTasks(a)[1]!, 0, 10);
+    await submit(engine, b, trainTasks(b)[1]!, 0, 30);
+    await until(() => run.rounds.length === 2);
+    const s = 2 ** -0.5;
+    // Round 2 averages a, b (delta 0) and c's late delta 4 weighted 20*s; FedAvg divides by the weights.
+    const expected = 2.5 + (20 * s * 4) / (10 + 30 + 20 * s);
+    for (const w of engine.globalModel.blob.weights) expect(w).toBeCloseTo(expected, 5);
+    const pc = run.rounds[1]!.participants.find((p) => p.name === 'c')!;
+    expect(pc).toMatchObject({ outcome: 'completed', staleness: 1, reason: 'late result from round 1' });
+    expect(run.rounds[0]!.participants.find((p) => p.name === 'c')!.reason).toMatch(/folded into round 2/);
+  });
+
+  it('cancels late agents and rejects their results (lateResults: discard)', async () => {
+    const { engine, run, agents } = setup({ rounds: 2, agentsPerRound: { min: 2 }, roundDeadlineSeconds: 0.4 }, ['a', 'b', 'c']);
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    await submit(engine, a, trainTasks(a)[0]!, 1, 10);
+    await submit(engine, b, trainTasks(b)[0]!, 3, 30);
+    await until(() => run.rounds.length === 1);
+    expect(c.tasks.some((t) => t.kind === 'cancel' && t.taskId === trainTasks(c)[0]!.taskId)).toBe(true);
+    const r = await submit(engine, c, trainTasks(c)[0]!, 4, 20).catch((e: { reason: string }) => ({ accepted: false, reason: e.reason }));
+    expect(r).toMatchObject({ accepted: false, reason: 'stale_round' });
+    // c was freed by the cancel, so it is invited again.
+    await until(() => trainTasks(c).length === 2);
+  });
+
+  it('over-selection closes the round on the first results needed', async () => {
+    const { engine, run, agents } = setup({ rounds: 1, agentsPerRound: { min: 2, fraction: 0.5 }, sync: { overSelection: 1 } }, ['a', 'b', 'c', 'd']);
+    const all = Object.values(agents);
+    await until(() => all.every((x) => trainTasks(x).length === 1)); // 2 needed + 100% extra
+    const [first, second, ...rest] = all;
+    await submit(engine, first!, trainTasks(first!)[0]!, 1, 10);
+    await submit(engine, second!, trainTasks(second!)[0]!, 3, 30);
+    await until(() => run.rounds.length === 1);
+    expect([...engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2.5));
+    for (const x of rest) {
+      expect(run.rounds[0]!.participants.find((p) => p.agentId === x.id)).toMatchObject({ outcome: 'late' });
+      expect(run.rounds[0]!.participants.find((p) => p.agentId === x.id)!.reason).toMatch(/enough results/);
+      expect(x.tasks.some((t) => t.kind === 'cancel')).toBe(true);
+    }
+    expect(run.rounds[0]!.seconds).toBeLessThan(2);
+  });
+});
