@@ -41,15 +41,15 @@ export class OpenRound {
     readonly targetResults = Infinity,
   ) {}
 
-  /** Records a participant's outcome once; later reports for the same agent are ignored. */
-  resolve(agentId: string, p: Participant, accepted?: AcceptedResult): boolean {
-    const inv = this.invitees.get(agentId);
+  /** Records a participant's outcome once (key: agent id, or task id for async); later reports are ignored. */
+  resolve(key: string, p: Participant, accepted?: AcceptedResult): boolean {
+    const inv = this.invitees.get(key);
     if (!inv || inv.participant) return false;
     inv.participant = p;
     inv.state = p.outcome;
     delete inv.abortUpload;
     if (accepted) this.accepted.push(accepted);
-    else if (p.outcome !== 'completed') this.failures.push({ agentId, outcome: p.outcome, reason: p.reason ?? 'unknown' });
+    else if (p.outcome !== 'completed') this.failures.push({ agentId: p.agentId, outcome: p.outcome, reason: p.reason ?? 'unknown' });
     if (this.accepted.length >= this.targetResults) {
       this.closedBy ??= 'enough';
       this.settle();
@@ -58,9 +58,12 @@ export class OpenRound {
     return true;
   }
 
-  /** Adds a result that was not invited to this round (a late result folded in from an earlier one). */
-  addExtra(inv: Invitee): void {
-    this.invitees.set(inv.agent.id, inv);
+  /**
+   * Adds a result that was not invited to this round (a late result, or an async update). Async buffers key
+   * by task id: a fast agent may contribute more than one update to the same buffer.
+   */
+  addExtra(inv: Invitee, key = inv.agent.id): void {
+    this.invitees.set(key, inv);
   }
 
   /** Invitees still working when the round closes. */

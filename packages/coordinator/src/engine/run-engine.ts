@@ -372,8 +372,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     else this.deps.registry.cancel(inv.agent.id, inv.task);
     const buf = this.current;
     if (buf) {
-      buf.addExtra({ ...inv, state: 'invited' });
-      buf.resolve(inv.agent.id, { agentId: inv.agent.id, name: inv.agent.name, outcome, reason, baseVersion: inv.baseVersion });
+      buf.addExtra({ ...inv, state: 'invited' }, inv.task.taskId);
+      buf.resolve(inv.task.taskId, { agentId: inv.agent.id, name: inv.agent.name, outcome, reason, baseVersion: inv.baseVersion });
     }
     this.log.warn({ agentId: inv.agent.id, name: inv.agent.name, outcome, reason }, 'async task failed');
     queueMicrotask(() => this.fillAsync());
@@ -547,9 +547,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
           this.agg.fold(s, weight);
         }
         round.bytesReceived += h.totalBytes;
+        const key = isAsync ? inv.task.taskId : h.agentId;
         if (isAsync) {
           this.outstanding.delete(h.agentId);
-          round.addExtra({ ...inv, state: 'invited' });
+          round.addExtra({ ...inv, state: 'invited' }, key);
         }
         const p: Participant = {
           agentId: h.agentId,
@@ -563,7 +564,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
           weight,
           ...(inv.task.round !== round.round && !isAsync ? { reason: `late result from round ${inv.task.round}` } : {}),
         };
-        round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
+        round.resolve(key, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
         if (!isAsync && inv.task.round !== round.round) this.noteLateOutcome(inv, `folded into round ${round.round} (staleness ${staleness})`);
         this.noteEval(inv.baseVersion, h.metrics);
         // Cut before releasing the agent: the release re-dispatches it, and it must get the new version.
