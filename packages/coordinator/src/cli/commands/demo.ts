@@ -9,6 +9,7 @@ import { startGrpcServer } from '../../transport/grpc/server.js';
 import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
+import { parseStaleness } from '../run-flags.js';
 
 interface DemoOpts {
   agents: number;
@@ -31,6 +32,8 @@ interface DemoOpts {
   bufferSize?: number;
   concurrency?: number;
   failRate?: number;
+  staleness?: Record<string, unknown>;
+  serverLr?: number;
 }
 
 const fraction = (flag: string) => (v: string): number => {
@@ -79,6 +82,8 @@ export function demoCommand(): Command {
     .addOption(new Option('--late-results <policy>', 'sync: what to do with results after their round closed').choices(['discard', 'next-round']))
     .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default 3)').argParser(posInt('--buffer-size')))
     .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posInt('--concurrency')))
+    .addOption(new Option('--staleness <fn>', 'discount of late/stale updates: polynomial[:a], hinge[:a,b], constant').argParser(parseStaleness))
+    .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1)').argParser(positive('--server-lr')))
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
     .addHelpText(
@@ -165,6 +170,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           waitForAgentsSeconds: 180,
           roundDeadlineSeconds: opts.deadline ?? 600,
           mode: opts.mode,
+          ...(opts.staleness ? { staleness: opts.staleness } : {}),
+          ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
           ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
           sync: {
             ...(opts.overSelection !== undefined ? { overSelection: opts.overSelection } : {}),
@@ -192,6 +199,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           runId: final.id,
           status: final.status,
           mode: opts.mode,
+          ...(opts.staleness ? { staleness: opts.staleness } : {}),
+          ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
           reached: opts.targetAccuracy === undefined ? null : !!final.reachedTarget,
           targetAccuracy: opts.targetAccuracy ?? null,
           reachedAtVersion: final.reachedTarget?.version ?? null,
