@@ -1,0 +1,339 @@
+/**
+ * The durable Store of `fedge serve`: run state in SQLite (DATA_DIR/fedge.db) and models as content-addressed
+ * files (DATA_DIR/models, see model-store.ts), under one data directory that one coordinator owns at a time.
+ *
+ * Every write is one SQLite transaction committed with synchronous=FULL in WAL mode before the call resolves,
+ * so whatever the engine has saved survives kill -9 and power loss. The driver is node-sqlite3-wasm (SQLite
+ * compiled to WebAssembly with a VFS over Node's fs that fsyncs): no native addon, no install script. Its VFS has
+ * no shared memory, so the connection uses locking_mode=EXCLUSIVE (WAL then keeps its index in process memory);
+ * the data directory lock (data-dir.ts) keeps other coordinators out.
+ *
+ * Schema changes are versioned migrations recorded in schema_migrations. A database written by a newer fedge
+ * (a migration this code does not know) or a damaged file is refused with a clear error: it is never reset.
+ */
+import { existsSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import sqlite from 'node-sqlite3-wasm';
+import { FedgeError, type ModelBlob } from '@fedge/proto';
+import type { AgentRecord, ModelVersionRecord, RoundRecord, RunRecord, Store } from './store.js';
+import { ModelStore } from './model-store.js';
+import { lockDataDir, type DataDirLock } from './data-dir.js';
+import { moduleLogger } from '../log.js';
+
+const { Database } = sqlite;
+type Db = InstanceType<typeof Database>;
+type Row = Record<string, number | bigint | string | Uint8Array | null>;
+
+export const DB_FILE = 'fedge.db';
+export const MODELS_DIR = 'models';
+/** PRAGMA application_id of fedge databases ("fedg"), so a foreign SQLite file is never mistaken for one. */
+const APPLICATION_ID = 0x66656467;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Append only: a released migration is never edited, a change is a new version. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'runs, rounds, versions, agents, models',
+    sql: `
+      CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        round INTEGER NOT NULL,
+        model_version INTEGER NOT NULL,
+        doc TEXT NOT NULL
+      );
+      CREATE TABLE rounds (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        round INTEGER NOT NULL,
+        version INTEGER,
+        status TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+      );
+      CREATE TABLE versions (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        version INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        round INTEGER NOT NULL,
+        parent INTEGER,
+        created_at TEXT NOT NULL,
+        central_accuracy REAL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (run_id, version)
+      );
+      CREATE INDEX versions_by_sha256 ON versions(sha256);
+      CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        doc TEXT NOT NULL
+      );
+      CREATE TABLE models (
+        sha256 TEXT PRIMARY KEY,
+        bytes INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+      );`,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
+
+const log = moduleLogger('store');
+
+// JSON has no NaN or Infinity; metrics may carry them, and a store must give back what it was given.
+const NONFINITE = '$fedge:number';
+const replacer = (_k: string, v: unknown): unknown => (typeof v === 'number' && !Number.isFinite(v) ? { [NONFINITE]: String(v) } : v);
+const reviver = (_k: string, v: unknown): unknown =>
+  v !== null && typeof v === 'object' && NONFINITE in v && Object.keys(v).length === 1 ? Number((v as Record<string, string>)[NONFINITE]) : v;
+const toJson = (v: unknown): string => JSON.stringify(v, replacer);
+const fromJson = <T>(s: unknown): T => JSON.parse(String(s), reviver) as T;
+
+function classify(err: unknown, file: string): FedgeError {
+  if (err instanceof FedgeError) return err;
+  const msg = (err as Error).message ?? String(err);
+  if (/not a database|malformed|corrupt|disk image/i.test(msg)) {
+    return new FedgeError(
+      'E_STORE_CORRUPT',
+      `${file} is damaged or not an SQLite database (${msg}). fedge does not reset it: restore it from a backup, or move it ` +
+        'away to start with an empty data directory.',
+      { cause: err },
+    );
+  }
+  return new FedgeError('E_STORE_OPEN', `cannot open ${file}: ${msg}`, { cause: err });
+}
+
+export interface SqliteStoreOptions {
+  /** Skip the data-directory lock (tests that open the same directory twice on purpose). */
+  noLock?: boolean;
+}
+
+export class SqliteStore implements Store {
+  readonly models: ModelStore;
+  readonly file: string;
+  /** The JSON last written for each run's rounds and versions: saveRun rewrites only what changed. */
+  private readonly written = new Map<string, { rounds: string[]; versions: Map<number, string> }>();
+  private closed = false;
+
+  private constructor(
+    readonly dataDir: string,
+    private readonly db: Db,
+    private readonly lock: DataDirLock | undefined,
+  ) {
+    this.file = path.join(dataDir, DB_FILE);
+    this.models = new ModelStore(path.join(dataDir, MODELS_DIR));
+  }
+
+  /** Opens (creating when absent) the store in `dataDir` and brings its schema up to date. */
+  static open(dataDir: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    const dir = path.resolve(dataDir);
+    const lock = opts.noLock ? undefined : lockDataDir(dir);
+    const file = path.join(dir, DB_FILE);
+    let db: Db | undefined;
+    try {
+      if (lock?.stale) log.warn({ dataDir: dir, previous: lock.stale }, 'took over the data directory from a coordinator that is no longer running');
+      // node-sqlite3-wasm locks with a directory next to the file; one left by a killed process would block us
+      // forever. We own the data directory now, so nobody else can hold it.
+      if (lock) rmSync(`${file}.lock`, { recursive: true, force: true });
+      const existed = existsSync(file);
+      db = new Database(file);
+      db.exec('PRAGMA locking_mode=EXCLUSIVE');
+      const mode = db.get('PRAGMA journal_mode=WAL') as Row | null;
+      if (String(mode?.journal_mode).toLowerCase() !== 'wal') throw new Error(`could not enable WAL (journal_mode=${String(mode?.journal_mode)})`);
+      db.exec('PRAGMA synchronous=FULL');
+      db.exec('PRAGMA foreign_keys=ON');
+      const check = db.all('PRAGMA quick_check') as Row[];
+      if (check.length !== 1 || check[0]!.quick_check !== 'ok') {
+        throw new Error(`integrity check failed: ${check.map((r) => String(r.quick_check)).slice(0, 5).join('; ')}`);
+      }
+      migrate(db, file, existed);
+      const store = new SqliteStore(dir, db, lock);
+      const tmp = store.models.removeTemporaryFiles();
+      if (tmp) log.info({ removed: tmp }, 'removed temporary model files of an interrupted write');
+      return store;
+    } catch (err) {
+      try {
+        db?.close();
+      } catch {
+        // already failing
+      }
+      lock?.release();
+      throw classify(err, file);
+    }
+  }
+
+  /** Applied migrations, oldest first. */
+  migrations(): { version: number; name: string; appliedAt: string }[] {
+    return (this.db.all('SELECT version, name, applied_at FROM schema_migrations ORDER BY version') as Row[]).map((r) => ({
+      version: Number(r.version),
+      name: String(r.name),
+      appliedAt: String(r.applied_at),
+    }));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+    this.lock?.release();
+  }
+
+  async createRun(run: RunRecord): Promise<void> {
+    this.tx(() => {
+      if (this.db.get('SELECT 1 AS x FROM runs WHERE id = ?', [run.id])) throw new Error(`run ${run.id} already exists`);
+      this.writeRun(run);
+    });
+  }
+
+  async saveRun(run: RunRecord): Promise<void> {
+    this.tx(() => this.writeRun(run));
+  }
+
+  async getRun(id: string): Promise<RunRecord | undefined> {
+    const row = this.db.get('SELECT doc FROM runs WHERE id = ?', [id]) as Row | null;
+    return row ? this.readRun(id, row.doc) : undefined;
+  }
+
+  async listRuns(): Promise<RunRecord[]> {
+    const rows = this.db.all('SELECT id, doc FROM runs ORDER BY created_at, id') as Row[];
+    return rows.map((r) => this.readRun(String(r.id), r.doc));
+  }
+
+  async putModel(sha256: string, blob: ModelBlob): Promise<void> {
+    // The file is durable before the row (and before any run record that names it) is written.
+    const bytes = await this.models.put(sha256, blob);
+    this.db.run('INSERT OR IGNORE INTO models (sha256, bytes, created_at) VALUES (?, ?, ?)', [sha256, bytes, new Date().toISOString()]);
+  }
+
+  async getModel(sha256: string): Promise<ModelBlob | undefined> {
+    return this.models.get(sha256);
+  }
+
+  async saveAgent(agent: AgentRecord): Promise<void> {
+    this.db.run(
+      `INSERT INTO agents (id, name, status, last_seen, doc) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET name = excluded.name, status = excluded.status, last_seen = excluded.last_seen, doc = excluded.doc`,
+      [agent.id, agent.name, agent.status, agent.lastSeen, toJson(agent)],
+    );
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return (this.db.all('SELECT doc FROM agents ORDER BY id') as Row[]).map((r) => fromJson<AgentRecord>(r.doc));
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private tx(fn: () => void): void {
+    if (this.closed) throw new FedgeError('E_STORE_CLOSED', 'the store is closed');
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      fn();
+      this.db.exec('COMMIT');
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      // A failed transaction leaves the cache unsure of what is on disk: rewrite everything next time.
+      this.written.clear();
+      throw err;
+    }
+  }
+
+  private writeRun(run: RunRecord): void {
+    const { rounds, versions, ...rest } = run;
+    this.db.run(
+      `INSERT INTO runs (id, status, created_at, round, model_version, doc) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT(id) DO UPDATE SET status = excluded.status, round = excluded.round, model_version = excluded.model_version, doc = excluded.doc`,
+      [run.id, run.status, run.createdAt, run.round, run.modelVersion, toJson(rest)],
+    );
+    let w = this.written.get(run.id);
+    if (!w) {
+      w = { rounds: [], versions: new Map() };
+      this.written.set(run.id, w);
+      // First write of this run by this process: start from what is on disk.
+      this.db.run('DELETE FROM rounds WHERE run_id = ?', [run.id]);
+      this.db.run('DELETE FROM versions WHERE run_id = ?', [run.id]);
+    }
+    rounds.forEach((r: RoundRecord, seq) => {
+      const doc = toJson(r);
+      if (w.rounds[seq] === doc) return;
+      this.db.run(
+        `INSERT INTO rounds (run_id, seq, round, version, status, doc) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(run_id, seq) DO UPDATE SET round = excluded.round, version = excluded.version, status = excluded.status, doc = excluded.doc`,
+        [run.id, seq, r.round, r.version ?? null, r.status, doc],
+      );
+      w.rounds[seq] = doc;
+    });
+    if (w.rounds.length > rounds.length) {
+      this.db.run('DELETE FROM rounds WHERE run_id = ? AND seq >= ?', [run.id, rounds.length]);
+      w.rounds.length = rounds.length;
+    }
+    const seen = new Set<number>();
+    for (const v of versions as ModelVersionRecord[]) {
+      seen.add(v.version);
+      const doc = toJson(v);
+      if (w.versions.get(v.version) === doc) continue;
+      this.db.run(
+        `INSERT INTO versions (run_id, version, sha256, round, parent, created_at, central_accuracy, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT(run_id, version) DO UPDATE SET sha256 = excluded.sha256, round = excluded.round, parent = excluded.parent,
+           created_at = excluded.created_at, central_accuracy = excluded.central_accuracy, doc = excluded.doc`,
+        [run.id, v.version, v.sha256, v.round, v.parent ?? null, v.createdAt, Number.isFinite(v.centralAccuracy) ? v.centralAccuracy! : null, doc],
+      );
+      w.versions.set(v.version, doc);
+    }
+    for (const v of [...w.versions.keys()]) {
+      if (seen.has(v)) continue;
+      this.db.run('DELETE FROM versions WHERE run_id = ? AND version = ?', [run.id, v]);
+      w.versions.delete(v);
+    }
+  }
+
+  private readRun(id: string, doc: unknown): RunRecord {
+    const rest = fromJson<Omit<RunRecord, 'rounds' | 'versions'>>(doc);
+    const rounds = (this.db.all('SELECT doc FROM rounds WHERE run_id = ? ORDER BY seq', [id]) as Row[]).map((r) => fromJson<RoundRecord>(r.doc));
+    const versions = (this.db.all('SELECT doc FROM versions WHERE run_id = ? ORDER BY version', [id]) as Row[]).map((r) => fromJson<ModelVersionRecord>(r.doc));
+    return { ...rest, rounds, versions };
+  }
+}
+
+function migrate(db: Db, file: string, existed: boolean): void {
+  const appId = Number((db.get('PRAGMA application_id') as Row).application_id);
+  const tables = (db.all("SELECT name FROM sqlite_master WHERE type = 'table'") as Row[]).map((r) => String(r.name));
+  if (appId !== 0 && appId !== APPLICATION_ID) {
+    throw new FedgeError('E_STORE_FOREIGN', `${file} is an SQLite database of another application (application_id ${appId}), not a fedge store`);
+  }
+  if (existed && tables.length > 0 && !tables.includes('schema_migrations')) {
+    throw new FedgeError('E_STORE_FOREIGN', `${file} is an SQLite database without fedge's schema_migrations table; not a fedge store`);
+  }
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  const applied = new Set((db.all('SELECT version FROM schema_migrations') as Row[]).map((r) => Number(r.version)));
+  const newest = Math.max(0, ...applied);
+  if (newest > SCHEMA_VERSION) {
+    throw new FedgeError(
+      'E_STORE_SCHEMA_NEWER',
+      `${file} has schema version ${newest}, newer than this fedge understands (${SCHEMA_VERSION}); it was written by a newer fedge. ` +
+        'Upgrade fedge (the database is left untouched).',
+    );
+  }
+  for (const m of MIGRATIONS) {
+    if (applied.has(m.version)) continue;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.exec(m.sql);
+      db.run('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, new Date().toISOString()]);
+      db.exec(`PRAGMA user_version = ${m.version}`);
+      if (appId === 0) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
+      db.exec('COMMIT');
+    } catch (err) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      throw new FedgeError('E_STORE_MIGRATION', `${file}: migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, { cause: err });
+    }
+    log.info({ schemaVersion: m.version, migration: m.name }, 'applied store migration');
+  }
+}
