@@ -47,13 +47,15 @@ export class Agent {
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
     this.executor = new TaskExecutor(data, opts.simulate?.slowdown ?? 1);
-    let x = (opts.simulate?.seed ?? 1) >>> 0 || 1;
-    // xorshift32: a few fault draws need no more; seeded so simulated failures are reproducible.
+    // mulberry32: mixes consecutive seeds well, so agents seeded 1, 2, 3... draw independent faults
+    // (xorshift32 seeded that way gave every agent the same first draws).
+    let a = (opts.simulate?.seed ?? 1) >>> 0;
     this.faultRng = () => {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      return (x >>> 0) / 4294967296;
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     };
   }
 

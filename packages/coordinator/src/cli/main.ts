@@ -4,7 +4,11 @@ import { Command, CommanderError } from 'commander';
 import { FedgeError } from '@fedge/proto';
 
 // The demo prints its own progress; the coordinator's info logs would bury it (FEDGE_LOG_LEVEL still wins).
-if (process.argv[2] === 'demo') process.env.FEDGE_LOG_LEVEL ??= 'error';
+if (process.argv[2] === 'demo') {
+  // Agent processes keep informative logs in their files whatever the demo's own level.
+  process.env.FEDGE_AGENT_LOG_LEVEL ??= process.env.FEDGE_LOG_LEVEL ?? 'info';
+  process.env.FEDGE_LOG_LEVEL ??= 'error';
+}
 // Loaded after the log level is settled: the root logger reads it once at import.
 const { serveCommand } = await import('./commands/serve.js');
 const { runCommand } = await import('./commands/run.js');

@@ -128,7 +128,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
             process.execPath,
             [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', 'mnist', '--partition', opts.partition,
               '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim],
-            { stdio: ['ignore', 'pipe', 'pipe'] },
+            { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDGE_LOG_LEVEL: process.env.FEDGE_AGENT_LOG_LEVEL ?? 'info' } },
           );
           child.stdout!.pipe(out);
           child.stderr!.pipe(out);
@@ -163,6 +163,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           model: opts.model,
           rounds: opts.rounds,
           agentsPerRound: { fraction, min },
+          // Simulated failures would otherwise fail every round that loses one agent.
+          ...(opts.failRate ? { minResults: Math.max(1, Math.ceil(min / 2)) } : {}),
           epochs: opts.epochs,
           batchSize: opts.batchSize,
           learningRate: opts.lr ?? DEFAULT_LR[opts.model],
