@@ -1,6 +1,6 @@
 /** The agent daemon: join, follow the task stream, run tasks one at a time, reconnect with backoff. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { JoinRequestMsg, TaskMsg } from '@fedge/proto';
+import { createRng, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
 import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
 import type { LocalData } from './data.js';
@@ -47,16 +47,8 @@ export class Agent {
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
     this.executor = new TaskExecutor(data, opts.simulate?.slowdown ?? 1);
-    // mulberry32: mixes consecutive seeds well, so agents seeded 1, 2, 3... draw independent faults
-    // (xorshift32 seeded that way gave every agent the same first draws).
-    let a = (opts.simulate?.seed ?? 1) >>> 0;
-    this.faultRng = () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    // Seeded per agent (createRng mixes the seed, so agents seeded 1, 2, 3... draw independent faults).
+    this.faultRng = createRng(opts.simulate?.seed ?? 1);
   }
 
   /** Runs until stop(); connection failures are retried with exponential backoff and jitter. */

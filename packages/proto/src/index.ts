@@ -8,3 +8,4 @@ export * from './grpc-loader.js';
 export * from './address.js';
 export * from './clip.js';
 export * from './gaussian.js';
+export * from './rng.js';

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import {
   RejectedUpdateError,
+  createRng,
   UPDATE_ENCODING,
   describeSpecMismatch,
   totalParams,
@@ -26,7 +27,6 @@ import type { AgentRegistry } from './agent-registry.js';
 import { makeGlobalModel, type GlobalModel } from './global-model.js';
 import { OpenRound, type Invitee } from './round.js';
 import { StagedUpload, type UploadSink } from './upload.js';
-import { createRng } from './rng.js';
 import { moduleLogger, type Logger } from '../log.js';
 
 export interface RunEngineDeps {
@@ -121,7 +121,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   async execute(): Promise<RunRecord> {
     const c = this.config;
     try {
-      this.run.startedAt = new Date().toISOString();
+      this.run.startedAt ??= new Date().toISOString(); // kept when a stored run is resumed
       await this.registerVersion(this.global, 0);
       await this.evaluateInitial();
       if (c.mode === 'async') await this.asyncLoop();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { GaussianSampler, seededUniform } from '@fedge/proto';
 import { DpFedAvg } from './dp-fedavg.js';
 import { planEpsilon } from '../privacy/accountant.js';
-import { createRng } from '../engine/rng.js';
+import { createRng } from '@fedge/proto';
 import type { AcceptedResult, AggregateView, CandidateAgent } from './strategy.js';
 import type { PrivacyConfig } from '../privacy/config.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FedAvg, applyDelta, sampleAgents, weightedMetric } from './fedavg.js';
-import { createRng } from '../engine/rng.js';
+import { createRng } from '@fedge/proto';
 
 describe('fedavg helpers', () => {
   it('samples max(min, ceil(fraction * n)) distinct agents reproducibly', () => {
