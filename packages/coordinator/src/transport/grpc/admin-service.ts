@@ -99,7 +99,8 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
           await writeModelStream(call, g.header, g.bytes, () => call.cancelled);
           call.end();
         } catch (err) {
-          call.destroy(toServiceError(err) as grpc.ServiceError);
+          // emit('error') sends the status to the client; destroy() alone left it waiting forever.
+          call.emit('error', toServiceError(err) as grpc.ServiceError);
         }
       })();
     },
