@@ -17,6 +17,8 @@ export interface CoordinatorOptions {
   store?: Store;
   dataDir: string;
   joinToken?: string;
+  /** The store is durable: close() leaves active runs to be resumed by resumeRuns() in the next process. */
+  resumeOnRestart?: boolean;
 }
 
 /** A run record plus what is happening right now (only while it is active). */
@@ -41,7 +43,6 @@ export class Coordinator {
   async startRun(configInput: unknown): Promise<RunView> {
     const config = parseRunConfig(configInput);
     const blob = await initialModel(config);
-    const evaluateCentral = await centralEvaluator(config);
     const run: RunRecord = {
       id: `run-${randomUUID().slice(0, 8)}`,
       config,
@@ -53,6 +54,15 @@ export class Coordinator {
       versions: [],
     };
     await this.store.createRun(run);
+    const engine = await this.launch(run, blob);
+    log.info({ runId: run.id, model: config.model, rounds: config.rounds }, 'run started');
+    return this.view(engine);
+  }
+
+  /** Builds the run's strategy and engine and starts it from the run's current round and `blob` (its latest version). */
+  private async launch(run: RunRecord, blob: import('@fedge/proto').ModelBlob): Promise<RunEngine> {
+    const config = run.config;
+    const evaluateCentral = await centralEvaluator(config);
     // With a privacy block: DP-FedAvg, Poisson-sampling agents at rate agentsPerRound.fraction (central), or FedAvg
     // over agents that noise their own updates (local).
     const dp = config.privacy
@@ -80,9 +90,52 @@ export class Coordinator {
       saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
     });
     this.engines.set(run.id, engine);
-    log.info({ runId: run.id, model: config.model, rounds: config.rounds }, 'run started');
     void engine.execute();
-    return this.view(engine);
+    return engine;
+  }
+
+  /**
+   * Resumes the runs a previous coordinator process left active (status pending, waiting or running): each starts
+   * again at the round after its last completed one, from the stored model of its latest version. A round that was
+   * in progress when the process died is restarted from its beginning (updates it had accepted are not kept).
+   */
+  async resumeRuns(): Promise<RunView[]> {
+    const resumed: RunView[] = [];
+    for (const run of await this.store.listRuns()) {
+      if (!['pending', 'waiting', 'running'].includes(run.status) || this.engines.has(run.id)) continue;
+      const fail = async (message: string): Promise<void> => {
+        Object.assign(run, { status: 'failed', statusMessage: message, endedAt: new Date().toISOString() });
+        await this.store.saveRun(run);
+        log.error({ runId: run.id, round: run.round }, message);
+      };
+      if (run.config.privacy) {
+        // The accountant's composed steps, the fixed denominator and the adaptive clip are not persisted yet:
+        // resuming would under-report epsilon, so a private run is never resumed silently.
+        await fail('coordinator restarted: resuming a differentially private run is not supported yet (privacy accountant state is not persisted)');
+        continue;
+      }
+      // Only versions a saved round produced count; anything newer belongs to the interrupted round.
+      run.versions = run.versions.filter((v) => v.version <= run.modelVersion);
+      run.rounds = run.rounds.filter((r) => r.round <= run.round);
+      const v = run.versions.find((x) => x.version === run.modelVersion);
+      let blob: import('@fedge/proto').ModelBlob | undefined;
+      try {
+        blob = v ? await this.store.getModel(v.sha256) : run.modelVersion === 0 ? await initialModel(run.config) : undefined;
+      } catch (err) {
+        await fail(`coordinator restarted: the model of version ${run.modelVersion} cannot be read: ${(err as Error).message}`);
+        continue;
+      }
+      if (!blob) {
+        await fail(`coordinator restarted: the model of version ${run.modelVersion} is missing from the store`);
+        continue;
+      }
+      run.statusMessage = `resumed after a coordinator restart at round ${run.round + 1} from version ${run.modelVersion}`;
+      await this.store.saveRun(run);
+      const engine = await this.launch(run, blob);
+      log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; an interrupted round restarts from its beginning`);
+      resumed.push(this.view(engine));
+    }
+    return resumed;
   }
 
   async stopRun(id: string): Promise<RunView> {
@@ -208,8 +261,20 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
+    const active = [...this.engines.values()].filter((e) => !e.isFinished());
+    const ended = active.map((e) => new Promise<void>((r) => (e.isFinished() ? r() : e.once('end', () => r()))));
     for (const e of this.engines.values()) e.stop('coordinator shutting down');
     this.registry.closeAll('coordinator shutting down');
+    if (!this.opts.resumeOnRestart || active.length === 0) return;
+    // A durable store: leave the runs active so the next coordinator on this data directory resumes them.
+    await Promise.race([Promise.all(ended), new Promise((r) => setTimeout(r, 15_000).unref())]);
+    for (const e of active) {
+      const run = await this.store.getRun(e.run.id);
+      if (!run || run.status !== 'stopped') continue;
+      const { endedAt: _ended, ...rest } = run;
+      await this.store.saveRun({ ...rest, status: 'running', statusMessage: `interrupted by a coordinator shutdown after round ${run.round}; resumes when the coordinator restarts` });
+      log.info({ runId: run.id, round: run.round }, 'run left to resume on restart');
+    }
   }
 
   private view(e: RunEngine): RunView {

@@ -4,6 +4,8 @@ import { parseHostPort } from '@fedge/proto';
 import { Coordinator } from '../../coordinator.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
 import { logger } from '../../log.js';
+import { SqliteStore } from '../../store/sqlite-store.js';
+import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -11,7 +13,9 @@ export function serveCommand(): Command {
   return new Command('serve')
     .description('start the coordinator (agents join it; the CLI manages runs through it)')
     .option('--listen <host:port>', 'address to listen on; 0.0.0.0 exposes it to the network (use inside containers)', process.env.FEDGE_LISTEN ?? DEFAULT_LISTEN)
-    .option('--data-dir <dir>', 'where final models and run outputs are written', process.env.FEDGE_DATA_DIR ?? '.fedge')
+    .option('--data-dir <dir>', 'coordinator state: runs, agents and metrics (fedge.db), models (models/<sha256>.bin), final models (runs/)', process.env.FEDGE_DATA_DIR ?? '.fedge')
+    .option('--in-memory', 'keep run state in memory only (lost when the process ends; nothing resumes after a restart)')
+    .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
     .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN)')
     .addHelpText(
       'after',
@@ -19,6 +23,12 @@ export function serveCommand(): Command {
 Examples:
   fedge serve                                   # listen on ${DEFAULT_LISTEN}
   fedge serve --listen 0.0.0.0:7070 --data-dir /var/lib/fedge
+  fedge serve --metrics 127.0.0.1:${DEFAULT_METRICS_PORT}             # Prometheus scrape target at /metrics
+
+State: runs, rounds, model versions and agents are written to DATA_DIR/fedge.db (SQLite) and models to
+DATA_DIR/models before they are acknowledged. After a crash or restart on the same --data-dir, runs that were
+active resume at the round after their last completed one; a round in progress when the process died starts
+again from its beginning. One coordinator at a time may use a data directory.
   FEDGE_JOIN_TOKEN=s3cret FEDGE_ADMIN_TOKEN=adm1n fedge serve
 
 Environment:
@@ -26,16 +36,25 @@ Environment:
   FEDGE_ADMIN_TOKEN  require this token from admin commands (fedge run ..., fedge agent ...)
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; inMemory?: boolean; metrics?: string }) => {
       const listen = parseHostPort(opts.listen, '--listen', 7070);
+      const metricsListen = opts.metrics ? parseHostPort(opts.metrics, '--metrics', DEFAULT_METRICS_PORT) : undefined;
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
-      const coord = new Coordinator({ dataDir: opts.dataDir, ...(joinToken ? { joinToken } : {}) });
+      const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
+      if (store) logger.info({ dataDir: store.dataDir, db: store.file, schemaVersion: store.migrations().at(-1)?.version }, 'opened durable store');
+      const coord = new Coordinator({ dataDir: opts.dataDir, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}) });
       const server = await startGrpcServer(coord, listen, process.env.FEDGE_ADMIN_TOKEN || undefined);
-      logger.info({ address: server.address, dataDir: opts.dataDir, joinToken: !!joinToken }, `coordinator ready on ${server.address}`);
+      const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
+      if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
+      logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken }, `coordinator ready on ${server.address}`);
+      const resumed = await coord.resumeRuns();
+      if (resumed.length) logger.info({ runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) }, `resumed ${resumed.length} run(s)`);
       const shutdown = async (sig: string): Promise<void> => {
         logger.info({ signal: sig }, 'shutting down');
         await coord.close();
         await server.close();
+        await metrics?.close();
+        store?.close();
         process.exit(0);
       };
       process.once('SIGINT', () => void shutdown('SIGINT'));

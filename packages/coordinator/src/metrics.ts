@@ -1,0 +1,135 @@
+/**
+ * Prometheus metrics of the coordinator (`fedge serve --metrics HOST:PORT`), in the text exposition format via
+ * prom-client. Values are derived from the run records at every scrape, so they agree with `fedge run show`
+ * and survive a coordinator restart with a durable store (counters count over all runs the store holds).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Coordinator, RunView } from './coordinator.js';
+import type { AgentRecord } from './store/store.js';
+
+export const DEFAULT_METRICS_PORT = 9464;
+
+/** The reason code of a rejected participant ("non_finite: update has NaN" -> "non_finite"), bounded for labels. */
+export function reasonCode(reason: string | undefined): string {
+  const m = /^([a-z][a-z0-9_]{0,63})(?::|$)/.exec(reason ?? '');
+  return m ? m[1]! : 'other';
+}
+
+export interface CoordinatorMetrics {
+  registry: Registry;
+  /** Refreshes every metric from `runs` and `agents` (called before each scrape). */
+  update(runs: RunView[], agents: AgentRecord[]): void;
+}
+
+export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}): CoordinatorMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'fedge_coordinator_' });
+  const runs = new Gauge({ name: 'fedge_runs', help: 'Runs by status', labelNames: ['status'], registers });
+  const agents = new Gauge({ name: 'fedge_agents', help: 'Known agents by status', labelNames: ['status'], registers });
+  const round = new Gauge({ name: 'fedge_run_round', help: 'Last completed round (sync) or aggregation step (async) of a run', labelNames: ['run_id'], registers });
+  const version = new Gauge({ name: 'fedge_model_version', help: 'Latest global model version of a run', labelNames: ['run_id'], registers });
+  const rounds = new Counter({ name: 'fedge_rounds_total', help: 'Rounds ended, by status (completed: produced a version)', labelNames: ['run_id', 'status'], registers });
+  const versions = new Counter({ name: 'fedge_model_versions_total', help: 'Global model versions registered (version 0 included)', labelNames: ['run_id'], registers });
+  const participants = new Counter({ name: 'fedge_round_participants_total', help: 'Agents invited to rounds, by outcome', labelNames: ['run_id', 'outcome'], registers });
+  const rejected = new Counter({ name: 'fedge_rejected_updates_total', help: 'Updates rejected, by reason', labelNames: ['run_id', 'reason'], registers });
+  const bytesSent = new Counter({ name: 'fedge_bytes_sent_total', help: 'Model bytes sent to agents', labelNames: ['run_id'], registers });
+  const bytesReceived = new Counter({ name: 'fedge_bytes_received_total', help: 'Update bytes received from agents', labelNames: ['run_id'], registers });
+  const aggregation = new Histogram({
+    name: 'fedge_aggregation_seconds', help: 'Time to aggregate a round', labelNames: ['run_id'], registers,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  });
+  const updates = new Histogram({
+    name: 'fedge_update_seconds', help: 'Task latency of accepted updates (task sent to update received)', labelNames: ['run_id'], registers,
+    buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+  });
+  const central = new Gauge({ name: 'fedge_central_accuracy', help: 'Central accuracy of the latest evaluated version', labelNames: ['run_id'], registers });
+  const federated = new Gauge({ name: 'fedge_federated_accuracy', help: 'Federated accuracy of the latest version agents evaluated', labelNames: ['run_id'], registers });
+  const epsilon = new Gauge({ name: 'fedge_epsilon', help: 'Differential privacy: epsilon spent so far (at the run\'s delta)', labelNames: ['run_id'], registers });
+  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, aggregation, updates, central, federated, epsilon];
+
+  return {
+    registry,
+    update(runList, agentList) {
+      for (const m of all) m.reset();
+      const byStatus = new Map<string, number>();
+      for (const s of ['pending', 'waiting', 'running', 'completed', 'failed', 'stopped']) byStatus.set(s, 0);
+      for (const r of runList) {
+        byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
+        const run_id = r.id;
+        round.set({ run_id }, r.round);
+        version.set({ run_id }, r.modelVersion);
+        versions.inc({ run_id }, r.versions.length);
+        let sent = 0;
+        let received = 0;
+        let lastCentral = r.versions.find((v) => v.version === 0)?.centralAccuracy;
+        let lastFederated: number | undefined;
+        let lastEpsilon: number | undefined;
+        for (const rec of r.rounds) {
+          rounds.inc({ run_id, status: rec.status });
+          sent += rec.bytesSent;
+          received += rec.bytesReceived;
+          if (rec.aggregationMs !== undefined) aggregation.observe({ run_id }, rec.aggregationMs / 1000);
+          for (const p of rec.participants) {
+            participants.inc({ run_id, outcome: p.outcome });
+            if (p.outcome === 'rejected') rejected.inc({ run_id, reason: reasonCode(p.reason) });
+            if (p.outcome === 'completed' && p.seconds !== undefined) updates.observe({ run_id }, p.seconds);
+          }
+          if (Number.isFinite(rec.centralAccuracy)) lastCentral = rec.centralAccuracy;
+          if (Number.isFinite(rec.federatedAccuracy)) lastFederated = rec.federatedAccuracy;
+          if (Number.isFinite(rec.epsilon)) lastEpsilon = rec.epsilon;
+        }
+        bytesSent.inc({ run_id }, sent);
+        bytesReceived.inc({ run_id }, received);
+        if (lastCentral !== undefined && Number.isFinite(lastCentral)) central.set({ run_id }, lastCentral);
+        if (lastFederated !== undefined) federated.set({ run_id }, lastFederated);
+        if (lastEpsilon !== undefined) epsilon.set({ run_id }, lastEpsilon);
+      }
+      for (const [status, n] of byStatus) runs.set({ status }, n);
+      agents.set({ status: 'online' }, agentList.filter((a) => a.status === 'online').length);
+      agents.set({ status: 'offline' }, agentList.filter((a) => a.status !== 'online').length);
+    },
+  };
+}
+
+export interface MetricsServer {
+  /** HOST:PORT actually listened on. */
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Serves GET /metrics for `coord` on host:port (port 0: any free port). */
+export async function startMetricsServer(coord: Coordinator, listen: { host: string; port: number }): Promise<MetricsServer> {
+  const metrics = createCoordinatorMetrics();
+  const server: Server = createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' || url !== '/metrics') {
+      res.writeHead(url === '/metrics' ? 405 : 404, { 'content-type': 'text/plain' }).end(url === '/metrics' ? 'method not allowed\n' : 'not found; metrics are at /metrics\n');
+      return;
+    }
+    void (async () => {
+      try {
+        metrics.update(await coord.listRuns(), coord.listAgents());
+        const body = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body);
+      } catch (err) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(err as Error).message}\n`);
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host.replace(/^\[|\]$/g, ''), () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address() as AddressInfo;
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return {
+    address: `${host}:${a.port}`,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
