@@ -118,5 +118,34 @@ describe('durable coordinator', () => {
     const intruder = await fedge(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir]);
     expect(intruder.code).toBe(1);
     expect(intruder.stderr).toMatch(/E_DATA_DIR_LOCKED/);
+
+    // The model registry lists every version with its digest, round and parent.
+    const list = await fedge(['model', 'list', '--run', id, '--coordinator', address, '--format', 'json']);
+    expect(list.code, list.stderr).toBe(0);
+    const entries = JSON.parse(list.stdout) as { runId: string; version: number; sha256: string; parent?: number; latest: boolean }[];
+    expect(entries.map((e) => e.version)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(entries.filter((e) => e.latest).map((e) => e.version)).toEqual([6]);
+    const one = await fedge(['model', 'show', '6', '--run', id, '--coordinator', address, '--format', 'json']);
+    expect(lastJson<{ sha256: string; parent: number }>(one.stdout)).toEqual(expect.objectContaining({ sha256: after.versions[6]!.sha256, parent: 5 }));
+    const missing = await fedge(['model', 'show', '9', '--run', id, '--coordinator', address]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no model version 9/);
+
+    // A graceful shutdown (SIGTERM) also leaves an active run to resume.
+    const next = await fedge(['run', 'start', '--coordinator', address, '--model', 'mnist-mlp', '--rounds', '3', '--min-agents', '2', '--epochs', '1', '--format', 'json']);
+    const id2 = lastJson<RunJson>(next.stdout).id;
+    for (let i = 0; i < 240 && (await show(address, id2)).round < 1; i++) await sleep(250);
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    expect(second.output()).toMatch(/run left to resume on restart/);
+    const third = serve(dataDir, port);
+    await third.waitFor(/run resumed after restart/);
+    let r2 = await show(address, id2);
+    for (let i = 0; i < 720 && !['completed', 'failed', 'stopped'].includes(r2.status); i++) {
+      await sleep(250);
+      r2 = await show(address, id2);
+    }
+    expect(r2.status, r2.statusMessage).toBe('completed');
+    expect(r2.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
   }, 300_000);
 });

@@ -6,6 +6,7 @@ import { ValidationError, type ModelBlob } from '@fedge/proto';
 import { printJson } from '../format.js';
 import { withClient } from './common.js';
 import { DEFAULT_COORDINATOR } from '../admin-client.js';
+import { addRegistryCommands } from './model-registry.js';
 
 interface ExportOpts {
   run?: string;
@@ -34,7 +35,7 @@ async function loadCalibration(spec: string): Promise<{ x: Float32Array; n: numb
 }
 
 export function modelCommand(): Command {
-  const model = new Command('model').description('export global models for serving');
+  const model = new Command('model').description('the model registry (list, show) and export of global models for serving');
   model.addHelpText('after', '\nExamples:\n  fedge model export --run run-1a2b3c4d --format onnx --quantize int8 -o model.int8.onnx\n  fedge model export --model .fedge/runs/run-1a2b3c4d/model --format onnx -o model.onnx');
   model
     .command('export')
@@ -102,5 +103,6 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
       if (o.json) printJson(summary);
       else process.stdout.write(`wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB, ${e.quantization}; input ${e.input.name} ${JSON.stringify(e.input.shape)}, output ${e.output.name} ${JSON.stringify(e.output.shape)})\n`);
     });
+  addRegistryCommands(model);
   return model;
 }
