@@ -29,6 +29,11 @@ export interface OnnxExportOptions {
   activations?: 'dynamic' | 'static';
   /** Input range of each Dense/Conv2D layer, keyed by layer name, for static activation quantization. */
   activationRanges?: ActivationRanges;
+  /**
+   * int8 only: also quantize Conv2D layers (ConvInteger; default true). ORT's CPU ConvInteger is slower than its
+   * float Conv (see bench/serving.md); false keeps convolutions float and quantizes Dense layers only.
+   */
+  quantizeConv?: boolean;
   /** Graph name and ModelProto.model_version (e.g. the global model version). */
   graphName?: string;
   modelVersion?: number;
@@ -329,7 +334,7 @@ export function exportOnnx(blob: ModelBlob, opts: OnnxExportOptions = {}): OnnxE
         const bias = o?.bias ?? (l.config['use_bias'] === false ? undefined : weight(l, 'bias')!.data);
         const wshape = [cout, cin, kh, kw];
         const per = cin * kh * kw;
-        if (quant === 'int8') {
+        if (quant === 'int8' && opts.quantizeConv !== false) {
           const q = quantizePerChannel(w, cout, (i) => Math.floor(i / per));
           const wq = g.init(`${l.name}/kernel_quantized`, DataType.INT8, wshape, q.q);
           // Symmetric: every channel's zero point is 0, so one scalar serves (ORT's ConvInteger rejects per-channel
