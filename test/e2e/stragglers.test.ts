@@ -20,11 +20,11 @@ describe('stragglers', () => {
     );
     await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
 
-    // Sync: 4 results needed and a 5 s deadline. 3 epochs take a fast agent ~1.5 s and a slow one ~15 s here,
-    // so the slow agents are invited, come late, and are cancelled.
-    const deadline = 5;
+    // Sync: 4 results needed and a 10 s deadline. 5 epochs take a fast agent ~2.5 s and a slow one ~25 s here
+    // (wide margins both ways for a loaded machine), so the slow agents are invited, come late, and are cancelled.
+    const deadline = 10;
     const sync = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--rounds', '3', '--min-agents', '4',
-      '--epochs', '3', '--deadline', String(deadline), '--watch', '--format', 'json']);
+      '--epochs', '5', '--deadline', String(deadline), '--watch', '--format', 'json']);
     expect(sync.code, sync.stderr).toBe(0);
     const s = lastJson<RunJson>(sync.stdout);
     expect(s.status).toBe('completed');
