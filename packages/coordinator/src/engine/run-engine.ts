@@ -219,6 +219,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     await round.settled;
     round.close('deadline');
     this.current = undefined;
+    // A stopped run ends here: the interrupted round made no model and is not a failed round.
+    if (this.stopCtl.signal.aborted) return;
     // Late results carried from the round before this one had their chance; stop waiting for them.
     for (const [id, inv] of this.outstanding) if (inv.task.round < r) this.dropOutstanding(id, inv, 'not back by the end of the next round');
 
