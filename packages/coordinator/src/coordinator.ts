@@ -72,6 +72,7 @@ export class Coordinator {
           serverLearningRate: config.strategy.serverLearningRate,
           fedavg: { minAgents: config.agentsPerRound.min, minResults: config.minResults },
           populationSize: () => this.registry.list().length,
+          ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
         })
       : undefined;
     const engine = new RunEngine(run, blob, {

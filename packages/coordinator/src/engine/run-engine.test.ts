@@ -5,6 +5,8 @@ import { parseRunConfig, type RunConfigInput } from '../config/run-config.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { RunRecord } from '../store/store.js';
 import { FedAvg } from '../strategy/fedavg.js';
+import { DpFedAvg } from '../strategy/dp-fedavg.js';
+import { planEpsilon } from '../privacy/accountant.js';
 import { AgentRegistry } from './agent-registry.js';
 import { RunEngine } from './run-engine.js';
 
@@ -29,10 +31,20 @@ function setup(input: RunConfigInput, names: string[]) {
     registry.attach(agentId, { send: (t) => a.tasks.push(t), close: () => undefined });
     return a;
   });
+  const dp = config.privacy
+    ? new DpFedAvg({
+        privacy: config.privacy,
+        samplingRate: config.agentsPerRound.fraction,
+        serverLearningRate: 1,
+        populationSize: () => names.length,
+        ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
+      })
+    : undefined;
   const engine = new RunEngine(run, { topology: {}, tensors: specs, weights: new Float32Array(N) }, {
     store,
     registry,
-    strategy: new FedAvg({ fraction: config.agentsPerRound.fraction, minAgents: config.agentsPerRound.min, minResults: config.minResults, serverLearningRate: 1 }),
+    strategy: dp ?? new FedAvg({ fraction: config.agentsPerRound.fraction, minAgents: config.agentsPerRound.min, minResults: config.minResults, serverLearningRate: 1 }),
+    ...(dp ? { privacy: dp } : {}),
   });
   engines.push(engine);
   const finished = engine.execute();
@@ -123,6 +135,48 @@ describe('async buffered aggregation (FedBuff)', () => {
     expect(engine.globalModel.version).toBe(2);
     const r = await submit(engine, b, trainTasks(b)[0]!, 1, 10).catch((e: { reason: string }) => ({ accepted: false, reason: e.reason }));
     expect(r).toMatchObject({ accepted: false, reason: 'too_stale' });
+  });
+});
+
+describe('async buffered aggregation with central DP', () => {
+  const privacy = { mode: 'central', clipNorm: 1, noiseMultiplier: 1.5, delta: 1e-5 };
+
+  it('accounts each step as a Gaussian mechanism with q = 1, one update per agent per buffer', async () => {
+    const { engine, run, agents, finished } = setup(
+      { mode: 'async', rounds: 3, async: { bufferSize: 2 }, agentsPerRound: { min: 1, fraction: 1 }, privacy },
+      ['a', 'b'],
+    );
+    const { a, b } = agents as Record<string, FakeAgent>;
+    for (let step = 1; step <= 3; step++) {
+      await until(() => trainTasks(a).length === step && trainTasks(b).length === step);
+      await submit(engine, a, trainTasks(a)[step - 1]!, 0.1, 10);
+      // a already contributed to this buffer: it is not handed another task until the version is cut.
+      await new Promise((r) => setTimeout(r, 30));
+      expect(trainTasks(a)).toHaveLength(step);
+      await submit(engine, b, trainTasks(b)[step - 1]!, 0.1, 10);
+    }
+    await finished;
+    expect(run.status).toBe('completed');
+    expect(run.rounds).toHaveLength(3);
+    for (const [i, r] of run.rounds.entries()) {
+      const planned = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.5, steps: i + 1, delta: 1e-5 }).epsilon;
+      expect((r as { epsilon?: number }).epsilon).toBeCloseTo(planned, 9);
+    }
+  });
+
+  it('stops before the step that would exceed maxEpsilon', async () => {
+    const one = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.5, steps: 1, delta: 1e-5 }).epsilon;
+    const two = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.5, steps: 2, delta: 1e-5 }).epsilon;
+    const { engine, run, agents, finished } = setup(
+      { mode: 'async', rounds: 5, async: { bufferSize: 1 }, agentsPerRound: { min: 1, fraction: 1 }, privacy: { ...privacy, maxEpsilon: (one + two) / 2 } },
+      ['a'],
+    );
+    const { a } = agents as Record<string, FakeAgent>;
+    await until(() => trainTasks(a).length === 1);
+    await submit(engine, a, trainTasks(a)[0]!, 0.1, 10);
+    await finished;
+    expect(run.rounds).toHaveLength(1);
+    expect(run.statusMessage).toMatch(/privacy budget: stopped before round 2/);
   });
 });
 

@@ -114,7 +114,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   }
 
   private get done(): boolean {
-    return this.stopCtl.signal.aborted || this.targetHit;
+    return this.stopCtl.signal.aborted || this.targetHit || this.privacyStop !== undefined;
   }
 
   /** Runs every round; resolves when the run ends (never rejects: failures end up in the run record). */
@@ -316,6 +316,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.run.status = 'running';
     this.current = new OpenRound(1, 'train', this.global.version, Infinity, c.async.bufferSize);
     this.agg.reset();
+    this.checkPrivacyBudget(1);
     const fill = (): void => this.fillAsync();
     this.deps.registry.on('changed', fill);
     try {
@@ -339,8 +340,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.filling = true;
     try {
       const limit = this.config.async.concurrency ?? Infinity;
+      // Under DP an agent contributes at most once to a buffer: its sensitivity bound is per step.
+      const contributed = this.deps.privacy ? new Set(this.current.accepted.map((a) => a.agentId)) : undefined;
       const free = sampleAgents(
-        this.deps.registry.available().filter((a) => !this.outstanding.has(a.id)),
+        this.deps.registry.available().filter((a) => !this.outstanding.has(a.id) && !contributed?.has(a.id)),
         1,
         0,
         this.rng,
@@ -386,12 +389,22 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const buf = this.current!;
     buf.open = false;
     const t0 = performance.now();
-    const examples = buf.accepted.reduce((s, a) => s + a.numExamples, 0);
-    const step = buffedStep(this.agg.result(), this.agg.totalWeight, examples);
-    const weights = applyDelta(this.global.blob.weights, step, this.config.strategy.serverLearningRate);
+    let weights: Float32Array;
+    if (this.deps.privacy) {
+      // DP: the private strategy noises the sum and divides by K (see DpFedAvg `buffered`).
+      const out = this.deps.strategy.aggregate(this.global.blob.weights, this.aggView(), buf.accepted, buf.failures);
+      weights = out.ok ? out.weights : this.global.blob.weights;
+    } else {
+      const examples = buf.accepted.reduce((s, a) => s + a.numExamples, 0);
+      const step = buffedStep(this.agg.result(), this.agg.totalWeight, examples);
+      weights = applyDelta(this.global.blob.weights, step, this.config.strategy.serverLearningRate);
+    }
     this.agg.reset();
     const record = this.roundRecord(buf);
     record.aggregationMs = performance.now() - t0;
+    const spent = this.deps.privacy?.spent();
+    if (spent) Object.assign(record, { epsilon: spent.epsilon, clipNorm: spent.clipNorm });
+    this.checkPrivacyBudget(buf.round + 1);
     const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
     // The new version exists before anything else is committed, so later updates see their true staleness.
     this.setGlobal(next);
@@ -401,9 +414,18 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       await this.registerVersion(next, buf.round);
       await this.evaluateVersion(next, record);
       await this.finishRecord(record, buf);
-      if (this.run.rounds.length >= this.config.rounds || this.targetHit) this.asyncStep?.resolve();
+      if (this.run.rounds.length >= this.config.rounds || this.targetHit || this.privacyStop) this.asyncStep?.resolve();
     })().catch((err: unknown) => this.log.error({ err }, 'finishing a version failed'));
     this.fillAsync();
+  }
+
+  /** Async: stops dispatching before the step that would exceed privacy.maxEpsilon. */
+  private checkPrivacyBudget(step: number): void {
+    const stop = this.deps.privacy?.budgetStop(step);
+    if (!stop || this.privacyStop) return;
+    this.privacyStop = stop;
+    this.log.info({ step }, stop);
+    this.asyncStep?.resolve();
   }
 
   // ---------------------------------------------------------------- uploads

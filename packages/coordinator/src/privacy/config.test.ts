@@ -26,7 +26,8 @@ describe('run config: privacy block', () => {
 
   it('rejects combinations the accountant cannot cover', () => {
     const privacy = { clipNorm: 1, noiseMultiplier: 1 };
-    expect(() => parseRunConfig({ privacy, mode: 'async' })).toThrow(/privacy: not supported with mode "async" yet/);
+    // Async steps are accounted with q = 1 (no sampling amplification), so async is covered.
+    expect(parseRunConfig({ privacy, mode: 'async' }).privacy?.mode).toBe('central');
     expect(() => parseRunConfig({ privacy, sync: { overSelection: 0.3 } })).toThrow(/sync\.overSelection must be 0 with central DP/);
     expect(() => parseRunConfig({ privacy, sync: { lateResults: 'next-round' } })).toThrow(/sync\.lateResults must be "discard"/);
     expect(parseRunConfig({ privacy: { ...privacy, mode: 'local' }, sync: { overSelection: 0.3 } }).privacy?.mode).toBe('local');

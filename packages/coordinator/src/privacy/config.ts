@@ -41,9 +41,7 @@ export function checkPrivacyConfig(c: RunShape): void {
   const bad = (m: string): never => {
     throw new ValidationError(`invalid run config: ${m}`);
   };
-  if (c.mode === 'async')
-    bad('privacy: not supported with mode "async" yet (buffered aggregation neither Poisson-samples agents nor noises its steps); use mode "sync"');
-  if (p.mode === 'central') {
+  if (p.mode === 'central' && c.mode !== 'async') {
     if (c.sync && c.sync.overSelection > 0)
       bad('privacy: sync.overSelection must be 0 with central DP (agents must be Poisson-sampled with rate agentsPerRound.fraction for the accountant to hold)');
     if (c.sync && c.sync.lateResults !== 'discard')

@@ -54,6 +54,12 @@ export interface DpFedAvgOptions {
   /** Noise source; default: the OS CSPRNG. Seeded sources are for tests only. */
   noise?: GaussianSampler;
   orders?: readonly number[];
+  /**
+   * Async (FedBuff) runs: every step sums at most one clipped update per agent, each weighted <= 1 (the staleness
+   * discount), adds the noise and divides by the fixed buffer size K. Agents are not sampled at random there, so no
+   * amplification is claimed: each step is accounted as a Gaussian mechanism with q = 1.
+   */
+  buffered?: { bufferSize: number };
 }
 
 export class DpFedAvg implements Strategy, PrivacyHooks {
@@ -97,7 +103,7 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
   /** The accountant's mechanism per step. */
   private get step(): { samplingRate: number; noiseMultiplier: number } {
     return this.p.mode === 'central'
-      ? { samplingRate: this.opts.samplingRate, noiseMultiplier: this.p.noiseMultiplier }
+      ? { samplingRate: this.opts.buffered ? 1 : this.opts.samplingRate, noiseMultiplier: this.p.noiseMultiplier }
       : { samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier / 2 };
   }
 
@@ -139,8 +145,14 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
     this.accountant.compose(this.step);
     this.lastClip = this.clip;
     if (this.local) return this.local.aggregate(base, agg, results, failures);
+    const D = this.opts.buffered
+      ? this.opts.buffered.bufferSize
+      : this.denom ?? Math.max(this.opts.samplingRate * this.opts.populationSize(), Number.MIN_VALUE);
+    return this.noisedStep(base, agg, results, D);
+  }
 
-    const D = this.denom ?? Math.max(this.opts.samplingRate * this.opts.populationSize(), Number.MIN_VALUE);
+  /** Central DP: (sum of clipped, weight <= 1 updates + N(0, (z S)^2)) / D, then the adaptive clip-norm update. */
+  private noisedStep(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], D: number): AggregateOutcome {
     const sum = agg.count > 0 ? agg.mean() : new Float32Array(base.length);
     const scale = agg.count > 0 ? agg.totalWeight : 0; // weights are 1, so mean * totalWeight is the sum
     const std = this.updateNoiseMultiplier * this.clip;
