@@ -1,5 +1,7 @@
 /** The coordinator: runs, agents and models behind one object that transports and the CLI call. */
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { DiskSpool } from './engine/update-spool.js';
 import { NotFoundError, ValidationError, type JoinRequestMsg, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
 import { parseRunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
@@ -89,6 +91,8 @@ export class Coordinator {
       ...(dp ? { privacy: dp } : {}),
       ...(evaluateCentral ? { evaluateCentral } : {}),
       saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
+      // A durable store gets a durable spool: accepted updates survive a crash and are folded in a fixed order.
+      ...(this.opts.resumeOnRestart ? { spool: new DiskSpool(path.resolve(this.opts.dataDir, 'updates')) } : {}),
     });
     this.engines.set(run.id, engine);
     void engine.execute();

@@ -27,6 +27,7 @@ import type { AgentRegistry } from './agent-registry.js';
 import { makeGlobalModel, type GlobalModel } from './global-model.js';
 import { OpenRound, type Invitee } from './round.js';
 import { StagedUpload, type UploadSink } from './upload.js';
+import type { UpdateSpool } from './update-spool.js';
 import { moduleLogger, type Logger } from '../log.js';
 
 export interface RunEngineDeps {
@@ -37,6 +38,11 @@ export interface RunEngineDeps {
   evaluateCentral?: (blob: ModelBlob) => Promise<{ loss: number; accuracy: number }>;
   /** Persists the final model for users; returns the path. */
   saveFinalModel?: (run: RunRecord, blob: ModelBlob) => Promise<string>;
+  /**
+   * With a durable store: accepted sync updates are written here before they are acknowledged and folded at the
+   * end of the round in agent-name order, so a round survives a crash and the model does not depend on arrival order.
+   */
+  spool?: UpdateSpool;
   /** Differential privacy (the strategy, when it is a DP one): task DP fields, budget stop, epsilon per round. */
   privacy?: PrivacyHooks;
 }
@@ -208,19 +214,38 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const c = this.config;
     this.run.status = 'running';
     this.run.statusMessage = `round ${r}/${c.rounds}`;
-    const available = this.deps.registry.available();
-    const chosen = this.deps.strategy.selectAgents(available, this.rng);
-    // Over-selection: invite extra agents and close on the first results that suffice (Bonawitz et al. 2019).
-    const rest = available.filter((a) => !chosen.includes(a));
-    const extra = c.sync.overSelection > 0 ? sampleAgents(rest, 0, Math.ceil(chosen.length * c.sync.overSelection), this.rng) : [];
-    const target = c.sync.overSelection > 0 ? chosen.length : Infinity;
-    const round = this.openRound(r, 'train', [...chosen, ...extra], c.roundDeadlineSeconds, target);
-    this.log.info({ round: r, agents: [...chosen, ...extra].map((a) => a.name), target, baseVersion: round.baseVersion }, 'round started');
+    const spool = this.deps.spool;
+    const resumed = spool && this.run.openRound?.round === r ? this.run.openRound : undefined;
+    let invited: CandidateAgent[];
+    let target = Infinity;
+    if (resumed) {
+      // A round interrupted by a restart continues with the same invitees and task seeds.
+      invited = await this.waitForNamed(resumed.invitees.map((i) => i.name));
+      this.log.info({ round: r, accepted: resumed.accepted.map((a) => a.name) }, 'round resumed after restart');
+    } else {
+      // One generator per round: selection does not depend on how many draws earlier rounds (or a restart) made.
+      const rng = createRng(c.seed * 1_000_003 + r);
+      const available = this.deps.registry.available();
+      const chosen = this.deps.strategy.selectAgents(available, rng);
+      // Over-selection: invite extra agents and close on the first results that suffice (Bonawitz et al. 2019).
+      const rest = available.filter((a) => !chosen.includes(a));
+      const extra = c.sync.overSelection > 0 ? sampleAgents(rest, 0, Math.ceil(chosen.length * c.sync.overSelection), rng) : [];
+      if (c.sync.overSelection > 0) target = chosen.length;
+      invited = [...chosen, ...extra];
+      if (spool) {
+        spool.removeRound(this.run.id, r - 1);
+        this.run.openRound = { round: r, baseVersion: this.global.version, invitees: invited.map((a, index) => ({ name: a.name, index })), accepted: [] };
+        await this.deps.store.saveRun(this.run);
+      }
+    }
+    const round = this.openRound(r, 'train', invited, c.roundDeadlineSeconds, target, resumed);
+    this.log.info({ round: r, agents: invited.map((a) => a.name), target, baseVersion: round.baseVersion }, 'round started');
     await round.settled;
     round.close('deadline');
     this.current = undefined;
     // A stopped run ends here: the interrupted round made no model and is not a failed round.
     if (this.stopCtl.signal.aborted) return;
+    if (spool && this.run.openRound?.round === r) await this.foldSpooled(this.run.openRound);
     // Late results carried from the round before this one had their chance; stop waiting for them.
     for (const [id, inv] of this.outstanding) if (inv.task.round < r) this.dropOutstanding(id, inv, 'not back by the end of the next round');
 
@@ -237,7 +262,36 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       record.reason = outcome.reason;
       this.log.warn({ round: r, reason: outcome.reason }, 'round produced no new model');
     }
+    // The round's record and the end of its open state are saved together; only then are its updates dropped.
+    delete this.run.openRound;
     await this.finishRecord(record, round);
+    spool?.removeRound(this.run.id, r);
+  }
+
+  /** Folds a round's spooled updates in agent-name order: the same model whatever order they arrived in. */
+  private async foldSpooled(state: NonNullable<RunRecord['openRound']>): Promise<void> {
+    this.agg.reset();
+    const entries = [...state.accepted].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const slot = await this.agg.acquire();
+      try {
+        this.deps.spool!.read(e.file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
+        this.agg.fold(slot, e.weight);
+      } finally {
+        this.agg.release(slot);
+      }
+    }
+  }
+
+  /** After a restart: the named agents once they are back (up to waitForAgentsSeconds), in the given order. */
+  private async waitForNamed(names: string[]): Promise<CandidateAgent[]> {
+    const deadline = Date.now() + this.config.waitForAgentsSeconds * 1000;
+    const find = (): CandidateAgent[] => {
+      const online = new Map(this.deps.registry.available().map((a) => [a.name, a]));
+      return names.flatMap((n) => (online.has(n) ? [online.get(n)!] : []));
+    };
+    while (find().length < names.length && Date.now() < deadline && !this.stopCtl.signal.aborted) await new Promise((r) => setTimeout(r, 200));
+    return find();
   }
 
   /** What becomes of an agent still training when its round closes: carried to the next round, or cancelled. */
@@ -250,7 +304,14 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     return 'result discarded';
   }
 
-  private openRound(r: number, kind: 'train' | 'evaluate', chosen: CandidateAgent[], deadlineSeconds: number, target = Infinity): OpenRound {
+  private openRound(
+    r: number,
+    kind: 'train' | 'evaluate',
+    chosen: CandidateAgent[],
+    deadlineSeconds: number,
+    target = Infinity,
+    resumed?: NonNullable<RunRecord['openRound']>,
+  ): OpenRound {
     this.agg.reset();
     const deadline = Date.now() + deadlineSeconds * 1000;
     const round = new OpenRound(r, kind, this.global.version, deadline, target);
@@ -261,12 +322,31 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       // Closing here (not later in the loop) means no result can slip in between "enough" and aggregation.
       if (round.open && round.closedBy === 'enough') round.close('enough', (inv) => this.lateHandler(inv));
     });
+    // All invitees first: resolving one before the others exist would settle the round early.
     chosen.forEach((agent, i) => {
-      const task = this.makeTask(kind, r, i, deadline);
-      round.invitees.set(agent.id, { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: this.global.version });
+      // Task seeds follow the persisted invitation order, so a resumed round trains exactly as the original would.
+      const index = resumed?.invitees.find((x) => x.name === agent.name)?.index ?? i;
+      round.invitees.set(agent.id, { agent, task: this.makeTask(kind, r, index, deadline), state: 'invited', sentAt: Date.now(), baseVersion: this.global.version });
+    });
+    chosen.forEach((agent) => {
+      const task = round.invitees.get(agent.id)!.task;
+      const done = resumed?.accepted.find((x) => x.name === agent.name);
+      if (done) {
+        // Accepted before the restart: its update is in the spool; do not ask again.
+        const p = { agentId: agent.id, name: agent.name, outcome: 'completed' as const, numExamples: done.numExamples, seconds: done.seconds, metrics: done.metrics, baseVersion: done.baseVersion, staleness: done.staleness, weight: done.weight };
+        round.resolve(agent.id, p, { agentId: agent.id, numExamples: done.numExamples, weight: done.weight, metrics: done.metrics, baseVersion: done.baseVersion });
+        return;
+      }
       if (!this.deps.registry.assign(agent.id, task))
         round.resolve(agent.id, { agentId: agent.id, name: agent.name, outcome: 'dropped', reason: 'agent unavailable when the task was sent' });
     });
+    if (resumed) {
+      // Invitees that did not come back after the restart.
+      for (const x of resumed.invitees) {
+        if (chosen.some((a) => a.name === x.name) || resumed.accepted.some((a) => a.name === x.name)) continue;
+        this.log.warn({ round: r, name: x.name }, 'invitee did not reconnect after the restart');
+      }
+    }
     if (chosen.length === 0) round.close('deadline');
     this.live = { phase: kind === 'train' ? 'training' : 'evaluating', round: r, deadline, participants: round.live() };
     this.emitUpdate();
@@ -561,14 +641,20 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const sink = new StagedUpload(h.totalBytes, slot, {
       isOpen: () => (isAsync ? this.outstanding.get(h.agentId) === inv && !this.done : !!target()?.open && !inv.participant),
       release: (s) => this.agg.release(s),
-      onComplete: (s) => {
+      onComplete: async (s) => {
         const round = target();
         if (!round) throw new RejectedUpdateError('round_closed', 'no round is open');
         const { staleness, weight } = weigh();
         if (s) {
           const bad = this.agg.firstNonFinite(s);
           if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
-          this.agg.fold(s, weight);
+          const state = this.run.openRound;
+          if (this.deps.spool && !isAsync && state?.round === round.round) {
+            // Durable before acknowledged: the update file, then the run record naming it.
+            const file = this.deps.spool.write(this.run.id, round.round, inv.agent.name, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
+            state.accepted.push({ name: inv.agent.name, numExamples: h.numExamples, weight, staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
+            await this.deps.store.saveRun(this.run);
+          } else this.agg.fold(s, weight);
         }
         round.bytesReceived += h.totalBytes;
         const key = isAsync ? inv.task.taskId : h.agentId;

@@ -6,15 +6,15 @@ import type { UpdateSlot } from '../strategy/aggregate.js';
 export interface UploadSink {
   /** Stages one chunk; throws RejectedUpdateError (reason: bad_offset, oversized, round_closed...). */
   write(offset: number, data: Uint8Array): void;
-  /** Validates the complete payload and folds it; returns the reply for the agent. */
-  commit(): SubmitReplyMsg;
+  /** Validates the complete payload, folds or durably spools it, and only then returns the reply for the agent. */
+  commit(): Promise<SubmitReplyMsg>;
   /** Drops the upload (disconnect, transport error); nothing of it reaches the model. */
   abort(reason: string): void;
 }
 
 export interface StagedUploadHooks {
-  /** Checks the complete payload and folds it; throws RejectedUpdateError to reject. */
-  onComplete(slot: UpdateSlot | undefined): void;
+  /** Checks the complete payload and folds (or spools) it; throws RejectedUpdateError to reject. */
+  onComplete(slot: UpdateSlot | undefined): void | Promise<void>;
   onReject(reason: string, message: string): void;
   onAbort(reason: string): void;
   release(slot: UpdateSlot): void;
@@ -50,12 +50,12 @@ export class StagedUpload implements UploadSink {
     }
   }
 
-  commit(): SubmitReplyMsg {
+  async commit(): Promise<SubmitReplyMsg> {
     try {
       this.ensureOpen();
       if (this.received !== this.totalBytes)
         throw new RejectedUpdateError('truncated', `payload truncated: received ${this.received} of ${this.totalBytes} bytes`);
-      this.hooks.onComplete(this.slot);
+      await this.hooks.onComplete(this.slot);
       this.finish();
       return { accepted: true, reason: '', message: 'accepted' };
     } catch (err) {

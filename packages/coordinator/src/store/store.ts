@@ -75,8 +75,20 @@ export interface RunRecord {
   rounds: RoundRecord[];
   versions: ModelVersionRecord[];
   modelPath?: string;
+  /**
+   * The sync round in progress when the store is durable: its invitees (by agent name, in task-seed order) and
+   * the updates accepted so far (spooled to disk), so a restarted coordinator continues it where it was.
+   */
+  openRound?: OpenRoundState;
   /** Set when the run stopped because a version reached config.targetAccuracy. */
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number };
+}
+
+export interface OpenRoundState {
+  round: number;
+  baseVersion: number;
+  invitees: { name: string; index: number }[];
+  accepted: { name: string; numExamples: number; weight: number; staleness: number; baseVersion: number; metrics: Record<string, number>; file: string; seconds: number }[];
 }
 
 export interface AgentRecord {

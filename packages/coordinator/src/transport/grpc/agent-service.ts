@@ -142,11 +142,7 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
       call.on('end', () => {
         if (replied) return;
         if (!sink) return rejectWith(new RejectedUpdateError('truncated', 'the upload ended before its header was accepted'));
-        try {
-          reply(sink.commit());
-        } catch (err) {
-          rejectWith(err);
-        }
+        sink.commit().then(reply, rejectWith);
       });
       const aborted = (): void => {
         if (!replied) {

@@ -1,0 +1,63 @@
+/** Durable spool of accepted updates: written before the agent is acknowledged, folded at round end, then removed. */
+import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+export interface UpdateSpool {
+  /** Stores an accepted update durably (fsync'd, atomically named); returns its file name. */
+  write(runId: string, round: number, key: string, bytes: Uint8Array): string;
+  /** Reads a stored update into `into` (exactly its size). */
+  read(file: string, into: Uint8Array): void;
+  /** Drops a finished round's updates. */
+  removeRound(runId: string, round: number): void;
+}
+
+const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_');
+
+export class DiskSpool implements UpdateSpool {
+  constructor(private readonly dir: string) {}
+
+  private roundDir(runId: string, round: number): string {
+    return path.join(this.dir, safe(runId), String(round));
+  }
+
+  write(runId: string, round: number, key: string, bytes: Uint8Array): string {
+    const dir = this.roundDir(runId, round);
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `${safe(key)}.bin`);
+    const tmp = `${file}.tmp-${process.pid}`;
+    const fd = openSync(tmp, 'w');
+    try {
+      for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+    // The rename is durable only once the directory entry is.
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+    return file;
+  }
+
+  read(file: string, into: Uint8Array): void {
+    const fd = openSync(file, 'r');
+    try {
+      let off = 0;
+      while (off < into.byteLength) {
+        const n = readSync(fd, into, off, into.byteLength - off, off);
+        if (n === 0) throw new Error(`spooled update ${file} is shorter than ${into.byteLength} bytes`);
+        off += n;
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  removeRound(runId: string, round: number): void {
+    rmSync(this.roundDir(runId, round), { recursive: true, force: true });
+  }
+}
