@@ -86,4 +86,37 @@ describe('crash-safe resume', () => {
     expect(crashed.killed).toBeGreaterThanOrEqual(10);
     expect(crashed.sha).toBe(reference.sha);
   }, 600_000);
+
+  it('an async (FedBuff) run survives SIGKILLs: it completes every step with consecutive versions', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'fedge-e2e-crash-async-'));
+    const port = await freePort();
+    const address = `127.0.0.1:${port}`;
+    const serve = (): Proc => startProcess(FEDGE, ['serve', '--listen', address, '--data-dir', dataDir]);
+    let coord = serve();
+    await coord.waitFor(/coordinator ready on/);
+    const agents = [0, 1, 2].map((i) => startAgent(address, ['--name', `ca-${i}`, '--num-partitions', '3', '--partition-id', String(i), '--seed', '4']));
+    await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
+    const steps = 10;
+    const started = await fedge(['run', 'start', '--coordinator', address, '--model', 'mnist-mlp', '--mode', 'async', '--buffer-size', '2',
+      '--rounds', String(steps), '--min-agents', '1', '--epochs', '1', '--format', 'json']);
+    expect(started.code, started.stderr).toBe(0);
+    const id = lastJson<{ id: string }>(started.stdout).id;
+    for (let k = 0; k < 3; k++) {
+      await sleep(700);
+      coord.child.kill('SIGKILL');
+      await coord.exited;
+      coord = serve();
+      await coord.waitFor(/coordinator ready on/);
+    }
+    let run: (RunJson & { metrics: { round: number; version?: number }[] }) | undefined;
+    for (let i = 0; i < 600; i++) {
+      run = (await show(address, id)) as typeof run;
+      if (run?.status === 'completed' || run?.status === 'failed') break;
+      await sleep(200);
+    }
+    expect(run?.status).toBe('completed');
+    expect(run!.metrics.map((m) => m.round)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
+    expect(run!.metrics.map((m) => m.version)).toEqual(Array.from({ length: steps }, (_, i) => i + 1));
+    expect(run!.modelVersion).toBe(steps);
+  }, 300_000);
 });

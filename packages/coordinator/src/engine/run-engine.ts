@@ -394,9 +394,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private async asyncLoop(): Promise<void> {
     const c = this.config;
     this.run.status = 'running';
-    this.current = new OpenRound(1, 'train', this.global.version, Infinity, c.async.bufferSize);
+    // Steps continue from the last persisted one after a restart.
+    this.current = new OpenRound(this.run.round + 1, 'train', this.global.version, Infinity, c.async.bufferSize);
     this.agg.reset();
-    this.checkPrivacyBudget(1);
+    this.checkPrivacyBudget(this.run.round + 1);
     const fill = (): void => this.fillAsync();
     this.deps.registry.on('changed', fill);
     try {
