@@ -28,6 +28,33 @@ export type RunView = RunRecord & { live?: LiveView };
 
 const log = moduleLogger('coordinator');
 
+/**
+ * The store a private run's engine saves through: every run save carries the strategy's accounting state
+ * (RunRecord.privacyState), and a new model version is not released (stored, then announced) before the steps that
+ * produced it are durable. A crash after that but before the round's record is saved redoes the round and accounts it
+ * again: epsilon may be over-reported then, never under-reported.
+ */
+function privacyPersistingStore(inner: Store, run: RunRecord, dp: DpFedAvg): Store {
+  const snap = (r: RunRecord): void => {
+    if (r.id === run.id) r.privacyState = dp.snapshot();
+  };
+  return new Proxy(inner, {
+    get(target, prop, receiver) {
+      if (prop === 'saveRun') return (r: RunRecord) => (snap(r), target.saveRun(r));
+      if (prop === 'putModel')
+        return async (sha256: string, blob: import('@fedge/proto').ModelBlob) => {
+          await target.putModel(sha256, blob);
+          if ((run.privacyState?.steps ?? 0) < dp.snapshot().steps) {
+            snap(run);
+            await target.saveRun(run);
+          }
+        };
+      const v: unknown = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 export class Coordinator {
   readonly store: Store;
   readonly registry: AgentRegistry;
@@ -77,8 +104,9 @@ export class Coordinator {
           ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
         })
       : undefined;
+    if (dp && run.privacyState) dp.restore(run.privacyState);
     const engine = new RunEngine(run, blob, {
-      store: this.store,
+      store: dp ? privacyPersistingStore(this.store, run, dp) : this.store,
       registry: this.registry,
       strategy:
         dp ??
@@ -113,10 +141,9 @@ export class Coordinator {
         await this.store.saveRun(run);
         log.error({ runId: run.id, round: run.round }, message);
       };
-      if (run.config.privacy) {
-        // The accountant's composed steps, the fixed denominator and the adaptive clip are not persisted yet:
-        // resuming would under-report epsilon, so a private run is never resumed silently.
-        await fail('coordinator restarted: resuming a differentially private run is not supported yet (privacy accountant state is not persisted)');
+      if (run.config.privacy && !run.privacyState && run.rounds.length > 0) {
+        // A record written before the accountant's state was persisted: resuming would under-report epsilon.
+        await fail('coordinator restarted: this differentially private run has no persisted privacy accountant state, so it cannot be resumed');
         continue;
       }
       // Only versions a saved round produced count; anything newer belongs to the interrupted round.

@@ -80,6 +80,11 @@ export interface RunRecord {
    * the updates accepted so far (spooled to disk), so a restarted coordinator continues it where it was.
    */
   openRound?: OpenRoundState;
+  /**
+   * Differential privacy: the strategy's accounting state (composed steps, fixed denominator q * N, current clip norm),
+   * saved with every run save and before a new version is released, so a restarted coordinator continues the run.
+   */
+  privacyState?: { steps: number; denominator?: number; clipNorm: number; lastClipNorm?: number };
   /** Set when the run stopped because a version reached config.targetAccuracy. */
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number };
 }

@@ -120,3 +120,54 @@ describe('DpFedAvg (local)', () => {
     }
   });
 });
+
+describe('DpFedAvg snapshot/restore (coordinator restarts)', () => {
+  it('a restored strategy reports the same epsilon and clip and continues accounting identically', () => {
+    const adaptive = { targetQuantile: 0.5, learningRate: 0.2, countNoiseStd: 5 };
+    const a = make({ adaptiveClipping: adaptive, noiseMultiplier: 1.1 }, 0.25, 40);
+    const n = 16;
+    const base = new Float32Array(n);
+    const rng = createRng(3);
+    const step = (s: DpFedAvg): void => {
+      const chosen = s.selectAgents(agents(40), rng);
+      const results = chosen.map((c, i) => ({ agentId: c.id, name: c.name, numExamples: 10, metrics: { dp_clipped: i % 3 === 0 ? 1 : 0 } }) as unknown as AcceptedResult);
+      s.aggregate(base, view([new Float32Array(n).fill(0.01)], n), results, []);
+    };
+    for (let r = 0; r < 5; r++) step(a);
+    const snap = a.snapshot();
+    expect(snap.steps).toBe(5);
+    expect(snap.denominator).toBeCloseTo(10, 12);
+    expect(snap.clipNorm).not.toBe(1); // adapted
+    const b = make({ adaptiveClipping: adaptive, noiseMultiplier: 1.1 }, 0.25, 999);
+    b.restore(JSON.parse(JSON.stringify(snap)) as typeof snap);
+    expect(b.denominator).toBe(a.denominator);
+    expect(b.clipNorm).toBe(a.clipNorm);
+    expect(b.trainConfig()).toEqual(a.trainConfig());
+    const sa = a.spent();
+    const sb = b.spent();
+    expect(sb.steps).toBe(5);
+    expect(sb.clipNorm).toBe(sa.clipNorm);
+    expect(sb.epsilon).toBeCloseTo(sa.epsilon, 12);
+    expect(sb.epsilon).toBeCloseTo(planEpsilon({ samplingRate: 0.25, noiseMultiplier: 1.1, steps: 5, delta: 1e-5 }).epsilon, 12);
+    // Both continue identically: same steps, same epsilon, same budget decisions.
+    for (let r = 0; r < 3; r++) {
+      a.aggregate(base, view([], n), [], []);
+      b.aggregate(base, view([], n), [], []);
+    }
+    expect(b.spent().steps).toBe(8);
+    expect(b.spent().epsilon).toBeCloseTo(a.spent().epsilon, 12);
+    expect(b.spent().epsilon).toBeCloseTo(planEpsilon({ samplingRate: 0.25, noiseMultiplier: 1.1, steps: 8, delta: 1e-5 }).epsilon, 12);
+    expect(b.budgetStop(9)).toBe(a.budgetStop(9));
+    expect(() => b.restore(snap)).toThrow(/already composed/);
+  });
+
+  it('a snapshot before the first round restores nothing but the configured clip', () => {
+    const s = make({}, 0.5, 8);
+    const snap = s.snapshot();
+    expect(snap).toEqual({ steps: 0, clipNorm: 1 });
+    const t = make({}, 0.5, 8);
+    t.restore(snap);
+    expect(t.spent().steps).toBe(0);
+    expect(t.denominator).toBeUndefined();
+  });
+});

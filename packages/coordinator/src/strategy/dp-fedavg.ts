@@ -62,6 +62,18 @@ export interface DpFedAvgOptions {
   buffered?: { bufferSize: number };
 }
 
+/** What a restarted coordinator needs to continue a private run's accounting (persisted in RunRecord.privacyState). */
+export interface PrivacyState {
+  /** Accounted steps so far (each identical: the run's q and z). */
+  steps: number;
+  /** The fixed denominator q * N, once the first round has fixed it. */
+  denominator?: number;
+  /** The clip norm the next round's agents use (adapted after every round with adaptive clipping). */
+  clipNorm: number;
+  /** The clip norm the last aggregated round used (reported in spent()). */
+  lastClipNorm?: number;
+}
+
 export class DpFedAvg implements Strategy, PrivacyHooks {
   readonly name: string;
   private readonly p: PrivacyConfig;
@@ -98,6 +110,27 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
 
   get clipNorm(): number {
     return this.clip;
+  }
+
+  /** The state to persist with the run record so a restarted coordinator can continue the run (see restore). */
+  snapshot(): PrivacyState {
+    return {
+      steps: this.accountant.steps,
+      ...(this.denom !== undefined ? { denominator: this.denom } : {}),
+      clipNorm: this.clip,
+      ...(this.lastClip !== undefined ? { lastClipNorm: this.lastClip } : {}),
+    };
+  }
+
+  /** Restores a snapshot into a fresh strategy: composes `steps` steps, fixes the denominator and the clip norms. */
+  restore(state: PrivacyState): void {
+    if (this.accountant.steps !== 0) throw new Error('DpFedAvg.restore: the accountant has already composed steps');
+    if (!(Number.isInteger(state.steps) && state.steps >= 0)) throw new Error(`DpFedAvg.restore: bad step count ${state.steps}`);
+    if (!(Number.isFinite(state.clipNorm) && state.clipNorm > 0)) throw new Error(`DpFedAvg.restore: bad clip norm ${state.clipNorm}`);
+    if (state.steps > 0) this.accountant.compose(this.step, state.steps);
+    if (state.denominator !== undefined) this.denom = state.denominator;
+    this.clip = state.clipNorm;
+    if (state.lastClipNorm !== undefined) this.lastClip = state.lastClipNorm;
   }
 
   /** The accountant's mechanism per step. */
