@@ -9,6 +9,10 @@ import { DpFedAvg } from '../strategy/dp-fedavg.js';
 import { planEpsilon } from '../privacy/accountant.js';
 import { AgentRegistry } from './agent-registry.js';
 import { RunEngine } from './run-engine.js';
+import { DiskSpool } from './update-spool.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 const N = 37; // not a multiple of 4: exercises the SIMD tail
 const specs = [{ name: 'w', dtype: 'float32' as const, shape: [N] }];
@@ -20,11 +24,11 @@ afterEach(() => {
   for (const e of engines.splice(0)) e.stop('test over');
 });
 
-function setup(input: RunConfigInput, names: string[]) {
-  const store = new MemoryStore();
+function setup(input: RunConfigInput, names: string[], opts: { store?: MemoryStore; spool?: DiskSpool; run?: RunRecord; weights?: Float32Array } = {}) {
+  const store = opts.store ?? new MemoryStore();
   const registry = new AgentRegistry(store);
   const config = parseRunConfig({ centralEvaluation: false, roundDeadlineSeconds: 5, ...input });
-  const run: RunRecord = { id: 'run-test', config, status: 'pending', createdAt: new Date().toISOString(), round: 0, modelVersion: 0, rounds: [], versions: [] };
+  const run: RunRecord = opts.run ?? { id: 'run-test', config, status: 'pending', createdAt: new Date().toISOString(), round: 0, modelVersion: 0, rounds: [], versions: [] };
   const agents = names.map((name): FakeAgent => {
     const { agentId, sessionToken } = registry.join({ name, agentId: '', joinToken: '', backend: 'test', agentVersion: 't', numExamples: 10, labels: {} });
     const a: FakeAgent = { id: agentId, token: sessionToken, name, tasks: [] };
@@ -40,16 +44,17 @@ function setup(input: RunConfigInput, names: string[]) {
         ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
       })
     : undefined;
-  const engine = new RunEngine(run, { topology: {}, tensors: specs, weights: new Float32Array(N) }, {
+  const engine = new RunEngine(run, { topology: {}, tensors: specs, weights: opts.weights ?? new Float32Array(N) }, {
     store,
     registry,
+    ...(opts.spool ? { spool: opts.spool } : {}),
     strategy: dp ?? new FedAvg({ fraction: config.agentsPerRound.fraction, minAgents: config.agentsPerRound.min, minResults: config.minResults, serverLearningRate: 1 }),
     ...(dp ? { privacy: dp } : {}),
   });
   engines.push(engine);
   const finished = engine.execute();
   const byName = Object.fromEntries(agents.map((a) => [a.name, a]));
-  return { engine, run, agents: byName, finished };
+  return { engine, run, agents: byName, finished, store };
 }
 
 async function until(cond: () => boolean, ms = 5000): Promise<void> {
@@ -135,6 +140,29 @@ describe('async buffered aggregation (FedBuff)', () => {
     expect(engine.globalModel.version).toBe(2);
     const r = await submit(engine, b, trainTasks(b)[0]!, 1, 10).catch((e: { reason: string }) => ({ accepted: false, reason: e.reason }));
     expect(r).toMatchObject({ accepted: false, reason: 'too_stale' });
+  });
+});
+
+describe('crash safety with a spool', () => {
+  it('an async update accepted before a restart is folded into the restored buffer, once', async () => {
+    const spool = new DiskSpool(mkdtempSync(path.join(tmpdir(), 'fedge-spool-')));
+    const cfg: RunConfigInput = { mode: 'async', rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } };
+    const first = setup(cfg, ['a', 'b'], { spool });
+    const { a } = first.agents as Record<string, FakeAgent>;
+    await until(() => trainTasks(a).length === 1);
+    expect(await submit(first.engine, a, trainTasks(a)[0]!, 1, 10)).toMatchObject({ accepted: true });
+    // "Crash": the engine is abandoned; a new one starts from the persisted record and the same spool.
+    const saved = (await first.store.getRun('run-test'))!;
+    first.engine.removeAllListeners();
+    expect(saved.openRound?.accepted).toHaveLength(1);
+    const second = setup(cfg, ['a2', 'b2'], { spool, store: first.store, run: saved });
+    first.engine.stop('crashed');
+    const { b2 } = second.agents as Record<string, FakeAgent>;
+    await until(() => trainTasks(b2).length >= 1);
+    expect(await submit(second.engine, b2, trainTasks(b2)[0]!, 3, 30)).toMatchObject({ accepted: true });
+    await second.finished;
+    expect([...second.engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2.5)); // (10*1 + 30*3) / 40: both, once
+    expect(second.run.rounds[0]!.participants.filter((p) => p.outcome === 'completed').map((p) => p.name).sort()).toEqual(['a', 'b2']);
   });
 });
 

@@ -22,7 +22,7 @@ import type { PrivacyHooks } from '../strategy/dp-fedavg.js';
 import { applyDelta, sampleAgents, weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
 import { buffedStep } from '../strategy/fedbuff.js';
 import { stalenessHistogram, stalenessWeight } from '../strategy/staleness.js';
-import { StreamingFedAvg } from '../strategy/aggregate.js';
+import { StreamingFedAvg, type UpdateSlot } from '../strategy/aggregate.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { makeGlobalModel, type GlobalModel } from './global-model.js';
 import { OpenRound, type Invitee } from './round.js';
@@ -82,6 +82,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private privacyStop: string | undefined;
   private asyncStep: { done: Promise<void>; resolve: () => void } | undefined;
   private filling = false;
+  /** Async with a spool: commits run one at a time (spool, persist, fold, maybe cut) so the saved buffer matches the accumulator. */
+  private asyncCommits: Promise<void> = Promise.resolve();
+  /** Async with a spool: resolves once the last cut version and its record are durable; the next buffer waits for it. */
+  private cutPersisted: Promise<void> = Promise.resolve();
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
 
   constructor(run: RunRecord, initial: ModelBlob, private readonly deps: RunEngineDeps) {
@@ -398,6 +402,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.current = new OpenRound(this.run.round + 1, 'train', this.global.version, Infinity, c.async.bufferSize);
     this.agg.reset();
     this.checkPrivacyBudget(this.run.round + 1);
+    if (this.deps.spool) await this.restoreAsyncBuffer(this.current);
     const fill = (): void => this.fillAsync();
     this.deps.registry.on('changed', fill);
     try {
@@ -491,13 +496,43 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.setGlobal(next);
     record.version = next.version;
     this.current = new OpenRound(buf.round + 1, 'train', next.version, Infinity, this.config.async.bufferSize);
-    void (async () => {
+    const spool = this.deps.spool;
+    if (spool) this.run.openRound = { round: buf.round + 1, baseVersion: next.version, invitees: [], accepted: [] };
+    this.cutPersisted = (async () => {
       await this.registerVersion(next, buf.round);
       await this.evaluateVersion(next, record);
+      // Saves the version's record together with the next (empty) buffer; then this buffer's spool can go.
       await this.finishRecord(record, buf);
+      spool?.removeRound(this.run.id, buf.round);
       if (this.run.rounds.length >= this.config.rounds || this.targetHit || this.privacyStop) this.asyncStep?.resolve();
     })().catch((err: unknown) => this.log.error({ err }, 'finishing a version failed'));
     this.fillAsync();
+  }
+
+  /** After a restart: folds the persisted buffer's updates back in (nothing accepted is lost); else starts one. */
+  private async restoreAsyncBuffer(buf: OpenRound): Promise<void> {
+    const saved = this.run.openRound;
+    if (saved && saved.round === buf.round && saved.baseVersion === buf.baseVersion && saved.accepted.length > 0) {
+      for (const [i, e] of saved.accepted.entries()) {
+        const slot = await this.agg.acquire();
+        try {
+          this.deps.spool!.read(e.file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
+          this.agg.fold(slot, e.weight);
+        } finally {
+          this.agg.release(slot);
+        }
+        const key = `restored-${i}`;
+        const agent = { id: key, name: e.name, numExamples: e.numExamples };
+        buf.addExtra({ agent, task: { ...this.makeTask('train', buf.round, 0, 0), taskId: key }, state: 'invited', sentAt: Date.now(), baseVersion: e.baseVersion }, key);
+        buf.resolve(key, { agentId: key, name: e.name, outcome: 'completed', numExamples: e.numExamples, seconds: e.seconds, metrics: e.metrics, baseVersion: e.baseVersion, staleness: e.staleness, weight: e.weight, reason: 'accepted before a coordinator restart' },
+          { agentId: key, numExamples: e.numExamples, weight: e.weight, metrics: e.metrics, baseVersion: e.baseVersion });
+      }
+      this.log.info({ step: buf.round, restored: saved.accepted.length }, 'async buffer restored after restart');
+      if (buf.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
+      return;
+    }
+    this.run.openRound = { round: buf.round, baseVersion: buf.baseVersion, invitees: [], accepted: [] };
+    await this.deps.store.saveRun(this.run);
   }
 
   /** Async: stops dispatching before the step that would exceed privacy.maxEpsilon. */
@@ -639,10 +674,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     weigh: () => { staleness: number; weight: number },
   ): UploadSink {
     const isAsync = this.config.mode === 'async' && h.kind === 'train';
-    const sink = new StagedUpload(h.totalBytes, slot, {
-      isOpen: () => (isAsync ? this.outstanding.get(h.agentId) === inv && !this.done : !!target()?.open && !inv.participant),
-      release: (s) => this.agg.release(s),
-      onComplete: async (s) => {
+    const complete = async (s: UpdateSlot | undefined): Promise<void> => {
         const round = target();
         if (!round) throw new RejectedUpdateError('round_closed', 'no round is open');
         const { staleness, weight } = weigh();
@@ -650,11 +682,14 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
           const bad = this.agg.firstNonFinite(s);
           if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
           const state = this.run.openRound;
-          if (this.deps.spool && !isAsync && state?.round === round.round) {
+          if (this.deps.spool && state?.round === round.round) {
             // Durable before acknowledged: the update file, then the run record naming it.
-            const file = this.deps.spool.write(this.run.id, round.round, inv.agent.name, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
+            const key = isAsync ? inv.task.taskId : inv.agent.name;
+            const file = this.deps.spool.write(this.run.id, round.round, key, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
             state.accepted.push({ name: inv.agent.name, numExamples: h.numExamples, weight, staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
             await this.deps.store.saveRun(this.run);
+            // Sync folds spooled updates at round end, in name order; async folds now (its cut is immediate).
+            if (isAsync) this.agg.fold(s, weight);
           } else this.agg.fold(s, weight);
         }
         round.bytesReceived += h.totalBytes;
@@ -683,6 +718,19 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         this.deps.registry.release(h.agentId, inv.task.taskId, true);
         this.refreshLive();
         if (isAsync) queueMicrotask(() => this.fillAsync());
+      };
+    const sink = new StagedUpload(h.totalBytes, slot, {
+      isOpen: () => (isAsync ? this.outstanding.get(h.agentId) === inv && !this.done : !!target()?.open && !inv.participant),
+      release: (s) => this.agg.release(s),
+      onComplete: (s) => {
+        if (!isAsync || !this.deps.spool) return complete(s);
+        // One commit at a time, after the last cut is durable: the saved buffer always matches the accumulator.
+        const work = this.asyncCommits.then(async () => {
+          await this.cutPersisted;
+          await complete(s);
+        });
+        this.asyncCommits = work.catch(() => undefined);
+        return work;
       },
       onReject: (reason, message) =>
         isAsync ? this.asyncFailure(inv, 'rejected', `${reason}: ${message}`) : this.failParticipant(target()!, h.agentId, reason, message),
@@ -848,8 +896,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   private async registerVersion(g: GlobalModel, round: number): Promise<void> {
     await this.deps.store.putModel(g.sha256, g.blob);
-    // Serving agents hot-swap every new version: tell the online ones it exists (run, version, sha256).
-    if (g.version > 0) this.deps.registry.announce({ ...this.makeTask('evaluate', round, 0, 0), taskId: `${this.run.id}.announce.${g.version}`, kind: 'announce', modelVersion: g.version, modelSha256: g.sha256, modelBytes: g.bytes.byteLength });
+    // Serving agents hot-swap every new version: tell the online ones it exists (run, version, sha256). Once the
+    // run has a promotion (fedge model promote), they follow promotions only (Coordinator.promoteModel announces).
+    if (g.version > 0 && !this.run.promotion) this.deps.registry.announce({ ...this.makeTask('evaluate', round, 0, 0), taskId: `${this.run.id}.announce.${g.version}`, kind: 'announce', modelVersion: g.version, modelSha256: g.sha256, modelBytes: g.bytes.byteLength });
     if (!this.run.versions.some((v) => v.version === g.version)) {
       this.run.versions.push({
         version: g.version,
