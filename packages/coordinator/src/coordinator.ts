@@ -8,7 +8,8 @@ import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
 import { RunEngine, type LiveView } from './engine/run-engine.js';
-import type { GlobalModel } from './engine/global-model.js';
+import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
+import { planPromotion, planRollback, type PromoteOptions } from './engine/promotion.js';
 import type { UploadSink } from './engine/upload.js';
 import { FedAvg } from './strategy/fedavg.js';
 import { DpFedAvg } from './strategy/dp-fedavg.js';
@@ -66,6 +67,8 @@ export class Coordinator {
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
     });
+    // An agent that (re)connects gets the promoted version of every run that has one (its canary version if it is a canary agent).
+    this.registry.on('online', (agentId) => void this.announcePromotionsTo(agentId));
   }
 
   /** Validates the config, builds the initial model (version 0) and starts the run in the background. */
@@ -255,6 +258,95 @@ export class Coordinator {
     const model = version === 0 && e.globalModel.version !== 0 ? e.globalModel : e.modelVersion(version);
     if (!model) throw new NotFoundError(`model_version: version ${version} of run ${runId} is not available (current: ${e.globalModel.version})`);
     return { model, engine: e };
+  }
+
+  /** Like model(), but versions no longer held in memory (or of a finished run) come from the store. */
+  async fetchModel(runId: string, version: number): Promise<{ model: GlobalModel; engine?: RunEngine }> {
+    const e = this.engines.get(runId);
+    const held = e && (version === 0 ? e.globalModel : e.modelVersion(version));
+    if (e && held) return { model: held, engine: e };
+    const run = e?.run ?? (await this.store.getRun(runId));
+    if (!run) throw new NotFoundError(`run_id: run "${runId}" not found`);
+    return { model: await this.storedVersion(run, version), ...(e ? { engine: e } : {}) };
+  }
+
+  private async storedVersion(run: RunRecord, version: number): Promise<GlobalModel> {
+    const held = this.engines.get(run.id)?.modelVersion(version);
+    if (held) return held;
+    const v = run.versions.find((x) => x.version === version);
+    const blob = v && (await this.store.getModel(v.sha256));
+    if (!v || !blob) throw new NotFoundError(`model_version: version ${version} of run ${run.id} is not stored`);
+    const g = makeGlobalModel(run.id, version, blob);
+    if (g.sha256 !== v.sha256) throw new NotFoundError(`model_version: stored version ${version} of run ${run.id} does not match its registered sha256`);
+    return g;
+  }
+
+  /** The live run record (the engine's, so its own saves keep the promotion) or the stored one. */
+  private async runRecord(runId: string): Promise<{ run: RunRecord; engine?: RunEngine }> {
+    const e = this.engines.get(runId);
+    if (e) return { run: e.run, engine: e };
+    const run = await this.store.getRun(runId);
+    if (!run) throw new NotFoundError(`run "${runId}" not found; see fedge run list`);
+    return { run };
+  }
+
+  /** Tells serving agents (all online ones, or `only`) to serve `version` of the run. */
+  private async announcePromoted(run: RunRecord, version: number, only?: readonly string[]): Promise<number> {
+    const g = await this.storedVersion(run, version);
+    const task = {
+      taskId: `${run.id}.promote.${version}.${randomUUID().slice(0, 8)}`,
+      runId: run.id,
+      round: run.versions.find((v) => v.version === version)?.round ?? 0,
+      modelVersion: version,
+      kind: 'promote' as const,
+      modelSha256: g.sha256,
+      modelBytes: g.bytes.byteLength,
+      config: { epochs: 0, batchSize: 0, learningRate: 0, seed: 0 },
+      deadlineUnixMs: 0,
+    };
+    return this.registry.announce(task, only);
+  }
+
+  private async announcePromotionsTo(agentId: string): Promise<void> {
+    try {
+      for (const run of await this.listRuns()) {
+        const p = run.promotion;
+        if (!p) continue;
+        const v = p.canary?.agents.includes(agentId) ? p.canary.version : p.version;
+        if (v !== undefined) await this.announcePromoted(run, v, [agentId]);
+      }
+    } catch (err) {
+      log.warn({ agentId, err: (err as Error).message }, 'announcing promoted versions to a reconnected agent failed');
+    }
+  }
+
+  /**
+   * Promotes `opts.version` of a run: serving agents switch to it (with `canary`, a seeded fraction of the online
+   * agents first, recorded in the run). Gated: its accuracy must reach the current promoted version's + margin
+   * unless `force`. The first promotion ends "follow latest" for the run's serving agents.
+   */
+  async promoteModel(runId: string, opts: PromoteOptions): Promise<RunView> {
+    const { run, engine } = await this.runRecord(runId);
+    const online = this.registry.list().filter((a) => a.status === 'online').map((a) => ({ id: a.id, name: a.name }));
+    const plan = planPromotion(run, online, opts);
+    await this.storedVersion(run, opts.version); // fail before recording a version agents could not fetch
+    run.promotion = plan.state;
+    await this.store.saveRun(run);
+    const told = await this.announcePromoted(run, opts.version, plan.announceTo);
+    log.info({ runId, version: opts.version, canary: plan.state.canary?.agentNames, told }, plan.announceTo ? 'model canary started' : 'model promoted');
+    return engine ? this.view(engine) : structuredClone(run);
+  }
+
+  /** Returns serving agents to the previous promoted version, or withdraws an open canary. */
+  async rollbackModel(runId: string): Promise<RunView> {
+    const { run, engine } = await this.runRecord(runId);
+    const plan = planRollback(run);
+    await this.storedVersion(run, plan.version);
+    run.promotion = plan.state;
+    await this.store.saveRun(run);
+    const told = await this.announcePromoted(run, plan.version, plan.announceTo);
+    log.info({ runId, version: plan.version, told }, 'model rolled back');
+    return engine ? this.view(engine) : structuredClone(run);
   }
 
   /** Latest model of any run this coordinator knows (active or finished). */

@@ -99,6 +99,11 @@ export class Agent {
     this.streamCancel = () => stream.cancel();
     let queue = Promise.resolve();
     for await (const task of stream) {
+      if (task.kind === 'promote') {
+        // A promoted version (older or newer): serve it, and from now on only promoted versions of this run.
+        this.serve(task, conn, s, true);
+        continue;
+      }
       if (task.kind === 'announce') {
         // A new global version exists; nothing to train or submit. Serving agents fetch it off the task queue.
         this.serve(task, conn, s);
@@ -152,13 +157,13 @@ export class Agent {
   }
 
   /** Hands a global version to the model server (if serving and it is new there); fetch and sha256 check via the executor. */
-  private serve(task: TaskMsg, conn: CoordinatorConnection, s: Session): void {
+  private serve(task: TaskMsg, conn: CoordinatorConnection, s: Session, promoted = false): void {
     const srv = this.opts.serving;
     const ref = { runId: task.runId, version: task.modelVersion, sha256: task.modelSha256 };
-    if (!srv?.wants(ref)) return;
+    if (!srv || (!promoted && !srv.wants(ref))) return;
     void srv.offer(ref, async () => {
       const g = await this.executor.verifiedModel(task, conn, s);
       return { topology: JSON.parse(g.header.topologyJson) as unknown, tensors: g.header.tensors as never, weights: g.weights };
-    });
+    }, promoted);
   }
 }

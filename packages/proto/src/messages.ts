@@ -36,8 +36,11 @@ export interface TrainConfigMsg {
   /** DP: report metric dp_clipped (1 if the update was scaled down) for adaptive clipping. */
   reportClipped?: boolean;
 }
-/** `announce`: a new global version exists (run, version, sha256); no result is expected. */
-export type TaskKind = 'train' | 'evaluate' | 'cancel' | 'announce';
+/**
+ * `announce`: a new global version exists (run, version, sha256); no result is expected. `promote`: serve this
+ * version of the run (older or newer) and from now on only promoted versions of that run.
+ */
+export type TaskKind = 'train' | 'evaluate' | 'cancel' | 'announce' | 'promote';
 export interface TaskMsg {
   taskId: string;
   runId: string;
@@ -73,6 +76,7 @@ export interface ListRunsReplyMsg { runsJson: string[] }
 export interface GetRunRequestMsg { runId: string }
 export interface ListAgentsReplyMsg { agentsJson: string[] }
 export interface FetchRunModelRequestMsg { runId: string; modelVersion: number }
+export interface PromoteModelRequestMsg { runId: string; modelVersion: number; canary: number; margin: number; force: boolean }
 
 /** Encoding of update payloads: float32 model delta (new weights minus the global model the task carried). */
 export const UPDATE_ENCODING = 'float32-delta';

@@ -65,6 +65,13 @@ export class AdminClient {
   async stopRun(runId: string): Promise<RunView> {
     return JSON.parse((await this.call<RunReplyMsg>('StopRun', { runId })).runJson) as RunView;
   }
+  async promoteModel(runId: string, version: number, opts: { canary?: number; margin?: number; force?: boolean } = {}): Promise<RunView> {
+    const req = { runId, modelVersion: version, canary: opts.canary ?? 0, margin: opts.margin ?? 0, force: opts.force ?? false };
+    return JSON.parse((await this.call<RunReplyMsg>('PromoteModel', req)).runJson) as RunView;
+  }
+  async rollbackModel(runId: string): Promise<RunView> {
+    return JSON.parse((await this.call<RunReplyMsg>('RollbackModel', { runId })).runJson) as RunView;
+  }
   async listAgents(): Promise<AgentRecord[]> {
     const r = await this.call<{ agentsJson: string[] }>('ListAgents', {});
     return r.agentsJson.map((j) => JSON.parse(j) as AgentRecord);

@@ -153,11 +153,12 @@ export class AgentRegistry extends EventEmitter<{
   /**
    * Sends an `announce` task (a new global version) to every online agent, busy or not, without assigning it:
    * agents that serve models fetch, verify and swap it in; others ignore it. Returns how many were told.
+   * With `only`, just those agent ids are told (a canary rollout).
    */
-  announce(task: TaskMsg): number {
+  announce(task: TaskMsg, only?: readonly string[]): number {
     let n = 0;
     for (const a of this.agents.values()) {
-      if (!a.channel) continue;
+      if (!a.channel || (only && !only.includes(a.record.id))) continue;
       try {
         a.channel.send(task);
         n++;

@@ -81,12 +81,27 @@ export interface RunRecord {
    */
   openRound?: OpenRoundState;
   /**
+   * The promoted model serving agents follow. Absent until the first `fedge model promote`: until then serving
+   * agents follow every new version; afterwards only promotions (and rollbacks) are announced to them.
+   */
+  promotion?: PromotionState;
+  /**
    * Differential privacy: the strategy's accounting state (composed steps, fixed denominator q * N, current clip norm),
    * saved with every run save and before a new version is released, so a restarted coordinator continues the run.
    */
   privacyState?: { steps: number; denominator?: number; clipNorm: number; lastClipNorm?: number };
   /** Set when the run stopped because a version reached config.targetAccuracy. */
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number };
+}
+
+export interface PromotionState {
+  /** The version all (non-canary) serving agents get; undefined while the first promotion is still a canary. */
+  version?: number;
+  /** The version promoted before `version` (what `fedge model rollback` returns to). */
+  previous?: number;
+  /** A rollout in progress: `version` went to these agents (ids, and names for people) only. */
+  canary?: { version: number; fraction: number; agents: string[]; agentNames: string[] };
+  history: { action: 'promote' | 'canary' | 'rollback'; version: number; at: string; from?: number; fraction?: number; agents?: string[]; forced?: boolean }[];
 }
 
 export interface OpenRoundState {

@@ -23,6 +23,8 @@ export class GlobalModelServer {
   private chain: Promise<void> = Promise.resolve();
   private latest: VersionRef | undefined;
   loaded: VersionRef | undefined;
+  /** Runs with a promoted version: only promote offers count for them (the coordinator decides what is served). */
+  private readonly pinned = new Set<string>();
 
   constructor(readonly slot: ModelSlot, private readonly settings: ExportSettings) {}
 
@@ -32,12 +34,19 @@ export class GlobalModelServer {
 
   /** True when `v` would be loaded: not the version already loaded or queued (nor older, within a run). */
   wants(v: VersionRef): boolean {
-    return this.newer(v, this.latest);
+    return !this.pinned.has(v.runId) && this.newer(v, this.latest);
   }
 
-  /** Queues `v`; `blob` returns its verified weights (called only if `v` is still the newest when its turn comes). */
-  offer(v: VersionRef, blob: () => Promise<ModelBlob>): Promise<void> {
-    if (!this.wants(v)) return this.chain;
+  /**
+   * Queues `v`; `blob` returns its verified weights (called only if `v` is still the newest when its turn comes).
+   * A `promoted` offer is taken whatever its version (a rollback goes back) and pins its run to promotions.
+   */
+  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false): Promise<void> {
+    if (promoted) {
+      this.pinned.add(v.runId);
+      const l = this.latest;
+      if (l && l.runId === v.runId && l.version === v.version && l.sha256 === v.sha256) return this.chain;
+    } else if (!this.wants(v)) return this.chain;
     this.latest = v;
     this.chain = this.chain.then(async () => {
       if (this.latest !== v) return; // superseded while waiting

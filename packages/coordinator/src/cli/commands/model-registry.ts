@@ -1,4 +1,7 @@
-/** `fedge model list|show`: the model registry, i.e. every global version of every run with its sha256, round, parent and metrics. */
+/**
+ * `fedge model list|show|promote|rollback`: the model registry, i.e. every global version of every run with its
+ * sha256, round, parent and metrics, and the promoted version serving agents follow.
+ */
 import { Command } from 'commander';
 import { NotFoundError, ValidationError } from '@fedge/proto';
 import type { RunView } from '../../coordinator.js';
@@ -10,6 +13,8 @@ export interface RegistryEntry extends ModelVersionRecord {
   runId: string;
   runStatus: string;
   latest: boolean;
+  /** 'promoted': what serving agents get; 'canary': what the canary agents get during a rollout. */
+  serving?: 'promoted' | 'canary';
   trainLoss?: number;
   federatedExamples?: number;
   epsilon?: number;
@@ -25,6 +30,7 @@ export function registryEntries(runs: RunView[]): RegistryEntry[] {
         runStatus: r.status,
         ...v,
         latest: v.version === r.modelVersion,
+        ...(r.promotion?.canary?.version === v.version ? { serving: 'canary' as const } : r.promotion?.version === v.version ? { serving: 'promoted' as const } : {}),
         ...(rec?.trainLoss !== undefined ? { trainLoss: rec.trainLoss } : {}),
         ...(rec?.federatedExamples !== undefined ? { federatedExamples: rec.federatedExamples } : {}),
         ...(rec?.epsilon !== undefined ? { epsilon: rec.epsilon } : {}),
@@ -61,9 +67,10 @@ export function addRegistryCommands(model: Command): void {
           sha256: e.sha256.slice(0, 12),
           central: pct(e.centralAccuracy),
           federated: pct(e.federatedAccuracy),
+          serving: e.serving,
           created: e.createdAt,
         })),
-        ['run', 'version', 'round', 'parent', 'sha256', 'central', 'federated', 'created'],
+        ['run', 'version', 'round', 'parent', 'sha256', 'central', 'federated', 'serving', 'created'],
       ),
     );
   });
@@ -83,6 +90,7 @@ export function addRegistryCommands(model: Command): void {
     const rows: [string, string | number | undefined][] = [
       ['run', `${e.runId} (${e.runStatus})`],
       ['version', `${e.version}${e.latest ? ' (latest)' : ''}`],
+      ['serving', e.serving],
       ['sha256', e.sha256],
       ['round', e.round],
       ['parent', e.parent],
@@ -95,4 +103,45 @@ export function addRegistryCommands(model: Command): void {
     ];
     for (const [k, v] of rows) if (v !== undefined) console.log(`${k.padEnd(19)} ${v}`);
   });
+
+  withAdminOptions(
+    model
+      .command('promote')
+      .argument('<version>', 'global model version to promote', parseVersion)
+      .requiredOption('--run <id>', 'the run the version belongs to')
+      .option('--canary <fraction>', 'announce to this fraction of online agents first (0 < F < 1); promote again without --canary to complete', parseFraction)
+      .option('--margin <m>', 'evaluation gate: accuracy must reach the current promoted version\'s + m (0..1)', parseFraction, 0)
+      .option('--force', 'skip the evaluation gate')
+      .description('promote a version: serving agents switch to it (from the first promotion on they follow promotions, not every new version)')
+      .addHelpText(
+        'after',
+        '\nExamples:\n  fedge model promote 12 --run run-1a2b3c4d\n  fedge model promote 14 --run run-1a2b3c4d --canary 0.25 --margin 0.01\n  fedge model promote 14 --run run-1a2b3c4d          # completes the canary rollout\n  fedge model promote 9 --run run-1a2b3c4d --force --format json',
+      ),
+  ).action(async (version: number, opts: AdminOpts & { run: string; canary?: number; margin: number; force?: boolean }) => {
+    const run = await withClient(opts, (c) =>
+      c.promoteModel(opts.run, version, { ...(opts.canary !== undefined ? { canary: opts.canary } : {}), margin: opts.margin, ...(opts.force ? { force: true } : {}) }),
+    );
+    if (opts.format === 'json') return printJson(run.promotion);
+    const p = run.promotion;
+    if (p?.canary?.version === version) console.log(`version ${version} of ${run.id} is a canary on ${p.canary.agentNames.join(', ')}; the others keep ${p.version ?? 'following the latest version'}`);
+    else console.log(`version ${version} of ${run.id} is promoted; serving agents switch to it${p?.previous !== undefined ? ` (rollback returns to ${p.previous})` : ''}`);
+  });
+
+  withAdminOptions(
+    model
+      .command('rollback')
+      .requiredOption('--run <id>', 'the run whose promotion to roll back')
+      .description('return serving agents to the previously promoted version (or withdraw an open canary)')
+      .addHelpText('after', '\nExamples:\n  fedge model rollback --run run-1a2b3c4d\n  fedge model rollback --run run-1a2b3c4d --format json'),
+  ).action(async (opts: AdminOpts & { run: string }) => {
+    const run = await withClient(opts, (c) => c.rollbackModel(opts.run));
+    if (opts.format === 'json') return printJson(run.promotion);
+    console.log(`serving agents of ${run.id} return to version ${run.promotion?.version}`);
+  });
 }
+
+const parseFraction = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new ValidationError(`expected a number in [0, 1], got "${v}"`);
+  return n;
+};

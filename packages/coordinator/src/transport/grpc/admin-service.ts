@@ -1,7 +1,7 @@
 /** gRPC AdminService: what the fedge CLI calls to start, list, watch and stop runs and to list agents. */
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
-import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
+import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
 import { makeGlobalModel } from '../../engine/global-model.js';
 import { AuthError } from '../../engine/agent-registry.js';
@@ -46,6 +46,18 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
     })),
     GetRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.getRun(req.runId)) })),
     StopRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.stopRun(req.runId)) })),
+    PromoteModel: unary<PromoteModelRequestMsg, RunReplyMsg>(adminToken, async (req) => {
+      const canary = Number(req.canary ?? 0);
+      const margin = Number(req.margin ?? 0);
+      const run = await coord.promoteModel(req.runId, {
+        version: Number(req.modelVersion ?? 0),
+        ...(canary > 0 ? { canary } : {}),
+        ...(margin !== 0 ? { margin } : {}),
+        ...(req.force ? { force: true } : {}),
+      });
+      return { runJson: JSON.stringify(run) };
+    }),
+    RollbackModel: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.rollbackModel(req.runId)) })),
     ListAgents: unary<object, ListAgentsReplyMsg>(adminToken, () => ({
       agentsJson: coord.listAgents().map((a) => JSON.stringify(a)),
     })),

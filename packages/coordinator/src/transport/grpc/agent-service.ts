@@ -80,9 +80,9 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
         try {
           const req = parseOrThrow(fetchModelRequestSchema, call.request, 'fetch_model');
           coord.registry.verify(req.agentId, req.sessionToken);
-          const { model, engine } = coord.model(req.runId, req.modelVersion);
+          const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion);
           const sent = await writeModelStream(call, model.header, model.bytes, () => call.cancelled);
-          engine.noteModelSent(sent);
+          engine?.noteModelSent(sent);
           call.end();
         } catch (err) {
           call.destroy(toServiceError(err) as grpc.ServiceError);

@@ -1,0 +1,94 @@
+/** End to end: serving agents follow `fedge model promote` (canary first, then everyone), `fedge model rollback`, and the evaluation gate. */
+import { afterAll, describe, expect, it } from 'vitest';
+import { createServer } from 'node:net';
+import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+afterAll(() => killAll());
+
+interface Promotion { version?: number; previous?: number; canary?: { version: number; agentNames: string[] }; history: { action: string }[] }
+
+describe('model promotion', () => {
+  it('canary switches only the canary agents, full promote switches all, rollback returns, the gate refuses a worse version unless forced', async () => {
+    const coord = await startCoordinator();
+    const names = ['p-0', 'p-1', 'p-2'];
+    const ports = await Promise.all(names.map(() => freePort()));
+    const agents = names.map((n, i) =>
+      startAgent(coord.address, ['--name', n, '--partition', 'iid', '--num-partitions', '3', '--partition-id', String(i), '--seed', '5',
+        '--serve', `127.0.0.1:${ports[i]}`, '--serve-name', 'mnist']),
+    );
+    await Promise.all(agents.map((a) => a.waitFor(/inference server listening/)));
+    const served = async (i: number): Promise<string | undefined> => {
+      const r = await fetch(`http://127.0.0.1:${ports[i]}/v2/models/mnist`);
+      return r.status === 200 ? ((await r.json()) as { version: string }).version : (await r.arrayBuffer(), undefined);
+    };
+    const expectServed = async (want: Record<string, string>): Promise<void> => {
+      const t0 = Date.now();
+      let got: Record<string, string | undefined> = {};
+      while (Date.now() - t0 < 30_000) {
+        got = Object.fromEntries(await Promise.all(names.map(async (n, i) => [n, await served(i)] as const)));
+        if (names.every((n) => got[n] === want[n])) return;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(got).toEqual(want);
+    };
+    const all = (v: string): Record<string, string> => Object.fromEntries(names.map((n) => [n, v]));
+
+    const res = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--rounds', '3', '--min-agents', '3',
+      '--epochs', '1', '--lr', '0.1', '--watch', '--format', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const run = lastJson<{ id: string; status: string; versions: { version: number; centralAccuracy?: number; federatedAccuracy?: number }[] }>(res.stdout);
+    expect(run.status).toBe('completed');
+    await expectServed(all('3')); // before any promotion: follow the latest version
+    const acc = (v: number) => { const x = run.versions.find((y) => y.version === v)!; return x.federatedAccuracy ?? x.centralAccuracy!; };
+    expect(acc(1)).toBeLessThan(acc(3));
+
+    const m = (args: string[]) => fedge(['model', ...args, '--run', run.id, '--coordinator', coord.address, '--format', 'json']);
+    // A first promotion of an older version: everyone goes back to it.
+    let r = await m(['promote', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lastJson<Promotion>(r.stdout)).toMatchObject({ version: 2 });
+    await expectServed(all('2'));
+
+    // Canary: one of three agents gets version 3, the others keep 2.
+    r = await m(['promote', '3', '--canary', '0.3']);
+    expect(r.code, r.stderr).toBe(0);
+    const canary = lastJson<Promotion>(r.stdout).canary!;
+    expect(canary.version).toBe(3);
+    expect(canary.agentNames).toHaveLength(1);
+    await expectServed(Object.fromEntries(names.map((n) => [n, canary.agentNames.includes(n) ? '3' : '2'])));
+
+    // Completing the rollout.
+    r = await m(['promote', '3']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lastJson<Promotion>(r.stdout)).toMatchObject({ version: 3, previous: 2 });
+    await expectServed(all('3'));
+
+    // The gate refuses a worse version, naming both figures.
+    r = await m(['promote', '1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/evaluation gate: version 1 has accuracy [\d.]+%, below version 3's [\d.]+%/);
+    await expectServed(all('3'));
+
+    // Rollback returns to the previous promoted version.
+    r = await m(['rollback']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(lastJson<Promotion>(r.stdout)).toMatchObject({ version: 2 });
+    await expectServed(all('2'));
+
+    // --force overrides the gate.
+    r = await m(['promote', '1', '--force']);
+    expect(r.code, r.stderr).toBe(0);
+    await expectServed(all('1'));
+    const list = await fedge(['model', 'list', '--run', run.id, '--coordinator', coord.address, '--format', 'json']);
+    expect(lastJson<{ version: number; serving?: string }[]>(list.stdout).filter((e) => e.serving)).toMatchObject([{ version: 1, serving: 'promoted' }]);
+  }, 240_000);
+});
