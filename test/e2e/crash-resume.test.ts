@@ -12,7 +12,7 @@ import { FEDGE, fedge, killAll, lastJson, startAgent, startProcess, type Proc } 
 
 afterAll(() => killAll());
 
-const ROUNDS = 12;
+const ROUNDS = 20;
 const AGENTS = 3;
 
 function freePort(): Promise<number> {
@@ -53,7 +53,11 @@ async function federate(kills: number, rng: () => number): Promise<{ sha: string
   const phases: string[] = [];
   let killed = 0;
   while (killed < kills) {
-    await sleep(100 + rng() * 800);
+    // About a third of the kills wait for the run to move on first, so they spread over rounds; the others land anywhere,
+    // including while agents reconnect and the interrupted round resumes.
+    const at = await show(address, id);
+    if (at && rng() < 0.35) for (let i = 0; i < 50 && (await show(address, id))?.round === at.round; i++) await sleep(100);
+    await sleep(50 + rng() * 600);
     const before = await show(address, id);
     if (!before || before.status === 'completed') break;
     phases.push(`round ${before.round + 1}`);
