@@ -1,5 +1,9 @@
 /** `fedge run start|list|show|stop`: launch and manage federated runs on a coordinator. */
-import { Command } from 'commander';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { DEFAULT_COORDINATOR } from '../admin-client.js';
+import { roundsCsv, writeMlflow } from '../tracking-export.js';
 import type { RunView } from '../../coordinator.js';
 import { parseRunConfig } from '../../config/run-config.js';
 import { duration, num, pct, printJson, table } from '../format.js';
@@ -159,5 +163,28 @@ A config file holds the same options, e.g.:
     if (opts.format === 'json') return printJson(runSummary(r));
     console.log(`stopping ${r.id} (${r.status})`);
   });
+
+  run
+    .command('export')
+    .argument('<run>', 'run id')
+    .description('export per-round metrics for experiment tracking: CSV, or an MLflow file store (mlruns/0/<run_id>/)')
+    .option('--coordinator <host:port>', 'coordinator address (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
+    .addOption(new Option('--format <format>', 'csv or mlflow').choices(['csv', 'mlflow']).default('csv'))
+    .option('-o, --output <path>', 'csv: the file (default stdout); mlflow: the directory that gets mlruns/ (default .)')
+    .addHelpText('after', '\nExamples:\n  fedge run export run-1a2b3c4d --format csv -o rounds.csv\n  fedge run export run-1a2b3c4d --format mlflow -o . && mlflow ui --backend-store-uri ./mlruns')
+    .action(async (id: string, opts: { coordinator: string; format: 'csv' | 'mlflow'; output?: string }) => {
+      const r = await withClient({ coordinator: opts.coordinator, format: 'table' }, (c) => c.getRun(id));
+      if (opts.format === 'csv') {
+        const csv = roundsCsv(r);
+        if (!opts.output || opts.output === '-') process.stdout.write(csv);
+        else {
+          await writeFile(opts.output, csv);
+          console.error(`wrote ${r.rounds.length} rounds of ${r.id} to ${opts.output}`);
+        }
+        return;
+      }
+      const dir = await writeMlflow(r, opts.output ?? '.');
+      console.error(`wrote MLflow run ${path.basename(dir)} (${r.id}) to ${dir}; view it with: mlflow ui --backend-store-uri ${path.dirname(path.dirname(dir))}`);
+    });
   return run;
 }
