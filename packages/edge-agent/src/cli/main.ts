@@ -8,6 +8,7 @@ import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { hostname } from 'node:os';
+import { AgentMetrics, startMetricsServer } from '../metrics.js';
 
 const int = (flag: string, min: number) => (v: string): number => {
   const n = Number(v);
@@ -28,6 +29,7 @@ interface Opts {
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   joinToken?: string;
   serve?: string;
+  metrics?: string;
   serveName: string;
   serveQuantize: 'none' | 'int8';
   serveActivations: 'dynamic' | 'static';
@@ -68,6 +70,7 @@ const program = new Command('fedge-agent')
   .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
   .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
+  .option('--metrics <host:port>', 'serve Prometheus metrics at GET /metrics (env FEDGE_AGENT_METRICS; off by default, bind to loopback)', process.env.FEDGE_AGENT_METRICS)
   .option('--serve-name <name>', 'model name for --serve: /v2/models/NAME/infer', 'fedge')
   .addOption(new Option('--serve-quantize <kind>', 'weights of the served ONNX model').choices(['none', 'int8']).default('int8'))
   .addOption(new Option('--serve-activations <mode>', 'int8 activations: per call (dynamic) or calibrated on the local training split (static)').choices(['dynamic', 'static']).default('dynamic'))
@@ -115,7 +118,22 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
       ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, data.train)
       : undefined;
     if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch });
-    const agent = new Agent(() => new GrpcConnection(target), data, {
+    let metrics: AgentMetrics | undefined;
+    if (o.metrics) {
+      const hp = parseHostPort(o.metrics, '--metrics');
+      metrics = new AgentMetrics({ backend: backend.name, name: o.name, version: '0.1.0' });
+      if (serving) {
+        const slot = serving.slot;
+        metrics.servedVersion = () => {
+          const c = slot.current;
+          return c ? { version: c.version, ...(c.info.run !== undefined ? { run: String(c.info.run) } : {}) } : undefined;
+        };
+      }
+      const { address } = await startMetricsServer(metrics, hp.host.replace(/^\[|\]$/g, ''), hp.port);
+      logger.info({ address: `${address.address}:${address.port}` }, `metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`);
+    }
+    const m = metrics;
+    const agent = new Agent(() => (m ? m.instrument(new GrpcConnection(target)) : new GrpcConnection(target)), data, {
       ...(serving ? { serving } : {}),
       name: o.name,
       backend: backend.name,
