@@ -5,24 +5,15 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FEDGE, fedge, killAll, lastJson, startAgent, startProcess, type Proc } from './harness.js';
+import { FEDGE, fedge, killAll, lastJson, startAgent, startProcess, type Proc, freePort } from './harness.js';
 
 afterAll(() => killAll());
 
 const ROUNDS = 20;
 const AGENTS = 3;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

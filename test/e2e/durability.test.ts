@@ -5,21 +5,12 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { FEDGE, fedge, killAll, lastJson, startAgent, startProcess } from './harness.js';
+import { FEDGE, fedge, killAll, lastJson, startAgent, startProcess, freePort } from './harness.js';
 
 afterAll(() => killAll());
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface RunJson {
   id: string;

@@ -1,16 +1,7 @@
 /** End to end over real gRPC: a coordinator process, agent processes and the fedge CLI federate real MNIST digits. */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createServer } from 'node:net';
-import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { fedge, killAll, lastJson, startAgent, startCoordinator, freePort } from './harness.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface RunJson {
   id: string;

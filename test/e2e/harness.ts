@@ -1,6 +1,7 @@
 /** Starts real fedge processes (coordinator, agents, CLI) on loopback for end-to-end tests, and cleans them up. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,4 +94,14 @@ export function lastJson<T = Record<string, unknown>>(stdout: string): T {
 export function killAll(): void {
   for (const c of live) c.kill('SIGKILL');
   live.clear();
+}
+
+/** A loopback port that was free a moment ago (for tests that restart a server on the same port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }

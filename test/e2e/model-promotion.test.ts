@@ -1,16 +1,7 @@
 /** End to end: serving agents follow `fedge model promote` (canary first, then everyone), `fedge model rollback`, and the evaluation gate. */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createServer } from 'node:net';
-import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { fedge, killAll, lastJson, startAgent, startCoordinator, freePort } from './harness.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 afterAll(() => killAll());
 

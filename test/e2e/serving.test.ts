@@ -1,21 +1,12 @@
 /** End to end: an agent serves every new global version over HTTP while federating; fedge model export; fedge-agent serve. */
 import { afterAll, describe, expect, it } from 'vitest';
-import { createServer } from 'node:net';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadMnist } from '@fedge/ml';
-import { FEDGE_AGENT, fedge, killAll, lastJson, startAgent, startCoordinator, startProcess } from './harness.js';
+import { FEDGE_AGENT, fedge, killAll, lastJson, startAgent, startCoordinator, startProcess, freePort } from './harness.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const { test } = loadMnist();
 const N = 200;

@@ -276,14 +276,17 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private async foldSpooled(state: NonNullable<RunRecord['openRound']>): Promise<void> {
     this.agg.reset();
     const entries = [...state.accepted].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) {
-      const slot = await this.agg.acquire();
-      try {
-        this.deps.spool!.read(e.file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
-        this.agg.fold(slot, e.weight);
-      } finally {
-        this.agg.release(slot);
-      }
+    for (const e of entries) await this.foldFromSpool(e.file, e.weight);
+  }
+
+  /** Reads one spooled update into a staging slot and folds it. */
+  private async foldFromSpool(file: string, weight: number): Promise<void> {
+    const slot = await this.agg.acquire();
+    try {
+      this.deps.spool!.read(file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
+      this.agg.fold(slot, weight);
+    } finally {
+      this.agg.release(slot);
     }
   }
 
@@ -514,13 +517,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const saved = this.run.openRound;
     if (saved && saved.round === buf.round && saved.baseVersion === buf.baseVersion && saved.accepted.length > 0) {
       for (const [i, e] of saved.accepted.entries()) {
-        const slot = await this.agg.acquire();
-        try {
-          this.deps.spool!.read(e.file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
-          this.agg.fold(slot, e.weight);
-        } finally {
-          this.agg.release(slot);
-        }
+        await this.foldFromSpool(e.file, e.weight);
         const key = `restored-${i}`;
         const agent = { id: key, name: e.name, numExamples: e.numExamples };
         buf.addExtra({ agent, task: { ...this.makeTask('train', buf.round, 0, 0), taskId: key }, state: 'invited', sentAt: Date.now(), baseVersion: e.baseVersion }, key);
