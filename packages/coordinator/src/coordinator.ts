@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
-import { NotFoundError, ValidationError, type JoinRequestMsg, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
+import { NotFoundError, type JoinRequestMsg, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
 import { parseRunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -204,12 +204,16 @@ export class Coordinator {
     return this.registry.list();
   }
 
-  /** Calls `fn` with the run's view whenever it changes; returns an unsubscribe function. */
-  watchRun(id: string, fn: (run: RunView, ended: boolean) => void): () => void {
+  /**
+   * Calls `fn` whenever the run changes; returns an unsubscribe function. The view is built (a deep copy) only when
+   * `view()` is called, so watchers that coalesce updates do not copy the whole run on every event.
+   */
+  watchRun(id: string, fn: (view: () => RunView, ended: boolean) => void): () => void {
     const e = this.engines.get(id);
     if (!e) throw new NotFoundError(`run "${id}" is not active on this coordinator`);
-    const onUpdate = (): void => fn(this.view(e), false);
-    const onEnd = (): void => fn(this.view(e), true);
+    const view = (): RunView => this.view(e);
+    const onUpdate = (): void => fn(view, false);
+    const onEnd = (): void => fn(view, true);
     e.on('update', onUpdate);
     e.on('end', onEnd);
     if (e.isFinished()) queueMicrotask(onEnd);
@@ -224,10 +228,10 @@ export class Coordinator {
   waitForRun(id: string): Promise<RunView> {
     return new Promise((resolve, reject) => {
       try {
-        const off = this.watchRun(id, (run, ended) => {
+        const off = this.watchRun(id, (view, ended) => {
           if (ended) {
             off();
-            resolve(run);
+            resolve(view());
           }
         });
       } catch (err) {
@@ -251,19 +255,13 @@ export class Coordinator {
     this.registry.detach(agentId, channel, reason);
   }
 
-  /** The model version an agent asked for; it must belong to an active run. */
-  model(runId: string, version: number): { model: GlobalModel; engine: RunEngine } {
-    const e = this.engines.get(runId);
-    if (!e) throw new NotFoundError(`run_id: run "${runId}" is not active`);
-    const model = version === 0 && e.globalModel.version !== 0 ? e.globalModel : e.modelVersion(version);
-    if (!model) throw new NotFoundError(`model_version: version ${version} of run ${runId} is not available (current: ${e.globalModel.version})`);
-    return { model, engine: e };
-  }
-
-  /** Like model(), but versions no longer held in memory (or of a finished run) come from the store. */
+  /**
+   * Exactly version `version` of a run (0 is the initial model, never "latest": an agent must get the model its
+   * task names). Versions no longer held in memory, or of a finished run, come from the store.
+   */
   async fetchModel(runId: string, version: number): Promise<{ model: GlobalModel; engine?: RunEngine }> {
     const e = this.engines.get(runId);
-    const held = e && (version === 0 ? e.globalModel : e.modelVersion(version));
+    const held = e?.modelVersion(version);
     if (e && held) return { model: held, engine: e };
     const run = e?.run ?? (await this.store.getRun(runId));
     if (!run) throw new NotFoundError(`run_id: run "${runId}" not found`);
@@ -275,7 +273,7 @@ export class Coordinator {
     if (held) return held;
     const v = run.versions.find((x) => x.version === version);
     const blob = v && (await this.store.getModel(v.sha256));
-    if (!v || !blob) throw new NotFoundError(`model_version: version ${version} of run ${run.id} is not stored`);
+    if (!v || !blob) throw new NotFoundError(`run "${run.id}" has no model version ${version} (latest is ${run.versions.at(-1)?.version ?? 'none'})`);
     const g = makeGlobalModel(run.id, version, blob);
     if (g.sha256 !== v.sha256) throw new NotFoundError(`model_version: stored version ${version} of run ${run.id} does not match its registered sha256`);
     return g;
@@ -349,17 +347,16 @@ export class Coordinator {
     return engine ? this.view(engine) : structuredClone(run);
   }
 
-  /** Latest model of any run this coordinator knows (active or finished). */
-  /** The run's latest global model, or version `version` when it is > 0. */
-  async runModel(runId: string, version = 0): Promise<GlobalModel | { blob: import('@fedge/proto').ModelBlob; sha256: string; version: number }> {
-    const e = this.engines.get(runId);
-    if (e && (version <= 0 || e.globalModel.version === version)) return e.globalModel;
-    const r = await this.store.getRun(runId);
-    const v = version > 0 ? r?.versions.find((x) => x.version === version) : r?.versions.at(-1);
-    const blob = v && (await this.store.getModel(v.sha256));
-    if (r && version > 0 && !v) throw new NotFoundError(`run "${runId}" has no model version ${version} (latest is ${r.versions.at(-1)?.version ?? 'none'})`);
-    if (!r || !v || !blob) throw new NotFoundError(`run "${runId}" has no stored model`);
-    return { blob, sha256: v.sha256, version: v.version };
+  /** For admin downloads: the run's latest global model when `version` is 0, else exactly that version. */
+  async runModel(runId: string, version = 0): Promise<GlobalModel> {
+    if (version <= 0) {
+      const e = this.engines.get(runId);
+      if (e) return e.globalModel;
+      const latest = (await this.store.getRun(runId))?.versions.at(-1);
+      if (!latest) throw new NotFoundError(`run "${runId}" has no stored model`);
+      version = latest.version;
+    }
+    return (await this.fetchModel(runId, version)).model;
   }
 
   /**
@@ -406,4 +403,3 @@ export class Coordinator {
   }
 }
 
-export { ValidationError };

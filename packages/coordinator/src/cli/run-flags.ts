@@ -1,6 +1,7 @@
 /** Turns `fedge run start` / `fedge demo` flags and an optional config file into one run-config object. */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { intArg, numArg } from './args.js';
 import { ValidationError } from '@fedge/proto';
 
 export interface RunFlags {
@@ -37,16 +38,6 @@ export function parseStaleness(v: string): Record<string, unknown> {
   throw new InvalidArgumentError(`--staleness: use polynomial[:a], hinge[:a,b] or constant, got "${v}"`);
 }
 
-const intArg = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${flag} must be an integer, got "${v}"`);
-  return n;
-};
-const numArg = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${flag} must be a number, got "${v}"`);
-  return n;
-};
 
 export function addRunFlags(cmd: Command): Command {
   return cmd

@@ -15,20 +15,26 @@ export const CSV_COLUMNS = [
 
 type Row = Record<(typeof CSV_COLUMNS)[number], string | number | undefined>;
 
-function roundRow(r: RoundRecord): Row {
+/** The flat per-round metrics every output shares: `run show --format json`, the CSV and the MLflow series. */
+export function roundMetrics(r: RoundRecord) {
+  const completed = r.participants.filter((p) => p.outcome === 'completed').length;
   return {
     round: r.round,
     version: r.version,
     status: r.status,
-    completed: r.participants.filter((p) => p.outcome === 'completed').length,
-    failed: r.participants.filter((p) => p.outcome !== 'completed').length,
+    seconds: r.seconds,
+    completed,
+    failed: r.participants.length - completed,
     trainLoss: r.trainLoss,
+    trainAccuracy: r.trainAccuracy,
+    federatedLoss: r.federatedLoss,
     federatedAccuracy: r.federatedAccuracy,
+    centralLoss: r.centralLoss,
     centralAccuracy: r.centralAccuracy,
-    epsilon: r.epsilon,
     bytesSent: r.bytesSent,
     bytesReceived: r.bytesReceived,
-    seconds: r.seconds,
+    epsilon: r.epsilon,
+    clipNorm: r.clipNorm,
   };
 }
 
@@ -42,7 +48,7 @@ function csvCell(v: string | number | undefined): string {
 export function roundsCsv(run: Pick<RunRecord, 'rounds'>): string {
   const lines = [CSV_COLUMNS.join(',')];
   for (const r of run.rounds) {
-    const row = roundRow(r);
+    const row: Row = roundMetrics(r);
     lines.push(CSV_COLUMNS.map((c) => csvCell(row[c])).join(','));
   }
   return `${lines.join('\n')}\n`;
@@ -79,8 +85,8 @@ export const MLFLOW_METRICS: Record<string, (r: RoundRecord) => number | undefin
   central_accuracy: (r) => r.centralAccuracy,
   epsilon: (r) => r.epsilon,
   clip_norm: (r) => r.clipNorm,
-  completed: (r) => r.participants.filter((p) => p.outcome === 'completed').length,
-  failed: (r) => r.participants.filter((p) => p.outcome !== 'completed').length,
+  completed: (r) => roundMetrics(r).completed,
+  failed: (r) => roundMetrics(r).failed,
   bytes_sent: (r) => r.bytesSent,
   bytes_received: (r) => r.bytesReceived,
   round_seconds: (r) => r.seconds,

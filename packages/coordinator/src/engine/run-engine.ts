@@ -672,50 +672,51 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   ): UploadSink {
     const isAsync = this.config.mode === 'async' && h.kind === 'train';
     const complete = async (s: UpdateSlot | undefined): Promise<void> => {
-        const round = target();
-        if (!round) throw new RejectedUpdateError('round_closed', 'no round is open');
-        const { staleness, weight } = weigh();
-        if (s) {
-          const bad = this.agg.firstNonFinite(s);
-          if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
-          const state = this.run.openRound;
-          if (this.deps.spool && state?.round === round.round) {
-            // Durable before acknowledged: the update file, then the run record naming it.
-            const key = isAsync ? inv.task.taskId : inv.agent.name;
-            const file = this.deps.spool.write(this.run.id, round.round, key, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
-            state.accepted.push({ name: inv.agent.name, numExamples: h.numExamples, weight, staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
-            await this.deps.store.saveRun(this.run);
-            // Sync folds spooled updates at round end, in name order; async folds now (its cut is immediate).
-            if (isAsync) this.agg.fold(s, weight);
-          } else this.agg.fold(s, weight);
+      const round = target();
+      if (!round) throw new RejectedUpdateError('round_closed', 'no round is open');
+      const { staleness, weight } = weigh();
+      if (s) {
+        const bad = this.agg.firstNonFinite(s);
+        if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
+        const state = this.run.openRound;
+        const spooled = !!this.deps.spool && state?.round === round.round;
+        if (spooled) {
+          // Durable before acknowledged: the update file, then the run record naming it.
+          const fileKey = isAsync ? inv.task.taskId : inv.agent.name;
+          const file = this.deps.spool!.write(this.run.id, round.round, fileKey, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
+          state!.accepted.push({ name: inv.agent.name, numExamples: h.numExamples, weight, staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
+          await this.deps.store.saveRun(this.run);
         }
-        round.bytesReceived += h.totalBytes;
-        const key = isAsync ? inv.task.taskId : h.agentId;
-        if (isAsync) {
-          this.outstanding.delete(h.agentId);
-          round.addExtra({ ...inv, state: 'invited' }, key);
-        }
-        const p: Participant = {
-          agentId: h.agentId,
-          name: inv.agent.name,
-          outcome: 'completed',
-          numExamples: h.numExamples,
-          seconds: (Date.now() - inv.sentAt) / 1000,
-          metrics: h.metrics,
-          baseVersion: inv.baseVersion,
-          staleness,
-          weight,
-          ...(inv.task.round !== round.round && !isAsync ? { reason: `late result from round ${inv.task.round}` } : {}),
-        };
-        round.resolve(key, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
-        if (!isAsync && inv.task.round !== round.round) this.noteLateOutcome(inv, `folded into round ${round.round} (staleness ${staleness})`);
-        this.noteEval(inv.baseVersion, h.metrics);
-        // Cut before releasing the agent: the release re-dispatches it, and it must get the new version.
-        if (isAsync && round.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
-        this.deps.registry.release(h.agentId, inv.task.taskId, true);
-        this.refreshLive();
-        if (isAsync) queueMicrotask(() => this.fillAsync());
+        // Sync folds spooled updates at round end, in name order; async folds now (its cut is immediate).
+        if (!spooled || isAsync) this.agg.fold(s, weight);
+      }
+      round.bytesReceived += h.totalBytes;
+      const key = isAsync ? inv.task.taskId : h.agentId;
+      if (isAsync) {
+        this.outstanding.delete(h.agentId);
+        round.addExtra({ ...inv, state: 'invited' }, key);
+      }
+      const p: Participant = {
+        agentId: h.agentId,
+        name: inv.agent.name,
+        outcome: 'completed',
+        numExamples: h.numExamples,
+        seconds: (Date.now() - inv.sentAt) / 1000,
+        metrics: h.metrics,
+        baseVersion: inv.baseVersion,
+        staleness,
+        weight,
+        ...(inv.task.round !== round.round && !isAsync ? { reason: `late result from round ${inv.task.round}` } : {}),
       };
+      round.resolve(key, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
+      if (!isAsync && inv.task.round !== round.round) this.noteLateOutcome(inv, `folded into round ${round.round} (staleness ${staleness})`);
+      this.noteEval(inv.baseVersion, h.metrics);
+      // Cut before releasing the agent: the release re-dispatches it, and it must get the new version.
+      if (isAsync && round.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
+      this.deps.registry.release(h.agentId, inv.task.taskId, true);
+      this.refreshLive();
+      if (isAsync) queueMicrotask(() => this.fillAsync());
+    };
     const sink = new StagedUpload(h.totalBytes, slot, {
       isOpen: () => (isAsync ? this.outstanding.get(h.agentId) === inv && !this.done : !!target()?.open && !inv.participant),
       release: (s) => this.agg.release(s),

@@ -2,19 +2,11 @@
 
 import { describe, expect, it } from 'vitest';
 import { l2Norm, StreamingFedAvg, weightedAverage, type KernelKind, type UpdateSlot } from './aggregate.js';
+import { createRng } from '@fedge/proto';
 import { simdSupported } from './simd.js';
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG so a failure reproduces from its seed. */
+const rng = createRng;
 
 /** Parameter-like values: mostly O(1), some tiny, some large, mixed signs. */
 function randomParams(n: number, r: () => number): Float32Array {

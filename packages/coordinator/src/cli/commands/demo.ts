@@ -3,12 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { Coordinator, type RunView } from '../../coordinator.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
 import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
+import { fractionArg, posIntArg, positiveArg } from '../args.js';
 import { parseStaleness } from '../run-flags.js';
 
 interface DemoOpts {
@@ -36,22 +37,7 @@ interface DemoOpts {
   serverLr?: number;
 }
 
-const fraction = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`${flag} must be in [0, 1], got "${v}"`);
-  return n;
-};
-const positive = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!(n > 0)) throw new InvalidArgumentError(`${flag} must be a positive number, got "${v}"`);
-  return n;
-};
 
-const posInt = (flag: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${v}"`);
-  return n;
-};
 
 /** Learning rates measured to train each built-in model well with plain SGD at batch 32 (MLP: 95.7% in 10 rounds, IID). */
 const DEFAULT_LR: Record<string, number> = { 'mnist-mlp': 0.2, 'mnist-cnn': 0.05 };
@@ -64,26 +50,26 @@ function agentCli(): string {
 export function demoCommand(): Command {
   return new Command('demo')
     .description('run a local federation: a coordinator and N agent processes train on the bundled MNIST digits')
-    .addOption(new Option('--agents <n>', 'agent processes to start').default(4).argParser(posInt('--agents')))
-    .addOption(new Option('--rounds <n>', 'federated rounds').default(10).argParser(posInt('--rounds')))
+    .addOption(new Option('--agents <n>', 'agent processes to start').default(4).argParser(posIntArg('--agents')))
+    .addOption(new Option('--rounds <n>', 'federated rounds').default(10).argParser(posIntArg('--rounds')))
     .addOption(new Option('--model <name>', 'built-in model').choices(['mnist-mlp', 'mnist-cnn']).default('mnist-mlp'))
     .addOption(new Option('--partition <kind>', 'how the digits are split across agents').choices(['iid', 'shards', 'dirichlet']).default('iid'))
-    .addOption(new Option('--epochs <n>', 'local epochs per round').default(2).argParser(posInt('--epochs')))
-    .addOption(new Option('--batch-size <n>', 'local batch size').default(32).argParser(posInt('--batch-size')))
+    .addOption(new Option('--epochs <n>', 'local epochs per round').default(2).argParser(posIntArg('--epochs')))
+    .addOption(new Option('--batch-size <n>', 'local batch size').default(32).argParser(posIntArg('--batch-size')))
     .option('--lr <x>', 'local SGD learning rate (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn)', (v) => Number(v))
-    .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posInt('--seed')))
+    .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posIntArg('--seed')))
     .addOption(new Option('--mode <mode>', 'sync rounds or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
-    .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fraction('--stragglers')))
-    .addOption(new Option('--slowdown <factor>', 'how many times slower the stragglers train').default(10).argParser(positive('--slowdown')))
-    .addOption(new Option('--fail-rate <p>', 'every agent abandons a task with this probability (simulated)').argParser(fraction('--fail-rate')))
-    .addOption(new Option('--target-accuracy <a>', 'stop as soon as the global model reaches this accuracy').argParser(fraction('--target-accuracy')))
-    .addOption(new Option('--deadline <seconds>', 'sync: round deadline').argParser(positive('--deadline')))
-    .addOption(new Option('--over-selection <f>', 'sync: invite this fraction more agents, close on the first results needed').argParser(positive('--over-selection')))
+    .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fractionArg('--stragglers')))
+    .addOption(new Option('--slowdown <factor>', 'how many times slower the stragglers train').default(10).argParser(positiveArg('--slowdown')))
+    .addOption(new Option('--fail-rate <p>', 'every agent abandons a task with this probability (simulated)').argParser(fractionArg('--fail-rate')))
+    .addOption(new Option('--target-accuracy <a>', 'stop as soon as the global model reaches this accuracy').argParser(fractionArg('--target-accuracy')))
+    .addOption(new Option('--deadline <seconds>', 'sync: round deadline').argParser(positiveArg('--deadline')))
+    .addOption(new Option('--over-selection <f>', 'sync: invite this fraction more agents, close on the first results needed').argParser(positiveArg('--over-selection')))
     .addOption(new Option('--late-results <policy>', 'sync: what to do with results after their round closed').choices(['discard', 'next-round']))
-    .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default 3)').argParser(posInt('--buffer-size')))
-    .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posInt('--concurrency')))
+    .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default 3)').argParser(posIntArg('--buffer-size')))
+    .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posIntArg('--concurrency')))
     .addOption(new Option('--staleness <fn>', 'discount of late/stale updates: polynomial[:a], hinge[:a,b], constant').argParser(parseStaleness))
-    .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1)').argParser(positive('--server-lr')))
+    .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1)').argParser(positiveArg('--server-lr')))
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
     .addHelpText(
@@ -188,7 +174,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         let final: RunView = run;
         let reachedAt: number | undefined;
         await new Promise<void>((resolve) => {
-          coord.watchRun(run.id, (r, ended) => {
+          coord.watchRun(run.id, (view, ended) => {
+            const r = view();
             final = r;
             if (r.reachedTarget && reachedAt === undefined) reachedAt = (performance.now() - t0) / 1000;
             if (opts.format !== 'json') printer.update(r);

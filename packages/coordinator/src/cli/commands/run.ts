@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_COORDINATOR } from '../admin-client.js';
-import { roundsCsv, writeMlflow } from '../tracking-export.js';
+import { roundMetrics, roundsCsv, writeMlflow } from '../tracking-export.js';
 import type { RunView } from '../../coordinator.js';
 import { parseRunConfig } from '../../config/run-config.js';
 import { duration, num, pct, printJson, table } from '../format.js';
@@ -31,24 +31,7 @@ export function runSummary(r: RunView): Record<string, unknown> {
     elapsedSeconds: timing(r).elapsed,
     modelPath: r.modelPath,
     config: r.config,
-    metrics: r.rounds.map((x) => ({
-      round: x.round,
-      version: x.version,
-      status: x.status,
-      seconds: x.seconds,
-      completed: x.participants.filter((p) => p.outcome === 'completed').length,
-      failed: x.participants.filter((p) => p.outcome !== 'completed').length,
-      trainLoss: x.trainLoss,
-      trainAccuracy: x.trainAccuracy,
-      federatedLoss: x.federatedLoss,
-      federatedAccuracy: x.federatedAccuracy,
-      centralLoss: x.centralLoss,
-      centralAccuracy: x.centralAccuracy,
-      bytesSent: x.bytesSent,
-      bytesReceived: x.bytesReceived,
-      epsilon: x.epsilon,
-      clipNorm: x.clipNorm,
-    })),
+    metrics: r.rounds.map(roundMetrics),
     roundsDetail: r.rounds,
     versions: r.versions,
     live: r.live,

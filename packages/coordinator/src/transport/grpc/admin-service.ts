@@ -3,7 +3,6 @@ import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
 import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
-import { makeGlobalModel } from '../../engine/global-model.js';
 import { AuthError } from '../../engine/agent-registry.js';
 import { toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
@@ -67,12 +66,12 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
       let timer: NodeJS.Timeout | undefined;
       try {
         checkAdmin(call.metadata, adminToken);
-        off = coord.watchRun(call.request.runId, (run, ended) => {
-          // Coalesce bursts of updates (one per chunk of progress) to at most ~10 messages a second.
+        off = coord.watchRun(call.request.runId, (view, ended) => {
+          // Coalesce bursts of updates to at most ~10 messages a second; each sends the state as of sending.
           const send = (): void => {
             timer = undefined;
             last = Date.now();
-            call.write({ runJson: JSON.stringify(run) });
+            call.write({ runJson: JSON.stringify(view()) });
             if (ended) {
               off?.();
               call.end();
@@ -106,8 +105,7 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
       void (async () => {
         try {
           checkAdmin(call.metadata, adminToken);
-          const m = await coord.runModel(call.request.runId, Number(call.request.modelVersion ?? 0));
-          const g = 'header' in m ? m : makeGlobalModel(call.request.runId, m.version, m.blob);
+          const g = await coord.runModel(call.request.runId, Number(call.request.modelVersion ?? 0));
           await writeModelStream(call, g.header, g.bytes, () => call.cancelled);
           call.end();
         } catch (err) {
