@@ -46,9 +46,13 @@ async function federate(kills: number, rng: () => number): Promise<{ sha: string
   while (killed < kills) {
     // About a third of the kills wait for the run to move on first, so they spread over rounds; the others land anywhere,
     // including while agents reconnect and the interrupted round resumes.
+    // Once the rounds left come near the kills left, kill soon after each restart (agents are still reconnecting, so
+    // the run barely moves) so that a fast machine cannot finish the run before every kill has landed.
     const at = await show(address, id);
-    if (at && rng() < 0.35) for (let i = 0; i < 50 && (await show(address, id))?.round === at.round; i++) await sleep(100);
-    await sleep(50 + rng() * 600);
+    const roundsLeft = ROUNDS - (at?.round ?? 0);
+    const tight = roundsLeft <= kills - killed + 3;
+    if (at && !tight && rng() < 0.35) for (let i = 0; i < 50 && (await show(address, id))?.round === at.round; i++) await sleep(100);
+    await sleep(tight ? rng() * 150 : 50 + rng() * 600);
     const before = await show(address, id);
     if (!before || before.status === 'completed') break;
     phases.push(`round ${before.round + 1}`);
