@@ -72,6 +72,15 @@ describe('durable coordinator', () => {
     expect(text).toContain('# TYPE fedge_rejected_updates_total counter');
     expect((await fetch(`http://${metricsAddr}/other`)).status).toBe(404);
 
+    interface AgentJson { id: string; name: string; status: string; tasksCompleted: number; joinedAt: string }
+    const listAgents = async (): Promise<AgentJson[]> => {
+      const r = await fedge(['agent', 'list', '--coordinator', address, '--format', 'json']);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as AgentJson[]).sort((a, b) => a.name.localeCompare(b.name));
+    };
+    const agentsBefore = await listAgents();
+    expect(agentsBefore.map((a) => a.name)).toEqual(['d-0', 'd-1']);
+
     // Crash the coordinator mid-run.
     first.child.kill('SIGKILL');
     await first.exited;
@@ -87,6 +96,11 @@ describe('durable coordinator', () => {
     const joins = (): number[] => agents.map((a) => a.output().match(/joined coordinator/g)?.length ?? 0);
     for (let i = 0; i < 360 && joins().some((n) => n < 2); i++) await sleep(250);
     expect(joins().every((n) => n >= 2)).toBe(true);
+
+    // They come back as themselves: same ids, join times and (at least the) task counts as before the crash.
+    const agentsAfter = await listAgents();
+    expect(agentsAfter.map((a) => [a.id, a.name, a.joinedAt])).toEqual(agentsBefore.map((a) => [a.id, a.name, a.joinedAt]));
+    for (const [i, a] of agentsAfter.entries()) expect(a.tasksCompleted).toBeGreaterThanOrEqual(agentsBefore[i]!.tasksCompleted);
 
     let after = await show(address, id);
     for (let i = 0; i < 720 && !['completed', 'failed', 'stopped'].includes(after.status); i++) {

@@ -200,6 +200,11 @@ export class Coordinator {
     }).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
+  /** Brings back the agents the store knows (all offline until they reconnect); returns how many. */
+  async restoreAgents(): Promise<number> {
+    return this.registry.restore(await this.store.listAgents());
+  }
+
   listAgents(): AgentRecord[] {
     return this.registry.list();
   }

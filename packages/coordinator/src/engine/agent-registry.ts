@@ -38,6 +38,20 @@ export class AgentRegistry extends EventEmitter<{
     super();
   }
 
+  /**
+   * Loads the agents a previous coordinator process knew, all offline: a reconnecting agent that presents its old id
+   * keeps it, with its join time and task counts, instead of showing up as a stranger.
+   */
+  restore(records: readonly AgentRecord[]): number {
+    for (const r of records) {
+      if (this.agents.has(r.id)) continue;
+      const { currentTask: _task, ...rest } = r;
+      // A fresh random token nobody holds: the agent must join again before anything it sends is accepted.
+      this.agents.set(r.id, { record: { ...rest, status: 'offline' }, token: randomBytes(24) });
+    }
+    return records.length;
+  }
+
   join(req: JoinRequestMsg): { agentId: string; sessionToken: string } {
     if (this.joinToken !== undefined && !safeEqual(Buffer.from(req.joinToken), Buffer.from(this.joinToken)))
       throw new AuthError('join_token: missing or wrong; start the agent with the coordinator\'s --join-token');

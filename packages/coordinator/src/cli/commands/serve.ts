@@ -43,6 +43,9 @@ Environment:
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
       if (store) logger.info({ dataDir: store.dataDir, db: store.file, schemaVersion: store.migrations().at(-1)?.version }, 'opened durable store');
       const coord = new Coordinator({ dataDir: opts.dataDir, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}) });
+      // Before the server listens, so that an agent reconnecting at once finds its old record.
+      const knownAgents = store ? await coord.restoreAgents() : 0;
+      if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);
       const server = await startGrpcServer(coord, listen, process.env.FEDGE_ADMIN_TOKEN || undefined);
       const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
       if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
