@@ -9,3 +9,4 @@ export * from './address.js';
 export * from './clip.js';
 export * from './gaussian.js';
 export * from './rng.js';
+export * from './codec.js';
