@@ -1,11 +1,14 @@
 /** A misbehaving agent for tests: joins over real gRPC and answers tasks with crafted, usually invalid, results. */
 import * as grpc from '@grpc/grpc-js';
-import { CHANNEL_OPTIONS, loadServices, UPDATE_ENCODING, type ResultHeaderMsg, type ResultPartMsg, type SubmitReplyMsg, type TaskMsg } from '@fedge/proto';
+import { CHANNEL_OPTIONS, ENCODING_OF, encodeUpdate, loadServices, UPDATE_ENCODING, type ResultHeaderMsg, type ResultPartMsg, type SubmitReplyMsg, type TaskMsg } from '@fedge/proto';
 import { GrpcConnection } from '@fedge/edge-agent';
 
 export type Fault =
   | 'nan' | 'inf' | 'shape' | 'dtype' | 'version' | 'oversized' | 'truncated' | 'size' | 'bad-offset'
-  | 'wrong-run' | 'stale-round' | 'unknown-agent';
+  | 'wrong-run' | 'stale-round' | 'unknown-agent'
+  // Compressed runs: a NaN int8 block scale, a repeated top-k index, an Infinity top-k value, a top-k count that
+  // disagrees with total_bytes, and a float32 update where the run asked for compression.
+  | 'int8-nan-scale' | 'topk-bad-index' | 'topk-inf' | 'topk-count' | 'uncompressed';
 
 export interface Rogue {
   name: string;
@@ -62,6 +65,12 @@ export async function startRogue(address: string, name: string, fault: Fault): P
       return new Uint8Array(d.buffer);
     };
     const send = (parts: ResultPartMsg[]): Promise<SubmitReplyMsg> => submitRaw(raw, parts);
+    /** A well-formed update in the run's codec, then `spoil` applied to its bytes. */
+    const compressed = (codec: 'int8' | 'topk', spoil: (dv: DataView) => void): ResultPartMsg[] => {
+      const enc = encodeUpdate(new Float32Array(n).map((_, i) => ((i % 7) - 3) * 1e-3), { codec, topkFraction: task.config.topkFraction ?? 0.1 }).slice();
+      spoil(new DataView(enc.buffer));
+      return whole({ ...h, encoding: ENCODING_OF[codec], totalBytes: enc.byteLength }, enc);
+    };
     switch (fault) {
       case 'nan': return [await send(whole(h, nanDelta(NaN)))];
       case 'inf': return [await send(whole(h, nanDelta(Infinity)))];
@@ -79,6 +88,11 @@ export async function startRogue(address: string, name: string, fault: Fault): P
       case 'wrong-run': return [await send(whole({ ...h, runId: 'run-00000000' }, bytes)), await send(whole(h, nanDelta(NaN)))];
       case 'stale-round': return [await send(whole({ ...h, round: h.round + 5 }, bytes)), await send(whole(h, nanDelta(NaN)))];
       case 'unknown-agent': return [await send(whole({ ...h, agentId: 'agent-ffffffff' }, bytes)), await send(whole(h, nanDelta(NaN)))];
+      case 'int8-nan-scale': return [await send(compressed('int8', (dv) => dv.setFloat32(4 + 1024 + 4 + 1024, NaN, true)))];
+      case 'topk-bad-index': return [await send(compressed('topk', (dv) => dv.setUint32(4 + 8 * 3, dv.getUint32(4 + 8 * 2, true), true)))];
+      case 'topk-inf': return [await send(compressed('topk', (dv) => dv.setFloat32(4 + 8 * 5 + 4, Infinity, true)))];
+      case 'topk-count': return [await send(compressed('topk', (dv) => dv.setUint32(0, dv.getUint32(0, true) - 1, true)))];
+      case 'uncompressed': return [await send(whole(h, bytes))];
     }
   }
 

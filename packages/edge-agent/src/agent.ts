@@ -133,7 +133,7 @@ export class Agent {
       const sim = this.opts.simulate;
       const disconnect = task.kind === 'train' && (sim?.disconnectRate ?? 0) > this.faultRng();
       const fail = task.kind === 'train' && (sim?.failRate ?? 0) > this.faultRng();
-      const { header, payload } = await this.executor.run(task, conn, s, ctl.signal);
+      const { header, payload, onAccepted } = await this.executor.run(task, conn, s, ctl.signal);
       this.serve(task, conn, s); // the task's model is verified and cached by now
       if (ctl.signal.aborted) return;
       if (disconnect) {
@@ -146,7 +146,10 @@ export class Agent {
         return;
       }
       const reply = await conn.submit(header, payload);
-      if (reply.accepted) log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
+      if (reply.accepted) {
+        onAccepted?.();
+        log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
+      }
       else log.warn({ runId: task.runId, round: task.round, reason: reply.reason, message: reply.message }, 'result rejected');
     } catch (err) {
       if (ctl.signal.aborted) log.info({ taskId: task.taskId }, 'task aborted');

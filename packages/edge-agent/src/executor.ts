@@ -1,7 +1,11 @@
 /** Runs one task: fetch and verify the global model, evaluate it on the held-out split, train, return the delta. */
 import {
-  UPDATE_ENCODING,
+  CODECS,
+  ENCODING_OF,
+  ErrorFeedback,
   ValidationError,
+  encodeUpdate,
+  type CodecName,
   bytesToFloat32,
   modelDigest,
   type ModelHeaderMsg,
@@ -38,11 +42,17 @@ export interface Session { agentId: string; sessionToken: string }
 export class TaskExecutor {
   private cached: CachedModel | undefined;
   private model: { topologyJson: string; model: LayersModel } | undefined;
+  /** Error-feedback residual of the run this agent last trained for (one run at a time keeps memory at one model). */
+  private feedback: { runId: string; ef: ErrorFeedback } | undefined;
 
   /** @param slowdown simulated device slowness: training time is multiplied by this factor */
   constructor(private readonly data: LocalData, private readonly slowdown = 1) {}
 
-  async run(task: TaskMsg, conn: CoordinatorConnection, s: Session, signal: AbortSignal): Promise<{ header: ResultHeaderMsg; payload: Uint8Array }> {
+  /**
+   * Runs the task. `onAccepted` (train results with error feedback) keeps the residual of what was sent: call it once
+   * the coordinator accepted the result, so a rejected or lost upload does not count as sent.
+   */
+  async run(task: TaskMsg, conn: CoordinatorConnection, s: Session, signal: AbortSignal): Promise<{ header: ResultHeaderMsg; payload: Uint8Array; onAccepted?: () => void }> {
     const ml = await import('@fedge/ml');
     const global = await this.fetch(task, conn, s);
     const model = await this.modelFor(global);
@@ -76,21 +86,35 @@ export class TaskExecutor {
     // Send the delta: it is what FedAvg averages, and what compression and clipping will act on.
     const delta = new Float32Array(weights.length);
     for (let i = 0; i < weights.length; i++) delta[i] = weights[i]! - global.weights[i]!;
-    // Differential privacy: clip (and for local DP, noise) the delta before anything else acts on it.
+    const codec = codecOf(c.codec);
+    const ef = codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined;
+    // What the codec dropped last time goes in before clipping, so the DP bound covers it too.
+    ef?.apply(delta);
+    // Differential privacy: clip (and for local DP, noise) the delta before compression acts on it.
     Object.assign(metrics, privatizeUpdate(delta, c));
-    log.info({ runId: task.runId, round: task.round, loss: tr.loss, accuracy: tr.accuracy, seconds: tr.seconds, samplesPerSec: Math.round(tr.samplesPerSec) }, 'trained');
+    // The clip norm also bounds what int8 rounding may send (a clipped vector sits on the bound).
+    const payload = encodeUpdate(delta, { codec, topkFraction: c.topkFraction ?? 0.1 }, (c.clipNorm ?? 0) > 0 ? c.clipNorm : undefined);
+    const encoding = ENCODING_OF[codec];
+    if (codec !== 'float32') metrics.compression_ratio = payload.byteLength / delta.byteLength;
+    log.info({ runId: task.runId, round: task.round, loss: tr.loss, accuracy: tr.accuracy, seconds: tr.seconds, samplesPerSec: Math.round(tr.samplesPerSec), encoding, bytes: payload.byteLength }, 'trained');
     return {
       header: {
         ...base,
         kind: 'train',
         numExamples: tr.numExamples,
         tensors: global.header.tensors,
-        totalBytes: delta.byteLength,
-        encoding: UPDATE_ENCODING,
+        totalBytes: payload.byteLength,
+        encoding,
         metrics,
       },
-      payload: new Uint8Array(delta.buffer),
+      payload,
+      ...(ef ? { onAccepted: () => ef.update(delta, payload, encoding) } : {}),
     };
+  }
+
+  private feedbackFor(runId: string): ErrorFeedback {
+    if (this.feedback?.runId !== runId) this.feedback = { runId, ef: new ErrorFeedback() };
+    return this.feedback.ef;
   }
 
   /** The global model a task (train, evaluate or announce) names, fetched once and sha256-verified. */
@@ -101,9 +125,9 @@ export class TaskExecutor {
   private async fetch(task: TaskMsg, conn: CoordinatorConnection, s: Session): Promise<CachedModel> {
     const c = this.cached;
     if (c && c.runId === task.runId && c.version === task.modelVersion && c.sha256 === task.modelSha256) return c;
-    const { header, bytes } = await conn.fetchModel({ agentId: s.agentId, sessionToken: s.sessionToken, runId: task.runId, modelVersion: task.modelVersion });
-    // Never train on a model whose bytes differ from what the coordinator announced.
-    const digest = modelDigest(header.topologyJson, header.tensors as never, bytes);
+    const { header, bytes, sha256 } = await conn.fetchModel({ agentId: s.agentId, sessionToken: s.sessionToken, runId: task.runId, modelVersion: task.modelVersion });
+    // Never train on a model whose bytes differ from what the coordinator announced (the transport may have hashed them on arrival).
+    const digest = sha256 ?? modelDigest(header.topologyJson, header.tensors as never, bytes);
     if (digest !== header.sha256 || digest !== task.modelSha256)
       throw new ValidationError(`model sha256 mismatch for ${task.runId} v${task.modelVersion}: got ${digest.slice(0, 12)}, announced ${task.modelSha256.slice(0, 12)}`);
     this.cached = { runId: task.runId, version: task.modelVersion, sha256: digest, header, weights: bytesToFloat32(bytes) };
@@ -118,4 +142,11 @@ export class TaskExecutor {
     this.model = { topologyJson: g.header.topologyJson, model };
     return model;
   }
+}
+
+/** The task's codec; an unknown one fails the task with a message instead of sending something the coordinator rejects. */
+function codecOf(name: string | undefined): CodecName {
+  if (!name) return 'float32';
+  if ((CODECS as readonly string[]).includes(name)) return name as CodecName;
+  throw new ValidationError(`task config codec: unknown "${name}"; this agent knows ${CODECS.join(', ')} (upgrade the agent)`);
 }

@@ -1,5 +1,5 @@
 /** Splits payloads into ordered chunks and reassembles them with gap, overflow and truncation checks. */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { RejectedUpdateError } from './errors.js';
 import type { ModelBlob, TensorSpec } from './tensor.js';
 import { CHUNK_BYTES } from './grpc-loader.js';
@@ -39,15 +39,22 @@ export class ChunkAssembler {
   }
 }
 
-/** Content digest of a model: topology, tensor specs and weight bytes, so any change to either changes it. */
-export function modelDigest(topologyJson: string, tensors: readonly TensorSpec[], weights: Uint8Array): string {
+/**
+ * sha256 of a model's topology and tensor specs, ready for its weight bytes: a receiver feeds each chunk as it
+ * arrives, so the digest is done when the last chunk is, instead of another pass over the assembled payload.
+ */
+export function modelHasher(topologyJson: string, tensors: readonly TensorSpec[]): Hash {
   const h = createHash('sha256');
   h.update(topologyJson);
   h.update('\n');
   h.update(JSON.stringify(tensors.map((t) => [t.name, t.dtype, t.shape])));
   h.update('\n');
-  h.update(weights);
-  return h.digest('hex');
+  return h;
+}
+
+/** Content digest of a model: topology, tensor specs and weight bytes, so any change to either changes it. */
+export function modelDigest(topologyJson: string, tensors: readonly TensorSpec[], weights: Uint8Array): string {
+  return modelHasher(topologyJson, tensors).update(weights).digest('hex');
 }
 
 export function blobDigest(blob: ModelBlob): string {

@@ -172,22 +172,25 @@ export interface UpdateDecoder {
  * is a size this codec can have for n params. float32 returns undefined: the caller copies bytes directly.
  */
 export function createDecoder(encoding: string, totalBytes: number, out: Float32Array): UpdateDecoder | undefined {
-  const codec = codecOfEncoding(encoding);
-  const n = out.length;
-  if (!codec) throw new RejectedUpdateError('bad_encoding', `encoding: unknown "${encoding}"; expected one of ${CODECS.map((c) => ENCODING_OF[c]).join(', ')}`);
-  if (codec === 'float32') {
-    if (totalBytes !== 4 * n) throw new RejectedUpdateError('size_mismatch', `total_bytes: expected ${4 * n} for float32-delta, got ${totalBytes}`);
-    return undefined;
-  }
-  if (codec === 'int8') {
-    const expected = maxEncodedBytes({ codec }, n);
-    if (totalBytes !== expected) throw new RejectedUpdateError('size_mismatch', `total_bytes: expected ${expected} for int8-delta of ${n} params, got ${totalBytes}`);
-    return new Int8Decoder(out);
-  }
-  const max = 4 + 8 * Math.floor(n * TOPK_MAX_FRACTION);
-  if (totalBytes < 4 || (totalBytes - 4) % 8 !== 0 || totalBytes > max)
-    throw new RejectedUpdateError('size_mismatch', `total_bytes: a topk-delta of ${n} params is 4 + 8 x count bytes with count <= ${Math.floor(n * TOPK_MAX_FRACTION)}, got ${totalBytes}`);
+  const codec = checkEncodedSize(encoding, totalBytes, out.length);
+  if (codec === 'float32') return undefined;
+  if (codec === 'int8') return new Int8Decoder(out);
   return new TopkDecoder(out, (totalBytes - 4) / 8);
+}
+
+/** Checks that `encoding` is known and `totalBytes` a size it can have for n params; returns the codec. */
+export function checkEncodedSize(encoding: string, totalBytes: number, n: number): CodecName {
+  const codec = codecOfEncoding(encoding);
+  if (!codec) throw new RejectedUpdateError('bad_encoding', `encoding: unknown "${encoding}"; expected one of ${CODECS.map((c) => ENCODING_OF[c]).join(', ')}`);
+  if (codec === 'topk') {
+    const maxCount = Math.floor(n * TOPK_MAX_FRACTION);
+    if (totalBytes < 4 || (totalBytes - 4) % 8 !== 0 || totalBytes > 4 + 8 * maxCount)
+      throw new RejectedUpdateError('size_mismatch', `total_bytes: a topk-delta of ${n} params is 4 + 8 x count bytes with count <= ${maxCount}, got ${totalBytes}`);
+    return codec;
+  }
+  const expected = maxEncodedBytes({ codec }, n);
+  if (totalBytes !== expected) throw new RejectedUpdateError('size_mismatch', `total_bytes: expected ${expected} for ${encoding} of ${n} params, got ${totalBytes}`);
+  return codec;
 }
 
 /** Carries the bytes of a record split across chunks. */

@@ -35,6 +35,12 @@ export interface TrainConfigMsg {
   noiseStd?: number;
   /** DP: report metric dp_clipped (1 if the update was scaled down) for adaptive clipping. */
   reportClipped?: boolean;
+  /** Update codec (codec.ts); empty or absent: float32. */
+  codec?: string;
+  /** topk: fraction of values kept. */
+  topkFraction?: number;
+  /** Carry what the codec dropped into the next update of the same run. */
+  errorFeedback?: boolean;
 }
 /**
  * `announce`: a new global version exists (run, version, sha256); no result is expected. `promote`: serve this

@@ -25,6 +25,8 @@ export interface RunFlags {
   maxStaleness?: number;
   staleness?: string;
   targetAccuracy?: number;
+  compression?: Record<string, unknown>;
+  errorFeedback?: boolean;
 }
 
 /** `polynomial[:a]`, `hinge[:a,b]` or `constant` into the run-config form. */
@@ -38,6 +40,19 @@ export function parseStaleness(v: string): Record<string, unknown> {
   throw new InvalidArgumentError(`--staleness: use polynomial[:a], hinge[:a,b] or constant, got "${v}"`);
 }
 
+/** `float32` (or `none`), `int8`, or `topk[:fraction]` into the run-config form. */
+export function parseCompression(v: string): Record<string, unknown> {
+  const [codec, arg] = v.split(':');
+  if (codec === 'none' || codec === 'float32') return { codec: 'float32' };
+  if (codec === 'int8' && arg === undefined) return { codec };
+  if (codec === 'topk') {
+    if (arg === undefined) return { codec };
+    const f = Number(arg);
+    if (!(Number.isFinite(f) && f > 0 && f <= 0.5)) throw new InvalidArgumentError(`--compression: the top-k fraction must be in (0, 0.5], got "${arg}"`);
+    return { codec, topkFraction: f };
+  }
+  throw new InvalidArgumentError(`--compression: use none, int8 or topk[:fraction] (e.g. topk:0.1), got "${v}"`);
+}
 
 export function addRunFlags(cmd: Command): Command {
   return cmd
@@ -58,7 +73,9 @@ export function addRunFlags(cmd: Command): Command {
     .option('--buffer-size <k>', 'async: updates per new global version', intArg('--buffer-size'))
     .option('--concurrency <n>', 'async: agents training at once (default: all available)', intArg('--concurrency'))
     .option('--max-staleness <n>', 'async: reject updates more than n versions behind', intArg('--max-staleness'))
-    .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness);
+    .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness)
+    .option('--compression <codec>', 'update compression: none, int8 (0.25x) or topk[:fraction] (default fraction 0.1)', parseCompression)
+    .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update');
 }
 
 /** File values first, flags override them; the coordinator validates the result with the run-config schema. */
@@ -105,5 +122,7 @@ export function buildRunConfig(flags: RunFlags): Record<string, unknown> {
   merge('sync', { overSelection: flags.overSelection, lateResults: flags.lateResults });
   merge('async', { bufferSize: flags.bufferSize, concurrency: flags.concurrency, maxStaleness: flags.maxStaleness });
   if (flags.staleness !== undefined) cfg.staleness = flags.staleness;
+  // commander sets errorFeedback to true unless --no-error-feedback was given: only the explicit "no" overrides the file.
+  merge('compression', { ...flags.compression, ...(flags.errorFeedback === false ? { errorFeedback: false } : {}) });
   return cfg;
 }

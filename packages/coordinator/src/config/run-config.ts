@@ -1,6 +1,6 @@
 /** The run configuration: one zod schema, parsed once, with errors that name the option and the fix. */
 import { z } from 'zod';
-import { ValidationError } from '@fedge/proto';
+import { CODECS, TOPK_MAX_FRACTION, ValidationError } from '@fedge/proto';
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 
 export const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
@@ -80,6 +80,21 @@ export const runConfigSchema = z.strictObject({
     .default({ fn: 'polynomial', a: 0.5 }),
   /** Differential privacy (see privacy/config.ts and strategy/dp-fedavg.ts); absent: off. */
   privacy: privacyConfigSchema.optional(),
+  /**
+   * How agents pack their updates (see @fedge/proto codec.ts): float32 (none), int8 blocks (0.254x), or top-k sparse
+   * (8 bytes per kept value). With error feedback, what a lossy codec dropped is added to the agent's next update.
+   */
+  compression: z
+    .strictObject({
+      codec: z.enum(CODECS, { message: `compression.codec: use one of ${CODECS.join(', ')}` }).default('float32'),
+      topkFraction: z
+        .number()
+        .gt(0, `compression.topkFraction: must be in (0, ${TOPK_MAX_FRACTION}]`)
+        .max(TOPK_MAX_FRACTION, `compression.topkFraction: must be in (0, ${TOPK_MAX_FRACTION}]; above it top-k is larger than float32`)
+        .default(0.1),
+      errorFeedback: z.boolean().default(true),
+    })
+    .default({ codec: 'float32', topkFraction: 0.1, errorFeedback: true }),
 });
 
 export type RunConfigInput = z.input<typeof runConfigSchema>;

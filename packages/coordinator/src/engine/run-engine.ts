@@ -7,7 +7,9 @@ import { randomUUID } from 'node:crypto';
 import {
   RejectedUpdateError,
   createRng,
-  UPDATE_ENCODING,
+  ENCODING_OF,
+  checkEncodedSize,
+  createDecoder,
   describeSpecMismatch,
   totalParams,
   type ModelBlob,
@@ -376,6 +378,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         learningRate: c.learningRate,
         seed: c.seed * 7919 + r * 101 + i,
         ...(kind === 'train' ? this.deps.privacy?.trainConfig() : undefined),
+        ...(kind === 'train' && c.compression.codec !== 'float32'
+          ? { codec: c.compression.codec, topkFraction: c.compression.topkFraction, errorFeedback: c.compression.errorFeedback }
+          : {}),
       },
       deadlineUnixMs: deadline,
     };
@@ -641,11 +646,15 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       if (h.totalBytes !== 0) reject('size_mismatch', `total_bytes: an evaluation result carries no payload, got ${h.totalBytes}`);
       return;
     }
-    if (h.encoding !== UPDATE_ENCODING) reject('bad_encoding', `encoding: expected "${UPDATE_ENCODING}", got "${h.encoding}"`);
+    const encoding = ENCODING_OF[this.config.compression.codec];
+    if (h.encoding !== encoding) reject('bad_encoding', `encoding: this run's compression.codec is ${this.config.compression.codec}, so "${encoding}" is expected; got "${h.encoding}"`);
     const mismatch = describeSpecMismatch(this.specs, h.tensors as TensorSpec[]);
     if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
-    const expected = this.global.bytes.byteLength;
-    if (h.totalBytes !== expected) reject('size_mismatch', `total_bytes: expected ${expected}, got ${h.totalBytes}`);
+    try {
+      checkEncodedSize(h.encoding, h.totalBytes, this.global.bytes.byteLength / 4);
+    } catch (err) {
+      reject((err as RejectedUpdateError).reason, (err as Error).message);
+    }
     if (h.numExamples < 1) reject('no_examples', 'num_examples: must be at least 1 for a training result');
   }
 
@@ -717,7 +726,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       this.refreshLive();
       if (isAsync) queueMicrotask(() => this.fillAsync());
     };
-    const sink = new StagedUpload(h.totalBytes, slot, {
+    // Compressed payloads are unpacked chunk by chunk straight into the slot; float32 bytes are copied in as they are.
+    const decoder = slot && h.kind === 'train' ? createDecoder(h.encoding, h.totalBytes, slot.view) : undefined;
+    const sink = new StagedUpload(h.totalBytes, slot, decoder, {
       isOpen: () => (isAsync ? this.outstanding.get(h.agentId) === inv && !this.done : !!target()?.open && !inv.participant),
       release: (s) => this.agg.release(s),
       onComplete: (s) => {

@@ -1,5 +1,5 @@
 /** One result upload in progress: validated header, staged bytes, and the checks that run before anything is folded. */
-import { RejectedUpdateError, type SubmitReplyMsg } from '@fedge/proto';
+import { RejectedUpdateError, type SubmitReplyMsg, type UpdateDecoder } from '@fedge/proto';
 import type { UpdateSlot } from '../strategy/aggregate.js';
 
 /** What a transport drives while an agent streams a result. */
@@ -29,6 +29,8 @@ export class StagedUpload implements UploadSink {
   constructor(
     private readonly totalBytes: number,
     private readonly slot: UpdateSlot | undefined,
+    /** Unpacks a compressed payload into the slot; absent: the bytes are float32 and copied in as they are. */
+    private readonly decoder: UpdateDecoder | undefined,
     private readonly hooks: StagedUploadHooks,
   ) {}
 
@@ -42,7 +44,8 @@ export class StagedUpload implements UploadSink {
       if (offset !== this.received) throw new RejectedUpdateError('bad_offset', `chunk.offset: expected ${this.received}, got ${offset}`);
       if (!this.slot || this.received + data.byteLength > this.totalBytes)
         throw new RejectedUpdateError('oversized', `payload exceeds the declared total_bytes (${this.totalBytes})`);
-      this.slot.write(offset, data);
+      if (this.decoder) this.decoder.write(data);
+      else this.slot.write(offset, data);
       this.received += data.byteLength;
     } catch (err) {
       this.reject(err);
@@ -55,6 +58,7 @@ export class StagedUpload implements UploadSink {
       this.ensureOpen();
       if (this.received !== this.totalBytes)
         throw new RejectedUpdateError('truncated', `payload truncated: received ${this.received} of ${this.totalBytes} bytes`);
+      this.decoder?.end();
       await this.hooks.onComplete(this.slot);
       this.finish();
       return { accepted: true, reason: '', message: 'accepted' };

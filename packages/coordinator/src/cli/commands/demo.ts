@@ -10,7 +10,7 @@ import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
 import { fractionArg, posIntArg, positiveArg } from '../args.js';
-import { parseStaleness } from '../run-flags.js';
+import { parseCompression, parseStaleness } from '../run-flags.js';
 
 interface DemoOpts {
   agents: number;
@@ -35,6 +35,8 @@ interface DemoOpts {
   failRate?: number;
   staleness?: Record<string, unknown>;
   serverLr?: number;
+  compression?: Record<string, unknown>;
+  errorFeedback: boolean;
 }
 
 
@@ -70,6 +72,8 @@ export function demoCommand(): Command {
     .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posIntArg('--concurrency')))
     .addOption(new Option('--staleness <fn>', 'discount of late/stale updates: polynomial[:a], hinge[:a,b], constant').argParser(parseStaleness))
     .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1)').argParser(positiveArg('--server-lr')))
+    .addOption(new Option('--compression <codec>', 'update compression: none, int8 or topk[:fraction]').argParser(parseCompression))
+    .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update')
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
     .addHelpText(
@@ -81,6 +85,7 @@ Examples:
   fedge demo --model mnist-cnn --rounds 5 --format json
   fedge demo --agents 6 --stragglers 0.33 --slowdown 10 --mode async --rounds 40 --target-accuracy 0.9
   fedge demo --agents 6 --stragglers 0.33 --deadline 5 --over-selection 0.5 --late-results next-round
+  fedge demo --compression topk:0.05 --rounds 20         # agents send 5% of their update (error feedback on)
 
 Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN/model/model.json.`,
     )
@@ -160,6 +165,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           mode: opts.mode,
           ...(opts.staleness ? { staleness: opts.staleness } : {}),
           ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
+          ...(opts.compression ? { compression: { ...opts.compression, errorFeedback: opts.errorFeedback } } : {}),
           ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
           sync: {
             ...(opts.overSelection !== undefined ? { overSelection: opts.overSelection } : {}),

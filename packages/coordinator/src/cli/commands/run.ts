@@ -57,6 +57,7 @@ Examples:
   fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch
   fedge run start --config run.json --lr 0.02 --format json
   fedge run start --model ./my-model/model.json --epochs 2 --batch-size 64
+  fedge run start --model mnist-cnn --compression topk:0.05 --rounds 50   # 0.1x upload bytes, error feedback on
 
 A config file holds the same options, e.g.:
   { "model": "mnist-cnn", "rounds": 30, "agentsPerRound": { "fraction": 0.5, "min": 4 },

@@ -7,6 +7,7 @@ import {
   FedgeError,
   chunkBytes,
   loadServices,
+  modelHasher,
   modelHeaderSchema,
   parseOrThrow,
   type ChunkMsg,
@@ -18,7 +19,8 @@ import {
   type SubmitReplyMsg,
   type TaskMsg,
 } from '@fedge/proto';
-import type { CoordinatorConnection, TaskStream } from '../connection.js';
+import type { Hash } from 'node:crypto';
+import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
@@ -64,11 +66,12 @@ export class GrpcConnection implements CoordinatorConnection {
     };
   }
 
-  fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number }): Promise<{ header: ModelHeaderMsg; bytes: Uint8Array }> {
+  fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number }): Promise<FetchedModel> {
     return new Promise((resolve, reject) => {
       const call = this.client.FetchModel!(req) as grpc.ClientReadableStream<ChunkMsg>;
       let header: ModelHeaderMsg | undefined;
       let asm: ChunkAssembler | undefined;
+      let hash: Hash | undefined;
       const fail = (err: unknown): void => {
         call.cancel();
         reject(err);
@@ -80,8 +83,13 @@ export class GrpcConnection implements CoordinatorConnection {
             header = parseOrThrow(modelHeaderSchema, c.header, 'model_header') as ModelHeaderMsg;
             if (header.totalBytes > MAX_MODEL_BYTES) throw new ConnectionError(`model of ${header.totalBytes} bytes exceeds this agent's limit of ${MAX_MODEL_BYTES}`);
             asm = new ChunkAssembler(header.totalBytes);
+            hash = modelHasher(header.topologyJson, header.tensors as never);
           }
-          if (c.data.byteLength) asm!.push(c.offset, c.data);
+          if (c.data.byteLength) {
+            asm!.push(c.offset, c.data);
+            // Hashing each chunk only after push accepted it keeps the digest over exactly the assembled bytes.
+            hash!.update(c.data);
+          }
         } catch (err) {
           fail(err);
         }
@@ -89,8 +97,8 @@ export class GrpcConnection implements CoordinatorConnection {
       call.on('error', (err: grpc.ServiceError) => reject(wrap(err)));
       call.on('end', () => {
         try {
-          if (!header || !asm) throw new ConnectionError('model stream ended without a header');
-          resolve({ header, bytes: asm.finish() });
+          if (!header || !asm || !hash) throw new ConnectionError('model stream ended without a header');
+          resolve({ header, bytes: asm.finish(), sha256: hash.digest('hex') });
         } catch (err) {
           reject(err);
         }
