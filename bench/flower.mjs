@@ -4,6 +4,7 @@
 // the global model, does (nearly) no work, uploads a full-size update weighted by 9 examples, the server averages.
 // Prints a table and writes bench/results/flower.json. Needs bench/flower/.venv: `bash bench/flower/setup.sh`.
 // Usage: node bench/flower.mjs [--models mnist-cnn,dense-24m] [--rounds 10] [--clients 10] [--only fedge|flower] [--out FILE]
+//        node bench/flower.mjs --from bench/results/flower.json   (re-summarize an earlier run's raw rounds)
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -142,7 +143,7 @@ async function runFedge(model, logDir) {
     const agentPeaks = agents.map((a) => procStatus(a.pid, 'VmHWM') ?? 0);
     const metrics = summary.roundsDetail;
     if (summary.status !== 'completed') throw new Error(`fedge run ended ${summary.status}: ${summary.reason ?? ''}`);
-    const rs = metrics.map((m) => ({ round: m.round, start: Date.parse(m.startedAt) / 1000, end: Date.parse(m.endedAt) / 1000, seconds: m.seconds, aggregationMs: m.aggregationMs, participants: m.participants?.length,
+    const rs = metrics.map((m) => ({ round: m.round, status: m.status, reason: m.reason, completed: m.participants?.filter((p) => p.outcome === 'completed').length, start: Date.parse(m.startedAt) / 1000, end: Date.parse(m.endedAt) / 1000, seconds: m.seconds, aggregationMs: m.aggregationMs, participants: m.participants?.length,
       agentSeconds: m.participants?.map((p) => p.seconds), agentMetrics: m.participants?.map((p) => p.metrics), bytesSent: m.bytesSent, bytesReceived: m.bytesReceived }));
     return { framework: 'fedge', rounds: rs, runWallSeconds: wall, serverPeakRssKiB: peakKiB, clientPeakRssKiB: agentPeaks, backends: summary.agentBackends, runId: summary.id };
   } finally {
@@ -187,27 +188,40 @@ async function runFlower(model, logDir) {
 const median = (a) => { const s = a.slice().sort((x, y) => x - y); const n = s.length; return n ? (n % 2 ? s[n >> 1] : (s[n / 2 - 1] + s[n / 2]) / 2) : NaN; };
 const mean = (a) => a.reduce((s, x) => s + x, 0) / a.length;
 function summarize(res) {
-  const rs = res.rounds.slice().sort((a, b) => a.round - b.round);
-  const warm = rs.slice(1); // round 1 carries first-use costs (JIT, model build, connection set-up) on both sides
+  const all = res.rounds.slice().sort((a, b) => a.round - b.round);
+  // A fedge round fails when agents drop out (status 'failed', no new model): it is counted, not timed.
+  const ok = (r) => !r.status || r.status === 'completed';
+  const rs = all.filter(ok);
+  const warm = rs.filter((r) => r.round > 1); // round 1 carries first-use costs (JIT, model build, connection set-up) on both sides
   // Cycle: from one round's start to the next one's, so work between rounds (publishing a version) counts too.
-  const cycles = rs.slice(1).map((r, i) => r.start - rs[i].start);
+  const cycles = all.slice(1).flatMap((r, i) => (ok(r) && ok(all[i]) ? [r.start - all[i].start] : []));
   return {
-    rounds: rs.length,
-    round1Seconds: rs[0]?.seconds,
+    rounds: all.length,
+    failedRounds: all.length - rs.length,
+    round1Seconds: all[0]?.seconds,
     medianRoundSeconds: median(warm.map((r) => r.seconds)),
     meanRoundSeconds: mean(warm.map((r) => r.seconds)),
     medianCycleSeconds: median(cycles),
     meanCycleSeconds: mean(cycles),
-    allRoundsWallSeconds: rs.at(-1).end - rs[0].start,
+    allRoundsWallSeconds: all.at(-1).end - all[0].start,
     serverPeakRssMiB: res.serverPeakRssKiB / 1024,
     clientPeakRssMiBMedian: median(res.clientPeakRssKiB.filter((x) => x > 0)) / 1024,
+    // fedge agents really train (tfjs) on their 9 digits: local training seconds per agent, and summed over a
+    // round's agents (on 2 cores, about half of that sum is wall time the round spends training).
+    ...(warm[0]?.agentMetrics ? {
+      agentTrainSecondsMedian: median(warm.flatMap((r) => r.agentMetrics.map((m) => m?.train_seconds ?? 0))),
+      agentTrainSecondsSumPerRoundMedian: median(warm.map((r) => r.agentMetrics.reduce((t, m) => t + (m?.train_seconds ?? 0), 0))),
+    } : {}),
   };
 }
 
+// --from FILE: recompute the summaries, table and ratios from the raw rounds of an earlier run (nothing is run).
+const from = arg('from', '');
+const prior = from ? JSON.parse(readFileSync(from, 'utf8')) : undefined;
 const runDir = mkdtempSync(path.join(os.tmpdir(), 'fedge-bench-flower-'));
 const results = [];
-for (const name of models) {
-  const model = await prepareModel(name);
+for (const name of prior ? prior.results.map((e) => e.model) : models) {
+  const model = prior ? prior.results.find((e) => e.model === name) : await prepareModel(name);
   const params = paramsOf(model.shapes);
   process.stderr.write(`${name}: ${params.toLocaleString('en-US')} float32 params (${(params * 4 / 2 ** 20).toFixed(1)} MiB)\n`);
   const entry = { model: name, params, megabytes: (params * 4) / 1e6, shapes: model.shapes, frameworks: {} };
@@ -216,7 +230,7 @@ for (const name of models) {
     mkdirSync(logDir, { recursive: true });
     process.stderr.write(`  ${fw}: ${clients} clients, ${rounds} rounds (logs in ${logDir}) ...\n`);
     try {
-      const raw = fw === 'fedge' ? await runFedge(model, logDir) : await runFlower(model, logDir);
+      const raw = prior ? prior.results.find((e) => e.model === name).frameworks[fw].raw : fw === 'fedge' ? await runFedge(model, logDir) : await runFlower(model, logDir);
       entry.frameworks[fw] = { ...summarize(raw), raw };
       const s = entry.frameworks[fw];
       process.stderr.write(`    median round ${s.medianRoundSeconds.toFixed(3)} s, cycle ${s.medianCycleSeconds.toFixed(3)} s, server peak ${s.serverPeakRssMiB.toFixed(0)} MiB\n`);
@@ -238,7 +252,7 @@ for (const e of results) {
   for (const fw of only) {
     const s = e.frameworks[fw];
     if (!s || s.error) { rows.push([e.model, fw, 'failed', s?.error ?? '', '', '', '', '', '', '']); continue; }
-    rows.push([`${e.model} (${(e.params / 1e6).toFixed(2)}M)`, fw, String(s.rounds), fmt(s.medianRoundSeconds), fmt(s.meanRoundSeconds), fmt(s.medianCycleSeconds), fmt(s.round1Seconds), fmt(s.serverPeakRssMiB, 0), fmt(s.clientPeakRssMiBMedian, 0),
+    rows.push([`${e.model} (${(e.params / 1e6).toFixed(2)}M)`, fw, s.failedRounds ? `${s.rounds} (${s.failedRounds} failed)` : String(s.rounds), fmt(s.medianRoundSeconds), fmt(s.meanRoundSeconds), fmt(s.medianCycleSeconds), fmt(s.round1Seconds), fmt(s.serverPeakRssMiB, 0), fmt(s.clientPeakRssMiBMedian, 0),
       fw === 'fedge' && e.ratio ? fmt(e.ratio.medianRound, 2) : '']);
   }
 }
@@ -247,11 +261,11 @@ for (const [i, r] of rows.entries()) {
   console.log(r.map((c, j) => c.padEnd(widths[j])).join('  '));
   if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 }
-console.log(`\nround = round start (tasks sent) to aggregation done, rounds 2..${rounds}; cycle = one round's start to the next one's; ratio < 1: fedge faster`);
+console.log(`\nround = round start (tasks sent) to aggregation done, completed rounds 2..${rounds}; cycle = one round's start to the next one's; ratio < 1: fedge faster`);
 
 let commit = '';
 try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim(); } catch {}
-const doc = {
+const doc = prior ? { ...prior, results, resummarizedAt: new Date().toISOString() } : {
   bench: 'flower',
   date: new Date().toISOString(),
   commit,
