@@ -1,11 +1,7 @@
 /** Runs one task: fetch and verify the global model, evaluate it on the held-out split, train, return the delta. */
 import {
-  CODECS,
-  ENCODING_OF,
   ErrorFeedback,
   ValidationError,
-  encodeUpdate,
-  type CodecName,
   bytesToFloat32,
   modelDigest,
   type ModelHeaderMsg,
@@ -18,7 +14,7 @@ type LayersModel = tf.LayersModel;
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
-import { privatizeUpdate } from './privacy.js';
+import { codecOf, packUpdate } from './privacy.js';
 
 const log = moduleLogger('executor');
 
@@ -87,15 +83,9 @@ export class TaskExecutor {
     const delta = new Float32Array(weights.length);
     for (let i = 0; i < weights.length; i++) delta[i] = weights[i]! - global.weights[i]!;
     const codec = codecOf(c.codec);
-    const ef = codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined;
-    // What the codec dropped last time goes in before clipping, so the DP bound covers it too.
-    ef?.apply(delta);
-    // Differential privacy: clip (and for local DP, noise) the delta before compression acts on it.
-    Object.assign(metrics, privatizeUpdate(delta, c));
-    // The clip norm also bounds what int8 rounding may send (a clipped vector sits on the bound).
-    const payload = encodeUpdate(delta, { codec, topkFraction: c.topkFraction ?? 0.1 }, (c.clipNorm ?? 0) > 0 ? c.clipNorm : undefined);
-    const encoding = ENCODING_OF[codec];
-    if (codec !== 'float32') metrics.compression_ratio = payload.byteLength / delta.byteLength;
+    const packed = packUpdate(delta, c, codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined);
+    const { payload, encoding } = packed;
+    Object.assign(metrics, packed.metrics);
     log.info({ runId: task.runId, round: task.round, loss: tr.loss, accuracy: tr.accuracy, seconds: tr.seconds, samplesPerSec: Math.round(tr.samplesPerSec), encoding, bytes: payload.byteLength }, 'trained');
     return {
       header: {
@@ -108,7 +98,7 @@ export class TaskExecutor {
         metrics,
       },
       payload,
-      ...(ef ? { onAccepted: () => ef.update(delta, payload, encoding) } : {}),
+      ...(packed.onAccepted ? { onAccepted: packed.onAccepted } : {}),
     };
   }
 
@@ -144,9 +134,3 @@ export class TaskExecutor {
   }
 }
 
-/** The task's codec; an unknown one fails the task with a message instead of sending something the coordinator rejects. */
-function codecOf(name: string | undefined): CodecName {
-  if (!name) return 'float32';
-  if ((CODECS as readonly string[]).includes(name)) return name as CodecName;
-  throw new ValidationError(`task config codec: unknown "${name}"; this agent knows ${CODECS.join(', ')} (upgrade the agent)`);
-}

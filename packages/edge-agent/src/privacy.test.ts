@@ -1,6 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { GaussianSampler, l2Norm, seededUniform } from '@fedge/proto';
-import { privatizeUpdate } from './privacy.js';
+import { ErrorFeedback, GaussianSampler, createDecoder, l2Norm, seededUniform } from '@fedge/proto';
+import { packUpdate, privatizeUpdate } from './privacy.js';
+
+const base = { epochs: 1, batchSize: 32, learningRate: 0.1, seed: 1 };
+
+function decoded(p: { payload: Uint8Array; encoding: string }, n: number): Float32Array {
+  const out = new Float32Array(n);
+  const dec = createDecoder(p.encoding, p.payload.byteLength, out);
+  if (!dec) return new Float32Array(p.payload.buffer.slice(p.payload.byteOffset, p.payload.byteOffset + p.payload.byteLength));
+  dec.write(p.payload);
+  dec.end();
+  return out;
+}
+
+function ramp(n: number): Float32Array {
+  return new Float32Array(n).map((_, i) => Math.sin(i * 0.37) * (1 + (i % 11)));
+}
 
 describe('privatizeUpdate', () => {
   it('does nothing without DP settings', () => {
@@ -28,5 +43,48 @@ describe('privatizeUpdate', () => {
     let s2 = 0;
     for (const x of d) s2 += (x - clippedValue) ** 2;
     expect(Math.abs(Math.sqrt(s2 / n) / std - 1)).toBeLessThan(0.01);
+  });
+});
+
+describe('packUpdate: error feedback, then clip, then compress', () => {
+  it('what is sent never exceeds the clip norm, for every codec, residual included', () => {
+    const n = 5000;
+    const S = 0.7;
+    for (const codec of ['float32', 'int8', 'topk'] as const) {
+      const ef = new ErrorFeedback();
+      for (let round = 0; round < 3; round++) {
+        const p = packUpdate(ramp(n), { ...base, clipNorm: S, codec, topkFraction: 0.05, errorFeedback: true }, ef);
+        expect(l2Norm(decoded(p, n)), `${codec} round ${round}`).toBeLessThanOrEqual(S);
+        p.onAccepted?.();
+      }
+      if (codec !== 'float32') expect(ef.norm(), codec).toBeGreaterThan(0);
+    }
+  });
+
+  it('the residual is added before clipping, and kept only when the upload is accepted', () => {
+    const n = 1000;
+    const ef = new ErrorFeedback();
+    const cfg = { ...base, codec: 'topk', topkFraction: 0.01, errorFeedback: true };
+    const first = packUpdate(ramp(n), cfg, ef);
+    expect(first.encoding).toBe('topk-delta');
+    expect(first.metrics.compression_ratio).toBeCloseTo((4 + 8 * 10) / 4000, 6);
+    // Not accepted: nothing carried.
+    expect(ef.norm()).toBe(0);
+    first.onAccepted!();
+    const carried = ef.norm();
+    expect(carried).toBeGreaterThan(0);
+    // A zero delta now sends (part of) what was dropped last time.
+    const second = packUpdate(new Float32Array(n), cfg, ef);
+    expect(l2Norm(decoded(second, n))).toBeGreaterThan(0);
+    second.onAccepted!();
+    expect(ef.norm()).toBeLessThan(carried);
+  });
+
+  it('without errorFeedback no residual is kept; an unknown codec fails the task with a clear message', () => {
+    const ef = new ErrorFeedback();
+    const p = packUpdate(ramp(100), { ...base, codec: 'int8', errorFeedback: false }, ef);
+    expect(p.onAccepted).toBeUndefined();
+    expect(p.payload.byteLength).toBe(100 + 4);
+    expect(() => packUpdate(ramp(100), { ...base, codec: 'zstd' })).toThrow(/task config codec: unknown "zstd"/);
   });
 });

@@ -192,6 +192,23 @@ describe('async buffered aggregation with central DP', () => {
     }
   });
 
+  it('refuses an update longer than the clip norm its task carried: the sensitivity bound does not trust agents', async () => {
+    const { engine, run, agents, finished } = setup(
+      { mode: 'async', rounds: 1, async: { bufferSize: 1 }, agentsPerRound: { min: 1, fraction: 1 }, privacy },
+      ['a'],
+    );
+    const { a } = agents as Record<string, FakeAgent>;
+    await until(() => trainTasks(a).length === 1);
+    expect(trainTasks(a)[0]!.config.clipNorm).toBe(1);
+    // N = 37 values of 0.2: L2 norm 1.217 > 1.
+    expect(await submit(engine, a, trainTasks(a)[0]!, 0.2, 10)).toMatchObject({ accepted: false, reason: 'norm_exceeds_clip' });
+    await until(() => trainTasks(a).length === 2);
+    expect(await submit(engine, a, trainTasks(a)[1]!, 0.1, 10)).toMatchObject({ accepted: true });
+    await finished;
+    expect(run.status).toBe('completed');
+    expect(run.rounds[0]!.participants.filter((p) => p.outcome === 'completed')).toHaveLength(1);
+  });
+
   it('stops before the step that would exceed maxEpsilon', async () => {
     const one = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.5, steps: 1, delta: 1e-5 }).epsilon;
     const two = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.5, steps: 2, delta: 1e-5 }).epsilon;

@@ -9,6 +9,7 @@ import {
   createRng,
   ENCODING_OF,
   checkEncodedSize,
+  l2Norm,
   createDecoder,
   describeSpecMismatch,
   totalParams,
@@ -687,6 +688,14 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       if (s) {
         const bad = this.agg.firstNonFinite(s);
         if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
+        // Central DP's sensitivity bound must not rest on agents' good will: an update longer than the clip norm its task
+        // carried is refused (local DP updates carry noise, so their norm is not bounded by S).
+        const clip = inv.task.config.clipNorm ?? 0;
+        if (clip > 0 && !((inv.task.config.noiseStd ?? 0) > 0)) {
+          const norm = l2Norm(s.view);
+          if (norm > clip * (1 + 1e-5))
+            throw new RejectedUpdateError('norm_exceeds_clip', `update L2 norm ${norm.toPrecision(6)} exceeds the clip norm ${clip.toPrecision(6)} of its task; agents must clip before sending`);
+        }
         const state = this.run.openRound;
         const spooled = !!this.deps.spool && state?.round === round.round;
         if (spooled) {
