@@ -46,20 +46,29 @@ export const FLOW_CONTROL_WINDOW = 16 << 20;
 /** Largest HTTP/2 frame a receiver accepts (the protocol maximum); fewer frames per 1 MiB chunk. */
 export const MAX_FRAME = 2 ** 24 - 1;
 
+/**
+ * Keepalive: pings every 20 s; a peer is dead after 60 s without the answer. Not less: a training step of a large
+ * model blocks an agent's event loop for seconds (tfjs runs kernels synchronously), and when the loop comes back its
+ * timers fire before the socket is read, so a short timeout closes healthy connections (seen with a 24M-param model on
+ * a loaded 2-core machine). Dead agents are still found within a round deadline, which bounds what waits on them.
+ */
+const KEEPALIVE_TIME_MS = 20_000;
+const KEEPALIVE_TIMEOUT_MS = 60_000;
+
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
-  'grpc.keepalive_time_ms': 20_000,
-  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+  'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   'grpc.keepalive_permit_without_calls': 1,
 };
 
 export const SERVER_OPTIONS: grpc.ServerOptions = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.keepalive_time_ms': 20_000,
-  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+  'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.http2.min_ping_interval_without_data_ms': 5_000,
 };
