@@ -4,3 +4,4 @@ export { TaskExecutor } from './executor.js';
 export { loadLocalData, type DataOptions, type LocalData } from './data.js';
 export type { CoordinatorConnection, TaskStream } from './transport/connection.js';
 export { GrpcConnection } from './transport/grpc/grpc-connection.js';
+export { MqttConnection, isMqttUrl } from './transport/mqtt/mqtt-connection.js';

@@ -10,3 +10,5 @@ export * from './clip.js';
 export * from './gaussian.js';
 export * from './rng.js';
 export * from './codec.js';
+export * from './mqtt-topics.js';
+export * from './mqtt-frame.js';

@@ -5,6 +5,8 @@ import { FedgeError, grpcTarget, parseHostPort } from '@fedge/proto';
 import { Agent } from '../agent.js';
 import { loadLocalData } from '../data.js';
 import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
+import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js';
+import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { hostname } from 'node:os';
@@ -50,7 +52,7 @@ const rate = (flag: string) => (v: string): number => {
 const program = new Command('fedge-agent')
   .description('fedge edge agent: joins a coordinator, trains on local data, sends model updates')
   .version('0.1.0')
-  .option('--coordinator <grpc://host:port>', 'coordinator address (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
+  .option('--coordinator <url>', 'coordinator: grpc://HOST:PORT, or mqtt://HOST:PORT / mqtts://HOST:PORT for its MQTT broker (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
   .option('--data <spec>', 'local data: mnist | csv:PATH | idx:IMAGES,LABELS', process.env.FEDGE_DATA)
   .option('--name <name>', 'agent name shown by `fedge agent list`', process.env.FEDGE_AGENT_NAME ?? hostname())
   .addOption(new Option('--partition <kind>', 'split of the bundled digits (with --data mnist)').choices(['iid', 'shards', 'dirichlet']).default('iid'))
@@ -91,15 +93,22 @@ Examples:
   fedge-agent --coordinator grpc://coord:7070 --data mnist --serve 127.0.0.1:8080 --serve-name mnist   # and serve it
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist                       # standalone
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --slowdown 10 --disconnect-rate 0.1   # a slow, flaky device
+  fedge-agent --coordinator mqtt://127.0.0.1:1883 --data mnist                # over MQTT (fedge serve's embedded broker)
+  fedge-agent --coordinator mqtts://broker.example:8883 --data mnist --join-token s3cret   # MQTT over TLS
+
+Transport: the --coordinator scheme picks it. grpc:// (or bare HOST:PORT) talks to fedge serve --listen;
+mqtt:// and mqtts:// talk to the broker the coordinator uses (fedge serve --mqtt-listen or --mqtt-broker).
+Over MQTT the join token is also the broker password.
 
 CSV format: one example per line, label first (integer class), then the features; an optional header line.
 IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-ubyte), optionally gzipped.`,
   )
   .action(async (o: Opts) => {
     // Checked here, not with requiredOption: commander would demand them of the `serve` subcommand too.
-    if (!o.coordinator) program.error("error: required option '--coordinator <grpc://host:port>' not specified");
+    if (!o.coordinator) program.error("error: required option '--coordinator <url>' not specified");
     if (!o.data) program.error("error: required option '--data <spec>' not specified");
-    const target = grpcTarget(parseHostPort(o.coordinator, '--coordinator', 7070));
+    const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
+    const connect = coordinatorConnector(o.coordinator, joinToken);
     const ml = await import('@fedge/ml');
     const backend = await ml.initBackend(o.backend);
     logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend: ${backend.note}`);
@@ -113,7 +122,6 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
       ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
     });
     logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n }, 'local data ready');
-    const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
     const serving = o.serve
       ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, data.train)
       : undefined;
@@ -133,7 +141,7 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
       logger.info({ address: `${address.address}:${address.port}` }, `metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`);
     }
     const m = metrics;
-    const agent = new Agent(() => (m ? m.instrument(new GrpcConnection(target)) : new GrpcConnection(target)), data, {
+    const agent = new Agent(() => (m ? m.instrument(connect()) : connect()), data, {
       ...(serving ? { serving } : {}),
       name: o.name,
       backend: backend.name,
@@ -155,6 +163,24 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     await agent.runForever();
     process.exit(0);
   });
+
+/** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc:// or none for gRPC. */
+function coordinatorConnector(url: string, joinToken: string | undefined): () => CoordinatorConnection {
+  if (isMqttUrl(url)) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" is not a URL (e.g. mqtt://127.0.0.1:1883)`);
+    }
+    if (!u.hostname || (u.pathname !== '' && u.pathname !== '/')) throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" must be mqtt://HOST[:PORT] with no path`);
+    return () => new MqttConnection(url, joinToken ? { joinToken } : {});
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith('grpc://'))
+    throw new FedgeError('E_VALIDATION', `--coordinator: unsupported scheme in "${url}" (use grpc://, mqtt:// or mqtts://)`);
+  const target = grpcTarget(parseHostPort(url, '--coordinator', 7070));
+  return () => new GrpcConnection(target);
+}
 
 addServingOptions(program, 'serve-');
 // Agent options (--name, --version, ...) before `serve` belong to the agent, after it to `serve`.

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { parseHostPort } from '@fedge/proto';
 import { Coordinator } from '../../coordinator.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
+import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
@@ -17,6 +18,9 @@ export function serveCommand(): Command {
     .option('--in-memory', 'keep run state in memory only (lost when the process ends; nothing resumes after a restart)')
     .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
     .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN)')
+    .option('--mqtt-listen <host:port>', `embedded MQTT broker address (default ${DEFAULT_MQTT_LISTEN}; env FEDGE_MQTT_LISTEN); 0.0.0.0 exposes it`, process.env.FEDGE_MQTT_LISTEN)
+    .option('--mqtt-broker <url>', 'use this external broker instead of the embedded one: mqtt://[USER:PASS@]HOST:PORT or mqtts://... (env FEDGE_MQTT_BROKER)', process.env.FEDGE_MQTT_BROKER)
+    .option('--no-mqtt', 'serve agents over gRPC only (no embedded broker, no MQTT transport)')
     .addHelpText(
       'after',
       `
@@ -24,6 +28,13 @@ Examples:
   fedge serve                                   # listen on ${DEFAULT_LISTEN}
   fedge serve --listen 0.0.0.0:7070 --data-dir /var/lib/fedge
   fedge serve --metrics 127.0.0.1:${DEFAULT_METRICS_PORT}             # Prometheus scrape target at /metrics
+  fedge serve --listen 0.0.0.0:7070 --mqtt-listen 0.0.0.0:1883 --join-token s3cret   # agents over gRPC or MQTT
+  fedge serve --mqtt-broker mqtt://fedge:pw@broker.local:1883           # an external broker (e.g. mosquitto)
+  fedge serve --no-mqtt                         # gRPC only
+
+Transports: agents connect over gRPC (--listen) or MQTT. MQTT is on by default through an embedded broker on
+${DEFAULT_MQTT_LISTEN} (loopback; if that default port is taken, a warning is logged and gRPC carries on alone).
+With a join token the embedded broker admits only agents presenting it and confines each to its own topics.
 
 State: runs, rounds, model versions and agents are written to DATA_DIR/fedge.db (SQLite) and models to
 DATA_DIR/models before they are acknowledged. After a crash or restart on the same --data-dir, runs that were
@@ -34,9 +45,10 @@ again from its beginning. One coordinator at a time may use a data directory.
 Environment:
   FEDGE_JOIN_TOKEN   require this token from agents (same as --join-token)
   FEDGE_ADMIN_TOKEN  require this token from admin commands (fedge run ..., fedge agent ...)
+  FEDGE_MQTT_LISTEN, FEDGE_MQTT_BROKER   as --mqtt-listen, --mqtt-broker
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; inMemory?: boolean; metrics?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; inMemory?: boolean; metrics?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string }) => {
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       const metricsListen = opts.metrics ? parseHostPort(opts.metrics, '--metrics', DEFAULT_METRICS_PORT) : undefined;
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
@@ -47,6 +59,13 @@ Environment:
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);
       const server = await startGrpcServer(coord, listen, process.env.FEDGE_ADMIN_TOKEN || undefined);
+      const mqtt = opts.mqtt
+        ? await startMqtt(coord, {
+            ...(opts.mqttListen !== undefined ? { listen: opts.mqttListen } : {}),
+            ...(opts.mqttBroker !== undefined ? { broker: opts.mqttBroker } : {}),
+            ...(joinToken ? { joinToken } : {}),
+          })
+        : undefined;
       const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
       if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
       logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken }, `coordinator ready on ${server.address}`);
@@ -56,6 +75,7 @@ Environment:
         logger.info({ signal: sig }, 'shutting down');
         await coord.close();
         await server.close();
+        await mqtt?.close();
         await metrics?.close();
         store?.close();
         process.exit(0);

@@ -1,0 +1,363 @@
+/** MQTT agent transport: maps join, tasks, model downloads and result uploads on per-client topics onto the Coordinator. */
+import { randomBytes } from 'node:crypto';
+import { connect, type MqttClient } from 'mqtt';
+import {
+  AckSchedule,
+  CHUNK_BYTES,
+  FedgeError,
+  RejectedUpdateError,
+  SendWindow,
+  TransferAbortedError,
+  chunkBytes,
+  clientIdOfRequestTopic,
+  decodeFrame,
+  encodeFrame,
+  fetchModelRequestSchema,
+  joinRequestSchema,
+  mqttTopics,
+  parseOrThrow,
+  resultHeaderSchema,
+  tasksRequestSchema,
+  type MqttEnvelope,
+  type MqttFrame,
+  type SubmitReplyMsg,
+  type TaskMsg,
+} from '@fedge/proto';
+import type { Coordinator } from '../../coordinator.js';
+import type { AgentChannel } from '../../engine/agent-registry.js';
+import type { UploadSink } from '../../engine/upload.js';
+import { moduleLogger } from '../../log.js';
+
+const log = moduleLogger('mqtt-agent');
+export const COORDINATOR_VERSION = '0.1.0';
+/** A download whose receiver acks nothing for this long, or an upload that sends nothing, is dropped (slot freed). */
+const IDLE_TIMEOUT_MS = 60_000;
+
+export interface MqttBridgeOptions {
+  /** mqtt://HOST:PORT or mqtts://HOST:PORT; credentials for an external broker may be given as user:pass@. */
+  url: string;
+  username?: string;
+  password?: string;
+}
+
+export interface MqttBridgeHandle {
+  url: string;
+  /** The broker saw this client disconnect (embedded broker): same as its last will. */
+  clientGone(clientId: string, reason: string): void;
+  close(): Promise<void>;
+}
+
+interface Upload {
+  sink?: UploadSink;
+  acks?: AckSchedule;
+  received: number;
+  replied: boolean;
+  idle?: NodeJS.Timeout;
+  chunk?: (offset: number | undefined, body: Uint8Array) => void;
+  end?: () => void;
+}
+
+interface Download {
+  window: SendWindow;
+}
+
+/** One MQTT client (one agent connection): its agent once joined, its task channel and its transfers. */
+interface Peer {
+  clientId: string;
+  agentId?: string;
+  channel?: AgentChannel;
+  uploads: Map<string, Upload>;
+  downloads: Map<string, Download>;
+}
+
+const errorEnvelope = (id: string, err: unknown): MqttEnvelope => ({
+  t: 'error',
+  id,
+  code: err instanceof FedgeError ? err.code : 'E_INTERNAL',
+  message: err instanceof Error ? err.message : String(err),
+});
+
+export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOptions): Promise<MqttBridgeHandle> {
+  const peers = new Map<string, Peer>();
+  const client: MqttClient = connect(opts.url, {
+    clientId: `fedge-coordinator-${randomBytes(6).toString('hex')}`,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    protocolVersion: 4,
+    clean: true,
+    keepalive: 30,
+    reconnectPeriod: 1000,
+    connectTimeout: 10_000,
+    // Agents watch this retained status: when the coordinator dies they re-join instead of waiting for tasks forever.
+    will: { topic: mqttTopics.status, payload: encodeFrame({ t: 'status', online: false }), qos: 1, retain: true },
+  });
+
+  const send = (topic: string, env: MqttEnvelope, body?: Uint8Array): void => {
+    client.publish(topic, encodeFrame(env, body), { qos: 1 }, (err) => {
+      if (err) log.debug({ topic, t: env.t, err: err.message }, 'publish failed');
+    });
+  };
+  const reply = (peer: Peer, env: MqttEnvelope, body?: Uint8Array): void => send(mqttTopics.replies(peer.clientId), env, body);
+
+  const peerOf = (clientId: string): Peer => {
+    let p = peers.get(clientId);
+    if (!p) peers.set(clientId, (p = { clientId, uploads: new Map(), downloads: new Map() }));
+    return p;
+  };
+
+  /** Requests after join must come from the MQTT client that joined as that agent: the broker's ACL then guards sessions. */
+  const boundAgent = (peer: Peer, agentId: string): void => {
+    if (peer.agentId !== agentId)
+      throw new FedgeError('E_AUTH', peer.agentId ? `agent_id: this MQTT client joined as "${peer.agentId}", not "${agentId}"` : 'agent_id: join on this MQTT connection first');
+  };
+
+  const gone = (clientId: string, reason: string): void => {
+    const peer = peers.get(clientId);
+    if (!peer) return;
+    peers.delete(clientId);
+    if (peer.agentId && peer.channel) coord.closeTasks(peer.agentId, peer.channel, reason);
+    for (const u of peer.uploads.values()) finishUpload(u, 'disconnected mid-upload');
+    for (const d of peer.downloads.values()) d.window.fail(new TransferAbortedError(reason));
+    log.debug({ clientId, agentId: peer.agentId, reason }, 'MQTT client gone');
+  };
+
+  const finishUpload = (u: Upload, abortReason?: string): void => {
+    clearTimeout(u.idle);
+    if (!u.replied && abortReason) u.sink?.abort(abortReason);
+    u.replied = true;
+  };
+
+  const onJoin = (peer: Peer, id: string, env: MqttEnvelope): void => {
+    try {
+      const req = parseOrThrow(joinRequestSchema, env.msg, 'join');
+      const r = coord.join(req);
+      peer.agentId = r.agentId;
+      reply(peer, { t: 'reply', id, msg: { ...r, coordinatorVersion: COORDINATOR_VERSION } });
+    } catch (err) {
+      log.warn({ clientId: peer.clientId, err: (err as Error).message }, 'join refused');
+      reply(peer, errorEnvelope(id, err));
+    }
+  };
+
+  const onTasks = (peer: Peer, id: string, env: MqttEnvelope): void => {
+    try {
+      const req = parseOrThrow(tasksRequestSchema, env.msg, 'tasks');
+      boundAgent(peer, req.agentId);
+      const topic = mqttTopics.tasks(peer.clientId);
+      let closed = false;
+      const channel: AgentChannel = {
+        send: (task: TaskMsg) => {
+          if (closed) throw new Error('channel closed');
+          send(topic, { t: 'task', msg: task });
+        },
+        close: (reason: string) => {
+          if (closed) return;
+          closed = true;
+          if (peer.channel === channel) delete peer.channel;
+          send(topic, { t: 'close', message: reason });
+        },
+      };
+      if (peer.channel) coord.closeTasks(req.agentId, peer.channel, 'task stream reopened');
+      peer.channel = channel;
+      coord.openTasks(req.agentId, req.sessionToken, channel);
+      reply(peer, { t: 'reply', id });
+    } catch (err) {
+      delete peer.channel;
+      reply(peer, errorEnvelope(id, err));
+    }
+  };
+
+  const onFetch = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
+    const d: Download = { window: new SendWindow() };
+    peer.downloads.set(id, d);
+    let sent = 0;
+    let idle: NodeJS.Timeout | undefined;
+    try {
+      const req = parseOrThrow(fetchModelRequestSchema, env.msg, 'fetch_model');
+      boundAgent(peer, req.agentId);
+      coord.registry.verify(req.agentId, req.sessionToken);
+      const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion);
+      reply(peer, { t: 'model', id, msg: model.header });
+      try {
+        for (const { offset, data } of chunkBytes(model.bytes, CHUNK_BYTES)) {
+          clearTimeout(idle);
+          idle = setTimeout(() => d.window.fail(new TransferAbortedError(`no ack for ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
+          await d.window.reserve(offset + data.byteLength);
+          reply(peer, { t: 'chunk', id, offset }, data);
+          sent += data.byteLength;
+        }
+        reply(peer, { t: 'end', id });
+      } finally {
+        engine?.noteModelSent(sent);
+      }
+    } catch (err) {
+      if (!(err instanceof TransferAbortedError)) reply(peer, errorEnvelope(id, err));
+      else log.debug({ clientId: peer.clientId, err: err.message }, 'model download abandoned');
+    } finally {
+      clearTimeout(idle);
+      peer.downloads.delete(id);
+    }
+  };
+
+  const onSubmit = (peer: Peer, id: string, env: MqttEnvelope): void => {
+    const u: Upload = { received: 0, replied: false };
+    peer.uploads.set(id, u);
+    const done = (r: SubmitReplyMsg): void => {
+      if (u.replied) return;
+      finishUpload(u);
+      peer.uploads.delete(id);
+      if (!r.accepted) log.warn({ clientId: peer.clientId, agentId: peer.agentId, reason: r.reason, message: r.message }, 'result rejected');
+      reply(peer, { t: 'reply', id, msg: r });
+    };
+    const rejectWith = (err: unknown): void => {
+      if (u.replied) return;
+      u.sink?.abort(err instanceof Error ? err.message : String(err));
+      const code = (err as { code?: string }).code;
+      if (err instanceof RejectedUpdateError) done({ accepted: false, reason: err.reason, message: err.message });
+      else if (code === 'E_AUTH') done({ accepted: false, reason: 'unknown_agent', message: (err as Error).message });
+      else if (code === 'E_VALIDATION') done({ accepted: false, reason: 'malformed', message: (err as Error).message });
+      else done({ accepted: false, reason: 'internal', message: (err as Error).message });
+    };
+    const armIdle = (): void => {
+      clearTimeout(u.idle);
+      u.idle = setTimeout(() => rejectWith(new RejectedUpdateError('truncated', `upload stalled: nothing for ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
+    };
+    u.chunk = (offset, body) => {
+      armIdle();
+      try {
+        if (offset === undefined) throw new RejectedUpdateError('malformed', 'chunk.offset is required');
+        if (!u.sink) throw new RejectedUpdateError('malformed', 'chunk before the upload was accepted');
+        u.sink.write(offset, body);
+        u.received += body.byteLength;
+        if (u.acks!.due(u.received)) reply(peer, { t: 'ack', id, offset: u.received });
+      } catch (err) {
+        rejectWith(err);
+      }
+    };
+    u.end = () => {
+      clearTimeout(u.idle);
+      if (!u.sink) return rejectWith(new RejectedUpdateError('truncated', 'the upload ended before its header was accepted'));
+      u.sink.commit().then(done, rejectWith);
+    };
+    let header;
+    try {
+      try {
+        header = parseOrThrow(resultHeaderSchema, env.msg, 'header');
+        boundAgent(peer, header.agentId);
+      } catch (err) {
+        coord.recordMalformed(env.msg, 'malformed', (err as Error).message);
+        throw err;
+      }
+    } catch (err) {
+      return rejectWith(err);
+    }
+    armIdle();
+    coord.beginUpload(header).then(
+      (s) => {
+        if (u.replied) return s.abort('client gone');
+        u.sink = s;
+        u.acks = new AckSchedule(header.totalBytes);
+        // The first ack opens the sender's window: until a staging slot is free the agent holds its chunks.
+        reply(peer, { t: 'ack', id, offset: 0 });
+      },
+      rejectWith,
+    );
+  };
+
+  const onMessage = (topic: string, payload: Buffer): void => {
+    const clientId = clientIdOfRequestTopic(topic);
+    if (!clientId) return;
+    let f: MqttFrame;
+    try {
+      f = decodeFrame(payload);
+    } catch (err) {
+      log.warn({ clientId, err: (err as Error).message }, 'dropped a malformed MQTT frame');
+      return;
+    }
+    const { env, body } = f;
+    if (env.t === 'gone') return gone(clientId, 'connection closed');
+    const id = env.id;
+    if (id === undefined) {
+      log.warn({ clientId, t: env.t }, `dropped an MQTT "${env.t}" message without an id`);
+      return;
+    }
+    const peer = peerOf(clientId);
+    switch (env.t) {
+      case 'join':
+        return onJoin(peer, id, env);
+      case 'tasks':
+        return onTasks(peer, id, env);
+      case 'fetch':
+        if (peer.downloads.has(id)) return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `id: request "${id}" is already in progress`)));
+        void onFetch(peer, id, env);
+        return;
+      case 'ack':
+      case 'cancel': {
+        const d = peer.downloads.get(id);
+        if (!d) return;
+        try {
+          if (env.t === 'cancel') d.window.fail(new TransferAbortedError('cancelled by the agent'));
+          else d.window.ack(env.offset ?? 0);
+        } catch (err) {
+          d.window.fail(new TransferAbortedError((err as Error).message));
+          reply(peer, errorEnvelope(id, err));
+        }
+        return;
+      }
+      case 'submit':
+        if (peer.uploads.has(id)) return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `id: upload "${id}" is already in progress`)));
+        return onSubmit(peer, id, env);
+      case 'chunk':
+        return peer.uploads.get(id)?.chunk?.(env.offset, body);
+      case 'end':
+        return peer.uploads.get(id)?.end?.();
+      default:
+        reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `frame.t: "${env.t}" is not a request an agent sends`)));
+    }
+  };
+
+  client.on('message', (topic, payload) => {
+    try {
+      onMessage(topic, payload);
+    } catch (err) {
+      // Nothing from the network may take the coordinator down.
+      log.error({ topic, err: (err as Error).message }, 'MQTT message handler failed');
+    }
+  });
+  client.on('connect', () => {
+    client.publish(mqttTopics.status, encodeFrame({ t: 'status', online: true }), { qos: 1, retain: true });
+    client.subscribe(mqttTopics.allRequests, { qos: 1 }, (err, grants) => {
+      if (err || grants?.some((g) => g.qos === 128)) log.error({ err: err?.message }, `could not subscribe to ${mqttTopics.allRequests}`);
+    });
+    log.info({ broker: redactUrl(opts.url) }, 'MQTT transport connected to the broker');
+  });
+  client.on('close', () => {
+    // Every agent's session rode on this connection: they re-join once they see the status go offline.
+    for (const id of [...peers.keys()]) gone(id, 'coordinator lost the MQTT broker');
+  });
+  client.on('error', (err) => log.warn({ broker: redactUrl(opts.url), err: err.message }, 'MQTT broker connection error'));
+
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new FedgeError('E_CONNECTION', `MQTT broker ${redactUrl(opts.url)} not reachable within 10 s`)), 10_000);
+    client.once('connect', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+
+  return {
+    url: redactUrl(opts.url),
+    clientGone: gone,
+    close: async () => {
+      for (const id of [...peers.keys()]) gone(id, 'coordinator shutting down');
+      // Published (not left to the will) so agents re-join at once on a clean shutdown too.
+      await client.publishAsync(mqttTopics.status, encodeFrame({ t: 'status', online: false }), { qos: 1, retain: true }).catch(() => undefined);
+      await client.endAsync();
+    },
+  };
+}
+
+/** Broker URLs may carry a password (user:pass@host); it must never reach a log line. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//[redacted]@');
+}

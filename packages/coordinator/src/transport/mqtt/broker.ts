@@ -1,0 +1,98 @@
+/** The embedded MQTT broker (aedes) of `fedge serve`: agents admitted by join token, each confined to its own topics. */
+import { createServer, type Server } from 'node:net';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { Aedes, type AuthenticateError } from 'aedes';
+import { MQTT_COORDINATOR_USERNAME, agentMayPublish, agentMaySubscribe, isAgentClientId } from '@fedge/proto';
+import { moduleLogger } from '../../log.js';
+
+const log = moduleLogger('mqtt-broker');
+
+export interface EmbeddedBrokerOptions {
+  host: string;
+  port: number;
+  /** When set, agents must present it as their MQTT password. */
+  joinToken?: string;
+}
+
+export interface EmbeddedBroker {
+  /** HOST:PORT actually bound (port 0 picks a free one). */
+  address: string;
+  /** mqtt:// URL the coordinator's own client connects to (loopback when bound to a wildcard address). */
+  localUrl: string;
+  /** Credentials only this process knows: the coordinator's client is the only one allowed every topic. */
+  coordinatorCredentials: { username: string; password: string };
+  /** Called when an agent client disconnects, however it went (its will covers the same for external brokers). */
+  onClientGone(fn: (clientId: string) => void): void;
+  close(): Promise<void>;
+}
+
+const authError = (message: string, returnCode: number): AuthenticateError => Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+
+function sameSecret(given: Buffer | undefined, expected: string): boolean {
+  const e = Buffer.from(expected, 'utf8');
+  return !!given && given.length === e.length && timingSafeEqual(given, e);
+}
+
+export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const secret = randomBytes(24).toString('hex');
+  const coordinators = new Set<string>();
+  const goneListeners: ((clientId: string) => void)[] = [];
+  const broker = await Aedes.createBroker({
+    authenticate: (client, username, password, done) => {
+      if (username === MQTT_COORDINATOR_USERNAME) {
+        if (client.id.startsWith('fedge-coordinator-') && sameSecret(password, secret)) {
+          coordinators.add(client.id);
+          return done(null, true);
+        }
+        log.warn({ clientId: client.id }, 'MQTT client refused: bad coordinator credentials');
+        return done(authError('not authorized', 5), false);
+      }
+      if (!isAgentClientId(client.id)) {
+        log.warn({ clientId: client.id.slice(0, 80) }, 'MQTT client refused: client id is not an agent id (fa-...)');
+        return done(authError('identifier rejected', 2), false);
+      }
+      // The token is compared, never logged.
+      if (opts.joinToken !== undefined && !sameSecret(password, opts.joinToken)) {
+        log.warn({ clientId: client.id }, 'MQTT client refused: missing or wrong join token');
+        return done(authError('bad username or password', 4), false);
+      }
+      done(null, true);
+    },
+    authorizePublish: (client, packet, done) => {
+      if (!client || coordinators.has(client.id)) return done(null);
+      if (!packet.retain && agentMayPublish(client.id, packet.topic)) return done(null);
+      log.warn({ clientId: client.id, topic: packet.topic.slice(0, 200) }, 'MQTT publish refused: not this agent\'s request topic');
+      done(new Error('publish not authorized'));
+    },
+    authorizeSubscribe: (client, sub, done) => {
+      if (coordinators.has(client.id) || agentMaySubscribe(client.id, sub.topic)) return done(null, sub);
+      log.warn({ clientId: client.id, topic: sub.topic.slice(0, 200) }, 'MQTT subscribe refused: not this agent\'s topic');
+      done(null, null); // a negative SUBACK (0x80), the connection stays up
+    },
+  });
+  broker.on('clientDisconnect', (client) => {
+    if (coordinators.delete(client.id)) return;
+    for (const fn of goneListeners) fn(client.id);
+  });
+  const server: Server = createServer(broker.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  const host = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host;
+  const local = opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host === '::' || opts.host === '[::]' ? '[::1]' : host;
+  const address = `${host}:${port}`;
+  log.info({ address, requiresJoinToken: opts.joinToken !== undefined }, 'embedded MQTT broker listening');
+  return {
+    address,
+    localUrl: `mqtt://${local}:${port}`,
+    coordinatorCredentials: { username: MQTT_COORDINATOR_USERNAME, password: secret },
+    onClientGone: (fn) => void goneListeners.push(fn),
+    close: () =>
+      new Promise<void>((resolve) => {
+        broker.close(() => server.close(() => resolve()));
+        setTimeout(resolve, 2000).unref();
+      }),
+  };
+}

@@ -1,0 +1,328 @@
+/** MQTT implementation of CoordinatorConnection: request/reply over per-client topics, chunked transfers paced by acks. */
+import { connect, type MqttClient } from 'mqtt';
+import { z } from 'zod';
+import {
+  AckSchedule,
+  CHUNK_BYTES,
+  ChunkAssembler,
+  FedgeError,
+  MQTT_AGENT_USERNAME,
+  SendWindow,
+  chunkBytes,
+  decodeFrame,
+  encodeFrame,
+  modelHasher,
+  modelHeaderSchema,
+  mqttTopics,
+  newAgentClientId,
+  parseOrThrow,
+  type JoinReplyMsg,
+  type JoinRequestMsg,
+  type ModelHeaderMsg,
+  type MqttEnvelope,
+  type MqttFrame,
+  type ResultHeaderMsg,
+  type SubmitReplyMsg,
+  type TaskMsg,
+} from '@fedge/proto';
+import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
+import { logger } from '../../log.js';
+
+const log = logger.child({ module: 'mqtt-connection' });
+
+/** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
+export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
+/** A reply (join, tasks) or the next download chunk not arriving within this long means the coordinator is gone. */
+const REPLY_TIMEOUT_MS = 15_000;
+const IDLE_TIMEOUT_MS = 60_000;
+
+const connError = (message: string): FedgeError => new FedgeError('E_CONNECTION', message);
+
+const joinReplySchema = z.object({ agentId: z.string().min(1), sessionToken: z.string().min(1), coordinatorVersion: z.string() });
+const submitReplySchema = z.object({ accepted: z.boolean(), reason: z.string(), message: z.string() });
+// The agent trusts its coordinator's tasks as the gRPC agent does; this only keeps a garbled one from crashing it.
+const taskSchema = z.looseObject({ taskId: z.string(), runId: z.string(), kind: z.string(), round: z.number(), modelVersion: z.number() });
+
+export interface MqttConnectionOptions {
+  /** The join token: the embedded broker admits only clients presenting it (as MQTT password). */
+  joinToken?: string;
+}
+
+/** Accepts mqtt://HOST:PORT and mqtts://HOST:PORT (TLS with the system's CAs). */
+export function isMqttUrl(url: string): boolean {
+  return /^mqtts?:\/\//.test(url);
+}
+
+type Handler = (f: MqttFrame) => void;
+
+export class MqttConnection implements CoordinatorConnection {
+  private readonly clientId = newAgentClientId();
+  private readonly client: MqttClient;
+  private readonly ready: Promise<void>;
+  private readonly handlers = new Map<string, Handler>();
+  private readonly failers = new Map<string, (e: Error) => void>();
+  private nextId = 0;
+  private closedWith: Error | undefined;
+  // Tasks arrive on their own topic, possibly before the reply that opened the stream; they wait here.
+  private readonly taskQueue: TaskMsg[] = [];
+  private taskWake: (() => void) | undefined;
+  private taskEnd: Error | null | undefined; // null: ended normally
+
+  constructor(url: string, opts: MqttConnectionOptions = {}) {
+    const topics = mqttTopics;
+    this.client = connect(url, {
+      clientId: this.clientId,
+      username: MQTT_AGENT_USERNAME,
+      ...(opts.joinToken ? { password: opts.joinToken } : {}),
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+      // The Agent reconnects (and re-joins) itself with backoff; a silent reconnect would lose in-flight transfers.
+      reconnectPeriod: 0,
+      connectTimeout: REPLY_TIMEOUT_MS,
+      // The coordinator learns of a crash from this will: the agent's round slot is freed at once.
+      will: { topic: topics.requests(this.clientId), payload: encodeFrame({ t: 'gone' }), qos: 1, retain: false },
+    });
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.client.once('connect', () => {
+        this.client
+          .subscribeAsync({ [topics.replies(this.clientId)]: { qos: 1 }, [topics.tasks(this.clientId)]: { qos: 1 }, [topics.status]: { qos: 1 } })
+          .then((grants) => {
+            const refused = grants.find((g) => g.qos === 128);
+            if (refused) throw connError(`MQTT broker refused the subscription to ${refused.topic}`);
+            resolve();
+          })
+          .catch((err: Error) => reject(this.shutdown(err)));
+      });
+      this.client.on('error', (err: Error & { code?: number }) => {
+        const hint = err.code === 4 || err.code === 5 ? ' (does --join-token match the coordinator\'s?)' : '';
+        reject(this.shutdown(connError(`MQTT: ${err.message}${hint}`)));
+      });
+      this.client.on('close', () => reject(this.shutdown(connError('MQTT connection closed'))));
+    });
+    this.ready.catch(() => undefined);
+    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+  }
+
+  async join(req: JoinRequestMsg): Promise<JoinReplyMsg> {
+    const f = await this.call('join', { msg: req }, REPLY_TIMEOUT_MS);
+    return parseOrThrow(joinReplySchema, f.env.msg, 'join_reply');
+  }
+
+  tasks(agentId: string, sessionToken: string): TaskStream {
+    const self = this;
+    return {
+      cancel: () => this.endTasks(null),
+      async *[Symbol.asyncIterator]() {
+        await self.call('tasks', { msg: { agentId, sessionToken } }, REPLY_TIMEOUT_MS);
+        for (;;) {
+          const t = self.taskQueue.shift();
+          if (t) {
+            yield t;
+            continue;
+          }
+          if (self.taskEnd !== undefined) {
+            if (self.taskEnd) throw self.taskEnd;
+            return;
+          }
+          await new Promise<void>((r) => (self.taskWake = r));
+        }
+      },
+    };
+  }
+
+  async fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number }): Promise<FetchedModel> {
+    await this.ready;
+    const id = this.newId();
+    return new Promise<FetchedModel>((resolve, reject) => {
+      let header: ModelHeaderMsg | undefined;
+      let asm: ChunkAssembler | undefined;
+      let hash: ReturnType<typeof modelHasher> | undefined;
+      let acks: AckSchedule | undefined;
+      let idle: NodeJS.Timeout | undefined;
+      const armIdle = (): void => {
+        clearTimeout(idle);
+        idle = setTimeout(() => fail(connError(`model download stalled: nothing for ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
+      };
+      const done = (): void => {
+        clearTimeout(idle);
+        this.handlers.delete(id);
+        this.failers.delete(id);
+      };
+      const fail = (err: Error): void => {
+        done();
+        if (!this.closedWith) this.publish({ t: 'cancel', id });
+        reject(err);
+      };
+      this.failers.set(id, fail);
+      this.handlers.set(id, (f) => {
+        try {
+          armIdle();
+          const { env } = f;
+          if (env.t === 'error') throw new FedgeError(env.code ?? 'E_CONNECTION', env.message ?? 'model download refused');
+          if (!header) {
+            if (env.t !== 'model') throw connError(`model download: expected the header first, got "${env.t}"`);
+            header = parseOrThrow(modelHeaderSchema, env.msg, 'model_header') as ModelHeaderMsg;
+            if (header.totalBytes > MAX_MODEL_BYTES) throw connError(`model of ${header.totalBytes} bytes exceeds this agent's limit of ${MAX_MODEL_BYTES}`);
+            asm = new ChunkAssembler(header.totalBytes);
+            hash = modelHasher(header.topologyJson, header.tensors as never);
+            acks = new AckSchedule(header.totalBytes);
+            return;
+          }
+          if (env.t === 'chunk') {
+            asm!.push(env.offset ?? -1, f.body);
+            hash!.update(f.body);
+            if (acks!.due(asm!.bytesReceived)) this.publish({ t: 'ack', id, offset: asm!.bytesReceived });
+            return;
+          }
+          if (env.t !== 'end') throw connError(`model download: unexpected "${env.t}"`);
+          const bytes = asm!.finish();
+          done();
+          resolve({ header, bytes, sha256: hash!.digest('hex') });
+        } catch (err) {
+          fail(err as Error);
+        }
+      });
+      armIdle();
+      this.publish({ t: 'fetch', id, msg: req });
+    });
+  }
+
+  async submit(header: ResultHeaderMsg, payload: Uint8Array): Promise<SubmitReplyMsg> {
+    await this.ready;
+    const id = this.newId();
+    // Closed until the coordinator grants the first window: it may be waiting for a free staging slot.
+    const window = new SendWindow(undefined, false);
+    let replied = false;
+    const reply = new Promise<SubmitReplyMsg>((resolve, reject) => {
+      const done = (): void => {
+        replied = true;
+        this.handlers.delete(id);
+        this.failers.delete(id);
+      };
+      const fail = (err: Error): void => {
+        done();
+        window.fail(err);
+        reject(err);
+      };
+      this.failers.set(id, fail);
+      this.handlers.set(id, ({ env }) => {
+        try {
+          if (env.t === 'ack') return window.ack(env.offset ?? 0);
+          if (env.t === 'error') throw new FedgeError(env.code ?? 'E_CONNECTION', env.message ?? 'upload refused');
+          if (env.t !== 'reply') throw connError(`upload: unexpected "${env.t}"`);
+          const r = parseOrThrow(submitReplySchema, env.msg, 'submit_reply');
+          done();
+          // The coordinator replies early when it rejects an upload; the sender stops at its next reserve.
+          window.fail(connError('upload answered'));
+          resolve(r);
+        } catch (err) {
+          fail(err as Error);
+        }
+      });
+    });
+    this.publish({ t: 'submit', id, msg: header });
+    void (async () => {
+      try {
+        for (const { offset, data } of chunkBytes(payload, CHUNK_BYTES)) {
+          await window.reserve(offset + data.byteLength);
+          if (replied) return;
+          this.publish({ t: 'chunk', id, offset }, data);
+        }
+        if (payload.byteLength === 0) await window.reserve(0);
+        if (!replied) this.publish({ t: 'end', id });
+      } catch {
+        // The reply (or the failure) already settled the promise.
+      }
+    })();
+    return reply;
+  }
+
+  close(): void {
+    if (this.closedWith) return;
+    // A clean MQTT disconnect discards the will, so say goodbye explicitly: the coordinator detaches at once.
+    if (this.client.connected) this.publish({ t: 'gone' });
+    this.shutdown(connError('connection closed'));
+    this.client.end(false);
+  }
+
+  private newId(): string {
+    return `r${++this.nextId}`;
+  }
+
+  /** Sends a request and resolves with its first reply (or rejects with the coordinator's error). */
+  private async call(t: 'join' | 'tasks', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
+    await this.ready;
+    const id = this.newId();
+    return new Promise<MqttFrame>((resolve, reject) => {
+      const timer = setTimeout(() => fail(connError(`no reply to ${t} within ${timeoutMs / 1000} s: is the coordinator connected to this broker?`)), timeoutMs);
+      const fail = (err: Error): void => {
+        clearTimeout(timer);
+        this.handlers.delete(id);
+        this.failers.delete(id);
+        reject(err);
+      };
+      this.failers.set(id, fail);
+      this.handlers.set(id, (f) => {
+        clearTimeout(timer);
+        this.handlers.delete(id);
+        this.failers.delete(id);
+        if (f.env.t === 'error') reject(new FedgeError(f.env.code ?? 'E_CONNECTION', f.env.message ?? `${t} refused`));
+        else resolve(f);
+      });
+      this.publish({ ...env, t, id });
+    });
+  }
+
+  private publish(env: MqttEnvelope, body?: Uint8Array): void {
+    this.client.publish(mqttTopics.requests(this.clientId), encodeFrame(env, body), { qos: 1 }, (err) => {
+      if (err && !this.closedWith) log.debug({ err: err.message, t: env.t }, 'publish failed');
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    let f: MqttFrame;
+    try {
+      f = decodeFrame(payload);
+    } catch (err) {
+      log.warn({ topic, err: (err as Error).message }, 'dropped a malformed MQTT frame');
+      return;
+    }
+    if (topic === mqttTopics.status) {
+      if (f.env.t === 'status' && f.env.online === false) this.shutdown(connError('the coordinator went offline'));
+      return;
+    }
+    if (topic === mqttTopics.tasks(this.clientId)) {
+      // Like the end of a gRPC task stream: the Agent re-joins.
+      if (f.env.t === 'close') return this.endTasks(null);
+      if (f.env.t !== 'task') return;
+      const r = taskSchema.safeParse(f.env.msg);
+      if (!r.success) return log.warn({ err: r.error.message }, 'dropped a malformed task');
+      this.taskQueue.push(r.data as unknown as TaskMsg);
+      this.wakeTasks();
+      return;
+    }
+    const h = f.env.id !== undefined ? this.handlers.get(f.env.id) : undefined;
+    if (h) h(f);
+  }
+
+  private endTasks(err: Error | null): void {
+    if (this.taskEnd === undefined) this.taskEnd = err;
+    this.wakeTasks();
+  }
+
+  private wakeTasks(): void {
+    const w = this.taskWake;
+    this.taskWake = undefined;
+    w?.();
+  }
+
+  /** Fails everything in flight; returns the error for convenience. */
+  private shutdown(err: Error): Error {
+    if (this.closedWith) return this.closedWith;
+    this.closedWith = err;
+    for (const fail of [...this.failers.values()]) fail(err);
+    this.endTasks(err);
+    return err;
+  }
+}

@@ -1,0 +1,418 @@
+/**
+ * The K3s Helm chart (deploy/k3s/fedge): `helm lint`, `helm template` with default values and with overrides,
+ * and checks on the rendered objects (security contexts, tokens, listeners, persistence, schema errors).
+ *
+ * Needs .tools/bin/helm: `bash scripts/install-helm.sh` (CI runs it before `npm test`). Without it every test
+ * fails with "run scripts/install-helm.sh" instead of being skipped.
+ *
+ * The rendered YAML is turned into JSON by helm itself (no YAML dependency): a throwaway chart whose only
+ * template reads the rendered manifests from a file, parses each document with `fromYaml` and prints a v1 List
+ * with `toJson`.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HELM = path.join(ROOT, '.tools/bin/helm');
+const CHART = path.join(ROOT, 'deploy/k3s/fedge');
+const RELEASE = 'fedge';
+const NAMESPACE = 'edge-ml';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = Record<string, any>;
+
+let work: string;
+let converter: string;
+
+const MISSING_HELM = `helm not found at ${path.relative(ROOT, HELM)}: run scripts/install-helm.sh`;
+
+function helm(args: string[]): { status: number; stdout: string; stderr: string } {
+  if (!existsSync(HELM)) throw new Error(MISSING_HELM);
+  const r = spawnSync(HELM, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, HELM_CACHE_HOME: path.join(work, 'cache'), HELM_CONFIG_HOME: path.join(work, 'config'), HELM_DATA_HOME: path.join(work, 'data') } });
+  if (r.error) throw r.error;
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `--set`-style overrides plus an optional values file (for lists and maps). */
+interface Overrides {
+  set?: string[];
+  setString?: string[];
+  values?: Obj;
+}
+
+let valuesFiles = 0;
+function overrideArgs(o: Overrides = {}): string[] {
+  const args: string[] = [];
+  if (o.values) {
+    const file = path.join(work, `values-${valuesFiles++}.json`);
+    writeFileSync(file, JSON.stringify(o.values)); // JSON is YAML
+    args.push('-f', file);
+  }
+  for (const s of o.set ?? []) args.push('--set', s);
+  for (const s of o.setString ?? []) args.push('--set-string', s);
+  return args;
+}
+
+function template(o: Overrides = {}): { status: number; stdout: string; stderr: string } {
+  return helm(['template', RELEASE, CHART, '--namespace', NAMESPACE, ...overrideArgs(o)]);
+}
+
+/** Multi-document YAML -> objects, parsed by helm's own fromYaml. */
+function yamlToObjects(yamlText: string): Obj[] {
+  writeFileSync(path.join(converter, 'input.yaml'), yamlText);
+  const r = helm(['template', 'y2j', converter]);
+  if (r.status !== 0) throw new Error(`yaml->json conversion failed: ${r.stderr}`);
+  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+  if (!line) throw new Error(`yaml->json conversion printed no JSON:\n${r.stdout}`);
+  return (JSON.parse(line) as { items: Obj[] }).items;
+}
+
+function render(o: Overrides = {}): Obj[] {
+  const r = template(o);
+  if (r.status !== 0) throw new Error(`helm template failed (${JSON.stringify(o)}):\n${r.stderr}`);
+  return yamlToObjects(r.stdout);
+}
+
+const find = (objs: Obj[], kind: string, name?: string): Obj[] => objs.filter((x) => x.kind === kind && (name === undefined || x.metadata?.name === name));
+function one(objs: Obj[], kind: string, name: string): Obj {
+  const found = find(objs, kind, name);
+  expect(found, `${kind}/${name} in ${objs.map((x) => `${x.kind}/${x.metadata?.name}`).join(', ')}`).toHaveLength(1);
+  return found[0]!;
+}
+const workloads = (objs: Obj[]): Obj[] => objs.filter((x) => ['StatefulSet', 'DaemonSet', 'Deployment', 'Job', 'CronJob'].includes(x.kind));
+const podSpec = (w: Obj): Obj => (w.kind === 'CronJob' ? w.spec.jobTemplate.spec.template.spec : w.spec.template.spec);
+const containersOf = (w: Obj): Obj[] => [...(podSpec(w).initContainers ?? []), ...podSpec(w).containers];
+const container = (w: Obj, name: string): Obj => {
+  const c = podSpec(w).containers.find((x: Obj) => x.name === name);
+  expect(c, `container ${name} in ${w.kind}/${w.metadata.name}`).toBeDefined();
+  return c;
+};
+
+/** The flags (--x) a CLI's help lists. */
+function cliFlags(script: string, ...args: string[]): Set<string> {
+  const r = spawnSync(process.execPath, [path.join(ROOT, script), ...args, '--help'], { encoding: 'utf8' });
+  expect(r.status, `${script} ${args.join(' ')} --help: ${r.stderr}`).toBe(0);
+  return new Set(r.stdout.match(/--[a-z][a-z0-9-]*/g) ?? []);
+}
+
+/** Every render the security and token checks run on. */
+const VARIANTS: Record<string, Overrides> = {
+  defaults: {},
+  existingSecret: { set: ['auth.existingSecret=my-fedge-tokens', 'auth.joinTokenKey=join', 'auth.adminTokenKey=admin'] },
+  serviceMonitor: { set: ['serviceMonitor.enabled=true', 'agent.metrics.enabled=true'], values: { serviceMonitor: { labels: { release: 'kube-prometheus-stack' } } } },
+  serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
+  everything: {
+    set: [
+      'auth.joinToken=join-s3cret-value',
+      'auth.adminToken=admin-s3cret-value',
+      'serviceMonitor.enabled=true',
+      'agent.serving.enabled=true',
+      'agent.metrics.enabled=true',
+      'networkPolicy.enabled=true',
+      'coordinator.persistence.size=50Gi',
+      'coordinator.service.type=NodePort',
+      'coordinator.service.nodePort=30070',
+      'agent.data=csv:/data/local.csv',
+      'agent.dataVolume.type=hostPath',
+      'agent.dataVolume.hostPath.path=/srv/fedge',
+    ],
+    setString: ['agent.nodeSelector.node-role\\.kubernetes\\.io/edge=true'],
+    values: { agent: { tolerations: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' }], extraArgs: ['--holdout', '0.2'] } },
+  },
+};
+
+/** The render of one of VARIANTS, made on first use (so that without helm each test fails with MISSING_HELM). */
+const cache = new Map<string, Obj[]>();
+function rendered(name: keyof typeof VARIANTS): Obj[] {
+  if (!cache.has(name)) cache.set(name, render(VARIANTS[name]!));
+  return cache.get(name)!;
+}
+const allRendered = (): Array<[string, Obj[]]> => Object.keys(VARIANTS).map((name) => [name, rendered(name)]);
+
+beforeAll(() => {
+  work = mkdtempSync(path.join(tmpdir(), 'fedge-chart-'));
+  converter = path.join(work, 'y2j');
+  mkdirSync(path.join(converter, 'templates'), { recursive: true });
+  writeFileSync(path.join(converter, 'Chart.yaml'), 'apiVersion: v2\nname: y2j\nversion: 0.0.0\n');
+  writeFileSync(
+    path.join(converter, 'templates', 'out.yaml'),
+    [
+      '{{- $items := list }}',
+      '{{- range $doc := regexSplit "(?m)^---[ \\t]*$" (.Files.Get "input.yaml") -1 }}',
+      '{{- $o := fromYaml $doc }}',
+      '{{- if hasKey $o "Error" }}{{ fail (printf "YAML parse error: %s in:\\n%s" $o.Error $doc) }}{{ end }}',
+      '{{- if $o }}{{ $items = append $items $o }}{{ end }}',
+      '{{- end }}',
+      '{{ dict "apiVersion" "v1" "kind" "List" "items" $items | toJson }}',
+      '',
+    ].join('\n'),
+  );
+});
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+const names = {
+  coordinator: `${RELEASE}-coordinator`,
+  agent: `${RELEASE}-agent`,
+  secret: `${RELEASE}-tokens`,
+  sa: RELEASE,
+};
+
+describe('helm chart deploy/k3s/fedge', () => {
+  it('passes helm lint --strict, with default values and with every override set', () => {
+    const lint = helm(['lint', '--strict', CHART, '--namespace', NAMESPACE]);
+    expect(lint.status, lint.stdout + lint.stderr).toBe(0);
+    expect(lint.stdout).toMatch(/0 chart\(s\) failed/);
+    expect(lint.stdout).not.toMatch(/\[(ERROR|WARNING)\]/);
+    for (const [name, o] of Object.entries(VARIANTS)) {
+      const r = helm(['lint', '--strict', CHART, '--namespace', NAMESPACE, ...overrideArgs(o)]);
+      expect(r.status, `${name}: ${r.stdout}${r.stderr}`).toBe(0);
+    }
+  });
+
+  it('has appVersion = the root package.json version', () => {
+    const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    const chart = readFileSync(path.join(CHART, 'Chart.yaml'), 'utf8');
+    expect(chart).toMatch(/^apiVersion: v2$/m);
+    expect(chart.match(/^appVersion:\s*"?([^"\s]+)"?\s*$/m)?.[1]).toBe(version);
+    const sts = one(rendered('defaults'), 'StatefulSet', names.coordinator);
+    expect(container(sts, 'coordinator').image).toBe(`fedge:${version}`);
+  });
+
+  it('renders by default: ServiceAccount, token Secret, coordinator StatefulSet + Services, agent DaemonSet; nothing optional', () => {
+    const objs = rendered('defaults');
+    const kinds = objs.map((x) => `${x.kind}/${x.metadata.name}`).sort();
+    expect(kinds).toEqual(
+      [
+        `DaemonSet/${names.agent}`,
+        `Secret/${names.secret}`,
+        `Service/${names.coordinator}`,
+        `Service/${names.coordinator}-headless`,
+        `ServiceAccount/${names.sa}`,
+        `StatefulSet/${names.coordinator}`,
+      ].sort(),
+    );
+    for (const x of objs) {
+      expect(x.metadata.namespace, `${x.kind}/${x.metadata.name}`).toBe(NAMESPACE);
+      expect(x.metadata.labels['app.kubernetes.io/instance']).toBe(RELEASE);
+      expect(x.metadata.labels['app.kubernetes.io/managed-by']).toBe('Helm');
+    }
+  });
+
+  it('runs every pod non-root, read-only, without privilege escalation or capabilities, with seccomp and no API token', () => {
+    for (const [variant, objs] of allRendered()) {
+      const sa = one(objs, 'ServiceAccount', names.sa);
+      expect(sa.automountServiceAccountToken).toBe(false);
+      expect(workloads(objs).length, variant).toBeGreaterThan(0);
+      for (const w of workloads(objs)) {
+        const where = `${variant}: ${w.kind}/${w.metadata.name}`;
+        const spec = podSpec(w);
+        expect(spec.automountServiceAccountToken, where).toBe(false);
+        expect(spec.serviceAccountName, where).toBe(names.sa);
+        expect(spec.hostNetwork ?? false, where).toBe(false);
+        expect(spec.hostPID ?? false, where).toBe(false);
+        expect(spec.securityContext, where).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } });
+        expect(spec.terminationGracePeriodSeconds, where).toBeGreaterThan(0);
+        for (const c of containersOf(w)) {
+          const at = `${where} container ${c.name}`;
+          expect(c.securityContext, at).toMatchObject({
+            runAsNonRoot: true,
+            runAsUser: 1000,
+            readOnlyRootFilesystem: true,
+            allowPrivilegeEscalation: false,
+            seccompProfile: { type: 'RuntimeDefault' },
+          });
+          expect(c.securityContext.privileged ?? false, at).toBe(false);
+          expect(c.securityContext.capabilities.drop, at).toContain('ALL');
+          expect(c.securityContext.capabilities.add ?? [], at).toEqual([]);
+          // read-only root filesystem: /tmp is a writable emptyDir
+          const tmp = (c.volumeMounts ?? []).find((m: Obj) => m.mountPath === '/tmp');
+          expect(tmp, at).toBeDefined();
+          expect(spec.volumes.find((v: Obj) => v.name === tmp.name)?.emptyDir, at).toBeDefined();
+          expect(c.resources?.requests, at).toBeDefined();
+        }
+      }
+    }
+  });
+
+  it('passes tokens only as env from secretKeyRef, never as args or plain values', () => {
+    for (const [variant, objs] of allRendered()) {
+      const secretName = variant === 'existingSecret' ? 'my-fedge-tokens' : names.secret;
+      const keys = variant === 'existingSecret' ? { join: 'join', admin: 'admin' } : { join: 'join-token', admin: 'admin-token' };
+      for (const w of workloads(objs)) {
+        for (const c of containersOf(w)) {
+          const at = `${variant}: ${w.kind}/${w.metadata.name} container ${c.name}`;
+          const argv = [...(c.command ?? []), ...(c.args ?? [])].join(' ');
+          expect(argv, at).not.toMatch(/token|s3cret/i);
+          const tokens = (c.env ?? []).filter((e: Obj) => /TOKEN/.test(e.name));
+          for (const e of tokens) {
+            expect(e.value, `${at} ${e.name}`).toBeUndefined();
+            expect(e.valueFrom?.secretKeyRef?.name, `${at} ${e.name}`).toBe(secretName);
+          }
+          const join = tokens.find((e: Obj) => e.name === 'FEDGE_JOIN_TOKEN');
+          expect(join?.valueFrom.secretKeyRef.key, at).toBe(keys.join);
+          const admin = tokens.find((e: Obj) => e.name === 'FEDGE_ADMIN_TOKEN');
+          if (w.kind === 'StatefulSet') expect(admin?.valueFrom.secretKeyRef.key, at).toBe(keys.admin);
+          else expect(admin, `${at}: agents do not get the admin token`).toBeUndefined();
+        }
+      }
+      expect(JSON.stringify(workloads(objs)), variant).not.toMatch(/s3cret/);
+    }
+    // existingSecret: the chart creates no Secret
+    expect(find(rendered('existingSecret'), 'Secret')).toEqual([]);
+    // chart-created Secret: given tokens, base64 in data; generated ones are 32 characters
+    const given = one(rendered('everything'), 'Secret', names.secret);
+    expect(Buffer.from(given.data['join-token'], 'base64').toString()).toBe('join-s3cret-value');
+    expect(Buffer.from(given.data['admin-token'], 'base64').toString()).toBe('admin-s3cret-value');
+    const generated = one(rendered('defaults'), 'Secret', names.secret);
+    for (const key of ['join-token', 'admin-token']) expect(Buffer.from(generated.data[key], 'base64').toString()).toMatch(/^[A-Za-z0-9]{32}$/);
+  });
+
+  it('runs the coordinator as a one-replica StatefulSet with its data dir on a local-path PVC', () => {
+    const objs = rendered('defaults');
+    const sts = one(objs, 'StatefulSet', names.coordinator);
+    expect(sts.spec.replicas).toBe(1);
+    expect(sts.spec.serviceName).toBe(`${names.coordinator}-headless`);
+    const c = container(sts, 'coordinator');
+    expect(c.command).toEqual(['fedge']);
+    expect(c.args.slice(0, 7)).toEqual(['serve', '--listen', '0.0.0.0:7070', '--data-dir', '/data', '--metrics', '0.0.0.0:9464']);
+    const claims = sts.spec.volumeClaimTemplates;
+    expect(claims).toHaveLength(1);
+    expect(claims[0].metadata.name).toBe('data');
+    expect(claims[0].spec).toMatchObject({ storageClassName: 'local-path', accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '10Gi' } } });
+    expect(c.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data' });
+    expect(podSpec(sts).volumes.find((v: Obj) => v.name === 'data'), 'data comes from the claim, not a pod volume').toBeUndefined();
+    expect(c.ports.map((p: Obj) => [p.name, p.containerPort])).toEqual([['grpc', 7070], ['metrics', 9464]]);
+    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) expect(c[probe]?.tcpSocket?.port, probe).toBe('grpc');
+    expect(podSpec(sts).terminationGracePeriodSeconds).toBe(60);
+
+    const svc = one(objs, 'Service', names.coordinator);
+    expect(svc.spec.type).toBe('ClusterIP');
+    expect(svc.spec.ports.map((p: Obj) => [p.name, p.port, p.targetPort])).toEqual([['grpc', 7070, 'grpc'], ['metrics', 9464, 'metrics']]);
+    expect(svc.spec.selector).toEqual(sts.spec.selector.matchLabels);
+    expect(sts.spec.template.metadata.labels).toMatchObject(sts.spec.selector.matchLabels);
+
+    const big = one(rendered('everything'), 'StatefulSet', names.coordinator);
+    expect(big.spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('50Gi');
+    expect(one(rendered('everything'), 'Service', names.coordinator).spec.ports[0]).toMatchObject({ nodePort: 30070 });
+    // persistence off: an emptyDir, no claim
+    const eph = one(render({ set: ['coordinator.persistence.enabled=false'] }), 'StatefulSet', names.coordinator);
+    expect(eph.spec.volumeClaimTemplates).toBeUndefined();
+    expect(podSpec(eph).volumes.find((v: Obj) => v.name === 'data')?.emptyDir).toBeDefined();
+  });
+
+  it('runs one agent per node, named after the node, pointed at the coordinator Service, listening on nothing by default', () => {
+    const ds = one(rendered('defaults'), 'DaemonSet', names.agent);
+    const c = container(ds, 'agent');
+    expect(c.command).toEqual(['fedge-agent']);
+    const args: string[] = c.args;
+    expect(args.slice(0, 4)).toEqual(['--coordinator', `grpc://${names.coordinator}.${NAMESPACE}.svc:7070`, '--name', '$(NODE_NAME)']);
+    expect(args[args.indexOf('--data') + 1]).toBe('mnist');
+    expect(c.env.find((e: Obj) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath).toBe('spec.nodeName');
+    expect(JSON.stringify(c.args)).not.toContain('0.0.0.0');
+    expect(args).not.toContain('--serve');
+    expect(args).not.toContain('--metrics');
+    expect(c.ports).toBeUndefined();
+    expect(find(rendered('defaults'), 'Service', names.agent)).toEqual([]);
+    // the coordinator Service the agents dial exists and serves that port
+    expect(one(rendered('defaults'), 'Service', names.coordinator).spec.ports[0].port).toBe(7070);
+
+    // edge nodes, tolerations, hostPath data, extra args
+    const edge = one(rendered('everything'), 'DaemonSet', names.agent);
+    const spec = podSpec(edge);
+    expect(spec.nodeSelector).toEqual({ 'node-role.kubernetes.io/edge': 'true' });
+    expect(spec.tolerations).toEqual([{ key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' }]);
+    const ec = container(edge, 'agent');
+    expect(ec.args[ec.args.indexOf('--data') + 1]).toBe('csv:/data/local.csv');
+    expect(ec.args.slice(-2)).toEqual(['--holdout', '0.2']);
+    expect(ec.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data', readOnly: true });
+    expect(spec.volumes.find((v: Obj) => v.name === 'data')?.hostPath).toEqual({ path: '/srv/fedge', type: 'Directory' });
+  });
+
+  it('serves the global model on 0.0.0.0:8080 behind a Service only when agent.serving.enabled', () => {
+    const objs = rendered('serving');
+    const c = container(one(objs, 'DaemonSet', names.agent), 'agent');
+    const args: string[] = c.args;
+    expect(args.slice(args.indexOf('--serve'), args.indexOf('--serve') + 4)).toEqual(['--serve', '0.0.0.0:8080', '--serve-name', 'mnist']);
+    expect(args).not.toContain('--metrics');
+    expect(c.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/v2/health/ready', port: 'http' });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/v2/health/live', port: 'http' });
+    const svc = one(objs, 'Service', names.agent);
+    expect(svc.spec.ports.map((p: Obj) => [p.name, p.port, p.targetPort])).toEqual([['http', 8080, 'http']]);
+    expect(svc.spec.selector['app.kubernetes.io/component']).toBe('agent');
+  });
+
+  it('uses only flags the CLIs really have', () => {
+    const serve = cliFlags('packages/coordinator/dist/cli/main.js', 'serve');
+    const agent = cliFlags('packages/edge-agent/dist/cli/main.js');
+    for (const [variant, objs] of allRendered()) {
+      const coordArgs: string[] = container(one(objs, 'StatefulSet', names.coordinator), 'coordinator').args;
+      for (const a of coordArgs.filter((x) => x.startsWith('--'))) expect(serve.has(a), `${variant}: fedge serve ${a}`).toBe(true);
+      const agentArgs: string[] = container(one(objs, 'DaemonSet', names.agent), 'agent').args;
+      for (const a of agentArgs.filter((x) => x.startsWith('--'))) expect(agent.has(a), `${variant}: fedge-agent ${a}`).toBe(true);
+    }
+  });
+
+  it('creates ServiceMonitors for the coordinator (and agents with metrics) when serviceMonitor.enabled', () => {
+    const objs = rendered('serviceMonitor');
+    const sm = one(objs, 'ServiceMonitor', names.coordinator);
+    expect(sm.apiVersion).toBe('monitoring.coreos.com/v1');
+    expect(sm.metadata.labels.release).toBe('kube-prometheus-stack');
+    expect(sm.spec.endpoints).toEqual([expect.objectContaining({ port: 'metrics', path: '/metrics' })]);
+    expect(sm.spec.namespaceSelector).toEqual({ matchNames: [NAMESPACE] });
+    const svc = one(objs, 'Service', names.coordinator);
+    expect(svc.metadata.labels).toMatchObject(sm.spec.selector.matchLabels);
+    expect(svc.spec.ports.map((p: Obj) => p.name)).toContain('metrics');
+    // agent metrics: a Service with the metrics port and its own ServiceMonitor
+    const agentSm = one(objs, 'ServiceMonitor', names.agent);
+    const agentSvc = one(objs, 'Service', names.agent);
+    expect(agentSvc.metadata.labels).toMatchObject(agentSm.spec.selector.matchLabels);
+    expect(agentSvc.spec.ports.map((p: Obj) => [p.name, p.port])).toEqual([['metrics', 9465]]);
+    const args: string[] = container(one(objs, 'DaemonSet', names.agent), 'agent').args;
+    expect(args[args.indexOf('--metrics') + 1]).toBe('0.0.0.0:9465');
+    expect(find(rendered('defaults'), 'ServiceMonitor')).toEqual([]);
+  });
+
+  it('restricts ingress with NetworkPolicies when networkPolicy.enabled', () => {
+    const objs = rendered('everything');
+    const coord = one(objs, 'NetworkPolicy', names.coordinator);
+    expect(coord.spec.policyTypes).toEqual(['Ingress']);
+    const grpc = coord.spec.ingress.find((r: Obj) => r.ports[0].port === 'grpc');
+    expect(grpc.from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'fedge', 'app.kubernetes.io/instance': RELEASE, 'app.kubernetes.io/component': 'agent' } } }]);
+    expect(one(objs, 'NetworkPolicy', names.agent).spec.ingress.map((r: Obj) => r.ports[0].port)).toEqual(['http', 'metrics']);
+    expect(one(render({ set: ['networkPolicy.enabled=true'] }), 'NetworkPolicy', names.agent).spec.ingress).toEqual([]);
+    expect(find(rendered('defaults'), 'NetworkPolicy')).toEqual([]);
+  });
+
+  it('rejects wrong types and unknown keys with a schema error', () => {
+    const cases: Array<[Overrides, RegExp]> = [
+      [{ set: ['coordinator.replicas=two'] }, /\/coordinator\/replicas.*want integer/],
+      [{ set: ['coordinator.replicas=2'] }, /\/coordinator\/replicas/],
+      [{ set: ['coordinatr.enabled=true'] }, /additional properties 'coordinatr' not allowed/],
+      [{ set: ['coordinator.replica=1'] }, /at '\/coordinator'.*additional properties 'replica' not allowed/],
+      [{ set: ['agent.serving.enable=true'] }, /at '\/agent\/serving'.*additional properties 'enable' not allowed/],
+      [{ set: ['agent.serving.enabled=yes'] }, /\/agent\/serving\/enabled.*want boolean/],
+      [{ set: ['serviceMonitor.enabled=true', 'serviceMonitor.intervl=1m'] }, /additional properties 'intervl' not allowed/],
+      [{ set: ['agent.dataVolume.type=nfs'] }, /\/agent\/dataVolume\/type/],
+      [{ set: ['agent.data=s3://bucket/x'] }, /\/agent\/data/],
+      [{ set: ['coordinator.persistence.size=lots'] }, /\/coordinator\/persistence\/size/],
+    ];
+    for (const [o, message] of cases) {
+      const r = template(o);
+      expect(r.status, `${JSON.stringify(o)} should fail`).not.toBe(0);
+      expect(r.stderr, JSON.stringify(o)).toMatch(/values don't meet the specifications of the schema/);
+      expect(r.stderr.replace(/\n/g, ' '), JSON.stringify(o)).toMatch(message);
+    }
+    // a missing claim name for a PVC data volume is caught by the template
+    const pvc = template({ set: ['agent.dataVolume.type=persistentVolumeClaim'] });
+    expect(pvc.status).not.toBe(0);
+    expect(pvc.stderr).toMatch(/set agent.dataVolume.persistentVolumeClaim.claimName/);
+  });
+});
