@@ -59,17 +59,24 @@ export function startProcess(script: string, args: string[], env: Record<string,
   };
 }
 
-/** Starts `fedge serve` on an ephemeral loopback port and returns its address. */
-export async function startCoordinator(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Proc & { address: string }> {
+/**
+ * Starts `fedge serve` on an ephemeral loopback port and returns its address. MQTT stays off unless `extraArgs`
+ * ask for it (e.g. `--mqtt-listen 127.0.0.1:0`): tests must not grab the machine's default port 1883.
+ */
+export async function startCoordinator(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Proc & { address: string; mqttUrl?: string }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fedge-e2e-'));
-  const p = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs], env);
+  const mqtt = extraArgs.some((a) => a.startsWith('--mqtt') || a === '--no-mqtt') ? [] : ['--no-mqtt'];
+  const p = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...mqtt, ...extraArgs], env);
   const line = await p.waitFor(/coordinator ready on/);
   const address = /ready on ([\d.]+:\d+)/.exec(line)![1]!;
-  return { ...p, address };
+  const mqttUrl = /MQTT broker on (mqtt:\/\/[\d.]+:\d+)/.exec(p.output())?.[1];
+  return { ...p, address, ...(mqttUrl ? { mqttUrl } : {}) };
 }
 
-export function startAgent(address: string, args: string[]): Proc {
-  return startProcess(FEDGE_AGENT, ['--coordinator', `grpc://${address}`, '--data', 'mnist', ...args]);
+/** `address`: HOST:PORT of the gRPC listener, or a full URL (mqtt://HOST:PORT) to pick another transport. */
+export function startAgent(address: string, args: string[], env: Record<string, string> = {}): Proc {
+  const url = /^[a-z]+:\/\//.test(address) ? address : `grpc://${address}`;
+  return startProcess(FEDGE_AGENT, ['--coordinator', url, '--data', 'mnist', ...args], env);
 }
 
 /** Runs a fedge CLI command to completion and returns its exit code and output. */
