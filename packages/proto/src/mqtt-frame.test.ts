@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AckSchedule, MQTT_FRAME_VERSION, MQTT_WINDOW_BYTES, SendWindow, decodeFrame, encodeFrame } from './mqtt-frame.js';
+import { AckSchedule, MQTT_FRAME_VERSION, MQTT_WINDOW_BYTES, SendWindow, decodeFrame, encodeFrame, mqttQos } from './mqtt-frame.js';
 import { CHUNK_BYTES } from './grpc-loader.js';
 
 describe('mqtt framing', () => {
@@ -12,6 +12,11 @@ describe('mqtt framing', () => {
     expect([...f.body]).toEqual([0, 1, 2, 255]);
     expect(f.body.buffer).toBe(buf.buffer);
     expect(decodeFrame(encodeFrame({ t: 'gone' })).body.byteLength).toBe(0);
+  });
+
+  it('sends transfers at QoS 0 and everything else at QoS 1', () => {
+    expect((['model', 'chunk', 'end', 'ack'] as const).map(mqttQos)).toEqual([0, 0, 0, 0]);
+    expect((['join', 'tasks', 'fetch', 'submit', 'reply', 'error', 'task', 'close', 'gone', 'cancel', 'status'] as const).map(mqttQos)).toEqual(Array(11).fill(1));
   });
 
   it('rejects malformed frames with the failing part named', () => {

@@ -32,6 +32,17 @@ export const MQTT_MESSAGE_TYPES = [
 ] as const;
 export type MqttMessageType = (typeof MQTT_MESSAGE_TYPES)[number];
 
+/**
+ * A transfer (model header, chunks, end, acks) travels at QoS 0: all its messages share one topic and one QoS, so the
+ * broker keeps them in order, and the receiver checks every offset, the total size (and, for models, the sha256) and
+ * gives up after a silence, so a message a broker dropped fails the transfer visibly instead of corrupting it. QoS 1
+ * per chunk cost 2-3x the throughput (puback bookkeeping in broker and clients; bench/mqtt.mjs). Requests, replies
+ * and tasks, which nothing else would notice missing, use QoS 1.
+ */
+export function mqttQos(t: MqttMessageType): 0 | 1 {
+  return t === 'model' || t === 'chunk' || t === 'end' || t === 'ack' ? 0 : 1;
+}
+
 /** Correlation id of a request; every reply, chunk and ack of that exchange carries it. */
 export const mqttRequestIdSchema = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, 'letters, digits, _ and - only');
 

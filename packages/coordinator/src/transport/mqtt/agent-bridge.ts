@@ -14,6 +14,7 @@ import {
   encodeFrame,
   fetchModelRequestSchema,
   joinRequestSchema,
+  mqttQos,
   mqttTopics,
   parseOrThrow,
   resultHeaderSchema,
@@ -93,7 +94,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
   });
 
   const send = (topic: string, env: MqttEnvelope, body?: Uint8Array): void => {
-    client.publish(topic, encodeFrame(env, body), { qos: 1 }, (err) => {
+    client.publish(topic, encodeFrame(env, body), { qos: mqttQos(env.t) }, (err) => {
       if (err) log.debug({ topic, t: env.t, err: err.message }, 'publish failed');
     });
   };

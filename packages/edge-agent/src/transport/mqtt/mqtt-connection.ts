@@ -13,6 +13,7 @@ import {
   encodeFrame,
   modelHasher,
   modelHeaderSchema,
+  mqttQos,
   mqttTopics,
   newAgentClientId,
   parseOrThrow,
@@ -275,7 +276,7 @@ export class MqttConnection implements CoordinatorConnection {
   }
 
   private publish(env: MqttEnvelope, body?: Uint8Array): void {
-    this.client.publish(mqttTopics.requests(this.clientId), encodeFrame(env, body), { qos: 1 }, (err) => {
+    this.client.publish(mqttTopics.requests(this.clientId), encodeFrame(env, body), { qos: mqttQos(env.t) }, (err) => {
       if (err && !this.closedWith) log.debug({ err: err.message, t: env.t }, 'publish failed');
     });
   }
