@@ -30,10 +30,13 @@ COPY packages/edge-agent/package.json packages/edge-agent/
 # wasm backend (SIMD, with fedge's training kernels), the same on amd64 and arm64.
 RUN npm ci --ignore-scripts
 COPY packages/ packages/
+# Compile, drop dev dependencies and sources; onnxruntime-node also ships macOS and Windows binaries (~220 MB)
+# that a Linux container never loads.
 RUN npx tsc -b \
  && npm prune --omit=dev --ignore-scripts \
  && npm cache clean --force \
- && rm -rf packages/*/src packages/*/tsconfig.json packages/*/dist/.tsbuildinfo
+ && rm -rf packages/*/src packages/*/tsconfig.json packages/*/dist/.tsbuildinfo \
+ && rm -rf node_modules/onnxruntime-node/bin/napi-v*/darwin node_modules/onnxruntime-node/bin/napi-v*/win32
 
 # ---- runtime: node, the compiled packages, production node_modules; runs as uid 1000 ----
 FROM ${NODE_IMAGE}
