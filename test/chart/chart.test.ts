@@ -105,6 +105,7 @@ const VARIANTS: Record<string, Overrides> = {
   existingSecret: { set: ['auth.existingSecret=my-fedge-tokens', 'auth.joinTokenKey=join', 'auth.adminTokenKey=admin'] },
   serviceMonitor: { set: ['serviceMonitor.enabled=true', 'agent.metrics.enabled=true'], values: { serviceMonitor: { labels: { release: 'kube-prometheus-stack' } } } },
   serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
+  mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
   everything: {
     set: [
       'auth.joinToken=join-s3cret-value',
@@ -281,7 +282,7 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(sts.spec.serviceName).toBe(`${names.coordinator}-headless`);
     const c = container(sts, 'coordinator');
     expect(c.command).toEqual(['fedge']);
-    expect(c.args.slice(0, 7)).toEqual(['serve', '--listen', '0.0.0.0:7070', '--data-dir', '/data', '--metrics', '0.0.0.0:9464']);
+    expect(c.args).toEqual(['serve', '--listen', '0.0.0.0:7070', '--data-dir', '/data', '--metrics', '0.0.0.0:9464', '--no-mqtt']);
     const claims = sts.spec.volumeClaimTemplates;
     expect(claims).toHaveLength(1);
     expect(claims[0].metadata.name).toBe('data');
@@ -391,6 +392,22 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(find(rendered('defaults'), 'NetworkPolicy')).toEqual([]);
   });
 
+  it('exposes the embedded MQTT broker and points agents at it only with coordinator.mqtt.enabled + agent.transport=mqtt', () => {
+    const objs = rendered('mqtt');
+    const coordArgs: string[] = container(one(objs, 'StatefulSet', names.coordinator), 'coordinator').args;
+    expect(coordArgs.slice(coordArgs.indexOf('--mqtt-listen'), coordArgs.indexOf('--mqtt-listen') + 2)).toEqual(['--mqtt-listen', '0.0.0.0:1883']);
+    expect(coordArgs).not.toContain('--no-mqtt');
+    expect(one(objs, 'Service', names.coordinator).spec.ports.map((p: Obj) => [p.name, p.port])).toEqual([['grpc', 7070], ['mqtt', 1883], ['metrics', 9464]]);
+    const agentArgs: string[] = container(one(objs, 'DaemonSet', names.agent), 'agent').args;
+    expect(agentArgs[agentArgs.indexOf('--coordinator') + 1]).toBe(`mqtt://${names.coordinator}.${NAMESPACE}.svc:1883`);
+    const agentRule = one(objs, 'NetworkPolicy', names.coordinator).spec.ingress[0];
+    expect(agentRule.ports.map((p: Obj) => p.port)).toEqual(['grpc', 'mqtt']);
+    // without the broker the agents cannot use MQTT
+    const r = template({ set: ['agent.transport=mqtt'] });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/agent.transport is mqtt: set coordinator.mqtt.enabled=true/);
+  });
+
   it('rejects wrong types and unknown keys with a schema error', () => {
     const cases: Array<[Overrides, RegExp]> = [
       [{ set: ['coordinator.replicas=two'] }, /\/coordinator\/replicas.*want integer/],
@@ -402,6 +419,8 @@ describe('helm chart deploy/k3s/fedge', () => {
       [{ set: ['serviceMonitor.enabled=true', 'serviceMonitor.intervl=1m'] }, /additional properties 'intervl' not allowed/],
       [{ set: ['agent.dataVolume.type=nfs'] }, /\/agent\/dataVolume\/type/],
       [{ set: ['agent.data=s3://bucket/x'] }, /\/agent\/data/],
+      [{ set: ['agent.coordinatorAddress=http://coord:7070'] }, /\/agent\/coordinatorAddress/],
+      [{ set: ['agent.transport=amqp'] }, /\/agent\/transport/],
       [{ set: ['coordinator.persistence.size=lots'] }, /\/coordinator\/persistence\/size/],
     ];
     for (const [o, message] of cases) {

@@ -103,6 +103,8 @@ Coordinator address for the agents.
 {{- define "fedge.coordinatorAddress" -}}
 {{- if .Values.agent.coordinatorAddress }}
 {{- .Values.agent.coordinatorAddress }}
+{{- else if eq .Values.agent.transport "mqtt" }}
+{{- printf "mqtt://%s.%s.svc:%d" (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.mqtt.port) }}
 {{- else }}
 {{- printf "grpc://%s.%s.svc:%d" (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.port) }}
 {{- end }}
