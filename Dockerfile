@@ -68,8 +68,9 @@ RUN printf '%s\n' \
  && mkdir -p /data && chown 1000:1000 /data
 USER 1000:1000
 VOLUME ["/data"]
-# 7070 coordinator gRPC, 9464 Prometheus metrics, 8080 agent KServe-v2 inference (all opt-in by flags)
-EXPOSE 7070 9464 8080
+# 7070 coordinator gRPC, 1883 coordinator MQTT broker, 9464 Prometheus metrics, 8080 agent KServe-v2 inference
+# (each only when asked for by a flag)
+EXPOSE 7070 1883 9464 8080
 # Node runs as PID 1 (the entrypoint execs it); fedge serve and fedge-agent handle SIGTERM themselves.
 ENTRYPOINT ["docker-entrypoint.sh"]
 CMD ["fedge", "--help"]
