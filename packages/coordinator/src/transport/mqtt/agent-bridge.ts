@@ -1,6 +1,7 @@
 /** MQTT agent transport: maps join, tasks, model downloads and result uploads on per-client topics onto the Coordinator. */
 import { randomBytes } from 'node:crypto';
-import { connect, type MqttClient } from 'mqtt';
+import type { Duplex } from 'node:stream';
+import { MqttClient, connect, type IClientOptions } from 'mqtt';
 import {
   AckSchedule,
   CHUNK_BYTES,
@@ -39,6 +40,8 @@ export interface MqttBridgeOptions {
   url: string;
   username?: string;
   password?: string;
+  /** A stream into a broker in this process (the embedded one) instead of a socket to `url`. */
+  stream?: () => Duplex;
 }
 
 export interface MqttBridgeHandle {
@@ -80,7 +83,13 @@ const errorEnvelope = (id: string, err: unknown): MqttEnvelope => ({
 
 export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOptions): Promise<MqttBridgeHandle> {
   const peers = new Map<string, Peer>();
-  const client: MqttClient = connect(opts.url, {
+  /**
+   * Clients already gone. The embedded broker reports a disconnect at once, possibly before that client's last
+   * messages reach this subscriber: one of them must not re-create the peer (a task channel to nobody would hold its
+   * round until the deadline). Agents use a fresh client id per connection, so a departed id never comes back.
+   */
+  const departed = new Set<string>();
+  const clientOpts: IClientOptions = {
     clientId: `fedge-coordinator-${randomBytes(6).toString('hex')}`,
     ...(opts.username !== undefined ? { username: opts.username } : {}),
     ...(opts.password !== undefined ? { password: opts.password } : {}),
@@ -91,7 +100,9 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     connectTimeout: 10_000,
     // Agents watch this retained status: when the coordinator dies they re-join instead of waiting for tasks forever.
     will: { topic: mqttTopics.status, payload: encodeFrame({ t: 'status', online: false }), qos: 1, retain: true },
-  });
+  };
+  const stream = opts.stream;
+  const client: MqttClient = stream ? new MqttClient(() => stream(), clientOpts) : connect(opts.url, clientOpts);
 
   const send = (topic: string, env: MqttEnvelope, body?: Uint8Array): void => {
     client.publish(topic, encodeFrame(env, body), { qos: mqttQos(env.t) }, (err) => {
@@ -113,6 +124,8 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
   };
 
   const gone = (clientId: string, reason: string): void => {
+    departed.add(clientId);
+    if (departed.size > 10_000) departed.delete(departed.values().next().value!);
     const peer = peers.get(clientId);
     if (!peer) return;
     peers.delete(clientId);
@@ -267,7 +280,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
 
   const onMessage = (topic: string, payload: Buffer): void => {
     const clientId = clientIdOfRequestTopic(topic);
-    if (!clientId) return;
+    if (!clientId || departed.has(clientId)) return;
     let f: MqttFrame;
     try {
       f = decodeFrame(payload);

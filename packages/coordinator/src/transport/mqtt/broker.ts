@@ -1,5 +1,6 @@
 /** The embedded MQTT broker (aedes) of `fedge serve`: agents admitted by join token, each confined to its own topics. */
 import { createServer, type Server } from 'node:net';
+import { Duplex } from 'node:stream';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { MQTT_COORDINATOR_USERNAME, agentMayPublish, agentMaySubscribe, isAgentClientId } from '@fedge/proto';
@@ -21,6 +22,11 @@ export interface EmbeddedBroker {
   localUrl: string;
   /** Credentials only this process knows: the coordinator's client is the only one allowed every topic. */
   coordinatorCredentials: { username: string; password: string };
+  /**
+   * A connection into the broker inside this process, for the coordinator's own client: one TCP hop, one MQTT
+   * encode and one parse less per chunk than going through the listening socket.
+   */
+  connectInProcess(): Duplex;
   /** Called when an agent client disconnects, however it went (its will covers the same for external brokers). */
   onClientGone(fn: (clientId: string) => void): void;
   close(): Promise<void>;
@@ -89,10 +95,42 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     localUrl: `mqtt://${local}:${port}`,
     coordinatorCredentials: { username: MQTT_COORDINATOR_USERNAME, password: secret },
     onClientGone: (fn) => void goneListeners.push(fn),
+    connectInProcess: () => {
+      const [ours, theirs] = duplexPair();
+      broker.handle(theirs);
+      return ours;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         broker.close(() => server.close(() => resolve()));
         setTimeout(resolve, 2000).unref();
       }),
   };
+}
+
+/**
+ * Two connected in-memory duplex streams (Node 20 has no stream.duplexPair). No backpressure between them: every
+ * transfer through the broker is already bounded by its credit window (mqtt-frame.ts).
+ */
+function duplexPair(): [Duplex, Duplex] {
+  const make = (peer: () => Duplex): Duplex =>
+    new Duplex({
+      write(chunk: Buffer, _enc, cb) {
+        peer().push(chunk);
+        cb();
+      },
+      final(cb) {
+        peer().push(null);
+        cb();
+      },
+      read() {},
+      destroy(err, cb) {
+        const p = peer();
+        if (!p.destroyed) p.destroy();
+        cb(err);
+      },
+    });
+  const a: Duplex = make(() => b);
+  const b: Duplex = make(() => a);
+  return [a, b];
 }

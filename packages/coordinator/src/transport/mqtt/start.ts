@@ -53,7 +53,7 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
   }
   let bridge: MqttBridgeHandle;
   try {
-    bridge = await startMqttBridge(coord, { url: broker.localUrl, ...broker.coordinatorCredentials });
+    bridge = await startMqttBridge(coord, { url: broker.localUrl, ...broker.coordinatorCredentials, stream: () => broker.connectInProcess() });
   } catch (err) {
     await broker.close();
     throw err;
