@@ -352,7 +352,10 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
   client.on('error', (err) => log.warn({ broker: redactUrl(opts.url), err: err.message }, 'MQTT broker connection error'));
 
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new FedgeError('E_CONNECTION', `MQTT broker ${redactUrl(opts.url)} not reachable within 10 s`)), 10_000);
+    const t = setTimeout(() => {
+      client.end(true); // or it keeps retrying and holds the process open
+      reject(new FedgeError('E_CONNECTION', `MQTT broker ${redactUrl(opts.url)} not reachable within 10 s`));
+    }, 10_000);
     client.once('connect', () => {
       clearTimeout(t);
       resolve();
