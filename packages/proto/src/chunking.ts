@@ -11,32 +11,55 @@ export function* chunkBytes(bytes: Uint8Array, size = CHUNK_BYTES): Generator<{ 
   }
 }
 
-/** Receives chunks of a payload of known size into a caller-provided buffer (or one it allocates). */
-export class ChunkAssembler {
+/** Checks, without touching the bytes, that chunks of a payload of known size arrive in order, no gap, overlap or excess. */
+export class ChunkSequence {
   private received = 0;
-  readonly buffer: Uint8Array;
-  constructor(readonly totalBytes: number, buffer?: Uint8Array) {
-    this.buffer = buffer ?? new Uint8Array(totalBytes);
-    if (this.buffer.byteLength < totalBytes) throw new RangeError('buffer smaller than payload');
-  }
-  /** Accepts the next chunk; chunks must arrive in order with no gap or overlap. */
-  push(offset: number, data: Uint8Array): void {
+  constructor(readonly totalBytes: number) {}
+  /** Accepts the next chunk's position and length, or throws (bad_offset, oversized). */
+  next(offset: number, length: number): void {
     if (offset !== this.received)
       throw new RejectedUpdateError('bad_offset', `chunk.offset: expected ${this.received}, got ${offset}`);
-    if (this.received + data.byteLength > this.totalBytes)
+    if (this.received + length > this.totalBytes)
       throw new RejectedUpdateError('oversized', `payload exceeds the declared total_bytes ${this.totalBytes}`);
-    this.buffer.set(data, offset);
-    this.received += data.byteLength;
+    this.received += length;
   }
   get bytesReceived(): number {
     return this.received;
   }
-  /** Throws unless every declared byte arrived. */
-  finish(): Uint8Array {
+  /** Throws (truncated) unless every declared byte arrived. */
+  end(): void {
     if (this.received !== this.totalBytes)
       throw new RejectedUpdateError('truncated', `payload truncated: received ${this.received} of ${this.totalBytes} bytes`);
+  }
+}
+
+/** Receives chunks of a payload of known size into a caller-provided buffer (or one it allocates). */
+export class ChunkAssembler {
+  private readonly seq: ChunkSequence;
+  readonly buffer: Uint8Array;
+  constructor(readonly totalBytes: number, buffer?: Uint8Array) {
+    this.buffer = buffer ?? new Uint8Array(totalBytes);
+    if (this.buffer.byteLength < totalBytes) throw new RangeError('buffer smaller than payload');
+    this.seq = new ChunkSequence(totalBytes);
+  }
+  /** Accepts the next chunk; chunks must arrive in order with no gap or overlap. */
+  push(offset: number, data: Uint8Array): void {
+    this.seq.next(offset, data.byteLength);
+    this.buffer.set(data, offset);
+  }
+  get bytesReceived(): number {
+    return this.seq.bytesReceived;
+  }
+  /** Throws unless every declared byte arrived. */
+  finish(): Uint8Array {
+    this.seq.end();
     return this.buffer.subarray(0, this.totalBytes);
   }
+}
+
+/** What modelDigest hashes before the weight bytes: topology and tensor specs (name, dtype, shape). */
+export function modelDigestPrefix(topologyJson: string, tensors: readonly TensorSpec[]): string {
+  return `${topologyJson}\n${JSON.stringify(tensors.map((t) => [t.name, t.dtype, t.shape]))}\n`;
 }
 
 /**
@@ -44,12 +67,7 @@ export class ChunkAssembler {
  * arrives, so the digest is done when the last chunk is, instead of another pass over the assembled payload.
  */
 export function modelHasher(topologyJson: string, tensors: readonly TensorSpec[]): Hash {
-  const h = createHash('sha256');
-  h.update(topologyJson);
-  h.update('\n');
-  h.update(JSON.stringify(tensors.map((t) => [t.name, t.dtype, t.shape])));
-  h.update('\n');
-  return h;
+  return createHash('sha256').update(modelDigestPrefix(topologyJson, tensors));
 }
 
 /** Content digest of a model: topology, tensor specs and weight bytes, so any change to either changes it. */

@@ -3,11 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import {
   CHANNEL_OPTIONS,
   CHUNK_BYTES,
-  ChunkAssembler,
   FedgeError,
   chunkBytes,
   loadServices,
-  modelHasher,
   modelHeaderSchema,
   parseOrThrow,
   type ChunkMsg,
@@ -19,8 +17,8 @@ import {
   type SubmitReplyMsg,
   type TaskMsg,
 } from '@fedge/proto';
-import type { Hash } from 'node:crypto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
+import { ModelReceivers, type ModelReceiver } from './model-receiver.js';
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
@@ -38,6 +36,7 @@ const wrap = (err: grpc.ServiceError): ConnectionError => new ConnectionError(er
 
 export class GrpcConnection implements CoordinatorConnection {
   private readonly client: AnyClient;
+  private readonly receivers = new ModelReceivers();
 
   constructor(target: string) {
     const { AgentService } = loadServices();
@@ -70,38 +69,39 @@ export class GrpcConnection implements CoordinatorConnection {
     return new Promise((resolve, reject) => {
       const call = this.client.FetchModel!(req) as grpc.ClientReadableStream<ChunkMsg>;
       let header: ModelHeaderMsg | undefined;
-      let asm: ChunkAssembler | undefined;
-      let hash: Hash | undefined;
+      let rx: ModelReceiver | undefined;
+      let failed = false;
       const fail = (err: unknown): void => {
+        failed = true;
+        rx?.drop();
         call.cancel();
         reject(err);
       };
       call.on('data', (c: ChunkMsg) => {
+        if (failed) return;
         try {
           if (!header) {
             if (!c.header) throw new ConnectionError('model stream: the first chunk carries no header');
             header = parseOrThrow(modelHeaderSchema, c.header, 'model_header') as ModelHeaderMsg;
             if (header.totalBytes > MAX_MODEL_BYTES) throw new ConnectionError(`model of ${header.totalBytes} bytes exceeds this agent's limit of ${MAX_MODEL_BYTES}`);
-            asm = new ChunkAssembler(header.totalBytes);
-            hash = modelHasher(header.topologyJson, header.tensors as never);
+            rx = this.receivers.start(header.topologyJson, header.tensors as never, header.totalBytes);
           }
-          if (c.data.byteLength) {
-            asm!.push(c.offset, c.data);
-            // Hashing each chunk only after push accepted it keeps the digest over exactly the assembled bytes.
-            hash!.update(c.data);
-          }
+          // The receiver checks order and size, and hashes exactly the bytes it assembles; it may take over
+          // c.data's buffer, so nothing reads c after this.
+          if (c.data.byteLength) rx!.push(c.offset, c.data);
         } catch (err) {
           fail(err);
         }
       });
-      call.on('error', (err: grpc.ServiceError) => reject(wrap(err)));
+      call.on('error', (err: grpc.ServiceError) => {
+        rx?.drop();
+        reject(wrap(err));
+      });
       call.on('end', () => {
-        try {
-          if (!header || !asm || !hash) throw new ConnectionError('model stream ended without a header');
-          resolve({ header, bytes: asm.finish(), sha256: hash.digest('hex') });
-        } catch (err) {
-          reject(err);
-        }
+        if (failed) return;
+        if (!header || !rx) return reject(new ConnectionError('model stream ended without a header'));
+        const h = header;
+        rx.finish().then(({ bytes, sha256 }) => resolve({ header: h, bytes, sha256 }), reject);
       });
     });
   }
@@ -135,5 +135,6 @@ export class GrpcConnection implements CoordinatorConnection {
 
   close(): void {
     this.client.close();
+    this.receivers.close();
   }
 }
