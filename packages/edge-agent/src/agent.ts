@@ -21,6 +21,8 @@ export interface AgentOptions {
   simulate?: SimulationOptions;
   /** With `--serve`: every global version the agent hears of is verified, exported to ONNX and served. */
   serving?: GlobalModelServer;
+  /** Runs the tasks (its worker's backend is `backend`); default: one with `simulate.slowdown` and the `auto` backend. */
+  executor?: TaskExecutor;
 }
 
 /** Makes an agent behave like a slow or flaky device. */
@@ -46,7 +48,7 @@ export class Agent {
   private readonly faultRng: () => number;
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
-    this.executor = new TaskExecutor(data, opts.simulate?.slowdown ?? 1);
+    this.executor = opts.executor ?? new TaskExecutor(data, { slowdown: opts.simulate?.slowdown ?? 1 });
     // Seeded per agent (createRng mixes the seed, so agents seeded 1, 2, 3... draw independent faults).
     this.faultRng = createRng(opts.simulate?.seed ?? 1);
   }
@@ -77,6 +79,8 @@ export class Agent {
     this.stopped = true;
     this.current?.ctl.abort(new Error('agent stopping'));
     this.streamCancel?.();
+    // The training worker goes with the agent (a task still running was just aborted).
+    void this.executor.close();
   }
 
   private async session(conn: CoordinatorConnection, onJoined: () => void): Promise<number> {

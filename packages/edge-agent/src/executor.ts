@@ -1,6 +1,8 @@
-/** Runs one task: fetch and verify the global model, evaluate it on the held-out split, train, return the delta. */
+/** Runs one task: fetch and verify the global model, evaluate it on the held-out split, train (in a worker thread), return the delta. */
+import { Worker } from 'node:worker_threads';
 import {
   ErrorFeedback,
+  FedgeError,
   ValidationError,
   bytesToFloat32,
   modelDigest,
@@ -8,13 +10,12 @@ import {
   type ResultHeaderMsg,
   type TaskMsg,
 } from '@fedge/proto';
-import type { tf } from '@fedge/ml';
-
-type LayersModel = tf.LayersModel;
+import type { BackendInfo, BackendPreference, Dataset } from '@fedge/ml';
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
 import { codecOf, packUpdate } from './privacy.js';
+import type { EvalMetrics, FromWorker, ToWorker } from './train-worker.js';
 
 const log = moduleLogger('executor');
 
@@ -34,51 +35,180 @@ export interface CachedModel { runId: string; version: number; sha256: string; h
 
 export interface Session { agentId: string; sessionToken: string }
 
-/** Keeps one built tfjs model per topology so rounds only swap weights. */
+export interface ExecutorOptions {
+  /** Simulated device slowness: training time is multiplied by this factor. */
+  slowdown?: number;
+  /** tfjs backend the training worker initialises (default `auto`: FEDGE_BACKEND, then the fastest available). */
+  backend?: BackendPreference;
+}
+
+/** The training worker died (crash, exit, out of memory) or could not start; the next task starts a fresh one. */
+export class TrainingWorkerError extends Error {
+  override readonly name = 'TrainingWorkerError';
+}
+
+type TaskToWorker = Extract<ToWorker, { type: 'task' }>;
+type WorkerResult = Extract<FromWorker, { type: 'result' }>;
+
+/**
+ * One worker thread with tfjs, its backend and the local data. tfjs kernels are synchronous, so on the agent's
+ * own thread every batch would stall the inference server, gRPC keepalives and task messages (seconds per step on
+ * big models); here they only occupy the worker.
+ */
+class TrainWorker {
+  readonly ready: Promise<BackendInfo>;
+  /** Set once the worker is unusable: every later task fails with it and the executor replaces the worker. */
+  dead: Error | undefined;
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (r: WorkerResult) => void; reject: (e: Error) => void; signal: AbortSignal; onAbort: () => void }>();
+  private settleReady: { resolve: (b: BackendInfo) => void; reject: (e: Error) => void } | undefined;
+
+  constructor(data: LocalData, backend: BackendPreference) {
+    // Resolved next to this module, so it works from dist/ (the compiled train-worker.js sits beside executor.js).
+    this.worker = new Worker(new URL('./train-worker.js', import.meta.url), { name: 'fedge-train' });
+    // Idle, the worker must not keep the process alive; it is ref'd while a task runs.
+    this.worker.unref();
+    this.ready = new Promise<BackendInfo>((resolve, reject) => (this.settleReady = { resolve, reject }));
+    this.ready.catch(() => undefined); // a worker that dies before anyone awaits `ready` is not an unhandled rejection
+    this.worker.on('message', (m: FromWorker) => this.onMessage(m));
+    this.worker.on('error', (err) => this.fail(new TrainingWorkerError(`training worker crashed: ${err.message}`)));
+    this.worker.on('exit', (code) => this.fail(new TrainingWorkerError(`training worker exited (code ${code})`)));
+    // Copies, transferred: the main thread keeps its split (the join reports its size, `--serve-activations static`
+    // calibrates on it, a replacement worker needs it again), and slice() drops views onto larger buffers.
+    const copy = (d: Dataset): Dataset => ({ ...d, x: d.x.slice(), y: d.y.slice() });
+    const train = copy(data.train), holdout = copy(data.holdout);
+    const msg: ToWorker = { type: 'init', backend, train, holdout };
+    this.worker.postMessage(msg, [train.x.buffer, train.y.buffer, holdout.x.buffer, holdout.y.buffer] as ArrayBuffer[]);
+  }
+
+  /** Evaluates (and with `t.train`, trains) on the worker; `t.weights` is transferred, so pass a buffer nobody else holds. */
+  async task(t: Omit<TaskToWorker, 'type' | 'id'>, signal: AbortSignal): Promise<WorkerResult> {
+    await this.ready;
+    if (this.dead) throw this.dead;
+    signal.throwIfAborted();
+    const id = this.nextId++;
+    return new Promise<WorkerResult>((resolve, reject) => {
+      // trainLocal checks its signal between batches, so the worker stops within one batch of this message.
+      const onAbort = (): void => this.worker.postMessage({ type: 'abort', id } satisfies ToWorker);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.pending.set(id, { resolve, reject, signal, onAbort });
+      this.worker.ref();
+      const msg: ToWorker = { type: 'task', id, ...t };
+      this.worker.postMessage(msg, [t.weights.buffer as ArrayBuffer]);
+    });
+  }
+
+  terminate(): Promise<number> {
+    this.dead ??= new TrainingWorkerError('training worker stopped');
+    return this.worker.terminate();
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'ready':
+        this.settleReady?.resolve(m.backend);
+        return;
+      case 'init-error':
+        this.fail(m.code ? new FedgeError(m.code, m.message) : new TrainingWorkerError(`training worker could not start: ${m.message}`));
+        void this.worker.terminate();
+        return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.settle(m.id);
+    if (m.type === 'result') return p.resolve(m);
+    if (m.aborted) return p.reject(p.signal.reason instanceof Error ? p.signal.reason : new Error('task aborted'));
+    if (m.validation) return p.reject(new ValidationError(m.message));
+    // Not a bad input: tfjs or the wasm heap may be in a bad state, so this worker takes no more tasks.
+    const err = new TrainingWorkerError(`training failed in the worker: ${m.message}`);
+    this.fail(err);
+    void this.worker.terminate();
+    p.reject(err);
+  }
+
+  private settle(id: number): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    p.signal.removeEventListener('abort', p.onAbort);
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.worker.unref();
+  }
+
+  private fail(err: Error): void {
+    this.dead ??= err;
+    this.settleReady?.reject(this.dead);
+    for (const [id, p] of [...this.pending]) {
+      this.settle(id);
+      p.reject(this.dead);
+    }
+  }
+}
+
+/** Runs tasks one at a time; evaluation and training happen in a worker thread that keeps one built tfjs model per topology. */
 export class TaskExecutor {
   private cached: CachedModel | undefined;
-  private model: { topologyJson: string; model: LayersModel } | undefined;
+  private trainer: TrainWorker | undefined;
   /** Error-feedback residual of the run this agent last trained for (one run at a time keeps memory at one model). */
   private feedback: { runId: string; ef: ErrorFeedback } | undefined;
+  private readonly slowdown: number;
+  private readonly backendPref: BackendPreference;
 
-  /** @param slowdown simulated device slowness: training time is multiplied by this factor */
-  constructor(private readonly data: LocalData, private readonly slowdown = 1) {}
+  constructor(private readonly data: LocalData, opts: ExecutorOptions = {}) {
+    this.slowdown = opts.slowdown ?? 1;
+    this.backendPref = opts.backend ?? 'auto';
+  }
+
+  /**
+   * Starts the training worker (if none is running) and resolves with the tfjs backend it initialised: the backend
+   * the agent reports. Tasks call this themselves; call it early to fail fast and to learn the backend.
+   */
+  start(): Promise<BackendInfo> {
+    return this.worker().ready;
+  }
+
+  /** Terminates the training worker; a task still running fails. A later task starts a new worker. */
+  async close(): Promise<void> {
+    const w = this.trainer;
+    this.trainer = undefined;
+    await w?.terminate();
+  }
 
   /**
    * Runs the task. `onAccepted` (train results with error feedback) keeps the residual of what was sent: call it once
    * the coordinator accepted the result, so a rejected or lost upload does not count as sent.
    */
   async run(task: TaskMsg, conn: CoordinatorConnection, s: Session, signal: AbortSignal): Promise<{ header: ResultHeaderMsg; payload: Uint8Array; onAccepted?: () => void }> {
-    const ml = await import('@fedge/ml');
     const global = await this.fetch(task, conn, s);
-    const model = await this.modelFor(global);
-    ml.setWeights(model, global.weights);
+    const c = task.config;
+    const train = task.kind !== 'evaluate';
+    const r = await this.worker().task({
+      topologyJson: global.header.topologyJson,
+      tensors: global.header.tensors,
+      // A copy goes (transferred, not cloned again): the cached global stays here for the delta and for serving.
+      weights: global.weights.slice(),
+      ...(train ? { train: { epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed } } : {}),
+    }, signal);
 
     const metrics: Record<string, number> = {};
-    if (this.data.holdout.n > 0) {
-      const ev = await ml.evaluate(model, this.data.holdout);
+    const ev: EvalMetrics | undefined = r.eval;
+    if (ev) {
       metrics.eval_loss = ev.loss;
       metrics.eval_accuracy = ev.accuracy;
       metrics.eval_examples = ev.numExamples;
     }
     const base = { agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion };
-    if (task.kind === 'evaluate') {
+    if (!train) {
       return { header: { ...base, kind: 'evaluate', numExamples: 0, tensors: [], totalBytes: 0, encoding: '', metrics }, payload: new Uint8Array(0) };
     }
-    const c = task.config;
-    const tr = await ml.trainLocal(model, this.data.train, {
-      epochs: c.epochs,
-      batchSize: c.batchSize,
-      learningRate: c.learningRate,
-      seed: c.seed,
-      signal,
-    });
+    const tr = r.train, weights = r.weights;
+    if (!tr || !weights) throw new TrainingWorkerError('training worker returned no weights for a train task');
     if (this.slowdown > 1) await abortableSleep((this.slowdown - 1) * tr.seconds * 1000, signal);
     metrics.train_loss = tr.loss;
     metrics.train_accuracy = tr.accuracy;
     metrics.train_seconds = tr.seconds;
     metrics.samples_per_sec = tr.samplesPerSec;
-    const { weights } = ml.getWeights(model);
+    if (weights.length !== global.weights.length) throw new TrainingWorkerError(`training worker returned ${weights.length} weights, the model has ${global.weights.length}`);
     // Send the delta: it is what FedAvg averages, and what compression and clipping will act on.
     const delta = new Float32Array(weights.length);
     for (let i = 0; i < weights.length; i++) delta[i] = weights[i]! - global.weights[i]!;
@@ -102,6 +232,17 @@ export class TaskExecutor {
     };
   }
 
+  /** The live training worker; a dead one (crashed, failed, closed) is replaced by a fresh one. */
+  private worker(): TrainWorker {
+    if (this.trainer?.dead) {
+      log.warn({ reason: this.trainer.dead.message }, 'starting a new training worker');
+      void this.trainer.terminate();
+      this.trainer = undefined;
+    }
+    this.trainer ??= new TrainWorker(this.data, this.backendPref);
+    return this.trainer;
+  }
+
   private feedbackFor(runId: string): ErrorFeedback {
     if (this.feedback?.runId !== runId) this.feedback = { runId, ef: new ErrorFeedback() };
     return this.feedback.ef;
@@ -123,14 +264,4 @@ export class TaskExecutor {
     this.cached = { runId: task.runId, version: task.modelVersion, sha256: digest, header, weights: bytesToFloat32(bytes) };
     return this.cached;
   }
-
-  private async modelFor(g: CachedModel): Promise<LayersModel> {
-    if (this.model?.topologyJson === g.header.topologyJson) return this.model.model;
-    const ml = await import('@fedge/ml');
-    this.model?.model.dispose();
-    const model = await ml.modelFromBlob({ topology: JSON.parse(g.header.topologyJson), tensors: g.header.tensors as never, weights: g.weights });
-    this.model = { topologyJson: g.header.topologyJson, model };
-    return model;
-  }
 }
-

@@ -1,6 +1,6 @@
 /** @fedge/edge-agent: the agent daemon, its task executor and the coordinator connection interface. */
 export { Agent, AGENT_VERSION, type AgentOptions } from './agent.js';
-export { TaskExecutor } from './executor.js';
+export { TaskExecutor, TrainingWorkerError, type ExecutorOptions } from './executor.js';
 export { loadLocalData, type DataOptions, type LocalData } from './data.js';
 export type { CoordinatorConnection, TaskStream } from './transport/connection.js';
 export { GrpcConnection } from './transport/grpc/grpc-connection.js';

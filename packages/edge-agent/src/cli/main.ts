@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { FedgeError, grpcTarget, parseHostPort } from '@fedge/proto';
 import { Agent } from '../agent.js';
+import { TaskExecutor } from '../executor.js';
 import { loadLocalData } from '../data.js';
 import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
 import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js';
@@ -109,9 +110,6 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     if (!o.data) program.error("error: required option '--data <spec>' not specified");
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
     const connect = coordinatorConnector(o.coordinator, joinToken);
-    const ml = await import('@fedge/ml');
-    const backend = await ml.initBackend(o.backend);
-    logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend: ${backend.note}`);
     const data = await loadLocalData({
       spec: o.data,
       partition: o.partition,
@@ -122,6 +120,12 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
       ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
     });
     logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n }, 'local data ready');
+    // Training runs in the executor's worker thread; the backend it initialised is the one the agent reports.
+    const executor = new TaskExecutor(data, { backend: o.backend, ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}) });
+    const backend = await executor.start();
+    logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend (training worker): ${backend.note}`);
+    // Static int8 calibration of served versions runs tfjs on this thread (once per version, not per request).
+    if (o.serve && o.serveActivations === 'static') await (await import('@fedge/ml')).initBackend(o.backend);
     const serving = o.serve
       ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, data.train)
       : undefined;
@@ -143,6 +147,7 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     const m = metrics;
     const agent = new Agent(() => (m ? m.instrument(connect()) : connect()), data, {
       ...(serving ? { serving } : {}),
+      executor,
       name: o.name,
       backend: backend.name,
       ...(joinToken ? { joinToken } : {}),

@@ -1,0 +1,97 @@
+/** Worker thread of TaskExecutor: owns the tfjs backend and model, evaluates and trains so the agent's event loop never waits on a kernel. */
+import { parentPort } from 'node:worker_threads';
+import * as ml from '@fedge/ml';
+import type { BackendInfo, BackendPreference, Dataset, TrainResult, tf } from '@fedge/ml';
+import { FedgeError, ValidationError, type TensorSpecMsg } from '@fedge/proto';
+
+/** Main thread -> worker. */
+export type ToWorker =
+  /** Once per worker, first message: the backend to initialise and the local data (buffers transferred). */
+  | { type: 'init'; backend: BackendPreference; train: Dataset; holdout: Dataset }
+  /** One per task; `weights` (the global model) is transferred. Train settings absent: evaluate only. */
+  | {
+      type: 'task';
+      id: number;
+      topologyJson: string;
+      tensors: TensorSpecMsg[];
+      weights: Float32Array;
+      train?: { epochs: number; batchSize: number; learningRate: number; seed: number };
+    }
+  /** Stop task `id`: trainLocal checks between batches, so training ends within one batch. */
+  | { type: 'abort'; id: number };
+
+export interface EvalMetrics { loss: number; accuracy: number; numExamples: number }
+
+/** Worker -> main thread. */
+export type FromWorker =
+  | { type: 'ready'; backend: BackendInfo }
+  | { type: 'init-error'; message: string; code?: string }
+  /** `weights` (the trained model, transferred) and `train` come with train tasks only. */
+  | { type: 'result'; id: number; eval?: EvalMetrics; train?: TrainResult; weights?: Float32Array }
+  /**
+   * `validation`: the task's inputs were wrong (ValidationError), the worker is fine. `aborted`: the task was stopped.
+   * Anything else may have left tfjs (or the wasm heap) in a bad state, so the main thread replaces the worker.
+   */
+  | { type: 'error'; id: number; message: string; validation: boolean; aborted: boolean };
+
+const port = parentPort;
+if (port) {
+  let data: { train: Dataset; holdout: Dataset } | undefined;
+  let cached: { topologyJson: string; model: tf.LayersModel } | undefined;
+  const running = new Map<number, AbortController>();
+  const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+
+  async function runTask(m: Extract<ToWorker, { type: 'task' }>): Promise<void> {
+    const ctl = new AbortController();
+    running.set(m.id, ctl);
+    try {
+      if (!data) throw new Error('training worker: task before init');
+      if (cached?.topologyJson !== m.topologyJson) {
+        // One built model per topology: rounds of the same run only swap weights, as before the worker.
+        cached?.model.dispose();
+        cached = undefined;
+        const model = await ml.modelFromBlob({ topology: JSON.parse(m.topologyJson) as unknown, tensors: m.tensors as never, weights: m.weights });
+        cached = { topologyJson: m.topologyJson, model };
+      }
+      const model = cached.model;
+      ml.setWeights(model, m.weights);
+      const ev = data.holdout.n > 0 ? await ml.evaluate(model, data.holdout) : undefined;
+      if (!m.train) return send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}) });
+      ctl.signal.throwIfAborted();
+      const tr = await ml.trainLocal(model, data.train, { ...m.train, signal: ctl.signal });
+      const { weights } = ml.getWeights(model);
+      send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}), train: tr, weights }, [weights.buffer as ArrayBuffer]);
+    } catch (err) {
+      send({
+        type: 'error',
+        id: m.id,
+        message: err instanceof Error ? err.message : String(err),
+        validation: err instanceof ValidationError,
+        aborted: ctl.signal.aborted,
+      });
+    } finally {
+      running.delete(m.id);
+    }
+  }
+
+  port.on('message', (m: ToWorker) => {
+    switch (m.type) {
+      case 'init':
+        ml.initBackend(m.backend).then(
+          (backend) => {
+            data = { train: m.train, holdout: m.holdout };
+            send({ type: 'ready', backend });
+          },
+          // The code (E_BACKEND) travels so the CLI reports a bad --backend exactly as before the worker.
+          (err: unknown) => send({ type: 'init-error', message: err instanceof Error ? err.message : String(err), ...(err instanceof FedgeError ? { code: err.code } : {}) }),
+        );
+        break;
+      case 'task':
+        void runTask(m);
+        break;
+      case 'abort':
+        running.get(m.id)?.abort(new Error('task aborted'));
+        break;
+    }
+  });
+}
