@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `fedge` CLI: coordinator lifecycle (serve, demo) and noun groups for runs and agents. */
+import { COORDINATOR_VERSION } from '../version.js';
 import { Command, CommanderError } from 'commander';
 import { FedgeError } from '@fedge/proto';
 
@@ -21,7 +22,7 @@ const { modelCommand } = await import('./commands/model.js');
 
 const program = new Command('fedge')
   .description('fedge: federated learning across fleets of edge devices')
-  .version('0.1.0')
+  .version(COORDINATOR_VERSION)
   .showHelpAfterError('(add --help for usage and examples)')
   .addHelpText(
     'after',

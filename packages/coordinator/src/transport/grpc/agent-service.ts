@@ -21,9 +21,9 @@ import type { UploadSink } from '../../engine/upload.js';
 import { toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
 import { moduleLogger } from '../../log.js';
+import { COORDINATOR_VERSION } from '../../version.js';
 
 const log = moduleLogger('grpc-agent');
-export const COORDINATOR_VERSION = '0.1.0';
 
 export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImplementation {
   return {

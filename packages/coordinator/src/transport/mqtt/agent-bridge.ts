@@ -29,9 +29,9 @@ import type { Coordinator } from '../../coordinator.js';
 import type { AgentChannel } from '../../engine/agent-registry.js';
 import type { UploadSink } from '../../engine/upload.js';
 import { moduleLogger } from '../../log.js';
+import { COORDINATOR_VERSION } from '../../version.js';
 
 const log = moduleLogger('mqtt-agent');
-export const COORDINATOR_VERSION = '0.1.0';
 /** A download whose receiver acks nothing for this long, or an upload that sends nothing, is dropped (slot freed). */
 const IDLE_TIMEOUT_MS = 60_000;
 
