@@ -47,10 +47,11 @@ export const FLOW_CONTROL_WINDOW = 16 << 20;
 export const MAX_FRAME = 2 ** 24 - 1;
 
 /**
- * Keepalive: pings every 20 s; a peer is dead after 60 s without the answer. Not less: a training step of a large
- * model blocks an agent's event loop for seconds (tfjs runs kernels synchronously), and when the loop comes back its
- * timers fire before the socket is read, so a short timeout closes healthy connections (seen with a 24M-param model on
- * a loaded 2-core machine). Dead agents are still found within a round deadline, which bounds what waits on them.
+ * Keepalive: pings every 20 s; a peer is dead after 60 s without the answer. Not less: when a process's event loop is
+ * blocked (a large model's synchronous work: packing a 100 MB update, static int8 calibration, or training on the main
+ * thread as agents did before the training worker), its timers fire before the socket is read when the loop comes
+ * back, and a short timeout closes healthy connections (seen with a 24M-param model on a loaded 2-core machine). Dead
+ * agents are still found within a round deadline, which bounds what waits on them.
  */
 const KEEPALIVE_TIME_MS = 20_000;
 const KEEPALIVE_TIMEOUT_MS = 60_000;
