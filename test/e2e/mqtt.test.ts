@@ -66,19 +66,22 @@ async function startMqttRogue(url: string, name: string, fault: 'nan' | 'size'):
 }
 
 describe('federation over MQTT (embedded broker)', () => {
-  it('3 agents complete 3 rounds of mnist-mlp and accuracy rises', async () => {
+  it('2 MQTT agents and 1 gRPC agent complete 3 rounds of mnist-mlp with int8 updates, and accuracy rises', async () => {
     const coord = await startCoordinator(MQTT);
     expect(coord.mqttUrl).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
+    // One run, two transports: the engine never knows which one an agent uses.
     const agents = [0, 1, 2].map((i) =>
-      startAgent(coord.mqttUrl!, ['--name', `mq-${i}`, '--num-partitions', '3', '--partition-id', String(i), '--seed', '1']),
+      startAgent(i < 2 ? coord.mqttUrl! : `grpc://${coord.address}`, ['--name', `${i < 2 ? 'mq' : 'grpc'}-${i}`, '--num-partitions', '3', '--partition-id', String(i), '--seed', '1']),
     );
     await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
     const res = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--rounds', '3', '--min-agents', '3',
-      '--epochs', '1', '--lr', '0.1', '--watch', '--format', 'json']);
+      '--epochs', '1', '--lr', '0.1', '--compression', 'int8', '--watch', '--format', 'json']);
     expect(res.code, res.stderr).toBe(0);
     const run = lastJson<RunJson>(res.stdout);
     expect(run.status).toBe('completed');
     expect(run.metrics.map((m) => [m.status, m.completed])).toEqual([['completed', 3], ['completed', 3], ['completed', 3]]);
+    for (const r of run.roundsDetail)
+      expect(r.participants.filter((p) => p.outcome === 'completed').map((p) => p.name).sort()).toEqual(['grpc-2', 'mq-0', 'mq-1']);
     const acc = run.metrics.map((m) => m.centralAccuracy!);
     expect(run.initialAccuracy!).toBeLessThan(0.3);
     expect(acc[0]!).toBeGreaterThan(run.initialAccuracy! + 0.3);
