@@ -3,7 +3,7 @@
 // (`flwr.server.start_server`, FedAvg) and N Flower NumPy clients (bench/flower/flower_bench.py). Each client gets
 // the global model, does (nearly) no work, uploads a full-size update weighted by 9 examples, the server averages.
 // Prints a table and writes bench/results/flower.json. Needs bench/flower/.venv: `bash bench/flower/setup.sh`.
-// Usage: node bench/flower.mjs [--models mnist-cnn,dense-24m] [--rounds 10] [--clients 10] [--only fedge|flower] [--out FILE]
+// Usage: node bench/flower.mjs [--models mnist-cnn,dense-24m] [--rounds 10] [--clients 10] [--only fedge|flower] [--fedge-agents echo|real] [--out FILE]
 //        node bench/flower.mjs --from bench/results/flower.json   (re-summarize an earlier run's raw rounds)
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +26,11 @@ const models = arg('models', 'mnist-cnn,dense-24m').split(',');
 const rounds = Number(arg('rounds', '10'));
 const clients = Number(arg('clients', '10'));
 const only = arg('only', 'fedge,flower').split(',');
+// echo: agents that only download, check the digest and upload (what the Flower clients do); real: fedge-agent
+// processes that really evaluate and train (tfjs wasm) on 9 digits each.
+const fedgeAgents = arg('fedge-agents', 'echo');
+if (!['echo', 'real'].includes(fedgeAgents)) throw new Error(`--fedge-agents: use echo or real, got ${fedgeAgents}`);
+const echoAgent = path.join(here, 'flower', 'echo-agent.mjs');
 const out = arg('out', path.join(here, 'results', 'flower.json'));
 const EXAMPLES = 9; // 9,000 bundled training digits / 1,000 iid partitions
 
@@ -118,8 +123,11 @@ async function runFedge(model, logDir) {
   try {
     await waitForPort(port, server);
     for (let i = 0; i < clients; i++) {
-      agents.push(start(process.execPath, [agentCli, '--coordinator', `grpc://${addr}`, '--data', 'mnist', '--partition', 'iid', '--num-partitions', String(Math.round(9000 / EXAMPLES)),
-        '--partition-id', String(i), '--name', `bench-${i}`], path.join(logDir, `fedge-agent-${i}.log`), { env }));
+      const argv = fedgeAgents === 'echo'
+        ? [echoAgent, addr, `bench-${i}`]
+        : [agentCli, '--coordinator', `grpc://${addr}`, '--data', 'mnist', '--partition', 'iid', '--num-partitions', String(Math.round(9000 / EXAMPLES)),
+          '--partition-id', String(i), '--name', `bench-${i}`];
+      agents.push(start(process.execPath, argv, path.join(logDir, `fedge-agent-${i}.log`), { env }));
     }
     // Start the run only once every agent has joined, so round 1 does not include agent start-up.
     const end = Date.now() + 120_000;
@@ -145,7 +153,7 @@ async function runFedge(model, logDir) {
     if (summary.status !== 'completed') throw new Error(`fedge run ended ${summary.status}: ${summary.reason ?? ''}`);
     const rs = metrics.map((m) => ({ round: m.round, status: m.status, reason: m.reason, completed: m.participants?.filter((p) => p.outcome === 'completed').length, start: Date.parse(m.startedAt) / 1000, end: Date.parse(m.endedAt) / 1000, seconds: m.seconds, aggregationMs: m.aggregationMs, participants: m.participants?.length,
       agentSeconds: m.participants?.map((p) => p.seconds), agentMetrics: m.participants?.map((p) => p.metrics), bytesSent: m.bytesSent, bytesReceived: m.bytesReceived }));
-    return { framework: 'fedge', rounds: rs, runWallSeconds: wall, serverPeakRssKiB: peakKiB, clientPeakRssKiB: agentPeaks, backends: summary.agentBackends, runId: summary.id };
+    return { framework: 'fedge', agents: fedgeAgents, rounds: rs, runWallSeconds: wall, serverPeakRssKiB: peakKiB, clientPeakRssKiB: agentPeaks, backends: summary.agentBackends, runId: summary.id };
   } finally {
     await Promise.all(agents.map(stop));
     await stop(server);
@@ -270,7 +278,7 @@ const doc = prior ? { ...prior, results, resummarizedAt: new Date().toISOString(
   date: new Date().toISOString(),
   commit,
   machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, memGiB: os.totalmem() / 2 ** 30, platform: `${os.platform()} ${os.release()}`, node: process.version, loadavgAtEnd: os.loadavg() },
-  config: { rounds, clients, examplesPerClient: EXAMPLES, fedge: { partition: 'iid', numPartitions: Math.round(9000 / EXAMPLES), epochs: 1, batchSize: 32, centralEvaluation: false, serve: '--in-memory' }, flower: { api: 'flwr.server.start_server + flwr.client.start_client (gRPC)', strategy: 'FedAvg, fraction_evaluate 0' } },
+  config: { rounds, clients, examplesPerClient: EXAMPLES, fedge: { agents: fedgeAgents, partition: 'iid', numPartitions: Math.round(9000 / EXAMPLES), epochs: 1, batchSize: 32, centralEvaluation: false, serve: '--in-memory' }, flower: { api: 'flwr.server.start_server + flwr.client.start_client (gRPC)', strategy: 'FedAvg, fraction_evaluate 0' } },
   results,
 };
 mkdirSync(path.dirname(out), { recursive: true });
