@@ -12,6 +12,15 @@ export function parseHostPort(value: string, field: string, defaultPort?: number
   return { host: m[1]!, port };
 }
 
+/**
+ * A coordinator URL for gRPC clients: grpc://HOST:PORT or bare HOST:PORT is plaintext, grpcs://HOST:PORT is TLS.
+ * `tls` is true only for grpcs:// (callers may also turn TLS on with a CA file).
+ */
+export function parseGrpcUrl(value: string, field: string, defaultPort?: number): HostPort & { tls: boolean } {
+  const tls = /^grpcs:\/\//i.test(value);
+  return { ...parseHostPort(tls ? value.replace(/^grpcs:\/\//i, '') : value, field, defaultPort), tls };
+}
+
 /** The grpc-js target string for a host and port. */
 export function grpcTarget(hp: HostPort): string {
   return `${hp.host}:${hp.port}`;

@@ -7,13 +7,14 @@ import {
   bytesToFloat32,
   grpcTarget,
   loadServices,
-  parseHostPort,
+  parseGrpcUrl,
   type ChunkMsg,
   type ModelBlob,
   type RunReplyMsg,
 } from '@fedge/proto';
 import type { AgentRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
+import { loadCaFile } from '../transport/tls.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
 
@@ -30,10 +31,16 @@ export class AdminClient {
   private readonly client: grpc.Client & Record<string, Unary & ((req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>)>;
   private readonly md = new grpc.Metadata();
 
-  constructor(readonly address: string, token = process.env.FEDGE_ADMIN_TOKEN) {
-    const hp = parseHostPort(address, '--coordinator', 7070);
+  /**
+   * `address`: grpc://HOST:PORT or HOST:PORT (plaintext), grpcs://HOST:PORT (TLS, the system's CAs). `tlsCa`
+   * (default env FEDGE_TLS_CA) is a PEM file of the CA that signed the coordinator's certificate; it implies TLS.
+   */
+  constructor(readonly address: string, token = process.env.FEDGE_ADMIN_TOKEN, tlsCa: string | undefined = process.env.FEDGE_TLS_CA || undefined) {
+    const hp = parseGrpcUrl(address, '--coordinator', 7070);
+    const ca = loadCaFile(tlsCa);
+    const creds = hp.tls || ca ? grpc.credentials.createSsl(ca ?? null) : grpc.credentials.createInsecure();
     const { AdminService } = loadServices();
-    this.client = new AdminService(grpcTarget(hp), grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as never;
+    this.client = new AdminService(grpcTarget(hp), creds, CHANNEL_OPTIONS) as never;
     if (token) this.md.set('authorization', `Bearer ${token}`);
   }
 
@@ -45,6 +52,8 @@ export class AdminClient {
 
   /** Turns transport errors into messages that tell the user what to do. */
   explain(err: grpc.ServiceError): Error {
+    if (err.code === grpc.status.UNAVAILABLE && /certificate|self[- ]signed|SSL|TLS|handshake/i.test(err.details))
+      return new CliError(`TLS to the coordinator at ${this.address} failed (${err.details}); pass --tls-ca FILE (env FEDGE_TLS_CA) with the CA that signed its certificate`, 'E_TLS');
     if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
       return new CliError(`cannot reach the coordinator at ${this.address} (${err.details}); start it with \`fedge serve\` or pass --coordinator HOST:PORT (env FEDGE_COORDINATOR)`, 'E_UNAVAILABLE');
     const code = ({ [grpc.status.INVALID_ARGUMENT]: 'E_VALIDATION', [grpc.status.NOT_FOUND]: 'E_NOT_FOUND', [grpc.status.UNAUTHENTICATED]: 'E_AUTH' } as Record<number, string>)[err.code];

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `fedge-agent` CLI: joins a coordinator and trains on local data until stopped. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { FedgeError, grpcTarget, parseHostPort } from '@fedge/proto';
+import { FedgeError, grpcTarget, parseGrpcUrl, parseHostPort } from '@fedge/proto';
 import { Agent } from '../agent.js';
 import { TaskExecutor } from '../executor.js';
 import { loadLocalData } from '../data.js';
@@ -12,6 +12,7 @@ import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { hostname } from 'node:os';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
+import { loadClientTls, type ClientTls } from '../transport/tls.js';
 
 const int = (flag: string, min: number) => (v: string): number => {
   const n = Number(v);
@@ -42,6 +43,9 @@ interface Opts {
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 const rate = (flag: string) => (v: string): number => {
@@ -53,7 +57,10 @@ const rate = (flag: string) => (v: string): number => {
 const program = new Command('fedge-agent')
   .description('fedge edge agent: joins a coordinator, trains on local data, sends model updates')
   .version('0.1.0')
-  .option('--coordinator <url>', 'coordinator: grpc://HOST:PORT, or mqtt://HOST:PORT / mqtts://HOST:PORT for its MQTT broker (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
+  .option('--coordinator <url>', 'coordinator: grpc://HOST:PORT (grpcs:// for TLS), or mqtt://HOST:PORT / mqtts://HOST:PORT for its MQTT broker (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR)
+  .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s (or broker\'s) certificate, for grpcs:// and mqtts:// (default: the system\'s CAs; env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
+  .option('--tls-cert <file>', 'PEM client certificate, for a coordinator requiring mutual TLS (with --tls-key; env FEDGE_TLS_CERT)', process.env.FEDGE_TLS_CERT)
+  .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
   .option('--data <spec>', 'local data: mnist | csv:PATH | idx:IMAGES,LABELS', process.env.FEDGE_DATA)
   .option('--name <name>', 'agent name shown by `fedge agent list`', process.env.FEDGE_AGENT_NAME ?? hostname())
   .addOption(new Option('--partition <kind>', 'split of the bundled digits (with --data mnist)').choices(['iid', 'shards', 'dirichlet']).default('iid'))
@@ -96,8 +103,10 @@ Examples:
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --slowdown 10 --disconnect-rate 0.1   # a slow, flaky device
   fedge-agent --coordinator mqtt://127.0.0.1:1883 --data mnist                # over MQTT (fedge serve's embedded broker)
   fedge-agent --coordinator mqtts://broker.example:8883 --data mnist --join-token s3cret   # MQTT over TLS
+  fedge-agent --coordinator grpcs://coord:7070 --tls-ca ca.pem --data mnist   # gRPC over TLS, a private CA
 
-Transport: the --coordinator scheme picks it. grpc:// (or bare HOST:PORT) talks to fedge serve --listen;
+Transport: the --coordinator scheme picks it. grpc:// (or bare HOST:PORT) talks to fedge serve --listen, grpcs://
+to the same with TLS (fedge serve --tls-cert/--tls-key);
 mqtt:// and mqtts:// talk to the broker the coordinator uses (fedge serve --mqtt-listen or --mqtt-broker).
 Over MQTT the join token is also the broker password.
 
@@ -109,7 +118,9 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     if (!o.coordinator) program.error("error: required option '--coordinator <url>' not specified");
     if (!o.data) program.error("error: required option '--data <spec>' not specified");
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
-    const connect = coordinatorConnector(o.coordinator, joinToken);
+    // Read once at start: a missing or mismatched file stops the agent here, not at every reconnect.
+    const tls = loadClientTls({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey });
+    const connect = coordinatorConnector(o.coordinator, joinToken, tls);
     const data = await loadLocalData({
       spec: o.data,
       partition: o.partition,
@@ -169,8 +180,8 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     process.exit(0);
   });
 
-/** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc:// or none for gRPC. */
-function coordinatorConnector(url: string, joinToken: string | undefined): () => CoordinatorConnection {
+/** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc://, grpcs:// (TLS) or none for gRPC. */
+function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined): () => CoordinatorConnection {
   if (isMqttUrl(url)) {
     let u: URL;
     try {
@@ -179,12 +190,16 @@ function coordinatorConnector(url: string, joinToken: string | undefined): () =>
       throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" is not a URL (e.g. mqtt://127.0.0.1:1883)`);
     }
     if (!u.hostname || (u.pathname !== '' && u.pathname !== '/')) throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" must be mqtt://HOST[:PORT] with no path`);
-    return () => new MqttConnection(url, joinToken ? { joinToken } : {});
+    if (tls && u.protocol === 'mqtt:') throw new FedgeError('E_VALIDATION', `--coordinator: --tls-* options need mqtts://, got "${url}"`);
+    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...(tls ? { tls } : {}) });
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !url.startsWith('grpc://'))
-    throw new FedgeError('E_VALIDATION', `--coordinator: unsupported scheme in "${url}" (use grpc://, mqtt:// or mqtts://)`);
-  const target = grpcTarget(parseHostPort(url, '--coordinator', 7070));
-  return () => new GrpcConnection(target);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^grpcs?:\/\//.test(url))
+    throw new FedgeError('E_VALIDATION', `--coordinator: unsupported scheme in "${url}" (use grpc://, grpcs://, mqtt:// or mqtts://)`);
+  const hp = parseGrpcUrl(url, '--coordinator', 7070);
+  const target = grpcTarget(hp);
+  // As for the admin CLI: grpcs:// or any --tls-* option means TLS.
+  const grpcTls = hp.tls || tls ? (tls ?? {}) : undefined;
+  return () => new GrpcConnection(target, grpcTls);
 }
 
 addServingOptions(program, 'serve-');

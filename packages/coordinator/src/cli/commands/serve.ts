@@ -7,6 +7,7 @@ import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
+import { loadServerTls } from '../../transport/tls.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -21,6 +22,9 @@ export function serveCommand(): Command {
     .option('--mqtt-listen <host:port>', `embedded MQTT broker address (default ${DEFAULT_MQTT_LISTEN}; env FEDGE_MQTT_LISTEN); 0.0.0.0 exposes it`, process.env.FEDGE_MQTT_LISTEN)
     .option('--mqtt-broker <url>', 'use this external broker instead of the embedded one: mqtt://[USER:PASS@]HOST:PORT or mqtts://... (env FEDGE_MQTT_BROKER)', process.env.FEDGE_MQTT_BROKER)
     .option('--no-mqtt', 'serve agents over gRPC only (no embedded broker, no MQTT transport)')
+    .option('--tls-cert <file>', 'PEM certificate (chain): gRPC and the embedded MQTT broker speak TLS (grpcs://, mqtts://) (env FEDGE_TLS_CERT)', process.env.FEDGE_TLS_CERT)
+    .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
+    .option('--tls-client-ca <file>', 'mutual TLS: require client certificates signed by this CA (env FEDGE_TLS_CLIENT_CA)', process.env.FEDGE_TLS_CLIENT_CA)
     .addHelpText(
       'after',
       `
@@ -31,6 +35,7 @@ Examples:
   fedge serve --listen 0.0.0.0:7070 --mqtt-listen 0.0.0.0:1883 --join-token s3cret   # agents over gRPC or MQTT
   fedge serve --mqtt-broker mqtt://fedge:pw@broker.local:1883           # an external broker (e.g. mosquitto)
   fedge serve --no-mqtt                         # gRPC only
+  fedge serve --listen 0.0.0.0:7070 --tls-cert server.pem --tls-key server.key   # agents use grpcs:// / mqtts://
 
 Transports: agents connect over gRPC (--listen) or MQTT. MQTT is on by default through an embedded broker on
 ${DEFAULT_MQTT_LISTEN} (loopback; if that default port is taken, a warning is logged and gRPC carries on alone).
@@ -46,10 +51,13 @@ Environment:
   FEDGE_JOIN_TOKEN   require this token from agents (same as --join-token)
   FEDGE_ADMIN_TOKEN  require this token from admin commands (fedge run ..., fedge agent ...)
   FEDGE_MQTT_LISTEN, FEDGE_MQTT_BROKER   as --mqtt-listen, --mqtt-broker
+  FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; inMemory?: boolean; metrics?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; inMemory?: boolean; metrics?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
       const listen = parseHostPort(opts.listen, '--listen', 7070);
+      // Read once, before anything listens: a bad file stops the start with an error naming its flag.
+      const tls = loadServerTls({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa });
       const metricsListen = opts.metrics ? parseHostPort(opts.metrics, '--metrics', DEFAULT_METRICS_PORT) : undefined;
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
@@ -58,17 +66,18 @@ Environment:
       // Before the server listens, so that an agent reconnecting at once finds its old record.
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);
-      const server = await startGrpcServer(coord, listen, process.env.FEDGE_ADMIN_TOKEN || undefined);
+      const server = await startGrpcServer(coord, listen, process.env.FEDGE_ADMIN_TOKEN || undefined, tls);
       const mqtt = opts.mqtt
         ? await startMqtt(coord, {
             ...(opts.mqttListen !== undefined ? { listen: opts.mqttListen } : {}),
             ...(opts.mqttBroker !== undefined ? { broker: opts.mqttBroker } : {}),
             ...(joinToken ? { joinToken } : {}),
+            ...(tls ? { tls } : {}),
           })
         : undefined;
       const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
       if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
-      logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken }, `coordinator ready on ${server.address}`);
+      logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken, tls: !!tls, mutualTls: !!tls?.clientCa }, `coordinator ready on ${server.address}`);
       const resumed = await coord.resumeRuns();
       if (resumed.length) logger.info({ runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) }, `resumed ${resumed.length} run(s)`);
       const shutdown = async (sig: string): Promise<void> => {

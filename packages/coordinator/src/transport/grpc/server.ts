@@ -6,6 +6,7 @@ import type { Coordinator } from '../../coordinator.js';
 import { agentServiceHandlers } from './agent-service.js';
 import { adminServiceHandlers } from './admin-service.js';
 import { moduleLogger } from '../../log.js';
+import type { ServerTls } from '../tls.js';
 
 const log = moduleLogger('grpc');
 
@@ -15,17 +16,17 @@ export interface GrpcServerHandle {
   close(): Promise<void>;
 }
 
-export async function startGrpcServer(coord: Coordinator, listen: { host: string; port: number }, adminToken?: string): Promise<GrpcServerHandle> {
+export async function startGrpcServer(coord: Coordinator, listen: { host: string; port: number }, adminToken?: string, tls?: ServerTls): Promise<GrpcServerHandle> {
   const services = loadServices();
   const server = new grpc.Server(SERVER_OPTIONS);
   server.addService(services.AgentService.service, agentServiceHandlers(coord));
   server.addService(services.AdminService.service, adminServiceHandlers(coord, adminToken));
   const target = `${listen.host}:${listen.port}`;
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(target, serverCredentials(tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   raiseReceiveWindow(server);
-  log.info({ address: `${listen.host}:${port}` }, 'gRPC listening');
+  log.info({ address: `${listen.host}:${port}`, tls: !!tls, mutualTls: !!tls?.clientCa }, 'gRPC listening');
   return {
     port,
     address: `${listen.host}:${port}`,
@@ -38,6 +39,12 @@ export async function startGrpcServer(coord: Coordinator, listen: { host: string
         }, 2000).unref();
       }),
   };
+}
+
+/** Plaintext without `tls`; with `tls.clientCa`, clients without a certificate signed by it are refused (mTLS). */
+function serverCredentials(tls: ServerTls | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(tls.clientCa ?? null, [{ private_key: tls.key, cert_chain: tls.cert }], !!tls.clientCa);
 }
 
 /**

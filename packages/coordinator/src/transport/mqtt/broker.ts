@@ -1,10 +1,12 @@
 /** The embedded MQTT broker (aedes) of `fedge serve`: agents admitted by join token, each confined to its own topics. */
 import { createServer, type Server } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { Duplex } from 'node:stream';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { MQTT_COORDINATOR_USERNAME, agentMayPublish, agentMaySubscribe, isAgentClientId } from '@fedge/proto';
 import { moduleLogger } from '../../log.js';
+import type { ServerTls } from '../tls.js';
 
 const log = moduleLogger('mqtt-broker');
 
@@ -13,6 +15,8 @@ export interface EmbeddedBrokerOptions {
   port: number;
   /** When set, agents must present it as their MQTT password. */
   joinToken?: string;
+  /** Listen with TLS (mqtts://); with `clientCa`, clients must present a certificate it signed. */
+  tls?: ServerTls;
 }
 
 export interface EmbeddedBroker {
@@ -80,7 +84,13 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (coordinators.delete(client.id)) return;
     for (const fn of goneListeners) fn(client.id);
   });
-  const server: Server = createServer(broker.handle);
+  const tls = opts.tls;
+  const server: Server = tls
+    ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, broker.handle)
+    : createServer(broker.handle);
+  // A failed handshake (a plaintext client, a client refusing our certificate) is that client's problem; one line
+  // at debug level, the listener carries on.
+  if (tls) server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -89,7 +99,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const host = opts.host.includes(':') && !opts.host.startsWith('[') ? `[${opts.host}]` : opts.host;
   const local = opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host === '::' || opts.host === '[::]' ? '[::1]' : host;
   const address = `${host}:${port}`;
-  log.info({ address, requiresJoinToken: opts.joinToken !== undefined }, 'embedded MQTT broker listening');
+  log.info({ address, requiresJoinToken: opts.joinToken !== undefined, tls: !!tls, mutualTls: !!tls?.clientCa }, 'embedded MQTT broker listening');
   return {
     address,
     localUrl: `mqtt://${local}:${port}`,

@@ -4,6 +4,7 @@ import type { Coordinator } from '../../coordinator.js';
 import { moduleLogger } from '../../log.js';
 import { redactUrl, startMqttBridge, type MqttBridgeHandle } from './agent-bridge.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import type { ServerTls } from '../tls.js';
 
 const log = moduleLogger('mqtt');
 export const DEFAULT_MQTT_LISTEN = '127.0.0.1:1883';
@@ -14,6 +15,8 @@ export interface MqttStartOptions {
   /** External broker URL; replaces the embedded broker. */
   broker?: string;
   joinToken?: string;
+  /** The embedded broker listens with TLS (mqtts://); ignored with an external broker. */
+  tls?: ServerTls;
 }
 
 export interface MqttTransport {
@@ -43,7 +46,7 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
   const hp = parseHostPort(opts.listen ?? DEFAULT_MQTT_LISTEN, '--mqtt-listen', 1883);
   let broker: EmbeddedBroker;
   try {
-    broker = await startEmbeddedBroker({ host: hp.host, port: hp.port, ...(opts.joinToken ? { joinToken: opts.joinToken } : {}) });
+    broker = await startEmbeddedBroker({ host: hp.host, port: hp.port, ...(opts.joinToken ? { joinToken: opts.joinToken } : {}), ...(opts.tls ? { tls: opts.tls } : {}) });
   } catch (err) {
     if (opts.listen === undefined && (err as { code?: string }).code === 'EADDRINUSE') {
       log.warn(`MQTT off: the default ${DEFAULT_MQTT_LISTEN} is in use (another broker?); pass --mqtt-listen HOST:PORT, --mqtt-broker URL or --no-mqtt`);
@@ -59,7 +62,7 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
     throw err;
   }
   broker.onClientGone((clientId) => bridge.clientGone(clientId, 'connection closed'));
-  const url = `mqtt://${broker.address}`;
+  const url = `${opts.tls ? 'mqtts' : 'mqtt'}://${broker.address}`;
   log.info({ address: broker.address }, `MQTT broker on ${url}`);
   return {
     url,

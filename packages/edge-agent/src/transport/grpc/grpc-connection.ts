@@ -19,6 +19,7 @@ import {
 } from '@fedge/proto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
 import { ModelReceivers, type ModelReceiver } from './model-receiver.js';
+import type { ClientTls } from '../tls.js';
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
@@ -32,15 +33,23 @@ export class ConnectionError extends FedgeError {
   }
 }
 
-const wrap = (err: grpc.ServiceError): ConnectionError => new ConnectionError(err.details || err.message, err.code);
+/** A TLS failure says so and what to check; grpc-js reports it as a bare UNAVAILABLE. */
+const wrap = (err: grpc.ServiceError): ConnectionError => {
+  const details = err.details || err.message;
+  if (err.code === grpc.status.UNAVAILABLE && /certificate|self[- ]signed|SSL|TLS|handshake/i.test(details))
+    return new ConnectionError(`TLS to the coordinator failed: ${details} (does --tls-ca name the CA that signed its certificate?)`, err.code);
+  return new ConnectionError(details, err.code);
+};
 
 export class GrpcConnection implements CoordinatorConnection {
   private readonly client: AnyClient;
   private readonly receivers = new ModelReceivers();
 
-  constructor(target: string) {
+  /** `tls` absent: plaintext (grpc://); present, even empty: TLS (grpcs://), with the system's CAs unless `tls.ca`. */
+  constructor(target: string, tls?: ClientTls) {
     const { AgentService } = loadServices();
-    this.client = new AgentService(target, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as AnyClient;
+    const creds = tls ? grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null) : grpc.credentials.createInsecure();
+    this.client = new AgentService(target, creds, CHANNEL_OPTIONS) as unknown as AnyClient;
   }
 
   join(req: JoinRequestMsg): Promise<JoinReplyMsg> {

@@ -28,6 +28,7 @@ import {
 } from '@fedge/proto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
 import { logger } from '../../log.js';
+import type { ClientTls } from '../tls.js';
 
 const log = logger.child({ module: 'mqtt-connection' });
 
@@ -47,9 +48,11 @@ const taskSchema = z.looseObject({ taskId: z.string(), runId: z.string(), kind: 
 export interface MqttConnectionOptions {
   /** The join token: the embedded broker admits only clients presenting it (as MQTT password). */
   joinToken?: string;
+  /** For mqtts://: the CA to trust instead of the system's, and a client certificate for mutual TLS. */
+  tls?: ClientTls;
 }
 
-/** Accepts mqtt://HOST:PORT and mqtts://HOST:PORT (TLS with the system's CAs). */
+/** Accepts mqtt://HOST:PORT and mqtts://HOST:PORT (TLS with the system's CAs, or opts.tls.ca). */
 export function isMqttUrl(url: string): boolean {
   return /^mqtts?:\/\//.test(url);
 }
@@ -75,6 +78,8 @@ export class MqttConnection implements CoordinatorConnection {
       clientId: this.clientId,
       username: MQTT_AGENT_USERNAME,
       ...(opts.joinToken ? { password: opts.joinToken } : {}),
+      ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
+      ...(opts.tls?.cert && opts.tls.key ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
       protocolVersion: 4,
       clean: true,
       keepalive: 30,
@@ -96,7 +101,8 @@ export class MqttConnection implements CoordinatorConnection {
           .catch((err: Error) => reject(this.shutdown(err)));
       });
       this.client.on('error', (err: Error & { code?: number }) => {
-        const hint = err.code === 4 || err.code === 5 ? ' (does --join-token match the coordinator\'s?)' : '';
+        const hint = err.code === 4 || err.code === 5 ? ' (does --join-token match the coordinator\'s?)'
+          : /certificate|self[- ]signed|SSL|TLS/i.test(err.message) ? ' (TLS: does --tls-ca name the CA that signed the broker\'s certificate?)' : '';
         reject(this.shutdown(connError(`MQTT: ${err.message}${hint}`)));
       });
       this.client.on('close', () => reject(this.shutdown(connError('MQTT connection closed'))));

@@ -1,0 +1,92 @@
+/** End to end over TLS: fedge serve --tls-cert/--tls-key, agents over grpcs:// and mqtts://, the admin CLI over grpcs://. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fedge, killAll, lastJson, startAgent, startCoordinator, startProcess, FEDGE } from './harness.js';
+
+interface RunJson {
+  status: string;
+  metrics: { status: string; completed: number }[];
+  roundsDetail: { participants: { name: string; outcome: string }[] }[];
+}
+
+let dir: string;
+const f = (name: string): string => path.join(dir, name);
+const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'pipe' });
+
+/** A throwaway CA, a server certificate it signed for 127.0.0.1/localhost, and a second CA that signed nothing. */
+function makeCertificates(): void {
+  dir = mkdtempSync(path.join(tmpdir(), 'fedge-tls-'));
+  for (const ca of ['ca', 'other-ca'])
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${ca}.key`), '-out', f(`${ca}.pem`), '-days', '1', '-subj', `/CN=fedge test ${ca}`);
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
+  writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  openssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '1', '-extfile', f('san.ext'));
+}
+
+beforeAll(makeCertificates);
+afterAll(() => {
+  killAll();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const TLS = (): string[] => ['--tls-cert', f('server.pem'), '--tls-key', f('server.key')];
+
+describe('TLS on the coordinator listeners', () => {
+  it('2 grpcs:// agents and 1 mqtts:// agent complete 2 rounds; the admin CLI works over grpcs://; plaintext and wrong-CA agents are refused', async () => {
+    const coord = await startCoordinator([...TLS(), '--mqtt-listen', '127.0.0.1:0']);
+    const mqttsUrl = /MQTT broker on (mqtts:\/\/[\d.]+:\d+)/.exec(coord.output())?.[1];
+    expect(mqttsUrl).toBeDefined();
+    // Key material never reaches the log.
+    expect(coord.output()).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+    const grpcs = `grpcs://${coord.address}`;
+    const ca = ['--tls-ca', f('ca.pem')];
+    const agents = [0, 1, 2].map((i) =>
+      startAgent(i < 2 ? grpcs : mqttsUrl!, ['--name', `tls-${i}`, '--num-partitions', '3', '--partition-id', String(i), '--seed', '1', ...ca]),
+    );
+    // Refused: a plaintext agent against the TLS port, and one trusting another CA.
+    const plain = startAgent(`grpc://${coord.address}`, ['--name', 'plain']);
+    const wrongCa = startAgent(grpcs, ['--name', 'wrong-ca', '--tls-ca', f('other-ca.pem')]);
+    const wrongCaMqtt = startAgent(mqttsUrl!, ['--name', 'wrong-ca-mqtt', '--tls-ca', f('other-ca.pem')]);
+    await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
+
+    const res = await fedge(['run', 'start', '--coordinator', grpcs, ...ca, '--model', 'mnist-mlp', '--rounds', '2', '--min-agents', '3',
+      '--epochs', '1', '--lr', '0.1', '--watch', '--format', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const run = lastJson<RunJson & { id: string }>(res.stdout);
+    expect(run.status).toBe('completed');
+    expect(run.metrics.map((m) => [m.status, m.completed])).toEqual([['completed', 3], ['completed', 3]]);
+    for (const r of run.roundsDetail)
+      expect(r.participants.map((p) => p.name).sort()).toEqual(['tls-0', 'tls-1', 'tls-2']);
+
+    // run show over grpcs://, the CA from the environment this time.
+    const show = await fedge(['run', 'show', run.id, '--coordinator', grpcs, '--format', 'json'], { FEDGE_TLS_CA: f('ca.pem') });
+    expect(show.code, show.stderr).toBe(0);
+    expect(lastJson<RunJson>(show.stdout).status).toBe('completed');
+    // Without the CA the system roots do not know ours: a clear TLS error, not "cannot reach".
+    const untrusted = await fedge(['agent', 'list', '--coordinator', grpcs]);
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/E_TLS.*--tls-ca/);
+
+    await plain.waitFor(/coordinator unreachable/, 20_000);
+    await wrongCa.waitFor(/TLS to the coordinator failed.*certificate/i, 20_000);
+    await wrongCaMqtt.waitFor(/certificate.*--tls-ca/i, 20_000);
+    for (const p of [plain, wrongCa, wrongCaMqtt]) expect(p.output()).not.toMatch(/joined coordinator/);
+    for (const p of [plain, wrongCa, wrongCaMqtt]) p.child.kill('SIGKILL');
+    for (const a of agents) a.child.kill('SIGTERM');
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
+  }, 60_000);
+
+  it('a missing or mismatched file stops fedge serve with an error naming the flag', async () => {
+    const missing = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--in-memory', '--no-mqtt', '--tls-cert', f('nope.pem'), '--tls-key', f('server.key')]);
+    expect(await missing.exited).not.toBe(0);
+    expect(missing.output()).toMatch(/E_TLS.*--tls-cert .*nope\.pem: cannot read the file \(ENOENT\)/);
+    const mismatched = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--in-memory', '--no-mqtt', '--tls-cert', f('server.pem'), '--tls-key', f('ca.key')]);
+    expect(await mismatched.exited).not.toBe(0);
+    expect(mismatched.output()).toMatch(/--tls-key .*ca\.key does not belong to the certificate in --tls-cert/);
+    expect(mismatched.output()).not.toMatch(/PRIVATE KEY/);
+  }, 20_000);
+});
