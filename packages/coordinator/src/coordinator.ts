@@ -15,6 +15,7 @@ import { FedAvg } from './strategy/fedavg.js';
 import { DpFedAvg } from './strategy/dp-fedavg.js';
 import { centralEvaluator, initialModel, saveFinalModel } from './engine/ml-hooks.js';
 import { moduleLogger } from './log.js';
+import { ModelSigner } from './signing-key.js';
 
 export interface CoordinatorOptions {
   store?: Store;
@@ -22,10 +23,16 @@ export interface CoordinatorOptions {
   joinToken?: string;
   /** The store is durable: close() leaves active runs to be resumed by resumeRuns() in the next process. */
   resumeOnRestart?: boolean;
+  /** Signs every model a task names (`fedge serve`: the data dir's key); default: an ephemeral key. */
+  signer?: ModelSigner;
 }
 
 /** A run record plus what is happening right now (only while it is active). */
-export type RunView = RunRecord & { live?: LiveView };
+export type RunView = RunRecord & {
+  live?: LiveView;
+  /** getRun only: fingerprint of the model signing key, and each version's signature (hex) in `versions`. */
+  signingKeyFingerprint?: string;
+};
 
 const log = moduleLogger('coordinator');
 
@@ -59,10 +66,12 @@ function privacyPersistingStore(inner: Store, run: RunRecord, dp: DpFedAvg): Sto
 export class Coordinator {
   readonly store: Store;
   readonly registry: AgentRegistry;
+  readonly signer: ModelSigner;
   private readonly engines = new Map<string, RunEngine>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryStore();
+    this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
@@ -111,6 +120,7 @@ export class Coordinator {
     const engine = new RunEngine(run, blob, {
       store: dp ? privacyPersistingStore(this.store, run, dp) : this.store,
       registry: this.registry,
+      signModel: (ref) => this.signer.sign(ref),
       strategy:
         dp ??
         new FedAvg({
@@ -186,10 +196,19 @@ export class Coordinator {
 
   async getRun(id: string): Promise<RunView> {
     const e = this.engines.get(id);
-    if (e) return this.view(e);
+    if (e) return this.signed(this.view(e));
     const r = await this.store.getRun(id);
     if (!r) throw new NotFoundError(`run "${id}" not found; see fedge run list`);
-    return r;
+    return this.signed(r);
+  }
+
+  /** The view with each version's signature (what agents verify) and the key's fingerprint, for fedge model show. */
+  private signed(v: RunView): RunView {
+    return {
+      ...v,
+      versions: v.versions.map((x) => ({ ...x, signature: this.signer.sign({ runId: v.id, version: x.version, sha256: x.sha256 }).toString('hex') })),
+      signingKeyFingerprint: this.signer.fingerprint,
+    };
   }
 
   async listRuns(): Promise<RunView[]> {
@@ -247,8 +266,9 @@ export class Coordinator {
 
   // ---- agent-facing operations (transport-agnostic) ----
 
-  join(req: JoinRequestMsg): { agentId: string; sessionToken: string } {
-    return this.registry.join(req);
+  /** Registers the agent; the reply carries the model signing public key, which agents without --coordinator-key pin. */
+  join(req: JoinRequestMsg): { agentId: string; sessionToken: string; modelSigningKey: string } {
+    return { ...this.registry.join(req), modelSigningKey: this.signer.publicKeyPem };
   }
 
   openTasks(agentId: string, sessionToken: string, channel: AgentChannel): void {
@@ -306,6 +326,7 @@ export class Coordinator {
       modelBytes: g.bytes.byteLength,
       config: { epochs: 0, batchSize: 0, learningRate: 0, seed: 0 },
       deadlineUnixMs: 0,
+      modelSignature: this.signer.sign({ runId: run.id, version, sha256: g.sha256 }),
     };
     return this.registry.announce(task, only);
   }

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createRng, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
 import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
+import { ModelSignatureError } from './model-trust.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
 import type { GlobalModelServer } from './serving/global-server.js';
@@ -94,6 +95,8 @@ export class Agent {
       labels: this.opts.labels ?? {},
     };
     const reply = await conn.join(req);
+    // Pins (first join) or checks the coordinator's model signing key; a changed key ends the session here.
+    this.executor.trust.onJoin(reply.modelSigningKey);
     this.agentId = reply.agentId;
     const s: Session = { agentId: reply.agentId, sessionToken: reply.sessionToken };
     log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: this.data.train.n }, 'joined coordinator');
@@ -157,7 +160,12 @@ export class Agent {
       else log.warn({ runId: task.runId, round: task.round, reason: reply.reason, message: reply.message }, 'result rejected');
     } catch (err) {
       if (ctl.signal.aborted) log.info({ taskId: task.taskId }, 'task aborted');
-      else log.error({ err: (err as Error).message, runId: task.runId, round: task.round }, 'task failed');
+      else if (err instanceof ModelSignatureError) {
+        // Not a result the coordinator would wait for until the deadline: leaving the session makes it record this
+        // agent as dropped at once, and the round goes on without it. The agent re-joins with backoff.
+        log.error({ err: err.message, code: err.code, runId: task.runId, round: task.round, version: task.modelVersion }, 'task failed: model signature');
+        this.streamCancel?.();
+      } else log.error({ err: (err as Error).message, runId: task.runId, round: task.round }, 'task failed');
     } finally {
       this.current = undefined;
     }

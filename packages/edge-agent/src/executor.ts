@@ -15,6 +15,7 @@ import type { CoordinatorConnection } from './transport/connection.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
 import { codecOf, packUpdate } from './privacy.js';
+import { ModelTrust } from './model-trust.js';
 import type { EvalMetrics, FromWorker, ToWorker } from './train-worker.js';
 
 const log = moduleLogger('executor');
@@ -40,6 +41,8 @@ export interface ExecutorOptions {
   slowdown?: number;
   /** tfjs backend the training worker initialises (default `auto`: FEDGE_BACKEND, then the fastest available). */
   backend?: BackendPreference;
+  /** The key models must be signed with (`--coordinator-key`); default: trust on first use of the join reply's key. */
+  trust?: ModelTrust;
 }
 
 /** The training worker died (crash, exit, out of memory) or could not start; the next task starts a fresh one. */
@@ -153,9 +156,12 @@ export class TaskExecutor {
   private feedback: { runId: string; ef: ErrorFeedback } | undefined;
   private readonly slowdown: number;
   private readonly backendPref: BackendPreference;
+  /** Every model is signature-checked against this before it is fetched, trained on or served. */
+  readonly trust: ModelTrust;
 
   constructor(private readonly data: LocalData, opts: ExecutorOptions = {}) {
     this.slowdown = opts.slowdown ?? 1;
+    this.trust = opts.trust ?? new ModelTrust();
     this.backendPref = opts.backend ?? 'auto';
   }
 
@@ -248,12 +254,15 @@ export class TaskExecutor {
     return this.feedback.ef;
   }
 
-  /** The global model a task (train, evaluate or announce) names, fetched once and sha256-verified. */
+  /** The global model a task (train, evaluate, announce or promote) names, fetched once, signature- and sha256-verified. */
   verifiedModel(task: TaskMsg, conn: CoordinatorConnection, s: Session): Promise<CachedModel> {
     return this.fetch(task, conn, s);
   }
 
   private async fetch(task: TaskMsg, conn: CoordinatorConnection, s: Session): Promise<CachedModel> {
+    // Before the download and before the cache: the signature binds run, version and sha256, and the sha256 check
+    // below binds the bytes to it, so a model passes only if the coordinator's key vouched for exactly these bytes.
+    this.trust.check(task);
     const c = this.cached;
     if (c && c.runId === task.runId && c.version === task.modelVersion && c.sha256 === task.modelSha256) return c;
     const { header, bytes, sha256 } = await conn.fetchModel({ agentId: s.agentId, sessionToken: s.sessionToken, runId: task.runId, modelVersion: task.modelVersion });

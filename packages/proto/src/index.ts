@@ -12,3 +12,4 @@ export * from './rng.js';
 export * from './codec.js';
 export * from './mqtt-topics.js';
 export * from './mqtt-frame.js';
+export * from './signing.js';

@@ -22,7 +22,13 @@ export interface JoinRequestMsg {
   numExamples: number;
   labels: Record<string, string>;
 }
-export interface JoinReplyMsg { agentId: string; sessionToken: string; coordinatorVersion: string }
+export interface JoinReplyMsg {
+  agentId: string;
+  sessionToken: string;
+  coordinatorVersion: string;
+  /** SPKI PEM of the coordinator's model signing key (signing.ts); empty from a coordinator that does not sign. */
+  modelSigningKey?: string;
+}
 export interface TasksRequestMsg { agentId: string; sessionToken: string }
 export interface TrainConfigMsg {
   epochs: number;
@@ -57,6 +63,8 @@ export interface TaskMsg {
   modelBytes: number;
   config: TrainConfigMsg;
   deadlineUnixMs: number;
+  /** ed25519 signature of (runId, modelVersion, modelSha256) by the coordinator (signing.ts); absent on cancel. */
+  modelSignature?: Uint8Array;
 }
 export interface FetchModelRequestMsg { agentId: string; sessionToken: string; runId: string; modelVersion: number }
 export interface ResultHeaderMsg {

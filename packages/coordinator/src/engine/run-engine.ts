@@ -15,6 +15,7 @@ import {
   totalParams,
   type ModelBlob,
   type ResultHeaderMsg,
+  type SignedModelRef,
   type TaskMsg,
   type TensorSpec,
 } from '@fedge/proto';
@@ -37,6 +38,8 @@ export interface RunEngineDeps {
   store: Store;
   registry: AgentRegistry;
   strategy: Strategy;
+  /** Signs (run, version, sha256) for every task that names a model, so agents can check the coordinator made it. */
+  signModel?: (ref: SignedModelRef) => Uint8Array;
   /** Central evaluation of a global model on a test set the coordinator holds (optional). */
   evaluateCentral?: (blob: ModelBlob) => Promise<{ loss: number; accuracy: number }>;
   /** Persists the final model for users; returns the path. */
@@ -363,6 +366,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     return round;
   }
 
+  private signature(version: number, sha256: string): { modelSignature?: Uint8Array } {
+    return this.deps.signModel ? { modelSignature: this.deps.signModel({ runId: this.run.id, version, sha256 }) } : {};
+  }
+
   private makeTask(kind: 'train' | 'evaluate', r: number, i: number, deadline: number): TaskMsg {
     const c = this.config;
     return {
@@ -373,6 +380,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       kind,
       modelSha256: this.global.sha256,
       modelBytes: this.global.bytes.byteLength,
+      ...this.signature(this.global.version, this.global.sha256),
       config: {
         epochs: c.epochs,
         batchSize: c.batchSize,
@@ -916,7 +924,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     await this.deps.store.putModel(g.sha256, g.blob);
     // Serving agents hot-swap every new version: tell the online ones it exists (run, version, sha256). Once the
     // run has a promotion (fedge model promote), they follow promotions only (Coordinator.promoteModel announces).
-    if (g.version > 0 && !this.run.promotion) this.deps.registry.announce({ ...this.makeTask('evaluate', round, 0, 0), taskId: `${this.run.id}.announce.${g.version}`, kind: 'announce', modelVersion: g.version, modelSha256: g.sha256, modelBytes: g.bytes.byteLength });
+    if (g.version > 0 && !this.run.promotion) this.deps.registry.announce({ ...this.makeTask('evaluate', round, 0, 0), taskId: `${this.run.id}.announce.${g.version}`, kind: 'announce', modelVersion: g.version, modelSha256: g.sha256, modelBytes: g.bytes.byteLength, ...this.signature(g.version, g.sha256) });
     if (!this.run.versions.some((v) => v.version === g.version)) {
       this.run.versions.push({
         version: g.version,

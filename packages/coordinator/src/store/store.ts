@@ -60,6 +60,8 @@ export interface ModelVersionRecord {
   centralLoss?: number;
   centralAccuracy?: number;
   federatedAccuracy?: number;
+  /** Not stored: the coordinator's ed25519 signature (hex) of this version, filled in by getRun (fedge model show). */
+  signature?: string;
 }
 
 export interface RunRecord {

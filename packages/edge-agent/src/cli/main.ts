@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { FedgeError, grpcTarget, parseGrpcUrl, parseHostPort } from '@fedge/proto';
 import { Agent } from '../agent.js';
 import { TaskExecutor } from '../executor.js';
+import { ModelTrust, loadCoordinatorKey } from '../model-trust.js';
 import { loadLocalData } from '../data.js';
 import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
 import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js';
@@ -46,6 +47,7 @@ interface Opts {
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
+  coordinatorKey?: string;
 }
 
 const rate = (flag: string) => (v: string): number => {
@@ -79,6 +81,7 @@ const program = new Command('fedge-agent')
   }))
   .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
+  .option('--coordinator-key <file>', 'the coordinator\'s model signing public key (PEM, from `fedge model key`): models not signed with it are refused (default: trust the key of the first join; env FEDGE_COORDINATOR_KEY)', process.env.FEDGE_COORDINATOR_KEY)
   .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
   .option('--metrics <host:port>', 'serve Prometheus metrics at GET /metrics (env FEDGE_AGENT_METRICS; off by default, bind to loopback)', process.env.FEDGE_AGENT_METRICS)
   .option('--serve-name <name>', 'model name for --serve: /v2/models/NAME/infer', 'fedge')
@@ -104,6 +107,7 @@ Examples:
   fedge-agent --coordinator mqtt://127.0.0.1:1883 --data mnist                # over MQTT (fedge serve's embedded broker)
   fedge-agent --coordinator mqtts://broker.example:8883 --data mnist --join-token s3cret   # MQTT over TLS
   fedge-agent --coordinator grpcs://coord:7070 --tls-ca ca.pem --data mnist   # gRPC over TLS, a private CA
+  fedge-agent --coordinator grpc://coord:7070 --coordinator-key coordinator.pub --data mnist   # only models signed by this key
 
 Transport: the --coordinator scheme picks it. grpc:// (or bare HOST:PORT) talks to fedge serve --listen, grpcs://
 to the same with TLS (fedge serve --tls-cert/--tls-key);
@@ -132,7 +136,9 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     });
     logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n }, 'local data ready');
     // Training runs in the executor's worker thread; the backend it initialised is the one the agent reports.
-    const executor = new TaskExecutor(data, { backend: o.backend, ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}) });
+    // Model signatures: the configured key, else the first join reply's (trust on first use; model-trust.ts).
+    const trust = new ModelTrust(o.coordinatorKey ? loadCoordinatorKey(o.coordinatorKey) : undefined);
+    const executor = new TaskExecutor(data, { backend: o.backend, trust, ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}) });
     const backend = await executor.start();
     logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend (training worker): ${backend.note}`);
     // Static int8 calibration of served versions runs tfjs on this thread (once per version, not per request).

@@ -3,7 +3,8 @@
  * sha256, round, parent and metrics, and the promoted version serving agents follow.
  */
 import { Command } from 'commander';
-import { NotFoundError, ValidationError } from '@fedge/proto';
+import { NotFoundError, ValidationError, parseSigningPublicKey, signingKeyFingerprint } from '@fedge/proto';
+import { SIGNING_PUB_FILE, readPublicKeyPem } from '../../signing-key.js';
 import type { RunView } from '../../coordinator.js';
 import type { ModelVersionRecord } from '../../store/store.js';
 import { pct, printJson, table } from '../format.js';
@@ -18,6 +19,8 @@ export interface RegistryEntry extends ModelVersionRecord {
   trainLoss?: number;
   federatedExamples?: number;
   epsilon?: number;
+  /** fedge model show: fingerprint of the key that made `signature` (sha256 of the raw ed25519 key, 16 hex). */
+  keyFingerprint?: string;
 }
 
 /** The registry entries of `runs`, oldest run first, versions ascending. */
@@ -34,6 +37,7 @@ export function registryEntries(runs: RunView[]): RegistryEntry[] {
         ...(rec?.trainLoss !== undefined ? { trainLoss: rec.trainLoss } : {}),
         ...(rec?.federatedExamples !== undefined ? { federatedExamples: rec.federatedExamples } : {}),
         ...(rec?.epsilon !== undefined ? { epsilon: rec.epsilon } : {}),
+        ...(v.signature && r.signingKeyFingerprint ? { keyFingerprint: r.signingKeyFingerprint } : {}),
       };
     }),
   );
@@ -81,7 +85,7 @@ export function addRegistryCommands(model: Command): void {
       .argument('<version>', 'global model version', parseVersion)
       .requiredOption('--run <id>', 'the run the version belongs to')
       .description('show one registered model version')
-      .addHelpText('after', '\nExamples:\n  fedge model show 12 --run run-1a2b3c4d\n  fedge model show 0 --run run-1a2b3c4d --format json'),
+      .addHelpText('after', '\nExamples:\n  fedge model show 12 --run run-1a2b3c4d\n  fedge model show 0 --run run-1a2b3c4d --format json\n\nsignature: ed25519 (hex) over "fedge-model-v1\\nRUN\\nVERSION\\nSHA256" by the coordinator\'s model signing key\n(signing key: its fingerprint, as agents log it; fedge model key prints the key).'),
   ).action(async (version: number, opts: AdminOpts & { run: string }) => {
     const run = await withClient(opts, (c) => c.getRun(opts.run));
     const e = registryEntries([run]).find((x) => x.version === version);
@@ -92,6 +96,8 @@ export function addRegistryCommands(model: Command): void {
       ['version', `${e.version}${e.latest ? ' (latest)' : ''}`],
       ['serving', e.serving],
       ['sha256', e.sha256],
+      ['signature', e.signature],
+      ['signing key', e.keyFingerprint],
       ['round', e.round],
       ['parent', e.parent],
       ['created', e.createdAt],
@@ -103,6 +109,29 @@ export function addRegistryCommands(model: Command): void {
     ];
     for (const [k, v] of rows) if (v !== undefined) console.log(`${k.padEnd(19)} ${v}`);
   });
+
+  model
+    .command('key')
+    .description('print the coordinator\'s model signing public key (PEM) for fedge-agent --coordinator-key')
+    .option('--data-dir <dir>', 'the coordinator\'s data directory (env FEDGE_DATA_DIR)', process.env.FEDGE_DATA_DIR ?? '.fedge')
+    .option('--format <format>', 'text (the PEM) or json ({ publicKey, fingerprint, file })', 'text')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  fedge model key > coordinator.pub                       # then, on each device:
+  fedge-agent --coordinator grpc://coord:7070 --coordinator-key coordinator.pub --data mnist
+  fedge model key --data-dir /var/lib/fedge --format json   # with the fingerprint agents and fedge serve log
+
+Reads DATA_DIR/${SIGNING_PUB_FILE} (written by fedge serve on first start, with the private key beside it, mode
+0600). Never copy model-signing.key itself: agents only need the public key.`,
+    )
+    .action((opts: { dataDir: string; format: string }) => {
+      const pem = readPublicKeyPem(opts.dataDir);
+      const fingerprint = signingKeyFingerprint(parseSigningPublicKey(pem, SIGNING_PUB_FILE));
+      if (opts.format === 'json') return printJson({ publicKey: pem, fingerprint, file: SIGNING_PUB_FILE });
+      process.stdout.write(pem);
+    });
 
   withAdminOptions(
     model

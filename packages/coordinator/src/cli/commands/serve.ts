@@ -8,6 +8,7 @@ import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
 import { loadServerTls } from '../../transport/tls.js';
+import { ModelSigner } from '../../signing-key.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -62,7 +63,10 @@ Environment:
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
       if (store) logger.info({ dataDir: store.dataDir, db: store.file, schemaVersion: store.migrations().at(-1)?.version }, 'opened durable store');
-      const coord = new Coordinator({ dataDir: opts.dataDir, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}) });
+      // Model signing key: the data dir's (created on first start), so signatures stay valid across restarts.
+      const signing = store ? ModelSigner.loadOrCreate(opts.dataDir) : { signer: ModelSigner.ephemeral(), created: false };
+      logger.info({ fingerprint: signing.signer.fingerprint, key: signing.signer.source, created: signing.created }, `model signing key ${signing.signer.fingerprint}`);
+      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}) });
       // Before the server listens, so that an agent reconnecting at once finds its old record.
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);

@@ -19,6 +19,7 @@ import {
   mqttTopics,
   parseOrThrow,
   resultHeaderSchema,
+  signatureToJson,
   tasksRequestSchema,
   type MqttEnvelope,
   type MqttFrame,
@@ -162,7 +163,10 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       const channel: AgentChannel = {
         send: (task: TaskMsg) => {
           if (closed) throw new Error('channel closed');
-          send(topic, { t: 'task', msg: task });
+          // JSON envelope: the signature bytes travel as base64 (signatureToJson), not as a Buffer's JSON form.
+          const { modelSignature, ...rest } = task;
+          const sig = signatureToJson(modelSignature);
+          send(topic, { t: 'task', msg: sig ? { ...rest, modelSignature: sig } : rest });
         },
         close: (reason: string) => {
           if (closed) return;

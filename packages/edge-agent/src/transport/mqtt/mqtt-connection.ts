@@ -17,6 +17,7 @@ import {
   mqttTopics,
   newAgentClientId,
   parseOrThrow,
+  signatureFromJson,
   type JoinReplyMsg,
   type JoinRequestMsg,
   type ModelHeaderMsg,
@@ -40,7 +41,7 @@ const IDLE_TIMEOUT_MS = 60_000;
 
 const connError = (message: string): FedgeError => new FedgeError('E_CONNECTION', message);
 
-const joinReplySchema = z.object({ agentId: z.string().min(1), sessionToken: z.string().min(1), coordinatorVersion: z.string() });
+const joinReplySchema = z.object({ agentId: z.string().min(1), sessionToken: z.string().min(1), coordinatorVersion: z.string(), modelSigningKey: z.string().max(4096).default('') });
 const submitReplySchema = z.object({ accepted: z.boolean(), reason: z.string(), message: z.string() });
 // The agent trusts its coordinator's tasks as the gRPC agent does; this only keeps a garbled one from crashing it.
 const taskSchema = z.looseObject({ taskId: z.string(), runId: z.string(), kind: z.string(), round: z.number(), modelVersion: z.number() });
@@ -305,7 +306,10 @@ export class MqttConnection implements CoordinatorConnection {
       if (f.env.t !== 'task') return;
       const r = taskSchema.safeParse(f.env.msg);
       if (!r.success) return log.warn({ err: r.error.message }, 'dropped a malformed task');
-      this.taskQueue.push(r.data as unknown as TaskMsg);
+      // The signature crossed the JSON envelope as base64 (the bridge's signatureToJson): back to bytes.
+      const { modelSignature, ...task } = r.data;
+      const sig = signatureFromJson(modelSignature);
+      this.taskQueue.push({ ...(task as unknown as TaskMsg), ...(sig ? { modelSignature: sig } : {}) });
       this.wakeTasks();
       return;
     }
