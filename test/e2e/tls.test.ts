@@ -16,7 +16,7 @@ let dir: string;
 const f = (name: string): string => path.join(dir, name);
 const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'pipe' });
 
-/** A throwaway CA, a server certificate it signed for 127.0.0.1/localhost, and a second CA that signed nothing. */
+/** A throwaway CA, server and client certificates it signed (server: 127.0.0.1/localhost), a second CA that signed nothing. */
 function makeCertificates(): void {
   dir = mkdtempSync(path.join(tmpdir(), 'fedge-tls-'));
   for (const ca of ['ca', 'other-ca'])
@@ -24,6 +24,9 @@ function makeCertificates(): void {
   openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
   writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   openssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '1', '-extfile', f('san.ext'));
+  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('client.key'), '-out', f('client.csr'), '-subj', '/CN=fedge agent');
+  writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  openssl('x509', '-req', '-in', f('client.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('client.pem'), '-days', '1', '-extfile', f('client.ext'));
 }
 
 beforeAll(makeCertificates);
@@ -70,7 +73,7 @@ describe('TLS on the coordinator listeners', () => {
     expect(untrusted.code).not.toBe(0);
     expect(untrusted.stderr).toMatch(/E_TLS.*--tls-ca/);
 
-    await plain.waitFor(/coordinator unreachable/, 20_000);
+    await plain.waitFor(/use grpcs:\/\/.*coordinator unreachable/, 20_000);
     await wrongCa.waitFor(/TLS to the coordinator failed.*certificate/i, 20_000);
     await wrongCaMqtt.waitFor(/certificate.*--tls-ca/i, 20_000);
     for (const p of [plain, wrongCa, wrongCaMqtt]) expect(p.output()).not.toMatch(/joined coordinator/);
@@ -79,6 +82,27 @@ describe('TLS on the coordinator listeners', () => {
     coord.child.kill('SIGTERM');
     expect(await coord.exited).toBe(0);
   }, 60_000);
+
+  it('mutual TLS: --tls-client-ca admits agents and admin commands presenting a certificate it signed, and only them', async () => {
+    const coord = await startCoordinator([...TLS(), '--tls-client-ca', f('ca.pem'), '--mqtt-listen', '127.0.0.1:0']);
+    const mqttsUrl = /MQTT broker on (mqtts:\/\/[\d.]+:\d+)/.exec(coord.output())![1]!;
+    const grpcs = `grpcs://${coord.address}`;
+    const client = ['--tls-ca', f('ca.pem'), '--tls-cert', f('client.pem'), '--tls-key', f('client.key')];
+    const ok = [startAgent(grpcs, ['--name', 'm-grpc', ...client]), startAgent(mqttsUrl, ['--name', 'm-mqtt', ...client])];
+    const noCert = [startAgent(grpcs, ['--name', 'n-grpc', '--tls-ca', f('ca.pem')]), startAgent(mqttsUrl, ['--name', 'n-mqtt', '--tls-ca', f('ca.pem')])];
+    await Promise.all(ok.map((a) => a.waitFor(/joined coordinator/)));
+    await Promise.all(noCert.map((a) => a.waitFor(/coordinator unreachable/, 20_000)));
+    const list = await fedge(['agent', 'list', '--coordinator', grpcs, ...client, '--format', 'json']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain('m-grpc');
+    expect(list.stdout).toContain('m-mqtt');
+    for (const n of ['n-grpc', 'n-mqtt']) expect(list.stdout).not.toContain(n);
+    const refused = await fedge(['agent', 'list', '--coordinator', grpcs, '--tls-ca', f('ca.pem')]);
+    expect(refused.code).not.toBe(0);
+    for (const a of [...ok, ...noCert]) a.child.kill('SIGKILL');
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
+  }, 40_000);
 
   it('a missing or mismatched file stops fedge serve with an error naming the flag', async () => {
     const missing = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--in-memory', '--no-mqtt', '--tls-cert', f('nope.pem'), '--tls-key', f('server.key')]);

@@ -14,7 +14,7 @@ import {
 } from '@fedge/proto';
 import type { AgentRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
-import { loadCaFile } from '../transport/tls.js';
+import { loadClientTls } from '../transport/tls.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
 
@@ -32,13 +32,14 @@ export class AdminClient {
   private readonly md = new grpc.Metadata();
 
   /**
-   * `address`: grpc://HOST:PORT or HOST:PORT (plaintext), grpcs://HOST:PORT (TLS, the system's CAs). `tlsCa`
-   * (default env FEDGE_TLS_CA) is a PEM file of the CA that signed the coordinator's certificate; it implies TLS.
+   * `address`: grpc://HOST:PORT or HOST:PORT (plaintext), grpcs://HOST:PORT (TLS, the system's CAs). `tls.ca`
+   * (default env FEDGE_TLS_CA) is a PEM file of the CA that signed the coordinator's certificate; `tls.cert` and
+   * `tls.key` a client certificate for a coordinator requiring mutual TLS. Any of them implies TLS.
    */
-  constructor(readonly address: string, token = process.env.FEDGE_ADMIN_TOKEN, tlsCa: string | undefined = process.env.FEDGE_TLS_CA || undefined) {
+  constructor(readonly address: string, token = process.env.FEDGE_ADMIN_TOKEN, tls: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined } = { ca: process.env.FEDGE_TLS_CA }) {
     const hp = parseGrpcUrl(address, '--coordinator', 7070);
-    const ca = loadCaFile(tlsCa);
-    const creds = hp.tls || ca ? grpc.credentials.createSsl(ca ?? null) : grpc.credentials.createInsecure();
+    const t = loadClientTls(tls);
+    const creds = hp.tls || t ? grpc.credentials.createSsl(t?.ca ?? null, t?.key ?? null, t?.cert ?? null) : grpc.credentials.createInsecure();
     const { AdminService } = loadServices();
     this.client = new AdminService(grpcTarget(hp), creds, CHANNEL_OPTIONS) as never;
     if (token) this.md.set('authorization', `Bearer ${token}`);

@@ -78,6 +78,18 @@ export function loadServerTls(files: ServerTlsFiles): ServerTls | undefined {
   return { cert, key, clientCa };
 }
 
+/**
+ * The admin CLI's client side: --tls-ca (a private CA; absent: the system's) and, for a coordinator requiring
+ * mutual TLS, --tls-cert/--tls-key. Undefined when no file is given.
+ */
+export function loadClientTls(files: { ca?: string | undefined; cert?: string | undefined; key?: string | undefined }): { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined {
+  const ca = loadCaFile(files.ca);
+  if (!files.cert && !files.key) return ca ? { ca } : undefined;
+  if (!files.cert || !files.key) throw new FedgeError('E_TLS', files.cert ? '--tls-cert was given without --tls-key' : '--tls-key was given without --tls-cert');
+  const pair = loadServerTls({ cert: files.cert, key: files.key })!;
+  return { ...(ca ? { ca } : {}), cert: pair.cert, key: pair.key };
+}
+
 /** Reads --tls-ca for the admin CLI; undefined when not given. */
 export function loadCaFile(file: string | undefined, flag = '--tls-ca'): Buffer | undefined {
   if (!file) return undefined;

@@ -44,18 +44,27 @@ const wrap = (err: grpc.ServiceError): ConnectionError => {
 export class GrpcConnection implements CoordinatorConnection {
   private readonly client: AnyClient;
   private readonly receivers = new ModelReceivers();
+  private readonly tls: boolean;
 
   /** `tls` absent: plaintext (grpc://); present, even empty: TLS (grpcs://), with the system's CAs unless `tls.ca`. */
   constructor(target: string, tls?: ClientTls) {
     const { AgentService } = loadServices();
+    this.tls = !!tls;
     const creds = tls ? grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null) : grpc.credentials.createInsecure();
     this.client = new AgentService(target, creds, CHANNEL_OPTIONS) as unknown as AnyClient;
   }
 
   join(req: JoinRequestMsg): Promise<JoinReplyMsg> {
     return new Promise((resolve, reject) => {
-      this.client.Join!(req, { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null, res: JoinReplyMsg) => (err ? reject(wrap(err)) : resolve(res)));
+      this.client.Join!(req, { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null, res: JoinReplyMsg) => (err ? reject(this.joinError(err)) : resolve(res)));
     });
+  }
+
+  /** A plaintext client meeting a TLS listener sees only "failed to connect": say what else it could be. */
+  private joinError(err: grpc.ServiceError): ConnectionError {
+    const e = wrap(err);
+    if (this.tls || err.code !== grpc.status.UNAVAILABLE) return e;
+    return new ConnectionError(`${e.message} (plaintext grpc://; if the coordinator serves TLS, use grpcs://)`, err.code);
   }
 
   tasks(agentId: string, sessionToken: string): TaskStream {
