@@ -106,6 +106,7 @@ const VARIANTS: Record<string, Overrides> = {
   serviceMonitor: { set: ['serviceMonitor.enabled=true', 'agent.metrics.enabled=true'], values: { serviceMonitor: { labels: { release: 'kube-prometheus-stack' } } } },
   serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
   mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
+  tls: { set: ['coordinator.tls.existingSecret=fedge-tls'] },
   everything: {
     set: [
       'auth.joinToken=join-s3cret-value',
@@ -408,6 +409,31 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(r.stderr).toMatch(/agent.transport is mqtt: set coordinator.mqtt.enabled=true/);
   });
 
+  it('serves TLS from coordinator.tls.existingSecret; agents dial grpcs:// / mqtts:// trusting only its CA, never mounting the key', () => {
+    const objs = rendered('tls');
+    const sts = one(objs, 'StatefulSet', names.coordinator);
+    const c = container(sts, 'coordinator');
+    const env = Object.fromEntries(c.env.filter((e: Obj) => e.value !== undefined).map((e: Obj) => [e.name, e.value]));
+    expect(env).toMatchObject({ FEDGE_TLS_CERT: '/etc/fedge/tls/tls.crt', FEDGE_TLS_KEY: '/etc/fedge/tls/tls.key' });
+    expect(c.volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/fedge/tls', readOnly: true });
+    expect(podSpec(sts).volumes.find((v: Obj) => v.name === 'tls').secret).toMatchObject({ secretName: 'fedge-tls', items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] });
+    const ds = one(objs, 'DaemonSet', names.agent);
+    const args: string[] = container(ds, 'agent').args;
+    expect(args[args.indexOf('--coordinator') + 1]).toBe(`grpcs://${names.coordinator}.${NAMESPACE}.svc:7070`);
+    expect(args[args.indexOf('--tls-ca') + 1]).toBe('/etc/fedge/tls/ca.crt');
+    expect(podSpec(ds).volumes.find((v: Obj) => v.name === 'tls-ca').secret).toEqual({ secretName: 'fedge-tls', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+    expect(JSON.stringify(ds)).not.toContain('tls.key');
+    // over MQTT: mqtts://; a publicly trusted certificate (caKey ""): the system's CAs, nothing mounted
+    const mq = render({ set: ['coordinator.tls.existingSecret=fedge-tls', 'coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'coordinator.tls.caKey='] });
+    const mqArgs: string[] = container(one(mq, 'DaemonSet', names.agent), 'agent').args;
+    expect(mqArgs[mqArgs.indexOf('--coordinator') + 1]).toBe(`mqtts://${names.coordinator}.${NAMESPACE}.svc:1883`);
+    expect(mqArgs).not.toContain('--tls-ca');
+    // off by default
+    const plain = container(one(rendered('defaults'), 'StatefulSet', names.coordinator), 'coordinator');
+    expect(plain.env.map((e: Obj) => e.name)).not.toContain('FEDGE_TLS_CERT');
+    expect(container(one(rendered('defaults'), 'DaemonSet', names.agent), 'agent').args).not.toContain('--tls-ca');
+  });
+
   it('rejects wrong types and unknown keys with a schema error', () => {
     const cases: Array<[Overrides, RegExp]> = [
       [{ set: ['coordinator.replicas=two'] }, /\/coordinator\/replicas.*want integer/],
@@ -418,6 +444,7 @@ describe('helm chart deploy/k3s/fedge', () => {
       [{ set: ['agent.serving.enabled=yes'] }, /\/agent\/serving\/enabled.*want boolean/],
       [{ set: ['serviceMonitor.enabled=true', 'serviceMonitor.intervl=1m'] }, /additional properties 'intervl' not allowed/],
       [{ set: ['agent.dataVolume.type=nfs'] }, /\/agent\/dataVolume\/type/],
+      [{ set: ['coordinator.tls.secret=x'] }, /at '\/coordinator\/tls'.*additional properties 'secret' not allowed/],
       [{ set: ['agent.data=s3://bucket/x'] }, /\/agent\/data/],
       [{ set: ['agent.coordinatorAddress=http://coord:7070'] }, /\/agent\/coordinatorAddress/],
       [{ set: ['agent.transport=amqp'] }, /\/agent\/transport/],

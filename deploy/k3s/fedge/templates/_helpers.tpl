@@ -101,12 +101,13 @@ Name of the Secret holding the tokens.
 Coordinator address for the agents.
 */}}
 {{- define "fedge.coordinatorAddress" -}}
+{{- $s := ternary "s" "" (and .Values.coordinator.enabled (ne .Values.coordinator.tls.existingSecret "")) }}
 {{- if .Values.agent.coordinatorAddress }}
 {{- .Values.agent.coordinatorAddress }}
 {{- else if eq .Values.agent.transport "mqtt" }}
-{{- printf "mqtt://%s.%s.svc:%d" (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.mqtt.port) }}
+{{- printf "mqtt%s://%s.%s.svc:%d" $s (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.mqtt.port) }}
 {{- else }}
-{{- printf "grpc://%s.%s.svc:%d" (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.port) }}
+{{- printf "grpc%s://%s.%s.svc:%d" $s (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.port) }}
 {{- end }}
 {{- end }}
 
