@@ -68,6 +68,9 @@ describe('TLS on the coordinator listeners', () => {
     const show = await fedge(['run', 'show', run.id, '--coordinator', grpcs, '--format', 'json'], { FEDGE_TLS_CA: f('ca.pem') });
     expect(show.code, show.stderr).toBe(0);
     expect(lastJson<RunJson>(show.stdout).status).toBe('completed');
+    const csv = await fedge(['run', 'export', run.id, '--coordinator', grpcs, ...ca]);
+    expect(csv.code, csv.stderr).toBe(0);
+    expect(csv.stdout.trim().split('\n')).toHaveLength(3); // header + 2 rounds
     // Without the CA the system roots do not know ours: a clear TLS error, not "cannot reach".
     const untrusted = await fedge(['agent', 'list', '--coordinator', grpcs]);
     expect(untrusted.code).not.toBe(0);

@@ -18,6 +18,7 @@ interface ExportOpts {
   calibration?: string;
   output: string;
   coordinator: string;
+  tlsCa?: string;
   json?: boolean;
 }
 
@@ -52,7 +53,8 @@ export function modelCommand(): Command {
     .addOption(new Option('--activations <mode>', 'int8 activations: quantized per call (dynamic) or with ranges calibrated on --calibration data (static)').choices(['dynamic', 'static']).default('dynamic'))
     .option('--calibration <data>', 'calibration data for --activations static: mnist | csv:PATH | idx:IMAGES,LABELS')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
-    .option('--coordinator <host:port>', 'coordinator address for --run (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
+    .option('--coordinator <host:port>', 'coordinator address for --run (env FEDGE_COORDINATOR); grpcs://HOST:PORT for TLS', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
+    .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s certificate; implies TLS (env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
     .option('--json', 'print a JSON summary (path, bytes, quantization, input/output, source) instead of a line')
     .addHelpText(
       'after',
@@ -77,7 +79,7 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
       let source: Record<string, unknown>;
       if (o.run !== undefined) {
         const runId = o.run;
-        const m = await withClient({ coordinator: o.coordinator, format: 'table' }, (c) => c.fetchRunModel(runId, o.version ?? 0));
+        const m = await withClient({ coordinator: o.coordinator, format: 'table', ...(o.tlsCa ? { tlsCa: o.tlsCa } : {}) }, (c) => c.fetchRunModel(runId, o.version ?? 0));
         blob = m;
         source = { run: runId, version: m.version, sha256: m.sha256 };
       } else {

@@ -152,12 +152,13 @@ A config file holds the same options, e.g.:
     .command('export')
     .argument('<run>', 'run id')
     .description('export per-round metrics for experiment tracking: CSV, or an MLflow file store (mlruns/0/<run_id>/)')
-    .option('--coordinator <host:port>', 'coordinator address (env FEDGE_COORDINATOR)', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
+    .option('--coordinator <host:port>', 'coordinator address (env FEDGE_COORDINATOR); grpcs://HOST:PORT for TLS', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
+    .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s certificate; implies TLS (env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
     .addOption(new Option('--format <format>', 'csv or mlflow').choices(['csv', 'mlflow']).default('csv'))
     .option('-o, --output <path>', 'csv: the file (default stdout); mlflow: the directory that gets mlruns/ (default .)')
     .addHelpText('after', '\nExamples:\n  fedge run export run-1a2b3c4d --format csv -o rounds.csv\n  fedge run export run-1a2b3c4d --format mlflow -o . && mlflow ui --backend-store-uri ./mlruns')
-    .action(async (id: string, opts: { coordinator: string; format: 'csv' | 'mlflow'; output?: string }) => {
-      const r = await withClient({ coordinator: opts.coordinator, format: 'table' }, (c) => c.getRun(id));
+    .action(async (id: string, opts: { coordinator: string; format: 'csv' | 'mlflow'; output?: string; tlsCa?: string }) => {
+      const r = await withClient({ coordinator: opts.coordinator, format: 'table', ...(opts.tlsCa ? { tlsCa: opts.tlsCa } : {}) }, (c) => c.getRun(id));
       if (opts.format === 'csv') {
         const csv = roundsCsv(r);
         if (!opts.output || opts.output === '-') process.stdout.write(csv);

@@ -63,7 +63,8 @@ export class GrpcConnection implements CoordinatorConnection {
   /** A plaintext client meeting a TLS listener sees only "failed to connect": say what else it could be. */
   private joinError(err: grpc.ServiceError): ConnectionError {
     const e = wrap(err);
-    if (this.tls || err.code !== grpc.status.UNAVAILABLE) return e;
+    // Refused, unresolved or unanswered: nobody is listening there, TLS or not.
+    if (this.tls || err.code !== grpc.status.UNAVAILABLE || /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH/.test(e.message)) return e;
     return new ConnectionError(`${e.message} (plaintext grpc://; if the coordinator serves TLS, use grpcs://)`, err.code);
   }
 
