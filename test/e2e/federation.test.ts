@@ -87,7 +87,10 @@ describe('federation over gRPC', () => {
     await agent.waitFor(/joined coordinator/);
     first.child.kill('SIGKILL');
     await agent.waitFor(/retrying/);
-    const second = await startCoordinator(['--listen', `127.0.0.1:${port}`]);
+    // A restart keeps its data dir, and with it the model signing key the agent pinned at its first join (a
+    // coordinator with another key would be refused: trust on first use).
+    const dataDir = (JSON.parse(await first.waitFor(/opened durable store/)) as { dataDir: string }).dataDir;
+    const second = await startCoordinator(['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir]);
     let listed: { name: string; status: string }[] = [];
     for (let i = 0; i < 60 && !listed.some((a) => a.name === 'phoenix' && a.status === 'online'); i++) {
       await new Promise((r) => setTimeout(r, 500));

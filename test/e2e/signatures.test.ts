@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { fedge, freePort, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
 
 interface RunJson {
   id: string;
@@ -64,5 +64,20 @@ describe('signed models', () => {
     expect(v.signature).toMatch(/^[0-9a-f]{128}$/);
     const msg = Buffer.from(`fedge-model-v1\n${run.id}\n1\n${v.sha256}`);
     expect(verify(null, msg, createPublicKey(keyOut.stdout), Buffer.from(v.signature, 'hex'))).toBe(true);
+  }, 60_000);
+
+  it('trust on first use: an agent refuses a coordinator that comes back with another signing key', async () => {
+    const port = await freePort();
+    const first = await startCoordinator(['--listen', `127.0.0.1:${port}`]);
+    const agent = startAgent(first.address, ['--name', 'pinned']);
+    const pinned = /signing key ([0-9a-f]{16})/.exec(await agent.waitFor(/pinned the coordinator's model signing key/))![1]!;
+    first.child.kill('SIGKILL');
+    await agent.waitFor(/retrying/);
+    // Same address, fresh data dir: a new key, as an impostor on the network path would have.
+    const impostor = await startCoordinator(['--listen', `127.0.0.1:${port}`]);
+    expect(await agent.waitFor(/refusing the session/, 30_000)).toContain(`changed from ${pinned}`);
+    const list = await fedge(['agent', 'list', '--coordinator', impostor.address, '--format', 'json']);
+    const agents = JSON.parse(list.stdout) as { name: string; status: string }[];
+    expect(agents.find((a) => a.name === 'pinned')?.status ?? 'offline').toBe('offline');
   }, 60_000);
 });
