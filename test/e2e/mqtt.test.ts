@@ -1,5 +1,6 @@
 /** End to end over MQTT: fedge serve's embedded broker, agent processes and MQTT clients of our own, real sockets. */
 import { afterAll, describe, expect, it } from 'vitest';
+import { connect as netConnect } from 'node:net';
 import { connect, type MqttClient } from 'mqtt';
 import { MqttConnection } from '@fedge/edge-agent';
 import {
@@ -127,6 +128,17 @@ describe('federation over MQTT (embedded broker)', () => {
     const intruder = startAgent(url, ['--name', 'intruder', '--join-token', 'nope']);
     await intruder.waitFor(/join-token match/);
     intruder.child.kill('SIGKILL');
+    // A packet declaring 256 MiB (the MQTT maximum) is refused from its header: the connection closes at once.
+    const { hostname, port } = new URL(url);
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const t0 = Date.now();
+      const sock = netConnect(Number(port), hostname, () => sock.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f])));
+      sock.on('error', () => undefined);
+      sock.on('close', () => resolve(Date.now() - t0));
+      setTimeout(() => reject(new Error('the broker kept a 256 MiB packet open')), 5000).unref();
+    });
+    expect(closedAfter).toBeLessThan(5000);
+    expect(coord.output()).toMatch(/packet too large/);
     // Not an agent client id: refused. With the token: another client's topics are off limits.
     expect((await rawClient(url, 'fedge-coordinator-x', TOKEN)).error).toBeDefined();
     const id = newAgentClientId();

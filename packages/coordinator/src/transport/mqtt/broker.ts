@@ -1,5 +1,6 @@
 /** The embedded MQTT broker (aedes) of `fedge serve`: agents admitted by join token, each confined to its own topics. */
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
+import { MQTT_MAX_PACKET_BYTES, limitPackets } from './packet-limit.js';
 import { createServer as createTlsServer } from 'node:tls';
 import { Duplex } from 'node:stream';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -85,9 +86,12 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     for (const fn of goneListeners) fn(client.id);
   });
   const tls = opts.tls;
+  const accept = (socket: Socket): void => {
+    broker.handle(limitPackets(socket, MQTT_MAX_PACKET_BYTES, (reason) => log.warn({ remote: socket.remoteAddress, reason }, 'MQTT connection closed: packet too large')));
+  };
   const server: Server = tls
-    ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, broker.handle)
-    : createServer(broker.handle);
+    ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, accept)
+    : createServer(accept);
   // A failed handshake (a plaintext client, a client refusing our certificate) is that client's problem; one line
   // at debug level, the listener carries on.
   if (tls) server.on('tlsClientError', (err) => log.debug({ err: err.message }, 'MQTT TLS handshake failed'));
