@@ -23,7 +23,19 @@ interface AgentState {
   token: Buffer;
   channel?: AgentChannel;
   busyWith?: string;
+  /** When a join issued a session that has not attached a task channel yet (ms since epoch). */
+  joiningSince?: number;
 }
+
+export class NameTakenError extends FedgeError {
+  constructor(message: string) {
+    super('E_NAME_TAKEN', message);
+    this.name = 'NameTakenError';
+  }
+}
+
+/** A session that joined but has not attached its task stream within this long no longer holds its name. */
+const JOIN_HOLD_MS = 15_000;
 
 const log = moduleLogger('agents');
 
@@ -57,7 +69,14 @@ export class AgentRegistry extends EventEmitter<{
       throw new AuthError('join_token: missing or wrong; start the agent with the coordinator\'s --join-token');
     const now = new Date().toISOString();
     // A reconnecting agent keeps its id (and history); the old session token stops working.
-    const existing = req.agentId ? this.agents.get(req.agentId) : undefined;
+    let existing = req.agentId ? this.agents.get(req.agentId) : undefined;
+    // Names identify agents across coordinator restarts (a resumed round re-invites by name, spooled updates are
+    // filed and folded by name), so two live agents must not share one.
+    const clash = [...this.agents.values()].find((a) => a.record.name === req.name && a !== existing);
+    if (clash && (clash.channel || (clash.joiningSince !== undefined && Date.now() - clash.joiningSince < JOIN_HOLD_MS)))
+      throw new NameTakenError(`name: "${req.name}" is taken by agent ${clash.record.id}, which is online; give every agent its own --name (the default is the host name)`);
+    // An agent process that restarted (so it has no id) under the name of an offline agent is that agent again.
+    existing ??= clash;
     const id = existing ? existing.record.id : `agent-${randomUUID().slice(0, 8)}`;
     const token = randomBytes(24);
     const record: AgentRecord = {
@@ -73,7 +92,7 @@ export class AgentRegistry extends EventEmitter<{
       tasksCompleted: existing?.record.tasksCompleted ?? 0,
       tasksFailed: existing?.record.tasksFailed ?? 0,
     };
-    this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : {}) });
+    this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }) });
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
     void this.persist(id);
     return { agentId: id, sessionToken: token.toString('hex') };
@@ -94,6 +113,7 @@ export class AgentRegistry extends EventEmitter<{
     if (!a) throw new AuthError(`agent_id: unknown agent "${agentId}"`);
     const old = a.channel;
     a.channel = channel;
+    delete a.joiningSince;
     a.record.status = 'online';
     delete a.busyWith;
     delete a.record.currentTask;
