@@ -66,6 +66,14 @@ describe('update codecs', () => {
     expect([...y]).toEqual([1, -1, 1, 0, 0, 0]);
   });
 
+  it('topk at the largest fraction is accepted for an odd number of params (both ends count with ceil)', () => {
+    const n = 101;
+    const spec: CodecSpec = { codec: 'topk', topkFraction: 0.5 };
+    const bytes = encodeUpdate(randn(n, 9), spec);
+    expect(bytes.byteLength).toBe(4 + 8 * 51);
+    expect([...decode(spec, bytes, n)].filter((v) => v !== 0)).toHaveLength(51);
+  });
+
   it('kthLargestAbs matches a sort', () => {
     const x = randn(2001, 4);
     const sorted = [...x].map(Math.abs).sort((a, b) => b - a);
@@ -85,7 +93,7 @@ describe('update codecs', () => {
     };
     expect(reason(() => createDecoder('gzip-delta', 10, out))).toMatch(/^bad_encoding: encoding: unknown "gzip-delta"/);
     expect(reason(() => createDecoder('int8-delta', 99, out))).toMatch(/^size_mismatch: total_bytes: expected 104/);
-    expect(reason(() => createDecoder('topk-delta', 4 + 8 * 51, out))).toMatch(/^size_mismatch/);
+    expect(reason(() => createDecoder('topk-delta', 4 + 8 * 51, out))).toMatch(/^size_mismatch/); // n = 100: at most 50
     expect(reason(() => createDecoder('float32-delta', 399, out))).toMatch(/^size_mismatch/);
 
     const nanScale = encodeUpdate(randn(n, 5), { codec: 'int8' });

@@ -183,7 +183,8 @@ export function checkEncodedSize(encoding: string, totalBytes: number, n: number
   const codec = codecOfEncoding(encoding);
   if (!codec) throw new RejectedUpdateError('bad_encoding', `encoding: unknown "${encoding}"; expected one of ${CODECS.map((c) => ENCODING_OF[c]).join(', ')}`);
   if (codec === 'topk') {
-    const maxCount = Math.floor(n * TOPK_MAX_FRACTION);
+    // Counted exactly as the encoder counts (ceil), so the largest fraction allowed is also accepted for odd n.
+    const maxCount = topkCount(n, TOPK_MAX_FRACTION);
     if (totalBytes < 4 || (totalBytes - 4) % 8 !== 0 || totalBytes > 4 + 8 * maxCount)
       throw new RejectedUpdateError('size_mismatch', `total_bytes: a topk-delta of ${n} params is 4 + 8 x count bytes with count <= ${maxCount}, got ${totalBytes}`);
     return codec;

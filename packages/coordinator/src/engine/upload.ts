@@ -25,6 +25,8 @@ export interface StagedUploadHooks {
 export class StagedUpload implements UploadSink {
   private received = 0;
   private done = false;
+  /** The payload is complete and being checked, spooled and folded: the slot is in use until commit() returns. */
+  private committing = false;
 
   constructor(
     private readonly totalBytes: number,
@@ -59,6 +61,7 @@ export class StagedUpload implements UploadSink {
       if (this.received !== this.totalBytes)
         throw new RejectedUpdateError('truncated', `payload truncated: received ${this.received} of ${this.totalBytes} bytes`);
       this.decoder?.end();
+      this.committing = true;
       await this.hooks.onComplete(this.slot);
       this.finish();
       return { accepted: true, reason: '', message: 'accepted' };
@@ -70,7 +73,9 @@ export class StagedUpload implements UploadSink {
   }
 
   abort(reason: string): void {
-    if (this.done) return;
+    // A disconnect after the last byte does not undo the commit under way: releasing the slot now would let the next
+    // upload overwrite it while this one is still being folded. commit() releases it when it is done.
+    if (this.done || this.committing) return;
     this.finish();
     this.hooks.onAbort(reason);
   }
