@@ -35,6 +35,8 @@ import { COORDINATOR_VERSION } from '../../version.js';
 const log = moduleLogger('mqtt-agent');
 /** A download whose receiver acks nothing for this long, or an upload that sends nothing, is dropped (slot freed). */
 const IDLE_TIMEOUT_MS = 60_000;
+/** Model downloads one MQTT client may have in progress at once. */
+const MAX_DOWNLOADS_PER_CLIENT = 4;
 
 export interface MqttBridgeOptions {
   /** mqtt://HOST:PORT or mqtts://HOST:PORT; credentials for an external broker may be given as user:pass@. */
@@ -269,7 +271,8 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     } catch (err) {
       return rejectWith(err);
     }
-    armIdle();
+    // No idle timer while beginUpload waits for a staging slot: with many agents that wait is legitimately long, and
+    // the agent sends nothing until the first ack (a client that goes away is detached by its last will).
     coord.beginUpload(header).then(
       (s) => {
         if (u.replied) return s.abort('client gone');
@@ -277,6 +280,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
         u.acks = new AckSchedule(header.totalBytes);
         // The first ack opens the sender's window: until a staging slot is free the agent holds its chunks.
         reply(peer, { t: 'ack', id, offset: 0 });
+        armIdle();
       },
       rejectWith,
     );
@@ -307,6 +311,10 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
         return onTasks(peer, id, env);
       case 'fetch':
         if (peer.downloads.has(id)) return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `id: request "${id}" is already in progress`)));
+        // An agent needs one model at a time (a few while training, serving and promotion versions overlap); more would
+        // let one client make the broker buffer many models for a socket it does not read.
+        if (peer.downloads.size >= MAX_DOWNLOADS_PER_CLIENT)
+          return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `fetch: ${peer.downloads.size} model downloads already in progress on this connection; the limit is ${MAX_DOWNLOADS_PER_CLIENT}`)));
         void onFetch(peer, id, env);
         return;
       case 'ack':
