@@ -13,3 +13,4 @@ export * from './codec.js';
 export * from './mqtt-topics.js';
 export * from './mqtt-frame.js';
 export * from './signing.js';
+export * from './tls-files.js';

@@ -1,6 +1,7 @@
 /** Promise-based client for the AdminService, used by every `fedge` command that talks to a coordinator. */
 import * as grpc from '@grpc/grpc-js';
 import {
+  loadClientTls,
   CHANNEL_OPTIONS,
   ChunkAssembler,
   FedgeError,
@@ -14,7 +15,6 @@ import {
 } from '@fedge/proto';
 import type { AgentRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
-import { loadClientTls } from '../transport/tls.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `fedge-agent` CLI: joins a coordinator and trains on local data until stopped. */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { FedgeError, grpcTarget, parseGrpcUrl, parseHostPort } from '@fedge/proto';
+import { FedgeError, grpcTarget, loadClientTls, parseGrpcUrl, parseHostPort, type ClientTls } from '@fedge/proto';
 import { Agent } from '../agent.js';
 import { TaskExecutor } from '../executor.js';
 import { ModelTrust, loadCoordinatorKey } from '../model-trust.js';
@@ -13,7 +13,6 @@ import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { hostname } from 'node:os';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
-import { loadClientTls, type ClientTls } from '../transport/tls.js';
 
 const int = (flag: string, min: number) => (v: string): number => {
   const n = Number(v);

@@ -1,6 +1,7 @@
 /** gRPC implementation of CoordinatorConnection: chunked model download and upload with backpressure. */
 import * as grpc from '@grpc/grpc-js';
 import {
+  type ClientTls,
   CHANNEL_OPTIONS,
   CHUNK_BYTES,
   FedgeError,
@@ -19,7 +20,6 @@ import {
 } from '@fedge/proto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
 import { ModelReceivers, type ModelReceiver } from './model-receiver.js';
-import type { ClientTls } from '../tls.js';
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 export const MAX_MODEL_BYTES = 2 * 1024 ** 3;

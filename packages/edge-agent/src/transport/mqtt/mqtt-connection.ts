@@ -2,6 +2,7 @@
 import { connect, type MqttClient } from 'mqtt';
 import { z } from 'zod';
 import {
+  type ClientTls,
   AckSchedule,
   CHUNK_BYTES,
   ChunkAssembler,
@@ -29,7 +30,6 @@ import {
 } from '@fedge/proto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
 import { logger } from '../../log.js';
-import type { ClientTls } from '../tls.js';
 
 const log = logger.child({ module: 'mqtt-connection' });
 
