@@ -1,5 +1,25 @@
-/** What the agent needs from a coordinator, independent of the transport (gRPC today, MQTT later). */
-import type { JoinReplyMsg, JoinRequestMsg, ModelHeaderMsg, ResultHeaderMsg, SubmitReplyMsg, TaskMsg } from '@fedge/proto';
+/** What the agent needs from a coordinator, independent of the transport (gRPC or MQTT), and what both transports check alike. */
+import {
+  FedgeError,
+  modelHeaderSchema,
+  parseOrThrow,
+  type JoinReplyMsg,
+  type JoinRequestMsg,
+  type ModelHeaderMsg,
+  type ResultHeaderMsg,
+  type SubmitReplyMsg,
+  type TaskMsg,
+} from '@fedge/proto';
+
+/** The largest model an agent accepts to download, whatever the transport. */
+export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
+
+/** Validates a download's header (either transport) and checks the model fits this agent's limit. */
+export function checkModelHeader(raw: unknown): ModelHeaderMsg {
+  const header = parseOrThrow(modelHeaderSchema, raw, 'model_header') as ModelHeaderMsg;
+  if (header.totalBytes > MAX_MODEL_BYTES) throw new FedgeError('E_CONNECTION', `model of ${header.totalBytes} bytes exceeds this agent's limit of ${MAX_MODEL_BYTES}`);
+  return header;
+}
 
 export interface TaskStream extends AsyncIterable<TaskMsg> {
   cancel(): void;

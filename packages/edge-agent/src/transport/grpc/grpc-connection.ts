@@ -7,8 +7,6 @@ import {
   FedgeError,
   chunkBytes,
   loadServices,
-  modelHeaderSchema,
-  parseOrThrow,
   type ChunkMsg,
   type JoinReplyMsg,
   type JoinRequestMsg,
@@ -19,10 +17,10 @@ import {
   type TaskMsg,
 } from '@fedge/proto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
-import { ModelReceivers, type ModelReceiver } from './model-receiver.js';
+import { ModelReceivers, type ModelReceiver } from '../model-receiver.js';
+import { checkModelHeader } from '../connection.js';
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
-export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
 
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
@@ -101,8 +99,7 @@ export class GrpcConnection implements CoordinatorConnection {
         try {
           if (!header) {
             if (!c.header) throw new ConnectionError('model stream: the first chunk carries no header');
-            header = parseOrThrow(modelHeaderSchema, c.header, 'model_header') as ModelHeaderMsg;
-            if (header.totalBytes > MAX_MODEL_BYTES) throw new ConnectionError(`model of ${header.totalBytes} bytes exceeds this agent's limit of ${MAX_MODEL_BYTES}`);
+            header = checkModelHeader(c.header);
             rx = this.receivers.start(header.topologyJson, header.tensors as never, header.totalBytes);
           }
           // The receiver checks order and size, and hashes exactly the bytes it assembles; it may take over

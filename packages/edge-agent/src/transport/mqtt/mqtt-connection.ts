@@ -5,15 +5,12 @@ import {
   type ClientTls,
   AckSchedule,
   CHUNK_BYTES,
-  ChunkAssembler,
   FedgeError,
   MQTT_AGENT_USERNAME,
   SendWindow,
   chunkBytes,
   decodeFrame,
   encodeFrame,
-  modelHasher,
-  modelHeaderSchema,
   mqttQos,
   mqttTopics,
   newAgentClientId,
@@ -28,13 +25,13 @@ import {
   type SubmitReplyMsg,
   type TaskMsg,
 } from '@fedge/proto';
-import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
+import { checkModelHeader, type CoordinatorConnection, type FetchedModel, type TaskStream } from '../connection.js';
+import { ModelReceivers, type ModelReceiver } from '../model-receiver.js';
 import { logger } from '../../log.js';
 
 const log = logger.child({ module: 'mqtt-connection' });
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
-export const MAX_MODEL_BYTES = 2 * 1024 ** 3;
 /** A reply (join, tasks) or the next download chunk not arriving within this long means the coordinator is gone. */
 const REPLY_TIMEOUT_MS = 15_000;
 const IDLE_TIMEOUT_MS = 60_000;
@@ -65,6 +62,7 @@ export class MqttConnection implements CoordinatorConnection {
   private readonly client: MqttClient;
   private readonly ready: Promise<void>;
   private readonly handlers = new Map<string, Handler>();
+  private readonly receivers = new ModelReceivers();
   private readonly failers = new Map<string, (e: Error) => void>();
   private nextId = 0;
   private closedWith: Error | undefined;
@@ -144,8 +142,8 @@ export class MqttConnection implements CoordinatorConnection {
     const id = this.newId();
     return new Promise<FetchedModel>((resolve, reject) => {
       let header: ModelHeaderMsg | undefined;
-      let asm: ChunkAssembler | undefined;
-      let hash: ReturnType<typeof modelHasher> | undefined;
+      let rx: ModelReceiver | undefined;
+      let received = 0;
       let acks: AckSchedule | undefined;
       let idle: NodeJS.Timeout | undefined;
       const armIdle = (): void => {
@@ -159,6 +157,7 @@ export class MqttConnection implements CoordinatorConnection {
       };
       const fail = (err: Error): void => {
         done();
+        rx?.drop();
         if (!this.closedWith) this.publish({ t: 'cancel', id });
         reject(err);
       };
@@ -170,23 +169,23 @@ export class MqttConnection implements CoordinatorConnection {
           if (env.t === 'error') throw new FedgeError(env.code ?? 'E_CONNECTION', env.message ?? 'model download refused');
           if (!header) {
             if (env.t !== 'model') throw connError(`model download: expected the header first, got "${env.t}"`);
-            header = parseOrThrow(modelHeaderSchema, env.msg, 'model_header') as ModelHeaderMsg;
-            if (header.totalBytes > MAX_MODEL_BYTES) throw connError(`model of ${header.totalBytes} bytes exceeds this agent's limit of ${MAX_MODEL_BYTES}`);
-            asm = new ChunkAssembler(header.totalBytes);
-            hash = modelHasher(header.topologyJson, header.tensors as never);
+            header = checkModelHeader(env.msg);
+            // The same receiver as gRPC: order and size checks here, assembly and sha256 off this thread for large models.
+            rx = this.receivers.start(header.topologyJson, header.tensors as never, header.totalBytes);
             acks = new AckSchedule(header.totalBytes);
             return;
           }
           if (env.t === 'chunk') {
-            asm!.push(env.offset ?? -1, f.body);
-            hash!.update(f.body);
-            if (acks!.due(asm!.bytesReceived)) this.publish({ t: 'ack', id, offset: asm!.bytesReceived });
+            const n = f.body.byteLength;
+            rx!.push(env.offset ?? -1, f.body); // may take over the body's buffer: not read after this
+            received += n;
+            if (acks!.due(received)) this.publish({ t: 'ack', id, offset: received });
             return;
           }
           if (env.t !== 'end') throw connError(`model download: unexpected "${env.t}"`);
-          const bytes = asm!.finish();
+          const h = header;
           done();
-          resolve({ header, bytes, sha256: hash!.digest('hex') });
+          rx!.finish().then(({ bytes, sha256 }) => resolve({ header: h, bytes, sha256 }), reject);
         } catch (err) {
           fail(err as Error);
         }
@@ -252,6 +251,7 @@ export class MqttConnection implements CoordinatorConnection {
     if (this.client.connected) this.publish({ t: 'gone' });
     this.shutdown(connError('connection closed'));
     this.client.end(false);
+    this.receivers.close();
   }
 
   private newId(): string {
