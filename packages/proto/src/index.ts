@@ -14,3 +14,4 @@ export * from './mqtt-topics.js';
 export * from './mqtt-frame.js';
 export * from './signing.js';
 export * from './tls-files.js';
+export * from './task.js';

@@ -21,6 +21,8 @@ export interface JoinRequestMsg {
   agentVersion: string;
   numExamples: number;
   labels: Record<string, string>;
+  /** JSON of a DataProfile (task.ts); empty or absent from agents that report none. */
+  dataProfileJson?: string;
 }
 export interface JoinReplyMsg {
   agentId: string;
@@ -47,6 +49,8 @@ export interface TrainConfigMsg {
   topkFraction?: number;
   /** Carry what the codec dropped into the next update of the same run. */
   errorFeedback?: boolean;
+  /** JSON of a TaskPayload (task.ts): task and preprocessing. Empty or absent: softmax classification with SGD. */
+  taskJson?: string;
 }
 /**
  * `announce`: a new global version exists (run, version, sha256); no result is expected. `promote`: serve this

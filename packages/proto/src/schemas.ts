@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { DTYPES, MAX_TENSORS } from './tensor.js';
 import { ValidationError } from './errors.js';
+import { MAX_PROFILE_JSON } from './task.js';
 
 const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only');
 const int = z.number().int();
@@ -20,6 +21,7 @@ export const joinRequestSchema = z.object({
   agentVersion: z.string().max(64),
   numExamples: int.nonnegative().max(1e12),
   labels: z.record(z.string().max(128), z.string().max(1024)),
+  dataProfileJson: z.string().max(MAX_PROFILE_JSON, `data_profile_json: larger than ${MAX_PROFILE_JSON} bytes`).default(""),
 });
 
 export const tasksRequestSchema = z.object({ agentId: id, sessionToken: z.string().min(1).max(256) });
