@@ -26,7 +26,7 @@ export async function loadLocalData(o: DataOptions): Promise<LocalData> {
     if (o.partitionId < 0 || o.partitionId >= o.numPartitions)
       throw new ValidationError(`--partition-id: ${o.partitionId} is outside 0..${o.numPartitions - 1} (--num-partitions ${o.numPartitions})`);
     const { train } = ml.loadMnist();
-    const parts = ml.partitionIndices(train.y, {
+    const parts = ml.partitionIndices(train.y as Int32Array, {
       kind: o.partition,
       numPartitions: o.numPartitions,
       seed: o.seed,
