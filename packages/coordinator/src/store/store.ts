@@ -1,5 +1,5 @@
 /** The one interface all run state goes through, so a durable store can replace the in-memory one without engine changes. */
-import type { ModelBlob } from '@fedge/proto';
+import type { ColumnProfile, ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 
 export type RunStatus = 'pending' | 'waiting' | 'running' | 'completed' | 'failed' | 'stopped';
@@ -18,6 +18,8 @@ export interface Participant {
   baseVersion?: number;
   staleness?: number;
   weight?: number;
+  /** Data lineage: the fingerprint of the dataset the agent reported when it trained (DataProfile.fingerprint). */
+  fingerprint?: string;
 }
 
 export interface RoundRecord {
@@ -41,6 +43,10 @@ export interface RoundRecord {
   /** Central evaluation of `version` on the coordinator's test set. */
   centralLoss?: number;
   centralAccuracy?: number;
+  /** The task's metrics (RunData.task.metrics, e.g. rmse, r2, f1): example-weighted means over participants' training batches, federated and central evaluation. */
+  trainMetrics?: Record<string, number>;
+  federatedMetrics?: Record<string, number>;
+  centralMetrics?: Record<string, number>;
   bytesReceived: number;
   bytesSent: number;
   aggregationMs?: number;
@@ -60,6 +66,8 @@ export interface ModelVersionRecord {
   centralLoss?: number;
   centralAccuracy?: number;
   federatedAccuracy?: number;
+  centralMetrics?: Record<string, number>;
+  federatedMetrics?: Record<string, number>;
   /** Not stored: the coordinator's ed25519 signature (hex) of this version, filled in by getRun (fedge model show). */
   signature?: string;
 }
@@ -92,8 +100,26 @@ export interface RunRecord {
    * saved with every run save and before a new version is released, so a restarted coordinator continues the run.
    */
   privacyState?: { steps: number; denominator?: number; clipNorm: number; lastClipNorm?: number };
-  /** Set when the run stopped because a version reached config.targetAccuracy. */
-  reachedTarget?: { version: number; round: number; accuracy: number; seconds: number };
+  /** Set when the run stopped because a version reached config.targetAccuracy (accuracy) or config.stopAt (metric, value). */
+  reachedTarget?: { version: number; round: number; accuracy: number; seconds: number; metric?: string; value?: number };
+  /** The statistics step before round 1: what the run learns and from which data. Absent on runs without a task. */
+  data?: RunData;
+}
+
+/** Written once by the statistics step (before round 1), read by every task and by `fedge run show`. */
+export interface RunData {
+  task: ResolvedTask;
+  preprocessing: Preprocessing;
+  /** The fleet's combined statistics per column (Gaussian-noised in a private run), over `n` training examples. */
+  statistics: ColumnProfile[];
+  n: number;
+  /** Agents whose data took part, with the fingerprint of their dataset (lineage). */
+  agents: { agentId: string; name: string; format: string; n: number; fingerprint: string }[];
+  /** Agents left out of the run and why (e.g. a column that differs from the fleet's schema). */
+  refused: { agentId: string; name: string; reason: string }[];
+  /** Private runs: std of the Gaussian noise added to the statistics (one more step for the accountant). */
+  statisticsNoiseStd?: number;
+  preparedAt: string;
 }
 
 export interface PromotionState {
