@@ -14,6 +14,8 @@ import type { UploadSink } from './engine/upload.js';
 import { FedAvg } from './strategy/fedavg.js';
 import { DpFedAvg } from './strategy/dp-fedavg.js';
 import { centralEvaluator, initialModel, saveFinalModel } from './engine/ml-hooks.js';
+import { eligibleFor, needsDataStep, taskPayloadJson } from './engine/data-step.js';
+import { prepareRun } from './engine/prepare.js';
 import { moduleLogger } from './log.js';
 import { ModelSigner } from './signing-key.js';
 
@@ -68,6 +70,9 @@ export class Coordinator {
   readonly registry: AgentRegistry;
   readonly signer: ModelSigner;
   private readonly engines = new Map<string, RunEngine>();
+  /** Runs in their statistics step (no engine yet): stop aborts them, watchers wait for the engine. */
+  private closing = false;
+  private readonly preparing = new Map<string, { run: RunRecord; ctl: AbortController; launched: Promise<RunEngine | undefined> }>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryStore();
@@ -83,6 +88,7 @@ export class Coordinator {
   /** Validates the config, builds the initial model (version 0) and starts the run in the background. */
   async startRun(configInput: unknown): Promise<RunView> {
     const config = parseRunConfig(configInput);
+    // The built-in MLP is sized from the data, so it is made by the statistics step; other models load now (fail fast).
     const blob = await initialModel(config);
     const run: RunRecord = {
       id: `run-${randomUUID().slice(0, 8)}`,
@@ -95,15 +101,43 @@ export class Coordinator {
       versions: [],
     };
     await this.store.createRun(run);
-    const engine = await this.launch(run, blob);
     log.info({ runId: run.id, model: config.model, rounds: config.rounds }, 'run started');
+    if (needsDataStep(config)) {
+      this.prepare(run, blob);
+      return structuredClone(run);
+    }
+    const engine = await this.launch(run, blob!);
     return this.view(engine);
+  }
+
+  /** The statistics step in the background, then the engine; a failure fails the run with the step's message. */
+  private prepare(run: RunRecord, blob: import('@fedge/proto').ModelBlob | undefined): void {
+    const ctl = new AbortController();
+    const launched = (async (): Promise<RunEngine | undefined> => {
+      try {
+        const initial = await prepareRun(run, blob, { store: this.store, registry: this.registry, signal: ctl.signal });
+        return await this.launch(run, initial);
+      } catch (err) {
+        // Shutting down with a durable store: the run stays waiting and the next process prepares it again.
+        if (this.closing && this.opts.resumeOnRestart) return undefined;
+        Object.assign(run, ctl.signal.aborted
+          ? { status: 'stopped', statusMessage: 'stopped by user during the statistics step' }
+          : { status: 'failed', statusMessage: (err as Error).message });
+        run.endedAt = new Date().toISOString();
+        await this.store.saveRun(run).catch((e: unknown) => log.error({ err: e }, 'saving the run failed'));
+        if (!ctl.signal.aborted) log.error({ runId: run.id, err: (err as Error).message }, 'run failed in its statistics step');
+        return undefined;
+      } finally {
+        this.preparing.delete(run.id);
+      }
+    })();
+    this.preparing.set(run.id, { run, ctl, launched });
   }
 
   /** Builds the run's strategy and engine and starts it from the run's current round and `blob` (its latest version). */
   private async launch(run: RunRecord, blob: import('@fedge/proto').ModelBlob): Promise<RunEngine> {
     const config = run.config;
-    const evaluateCentral = await centralEvaluator(config);
+    const evaluateCentral = await centralEvaluator(config, run.data);
     // With a privacy block: DP-FedAvg, Poisson-sampling agents at rate agentsPerRound.fraction (central), or FedAvg
     // over agents that noise their own updates (local).
     const dp = config.privacy
@@ -132,6 +166,7 @@ export class Coordinator {
       ...(dp ? { privacy: dp } : {}),
       ...(evaluateCentral ? { evaluateCentral } : {}),
       saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
+      ...(run.data ? { eligible: eligibleFor(run.data, this.registry) } : {}),
       // A durable store gets a durable spool: accepted updates survive a crash and are folded in a fixed order.
       ...(this.opts.resumeOnRestart ? { spool: new DiskSpool(path.resolve(this.opts.dataDir, 'updates')) } : {}),
     });
@@ -148,7 +183,7 @@ export class Coordinator {
   async resumeRuns(): Promise<RunView[]> {
     const resumed: RunView[] = [];
     for (const run of await this.store.listRuns()) {
-      if (!['pending', 'waiting', 'running'].includes(run.status) || this.engines.has(run.id)) continue;
+      if (!['pending', 'waiting', 'running'].includes(run.status) || this.engines.has(run.id) || this.preparing.has(run.id)) continue;
       const fail = async (message: string): Promise<void> => {
         Object.assign(run, { status: 'failed', statusMessage: message, endedAt: new Date().toISOString() });
         await this.store.saveRun(run);
@@ -165,9 +200,15 @@ export class Coordinator {
       const v = run.versions.find((x) => x.version === run.modelVersion);
       let blob: import('@fedge/proto').ModelBlob | undefined;
       try {
-        blob = v ? await this.store.getModel(v.sha256) : run.modelVersion === 0 ? await initialModel(run.config) : undefined;
+        blob = v ? await this.store.getModel(v.sha256) : run.modelVersion === 0 ? await initialModel(run.config, run.data) : undefined;
       } catch (err) {
         await fail(`coordinator restarted: the model of version ${run.modelVersion} cannot be read: ${(err as Error).message}`);
+        continue;
+      }
+      if (!run.data && needsDataStep(run.config) && run.modelVersion === 0) {
+        run.statusMessage = 'resumed after a coordinator restart: statistics step again';
+        this.prepare(run, blob);
+        resumed.push(structuredClone(run));
         continue;
       }
       if (!blob) {
@@ -184,6 +225,12 @@ export class Coordinator {
   }
 
   async stopRun(id: string): Promise<RunView> {
+    const p = this.preparing.get(id);
+    if (p) {
+      p.ctl.abort(new Error('stopped by user'));
+      await p.launched;
+      return structuredClone(p.run);
+    }
     const e = this.engines.get(id);
     if (!e) {
       const r = await this.store.getRun(id);
@@ -195,6 +242,8 @@ export class Coordinator {
   }
 
   async getRun(id: string): Promise<RunView> {
+    const p = this.preparing.get(id);
+    if (p) return structuredClone(p.run);
     const e = this.engines.get(id);
     if (e) return this.signed(this.view(e));
     const r = await this.store.getRun(id);
@@ -215,7 +264,8 @@ export class Coordinator {
     const runs = await this.store.listRuns();
     return runs.map((r) => {
       const e = this.engines.get(r.id);
-      return e ? this.view(e) : r;
+      const p = this.preparing.get(r.id);
+      return e ? this.view(e) : p ? structuredClone(p.run) : r;
     }).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
@@ -233,6 +283,22 @@ export class Coordinator {
    * `view()` is called, so watchers that coalesce updates do not copy the whole run on every event.
    */
   watchRun(id: string, fn: (view: () => RunView, ended: boolean) => void): () => void {
+    const p = this.preparing.get(id);
+    if (p) {
+      // In its statistics step: report it, then follow the engine once it exists (or report the end if it never does).
+      let off: (() => void) | undefined;
+      let cancelled = false;
+      queueMicrotask(() => fn(() => structuredClone(p.run), false));
+      void p.launched.then((e) => {
+        if (cancelled) return;
+        if (e) off = this.watchRun(id, fn);
+        else fn(() => structuredClone(p.run), true);
+      });
+      return () => {
+        cancelled = true;
+        off?.();
+      };
+    }
     const e = this.engines.get(id);
     if (!e) throw new NotFoundError(`run "${id}" is not active on this coordinator`);
     const view = (): RunView => this.view(e);
@@ -324,7 +390,7 @@ export class Coordinator {
       kind: 'promote' as const,
       modelSha256: g.sha256,
       modelBytes: g.bytes.byteLength,
-      config: { epochs: 0, batchSize: 0, learningRate: 0, seed: 0 },
+      config: { epochs: 0, batchSize: 0, learningRate: 0, seed: 0, ...taskPayloadJson(run.data) },
       deadlineUnixMs: 0,
       modelSignature: this.signer.sign({ runId: run.id, version, sha256: g.sha256 }),
     };
@@ -408,6 +474,9 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    for (const p of this.preparing.values()) p.ctl.abort(new Error('coordinator shutting down'));
+    await Promise.all([...this.preparing.values()].map((p) => p.launched));
     const active = [...this.engines.values()].filter((e) => !e.isFinished());
     const ended = active.map((e) => new Promise<void>((r) => (e.isFinished() ? r() : e.once('end', () => r()))));
     for (const e of this.engines.values()) e.stop('coordinator shutting down');

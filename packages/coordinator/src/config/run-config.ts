@@ -2,21 +2,36 @@
 import { z } from 'zod';
 import { CODECS, TOPK_MAX_FRACTION, ValidationError } from '@fedge/proto';
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
+import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
 
 export const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 
 type BuiltinModelName = (typeof BUILTIN_MODEL_NAMES)[number];
-const MODEL_HINT = `use one of ${BUILTIN_MODEL_NAMES.join(', ')} or { "path": "model.json" }`;
+const MODEL_HINT = `use one of ${BUILTIN_MODEL_NAMES.join(', ')}, { "builtin": "mlp", "hidden": [64, 32] } or { "path": "model.json" }`;
 const modelPathSchema = z.strictObject({
   path: z.string().min(1, 'model.path: give the path of a tfjs model.json on the coordinator'),
 });
+/** A tabular MLP sized from the data: input width from the fleet's schema, output width and activation from the task. */
+const mlpSchema = z.strictObject({
+  builtin: z.literal('mlp', { message: 'model.builtin: only "mlp" is available; for other architectures save a tfjs model and use { "path": "model.json" }' }),
+  hidden: z.array(z.number().int().min(1).max(65_536)).max(16).default([64, 32]),
+});
+export type MlpModelConfig = z.output<typeof mlpSchema>;
+export type ModelConfig = BuiltinModelName | { path: string } | MlpModelConfig;
 
 /** A union would report only "Invalid input"; checking the form first gives a message for each form. */
-const modelSchema = z.unknown().transform((v, ctx): BuiltinModelName | { path: string } => {
+const modelSchema = z.unknown().transform((v, ctx): ModelConfig => {
   if (v === undefined) return 'mnist-mlp';
   if (typeof v === 'string') {
     if ((BUILTIN_MODEL_NAMES as readonly string[]).includes(v)) return v as BuiltinModelName;
+    if (v === 'mlp') return { builtin: 'mlp', hidden: [64, 32] };
     ctx.addIssue({ code: 'custom', message: `model: unknown model "${v}"; ${MODEL_HINT}` });
+    return z.NEVER;
+  }
+  if (typeof v === 'object' && v !== null && 'builtin' in v) {
+    const m = mlpSchema.safeParse(v);
+    if (m.success) return m.data;
+    for (const i of m.error.issues) ctx.addIssue({ code: 'custom', message: i.message.startsWith('model.') ? i.message : `model.${i.path.join('.') || 'builtin'}: ${i.message}`, path: i.path });
     return z.NEVER;
   }
   const r = modelPathSchema.safeParse(v);
@@ -51,6 +66,12 @@ export const runConfigSchema = z.strictObject({
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
   /** Stop as soon as the global model reaches this accuracy (central evaluation, else federated). */
   targetAccuracy: z.number().gt(0).max(1).optional(),
+  /** What to learn: task type, target column(s), loss, optimizer, metrics, normalization (task-config.ts). */
+  task: taskConfigSchema.optional(),
+  /** Stop as soon as a version reaches this value of a metric (from below, or from above for rmse/mae/loss). */
+  stopAt: stopAtSchema.optional(),
+  /** Central evaluation on a held-out file the coordinator reads (the user's own data). */
+  evaluation: evaluationSchema.optional(),
   mode: z.enum(['sync', 'async'], { message: 'mode: use "sync" (rounds) or "async" (buffered, FedBuff)' }).default('sync'),
   sync: z
     .strictObject({
@@ -97,6 +118,12 @@ export const runConfigSchema = z.strictObject({
     .default({ codec: 'float32', topkFraction: 0.1, errorFeedback: true }),
 });
 
+/** How a run's model reads in lists and logs: a built-in name, "mlp 64-32" or the model path. */
+export function modelLabel(m: ModelConfig): string {
+  if (typeof m === 'string') return m;
+  return 'builtin' in m ? `mlp ${m.hidden.join('-')}` : m.path;
+}
+
 export type RunConfigInput = z.input<typeof runConfigSchema>;
 export type RunConfig = z.output<typeof runConfigSchema> & { minResults: number };
 
@@ -121,5 +148,6 @@ export function parseRunConfig(input: unknown): RunConfig {
       `invalid run config: minResults (${minResults}) cannot exceed agentsPerRound.min (${c.agentsPerRound.min}); lower minResults or raise agentsPerRound.min`,
     );
   checkPrivacyConfig(c);
+  checkTaskConfig(c);
   return { ...c, minResults };
 }

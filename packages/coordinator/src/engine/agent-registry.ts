@@ -1,7 +1,7 @@
 /** Tracks agents and their task channels without knowing the transport: a transport hands in an AgentChannel. */
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { FedgeError, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import { FedgeError, ValidationError, dataProfileSchema, formatZodError, type DataProfile, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
 import type { AgentRecord, Store } from '../store/store.js';
 import { moduleLogger } from '../log.js';
 
@@ -25,6 +25,22 @@ interface AgentState {
   busyWith?: string;
   /** When a join issued a session that has not attached a task channel yet (ms since epoch). */
   joiningSince?: number;
+  /** What the agent said of its data at its last join (schema, statistics, fingerprint); not persisted: agents re-send it. */
+  profile?: DataProfile;
+}
+
+/** An agent's data profile from its join request; a malformed one refuses the join, naming the field. */
+function parseProfile(json: string | undefined): DataProfile | undefined {
+  if (!json) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new ValidationError(`data_profile_json: not valid JSON (${(err as Error).message})`);
+  }
+  const r = dataProfileSchema.safeParse(raw);
+  if (!r.success) throw new ValidationError(`data_profile_json: ${formatZodError(r.error)}`);
+  return r.data;
 }
 
 export class NameTakenError extends FedgeError {
@@ -67,6 +83,7 @@ export class AgentRegistry extends EventEmitter<{
   join(req: JoinRequestMsg): { agentId: string; sessionToken: string } {
     if (this.joinToken !== undefined && !safeEqual(Buffer.from(req.joinToken), Buffer.from(this.joinToken)))
       throw new AuthError('join_token: missing or wrong; start the agent with the coordinator\'s --join-token');
+    const profile = parseProfile(req.dataProfileJson);
     const now = new Date().toISOString();
     // A reconnecting agent keeps its id (and history); the old session token stops working.
     let existing = req.agentId ? this.agents.get(req.agentId) : undefined;
@@ -92,7 +109,7 @@ export class AgentRegistry extends EventEmitter<{
       tasksCompleted: existing?.record.tasksCompleted ?? 0,
       tasksFailed: existing?.record.tasksFailed ?? 0,
     };
-    this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }) });
+    this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }), ...(profile ? { profile } : {}) });
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
     void this.persist(id);
     return { agentId: id, sessionToken: token.toString('hex') };
@@ -141,10 +158,15 @@ export class AgentRegistry extends EventEmitter<{
     this.emit('changed');
   }
 
-  /** Online agents with no task in progress, in a stable order (by name, then id). */
-  available(): AgentRecord[] {
+  /** The data profile the agent reported at its last join, if any. */
+  profile(agentId: string): DataProfile | undefined {
+    return this.agents.get(agentId)?.profile;
+  }
+
+  /** Online agents with no task in progress (and passing `eligible`, e.g. a run's schema), in a stable order (by name, then id). */
+  available(eligible?: (a: AgentRecord) => boolean): AgentRecord[] {
     return [...this.agents.values()]
-      .filter((a) => a.channel && !a.busyWith)
+      .filter((a) => a.channel && !a.busyWith && (!eligible || eligible(a.record)))
       .map((a) => a.record)
       .sort((x, y) => x.name.localeCompare(y.name) || x.id.localeCompare(y.id));
   }
@@ -218,10 +240,10 @@ export class AgentRegistry extends EventEmitter<{
   }
 
   /** Resolves once at least `n` agents are available, or rejects when `signal` aborts. */
-  waitForAvailable(n: number, signal: AbortSignal): Promise<void> {
+  waitForAvailable(n: number, signal: AbortSignal, eligible?: (a: AgentRecord) => boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = (): void => {
-        if (this.available().length >= n) {
+        if (this.available(eligible).length >= n) {
           cleanup();
           resolve();
         }

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { ValidationError, type ModelBlob } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
-import type { RunRecord } from '../store/store.js';
+import type { RunData, RunRecord } from '../store/store.js';
 import { moduleLogger } from '../log.js';
 
 const log = moduleLogger('ml');
@@ -21,8 +21,21 @@ export async function ml(): Promise<Ml> {
   return mlPromise;
 }
 
-export async function initialModel(config: RunConfig): Promise<ModelBlob> {
+/**
+ * Version 0 of a run. The built-in MLP is sized from the data: undefined until the statistics step has `data`
+ * (seeded, so a resumed run rebuilds the same weights).
+ */
+export async function initialModel(config: RunConfig, data?: RunData): Promise<ModelBlob | undefined> {
   const m = await ml();
+  if (typeof config.model === 'object' && 'builtin' in config.model) {
+    if (!data) return undefined;
+    const model = m.createMlp({ inputWidth: data.preprocessing.inputWidth, hidden: config.model.hidden, outputs: data.task.outputs, activation: m.outputActivationFor(data.task.type), seed: config.seed });
+    try {
+      return m.modelToBlob(model);
+    } finally {
+      model.dispose();
+    }
+  }
   if (typeof config.model === 'string') {
     const model = m.createBuiltinModel(config.model, config.seed);
     try {
@@ -38,21 +51,40 @@ export async function initialModel(config: RunConfig): Promise<ModelBlob> {
   }
 }
 
-/** Central evaluation on the held-out digits, for the built-in MNIST models. */
-export async function centralEvaluator(config: RunConfig): Promise<((blob: ModelBlob) => Promise<{ loss: number; accuracy: number }>) | undefined> {
-  if (!config.centralEvaluation || typeof config.model !== 'string') return undefined;
+export interface CentralEval { loss: number; accuracy: number; metrics: Record<string, number> }
+
+/**
+ * Central evaluation: on the user's held-out file (config.evaluation, encoded with the run's preprocessing), else on
+ * the held-out MNIST digits for the built-in MNIST models; none otherwise.
+ */
+export async function centralEvaluator(config: RunConfig, data?: RunData): Promise<((blob: ModelBlob) => Promise<CentralEval>) | undefined> {
+  if (!config.centralEvaluation) return undefined;
   const m = await ml();
-  const { test } = m.loadMnist();
+  let test: import('@fedge/ml').Dataset;
+  const ev = config.evaluation;
+  if (ev && data) {
+    const target = ev.target === undefined ? data.preprocessing.targets.map((t) => t.name) : (Array.isArray(ev.target) ? ev.target : [ev.target]).map(String);
+    let table;
+    try {
+      table = await m.loadTable(ev.data, { target, missing: ev.missing });
+      if (ev.holdout) table = m.splitTable(table, ev.holdout.fraction, ev.holdout.seed).holdout;
+      test = m.encodeTable(table, data.preprocessing, data.task);
+    } catch (err) {
+      throw new ValidationError(`evaluation.data: ${(err as Error).message}`, { cause: err });
+    }
+  } else if (typeof config.model === 'string') test = m.loadMnist().test;
+  else return undefined;
   let model: Awaited<ReturnType<Ml['modelFromBlob']>> | undefined;
   return async (blob) => {
     if (!model) model = await m.modelFromBlob(blob);
     else m.setWeights(model, blob.weights);
-    const r = await m.evaluate(model, test, 500);
-    return { loss: r.loss, accuracy: r.accuracy };
+    const r = await m.evaluate(model, test, 500, data?.task);
+    return { loss: r.loss, accuracy: r.accuracy, metrics: r.metrics };
   };
 }
 
+/** The final model, with the run's task and preprocessing beside it so `fedge model export --model` serves raw inputs. */
 export async function saveFinalModel(dataDir: string, run: RunRecord, blob: ModelBlob): Promise<string> {
   const m = await ml();
-  return m.saveModelDir(blob, path.resolve(dataDir, 'runs', run.id, 'model'));
+  return m.saveModelDir(blob, path.resolve(dataDir, 'runs', run.id, 'model'), run.data ? { task: run.data.task, preprocessing: run.data.preprocessing } : undefined);
 }

@@ -20,7 +20,7 @@ import {
   type TensorSpec,
 } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
-import type { Participant, RoundRecord, RunRecord, Store } from '../store/store.js';
+import type { AgentRecord, Participant, RoundRecord, RunRecord, Store } from '../store/store.js';
 import type { CandidateAgent, Strategy } from '../strategy/strategy.js';
 import type { PrivacyHooks } from '../strategy/dp-fedavg.js';
 import { applyDelta, sampleAgents, weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
@@ -33,6 +33,7 @@ import { OpenRound, type Invitee } from './round.js';
 import { StagedUpload, type UploadSink } from './upload.js';
 import type { UpdateSpool } from './update-spool.js';
 import { moduleLogger, type Logger } from '../log.js';
+import { taskPayloadJson } from './data-step.js';
 
 export interface RunEngineDeps {
   store: Store;
@@ -51,6 +52,8 @@ export interface RunEngineDeps {
   spool?: UpdateSpool;
   /** Differential privacy (the strategy, when it is a DP one): task DP fields, budget stop, epsilon per round. */
   privacy?: PrivacyHooks;
+  /** Agents this run may invite (those whose data fits the run's schema); default every agent. */
+  eligible?: (a: AgentRecord) => boolean;
 }
 
 export interface LiveView {
@@ -93,6 +96,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   /** Async with a spool: resolves once the last cut version and its record are durable; the next buffer waits for it. */
   private cutPersisted: Promise<void> = Promise.resolve();
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
+  /** The run's task and preprocessing as every task carries them (built once: the data step is over). */
+  private readonly taskJson: { taskJson?: string };
 
   constructor(run: RunRecord, initial: ModelBlob, private readonly deps: RunEngineDeps) {
     super();
@@ -103,6 +108,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     // Two staging slots bound memory to (1 accumulator + 2 updates) whatever the number of agents.
     this.agg = StreamingFedAvg.create(totalParams(initial.tensors), { slots: 2 });
     this.rng = createRng(run.config.seed);
+    this.taskJson = taskPayloadJson(run.data);
   }
 
   get config(): RunConfig {
@@ -203,15 +209,15 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   private async waitForAgents(round: number): Promise<void> {
     const need = this.config.agentsPerRound.min;
-    if (this.deps.registry.available().length >= need) return;
+    if (this.deps.registry.available(this.deps.eligible).length >= need) return;
     this.run.status = 'waiting';
-    this.run.statusMessage = `waiting for ${need} available agents (${this.deps.registry.available().length} now)`;
+    this.run.statusMessage = `waiting for ${need} available agents (${this.deps.registry.available(this.deps.eligible).length} now)`;
     this.live = { phase: 'waiting', round, participants: [] };
     this.log.info({ need }, this.run.statusMessage);
     await this.persist();
     const timeout = AbortSignal.timeout(this.config.waitForAgentsSeconds * 1000);
     try {
-      await this.deps.registry.waitForAvailable(need, AbortSignal.any([this.stopCtl.signal, timeout]));
+      await this.deps.registry.waitForAvailable(need, AbortSignal.any([this.stopCtl.signal, timeout]), this.deps.eligible);
     } catch (err) {
       if (this.stopCtl.signal.aborted) return;
       throw new Error(`no round could start: fewer than ${need} agents were available for ${this.config.waitForAgentsSeconds}s (agentsPerRound.min)`, { cause: err });
@@ -235,7 +241,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     } else {
       // One generator per round: selection does not depend on how many draws earlier rounds (or a restart) made.
       const rng = createRng(c.seed * 1_000_003 + r);
-      const available = this.deps.registry.available();
+      const available = this.deps.registry.available(this.deps.eligible);
       const chosen = this.deps.strategy.selectAgents(available, rng);
       // Over-selection: invite extra agents and close on the first results that suffice (Bonawitz et al. 2019).
       const rest = available.filter((a) => !chosen.includes(a));
@@ -300,7 +306,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private async waitForNamed(names: string[]): Promise<CandidateAgent[]> {
     const deadline = Date.now() + this.config.waitForAgentsSeconds * 1000;
     const find = (): CandidateAgent[] => {
-      const online = new Map(this.deps.registry.available().map((a) => [a.name, a]));
+      const online = new Map(this.deps.registry.available(this.deps.eligible).map((a) => [a.name, a]));
       return names.flatMap((n) => (online.has(n) ? [online.get(n)!] : []));
     };
     while (find().length < names.length && Date.now() < deadline && !this.stopCtl.signal.aborted) await new Promise((r) => setTimeout(r, 200));
@@ -386,6 +392,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         batchSize: c.batchSize,
         learningRate: c.learningRate,
         seed: c.seed * 7919 + r * 101 + i,
+        ...this.taskJson,
         ...(kind === 'train' ? this.deps.privacy?.trainConfig() : undefined),
         ...(kind === 'train' && c.compression.codec !== 'float32'
           ? { codec: c.compression.codec, topkFraction: c.compression.topkFraction, errorFeedback: c.compression.errorFeedback }
@@ -399,7 +406,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private async finalEvaluation(): Promise<void> {
     const last = this.run.rounds.at(-1);
     if (!last?.version) return;
-    const chosen = this.deps.strategy.selectAgents(this.deps.registry.available(), this.rng);
+    const chosen = this.deps.strategy.selectAgents(this.deps.registry.available(this.deps.eligible), this.rng);
     if (chosen.length === 0) return;
     const round = this.openRound(last.round, 'evaluate', chosen, Math.min(this.config.roundDeadlineSeconds, 300));
     await round.settled;
@@ -446,7 +453,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       // Under DP an agent contributes at most once to a buffer: its sensitivity bound is per step.
       const contributed = this.deps.privacy ? new Set(this.current.accepted.map((a) => a.agentId)) : undefined;
       const free = sampleAgents(
-        this.deps.registry.available().filter((a) => !this.outstanding.has(a.id) && !contributed?.has(a.id)),
+        this.deps.registry.available(this.deps.eligible).filter((a) => !this.outstanding.has(a.id) && !contributed?.has(a.id)),
         1,
         0,
         this.rng,

@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { DEFAULT_COORDINATOR } from '../admin-client.js';
 import { roundMetrics, roundsCsv, writeMlflow } from '../tracking-export.js';
 import type { RunView } from '../../coordinator.js';
-import { parseRunConfig } from '../../config/run-config.js';
+import { modelLabel, parseRunConfig } from '../../config/run-config.js';
 import { duration, num, pct, printJson, table } from '../format.js';
 import { ProgressPrinter, statusLine, timing } from '../progress.js';
 import { addRunFlags, buildRunConfig, type RunFlags } from '../run-flags.js';
@@ -93,7 +93,7 @@ A config file holds the same options, e.g.:
         runs.map((r) => ({
           id: r.id,
           status: r.status,
-          model: typeof r.config.model === 'string' ? r.config.model : r.config.model.path,
+          model: modelLabel(r.config.model),
           round: `${r.round}/${r.config.rounds}`,
           accuracy: pct(latestAccuracy(r)),
           elapsed: duration(timing(r).elapsed),

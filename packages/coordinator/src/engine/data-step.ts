@@ -1,0 +1,132 @@
+/**
+ * The statistics step before round 1: agents' data profiles are checked against one schema and combined, and the
+ * run gets its preprocessing (fleet normalization, vocabularies), its resolved task and, for the built-in MLP, its
+ * initial model sized from the data.
+ */
+import { FedgeError, ValidationError, type ColumnProfile, type DataProfile, type ModelBlob, type Preprocessing, type TaskType } from '@fedge/proto';
+import type { RunConfig } from '../config/run-config.js';
+import { normalizationOf, resolveTask, targetNames } from '../config/task-config.js';
+import type { AgentRecord, RunData } from '../store/store.js';
+import type { AgentRegistry } from './agent-registry.js';
+import { initialModel, ml } from './ml-hooks.js';
+
+/** The data step could not produce a usable setup (no target, bad model for the task...): the run fails with this. */
+export class DataStepError extends FedgeError {
+  constructor(message: string) {
+    super('E_DATA_STEP', message);
+    this.name = 'DataStepError';
+  }
+}
+
+/** Columns as a comparable key: an agent may join a prepared run only with exactly this schema. */
+export function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>[], imageShape?: readonly number[]): string {
+  return JSON.stringify([columns.map((c) => [c.name, c.type, 'width' in c ? c.width : 1]), imageShape ?? null]);
+}
+
+/** TrainConfig.task_json for every task of a run with a data step (train, evaluate, announce, promote): agents encode and serve with it. */
+export function taskPayloadJson(data: RunData | undefined): { taskJson?: string } {
+  return data ? { taskJson: JSON.stringify({ task: data.task, preprocessing: data.preprocessing }) } : {};
+}
+
+/** Runs that go through the statistics step: a task is configured, or the model is sized from the data. */
+export function needsDataStep(c: RunConfig): boolean {
+  return c.task !== undefined || (typeof c.model === 'object' && 'builtin' in c.model);
+}
+
+/** Agents the prepared run may invite: those whose reported schema equals the run's. */
+export function eligibleFor(data: RunData, registry: AgentRegistry): (a: AgentRecord) => boolean {
+  const key = schemaKey(data.statistics, data.preprocessing.imageShape);
+  return (a) => {
+    const p = registry.profile(a.id);
+    return p !== undefined && schemaKey(p.columns, p.imageShape) === key;
+  };
+}
+
+/** Number of model outputs the task needs, from the target columns' fleet statistics. */
+function outputsOf(type: TaskType, pre: Preprocessing, columns: readonly ColumnProfile[], modelOutputs: number | undefined): number {
+  if (type !== 'classification') {
+    if (type === 'binary' && pre.targets.length !== 1) throw new DataStepError(`task.target: a binary task has one target column, got ${pre.targets.length}; use type multilabel for several`);
+    return type === 'binary' ? 1 : pre.targets.length;
+  }
+  if (pre.targets.length !== 1) throw new DataStepError(`task.target: a classification task has one target column, got ${pre.targets.length}; use type multilabel for several 0/1 columns`);
+  const t = pre.targets[0]!;
+  if (t.kind === 'categorical') return t.values.length;
+  const col = columns.find((c) => c.name === t.name);
+  if (col?.type !== 'numeric' || !col.integer || col.min < 0)
+    throw new DataStepError(`task.target: column "${t.name}" holds ${col?.type === 'numeric' ? 'non-integer or negative numbers' : 'no numbers'}; classification needs class indices 0..K-1 or class names (use type regression for real values)`);
+  // A user model may have more classes than the fleet's data shows (a class no agent holds yet); never fewer.
+  const seen = col.max + 1;
+  if (modelOutputs !== undefined && modelOutputs >= seen) return modelOutputs;
+  return seen;
+}
+
+export interface DataStepResult { data: RunData; blob: ModelBlob }
+
+/**
+ * Combines the profiles of `agents` (the ones available now), resolves the task and builds or checks the model.
+ * `blob` is the configured model (undefined for the built-in MLP, which is made here).
+ */
+export async function runDataStep(config: RunConfig, agents: readonly AgentRecord[], registry: AgentRegistry, blob: ModelBlob | undefined): Promise<DataStepResult> {
+  const m = await ml();
+  const refused: RunData['refused'] = [];
+  const entries: { agentId: string; name: string; profile: DataProfile }[] = [];
+  for (const a of agents) {
+    const profile = registry.profile(a.id);
+    if (profile) entries.push({ agentId: a.id, name: a.name, profile });
+    else refused.push({ agentId: a.id, name: a.name, reason: 'reported no data profile (an agent older than this coordinator); upgrade fedge-agent' });
+  }
+  if (entries.length === 0) throw new DataStepError('no agent reported a data profile; upgrade the agents (fedge-agent reports its data schema when it joins)');
+  const combined = m.combineProfiles(entries);
+  refused.push(...combined.refused);
+  const ref = combined.accepted[0]!.profile;
+  const names = combined.columns.map((c) => c.name);
+  const type = config.task?.type ?? 'classification';
+  let targets: string[] | undefined;
+  try {
+    targets = targetNames(config.task, names) ?? (ref.targets.length > 0 ? [...ref.targets] : undefined);
+  } catch (err) {
+    throw new DataStepError((err as Error).message);
+  }
+  if (!targets) throw new DataStepError(`task.target: not set, and the agents were started without --target; name the label column(s) in the run config ("task": { "target": "..." }); columns are ${names.slice(0, 30).join(', ')}`);
+  const hasBlocks = combined.columns.some((c) => c.type === 'block' && !targets.includes(c.name));
+  let pre: Preprocessing;
+  try {
+    pre = m.buildPreprocessing(combined.columns, {
+      targets,
+      ...(config.task?.features ? { features: config.task.features } : {}),
+      normalization: normalizationOf(config.task, hasBlocks),
+      taskType: type,
+      ...(ref.imageShape ? { imageShape: ref.imageShape as [number, number, number] } : {}),
+    });
+  } catch (err) {
+    throw new DataStepError(err instanceof ValidationError ? err.message : `preprocessing: ${(err as Error).message}`);
+  }
+
+  const given = blob ? await m.modelFromBlob(blob) : undefined;
+  let modelOutputs: number | undefined;
+  try {
+    modelOutputs = given ? (given.outputs[0]!.shape.at(-1) as number) : undefined;
+  } finally {
+    given?.dispose();
+  }
+  const task = resolveTask(config.task, config.learningRate, outputsOf(type, pre, combined.columns, modelOutputs));
+  const data: RunData = {
+    task,
+    preprocessing: pre,
+    statistics: combined.columns,
+    n: combined.n,
+    agents: combined.accepted.map((e) => ({ agentId: e.agentId, name: e.name, format: e.profile.format, n: e.profile.n, fingerprint: e.profile.fingerprint })),
+    refused,
+    preparedAt: new Date().toISOString(),
+  };
+  const out = blob ?? (await initialModel(config, data))!;
+  const model = await m.modelFromBlob(out);
+  try {
+    m.checkModelForTask(model, task, pre.inputWidth);
+  } catch (err) {
+    throw new DataStepError(`model: ${(err as Error).message}`);
+  } finally {
+    model.dispose();
+  }
+  return { data, blob: out };
+}

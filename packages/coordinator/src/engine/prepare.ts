@@ -1,0 +1,47 @@
+/** Drives a new run through the statistics step: waits for agents that report their data, combines, records RunData. */
+import type { ModelBlob } from '@fedge/proto';
+import type { RunRecord, Store } from '../store/store.js';
+import type { AgentRegistry } from './agent-registry.js';
+import { runDataStep } from './data-step.js';
+import { moduleLogger } from '../log.js';
+
+const log = moduleLogger('data-step');
+
+export interface PrepareDeps {
+  store: Store;
+  registry: AgentRegistry;
+  signal: AbortSignal;
+}
+
+/**
+ * Resolves with the run's initial model once `run.data` is set and saved. Waits (up to waitForAgentsSeconds) for
+ * agentsPerRound.min online agents that reported a data profile, so the statistics cover the fleet a round will
+ * invite. Throws when it cannot prepare (the caller fails the run with the message) or when `signal` aborts.
+ */
+export async function prepareRun(run: RunRecord, blob: ModelBlob | undefined, deps: PrepareDeps): Promise<ModelBlob> {
+  const c = run.config;
+  const need = c.agentsPerRound.min;
+  const reported = (a: { id: string }): boolean => deps.registry.profile(a.id) !== undefined;
+  if (deps.registry.available(reported).length < need) {
+    run.status = 'waiting';
+    run.statusMessage = `statistics step: waiting for ${need} agents to report their data (${deps.registry.available(reported).length} now)`;
+    await deps.store.saveRun(run);
+    log.info({ runId: run.id, need }, run.statusMessage);
+    const timeout = AbortSignal.timeout(c.waitForAgentsSeconds * 1000);
+    try {
+      await deps.registry.waitForAvailable(need, AbortSignal.any([deps.signal, timeout]), reported);
+    } catch (err) {
+      if (deps.signal.aborted) throw err;
+      throw new Error(`statistics step: fewer than ${need} agents reported their data within ${c.waitForAgentsSeconds}s (agentsPerRound.min, waitForAgentsSeconds)`, { cause: err });
+    }
+  }
+  deps.signal.throwIfAborted();
+  const agents = deps.registry.available(reported);
+  const { data, blob: initial } = await runDataStep(c, agents, deps.registry, blob);
+  deps.signal.throwIfAborted();
+  run.data = data;
+  run.statusMessage = `statistics step: ${data.agents.length} agents, ${data.n} examples, input width ${data.preprocessing.inputWidth}${data.refused.length ? `; refused ${data.refused.map((r) => `${r.name} (${r.reason})`).join('; ')}` : ''}`;
+  await deps.store.saveRun(run);
+  log.info({ runId: run.id, agents: data.agents.map((a) => a.name), refused: data.refused, n: data.n, task: data.task }, 'statistics step done');
+  return initial;
+}
