@@ -34,6 +34,8 @@ import { StagedUpload, type UploadSink } from './upload.js';
 import type { UpdateSpool } from './update-spool.js';
 import { moduleLogger, type Logger } from '../log.js';
 import { taskPayloadJson } from './data-step.js';
+import { combineMetrics, stripPrefix, type MetricPart } from './task-metrics.js';
+import { stopRule } from '../config/task-config.js';
 
 export interface RunEngineDeps {
   store: Store;
@@ -41,8 +43,8 @@ export interface RunEngineDeps {
   strategy: Strategy;
   /** Signs (run, version, sha256) for every task that names a model, so agents can check the coordinator made it. */
   signModel?: (ref: SignedModelRef) => Uint8Array;
-  /** Central evaluation of a global model on a test set the coordinator holds (optional). */
-  evaluateCentral?: (blob: ModelBlob) => Promise<{ loss: number; accuracy: number }>;
+  /** Central evaluation of a global model on a test set the coordinator holds (optional); metrics are the task's. */
+  evaluateCentral?: (blob: ModelBlob) => Promise<{ loss: number; accuracy: number; metrics?: Record<string, number> }>;
   /** Persists the final model for users; returns the path. */
   saveFinalModel?: (run: RunRecord, blob: ModelBlob) => Promise<string>;
   /**
@@ -85,7 +87,11 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private readonly rng: () => number;
   /** Sync: tasks of closed rounds whose results may still be folded into the next round. Async: tasks in flight. */
   private readonly outstanding = new Map<string, Invitee>();
-  private readonly evalSums = new Map<number, { loss: number; acc: number; n: number }>();
+  /** Federated evaluation per version: each agent's example count and metrics (eval_ prefix removed). */
+  private readonly evalParts = new Map<number, MetricPart[]>();
+  /** The task's metric names (legacy runs: accuracy). */
+  private readonly metricNames: readonly string[];
+  private readonly stopAt: ReturnType<typeof stopRule>;
   private targetHit = false;
   /** Why the run ended early on its privacy budget (config.privacy.maxEpsilon). */
   private privacyStop: string | undefined;
@@ -109,6 +115,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.agg = StreamingFedAvg.create(totalParams(initial.tensors), { slots: 2 });
     this.rng = createRng(run.config.seed);
     this.taskJson = taskPayloadJson(run.data);
+    this.metricNames = run.data?.task.metrics ?? ['accuracy'];
+    this.stopAt = stopRule(run.config);
   }
 
   get config(): RunConfig {
@@ -169,7 +177,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         this.run.statusMessage = this.privacyStop
           ? `${this.privacyStop}; completed ${n} of ${c.rounds} ${unit}`
           : this.run.reachedTarget
-          ? `reached target accuracy ${c.targetAccuracy} at version ${this.run.reachedTarget.version} (${this.run.reachedTarget.accuracy.toFixed(4)})`
+          ? `reached ${this.stopAt?.metric === 'accuracy' ? 'target accuracy' : `stopAt ${this.stopAt?.metric}`} ${this.stopAt?.value} at version ${this.run.reachedTarget.version} (${(this.run.reachedTarget.value ?? this.run.reachedTarget.accuracy).toFixed(4)})`
           : `completed ${n} of ${c.rounds} ${unit}`;
       }
     } catch (err) {
@@ -203,7 +211,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const v0 = this.run.versions.find((v) => v.version === 0);
     if (v0) {
       v0.centralLoss = ev.loss;
-      v0.centralAccuracy = ev.accuracy;
+      if (Number.isFinite(ev.accuracy)) v0.centralAccuracy = ev.accuracy;
+      if (ev.metrics) v0.centralMetrics = this.pick(ev.metrics);
     }
   }
 
@@ -740,6 +749,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         staleness,
         weight,
         ...(inv.task.round !== round.round && !isAsync ? { reason: `late result from round ${inv.task.round}` } : {}),
+        ...this.lineage(h.agentId),
       };
       round.resolve(key, p, { agentId: h.agentId, numExamples: h.numExamples, weight, metrics: h.metrics, baseVersion: inv.baseVersion });
       if (!isAsync && inv.task.round !== round.round) this.noteLateOutcome(inv, `folded into round ${round.round} (staleness ${staleness})`);
@@ -835,20 +845,38 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       this.emitUpdate();
     }
     const ev = await this.deps.evaluateCentral(next.blob);
+    const metrics = { ...(ev.metrics ? this.pick(ev.metrics) : {}), ...(Number.isFinite(ev.accuracy) && !ev.metrics ? { accuracy: ev.accuracy } : {}) };
     record.centralLoss = ev.loss;
-    record.centralAccuracy = ev.accuracy;
+    if (Number.isFinite(ev.accuracy)) record.centralAccuracy = ev.accuracy;
+    record.centralMetrics = metrics;
     const rec = this.run.versions.find((v) => v.version === next.version);
-    if (rec) Object.assign(rec, { centralLoss: ev.loss, centralAccuracy: ev.accuracy });
-    this.checkTarget(next.version, record.round, ev.accuracy);
+    if (rec) Object.assign(rec, { centralLoss: ev.loss, centralMetrics: metrics, ...(Number.isFinite(ev.accuracy) ? { centralAccuracy: ev.accuracy } : {}) });
+    this.checkTarget(next.version, record.round, { loss: ev.loss, accuracy: ev.accuracy, ...metrics });
   }
 
-  private checkTarget(version: number, round: number, accuracy: number): void {
-    const target = this.config.targetAccuracy;
-    if (target === undefined || this.targetHit || accuracy < target) return;
+  /** Data lineage: the fingerprint of the dataset the agent trained on, as it reported it when it joined. */
+  private lineage(agentId: string): { fingerprint?: string } {
+    const f = this.run.data ? this.deps.registry.profile(agentId)?.fingerprint : undefined;
+    return f ? { fingerprint: f } : {};
+  }
+
+  /** The task's metrics (and loss) out of an evaluation's, dropping sufficient statistics. */
+  private pick(m: Record<string, number>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const k of ['loss', ...this.metricNames]) if (m[k] !== undefined && Number.isFinite(m[k])) out[k] = m[k];
+    return out;
+  }
+
+  /** stopAt (or targetAccuracy): ends the run once a version's metric reaches the value, from the side the metric implies. */
+  private checkTarget(version: number, round: number, metrics: Record<string, number>): void {
+    const rule = this.stopAt;
+    const value = rule ? metrics[rule.metric] : undefined;
+    if (!rule || this.targetHit || value === undefined || !Number.isFinite(value)) return;
+    if (rule.lowerIsBetter ? value > rule.value : value < rule.value) return;
     this.targetHit = true;
     const started = this.run.startedAt ? Date.parse(this.run.startedAt) : Date.now();
-    this.run.reachedTarget = { version, round, accuracy, seconds: (Date.now() - started) / 1000 };
-    this.log.info({ version, accuracy, target }, 'target accuracy reached');
+    this.run.reachedTarget = { version, round, accuracy: metrics.accuracy ?? Number.NaN, seconds: (Date.now() - started) / 1000, metric: rule.metric, value };
+    this.log.info({ version, metric: rule.metric, value, target: rule.value }, 'stop target reached');
     this.asyncStep?.resolve();
   }
 
@@ -895,6 +923,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const ta = weightedMetric(entries, 'train_accuracy');
     if (tl !== undefined) rec.trainLoss = tl;
     if (ta !== undefined) rec.trainAccuracy = ta;
+    if (this.run.data) {
+      const tm = combineMetrics(round.accepted.map((a) => ({ n: a.numExamples, metrics: stripPrefix(a.metrics, 'train_') })), this.metricNames);
+      if (Object.keys(tm).length) rec.trainMetrics = tm;
+    }
     if (round.failures.length) rec.reason = summarizeFailures(round.failures);
     return rec;
   }
@@ -905,18 +937,18 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
    */
   private noteEval(version: number, m: Record<string, number>): void {
     const n = m.eval_examples ?? 0;
-    if (!(n > 0) || m.eval_accuracy === undefined || m.eval_loss === undefined) return;
-    const s = this.evalSums.get(version) ?? { loss: 0, acc: 0, n: 0 };
-    s.loss += m.eval_loss * n;
-    s.acc += m.eval_accuracy * n;
-    s.n += n;
-    this.evalSums.set(version, s);
-    const acc = s.acc / s.n;
+    if (!(n > 0) || m.eval_loss === undefined) return;
+    const parts = this.evalParts.get(version) ?? [];
+    parts.push({ n, metrics: stripPrefix(m, 'eval_') });
+    this.evalParts.set(version, parts);
+    const combined = combineMetrics(parts, this.metricNames);
+    const examples = parts.reduce((s, p) => s + p.n, 0);
+    const acc = combined.accuracy;
     const v = this.run.versions.find((x) => x.version === version);
-    if (v) v.federatedAccuracy = acc;
+    if (v) Object.assign(v, { federatedMetrics: combined, ...(acc !== undefined ? { federatedAccuracy: acc } : {}) });
     const rec = this.run.rounds.find((x) => x.version === version);
-    if (rec) Object.assign(rec, { federatedLoss: s.loss / s.n, federatedAccuracy: acc, federatedExamples: s.n });
-    if (!this.config.centralEvaluation || !this.deps.evaluateCentral) this.checkTarget(version, rec?.round ?? 0, acc);
+    if (rec) Object.assign(rec, { federatedLoss: combined.loss, federatedMetrics: combined, federatedExamples: examples, ...(acc !== undefined ? { federatedAccuracy: acc } : {}) });
+    if (!this.config.centralEvaluation || !this.deps.evaluateCentral) this.checkTarget(version, rec?.round ?? 0, combined);
   }
 
   private setGlobal(g: GlobalModel): void {
