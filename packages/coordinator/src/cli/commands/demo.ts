@@ -1,9 +1,10 @@
-/** `fedge demo`: a coordinator plus N agent processes on loopback federating the bundled MNIST digits. */
+/** `fedge demo`: a coordinator plus N agent processes on loopback federating the bundled MNIST digits or the user's own file. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ValidationError } from '@fedge/proto';
 import { Coordinator, type RunView } from '../../coordinator.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
 import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
@@ -14,11 +15,17 @@ import { parseCompression, parseStaleness } from '../run-flags.js';
 
 interface DemoOpts {
   agents: number;
-  rounds: number;
-  model: string;
+  rounds?: number;
+  model?: string;
+  hidden?: number[];
+  data: string;
+  target?: string[];
+  task?: string;
+  missing?: string;
+  config?: string;
   partition: string;
-  epochs: number;
-  batchSize: number;
+  epochs?: number;
+  batchSize?: number;
   lr?: number;
   seed: number;
   dataDir: string;
@@ -43,6 +50,26 @@ interface DemoOpts {
 
 /** Learning rates measured to train each built-in model well with plain SGD at batch 32 (MLP: 95.7% in 10 rounds, IID). */
 const DEFAULT_LR: Record<string, number> = { 'mnist-mlp': 0.2, 'mnist-cnn': 0.05 };
+/** The share of the user's file the coordinator keeps back for central evaluation (agents leave these rows out). */
+const CENTRAL_HOLDOUT = 0.1;
+
+function readConfig(file: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ValidationError(`--config: cannot read ${file}: ${(err as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ValidationError(`--config: ${file} must hold a JSON object (a run config)`);
+  return raw as Record<string, unknown>;
+}
+
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
+const hiddenArg = (v: string): number[] => {
+  const h = v.split(',').map(Number);
+  if (!h.every((x) => Number.isInteger(x) && x > 0)) throw new InvalidArgumentError(`--hidden must be comma-separated positive integers, got "${v}"`);
+  return h;
+};
 
 function agentCli(): string {
   const require = createRequire(import.meta.url);
@@ -51,14 +78,20 @@ function agentCli(): string {
 
 export function demoCommand(): Command {
   return new Command('demo')
-    .description('run a local federation: a coordinator and N agent processes train on the bundled MNIST digits')
+    .description('run a local federation: a coordinator and N agent processes train on the bundled MNIST digits or your own data file')
+    .option('--data <spec>', 'data every agent splits: mnist, csv:PATH, npy:X.npy,Y.npy, images:DIR, module:PATH.mjs (10% is held out for central evaluation)', 'mnist')
+    .option('--target <col>', 'label column (name or 0-based index; repeat for multilabel/multi-output)', collect)
+    .addOption(new Option('--task <type>', 'what to learn (default: the config\'s task, else classification)').choices(['classification', 'binary', 'multilabel', 'regression']))
+    .addOption(new Option('--missing <policy>', 'empty cells: error (default), drop the row, or mean (the fleet mean)').choices(['error', 'drop', 'mean']))
+    .option('--config <file>', 'run config (JSON; task, model, optimizer, stopAt, ...); the flags here override it')
     .addOption(new Option('--agents <n>', 'agent processes to start').default(4).argParser(posIntArg('--agents')))
-    .addOption(new Option('--rounds <n>', 'federated rounds').default(10).argParser(posIntArg('--rounds')))
-    .addOption(new Option('--model <name>', 'built-in model').choices(['mnist-mlp', 'mnist-cnn']).default('mnist-mlp'))
-    .addOption(new Option('--partition <kind>', 'how the digits are split across agents').choices(['iid', 'shards', 'dirichlet']).default('iid'))
-    .addOption(new Option('--epochs <n>', 'local epochs per round').default(2).argParser(posIntArg('--epochs')))
-    .addOption(new Option('--batch-size <n>', 'local batch size').default(32).argParser(posIntArg('--batch-size')))
-    .option('--lr <x>', 'local SGD learning rate (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn)', (v) => Number(v))
+    .addOption(new Option('--rounds <n>', 'federated rounds (default 10)').argParser(posIntArg('--rounds')))
+    .addOption(new Option('--model <name>', 'model: mnist-mlp (default for mnist), mnist-cnn, mlp (default for other data) or a tfjs model.json path'))
+    .addOption(new Option('--hidden <sizes>', 'with --model mlp: hidden layer widths, e.g. 64,32').argParser(hiddenArg))
+    .addOption(new Option('--partition <kind>', 'how the data is split across agents').choices(['iid', 'shards', 'dirichlet']).default('iid'))
+    .addOption(new Option('--epochs <n>', 'local epochs per round (default 2)').argParser(posIntArg('--epochs')))
+    .addOption(new Option('--batch-size <n>', 'local batch size (default 32)').argParser(posIntArg('--batch-size')))
+    .option('--lr <x>', 'local learning rate (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn and other data)', (v) => Number(v))
     .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posIntArg('--seed')))
     .addOption(new Option('--mode <mode>', 'sync rounds or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
     .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fractionArg('--stragglers')))
@@ -86,11 +119,21 @@ Examples:
   fedge demo --agents 6 --stragglers 0.33 --slowdown 10 --mode async --rounds 40 --target-accuracy 0.9
   fedge demo --agents 6 --stragglers 0.33 --deadline 5 --over-selection 0.5 --late-results next-round
   fedge demo --compression topk:0.05 --rounds 20         # agents send 5% of their update (error feedback on)
+  fedge demo --data csv:houses.csv --target price --task regression --rounds 30
+  fedge demo --data csv:examples/breast-cancer/breast-cancer.csv --target diagnosis --task binary --format json
+  fedge demo --config examples/auto-mpg/run.json --data csv:examples/auto-mpg/auto-mpg.csv --target mpg --missing mean
+  fedge demo --data images:photos/ --task classification --model mlp --hidden 128
+
+With --data other than mnist, each agent takes one partition of the file (minus the 10% the coordinator keeps back
+for central evaluation; the same seed selects the same rows on every process), and the run goes through the
+statistics step: fleet normalization, vocabularies and the built-in MLP sized from the data.
 
 Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN/model/model.json.`,
     )
     .action(async (opts: DemoOpts) => {
       const t0 = performance.now();
+      const base = opts.config ? readConfig(opts.config) : {};
+      const mnist = opts.data === 'mnist';
       const logDir = path.resolve(opts.dataDir, 'demo');
       mkdirSync(logDir, { recursive: true });
       const coord = new Coordinator({ dataDir: opts.dataDir });
@@ -117,8 +160,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           ];
           const child = spawn(
             process.execPath,
-            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', 'mnist', '--partition', opts.partition,
-              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim],
+            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', opts.data, '--partition', opts.partition,
+              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim, ...dataArgs(opts)],
             { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDGE_LOG_LEVEL: process.env.FEDGE_AGENT_LOG_LEVEL ?? 'info' } },
           );
           child.stdout!.pipe(out);
@@ -135,7 +178,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           agents.push(child);
         }
         if (opts.format !== 'json')
-          process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of the MNIST digits); logs in ${logDir}\n`);
+          process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of ${mnist ? 'the MNIST digits' : opts.data}); logs in ${logDir}\n`);
         // Start once every agent has joined, so round 1 is not decided by which processes booted first.
         await coord.registry.waitForAvailable(opts.agents, AbortSignal.timeout(180_000)).catch(() => {
           throw new Error(`only ${coord.registry.available().length} of ${opts.agents} agents joined within 180 s; see the logs in ${logDir}`);
@@ -149,33 +192,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           min = Math.max(1, Math.ceil(opts.agents / (1 + opts.overSelection)));
           fraction = min / opts.agents;
         } else if (opts.deadline !== undefined && nSlow > 0) min = Math.max(1, opts.agents - nSlow);
-        const run = await coord.startRun({
-          name: 'demo',
-          model: opts.model,
-          rounds: opts.rounds,
-          agentsPerRound: { fraction, min },
-          // Simulated failures would otherwise fail every round that loses one agent.
-          ...(opts.failRate ? { minResults: Math.max(1, Math.ceil(min / 2)) } : {}),
-          epochs: opts.epochs,
-          batchSize: opts.batchSize,
-          learningRate: opts.lr ?? DEFAULT_LR[opts.model],
-          seed: opts.seed,
-          waitForAgentsSeconds: 180,
-          roundDeadlineSeconds: opts.deadline ?? 600,
-          mode: opts.mode,
-          ...(opts.staleness ? { staleness: opts.staleness } : {}),
-          ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
-          ...(opts.compression ? { compression: { ...opts.compression, errorFeedback: opts.errorFeedback } } : {}),
-          ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
-          sync: {
-            ...(opts.overSelection !== undefined ? { overSelection: opts.overSelection } : {}),
-            ...(opts.lateResults !== undefined ? { lateResults: opts.lateResults } : {}),
-          },
-          async: {
-            ...(opts.bufferSize !== undefined ? { bufferSize: opts.bufferSize } : {}),
-            ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-          },
-        });
+        const run = await coord.startRun(demoRunConfig(opts, base, min, fraction));
         const printer = new ProgressPrinter(process.stderr);
         let final: RunView = run;
         let reachedAt: number | undefined;
@@ -189,6 +206,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           });
         });
         const last = final.rounds.filter((x) => x.status === 'completed').at(-1);
+        const finalMetrics = withoutLoss(last?.centralMetrics ?? last?.federatedMetrics);
+        const model = final.config.model;
         const wall = (performance.now() - t0) / 1000;
         const result = {
           runId: final.id,
@@ -196,15 +215,19 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           mode: opts.mode,
           ...(opts.staleness ? { staleness: opts.staleness } : {}),
           ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
-          reached: opts.targetAccuracy === undefined ? null : !!final.reachedTarget,
+          reached: opts.targetAccuracy === undefined && !final.config.stopAt ? null : !!final.reachedTarget,
           targetAccuracy: opts.targetAccuracy ?? null,
+          ...(final.config.stopAt ? { stopAt: final.config.stopAt } : {}),
           reachedAtVersion: final.reachedTarget?.version ?? null,
-          model: opts.model,
+          model: typeof model === 'string' ? model : 'builtin' in model ? 'mlp' : model.path,
+          data: opts.data,
+          ...(final.data ? { task: final.data.task.type } : {}),
           agents: opts.agents,
           partition: opts.partition,
           rounds: final.rounds.length,
           versions: final.modelVersion,
           finalAccuracy: last?.centralAccuracy ?? last?.federatedAccuracy ?? null,
+          finalMetrics,
           federatedAccuracy: last?.federatedAccuracy ?? null,
           initialAccuracy: final.versions.find((v) => v.version === 0)?.centralAccuracy ?? null,
           // With a target, wallSeconds is the time it took to reach it (from the start of the demo).
@@ -218,11 +241,82 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         if (opts.format === 'json') printJson(result);
         else {
           printer.finish(final);
-          process.stderr.write(`final accuracy ${pct(result.finalAccuracy ?? undefined) ?? 'n/a'} on held-out digits; model saved to ${result.modelPath}\n`);
+          const where = mnist ? 'held-out digits' : `the ${CENTRAL_HOLDOUT * 100}% of ${opts.data} held out`;
+          if (final.data && final.data.task.type !== 'classification')
+            process.stderr.write(`final ${Object.entries(finalMetrics ?? {}).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ') || 'metrics n/a'} on ${where}; model saved to ${result.modelPath}\n`);
+          else process.stderr.write(`final accuracy ${pct(result.finalAccuracy ?? undefined) ?? 'n/a'} on ${where}; model saved to ${result.modelPath}\n`);
         }
         if (final.status !== 'completed') process.exitCode = 1;
       } finally {
         await cleanup();
       }
     });
+}
+
+function withoutLoss(m: Record<string, number> | undefined): Record<string, number> | null {
+  if (!m) return null;
+  const { loss: _loss, ...rest } = m;
+  return rest;
+}
+
+/** Agent flags for the user's data: targets, missing values, and leaving out the rows the coordinator evaluates on. */
+function dataArgs(o: DemoOpts): string[] {
+  if (o.data === 'mnist') return [];
+  return [
+    ...(o.target ?? []).flatMap((t) => ['--target', t]),
+    ...(o.missing ? ['--missing', o.missing] : []),
+    '--central-holdout', String(CENTRAL_HOLDOUT),
+  ];
+}
+
+/** The run: the --config file, with the demo's flags on top and defaults that fit the data. */
+function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min: number, fraction: number): Record<string, unknown> {
+  const mnist = opts.data === 'mnist';
+  const baseTask = (base.task ?? undefined) as Record<string, unknown> | undefined;
+  const modelFlag = opts.model;
+  const model: unknown = modelFlag === 'mlp' ? { builtin: 'mlp', ...(opts.hidden ? { hidden: opts.hidden } : {}) }
+    : modelFlag ? (/\.json$|[\\/]/.test(modelFlag) ? { path: modelFlag } : modelFlag)
+    : base.model ?? (mnist ? 'mnist-mlp' : { builtin: 'mlp', ...(opts.hidden ? { hidden: opts.hidden } : {}) });
+  const task = !mnist || baseTask || opts.task || opts.target
+    ? {
+        ...baseTask,
+        ...(opts.task ? { type: opts.task } : {}),
+        ...(opts.target ? { target: opts.target.length === 1 ? opts.target[0] : opts.target } : {}),
+      }
+    : undefined;
+  const modelName = typeof model === 'string' ? model : undefined;
+  const sync = (base.sync ?? {}) as Record<string, unknown>;
+  const asyncCfg = (base.async ?? {}) as Record<string, unknown>;
+  return {
+    ...base,
+    name: base.name ?? 'demo',
+    model,
+    ...(task ? { task } : {}),
+    rounds: opts.rounds ?? base.rounds ?? 10,
+    agentsPerRound: { fraction, min },
+    // Simulated failures would otherwise fail every round that loses one agent.
+    ...(opts.failRate ? { minResults: Math.max(1, Math.ceil(min / 2)) } : { minResults: min }),
+    epochs: opts.epochs ?? base.epochs ?? 2,
+    batchSize: opts.batchSize ?? base.batchSize ?? 32,
+    learningRate: opts.lr ?? base.learningRate ?? (modelName ? DEFAULT_LR[modelName] : undefined) ?? 0.05,
+    seed: opts.seed,
+    waitForAgentsSeconds: 180,
+    roundDeadlineSeconds: opts.deadline ?? base.roundDeadlineSeconds ?? 600,
+    mode: opts.mode,
+    ...(mnist ? {} : { evaluation: { data: opts.data, ...(opts.target ? { target: opts.target } : {}), ...(opts.missing ? { missing: opts.missing } : {}), holdout: { fraction: CENTRAL_HOLDOUT, seed: opts.seed } } }),
+    ...(opts.staleness ? { staleness: opts.staleness } : {}),
+    ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
+    ...(opts.compression ? { compression: { ...opts.compression, errorFeedback: opts.errorFeedback } } : {}),
+    ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
+    sync: {
+      ...sync,
+      ...(opts.overSelection !== undefined ? { overSelection: opts.overSelection } : {}),
+      ...(opts.lateResults !== undefined ? { lateResults: opts.lateResults } : {}),
+    },
+    async: {
+      ...asyncCfg,
+      ...(opts.bufferSize !== undefined ? { bufferSize: opts.bufferSize } : {}),
+      ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    },
+  };
 }
