@@ -142,6 +142,9 @@ export function parseRunConfig(input: unknown): RunConfig {
     throw new ValidationError(`invalid run config: ${msg}`, { cause: r.error });
   }
   const c = r.data;
+  // A task without a model means the user's own data: the MNIST default would not fit it, the data-sized MLP does.
+  const raw = input as { model?: unknown; task?: unknown } | undefined;
+  if (raw?.model === undefined && raw?.task !== undefined) c.model = { builtin: 'mlp', hidden: [64, 32] };
   const minResults = c.minResults ?? c.agentsPerRound.min;
   if (minResults > c.agentsPerRound.min)
     throw new ValidationError(
