@@ -12,16 +12,30 @@
  * Conv2D -> ConvInteger, both followed by Cast -> Mul(x_scale * w_scale[c]) -> Add(bias). DequantizeLinear ->
  * MatMul ("QDQ") is deliberately not used: on CPU it re-dequantizes the weights every call and is slower than
  * float.
+ *
+ * With the fleet's preprocessing (and task) the graph takes raw columns and encodes them in front of the model
+ * (preprocess.ts), and names its outputs after the task (outputs.ts); int8 applies to the model's layers only, the
+ * encoding stays float.
  */
-import { ValidationError, totalParams, type ModelBlob } from '@fedge/proto';
-import { AttrType, DataType, encodeModel, type AttributeProtoObj, type DataTypeCode, type ModelProtoObj, type NodeProtoObj, type TensorProtoObj, type ValueInfoObj } from './proto.js';
-import { quantizePerChannel, uint8Params } from './quantize.js';
+import { ValidationError, type ModelBlob, type Preprocessing, type ResolvedTask } from '@fedge/proto';
+import { DataType, encodeModel, type DataTypeCode, type ModelProtoObj, type ValueInfoObj } from './proto.js';
+import { quantizePerChannel } from './quantize.js';
+import { GraphBuilder } from './graph.js';
+import {
+  activation, clip, dequantize, fail, numArray, parseTopology, quantizeInput, spatial, SUPPORTED_LAYERS, toNchw, toNhwc, weightMap,
+  type ActivationRanges, type Cursor, type LayerDef, type Weight,
+} from './layers.js';
+import { buildPreprocessing, checkPreprocessing, isIdentity, ML_DOMAIN, ML_OPSET, type GraphInput, type OnnxInputColumns } from './preprocess.js';
+import { buildOutputs, checkOutputs, planOutputs, type OnnxOutputColumns } from './outputs.js';
+
+export { ONNX_OUTPUT, type OnnxOutputColumns } from './outputs.js';
+export { NUMERIC_INPUT, sanitizeTensorName, type OnnxInputColumns } from './preprocess.js';
 
 export const ONNX_OPSET = 13;
 export const ONNX_IR_VERSION = 8;
 
 export type OnnxQuantization = 'none' | 'int8';
-export type ActivationRanges = Record<string, { min: number; max: number }>;
+export { parseTopology, SUPPORTED_LAYERS, type ActivationRanges } from './layers.js';
 
 export interface OnnxExportOptions {
   quantize?: OnnxQuantization;
@@ -39,162 +53,33 @@ export interface OnnxExportOptions {
   modelVersion?: number;
   /** Extra ModelProto.metadata_props (run id, source sha256, ...). */
   metadata?: Record<string, string>;
+  /**
+   * The fleet's preprocessing the model was trained with: the graph then takes raw feature values (see
+   * preprocess.ts for the inputs) and records the preprocessing and the input mapping in its metadata.
+   */
+  preprocessing?: Preprocessing;
+  /** The model's task: names the outputs (see outputs.ts) and is checked against the output layer's width. */
+  task?: ResolvedTask;
 }
 
-export interface OnnxTensorInfo { name: string; datatype: 'FP32'; shape: number[] }
+export interface OnnxTensorInfo { name: string; datatype: 'FP32' | 'BYTES'; shape: number[] }
 export interface OnnxExport {
   bytes: Uint8Array;
   /** Per-tensor shapes with -1 for the batch dimension (KServe v2 convention). */
+  inputs: OnnxTensorInfo[];
+  outputs: OnnxTensorInfo[];
+  /** The first input and output (the only ones without preprocessing or with a single regression target). */
   input: OnnxTensorInfo;
   output: OnnxTensorInfo;
+  /** Which columns each input and output carries (also in the model metadata as fedge.inputs / fedge.outputs). */
+  columns: { inputs: OnnxInputColumns[]; outputs: OnnxOutputColumns[] };
   quantization: 'none' | 'int8-dynamic' | 'int8-static';
   /** Layer names that became int8 ops. */
   quantizedLayers: string[];
 }
 
 export const ONNX_INPUT = 'input';
-export const ONNX_OUTPUT = 'output';
 
-interface LayerDef { className: string; name: string; config: Record<string, unknown> }
-interface Weight { shape: number[]; data: Float32Array }
-
-/** Layer classes the exporter understands (anything else fails with the layer's name and class). */
-export const SUPPORTED_LAYERS = [
-  'InputLayer', 'Dense', 'Conv2D', 'MaxPooling2D', 'AveragePooling2D', 'Flatten', 'Reshape', 'Dropout',
-  'Activation', 'ReLU', 'Softmax', 'BatchNormalization',
-] as const;
-
-function fail(layer: LayerDef, why: string): never {
-  throw new ValidationError(`onnx export: layer "${layer.name}" (${layer.className}): ${why}`);
-}
-
-function numArray(v: unknown, what: string, layer: LayerDef): number[] {
-  if (typeof v === 'number') return [v, v];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'number')) fail(layer, `${what} must be numbers, got ${JSON.stringify(v)}`);
-  return v as number[];
-}
-
-/** Flattens Sequential and linear functional topologies into an ordered layer list plus the per-sample input shape. */
-export function parseTopology(topology: unknown): { layers: LayerDef[]; inputShape: number[]; name: string } {
-  const t = topology as { class_name?: unknown; config?: unknown } | null;
-  if (!t || typeof t !== 'object') throw new ValidationError('onnx export: topology is not an object');
-  const cfg = t.config as { name?: unknown; layers?: unknown; input_layers?: unknown } | unknown[] | undefined;
-  const rawLayers = Array.isArray(cfg) ? cfg : (cfg as { layers?: unknown } | undefined)?.layers;
-  if (!Array.isArray(rawLayers) || rawLayers.length === 0) throw new ValidationError('onnx export: topology has no layers');
-  const name = !Array.isArray(cfg) && typeof cfg?.name === 'string' ? cfg.name : 'model';
-  const layers: LayerDef[] = rawLayers.map((l: { class_name?: unknown; config?: { name?: unknown } & Record<string, unknown> }, i) => ({
-    className: String(l.class_name),
-    name: typeof l.config?.name === 'string' ? l.config.name : `layer${i}`,
-    config: l.config ?? {},
-  }));
-  if (t.class_name !== 'Sequential') {
-    // Functional model: accept a single chain (every layer fed by exactly the one before it).
-    if (t.class_name !== 'Model' && t.class_name !== 'Functional') throw new ValidationError(`onnx export: unsupported model class "${String(t.class_name)}"`);
-    for (let i = 1; i < rawLayers.length; i++) {
-      const inbound = (rawLayers[i] as { inbound_nodes?: unknown }).inbound_nodes as unknown[][][] | undefined;
-      const from = inbound?.length === 1 && inbound[0]?.length === 1 ? inbound[0][0]?.[0] : undefined;
-      if (from !== layers[i - 1]!.name) fail(layers[i]!, 'only linear chains of layers can be exported (this layer has another input)');
-    }
-  }
-  const first = layers[0]!;
-  const bis = (first.config['batch_input_shape'] ?? first.config['batchInputShape']) as unknown;
-  if (!Array.isArray(bis) || bis.length < 2 || !bis.slice(1).every((d) => typeof d === 'number' && d > 0))
-    fail(first, `needs a fully defined batch_input_shape, got ${JSON.stringify(bis)}`);
-  return { layers: layers.filter((l) => l.className !== 'InputLayer'), inputShape: (bis as number[]).slice(1), name };
-}
-
-function weightMap(blob: ModelBlob): Map<string, Weight> {
-  const n = totalParams(blob.tensors);
-  if (blob.weights.length !== n) throw new ValidationError(`onnx export: tensors describe ${n} values but the buffer holds ${blob.weights.length}`);
-  const m = new Map<string, Weight>();
-  let off = 0;
-  for (const s of blob.tensors) {
-    const size = s.shape.reduce((a, b) => a * b, 1);
-    m.set(s.name, { shape: [...s.shape], data: blob.weights.subarray(off, off + size) });
-    off += size;
-  }
-  return m;
-}
-
-const bytesOf = (a: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): Uint8Array => {
-  // Copy into a fresh little-endian buffer (all supported hosts are little-endian, as are ONNX raw_data bytes).
-  const out = new Uint8Array(a.byteLength);
-  out.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  return out;
-};
-
-class GraphBuilder {
-  readonly nodes: NodeProtoObj[] = [];
-  readonly initializers: TensorProtoObj[] = [];
-  private readonly used = new Set<string>();
-
-  unique(base: string): string {
-    let n = base;
-    for (let i = 1; this.used.has(n); i++) n = `${base}_${i}`;
-    this.used.add(n);
-    return n;
-  }
-
-  init(name: string, dataType: DataTypeCode, dims: number[], data: Float32Array | Int8Array | Uint8Array | Int32Array | BigInt64Array): string {
-    const n = this.unique(name);
-    this.initializers.push({ name: n, dims, dataType, rawData: bytesOf(data) });
-    return n;
-  }
-  f32(name: string, dims: number[], data: Float32Array | number[]): string {
-    return this.init(name, DataType.FLOAT, dims, data instanceof Float32Array ? data : Float32Array.from(data));
-  }
-  i64(name: string, values: number[]): string {
-    return this.init(name, DataType.INT64, [values.length], BigInt64Array.from(values.map((v) => BigInt(v))));
-  }
-
-  node(opType: string, name: string, inputs: string[], attrs: Record<string, number | number[] | string> = {}, nOut = 1): string[] {
-    const nodeName = this.unique(`${name}/${opType}`);
-    const outputs = Array.from({ length: nOut }, (_, i) => this.unique(`${name}/${opType}${nOut > 1 ? `:${i}` : ''}`));
-    const attribute: AttributeProtoObj[] = Object.entries(attrs).map(([k, v]) =>
-      Array.isArray(v)
-        ? { name: k, type: AttrType.INTS, ints: v }
-        : typeof v === 'string'
-          ? { name: k, type: AttrType.STRING, s: new TextEncoder().encode(v) }
-          : Number.isInteger(v) && k !== 'alpha' && k !== 'epsilon'
-            ? { name: k, type: AttrType.INT, i: v }
-            : { name: k, type: AttrType.FLOAT, f: v },
-    );
-    this.nodes.push({ name: nodeName, opType, input: inputs, output: outputs, attribute });
-    return outputs;
-  }
-  op(opType: string, name: string, inputs: string[], attrs: Record<string, number | number[] | string> = {}): string {
-    return this.node(opType, name, inputs, attrs)[0]!;
-  }
-}
-
-/** Current value flowing through the chain: ONNX tensor name, tfjs per-sample shape, and whether it is held NCHW. */
-interface Cursor { name: string; shape: number[]; nchw: boolean }
-
-function samePads(inSize: number, k: number, s: number, d: number): [number, number, number] {
-  const out = Math.ceil(inSize / s);
-  const total = Math.max((out - 1) * s + (k - 1) * d + 1 - inSize, 0);
-  const begin = Math.floor(total / 2);
-  return [begin, total - begin, out];
-}
-
-function spatial(layer: LayerDef, shape: number[], kernel: number[], strides: number[], dil: number[]): { pads: number[]; out: number[] } {
-  const padding = String(layer.config['padding'] ?? 'valid');
-  const pads = [0, 0, 0, 0];
-  const out = [0, 0];
-  for (let a = 0; a < 2; a++) {
-    const inSize = shape[a]!;
-    if (padding === 'same') {
-      const [b, e, o] = samePads(inSize, kernel[a]!, strides[a]!, dil[a]!);
-      pads[a] = b;
-      pads[a + 2] = e;
-      out[a] = o;
-    } else if (padding === 'valid') {
-      out[a] = Math.floor((inSize - ((kernel[a]! - 1) * dil[a]! + 1)) / strides[a]!) + 1;
-    } else fail(layer, `padding "${padding}" is not supported (valid, same)`);
-    if (out[a]! <= 0) fail(layer, `output would be empty for input ${JSON.stringify(shape)}`);
-  }
-  return { pads, out };
-}
 
 export function exportOnnx(blob: ModelBlob, opts: OnnxExportOptions = {}): OnnxExport {
   const quant = opts.quantize ?? 'none';
@@ -204,7 +89,6 @@ export function exportOnnx(blob: ModelBlob, opts: OnnxExportOptions = {}): OnnxE
   const { layers, inputShape, name: modelName } = parseTopology(blob.topology);
   const weights = weightMap(blob);
   const g = new GraphBuilder();
-  g.unique(ONNX_INPUT);
   const quantizedLayers: string[] = [];
 
   const weight = (layer: LayerDef, key: string, required = true): Weight | undefined => {
@@ -255,9 +139,30 @@ export function exportOnnx(blob: ModelBlob, opts: OnnxExportOptions = {}): OnnxE
     folded.add(bn.name);
   }
 
-  let cur: Cursor = { name: ONNX_INPUT, shape: [...inputShape], nchw: false };
+  if (inputShape.length !== 1 && inputShape.length !== 3) throw new ValidationError(`onnx export: input shape ${JSON.stringify(inputShape)} is not supported (vectors or HxWxC images)`);
+  const prep = opts.preprocessing;
+  if (prep) checkPreprocessing(prep, inputShape);
+  let plan: ReturnType<typeof planOutputs> | undefined;
+  const reserveOutputs = () => void (plan = planOutputs(g, opts.task, prep));
+  let inputs: GraphInput[];
+  let inputColumns: OnnxInputColumns[];
+  let cur: Cursor;
+  if (prep && !isIdentity(prep)) {
+    const built = buildPreprocessing(g, prep, reserveOutputs);
+    inputs = built.inputs;
+    inputColumns = built.columns;
+    cur = { name: built.encoded, shape: [...inputShape], nchw: false };
+    if (inputShape.length === 3) cur = { ...cur, name: g.op('Reshape', 'preprocessing', [cur.name, g.i64('preprocessing/image_shape', [0, ...inputShape])]) };
+  } else {
+    // No preprocessing, or one raw block: the model's own input, unchanged (MNIST clients send `input`).
+    const name = g.unique(ONNX_INPUT);
+    reserveOutputs();
+    inputs = [{ name, elemType: DataType.FLOAT, shape: [...inputShape], datatype: 'FP32' }];
+    inputColumns = [{ name, kind: 'raw', columns: prep ? [prep.features[0]!.name] : [] }];
+    cur = { name, shape: [...inputShape], nchw: false };
+  }
+  const outputs = plan!;
   if (inputShape.length === 3) cur = toNchw(g, cur, 'input');
-  else if (inputShape.length !== 1) throw new ValidationError(`onnx export: input shape ${JSON.stringify(inputShape)} is not supported (vectors or HxWxC images)`);
 
   for (const l of layers) {
     switch (l.className) {
@@ -395,105 +300,53 @@ export function exportOnnx(blob: ModelBlob, opts: OnnxExportOptions = {}): OnnxE
     }
   }
   cur = toNhwc(g, cur, 'output');
-  // Name the graph output: an Identity keeps every producer's own tensor name stable.
-  g.nodes.push({ name: g.unique('output/Identity'), opType: 'Identity', input: [cur.name], output: [ONNX_OUTPUT], attribute: [] });
+  checkOutputs(cur.shape, opts.task, outputs);
+  // Name the graph outputs: an Identity keeps every producer's own tensor name stable.
+  buildOutputs(g, cur.name, outputs);
+  const outShapes = outputs.names.length > 1 ? outputs.names.map(() => [1]) : [cur.shape];
 
-  const valueInfo = (name: string, shape: number[]): ValueInfoObj => ({
+  const valueInfo = (name: string, elemType: DataTypeCode, shape: number[]): ValueInfoObj => ({
     name,
-    type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'batch' }, ...shape.map((d) => ({ dimValue: d }))] } } },
+    type: { tensorType: { elemType, shape: { dim: [{ dimParam: 'batch' }, ...shape.map((d) => ({ dimValue: d }))] } } },
   });
   const quantization = quant === 'none' ? 'none' : staticActs ? 'int8-static' : 'int8-dynamic';
-  const metadata = { 'fedge.quantization': quantization, 'fedge.source_model': modelName, ...(opts.metadata ?? {}) };
+  const metadata: Record<string, string> = {
+    'fedge.quantization': quantization,
+    'fedge.source_model': modelName,
+    'fedge.inputs': JSON.stringify(inputColumns),
+    'fedge.outputs': JSON.stringify(outputs.columns),
+    ...(prep ? { 'fedge.preprocessing': JSON.stringify(prep) } : {}),
+    ...(opts.task ? { 'fedge.task': JSON.stringify(opts.task) } : {}),
+    ...(opts.metadata ?? {}),
+  };
+  const usesMl = g.nodes.some((n) => n.domain === ML_DOMAIN);
   const model: ModelProtoObj = {
     irVersion: ONNX_IR_VERSION,
-    opsetImport: [{ domain: '', version: ONNX_OPSET }],
+    opsetImport: [{ domain: '', version: ONNX_OPSET }, ...(usesMl ? [{ domain: ML_DOMAIN, version: ML_OPSET }] : [])],
     producerName: 'fedge',
     producerVersion: '0.1.0',
-    docString: `fedge export of tfjs model "${modelName}" (${quantization})`,
+    docString: `fedge export of tfjs model "${modelName}" (${quantization}${prep && !isIdentity(prep) ? ', with preprocessing' : ''})`,
     ...(opts.modelVersion !== undefined ? { modelVersion: opts.modelVersion } : {}),
     metadataProps: Object.entries(metadata).map(([key, value]) => ({ key, value })),
     graph: {
       name: opts.graphName ?? modelName,
       node: g.nodes,
       initializer: g.initializers,
-      input: [valueInfo(ONNX_INPUT, inputShape)],
-      output: [valueInfo(ONNX_OUTPUT, cur.shape)],
+      input: inputs.map((i) => valueInfo(i.name, i.elemType, i.shape)),
+      output: outputs.names.map((n, i) => valueInfo(n, DataType.FLOAT, outShapes[i]!)),
     },
   };
+  const inputInfo = inputs.map((i): OnnxTensorInfo => ({ name: i.name, datatype: i.datatype, shape: [-1, ...i.shape] }));
+  const outputInfo = outputs.names.map((n, i): OnnxTensorInfo => ({ name: n, datatype: 'FP32', shape: [-1, ...outShapes[i]!] }));
   return {
     bytes: encodeModel(model),
-    input: { name: ONNX_INPUT, datatype: 'FP32', shape: [-1, ...inputShape] },
-    output: { name: ONNX_OUTPUT, datatype: 'FP32', shape: [-1, ...cur.shape] },
+    inputs: inputInfo,
+    outputs: outputInfo,
+    input: inputInfo[0]!,
+    output: outputInfo[0]!,
+    columns: { inputs: inputColumns, outputs: outputs.columns },
     quantization,
     quantizedLayers,
   };
 }
 
-function toNchw(g: GraphBuilder, cur: Cursor, name: string): Cursor {
-  if (cur.nchw || cur.shape.length !== 3) return cur;
-  return { name: g.op('Transpose', name, [cur.name], { perm: [0, 3, 1, 2] }), shape: cur.shape, nchw: true };
-}
-
-function toNhwc(g: GraphBuilder, cur: Cursor, name: string): Cursor {
-  if (!cur.nchw) return cur;
-  if (cur.shape[2] === 1) {
-    // One channel: NCHW and NHWC share the memory layout, a Reshape is free where a Transpose copies.
-    return { name: g.op('Reshape', name, [cur.name, g.i64(`${name}/nhwc_shape`, [0, ...cur.shape])]), shape: cur.shape, nchw: false };
-  }
-  return { name: g.op('Transpose', name, [cur.name], { perm: [0, 2, 3, 1] }), shape: cur.shape, nchw: false };
-}
-
-function clip(g: GraphBuilder, cur: Cursor, name: string, min: number, max: number): Cursor {
-  return { ...cur, name: g.op('Clip', name, [cur.name, g.f32(`${name}/clip_min`, [], [min]), g.f32(`${name}/clip_max`, [], [max])]) };
-}
-
-function activation(g: GraphBuilder, cur: Cursor, l: LayerDef, act: string): Cursor {
-  switch (act) {
-    case 'linear':
-      return cur;
-    case 'relu':
-      return { ...cur, name: g.op('Relu', l.name, [cur.name]) };
-    case 'relu6':
-      return clip(g, cur, l.name, 0, 6);
-    case 'sigmoid':
-      return { ...cur, name: g.op('Sigmoid', l.name, [cur.name]) };
-    case 'tanh':
-      return { ...cur, name: g.op('Tanh', l.name, [cur.name]) };
-    case 'softmax':
-      // tfjs softmax runs over the last (channels) axis; inside the graph images are NCHW, channels at 1.
-      return { ...cur, name: g.op('Softmax', l.name, [cur.name], { axis: cur.nchw ? 1 : -1 }) };
-    default:
-      return fail(l, `activation "${act}" is not supported (linear, relu, relu6, sigmoid, tanh, softmax)`);
-  }
-}
-
-interface QuantizedInput { q: string; zp: string; scale: string | number }
-
-/** uint8 activations: DynamicQuantizeLinear per call, or QuantizeLinear with the calibrated range. */
-function quantizeInput(g: GraphBuilder, x: string, l: LayerDef, ranges: ActivationRanges | undefined): QuantizedInput {
-  if (!ranges) {
-    const [q, scale, zp] = g.node('DynamicQuantizeLinear', l.name, [x], {}, 3) as [string, string, string];
-    return { q, scale, zp };
-  }
-  const r = ranges[l.name];
-  if (!r || !Number.isFinite(r.min) || !Number.isFinite(r.max)) return fail(l, 'no calibrated activation range for this layer');
-  const p = uint8Params(r.min, r.max);
-  const zp = g.init(`${l.name}/input_zero_point`, DataType.UINT8, [], Uint8Array.of(p.zeroPoint));
-  const q = g.op('QuantizeLinear', l.name, [x, g.f32(`${l.name}/input_scale`, [], [p.scale]), zp]);
-  return { q, zp, scale: p.scale };
-}
-
-/** int32 accumulator -> float: Cast, Mul by x_scale * w_scale[c] (computed in-graph for dynamic), Add bias. */
-function dequantize(g: GraphBuilder, name: string, acc: string, x: QuantizedInput, wScales: Float32Array, dims: number[], bias: Float32Array | undefined): string {
-  const f = g.op('Cast', name, [acc], { to: DataType.FLOAT });
-  let scale: string;
-  if (typeof x.scale === 'number') {
-    const s = new Float32Array(wScales.length);
-    for (let i = 0; i < s.length; i++) s[i] = wScales[i]! * x.scale;
-    scale = g.f32(`${name}/output_scale`, dims, s);
-  } else {
-    scale = g.op('Mul', name, [x.scale, g.f32(`${name}/kernel_scale`, dims, wScales)]);
-  }
-  const y = g.op('Mul', name, [f, scale]);
-  return bias ? g.op('Add', name, [y, g.f32(`${name}/bias`, dims, bias)]) : y;
-}

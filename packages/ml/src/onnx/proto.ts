@@ -10,15 +10,15 @@ const require = createRequire(import.meta.url);
 const protobuf = require('protobufjs') as typeof import('protobufjs');
 
 /** TensorProto.DataType values used by the exporter. */
-export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, STRING: 8 } as const;
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
 /** AttributeProto.AttributeType values used by the exporter. */
-export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;
+export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7, STRINGS: 8 } as const;
 
 /** Plain-object forms of the protobuf messages the exporter writes (field names as protobufjs spells them). */
 export interface TensorProtoObj { name: string; dims: number[]; dataType: DataTypeCode; rawData: Uint8Array }
-export interface AttributeProtoObj { name: string; type: number; f?: number; i?: number; s?: Uint8Array; floats?: number[]; ints?: number[] }
+export interface AttributeProtoObj { name: string; type: number; f?: number; i?: number; s?: Uint8Array; floats?: number[]; ints?: number[]; strings?: Uint8Array[] }
 export interface NodeProtoObj { name: string; opType: string; domain?: string; input: string[]; output: string[]; attribute: AttributeProtoObj[] }
 export interface DimObj { dimValue?: number; dimParam?: string }
 export interface ValueInfoObj { name: string; type: { tensorType: { elemType: DataTypeCode; shape: { dim: DimObj[] } } } }
