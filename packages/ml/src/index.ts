@@ -14,3 +14,4 @@ export * from './train.js';
 export * from './model-dir.js';
 export * from './loaders.js';
 export * from './onnx/index.js';
+export * from './data/index.js';

@@ -1,4 +1,7 @@
-/** Dataset files: MNIST IDX (optionally gzipped) and a simple labelled CSV. */
+/**
+ * Legacy dataset files straight to an encoded Dataset: MNIST IDX (optionally gzipped) and a labelled CSV of 0-1 or
+ * 0-255 values (`fedge model export --calibration`). Agents load data through data/load.ts (loadTable) instead.
+ */
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { ValidationError } from '@fedge/proto';
@@ -23,7 +26,7 @@ function readMaybeGz(path: string): Buffer {
 }
 
 /** IDX: big-endian magic 0x0000080N (N = dims, unsigned bytes), then N int32 sizes, then data. */
-function readIdx(path: string, dims: number): { shape: number[]; data: Uint8Array } {
+export function readIdx(path: string, dims: number): { shape: number[]; data: Uint8Array } {
   const buf = readMaybeGz(path);
   if (buf.length < 4 + 4 * dims || buf.readUInt32BE(0) !== 0x800 + dims)
     throw new ValidationError(`${path}: not an IDX file of unsigned bytes with ${dims} dimension(s) (magic ${buf.length >= 4 ? '0x' + buf.readUInt32BE(0).toString(16) : 'missing'})`);

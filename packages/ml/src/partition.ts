@@ -15,9 +15,10 @@ export interface PartitionOptions {
 
 /**
  * Returns numPartitions disjoint, non-empty index lists covering every index exactly once. Pure JS on a
- * seeded PRNG, so the same labels + options give the same split on every process.
+ * seeded PRNG, so the same labels + options give the same split on every process. `labels` are class ids
+ * (any numbers; shards and dirichlet group equal values, iid only uses the count).
  */
-export function partitionIndices(labels: Int32Array, opts: PartitionOptions): number[][] {
+export function partitionIndices(labels: ArrayLike<number>, opts: PartitionOptions): number[][] {
   const { numPartitions: k } = opts;
   if (!Number.isInteger(k) || k < 1) throw new ValidationError(`numPartitions: expected a positive integer, got ${k}`);
   if (labels.length < k) throw new ValidationError(`numPartitions: ${k} partitions need at least ${k} examples, got ${labels.length}`);
@@ -54,7 +55,7 @@ function iid(n: number, k: number, rng: () => number): number[][] {
  * class size, largest remainder) so no shard straddles two labels and a partition sees at most s labels.
  * Falls back to the plain cut when there are fewer shards than classes.
  */
-function shards(labels: Int32Array, k: number, s: number, rng: () => number): number[][] {
+function shards(labels: ArrayLike<number>, k: number, s: number, rng: () => number): number[][] {
   if (!Number.isInteger(s) || s < 1) throw new ValidationError(`shardsPerPartition: expected a positive integer, got ${s}`);
   const total = k * s;
   if (labels.length < total) throw new ValidationError(`shards: ${total} shards need at least ${total} examples, got ${labels.length}`);
@@ -93,13 +94,14 @@ function allocate(sizes: number[], total: number): number[] {
 }
 
 /** Indices of each label (ascending label order), each list shuffled. */
-function groupByClass(labels: Int32Array, rng: () => number): Map<number, number[]> {
+function groupByClass(labels: ArrayLike<number>, rng: () => number): Map<number, number[]> {
   const m = new Map<number, number[]>();
-  labels.forEach((l, i) => {
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i]!;
     let a = m.get(l);
     if (!a) m.set(l, (a = []));
     a.push(i);
-  });
+  }
   const sorted = new Map([...m.entries()].sort((a, b) => a[0] - b[0]));
   for (const a of sorted.values()) shuffleInPlace(a, rng);
   return sorted;
@@ -110,7 +112,7 @@ function groupByClass(labels: Int32Array, rng: () => number): Map<number, number
  * (Hsu et al. 2019). Redraws up to 100 times until no partition is empty, then moves single examples from
  * the largest partitions into any still-empty ones.
  */
-function dirichlet(labels: Int32Array, k: number, alpha: number, rng: () => number): number[][] {
+function dirichlet(labels: ArrayLike<number>, k: number, alpha: number, rng: () => number): number[][] {
   if (!(alpha > 0) || !Number.isFinite(alpha)) throw new ValidationError(`alpha: expected a positive number, got ${alpha}`);
   const classes = [...groupByClass(labels, rng).values()];
   let parts: number[][] = [];
