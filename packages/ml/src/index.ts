@@ -14,4 +14,5 @@ export * from './train.js';
 export * from './model-dir.js';
 export * from './loaders.js';
 export * from './onnx/index.js';
+export * from './task/index.js';
 export * from './data/index.js';

@@ -1,10 +1,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
+import { createRng, type LossName, type OptimizerName, type ResolvedTask } from '@fedge/proto';
 import { initBackend } from './backend.js';
-import { createBuiltinModel } from './models.js';
+import { createBuiltinModel, createMlp, outputActivationFor } from './models.js';
 import { loadMnist } from './mnist.js';
-import { subset } from './dataset.js';
+import { subset, type Dataset } from './dataset.js';
 import { evaluate, trainLocal } from './train.js';
+import { combineEvalMetrics } from './task/metrics.js';
 import { getWeights } from './weights.js';
 
 const { train, test } = loadMnist();
@@ -75,5 +77,143 @@ describe('trainLocal', () => {
     badLabel.y[4] = 10;
     await expect(evaluate(m, badLabel)).rejects.toThrow(/label 10 of example 4/);
     m.dispose();
+  });
+});
+
+// ---------------------------------------------------------------- tasks: each loss/optimizer pair learns a known answer
+
+const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'momentum', 'adam', 'rmsprop', 'adagrad'];
+const taskOf = (type: ResolvedTask['type'], loss: LossName, name: OptimizerName, learningRate: number, outputs: number, metrics: ResolvedTask['metrics'] = []): ResolvedTask =>
+  ({ type, loss, huberDelta: 1, optimizer: { name, learningRate }, metrics, outputs });
+const modelFor = (task: ResolvedTask, inputWidth: number) =>
+  createMlp({ inputWidth, hidden: [], outputs: task.outputs, activation: outputActivationFor(task.type), seed: 1 });
+const outWeights = (m: tf.LayersModel) => m.getLayer('out').getWeights().map((t) => Array.from(t.dataSync()));
+
+/** n examples of `features` uniform values in [-1, 1]; `label` gives a row's targets, or undefined to drop the row. */
+function synthetic(n: number, features: number, targets: number, label: (x: number[]) => number[] | undefined, seed = 7): Dataset {
+  const rng = createRng(seed);
+  const x: number[] = [], y: number[] = [];
+  while (y.length < n * targets) {
+    const row = Array.from({ length: features }, () => rng() * 2 - 1);
+    const l = label(row);
+    if (!l) continue;
+    x.push(...row);
+    y.push(...l);
+  }
+  return { x: Float32Array.from(x), y: Float32Array.from(y), n, features, numClasses: 0, targets };
+}
+
+describe('trainLocal with a task', () => {
+  const W = [2, -1, 0.5], B = 0.3;
+  const regression = synthetic(256, 3, 1, (r) => [W.reduce((s, w, j) => s + w * r[j]!, B)]);
+  // MAE's gradient does not shrink near the optimum, so it needs smaller steps to settle within the tolerance.
+  const RATES: Record<'smooth' | 'mae', Record<OptimizerName, number>> = {
+    smooth: { sgd: 0.3, momentum: 0.05, adam: 0.05, rmsprop: 0.02, adagrad: 0.5 },
+    mae: { sgd: 0.05, momentum: 0.01, adam: 0.02, rmsprop: 0.01, adagrad: 0.3 },
+  };
+
+  for (const loss of ['mse', 'mae', 'huber'] as const)
+    it(`linear regression with ${loss} recovers y = Xw + b with every optimizer`, async () => {
+      for (const name of OPTIMIZERS) {
+        const task = taskOf('regression', loss, name, RATES[loss === 'mae' ? 'mae' : 'smooth'][name], 1, ['rmse', 'r2']);
+        const m = modelFor(task, 3);
+        const r = await trainLocal(m, regression, { epochs: 40, batchSize: 32, seed: 1, task });
+        const [kernel, bias] = outWeights(m);
+        kernel!.forEach((w, j) => expect(Math.abs(w - W[j]!), `${loss}/${name} w${j}`).toBeLessThan(0.05));
+        expect(Math.abs(bias![0]! - B), `${loss}/${name} b`).toBeLessThan(0.05);
+        expect(r.accuracy).toBeNaN();
+        expect(r.metrics['r2']).toBeGreaterThan(0.99);
+        m.dispose();
+      }
+    });
+
+  it('logistic regression separates linearly separable data with every optimizer (accuracy and AUC 1)', async () => {
+    // A margin of 0.2 around the boundary 1.5·x0 - x1 + 0.2 = 0.
+    const ds = synthetic(200, 2, 1, (r) => {
+      const s = 1.5 * r[0]! - r[1]! + 0.2;
+      return Math.abs(s) < 0.2 ? undefined : [Number(s > 0)];
+    });
+    const rates: Record<OptimizerName, number> = { sgd: 1, momentum: 0.2, adam: 0.1, rmsprop: 0.05, adagrad: 1 };
+    for (const name of OPTIMIZERS) {
+      const task = taskOf('binary', 'binary-crossentropy', name, rates[name], 1, ['accuracy', 'auc', 'f1']);
+      const m = modelFor(task, 2);
+      await trainLocal(m, ds, { epochs: 20, batchSize: 20, seed: 1, task });
+      const ev = await evaluate(m, ds, 500, task);
+      expect(ev.metrics, name).toMatchObject({ accuracy: 1, auc: 1, f1: 1 });
+      expect(ev.loss, name).toBeLessThan(0.1);
+      // The learned boundary points the way of the true one, (1.5, -1, 0.2).
+      const [[a, b], [c]] = outWeights(m) as [number[], number[]];
+      const cos = (1.5 * a! - b! + 0.2 * c!) / Math.hypot(a!, b!, c!) / Math.hypot(1.5, 1, 0.2);
+      expect(cos, name).toBeGreaterThan(0.99);
+      m.dispose();
+    }
+  });
+
+  it('softmax classification learns separable clusters with sparse and categorical crossentropy', async () => {
+    const centers = [[1, 1], [-1, 1], [0, -1]] as const;
+    const rng = createRng(3);
+    const x = Float32Array.from({ length: 300 }, (_, k) => centers[Math.floor(k / 2) % 3]![k % 2]! + (rng() - 0.5) * 0.6);
+    const ds: Dataset = { x, y: Int32Array.from({ length: 150 }, (_, i) => i % 3), n: 150, features: 2, numClasses: 3 };
+    for (const loss of ['sparse-categorical-crossentropy', 'categorical-crossentropy'] as const)
+      for (const [name, lr] of [['sgd', 1], ['adam', 0.1]] as const) {
+        const task = taskOf('classification', loss, name, lr, 3, ['accuracy', 'f1', 'precision', 'recall']);
+        const m = modelFor(task, 2);
+        const r = await trainLocal(m, ds, { epochs: 20, batchSize: 15, seed: 1, task });
+        expect(r.metrics['accuracy']).toBe(r.accuracy);
+        const ev = await evaluate(m, ds, 500, task);
+        expect(ev.metrics, `${loss}/${name}`).toMatchObject({ accuracy: 1, f1: 1, precision: 1, recall: 1 });
+        expect(ev.loss).toBeLessThan(0.05);
+        m.dispose();
+      }
+  });
+
+  it('multilabel with binary crossentropy learns each label', async () => {
+    const ds = synthetic(200, 3, 2, (r) => (Math.abs(r[0]!) < 0.1 || Math.abs(r[1]!) < 0.1 ? undefined : [Number(r[0]! > 0), Number(r[1]! > 0)]));
+    const task = taskOf('multilabel', 'binary-crossentropy', 'adam', 0.1, 2, ['accuracy', 'f1']);
+    const m = modelFor(task, 3);
+    await trainLocal(m, ds, { epochs: 30, batchSize: 20, seed: 1, task });
+    const ev = await evaluate(m, ds, 64, task);
+    expect(ev.metrics).toMatchObject({ accuracy: 1, f1: 1 });
+    // Label j depends on feature j only: the third feature's weights stay small next to the relevant ones.
+    const [kernel] = outWeights(m);
+    expect(Math.abs(kernel![4]!)).toBeLessThan(Math.abs(kernel![0]!) / 5);
+    m.dispose();
+  });
+});
+
+describe('evaluate with a task', () => {
+  it('reports sufficient statistics so two agents combine to the metrics of their union, without leaking tensors', async () => {
+    const rng = createRng(5);
+    const x = Float32Array.from({ length: 300 }, () => rng() * 2 - 1);
+    const y = Float32Array.from({ length: 200 }, (_, k) => x[Math.floor(k / 2) * 3 + (k % 2)]! * 3 + (k % 2) * 10 + rng() * 0.5);
+    const ds: Dataset = { x, y, n: 100, features: 3, numClasses: 0, targets: 2 };
+    const task = taskOf('regression', 'huber', 'adam', 0.1, 2, ['rmse', 'mae', 'r2']);
+    const m = modelFor(task, 3);
+    await trainLocal(m, ds, { epochs: 5, batchSize: 10, seed: 1, task });
+    const before = tf.memory().numTensors;
+    const all = await evaluate(m, ds, 32, task);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(Object.keys(all.metrics).sort()).toEqual(['count', 'loss', 'mae', 'mse', 'r2', 'rmse', 'sse', 'ysum', 'ysum_0', 'ysum_1', 'ysumsq', 'ysumsq_0', 'ysumsq_1']);
+    expect(all.metrics['count']).toBe(200);
+    expect(all.metrics['rmse']).toBeCloseTo(Math.sqrt(all.metrics['mse']!), 12);
+    const a = subset(ds, Array.from({ length: 30 }, (_, i) => i)), b = subset(ds, Array.from({ length: 70 }, (_, i) => i + 30));
+    const parts = await Promise.all([a, b].map(async (d) => ({ n: d.n, metrics: (await evaluate(m, d, 32, task)).metrics })));
+    const c = combineEvalMetrics(parts, task);
+    for (const k of ['loss', 'rmse', 'mae', 'r2']) expect(c[k], k).toBeCloseTo(all.metrics[k]!, 6);
+    m.dispose();
+  });
+
+  it('refuses data that does not fit the task, naming the example and the fix', async () => {
+    const ds: Dataset = { x: new Float32Array(12), y: Float32Array.of(0, 1, 0.5, 1), n: 4, features: 3, numClasses: 0, targets: 1 };
+    const binary = taskOf('binary', 'binary-crossentropy', 'sgd', 0.1, 1);
+    const m = modelFor(binary, 3);
+    await expect(trainLocal(m, ds, { epochs: 1, batchSize: 2, seed: 0, task: binary })).rejects.toThrow(/target 0.5 of example 2 must be 0 or 1 for binary/);
+    const regression = taskOf('regression', 'mse', 'sgd', 0.1, 1);
+    const lin = modelFor(regression, 3);
+    await expect(evaluate(lin, { ...ds, y: Float32Array.of(0, NaN, 1, 1) }, 500, regression)).rejects.toThrow(/target NaN of example 1 is not a finite number; drop or impute/);
+    await expect(evaluate(lin, { ...ds, y: new Float32Array(8), targets: 2 }, 500, regression)).rejects.toThrow(/2 target columns per example, model "mlp" outputs 1/);
+    await expect(trainLocal(lin, ds, { epochs: 1, batchSize: 2, seed: 0 })).rejects.toThrow(/learningRate/);
+    m.dispose();
+    lin.dispose();
   });
 });

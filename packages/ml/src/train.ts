@@ -1,69 +1,72 @@
-/** Local training for FedAvg clients (plain minibatch SGD) and evaluation, without leaking tensors. */
+/** Local training for FedAvg clients (the task's loss and optimizer over minibatches) and evaluation with its metrics, without leaking tensors. */
 import * as tf from '@tensorflow/tfjs';
-import { ValidationError } from '@fedge/proto';
+import { ValidationError, type ResolvedTask } from '@fedge/proto';
 import { createRng, shuffleInPlace } from './rng.js';
-import type { Dataset } from './dataset.js';
+import { targetWidth, type Dataset } from './dataset.js';
+import { checkDataset, checkTask, modelShape, type EvalTask } from './task/check.js';
+import { labelTensor, lossFunction } from './task/losses.js';
+import { createOptimizer } from './task/optimizers.js';
+import { accuracy, computeMetrics, regressionStats } from './task/metrics.js';
 
 export interface TrainProgress { epoch: number; batch: number; batches: number; loss: number }
 export interface TrainOptions {
   epochs: number;
   batchSize: number;
-  learningRate: number;
+  /** Plain SGD's rate when `task` is absent (then required); with a task, task.optimizer.learningRate is used. */
+  learningRate?: number;
   seed: number;
   /** After every batch; epoch and batch are 1-based, loss is that batch's mean loss. */
   onProgress?: (p: TrainProgress) => void;
   signal?: AbortSignal;
+  /** Loss, optimizer and metrics. Absent: classification, sparse crossentropy, SGD at learningRate, accuracy. */
+  task?: ResolvedTask;
 }
 export interface TrainResult {
   /** Examples in the local dataset (the FedAvg weight), not examples x epochs. */
   numExamples: number;
-  /** Mean training loss / accuracy over the last epoch, measured on each batch before its update. */
+  /** Mean training loss over the last epoch, measured on each batch before its update (as accuracy and metrics). */
   loss: number;
+  /** Classification, binary and multilabel (per label) accuracy; NaN for regression. */
   accuracy: number;
+  /** The task's metrics over the last epoch. */
+  metrics: Record<string, number>;
   seconds: number;
   /** Examples processed (n x epochs) per wall-clock second, yields included. */
   samplesPerSec: number;
 }
-
-const EPS = 1e-7; // same clipping as Keras' crossentropy on probabilities
-
-/** Model input size and output classes, checked against the dataset before any work. */
-function checkShapes(model: tf.LayersModel, ds: Dataset): { inShape: number[]; classes: number } {
-  const inShape = model.inputs[0]!.shape.slice(1) as number[];
-  const features = inShape.reduce((a, b) => a * b, 1);
-  if (features !== ds.features)
-    throw new ValidationError(`dataset: ${ds.features} features per example, model "${model.name}" expects ${features}`);
-  const classes = model.outputs[0]!.shape.at(-1) as number;
-  for (let i = 0; i < ds.n; i++) {
-    const l = ds.y[i]!;
-    if (!(l >= 0 && l < classes)) throw new ValidationError(`dataset: label ${l} of example ${i} is outside [0, ${classes})`);
-  }
-  return { inShape, classes };
+export interface EvalResult {
+  loss: number;
+  /** As TrainResult.accuracy. */
+  accuracy: number;
+  numExamples: number;
+  /**
+   * `loss`, the task's metrics and the sums combineEvalMetrics needs to combine agents exactly (regression: mse,
+   * sse, ysum, ysumsq, count over all target values, and per column with several targets).
+   */
+  metrics: Record<string, number>;
 }
 
-/** Sum (not mean) of per-example crossentropy on softmax outputs. */
-function crossentropy(probs: tf.Tensor, labels: tf.Tensor1D, classes: number): tf.Scalar {
-  const p = tf.clipByValue(probs, EPS, 1 - EPS);
-  return tf.neg(tf.sum(tf.mul(tf.oneHot(labels, classes), tf.log(p)))) as tf.Scalar;
+/** Today's MNIST behaviour, for callers that name no task. */
+function defaultTask(model: tf.LayersModel): EvalTask {
+  return { type: 'classification', loss: 'sparse-categorical-crossentropy', huberDelta: 1, metrics: ['accuracy'], outputs: modelShape(model).outputs };
 }
 
-function gather(ds: Dataset, idx: Int32Array, from: number, to: number): { x: Float32Array; y: Int32Array } {
-  const f = ds.features;
+/** Rows `idx[from..to)`: features, and labels (one per example, or `targets` values each) in the dataset's array type. */
+function gather(ds: Dataset, idx: Int32Array, from: number, to: number): { x: Float32Array; y: Int32Array | Float32Array } {
+  const f = ds.features, t = targetWidth(ds);
   const x = new Float32Array((to - from) * f);
-  const y = new Int32Array(to - from);
+  const y = ds.y instanceof Int32Array ? new Int32Array((to - from) * t) : new Float32Array((to - from) * t);
   for (let k = from; k < to; k++) {
     const i = idx[k]!;
     x.set(ds.x.subarray(i * f, (i + 1) * f), (k - from) * f);
-    y[k - from] = ds.y[i]!;
+    y.set(ds.y.subarray(i * t, (i + 1) * t), (k - from) * t);
   }
   return { x, y };
 }
 
-function countCorrect(pred: Int32Array | Float32Array | Uint8Array, y: Int32Array): number {
-  let c = 0;
-  for (let i = 0; i < y.length; i++) if (pred[i] === y[i]) c++;
-  return c;
-}
+/** Classification metrics need the predicted class only; every other task keeps the raw outputs (probabilities, values). */
+const predictions = (task: EvalTask, out: tf.Tensor2D): Int32Array | Float32Array =>
+  (task.type === 'classification' ? tf.argMax(out, -1).dataSync() : out.dataSync()) as Int32Array | Float32Array;
 
 // Lets the agent's gRPC streams and timers run between batches (wasm/cpu kernels are synchronous).
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -72,41 +75,53 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
   const { epochs, batchSize, learningRate, seed, onProgress, signal } = opts;
   if (!Number.isInteger(epochs) || epochs < 1) throw new ValidationError(`epochs: expected a positive integer, got ${epochs}`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new ValidationError(`batchSize: expected a positive integer, got ${batchSize}`);
-  if (!(learningRate > 0 && Number.isFinite(learningRate))) throw new ValidationError(`learningRate: expected a positive number, got ${learningRate}`);
+  if (opts.task) checkTask(opts.task);
+  else if (!(learningRate !== undefined && learningRate > 0 && Number.isFinite(learningRate)))
+    throw new ValidationError(`learningRate: expected a positive number, got ${learningRate}`);
+  const task: ResolvedTask = opts.task ?? { ...defaultTask(model), optimizer: { name: 'sgd', learningRate: learningRate! } };
   if (ds.n < 1) throw new ValidationError('dataset: no examples to train on');
-  const { inShape, classes } = checkShapes(model, ds);
+  const { inShape, outputs } = checkDataset(model, ds, task);
   signal?.throwIfAborted();
 
+  const lossFn = lossFunction(task.loss, task.huberDelta);
+  const t = targetWidth(ds);
+  // The last epoch's labels and predictions in visiting order, for its metrics (one class index per example, or t values).
+  const seenY = ds.y instanceof Int32Array ? new Int32Array(ds.n * t) : new Float32Array(ds.n * t);
+  const seenPred = task.type === 'classification' ? new Int32Array(ds.n) : new Float32Array(ds.n * t);
   const rng = createRng(seed);
   const order = Int32Array.from({ length: ds.n }, (_, i) => i);
   const batches = Math.ceil(ds.n / batchSize);
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const optimizer = tf.train.sgd(learningRate);
+  const optimizer = createOptimizer(task.optimizer);
   const start = performance.now();
-  let lossSum = 0, correct = 0;
+  let lossSum = 0;
   try {
     for (let epoch = 1; epoch <= epochs; epoch++) {
       shuffleInPlace(order, rng);
       lossSum = 0;
-      correct = 0;
+      const last = epoch === epochs;
       for (let b = 0; b < batches; b++) {
-        const from = b * batchSize, to = Math.min(ds.n, from + batchSize);
+        const from = b * batchSize, to = Math.min(ds.n, from + batchSize), rows = to - from;
         const { x, y } = gather(ds, order, from, to);
-        let pred: Int32Array | undefined;
+        let pred: Int32Array | Float32Array | undefined;
         const cost = tf.tidy(() => {
-          const xs = tf.tensor(x, [to - from, ...inShape], 'float32');
-          const ys = tf.tensor1d(y, 'int32');
+          const xs = tf.tensor(x, [rows, ...inShape], 'float32');
+          const ys = labelTensor(task.loss, y, rows, outputs);
           return optimizer.minimize(() => {
-            const probs = model.apply(xs, { training: true }) as tf.Tensor;
-            pred = tf.argMax(probs, -1).dataSync() as Int32Array;
-            return tf.div(crossentropy(probs, ys, classes), to - from);
+            const out = model.apply(xs, { training: true }) as tf.Tensor2D;
+            if (last) pred = predictions(task, out);
+            return lossFn(out, ys);
           }, true, vars)!;
         });
         const loss = (await cost.data())[0]!;
         cost.dispose();
-        if (!Number.isFinite(loss)) throw new ValidationError(`training diverged: loss is ${loss} at epoch ${epoch} batch ${b + 1}; lower learningRate`);
-        lossSum += loss * (to - from);
-        correct += countCorrect(pred!, y);
+        if (!Number.isFinite(loss))
+          throw new ValidationError(`training diverged: loss is ${loss} at epoch ${epoch} batch ${b + 1}; lower the learning rate (optimizer.learningRate)`);
+        lossSum += loss * rows;
+        if (last) {
+          seenY.set(y, from * t);
+          seenPred.set(pred!, from * t);
+        }
         onProgress?.({ epoch, batch: b + 1, batches, loss });
         await yieldToEventLoop();
         signal?.throwIfAborted();
@@ -116,29 +131,43 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
     optimizer.dispose();
   }
   const seconds = (performance.now() - start) / 1000;
-  return { numExamples: ds.n, loss: lossSum / ds.n, accuracy: correct / ds.n, seconds, samplesPerSec: (ds.n * epochs) / seconds };
+  return {
+    numExamples: ds.n,
+    loss: lossSum / ds.n,
+    accuracy: accuracy(task.type, seenY, seenPred),
+    metrics: computeMetrics(task.type, task.metrics, seenY, seenPred, t),
+    seconds,
+    samplesPerSec: (ds.n * epochs) / seconds,
+  };
 }
 
-export async function evaluate(
-  model: tf.LayersModel,
-  ds: Dataset,
-  batchSize = 500,
-): Promise<{ loss: number; accuracy: number; numExamples: number }> {
+/** Inference-mode loss and metrics over `ds`; `task` absent: classification with sparse crossentropy and accuracy. */
+export async function evaluate(model: tf.LayersModel, ds: Dataset, batchSize = 500, task?: EvalTask): Promise<EvalResult> {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new ValidationError(`batchSize: expected a positive integer, got ${batchSize}`);
-  if (ds.n === 0) return { loss: 0, accuracy: 0, numExamples: 0 };
-  const { inShape, classes } = checkShapes(model, ds);
+  if (task) checkTask(task);
+  const tk = task ?? defaultTask(model);
+  if (ds.n === 0) return { loss: 0, accuracy: tk.type === 'regression' ? NaN : 0, numExamples: 0, metrics: {} };
+  const { inShape, outputs } = checkDataset(model, ds, tk);
+  const lossFn = lossFunction(tk.loss, tk.huberDelta);
+  const t = targetWidth(ds);
   const order = Int32Array.from({ length: ds.n }, (_, i) => i);
-  let lossSum = 0, correct = 0;
+  const pred = tk.type === 'classification' ? new Int32Array(ds.n) : new Float32Array(ds.n * t);
+  let lossSum = 0;
   for (let from = 0; from < ds.n; from += batchSize) {
-    const to = Math.min(ds.n, from + batchSize);
+    const to = Math.min(ds.n, from + batchSize), rows = to - from;
     const { x, y } = gather(ds, order, from, to);
-    const [l, pred] = tf.tidy(() => {
-      const probs = model.predict(tf.tensor(x, [to - from, ...inShape], 'float32')) as tf.Tensor;
-      return [crossentropy(probs, tf.tensor1d(y, 'int32'), classes).dataSync()[0]!, tf.argMax(probs, -1).dataSync()] as const;
+    lossSum += tf.tidy(() => {
+      const out = model.predict(tf.tensor(x, [rows, ...inShape], 'float32')) as tf.Tensor2D;
+      pred.set(predictions(tk, out), from * t);
+      return lossFn(out, labelTensor(tk.loss, y, rows, outputs)).dataSync()[0]! * rows;
     });
-    lossSum += l;
-    correct += countCorrect(pred as Int32Array, y);
     await yieldToEventLoop();
   }
-  return { loss: lossSum / ds.n, accuracy: correct / ds.n, numExamples: ds.n };
+  const loss = lossSum / ds.n;
+  return {
+    loss,
+    accuracy: accuracy(tk.type, ds.y, pred),
+    numExamples: ds.n,
+    metrics: { loss, ...computeMetrics(tk.type, tk.metrics, ds.y, pred, t), ...(tk.type === 'regression' ? regressionStats(ds.y, pred, t) : {}) },
+  };
 }
