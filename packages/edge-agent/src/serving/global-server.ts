@@ -2,9 +2,10 @@
  * Serves the federation's latest global model: every new version the agent hears of (announce tasks, or the
  * model of a train/evaluate task) is fetched and sha256-verified by the caller, then exported to ONNX here and
  * hot-swapped into the slot. Offers are serialized; an offer older than what is loaded or queued is skipped,
- * so a burst of versions loads only the newest.
+ * so a burst of versions loads only the newest. With the run's task and preprocessing (from the task payload) the
+ * export takes raw columns and names its outputs (see @fedge/ml onnx/preprocess.ts).
  */
-import type { ModelBlob } from '@fedge/proto';
+import type { ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
 import type { ModelSlot } from './model-slot.js';
 import { moduleLogger } from '../log.js';
 
@@ -19,12 +20,20 @@ export interface ExportSettings {
 
 export interface VersionRef { runId: string; version: number; sha256: string }
 
+/** What the run's task payload says about the model (TaskPayload in @fedge/proto, TrainConfig.task_json). */
+export interface ServingMeta { task?: ResolvedTask; preprocessing?: Preprocessing }
+
 export class GlobalModelServer {
   private chain: Promise<void> = Promise.resolve();
   private latest: VersionRef | undefined;
   loaded: VersionRef | undefined;
   /** Runs with a promoted version: only promote offers count for them (the coordinator decides what is served). */
   private readonly pinned = new Set<string>();
+  /**
+   * The last task/preprocessing seen per run: announce and promote tasks carry no training payload, and a run's
+   * preprocessing is fixed before round 1, so an offer without `meta` uses what an earlier offer of the run brought.
+   */
+  private readonly runMeta = new Map<string, ServingMeta>();
 
   constructor(readonly slot: ModelSlot, private readonly settings: ExportSettings) {}
 
@@ -37,11 +46,19 @@ export class GlobalModelServer {
     return !this.pinned.has(v.runId) && this.newer(v, this.latest);
   }
 
+  /** Records a run's task and preprocessing for its later offers (the lead's hook when a task payload arrives). */
+  setRunMeta(runId: string, meta: ServingMeta): void {
+    if (meta.task !== undefined || meta.preprocessing !== undefined) this.runMeta.set(runId, meta);
+  }
+
   /**
    * Queues `v`; `blob` returns its verified weights (called only if `v` is still the newest when its turn comes).
    * A `promoted` offer is taken whatever its version (a rollback goes back) and pins its run to promotions.
+   * `meta`: the run's task and preprocessing (remembered for the run, see setRunMeta); the export then takes raw
+   * columns. Without it (and none remembered) the model is served on its encoded input, as before.
    */
-  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false): Promise<void> {
+  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false, meta?: ServingMeta): Promise<void> {
+    if (meta) this.setRunMeta(v.runId, meta);
     if (promoted) {
       this.pinned.add(v.runId);
       const l = this.latest;
@@ -51,6 +68,7 @@ export class GlobalModelServer {
     this.chain = this.chain.then(async () => {
       if (this.latest !== v) return; // superseded while waiting
       const t0 = performance.now();
+      const m = this.runMeta.get(v.runId);
       try {
         const ml = await import('@fedge/ml');
         const e = await ml.exportOnnxCalibrated(await blob(), {
@@ -58,12 +76,16 @@ export class GlobalModelServer {
           activations: this.settings.activations,
           modelVersion: v.version,
           metadata: { 'fedge.run': v.runId, 'fedge.version': String(v.version), 'fedge.sha256': v.sha256 },
+          // Calibration rows are the agent's encoded training split: the ranges are those of the model's layers,
+          // which see encoded values whether or not the graph encodes raw inputs in front of them.
           ...(this.settings.calibration ? { calibration: this.settings.calibration } : {}),
+          ...(m?.preprocessing ? { preprocessing: m.preprocessing } : {}),
+          ...(m?.task ? { task: m.task } : {}),
         });
         const exportMs = performance.now() - t0;
         await this.slot.load(e.bytes, String(v.version), { run: v.runId, global_version: v.version, source_sha256: v.sha256, quantization: e.quantization });
         this.loaded = v;
-        log.info({ runId: v.runId, version: v.version, bytes: e.bytes.length, quantization: e.quantization, exportMs: Math.round(exportMs), totalMs: Math.round(performance.now() - t0) }, 'serving new global model version');
+        log.info({ runId: v.runId, version: v.version, bytes: e.bytes.length, quantization: e.quantization, inputs: e.inputs.map((i) => i.name), outputs: e.outputs.map((o) => o.name), exportMs: Math.round(exportMs), totalMs: Math.round(performance.now() - t0) }, 'serving new global model version');
       } catch (err) {
         // Keep serving what is loaded; a later version gets its own chance.
         if (this.latest === v) this.latest = this.loaded;

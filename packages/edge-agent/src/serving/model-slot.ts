@@ -6,8 +6,19 @@
  */
 import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
+import { parseColumns, readOnnxMetadata, type ColumnInfo } from './onnx-meta.js';
 
-export interface TensorMeta { name: string; datatype: 'FP32'; shape: number[] }
+/**
+ * A served tensor as KServe v2 metadata lists it. `parameters` (a fedge extension, from the export's fedge.inputs /
+ * fedge.outputs) says which columns it carries: `numeric` lists its columns in order, a categorical input its
+ * vocabulary, a regression output its target.
+ */
+export interface TensorMeta {
+  name: string;
+  datatype: 'FP32' | 'BYTES';
+  shape: number[];
+  parameters?: { kind: string; columns?: string[]; values?: string[]; positive?: string; missing?: string };
+}
 
 export interface LoadedModel {
   version: string;
@@ -51,11 +62,38 @@ function dims(meta: ort.InferenceSession.ValueMetadata): number[] {
   return meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
 }
 
-function tensorMeta(list: readonly ort.InferenceSession.ValueMetadata[]): TensorMeta[] {
+/** Why a column mapping is shown: a tensor of the bare model (no columns known) gets no parameters. */
+function describe(c: ColumnInfo | undefined): TensorMeta['parameters'] | undefined {
+  if (!c || (c.kind === 'raw' && !c.columns?.length) || c.kind === 'output') return undefined;
+  return {
+    kind: c.kind,
+    ...(c.columns ? { columns: c.columns } : {}),
+    ...(c.values ? { values: c.values } : {}),
+    ...(c.positive !== undefined ? { positive: c.positive } : {}),
+    // How a client says "missing" in the JSON body.
+    ...(c.kind === 'numeric' ? { missing: 'null' } : c.kind === 'categorical' ? { missing: 'null, "" or any value not in values (encoded as all zeros)' } : {}),
+  };
+}
+
+function tensorMeta(list: readonly ort.InferenceSession.ValueMetadata[], columns: Map<string, ColumnInfo>, outputs: boolean): TensorMeta[] {
   return list.map((m) => {
-    if (!m.isTensor || m.type !== 'float32') throw new Error(`serving: tensor "${m.name}" is not float32 (only FP32 models are served)`);
-    return { name: m.name, datatype: 'FP32', shape: dims(m) };
+    const type = m.isTensor ? m.type : undefined;
+    // Inputs may be strings (categorical columns); outputs are numbers.
+    if (type !== 'float32' && !(type === 'string' && !outputs))
+      throw new Error(`serving: ${outputs ? 'output' : 'input'} "${m.name}" is ${type ?? 'not a tensor'}; fedge serves float32 tensors and string inputs`);
+    const parameters = describe(columns.get(m.name));
+    return { name: m.name, datatype: type === 'string' ? 'BYTES' : 'FP32', shape: dims(m), ...(parameters ? { parameters } : {}) };
   });
+}
+
+/** The task type a fedge export records (fedge.task), shown in the model's metadata parameters. */
+function taskType(json: string | undefined): string | undefined {
+  try {
+    const t = json === undefined ? undefined : (JSON.parse(json) as { type?: unknown } | null)?.type;
+    return typeof t === 'string' ? t : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class ModelSlot {
@@ -68,21 +106,22 @@ export class ModelSlot {
   /** Creates a session for `onnx` and makes it current; the old current becomes `previous`. */
   async load(onnx: Uint8Array, version: string, info: Record<string, string | number> = {}): Promise<LoadedModel> {
     const session = await ort.InferenceSession.create(onnx, sessionOptions(this.settings));
+    const meta = readOnnxMetadata(onnx) ?? {};
     let next: LoadedModel;
     try {
+      const task = taskType(meta['fedge.task']);
       next = {
         version,
         session,
-        inputs: tensorMeta(session.inputMetadata),
-        outputs: tensorMeta(session.outputMetadata),
+        inputs: tensorMeta(session.inputMetadata, parseColumns(meta['fedge.inputs']), false),
+        outputs: tensorMeta(session.outputMetadata, parseColumns(meta['fedge.outputs']), true),
         bytes: onnx.byteLength,
         sha256: createHash('sha256').update(onnx).digest('hex'),
         loadedAt: new Date().toISOString(),
-        info,
+        info: { ...(typeof task === 'string' ? { task } : {}), ...info },
         inflight: 0,
         retired: false,
       };
-      if (next.inputs.length !== 1) throw new Error(`serving: model has ${next.inputs.length} inputs; one is supported`);
     } catch (err) {
       await session.release();
       throw err;

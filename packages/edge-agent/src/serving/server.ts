@@ -4,13 +4,16 @@
  *   POST /v2/models/{name}[/versions/{v}]/infer
  *   POST /v2/models/{name}/rollback   (fedge extension: make the previous version current again)
  * Request bodies are size-limited and validated with zod; every bad request gets a 4xx and a JSON
- * {"error": message}, and the server keeps serving.
+ * {"error": message} naming the input and what to send instead, and the server keeps serving.
+ *
+ * Models exported with preprocessing take raw columns: FP32 `numeric` (null for a missing value), one BYTES input
+ * per categorical column (JSON strings), FP32 raw blocks; GET /v2/models/NAME lists them with their columns.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
-import type { LoadedModel, ModelSlot } from './model-slot.js';
+import type { LoadedModel, ModelSlot, TensorMeta } from './model-slot.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_BATCH = 1024;
@@ -27,8 +30,19 @@ class HttpError extends Error {
   }
 }
 
-type Nested = number | Nested[];
-const nested: z.ZodType<Nested> = z.lazy(() => z.union([z.number(), z.array(nested)]));
+type Leaf = number | string | null;
+type Nested = Leaf | Nested[];
+const nested: z.ZodType<Nested> = z.lazy(() => z.union([z.number(), z.string(), z.null(), z.array(nested)]));
+
+/** The first leaf that does not fit `datatype` (numbers for FP32, strings for BYTES; null is "missing" in both). */
+function badLeaf(data: Nested[], datatype: string): Leaf | undefined {
+  const want = datatype === 'BYTES' ? 'string' : 'number';
+  for (const v of data) {
+    const bad = Array.isArray(v) ? badLeaf(v, datatype) : v !== null && typeof v !== want ? v : undefined;
+    if (bad !== undefined) return bad;
+  }
+  return undefined;
+}
 
 const inferRequestSchema = z.object({
   id: z.string().optional(),
@@ -47,11 +61,43 @@ const inferRequestSchema = z.object({
   outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
 });
 
-function flatten(data: Nested[], out: number[]): void {
+function flatten(data: Nested[], out: Leaf[]): void {
   for (const v of data) {
-    if (typeof v === 'number') out.push(v);
-    else flatten(v, out);
+    if (Array.isArray(v)) flatten(v, out);
+    else out.push(v);
   }
+}
+
+/** One request input as an ORT tensor, checked against the model's input `spec`; errors name the input and the fix. */
+function toTensor(spec: TensorMeta, inp: { name: string; shape: number[]; datatype: string; data: Nested[] }, index: number, maxBatch: number): ort.Tensor {
+  const kind = spec.parameters?.kind;
+  if (inp.datatype !== spec.datatype) {
+    const how = spec.datatype === 'BYTES' ? `send the ${kind === 'categorical' ? 'column\'s values' : 'values'} as JSON strings` : 'send numbers';
+    throw new HttpError(400, `input "${spec.name}": datatype ${inp.datatype} is not supported; expected ${spec.datatype} (${how})`);
+  }
+  const bad = badLeaf(inp.data, spec.datatype);
+  if (bad !== undefined)
+    throw new HttpError(400, `input "${spec.name}" (inputs.${index}.data): ${spec.datatype} data must be ${spec.datatype === 'BYTES' ? 'strings' : 'numbers'} (null for a missing value), got ${JSON.stringify(bad)}`);
+  // A column sent as a flat list ([N] for [-1, 1]) is what most clients build; take it as N rows.
+  const shape = spec.shape.length === 2 && spec.shape[1] === 1 && inp.shape.length === 1 ? [inp.shape[0]!, 1] : inp.shape;
+  const ok = shape.length === spec.shape.length && spec.shape.every((d, i) => d === -1 || d === shape[i]);
+  if (!ok) {
+    const cols = spec.parameters?.columns;
+    const hint = kind === 'numeric' && cols ? `; one row of ${cols.length} values per example: ${cols.join(', ')}` : '';
+    throw new HttpError(400, `input "${spec.name}": shape ${JSON.stringify(inp.shape)} does not match ${JSON.stringify(spec.shape)} (-1: any batch size${hint})`);
+  }
+  const batch = shape[0]!;
+  if (batch < 1 || batch > maxBatch) throw new HttpError(400, `input "${spec.name}": batch size ${batch} is outside 1..${maxBatch}`);
+  const flat: Leaf[] = [];
+  flatten(inp.data, flat);
+  const want = shape.reduce((a, b) => a * b, 1);
+  if (flat.length !== want) throw new HttpError(400, `input "${spec.name}": ${flat.length} values for shape ${JSON.stringify(inp.shape)} (needs ${want})`);
+  if (spec.datatype === 'BYTES') return new ort.Tensor('string', flat.map((v) => (v === null ? '' : (v as string))), shape);
+  const missing = flat.indexOf(null);
+  // Only the preprocessing's numeric input replaces NaN with the fleet mean; elsewhere NaN would reach the model.
+  if (missing >= 0 && kind !== 'numeric')
+    throw new HttpError(400, `input "${spec.name}": null at position ${missing}; this input has no missing-value handling, send a number`);
+  return new ort.Tensor('float32', Float32Array.from(flat, (v) => (v === null ? NaN : (v as number))), shape);
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -203,22 +249,19 @@ export class InferenceServer {
     try {
       const feeds: Record<string, ort.Tensor> = {};
       let batch = 0;
+      let first = '';
+      const names = m.inputs.map((i) => i.name).join(', ');
       for (const spec of m.inputs) {
         const inp = r.inputs.find((i) => i.name === spec.name);
-        if (!inp) throw new HttpError(400, `missing input "${spec.name}" (model inputs: ${m.inputs.map((i) => i.name).join(', ')})`);
-        if (inp.datatype !== spec.datatype) throw new HttpError(400, `input "${spec.name}": datatype ${inp.datatype} is not supported; expected ${spec.datatype}`);
-        const ok = inp.shape.length === spec.shape.length && spec.shape.every((d, i) => d === -1 || d === inp.shape[i]);
-        if (!ok) throw new HttpError(400, `input "${spec.name}": shape ${JSON.stringify(inp.shape)} does not match ${JSON.stringify(spec.shape)} (-1: any batch size)`);
-        batch = inp.shape[0]!;
-        if (batch < 1 || batch > this.maxBatch) throw new HttpError(400, `input "${spec.name}": batch size ${batch} is outside 1..${this.maxBatch}`);
-        const flat: number[] = [];
-        flatten(inp.data, flat);
-        const want = inp.shape.reduce((a, b) => a * b, 1);
-        if (flat.length !== want) throw new HttpError(400, `input "${spec.name}": ${flat.length} values for shape ${JSON.stringify(inp.shape)} (needs ${want})`);
-        feeds[spec.name] = new ort.Tensor('float32', Float32Array.from(flat), inp.shape);
+        if (!inp) throw new HttpError(400, `missing input "${spec.name}" (model inputs: ${names}; GET /v2/models/${name} lists each input's columns)`);
+        const t = toTensor(spec, inp, r.inputs.indexOf(inp), this.maxBatch);
+        const n = t.dims[0]!;
+        if (first && n !== batch) throw new HttpError(400, `input "${spec.name}": batch size ${n} differs from input "${first}" (${batch}); send one row per example in every input`);
+        if (!first) [first, batch] = [spec.name, n];
+        feeds[spec.name] = t;
       }
       const extra = r.inputs.find((i) => !m.inputs.some((s) => s.name === i.name));
-      if (extra) throw new HttpError(400, `unknown input "${extra.name}" (model inputs: ${m.inputs.map((i) => i.name).join(', ')})`);
+      if (extra) throw new HttpError(400, `unknown input "${extra.name}" (model inputs: ${names})`);
       const wanted = r.outputs?.map((o) => o.name) ?? m.outputs.map((o) => o.name);
       const unknown = wanted.find((n) => !m.outputs.some((o) => o.name === n));
       if (unknown) throw new HttpError(400, `unknown output "${unknown}" (model outputs: ${m.outputs.map((o) => o.name).join(', ')})`);

@@ -1,8 +1,11 @@
-/** `fedge model export`: a run's global model (or a saved model directory) as an ONNX file, float32 or int8. */
+/**
+ * `fedge model export`: a run's global model (or a saved model directory) as an ONNX file, float32 or int8, with the
+ * run's preprocessing in front of it when there is one (the file then takes raw columns).
+ */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { ValidationError, type ModelBlob } from '@fedge/proto';
+import { preprocessingSchema, resolvedTaskSchema, ValidationError, type ModelBlob, type Preprocessing, type ResolvedTask } from '@fedge/proto';
 import { printJson } from '../format.js';
 import { withClient } from './common.js';
 import { DEFAULT_COORDINATOR } from '../admin-client.js';
@@ -16,6 +19,8 @@ interface ExportOpts {
   quantize: 'none' | 'int8';
   activations: 'dynamic' | 'static';
   calibration?: string;
+  /** false with --no-preprocessing. */
+  preprocessing: boolean;
   output: string;
   coordinator: string;
   tlsCa?: string;
@@ -35,6 +40,19 @@ async function loadCalibration(spec: string): Promise<{ x: Float32Array; n: numb
   throw new ValidationError(`--calibration: expected mnist, csv:PATH or idx:IMAGES,LABELS, got "${spec}"`);
 }
 
+interface ExportMeta { task?: ResolvedTask; preprocessing?: Preprocessing }
+
+/** The run record's data.task / data.preprocessing (absent on runs without a statistics step), validated. */
+function runMeta(runId: string, run: unknown): ExportMeta | undefined {
+  const data = (run as { data?: { task?: unknown; preprocessing?: unknown } } | null)?.data;
+  if (!data || data.preprocessing === undefined) return undefined;
+  const p = preprocessingSchema.safeParse(data.preprocessing);
+  if (!p.success) throw new ValidationError(`run ${runId}: data.preprocessing.${p.error.issues[0]?.path.join('.') ?? ''}: ${p.error.issues[0]?.message ?? 'invalid'}; export the bare model with --no-preprocessing`);
+  const t = data.task === undefined ? undefined : resolvedTaskSchema.safeParse(data.task);
+  if (t && !t.success) throw new ValidationError(`run ${runId}: data.task.${t.error.issues[0]?.path.join('.') ?? ''}: ${t.error.issues[0]?.message ?? 'invalid'}; export the bare model with --no-preprocessing`);
+  return { preprocessing: p.data, ...(t?.success ? { task: t.data } : {}) };
+}
+
 export function modelCommand(): Command {
   const model = new Command('model').description('the model registry (list, show) and export of global models for serving');
   model.addHelpText('after', '\nExamples:\n  fedge model export --run run-1a2b3c4d --format onnx --quantize int8 -o model.int8.onnx\n  fedge model export --model .fedge/runs/run-1a2b3c4d/model --format onnx -o model.onnx');
@@ -52,6 +70,7 @@ export function modelCommand(): Command {
     .addOption(new Option('--quantize <kind>', 'weights: float32 (none) or int8 per output channel').choices(['none', 'int8']).default('none'))
     .addOption(new Option('--activations <mode>', 'int8 activations: quantized per call (dynamic) or with ranges calibrated on --calibration data (static)').choices(['dynamic', 'static']).default('dynamic'))
     .option('--calibration <data>', 'calibration data for --activations static: mnist | csv:PATH | idx:IMAGES,LABELS')
+    .option('--no-preprocessing', 'export the bare model on encoded inputs, without the run\'s (or preprocessing.json\'s) preprocessing in front')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--coordinator <host:port>', 'coordinator address for --run (env FEDGE_COORDINATOR); grpcs://HOST:PORT for TLS', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
     .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s certificate; implies TLS (env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
@@ -65,6 +84,10 @@ Examples:
   fedge model export --model .fedge/runs/run-1a2b3c4d/model/model.json --format onnx --quantize int8 -o m.onnx
   fedge model export --model ./model --quantize int8 --activations static --calibration mnist -o m.onnx --json
 
+A run with preprocessing (its record's data.preprocessing, or preprocessing.json beside --model) is exported with
+it: the file takes raw columns (FP32 "numeric" with the numeric columns in order, NaN for missing; one string input
+per categorical column) and encodes them like the agents did. --no-preprocessing exports the bare model.
+
 Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshape, Dropout, Activation/ReLU/Softmax
 (relu, sigmoid, tanh, softmax), BatchNormalization (folded). Serve the file with
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080`,
@@ -77,14 +100,20 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
       const ml = await import('@fedge/ml');
       let blob: ModelBlob;
       let source: Record<string, unknown>;
+      let meta: ExportMeta | undefined;
       if (o.run !== undefined) {
         const runId = o.run;
-        const m = await withClient({ coordinator: o.coordinator, format: 'table', ...(o.tlsCa ? { tlsCa: o.tlsCa } : {}) }, (c) => c.fetchRunModel(runId, o.version ?? 0));
+        const { m, run } = await withClient({ coordinator: o.coordinator, format: 'table', ...(o.tlsCa ? { tlsCa: o.tlsCa } : {}) }, async (c) => ({
+          m: await c.fetchRunModel(runId, o.version ?? 0),
+          run: o.preprocessing ? await c.getRun(runId) : undefined,
+        }));
         blob = m;
         source = { run: runId, version: m.version, sha256: m.sha256 };
+        meta = run === undefined ? undefined : runMeta(runId, run);
       } else {
         blob = await ml.loadModelDir(o.model!);
         source = { model: resolve(o.model!) };
+        meta = o.preprocessing ? await ml.loadModelDirMeta(o.model!) : undefined;
       }
       const calibration = o.activations === 'static' ? await loadCalibration(o.calibration!) : undefined;
       if (calibration) await ml.initBackend();
@@ -95,15 +124,21 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
         metadata,
         ...(typeof source['version'] === 'number' ? { modelVersion: source['version'] } : {}),
         ...(calibration ? { calibration } : {}),
+        ...(meta?.preprocessing ? { preprocessing: meta.preprocessing } : {}),
+        ...(meta?.task ? { task: meta.task } : {}),
       });
       const out = resolve(o.output);
       await mkdir(dirname(out), { recursive: true });
       const tmp = `${out}.tmp-${process.pid}`;
       await writeFile(tmp, e.bytes);
       await rename(tmp, out);
-      const summary = { path: out, bytes: e.bytes.length, quantization: e.quantization, quantizedLayers: e.quantizedLayers, input: e.input, output: e.output, source };
+      const summary = {
+        path: out, bytes: e.bytes.length, quantization: e.quantization, quantizedLayers: e.quantizedLayers, input: e.input, output: e.output,
+        inputs: e.inputs, outputs: e.outputs, columns: e.columns, preprocessing: !!meta?.preprocessing, source,
+      };
+      const list = (ts: { name: string; datatype: string; shape: number[] }[]) => ts.map((t) => `${t.name} ${t.datatype} ${JSON.stringify(t.shape)}`).join(', ');
       if (o.json) printJson(summary);
-      else process.stdout.write(`wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB, ${e.quantization}; input ${e.input.name} ${JSON.stringify(e.input.shape)}, output ${e.output.name} ${JSON.stringify(e.output.shape)})\n`);
+      else process.stdout.write(`wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB, ${e.quantization}${meta?.preprocessing ? ', with preprocessing' : ''}; inputs ${list(e.inputs)}; outputs ${list(e.outputs)})\n`);
     });
   addRegistryCommands(model);
   return model;
