@@ -5,6 +5,8 @@ import * as ort from 'onnxruntime-node';
 import type { FeatureSpec, Preprocessing, ResolvedTask, TargetSpec, TaskType } from '@fedge/proto';
 import { initBackend } from '../backend.js';
 import { modelToBlob } from '../weights.js';
+import { encodeTable } from '../data/encode.js';
+import type { RawTable } from '../data/table.js';
 import { calibrateActivationRanges, exportOnnx, sanitizeTensorName, type OnnxExportOptions } from './index.js';
 import { decodeModel } from './proto.js';
 
@@ -173,6 +175,38 @@ describe.each(['classification', 'binary', 'multilabel', 'regression'] as TaskTy
     const activationRanges = await calibrateActivationRanges(blob, encode(rows, N), N);
     const st = exportOnnx(blob, { ...opts, quantize: 'int8', activations: 'static', activationRanges });
     expect(maxAbsDiff(joined(await run(st.bytes, feeds(rows, N)), names, N), ref)).toBeLessThanOrEqual(0.05);
+  });
+});
+
+describe('ONNX preprocessing vs the agents\' encoder', () => {
+  it('a regression export on raw columns matches tfjs on encodeTable\'s encoding within 1e-4', async () => {
+    const { model, prep, task } = setup('regression');
+    const rows = rawRows(N);
+    const num = (j: number) => Float64Array.from({ length: N }, (_, r) => rows.numeric[r * 3 + j]!);
+    // The server sends a missing category (JSON null) as "", which is not in any vocabulary: zeros, like null here.
+    const cat = (v: string[]) => v.map((s) => (s === '' ? null : s));
+    const t: RawTable = {
+      n: N,
+      columns: [
+        { name: 'age', type: 'numeric', values: num(0) },
+        { name: 'color', type: 'categorical', values: cat(rows.color) },
+        { name: 'income $', type: 'numeric', values: num(1) },
+        { name: 'emb', type: 'block', width: 3, values: rows.emb },
+        { name: '2nd city', type: 'categorical', values: cat(rows.city) },
+        { name: 'ratio', type: 'numeric', values: num(2) },
+        { name: 'price', type: 'numeric', values: new Float64Array(N) },
+        { name: 'qty', type: 'numeric', values: new Float64Array(N) },
+      ],
+      targets: ['price', 'qty'],
+      format: 'csv',
+      fingerprint: '0'.repeat(64),
+      source: 'test',
+    };
+    const ds = encodeTable(t, prep, task);
+    const ref = tf.tidy(() => (model.predict(tf.tensor2d(ds.x, [N, WIDTH])) as tf.Tensor).dataSync() as Float32Array);
+    const e = exportOnnx(modelToBlob(model), { preprocessing: prep, task });
+    expect(maxAbsDiff(joined(await run(e.bytes, feeds(rows, N)), ['price', 'qty'], N), ref)).toBeLessThanOrEqual(1e-4);
+    model.dispose();
   });
 });
 

@@ -135,10 +135,8 @@ export function buildPreprocessing(g: GraphBuilder, p: Preprocessing, reserveOut
     }
     const x = names[i]!;
     if (f.kind === 'categorical') {
-      const index = new Map<string, number>();
-      f.values.forEach((v, n) => {
-        if (!index.has(v)) index.set(v, n); // a repeated value keeps its first position, like indexOf
-      });
+      // A repeated value takes its last position, as the agents' encoder (data/encode.ts, a Map over values) does.
+      const index = new Map(f.values.map((v, n) => [v, n]));
       const depth = f.values.length;
       const code = g.node('LabelEncoder', x, [x], { keys_strings: [...index.keys()], values_int64s: [...index.values()], default_int64: depth }, 1, ML_DOMAIN)[0]!;
       const hot = g.op('OneHot', x, [code, g.i64(`${x}/depth`, [depth], []), g.f32(`${x}/off_on`, [2], [0, 1])], { axis: -1 });
