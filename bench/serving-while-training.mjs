@@ -70,6 +70,8 @@ async function main() {
 
   // The trained model: mnist-cnn on a quarter of the bundled digits, what one of four agents would hold.
   const data = await loadLocalData({ spec: 'mnist', partition: 'iid', numPartitions: 4, partitionId: 0, seed: 42, holdoutFraction: 0.1 });
+  // Main-thread training below needs the encoded split (LocalData holds raw tables).
+  const encoded = await (await import('../packages/edge-agent/dist/data.js')).encodeLegacy(data);
   const cnn = ml.createBuiltinModel('mnist-cnn', 1);
   const blob = ml.modelToBlob(cnn);
   const topologyJson = JSON.stringify(blob.topology);
@@ -118,7 +120,7 @@ async function main() {
       const model = await ml.modelFromBlob(blob);
       for (let round = 1; !signal.aborted; round++) {
         try {
-          const tr = await ml.trainLocal(model, data.train, { epochs: 1, batchSize: BATCH, learningRate: 0.05, seed: round, signal });
+          const tr = await ml.trainLocal(model, encoded.train, { epochs: 1, batchSize: BATCH, learningRate: 0.05, seed: round, signal });
           stats.tasks++;
           stats.samplesPerSec.push(tr.samplesPerSec);
         } catch (err) {

@@ -1,6 +1,6 @@
-/** Resolves the agent's --data spec into a local training split and a held-out split for federated evaluation. */
-import { ValidationError } from '@fedge/proto';
-import type { Dataset, PartitionKind } from '@fedge/ml';
+/** Resolves the agent's --data spec into its partition's training split (profiled) and a held-out split for federated evaluation. */
+import { ValidationError, type DataProfile } from '@fedge/proto';
+import type { Dataset, LoadTableOptions, MissingPolicy, PartitionKind, RawTable } from '@fedge/ml';
 
 export interface DataOptions {
   spec: string;
@@ -10,42 +10,73 @@ export interface DataOptions {
   seed: number;
   alpha?: number;
   holdoutFraction: number;
+  /** Target columns (names or 0-based indices); several for multi-label / multi-output. */
+  target?: string[];
+  features?: string[];
+  categorical?: string[];
+  missing?: MissingPolicy;
+  scale?: number;
+  imageSize?: [number, number];
+  channels?: 1 | 3;
 }
 
-export interface LocalData { train: Dataset; holdout: Dataset; description: string }
+export interface LocalData {
+  /** Unencoded: the worker encodes it with the fleet's preprocessing. */
+  train: RawTable;
+  holdout: RawTable;
+  description: string;
+  /** Schema, statistics (of `train`) and fingerprint, reported at join. */
+  profile: DataProfile;
+}
 
 /**
- * Specs: `mnist` (the bundled digits, partitioned), `csv:PATH` (label,features...), `idx:IMAGES,LABELS` (MNIST IDX files).
- * Every agent of a federation derives the same partition of `mnist` from the same seed, so they never overlap.
+ * Specs: mnist, csv:PATH, npy:FEATURES.npy,TARGETS.npy, images:DIR, module:PATH.mjs, idx:IMAGES,LABELS (see loadTable).
+ * Every format is partitioned first (every agent of a federation derives the same split from the same seed, so
+ * partitions never overlap), then split into train and holdout, then the training split is profiled.
  */
 export async function loadLocalData(o: DataOptions): Promise<LocalData> {
   const ml = await import('@fedge/ml');
-  let full: Dataset;
-  let description: string;
-  if (o.spec === 'mnist') {
-    if (o.partitionId < 0 || o.partitionId >= o.numPartitions)
-      throw new ValidationError(`--partition-id: ${o.partitionId} is outside 0..${o.numPartitions - 1} (--num-partitions ${o.numPartitions})`);
-    const { train } = ml.loadMnist();
-    const parts = ml.partitionIndices(train.y as Int32Array, {
-      kind: o.partition,
-      numPartitions: o.numPartitions,
-      seed: o.seed,
-      ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
-    });
-    full = ml.subset(train, parts[o.partitionId]!);
-    description = `mnist ${o.partition} partition ${o.partitionId}/${o.numPartitions} (seed ${o.seed})`;
-  } else if (o.spec.startsWith('csv:')) {
-    full = ml.loadCsv(o.spec.slice(4));
-    description = `csv ${o.spec.slice(4)}`;
-  } else if (o.spec.startsWith('idx:')) {
-    const [images, labels] = o.spec.slice(4).split(',');
-    if (!images || !labels) throw new ValidationError('--data: use idx:IMAGES_FILE,LABELS_FILE');
-    full = ml.loadIdx(images, labels);
-    description = `idx ${images}`;
-  } else {
-    throw new ValidationError(`--data: "${o.spec}" is not a data spec; use mnist, csv:PATH or idx:IMAGES,LABELS`);
-  }
-  if (full.n < 2) throw new ValidationError(`--data: ${description} has ${full.n} examples; need at least 2`);
-  const { train, holdout } = ml.splitHoldout(full, o.holdoutFraction, o.seed + o.partitionId);
-  return { train, holdout, description };
+  const opts: LoadTableOptions = {
+    ...(o.target?.length ? { target: o.target } : {}),
+    ...(o.features?.length ? { features: o.features } : {}),
+    ...(o.categorical?.length ? { categorical: o.categorical } : {}),
+    ...(o.missing !== undefined ? { missing: o.missing } : {}),
+    ...(o.scale !== undefined ? { scale: o.scale } : {}),
+    ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
+    ...(o.channels !== undefined ? { channels: o.channels } : {}),
+  };
+  const table = await ml.loadTable(o.spec, opts);
+  const part = ml.partitionTable(table, {
+    kind: o.partition,
+    numPartitions: o.numPartitions,
+    partitionId: o.partitionId,
+    seed: o.seed,
+    ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
+  });
+  const description = `${o.spec}${o.numPartitions > 1 || o.spec === 'mnist' ? ` ${o.partition} partition ${o.partitionId}/${o.numPartitions} (seed ${o.seed})` : ''}`;
+  if (part.n < 2) throw new ValidationError(`--data: ${description} has ${part.n} examples; need at least 2`);
+  const { train, holdout } = ml.splitTable(part, o.holdoutFraction, o.seed + o.partitionId);
+  return { train, holdout, description, profile: ml.profileTable(train) };
+}
+
+/**
+ * TEMPORARY, until the training worker encodes with the coordinator's preprocessing: the legacy encoding (features
+ * as they are, the first target as class index; defaultPreprocessing over both splits), so `--data mnist` trains
+ * exactly as before. Classes: max label + 1 over both splits, at least 10 for mnist and idx (a partition may lack the
+ * top digits); a target that is no class index is encoded as a regression value.
+ */
+export async function encodeLegacy(local: Pick<LocalData, 'train' | 'holdout'>): Promise<{ train: Dataset; holdout: Dataset }> {
+  const ml = await import('@fedge/ml');
+  const { train, holdout } = local;
+  const both = ml.combineProfiles([train, holdout].map((t, i) => ({ agentId: String(i), name: String(i), profile: ml.profileTable(t) })));
+  const pre = ml.defaultPreprocessing(train, both.columns);
+  const target = pre.targets[0]!;
+  const col = both.columns.find((c) => c.name === target.name);
+  let task: { type: 'classification' | 'regression'; outputs: number };
+  if (target.kind === 'categorical') task = { type: 'classification', outputs: target.values.length };
+  else if (col?.type === 'numeric' && col.integer && col.min >= 0)
+    task = { type: 'classification', outputs: Math.max(col.count > 0 ? col.max + 1 : 1, train.format === 'mnist' || train.format === 'idx' ? 10 : 1) };
+  // A real-valued target cannot be a class: encoded as a value, so the agent still starts and reports its profile.
+  else task = { type: 'regression', outputs: 1 };
+  return { train: ml.encodeTable(train, pre, task), holdout: ml.encodeTable(holdout, pre, task) };
 }

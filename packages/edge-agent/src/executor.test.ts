@@ -4,7 +4,7 @@ import * as ml from '@fedge/ml';
 import { float32ToBytes, modelDigest, type TaskMsg } from '@fedge/proto';
 // The built executor: its worker is the compiled dist/train-worker.js (Node cannot start a worker from the .ts source).
 import { TaskExecutor, TrainingWorkerError } from '../dist/executor.js';
-import { loadLocalData, type LocalData } from '../dist/data.js';
+import { encodeLegacy, loadLocalData, type LocalData } from '../dist/data.js';
 import { packUpdate } from '../dist/privacy.js';
 import type { CoordinatorConnection } from './transport/connection.js';
 
@@ -80,8 +80,9 @@ describe('TaskExecutor training worker', () => {
     // The pre-worker path: build, set the global weights, evaluate, train, delta.
     const model = await ml.modelFromBlob(blob);
     ml.setWeights(model, blob.weights);
-    const ev = await ml.evaluate(model, data.holdout);
-    const tr = await ml.trainLocal(model, data.train, { epochs: 1, batchSize: 32, learningRate: 0.05, seed: 11 });
+    const encoded = await encodeLegacy(data);
+    const ev = await ml.evaluate(model, encoded.holdout);
+    const tr = await ml.trainLocal(model, encoded.train, { epochs: 1, batchSize: 32, learningRate: 0.05, seed: 11 });
     const after = ml.getWeights(model).weights;
     model.dispose();
     const expected = packUpdate(after.map((w, i) => w - blob.weights[i]!), t.config);

@@ -10,7 +10,7 @@ import {
   type ResultHeaderMsg,
   type TaskMsg,
 } from '@fedge/proto';
-import type { BackendInfo, BackendPreference, Dataset } from '@fedge/ml';
+import type { BackendInfo, BackendPreference } from '@fedge/ml';
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
@@ -77,12 +77,10 @@ class TrainWorker {
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     this.worker.on('error', (err) => this.fail(new TrainingWorkerError(`training worker crashed: ${err.message}`)));
     this.worker.on('exit', (code) => this.fail(new TrainingWorkerError(`training worker exited (code ${code})`)));
-    // Copies, transferred: the main thread keeps its split (the join reports its size, `--serve-activations static`
-    // calibrates on it, a replacement worker needs it again), and slice() drops views onto larger buffers.
-    const copy = (d: Dataset): Dataset => ({ ...d, x: d.x.slice(), y: d.y.slice() });
-    const train = copy(data.train), holdout = copy(data.holdout);
-    const msg: ToWorker = { type: 'init', backend, train, holdout };
-    this.worker.postMessage(msg, [train.x.buffer, train.y.buffer, holdout.x.buffer, holdout.y.buffer] as ArrayBuffer[]);
+    // Cloned, not transferred: the main thread keeps its raw split (the join reports its size and profile, a
+    // replacement worker needs it again). The worker encodes it (encodeLegacy, for now).
+    const msg: ToWorker = { type: 'init', backend, train: data.train, holdout: data.holdout };
+    this.worker.postMessage(msg);
   }
 
   /** Evaluates (and with `t.train`, trains) on the worker; `t.weights` is transferred, so pass a buffer nobody else holds. */

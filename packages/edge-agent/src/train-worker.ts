@@ -1,13 +1,14 @@
 /** Worker thread of TaskExecutor: owns the tfjs backend and model, evaluates and trains so the agent's event loop never waits on a kernel. */
 import { parentPort } from 'node:worker_threads';
 import * as ml from '@fedge/ml';
-import type { BackendInfo, BackendPreference, Dataset, TrainResult, tf } from '@fedge/ml';
+import type { BackendInfo, BackendPreference, Dataset, RawTable, TrainResult, tf } from '@fedge/ml';
 import { FedgeError, ValidationError, type TensorSpecMsg } from '@fedge/proto';
+import { encodeLegacy } from './data.js';
 
 /** Main thread -> worker. */
 export type ToWorker =
-  /** Once per worker, first message: the backend to initialise and the local data (buffers transferred). */
-  | { type: 'init'; backend: BackendPreference; train: Dataset; holdout: Dataset }
+  /** Once per worker, first message: the backend to initialise and the local data (raw tables, cloned). */
+  | { type: 'init'; backend: BackendPreference; train: RawTable; holdout: RawTable }
   /** One per task; `weights` (the global model) is transferred. Train settings absent: evaluate only. */
   | {
       type: 'task';
@@ -77,14 +78,13 @@ if (port) {
   port.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'init':
-        ml.initBackend(m.backend).then(
-          (backend) => {
-            data = { train: m.train, holdout: m.holdout };
+        ml.initBackend(m.backend)
+          .then(async (backend) => {
+            data = await encodeLegacy(m);
             send({ type: 'ready', backend });
-          },
-          // The code (E_BACKEND) travels so the CLI reports a bad --backend exactly as before the worker.
-          (err: unknown) => send({ type: 'init-error', message: err instanceof Error ? err.message : String(err), ...(err instanceof FedgeError ? { code: err.code } : {}) }),
-        );
+          })
+          // The code (E_BACKEND, E_VALIDATION) travels so the CLI reports a bad --backend exactly as before the worker.
+          .catch((err: unknown) => send({ type: 'init-error', message: err instanceof Error ? err.message : String(err), ...(err instanceof FedgeError ? { code: err.code } : {}) }));
         break;
       case 'task':
         void runTask(m);

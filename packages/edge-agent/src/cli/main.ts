@@ -5,7 +5,7 @@ import { FedgeError, grpcTarget, loadClientTls, parseGrpcUrl, parseHostPort, typ
 import { Agent } from '../agent.js';
 import { TaskExecutor } from '../executor.js';
 import { ModelTrust, loadCoordinatorKey } from '../model-trust.js';
-import { loadLocalData } from '../data.js';
+import { encodeLegacy, loadLocalData } from '../data.js';
 import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
 import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js';
 import type { CoordinatorConnection } from '../transport/connection.js';
@@ -30,6 +30,13 @@ interface Opts {
   seed: number;
   alpha?: number;
   holdout: number;
+  target?: string[];
+  features?: string[];
+  categorical?: string[];
+  missing?: 'error' | 'drop' | 'mean';
+  scale?: number;
+  imageSize?: [number, number];
+  channels?: 1 | 3;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   joinToken?: string;
   serve?: string;
@@ -49,6 +56,9 @@ interface Opts {
   coordinatorKey?: string;
 }
 
+/** A comma-separated list option: `--features a,b,c`. */
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+
 const rate = (flag: string) => (v: string): number => {
   const n = Number(v);
   if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`${flag} must be a probability in [0, 1], got "${v}"`);
@@ -62,10 +72,28 @@ const program = new Command('fedge-agent')
   .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s (or broker\'s) certificate, for grpcs:// and mqtts:// (default: the system\'s CAs; env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
   .option('--tls-cert <file>', 'PEM client certificate, for a coordinator requiring mutual TLS (with --tls-key; env FEDGE_TLS_CERT)', process.env.FEDGE_TLS_CERT)
   .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
-  .option('--data <spec>', 'local data: mnist | csv:PATH | idx:IMAGES,LABELS', process.env.FEDGE_DATA)
+  .option('--data <spec>', 'local data: mnist | csv:PATH | npy:FEATURES.npy,TARGETS.npy | images:DIR | module:PATH.mjs | idx:IMAGES,LABELS (env FEDGE_DATA)', process.env.FEDGE_DATA)
+  .option('--target <col>', 'target column, by name or 0-based index; repeat for multi-label / multi-output (default: csv without a header: the first column; npy, images, mnist: their labels)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+  .option('--features <cols>', 'feature columns, comma-separated names or indices (default: every column that is not a target)', list)
+  .option('--categorical <cols>', 'columns to treat as categories even when they hold numbers (zip codes, ids), comma-separated', list)
+  .addOption(new Option('--missing <policy>', 'empty cells / NaN: error (naming file:line:column), drop the row, or mean (features: the fleet\'s mean fills them)').choices(['error', 'drop', 'mean']))
+  .option('--scale <n>', 'divide numeric features by N (e.g. 255 for 0-255 pixels); nothing is scaled implicitly', (v) => {
+    const n = Number(v);
+    if (!(n > 0 && Number.isFinite(n))) throw new InvalidArgumentError(`--scale must be a positive number, got "${v}"`);
+    return n;
+  })
+  .option('--image-size <HxW>', 'images:DIR: resize every image to H x W pixels (default: the first image\'s size)', (v): [number, number] => {
+    const m = /^(\d+)x(\d+)$/i.exec(v);
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new InvalidArgumentError(`--image-size must be HxW, e.g. 32x32, got "${v}"`);
+    return [Number(m[1]), Number(m[2])];
+  })
+  .option('--channels <n>', 'images:DIR: 1 (grey) or 3 (RGB); default 3 if any image has colour, else 1', (v): 1 | 3 => {
+    if (v !== '1' && v !== '3') throw new InvalidArgumentError(`--channels must be 1 or 3, got "${v}"`);
+    return Number(v) as 1 | 3;
+  })
   .option('--name <name>', 'agent name shown by `fedge agent list`', process.env.FEDGE_AGENT_NAME ?? hostname())
-  .addOption(new Option('--partition <kind>', 'split of the bundled digits (with --data mnist)').choices(['iid', 'shards', 'dirichlet']).default('iid'))
-  .addOption(new Option('--num-partitions <n>', 'number of agents sharing the digits').default(1).argParser(int('--num-partitions', 1)))
+  .addOption(new Option('--partition <kind>', 'split of the data across agents, any --data (shards and dirichlet group by the first target)').choices(['iid', 'shards', 'dirichlet']).default('iid'))
+  .addOption(new Option('--num-partitions <n>', 'number of agents sharing the data').default(1).argParser(int('--num-partitions', 1)))
   .addOption(new Option('--partition-id <i>', 'this agent\'s partition, 0..N-1').default(0).argParser(int('--partition-id', 0)))
   .addOption(new Option('--seed <n>', 'seed of the split: use the same on every agent').default(42).argParser(int('--seed', 0)))
   .option('--alpha <x>', 'Dirichlet concentration for --partition dirichlet (default 0.5)', (v) => {
@@ -100,6 +128,12 @@ Examples:
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist
   fedge-agent --coordinator grpc://coord:7070 --data mnist --partition shards --num-partitions 10 --partition-id 3 --seed 7
   fedge-agent --coordinator grpc://coord:7070 --data csv:/data/local.csv --name sensor-17
+  fedge-agent --coordinator grpc://coord:7070 --data csv:houses.csv --target price --missing mean
+  fedge-agent --coordinator grpc://coord:7070 --data csv:patients.csv --target sick --categorical zip --features age,bmi,zip
+  fedge-agent --coordinator grpc://coord:7070 --data csv:houses.csv --target price --num-partitions 4 --partition-id 1   # a quarter of one file
+  fedge-agent --coordinator grpc://coord:7070 --data npy:X.npy,y.npy
+  fedge-agent --coordinator grpc://coord:7070 --data images:photos/ --image-size 32x32 --channels 3
+  fedge-agent --coordinator grpc://coord:7070 --data module:./load.mjs
   fedge-agent --coordinator grpc://coord:7070 --data mnist --serve 127.0.0.1:8080 --serve-name mnist   # and serve it
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist                       # standalone
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --slowdown 10 --disconnect-rate 0.1   # a slow, flaky device
@@ -113,8 +147,17 @@ to the same with TLS (fedge serve --tls-cert/--tls-key);
 mqtt:// and mqtts:// talk to the broker the coordinator uses (fedge serve --mqtt-listen or --mqtt-broker).
 Over MQTT the join token is also the broker password.
 
-CSV format: one example per line, label first (integer class), then the features; an optional header line.
-IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-ubyte), optionally gzipped.`,
+Data formats (--partition, --num-partitions, --partition-id, --seed and --holdout apply to every one):
+  csv:PATH     RFC 4180 CSV. The first line is a header when none of its cells is empty or a number; otherwise the
+               columns are c0, c1, ... and, without --target, c0 is the label (the old fedge CSV layout). Numeric
+               columns take any finite number (no implicit /255: pass --scale 255 for pixels); text columns are
+               categorical. Empty cells are missing (--missing); a stray word in a numeric column, NaN or Inf is an
+               error naming file:line:column.
+  npy:F,T      NumPy arrays: features (n, d) or (n, h, w[, c]), targets (n) or (n, k); float, int, uint, bool.
+  images:DIR   one subfolder per class of PNG/JPEG files (the folder name is the label); pixels in [0, 1].
+  module:PATH  an ES module whose default export (or load) resolves to { features, targets, shape?, featureNames?,
+               targetNames? }.
+  idx:I,L      the MNIST IDX files (e.g. train-images-idx3-ubyte, train-labels-idx1-ubyte), optionally gzipped.`,
   )
   .action(async (o: Opts) => {
     // Checked here, not with requiredOption: commander would demand them of the `serve` subcommand too.
@@ -132,8 +175,15 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
       seed: o.seed,
       holdoutFraction: o.holdout,
       ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
+      ...(o.target ? { target: o.target } : {}),
+      ...(o.features ? { features: o.features } : {}),
+      ...(o.categorical ? { categorical: o.categorical } : {}),
+      ...(o.missing !== undefined ? { missing: o.missing } : {}),
+      ...(o.scale !== undefined ? { scale: o.scale } : {}),
+      ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
+      ...(o.channels !== undefined ? { channels: o.channels } : {}),
     });
-    logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n }, 'local data ready');
+    logger.info({ data: data.description, train: data.train.n, holdout: data.holdout.n, columns: data.profile.columns.length, fingerprint: data.profile.fingerprint }, 'local data ready');
     // Training runs in the executor's worker thread; the backend it initialised is the one the agent reports.
     // Model signatures: the configured key, else the first join reply's (trust on first use; model-trust.ts).
     const trust = new ModelTrust(o.coordinatorKey ? loadCoordinatorKey(o.coordinatorKey) : undefined);
@@ -143,7 +193,7 @@ IDX format: the MNIST files (e.g. train-images-idx3-ubyte, train-labels-idx1-uby
     // Static int8 calibration of served versions runs tfjs on this thread (once per version, not per request).
     if (o.serve && o.serveActivations === 'static') await (await import('@fedge/ml')).initBackend(o.backend);
     const serving = o.serve
-      ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, data.train)
+      ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, (await encodeLegacy(data)).train)
       : undefined;
     if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch });
     let metrics: AgentMetrics | undefined;
