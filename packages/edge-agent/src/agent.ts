@@ -1,6 +1,6 @@
 /** The agent daemon: join, follow the task stream, run tasks one at a time, reconnect with backoff. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRng, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import { createRng, taskPayloadSchema, type JoinRequestMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
 import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
 import { ModelSignatureError } from './model-trust.js';
@@ -93,6 +93,8 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       numExamples: this.data.train.n,
       labels: this.opts.labels ?? {},
+      // Schema, statistics and fingerprint of the local data: the coordinator's statistics step combines the fleet's.
+      dataProfileJson: JSON.stringify(this.data.profile),
     };
     const reply = await conn.join(req);
     // Pins (first join) or checks the coordinator's model signing key; a changed key ends the session here.
@@ -165,9 +167,28 @@ export class Agent {
         // agent as dropped at once, and the round goes on without it. The agent re-joins with backoff.
         log.error({ err: err.message, code: err.code, runId: task.runId, round: task.round, version: task.modelVersion }, 'task failed: model signature');
         this.streamCancel?.();
-      } else log.error({ err: (err as Error).message, runId: task.runId, round: task.round }, 'task failed');
+      } else {
+        log.error({ err: (err as Error).message, runId: task.runId, round: task.round }, 'task failed');
+        await this.reportFailure(task, conn, s, (err as Error).message);
+      }
     } finally {
       this.current = undefined;
+    }
+  }
+
+  /**
+   * Tells the coordinator this task cannot be done (e.g. the data does not fit the task), so the round records why at
+   * once and goes on with the others instead of waiting for the deadline.
+   */
+  private async reportFailure(task: TaskMsg, conn: CoordinatorConnection, s: Session, message: string): Promise<void> {
+    if (task.kind !== 'train' && task.kind !== 'evaluate') return;
+    try {
+      await conn.submit({
+        agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
+        kind: task.kind, numExamples: 0, tensors: [], totalBytes: 0, encoding: '', metrics: {}, error: message.slice(0, 2000),
+      }, new Uint8Array(0));
+    } catch (err) {
+      log.warn({ err: (err as Error).message, runId: task.runId }, 'could not report the failed task');
     }
   }
 
@@ -175,10 +196,24 @@ export class Agent {
   private serve(task: TaskMsg, conn: CoordinatorConnection, s: Session, promoted = false): void {
     const srv = this.opts.serving;
     const ref = { runId: task.runId, version: task.modelVersion, sha256: task.modelSha256 };
-    if (!srv || (!promoted && !srv.wants(ref))) return;
+    if (!srv) return;
+    const meta = servingMeta(task);
+    if (meta) srv.setRunMeta(task.runId, meta);
+    if (!promoted && !srv.wants(ref)) return;
     void srv.offer(ref, async () => {
       const g = await this.executor.verifiedModel(task, conn, s);
       return { topology: JSON.parse(g.header.topologyJson) as unknown, tensors: g.header.tensors as never, weights: g.weights };
     }, promoted);
+  }
+}
+
+/** The task payload's task and preprocessing, so the served ONNX takes raw feature values; undefined for legacy runs. */
+function servingMeta(task: TaskMsg): { task: TaskPayload['task']; preprocessing: TaskPayload['preprocessing'] } | undefined {
+  if (!task.config?.taskJson) return undefined;
+  try {
+    const r = taskPayloadSchema.safeParse(JSON.parse(task.config.taskJson));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
   }
 }

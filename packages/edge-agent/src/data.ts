@@ -10,6 +10,8 @@ export interface DataOptions {
   seed: number;
   alpha?: number;
   holdoutFraction: number;
+  /** Leave out the rows splitTable(file, centralHoldout, seed) holds out: the coordinator evaluates on them (evaluation.holdout). */
+  centralHoldout?: number;
   /** Target columns (names or 0-based indices); several for multi-label / multi-output. */
   target?: string[];
   features?: string[];
@@ -45,7 +47,8 @@ export async function loadLocalData(o: DataOptions): Promise<LocalData> {
     ...(o.imageSize !== undefined ? { imageSize: o.imageSize } : {}),
     ...(o.channels !== undefined ? { channels: o.channels } : {}),
   };
-  const table = await ml.loadTable(o.spec, opts);
+  let table = await ml.loadTable(o.spec, opts);
+  if (o.centralHoldout !== undefined) table = ml.splitTable(table, o.centralHoldout, o.seed).train;
   const part = ml.partitionTable(table, {
     kind: o.partition,
     numPartitions: o.numPartitions,

@@ -32,6 +32,11 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Copies finite values under `prefix` (a regression task has no accuracy: NaN would be refused as a non-finite metric). */
+function addMetrics(out: Record<string, number>, prefix: string, m: Record<string, number>): void {
+  for (const [k, v] of Object.entries(m)) if (Number.isFinite(v)) out[prefix + k] = v;
+}
+
 export interface CachedModel { runId: string; version: number; sha256: string; header: ModelHeaderMsg; weights: Float32Array }
 
 export interface Session { agentId: string; sessionToken: string }
@@ -192,13 +197,14 @@ export class TaskExecutor {
       // A copy goes (transferred, not cloned again): the cached global stays here for the delta and for serving.
       weights: global.weights.slice(),
       ...(train ? { train: { epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed } } : {}),
+      ...(c.taskJson ? { taskJson: c.taskJson } : {}),
     }, signal);
 
     const metrics: Record<string, number> = {};
     const ev: EvalMetrics | undefined = r.eval;
     if (ev) {
-      metrics.eval_loss = ev.loss;
-      metrics.eval_accuracy = ev.accuracy;
+      // The task's metrics and the sufficient statistics (sse, ysum, ...) the coordinator combines exactly across agents.
+      addMetrics(metrics, 'eval_', { ...ev.metrics, loss: ev.loss, accuracy: ev.accuracy });
       metrics.eval_examples = ev.numExamples;
     }
     const base = { agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion };
@@ -208,8 +214,7 @@ export class TaskExecutor {
     const tr = r.train, weights = r.weights;
     if (!tr || !weights) throw new TrainingWorkerError('training worker returned no weights for a train task');
     if (this.slowdown > 1) await abortableSleep((this.slowdown - 1) * tr.seconds * 1000, signal);
-    metrics.train_loss = tr.loss;
-    metrics.train_accuracy = tr.accuracy;
+    addMetrics(metrics, 'train_', { ...tr.metrics, loss: tr.loss, accuracy: tr.accuracy });
     metrics.train_seconds = tr.seconds;
     metrics.samples_per_sec = tr.samplesPerSec;
     if (weights.length !== global.weights.length) throw new TrainingWorkerError(`training worker returned ${weights.length} weights, the model has ${global.weights.length}`);

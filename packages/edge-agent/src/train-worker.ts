@@ -1,8 +1,8 @@
 /** Worker thread of TaskExecutor: owns the tfjs backend and model, evaluates and trains so the agent's event loop never waits on a kernel. */
 import { parentPort } from 'node:worker_threads';
 import * as ml from '@fedge/ml';
-import type { BackendInfo, BackendPreference, Dataset, RawTable, TrainResult, tf } from '@fedge/ml';
-import { FedgeError, ValidationError, type TensorSpecMsg } from '@fedge/proto';
+import type { BackendInfo, BackendPreference, Dataset, EvalResult, RawTable, TrainResult, tf } from '@fedge/ml';
+import { FedgeError, ValidationError, formatZodError, taskPayloadSchema, type TaskPayload, type TensorSpecMsg } from '@fedge/proto';
 import { encodeLegacy } from './data.js';
 
 /** Main thread -> worker. */
@@ -17,11 +17,13 @@ export type ToWorker =
       tensors: TensorSpecMsg[];
       weights: Float32Array;
       train?: { epochs: number; batchSize: number; learningRate: number; seed: number };
+      /** TrainConfig.task_json: the task and the fleet's preprocessing; empty: legacy softmax classification with SGD. */
+      taskJson?: string;
     }
   /** Stop task `id`: trainLocal checks between batches, so training ends within one batch. */
   | { type: 'abort'; id: number };
 
-export interface EvalMetrics { loss: number; accuracy: number; numExamples: number }
+export type EvalMetrics = EvalResult;
 
 /** Worker -> main thread. */
 export type FromWorker =
@@ -37,7 +39,9 @@ export type FromWorker =
 
 const port = parentPort;
 if (port) {
-  let data: { train: Dataset; holdout: Dataset } | undefined;
+  let raw: { train: RawTable; holdout: RawTable } | undefined;
+  /** The splits encoded for the last task payload (or the legacy encoding, key ''): rounds of one run reuse them. */
+  let encoded: { key: string; train: Dataset; holdout: Dataset; payload?: TaskPayload } | undefined;
   let cached: { topologyJson: string; model: tf.LayersModel } | undefined;
   const running = new Map<number, AbortController>();
   const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
@@ -46,7 +50,9 @@ if (port) {
     const ctl = new AbortController();
     running.set(m.id, ctl);
     try {
-      if (!data) throw new Error('training worker: task before init');
+      if (!raw) throw new Error('training worker: task before init');
+      const data = await encode(raw, m.taskJson ?? '');
+      const task = data.payload?.task;
       if (cached?.topologyJson !== m.topologyJson) {
         // One built model per topology: rounds of the same run only swap weights, as before the worker.
         cached?.model.dispose();
@@ -56,10 +62,11 @@ if (port) {
       }
       const model = cached.model;
       ml.setWeights(model, m.weights);
-      const ev = data.holdout.n > 0 ? await ml.evaluate(model, data.holdout) : undefined;
+      if (task) ml.checkDataset(model, data.train, task);
+      const ev = data.holdout.n > 0 ? await ml.evaluate(model, data.holdout, 500, task) : undefined;
       if (!m.train) return send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}) });
       ctl.signal.throwIfAborted();
-      const tr = await ml.trainLocal(model, data.train, { ...m.train, signal: ctl.signal });
+      const tr = await ml.trainLocal(model, data.train, { ...m.train, signal: ctl.signal, ...(task ? { task } : {}) });
       const { weights } = ml.getWeights(model);
       send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}), train: tr, weights }, [weights.buffer as ArrayBuffer]);
     } catch (err) {
@@ -75,12 +82,34 @@ if (port) {
     }
   }
 
+  /** Encodes the raw splits with the task's preprocessing (fleet normalization, vocabularies); errors name the column and row. */
+  async function encode(r: { train: RawTable; holdout: RawTable }, taskJson: string): Promise<NonNullable<typeof encoded>> {
+    if (encoded?.key === taskJson) return encoded;
+    encoded = undefined;
+    if (!taskJson) {
+      encoded = { key: '', ...(await encodeLegacy(r)) };
+      return encoded;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(taskJson);
+    } catch (err) {
+      throw new ValidationError(`task_json: not valid JSON (${(err as Error).message})`);
+    }
+    const parsed = taskPayloadSchema.safeParse(json);
+    if (!parsed.success) throw new ValidationError(`task_json: ${formatZodError(parsed.error)}; is this agent older than the coordinator?`);
+    const payload = parsed.data;
+    const t = { type: payload.task.type, outputs: payload.task.outputs };
+    encoded = { key: taskJson, payload, train: ml.encodeTable(r.train, payload.preprocessing, t), holdout: ml.encodeTable(r.holdout, payload.preprocessing, t) };
+    return encoded;
+  }
+
   port.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'init':
         ml.initBackend(m.backend)
-          .then(async (backend) => {
-            data = await encodeLegacy(m);
+          .then((backend) => {
+            raw = { train: m.train, holdout: m.holdout };
             send({ type: 'ready', backend });
           })
           // The code (E_BACKEND, E_VALIDATION) travels so the CLI reports a bad --backend exactly as before the worker.

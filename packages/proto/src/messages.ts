@@ -84,6 +84,8 @@ export interface ResultHeaderMsg {
   totalBytes: number;
   encoding: string;
   metrics: Record<string, number>;
+  /** Non-empty: the task failed on the agent (why, for the round record); no payload follows. */
+  error?: string;
 }
 export interface ResultPartMsg { header?: ResultHeaderMsg | null; chunk?: ChunkMsg | null; part?: 'header' | 'chunk' }
 export interface SubmitReplyMsg { accepted: boolean; reason: string; message: string }

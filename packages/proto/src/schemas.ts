@@ -46,6 +46,7 @@ export const resultHeaderSchema = z.object({
   totalBytes: int.nonnegative(),
   encoding: z.string().max(64),
   metrics: z.record(z.string().max(64), z.number()),
+  error: z.string().max(2048, 'error: at most 2048 characters').default(''),
 });
 
 export const modelHeaderSchema = z.object({

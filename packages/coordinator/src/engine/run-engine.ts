@@ -660,6 +660,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   private checkHeader(h: ResultHeaderMsg, inv: Invitee, kind: 'train' | 'evaluate', reject: (reason: string, message: string) => never): void {
     if (h.taskId !== inv.task.taskId) reject('unknown_task', `task_id: "${h.taskId}" is not the task sent to this agent`);
+    // The agent reports a task it could not run (its data does not fit the task, training diverged): recorded at once, not at the deadline.
+    if (h.error) reject('agent_failed', h.error);
     if (h.kind !== kind) reject('wrong_kind', `kind: expected ${kind}, got ${h.kind}`);
     if (h.modelVersion !== inv.baseVersion) reject('wrong_model_version', `model_version: expected ${inv.baseVersion}, got ${h.modelVersion}`);
     try {

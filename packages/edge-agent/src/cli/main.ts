@@ -30,6 +30,7 @@ interface Opts {
   seed: number;
   alpha?: number;
   holdout: number;
+  centralHoldout?: number;
   target?: string[];
   features?: string[];
   categorical?: string[];
@@ -101,6 +102,11 @@ const program = new Command('fedge-agent')
     if (!(n > 0)) throw new InvalidArgumentError(`--alpha must be > 0, got "${v}"`);
     return n;
   })
+  .addOption(new Option('--central-holdout <fraction>', 'leave out the rows a seeded split (--seed) keeps for the coordinator\'s central evaluation (run config evaluation.holdout; fedge demo uses 0.1)').argParser((v) => {
+    const n = Number(v);
+    if (!(n > 0 && n < 1)) throw new InvalidArgumentError(`--central-holdout must be in (0, 1), got "${v}"`);
+    return n;
+  }))
   .addOption(new Option('--holdout <fraction>', 'share of local data kept for federated evaluation').default(0.1).argParser((v) => {
     const n = Number(v);
     if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`--holdout must be in [0, 1), got "${v}"`);
@@ -174,6 +180,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       partitionId: o.partitionId,
       seed: o.seed,
       holdoutFraction: o.holdout,
+      ...(o.centralHoldout !== undefined ? { centralHoldout: o.centralHoldout } : {}),
       ...(o.alpha !== undefined ? { alpha: o.alpha } : {}),
       ...(o.target ? { target: o.target } : {}),
       ...(o.features ? { features: o.features } : {}),
@@ -193,7 +200,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     // Static int8 calibration of served versions runs tfjs on this thread (once per version, not per request).
     if (o.serve && o.serveActivations === 'static') await (await import('@fedge/ml')).initBackend(o.backend);
     const serving = o.serve
-      ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, (await encodeLegacy(data)).train)
+      ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, o.serveActivations === 'static' ? (await encodeLegacy(data)).train : undefined)
       : undefined;
     if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch });
     let metrics: AgentMetrics | undefined;
