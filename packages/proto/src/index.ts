@@ -15,3 +15,4 @@ export * from './mqtt-frame.js';
 export * from './signing.js';
 export * from './tls-files.js';
 export * from './task.js';
+export * from './task-metrics.js';

@@ -34,7 +34,7 @@ import { StagedUpload, type UploadSink } from './upload.js';
 import type { UpdateSpool } from './update-spool.js';
 import { moduleLogger, type Logger } from '../log.js';
 import { taskPayloadJson } from './data-step.js';
-import { combineMetrics, stripPrefix, type MetricPart } from './task-metrics.js';
+import { LEGACY_METRIC_TASK, combineMetrics, stripPrefix, type MetricPart, type MetricTask } from './task-metrics.js';
 import { stopRule } from '../config/task-config.js';
 
 export interface RunEngineDeps {
@@ -89,8 +89,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private readonly outstanding = new Map<string, Invitee>();
   /** Federated evaluation per version: each agent's example count and metrics (eval_ prefix removed). */
   private readonly evalParts = new Map<number, MetricPart[]>();
-  /** The task's metric names (legacy runs: accuracy). */
+  /** The task's metric names and how they combine (legacy runs: accuracy of 10-class classification). */
   private readonly metricNames: readonly string[];
+  private readonly metricTask: MetricTask;
   private readonly stopAt: ReturnType<typeof stopRule>;
   private targetHit = false;
   /** Why the run ended early on its privacy budget (config.privacy.maxEpsilon). */
@@ -115,7 +116,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.agg = StreamingFedAvg.create(totalParams(initial.tensors), { slots: 2 });
     this.rng = createRng(run.config.seed);
     this.taskJson = taskPayloadJson(run.data);
-    this.metricNames = run.data?.task.metrics ?? ['accuracy'];
+    this.metricTask = run.data?.task ?? LEGACY_METRIC_TASK;
+    this.metricNames = this.metricTask.metrics;
     this.stopAt = stopRule(run.config);
   }
 
@@ -926,7 +928,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     if (tl !== undefined) rec.trainLoss = tl;
     if (ta !== undefined) rec.trainAccuracy = ta;
     if (this.run.data) {
-      const tm = combineMetrics(round.accepted.map((a) => ({ n: a.numExamples, metrics: stripPrefix(a.metrics, 'train_') })), this.metricNames);
+      const tm = combineMetrics(round.accepted.map((a) => ({ n: a.numExamples, metrics: stripPrefix(a.metrics, 'train_') })), this.metricTask);
       if (Object.keys(tm).length) rec.trainMetrics = tm;
     }
     if (round.failures.length) rec.reason = summarizeFailures(round.failures);
@@ -943,7 +945,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const parts = this.evalParts.get(version) ?? [];
     parts.push({ n, metrics: stripPrefix(m, 'eval_') });
     this.evalParts.set(version, parts);
-    const combined = combineMetrics(parts, this.metricNames);
+    const combined = combineMetrics(parts, this.metricTask);
     const examples = parts.reduce((s, p) => s + p.n, 0);
     const acc = combined.accuracy;
     const v = this.run.versions.find((x) => x.version === version);

@@ -1,13 +1,24 @@
-/**
- * Combines the task metrics agents report (train_*, eval_*) into the fleet's: exact where sufficient statistics
- * travel (accuracy, mae, rmse via mse, r2 via sse and target sums), example-weighted means otherwise (auc, f1,
- * precision, recall: not decomposable from per-agent values).
- */
+/** The fleet's task metrics from what agents report (train_*, eval_*), via @fedge/proto's exact combination. */
+import { combineEvalMetrics, type MetricName, type TaskType } from '@fedge/proto';
 
 export interface MetricPart { n: number; metrics: Record<string, number> }
 
-/** Sufficient statistics agents send next to their metrics (over all target values of their held-out split). */
-const STATS = ['mse', 'sse', 'ysum', 'ysumsq', 'count'] as const;
+/** What a run's metrics are combined as; runs without a task (MNIST, before tasks) are 10-class classification. */
+export interface MetricTask { type: TaskType; metrics: readonly MetricName[]; outputs: number }
+export const LEGACY_METRIC_TASK: MetricTask = { type: 'classification', metrics: ['accuracy'], outputs: 10 };
+
+/**
+ * loss plus the task's metrics, without the ones no agent could compute (NaN would serialize as null). Where the
+ * sufficient statistics are missing (training metrics carry none), the example-weighted mean of the agents' values.
+ */
+export function combineMetrics(parts: readonly MetricPart[], task: MetricTask): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(combineEvalMetrics(parts, task))) {
+    const x = Number.isFinite(v) ? v : weightedMean(parts, k);
+    if (x !== undefined) out[k] = x;
+  }
+  return out;
+}
 
 function weightedMean(parts: readonly MetricPart[], key: string): number | undefined {
   let s = 0, w = 0;
@@ -20,46 +31,9 @@ function weightedMean(parts: readonly MetricPart[], key: string): number | undef
   return w > 0 ? s / w : undefined;
 }
 
-function total(parts: readonly MetricPart[], key: string): number | undefined {
-  let s = 0;
-  for (const p of parts) {
-    const v = p.metrics[key];
-    if (v === undefined || !Number.isFinite(v)) return undefined;
-    s += v;
-  }
-  return s;
-}
-
-/**
- * `parts`: per agent, its example count and its metrics without prefix (loss, accuracy, rmse, mse, sse, ...).
- * Returns loss plus every metric in `names` that can be computed.
- */
-export function combineMetrics(parts: readonly MetricPart[], names: readonly string[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  const loss = weightedMean(parts, 'loss');
-  if (loss !== undefined) out.loss = loss;
-  for (const name of names) {
-    let v: number | undefined;
-    if (name === 'rmse') {
-      const mse = weightedMean(parts, 'mse');
-      v = mse !== undefined ? Math.sqrt(mse) : weightedMean(parts, 'rmse');
-    } else if (name === 'r2') {
-      const sse = total(parts, 'sse'), ys = total(parts, 'ysum'), ys2 = total(parts, 'ysumsq'), n = total(parts, 'count');
-      if (sse !== undefined && ys !== undefined && ys2 !== undefined && n !== undefined && n > 0) {
-        const sst = ys2 - (ys * ys) / n;
-        v = sst > 0 ? 1 - sse / sst : undefined;
-      } else v = weightedMean(parts, 'r2');
-    } else v = weightedMean(parts, name);
-    if (v !== undefined && Number.isFinite(v)) out[name] = v;
-  }
-  return out;
-}
-
 /** The metrics under `prefix` (e.g. "eval_") with the prefix removed. */
 export function stripPrefix(metrics: Record<string, number>, prefix: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(metrics)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
   return out;
 }
-
-export { STATS as SUFFICIENT_STATS };
