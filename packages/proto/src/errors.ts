@@ -34,3 +34,11 @@ export class NotFoundError extends FedgeError {
     this.name = 'NotFoundError';
   }
 }
+
+/** A run's statistics step could not set it up (no target, a model that does not fit the task...): the run fails with it. */
+export class DataStepError extends FedgeError {
+  constructor(message: string) {
+    super('E_DATA_STEP', message);
+    this.name = 'DataStepError';
+  }
+}

@@ -31,6 +31,14 @@ export const taskConfigSchema = z.strictObject({
   metrics: z.array(z.enum(METRICS, { message: `task.metrics: use any of ${METRICS.join(', ')}` })).min(1).max(METRICS.length).optional(),
   /** Default: zscore for tabular data, none for images and other block data. */
   normalization: z.enum(NORMALIZATIONS, { message: `task.normalization: use one of ${NORMALIZATIONS.join(', ')}` }).optional(),
+  /**
+   * Your own normalization of numeric columns ({ mean, std } for zscore, { min, max } for minmax): used instead of the
+   * fleet's statistics, so a private run spends no privacy on them.
+   */
+  statistics: z.record(z.string().min(1).max(256), z.union([
+    z.strictObject({ mean: z.number().refine(Number.isFinite, 'must be finite'), std: z.number().positive('std must be > 0') }),
+    z.strictObject({ min: z.number().refine(Number.isFinite, 'must be finite'), max: z.number().refine(Number.isFinite, 'must be finite') }),
+  ], { message: 'task.statistics: give each column { "mean": m, "std": s } (zscore) or { "min": a, "max": b } (minmax)' })).optional(),
 });
 export type TaskConfig = z.output<typeof taskConfigSchema>;
 
@@ -73,6 +81,12 @@ export function checkTaskConfig(c: TaskChecked): void {
     fail('targetAccuracy: a regression task has no accuracy; use "stopAt": { "metric": "rmse", "value": ... }');
   if (c.stopAt && c.stopAt.metric !== 'loss' && !METRICS_FOR[type].includes(c.stopAt.metric))
     fail(`stopAt.metric: "${c.stopAt.metric}" is not a ${type} metric; use loss or one of ${METRICS_FOR[type].join(', ')}`);
+  for (const [col, st] of Object.entries(c.task?.statistics ?? {})) {
+    const norm = c.task?.normalization ?? 'zscore';
+    if ('mean' in st && norm !== 'zscore') fail(`task.statistics.${col}: { mean, std } is for normalization zscore; with ${norm} give { min, max }`);
+    if ('min' in st && norm !== 'minmax') fail(`task.statistics.${col}: { min, max } is for normalization minmax; with ${norm} give { mean, std }`);
+    if ('min' in st && !(st.max > st.min)) fail(`task.statistics.${col}: max must be greater than min`);
+  }
   if (c.stopAt && c.targetAccuracy !== undefined) fail('stopAt and targetAccuracy: give one of them (targetAccuracy a is stopAt { "metric": "accuracy", "value": a })');
   if (typeof c.model === 'string' && c.model.startsWith('mnist-') && c.task && c.task.type !== 'classification')
     fail(`task.type: the built-in ${c.model} is a 10-class softmax classifier; use { "builtin": "mlp" } or your own model for ${c.task.type}`);

@@ -3,20 +3,14 @@
  * run gets its preprocessing (fleet normalization, vocabularies), its resolved task and, for the built-in MLP, its
  * initial model sized from the data.
  */
-import { FedgeError, ValidationError, type ColumnProfile, type DataProfile, type ModelBlob, type Preprocessing, type TaskType } from '@fedge/proto';
+import { DataStepError, ValidationError, type ColumnProfile, type DataProfile, type ModelBlob, type Preprocessing, type TaskType } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 import { normalizationOf, resolveTask, targetNames } from '../config/task-config.js';
 import type { AgentRecord, RunData } from '../store/store.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { initialModel, ml } from './ml-hooks.js';
+import { applyUserStatistics, columnsNeedingStatistics, noiseNumericStatistics } from './private-stats.js';
 
-/** The data step could not produce a usable setup (no target, bad model for the task...): the run fails with this. */
-export class DataStepError extends FedgeError {
-  constructor(message: string) {
-    super('E_DATA_STEP', message);
-    this.name = 'DataStepError';
-  }
-}
 
 /** Columns as a comparable key: an agent may join a prepared run only with exactly this schema. */
 export function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>[], imageShape?: readonly number[]): string {
@@ -89,18 +83,36 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
   }
   if (!targets) throw new DataStepError(`task.target: not set, and the agents were started without --target; name the label column(s) in the run config ("task": { "target": "..." }); columns are ${names.slice(0, 30).join(', ')}`);
   const hasBlocks = combined.columns.some((c) => c.type === 'block' && !targets.includes(c.name));
-  let pre: Preprocessing;
-  try {
-    pre = m.buildPreprocessing(combined.columns, {
-      targets,
-      ...(config.task?.features ? { features: config.task.features } : {}),
-      normalization: normalizationOf(config.task, hasBlocks),
-      taskType: type,
-      ...(ref.imageShape ? { imageShape: ref.imageShape as [number, number, number] } : {}),
-    });
-  } catch (err) {
-    throw new DataStepError(err instanceof ValidationError ? err.message : `preprocessing: ${(err as Error).message}`);
+  const build = (columns: ColumnProfile[]): Preprocessing => {
+    try {
+      return m.buildPreprocessing(columns, {
+        targets,
+        ...(config.task?.features ? { features: config.task.features } : {}),
+        normalization: normalizationOf(config.task, hasBlocks),
+        taskType: type,
+        ...(ref.imageShape ? { imageShape: ref.imageShape as [number, number, number] } : {}),
+      });
+    } catch (err) {
+      throw new DataStepError(err instanceof ValidationError ? err.message : `preprocessing: ${(err as Error).message}`);
+    }
+  };
+  let statistics = combined.columns;
+  let pre = build(statistics);
+  let noiseStd: number | undefined;
+  const p = config.privacy;
+  const needed = columnsNeedingStatistics(pre, statistics, config.task);
+  if (p && needed.length > 0) {
+    // A private run releases no exact statistic of the agents' data: the Gaussian mechanism, or the user's own numbers.
+    if (pre.normalization === 'minmax')
+      throw new DataStepError(`task.normalization: minmax needs each column's exact min and max, which a private run does not release; use zscore, or give task.statistics { "${needed[0]}": { "min": .., "max": .. } } for ${needed.join(', ')}`);
+    if (p.statisticsClipNorm === undefined)
+      throw new DataStepError(`privacy.statisticsClipNorm: this private run normalizes ${needed.join(', ')} with fleet statistics; give an L2 bound on one agent's (count, sum, sum of squares) over those columns, or your own task.statistics (mean, std per column), or task.normalization "none"`);
+    const noised = noiseNumericStatistics(combined.accepted.map((e) => e.profile), statistics, needed, p.statisticsClipNorm, p.noiseMultiplier);
+    statistics = noised.columns;
+    noiseStd = noised.noiseStd;
+    pre = build(statistics);
   }
+  pre = applyUserStatistics(pre, config.task);
 
   const given = blob ? await m.modelFromBlob(blob) : undefined;
   let modelOutputs: number | undefined;
@@ -113,10 +125,11 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
   const data: RunData = {
     task,
     preprocessing: pre,
-    statistics: combined.columns,
+    statistics,
     n: combined.n,
     agents: combined.accepted.map((e) => ({ agentId: e.agentId, name: e.name, format: e.profile.format, n: e.profile.n, fingerprint: e.profile.fingerprint })),
     refused,
+    ...(noiseStd !== undefined ? { statisticsNoiseStd: noiseStd } : {}),
     preparedAt: new Date().toISOString(),
   };
   const out = blob ?? (await initialModel(config, data))!;

@@ -40,6 +40,8 @@ export async function prepareRun(run: RunRecord, blob: ModelBlob | undefined, de
   const { data, blob: initial } = await runDataStep(c, agents, deps.registry, blob);
   deps.signal.throwIfAborted();
   run.data = data;
+  // The noised statistics are one more Gaussian-mechanism step the accountant composes (DpFedAvg.restore).
+  if (data.statisticsNoiseStd !== undefined && c.privacy) run.privacyState = { steps: 0, clipNorm: c.privacy.clipNorm, statisticsSteps: 1 };
   run.statusMessage = `statistics step: ${data.agents.length} agents, ${data.n} examples, input width ${data.preprocessing.inputWidth}${data.refused.length ? `; refused ${data.refused.map((r) => `${r.name} (${r.reason})`).join('; ')}` : ''}`;
   await deps.store.saveRun(run);
   log.info({ runId: run.id, agents: data.agents.map((a) => a.name), refused: data.refused, n: data.n, task: data.task }, 'statistics step done');

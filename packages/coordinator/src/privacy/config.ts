@@ -13,6 +13,12 @@ export const privacyConfigSchema = z.strictObject({
   delta: z.number().gt(0, 'privacy.delta must be in (0, 1)').lt(1, 'privacy.delta must be in (0, 1)').default(1e-5),
   /** Stop the run before the round that would take epsilon above this. */
   maxEpsilon: z.number().positive('privacy.maxEpsilon must be > 0').optional(),
+  /**
+   * The statistics step: each agent's per-column (count, sum, sum of squares) vector is clipped to this L2 norm and the
+   * sum noised with std noiseMultiplier x statisticsClipNorm (one more accounted step). Needed when the run normalizes
+   * with fleet statistics (zscore) and task.statistics does not cover every numeric feature.
+   */
+  statisticsClipNorm: z.number().positive('privacy.statisticsClipNorm must be > 0').max(1e15).optional(),
   /** Adaptive clipping (Andrew et al. 2021): the clip norm tracks a quantile of update norms (central mode only). */
   adaptiveClipping: z
     .strictObject({

@@ -99,7 +99,7 @@ export interface RunRecord {
    * Differential privacy: the strategy's accounting state (composed steps, fixed denominator q * N, current clip norm),
    * saved with every run save and before a new version is released, so a restarted coordinator continues the run.
    */
-  privacyState?: { steps: number; denominator?: number; clipNorm: number; lastClipNorm?: number };
+  privacyState?: { steps: number; denominator?: number; clipNorm: number; lastClipNorm?: number; statisticsSteps?: number };
   /** Set when the run stopped because a version reached config.targetAccuracy (accuracy) or config.stopAt (metric, value). */
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number; metric?: string; value?: number };
   /** The statistics step before round 1: what the run learns and from which data. Absent on runs without a task. */

@@ -171,3 +171,17 @@ describe('DpFedAvg snapshot/restore (coordinator restarts)', () => {
     expect(t.denominator).toBeUndefined();
   });
 });
+
+describe('DpFedAvg: the statistics step is one more accounted step', () => {
+  it('composes a q = 1 Gaussian step at the run\'s noise multiplier, and keeps it apart from round steps in snapshots', () => {
+    const s = make({ noiseMultiplier: 1.1 }, 0.5);
+    s.restore({ steps: 0, clipNorm: 1, statisticsSteps: 1 });
+    const stats = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.1, steps: 1, delta: 1e-5 }).epsilon;
+    expect(s.spent().epsilon).toBeCloseTo(stats, 6);
+    expect(s.spent().steps).toBe(1);
+    expect(s.snapshot()).toMatchObject({ steps: 0, statisticsSteps: 1 });
+    const fresh = make({ noiseMultiplier: 1.1 }, 0.5);
+    fresh.restore(s.snapshot());
+    expect(fresh.spent().epsilon).toBeCloseTo(stats, 6);
+  });
+});

@@ -72,6 +72,8 @@ export interface PrivacyState {
   clipNorm: number;
   /** The clip norm the last aggregated round used (reported in spent()). */
   lastClipNorm?: number;
+  /** Gaussian-mechanism steps of the statistics step before round 1 (q = 1, the run's noise multiplier). */
+  statisticsSteps?: number;
 }
 
 export class DpFedAvg implements Strategy, PrivacyHooks {
@@ -82,6 +84,8 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
   private readonly local: FedAvg | undefined;
   private clip: number;
   private denom: number | undefined;
+  /** Steps the accountant holds from the statistics step (not the run's per-round mechanism). */
+  private statisticsSteps = 0;
   /** Noise multiplier of the update sum (z, or z_delta with adaptive clipping). */
   readonly updateNoiseMultiplier: number;
 
@@ -115,7 +119,8 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
   /** The state to persist with the run record so a restarted coordinator can continue the run (see restore). */
   snapshot(): PrivacyState {
     return {
-      steps: this.accountant.steps,
+      steps: this.accountant.steps - this.statisticsSteps,
+      ...(this.statisticsSteps ? { statisticsSteps: this.statisticsSteps } : {}),
       ...(this.denom !== undefined ? { denominator: this.denom } : {}),
       clipNorm: this.clip,
       ...(this.lastClip !== undefined ? { lastClipNorm: this.lastClip } : {}),
@@ -128,6 +133,11 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
     if (!(Number.isInteger(state.steps) && state.steps >= 0)) throw new Error(`DpFedAvg.restore: bad step count ${state.steps}`);
     if (!(Number.isFinite(state.clipNorm) && state.clipNorm > 0)) throw new Error(`DpFedAvg.restore: bad clip norm ${state.clipNorm}`);
     if (state.steps > 0) this.accountant.compose(this.step, state.steps);
+    if (state.statisticsSteps) {
+      if (!(Number.isInteger(state.statisticsSteps) && state.statisticsSteps > 0)) throw new Error(`DpFedAvg.restore: bad statistics step count ${state.statisticsSteps}`);
+      this.accountant.compose({ samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier }, state.statisticsSteps);
+      this.statisticsSteps = state.statisticsSteps;
+    }
     if (state.denominator !== undefined) this.denom = state.denominator;
     this.clip = state.clipNorm;
     if (state.lastClipNorm !== undefined) this.lastClip = state.lastClipNorm;
