@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Coordinator, RunView } from './coordinator.js';
-import type { AgentRecord } from './store/store.js';
+import type { AgentRecord, RunRecord } from './store/store.js';
 
 export const DEFAULT_METRICS_PORT = 9464;
 
@@ -15,6 +15,25 @@ export const DEFAULT_METRICS_PORT = 9464;
 export function reasonCode(reason: string | undefined): string {
   const m = /^([a-z][a-z0-9_]{0,63})(?::|$)/.exec(reason ?? '');
   return m ? m[1]! : 'other';
+}
+
+/** Metric names as label values: the task metrics and loss; anything else a record might hold is not exposed (bounded labels). */
+const METRIC_LABEL = /^[a-z][a-z0-9_]{0,31}$/;
+
+/**
+ * The task metrics of the latest version evaluated from `source` (versions first, then round records, which
+ * carry the same values under the version they produced), or undefined when no version has any.
+ */
+export function latestTaskMetrics(r: Pick<RunRecord, 'versions' | 'rounds'>, source: 'central' | 'federated'): Record<string, number> | undefined {
+  const key = source === 'central' ? 'centralMetrics' : 'federatedMetrics';
+  let best: { version: number; metrics: Record<string, number> } | undefined;
+  const consider = (version: number | undefined, metrics: Record<string, number> | undefined): void => {
+    if (version === undefined || !metrics || Object.keys(metrics).length === 0) return;
+    if (!best || version > best.version) best = { version, metrics };
+  };
+  for (const v of r.versions) consider(v.version, v[key]);
+  for (const rec of r.rounds) consider(rec.version, rec[key]);
+  return best?.metrics;
 }
 
 export interface CoordinatorMetrics {
@@ -47,8 +66,13 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   });
   const central = new Gauge({ name: 'fedge_central_accuracy', help: 'Central accuracy of the latest evaluated version', labelNames: ['run_id'], registers });
   const federated = new Gauge({ name: 'fedge_federated_accuracy', help: 'Federated accuracy of the latest version agents evaluated', labelNames: ['run_id'], registers });
+  const taskMetric = new Gauge({
+    name: 'fedge_run_metric',
+    help: 'Task metric (loss, accuracy, f1, auc, rmse, mae, r2, ...) of the latest version evaluated; source central: the coordinator\'s evaluation data, federated: the agents\' held-out splits',
+    labelNames: ['run_id', 'metric', 'source'], registers,
+  });
   const epsilon = new Gauge({ name: 'fedge_epsilon', help: 'Differential privacy: epsilon spent so far (at the run\'s delta)', labelNames: ['run_id'], registers });
-  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, aggregation, updates, central, federated, epsilon];
+  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, aggregation, updates, central, federated, taskMetric, epsilon];
 
   return {
     registry,
@@ -86,6 +110,9 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
         if (lastCentral !== undefined && Number.isFinite(lastCentral)) central.set({ run_id }, lastCentral);
         if (lastFederated !== undefined) federated.set({ run_id }, lastFederated);
         if (lastEpsilon !== undefined) epsilon.set({ run_id }, lastEpsilon);
+        for (const source of ['central', 'federated'] as const)
+          for (const [metric, v] of Object.entries(latestTaskMetrics(r, source) ?? {}))
+            if (METRIC_LABEL.test(metric) && Number.isFinite(v)) taskMetric.set({ run_id, metric, source }, v);
       }
       for (const [status, n] of byStatus) runs.set({ status }, n);
       agents.set({ status: 'online' }, agentList.filter((a) => a.status === 'online').length);

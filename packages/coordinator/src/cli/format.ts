@@ -1,4 +1,4 @@
-/** Output helpers shared by CLI commands: aligned tables, JSON, durations, percentages. */
+/** Output helpers shared by CLI commands: aligned tables, JSON, durations, percentages, task metrics. */
 
 export type OutputFormat = 'table' | 'json';
 
@@ -21,6 +21,28 @@ export function pct(x: number | undefined): string | undefined {
 
 export function num(x: number | undefined, digits = 4): string | undefined {
   return x === undefined ? undefined : x.toFixed(digits);
+}
+
+/** A value to 4 significant digits without exponent noise for everyday magnitudes (3.21, 0.8123, 1235). */
+export function sig(x: number | undefined, digits = 4): string | undefined {
+  if (x === undefined || !Number.isFinite(x)) return undefined;
+  return String(Number(x.toPrecision(digits)));
+}
+
+/** A task metric as people read it: accuracy in percent (as fedge always printed it), every other metric as a number. */
+export function metricValue(name: string, x: number | undefined): string | undefined {
+  return name === 'accuracy' ? pct(x) : sig(x);
+}
+
+/** e.g. "rmse 3.21  r2 0.812" for the `names` present in `m`, in that order; '' when none is. */
+export function metricText(m: Record<string, number> | undefined, names: readonly string[], sep = '  '): string {
+  if (!m) return '';
+  return names.flatMap((n) => (m[n] !== undefined && Number.isFinite(m[n]) ? [`${n} ${metricValue(n, m[n])}`] : [])).join(sep);
+}
+
+/** Dataset fingerprints are sha256 hex: 12 digits tell datasets apart in a terminal (JSON keeps all 64). */
+export function shortHash(h: string | undefined): string | undefined {
+  return h === undefined ? undefined : h.slice(0, 12);
 }
 
 export function duration(seconds: number | undefined): string | undefined {

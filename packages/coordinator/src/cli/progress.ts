@@ -1,7 +1,27 @@
 /** Live progress for `--watch` and `fedge demo`: a line per finished round and, on a terminal, a status line. */
 import type { RoundRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
-import { duration, pct } from './format.js';
+import { metricsOf } from '../config/task-config.js';
+import { duration, metricText, pct } from './format.js';
+
+/** The metrics a run with a task reports (its resolved task, else its config's); undefined for runs without a task (MNIST). */
+export function taskMetricNames(run: Pick<RunView, 'data' | 'config'>): readonly string[] | undefined {
+  return run.data?.task.metrics ?? (run.config.task ? metricsOf(run.config.task) : undefined);
+}
+
+/** A round's task metrics: central evaluation, else federated (marked "fed": agents' held-out data), e.g. "rmse 3.21  r2 0.812". */
+export function roundMetricText(r: RoundRecord, names: readonly string[]): string | undefined {
+  const central = metricText(r.centralMetrics, names);
+  if (central) return central;
+  const fed = metricText(r.federatedMetrics, names);
+  if (fed) return `fed ${fed}`;
+  return r.centralAccuracy !== undefined && names.includes('accuracy') ? `accuracy ${pct(r.centralAccuracy)}` : undefined;
+}
+
+/** The statistics step's progress ("statistics step: waiting for 3 agents ...", then its summary) while the run has not ended. */
+function statisticsStep(run: RunView): string | undefined {
+  return !run.endedAt && run.statusMessage?.startsWith('statistics step') ? run.statusMessage : undefined;
+}
 
 /** e.g. "2 late, 1 dropped" for the non-completed outcomes of a round. */
 function outcomes(r: RoundRecord): string {
@@ -17,7 +37,8 @@ function staleness(r: RoundRecord): string | undefined {
   return `tau ${Object.entries(h).map(([k, n]) => `${k}:${n}`).join(' ')}`;
 }
 
-export function roundLine(r: RoundRecord, total: number, unit = 'round'): string {
+/** One line per finished round; `metrics`: the task's metric names (runs without a task print accuracy as always). */
+export function roundLine(r: RoundRecord, total: number, unit = 'round', metrics?: readonly string[]): string {
   const done = r.participants.filter((p) => p.outcome === 'completed').length;
   const other = outcomes(r);
   const parts = [
@@ -26,7 +47,7 @@ export function roundLine(r: RoundRecord, total: number, unit = 'round'): string
     `agents ${done}/${r.participants.length}${other ? ` (${other})` : ''}`,
     staleness(r),
     r.trainLoss !== undefined ? `loss ${r.trainLoss.toFixed(4)}` : undefined,
-    r.centralAccuracy !== undefined ? `accuracy ${pct(r.centralAccuracy)}` : undefined,
+    metrics ? roundMetricText(r, metrics) : r.centralAccuracy !== undefined ? `accuracy ${pct(r.centralAccuracy)}` : undefined,
     `${r.seconds.toFixed(1)}s`,
   ];
   const line = parts.filter(Boolean).join('  ');
@@ -35,7 +56,9 @@ export function roundLine(r: RoundRecord, total: number, unit = 'round'): string
 
 /** Elapsed and ETA from the rounds finished so far. */
 export function timing(run: RunView): { elapsed: number; eta?: number } {
-  const start = run.startedAt ? Date.parse(run.startedAt) : Date.now();
+  // A run that never started rounds (ended in its statistics step) has no elapsed time, not a negative one.
+  if (!run.startedAt) return { elapsed: 0 };
+  const start = Date.parse(run.startedAt);
   const end = run.endedAt ? Date.parse(run.endedAt) : Date.now();
   const elapsed = (end - start) / 1000;
   const done = run.rounds.length;
@@ -49,7 +72,7 @@ export function statusLine(run: RunView): string {
   const states = new Map<string, number>();
   for (const p of live?.participants ?? []) states.set(p.state, (states.get(p.state) ?? 0) + 1);
   const agents = [...states].map(([s, n]) => `${n} ${s}`).join(', ');
-  const phase = live ? `${live.phase}${live.round ? ` ${run.config.mode === 'async' ? 'step' : 'round'} ${live.round}/${run.config.rounds}` : ''}` : run.status;
+  const phase = live ? `${live.phase}${live.round ? ` ${run.config.mode === 'async' ? 'step' : 'round'} ${live.round}/${run.config.rounds}` : ''}` : (statisticsStep(run) ?? run.status);
   const buffer = live?.buffered !== undefined ? `buffer ${live.buffered}/${run.config.async.bufferSize}, ${live.inFlight ?? 0} training` : undefined;
   return [phase, buffer, agents && `[${agents}]`, `elapsed ${duration(t.elapsed)}`, t.eta !== undefined ? `eta ${duration(t.eta)}` : undefined]
     .filter(Boolean)
@@ -60,21 +83,34 @@ export function statusLine(run: RunView): string {
 export class ProgressPrinter {
   private printed = 0;
   private lastStatus = '';
+  private lastStep: string | undefined;
   constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
 
   update(run: RunView): void {
     const tty = this.out.isTTY;
-    for (; this.printed < run.rounds.length; this.printed++) {
-      if (tty && this.lastStatus) this.out.write('\r\x1b[2K');
-      this.out.write(`${roundLine(run.rounds[this.printed]!, run.config.rounds, run.config.mode === 'async' ? 'step' : 'round')}\n`);
-      this.lastStatus = '';
+    const step = statisticsStep(run);
+    if (step !== undefined && step !== this.lastStep) {
+      this.lastStep = step;
+      // While agents are awaited the message is transient (a status line on a terminal); its summary stays.
+      if (tty && run.status === 'waiting' && !run.live) this.status(step);
+      else this.line(step);
     }
-    if (tty && run.live) {
-      const s = statusLine(run);
-      if (s !== this.lastStatus) {
-        this.out.write(`\r\x1b[2K${s.slice(0, (this.out.columns ?? 120) - 1)}`);
-        this.lastStatus = s;
-      }
+    const metrics = taskMetricNames(run);
+    for (; this.printed < run.rounds.length; this.printed++)
+      this.line(roundLine(run.rounds[this.printed]!, run.config.rounds, run.config.mode === 'async' ? 'step' : 'round', metrics));
+    if (tty && run.live) this.status(statusLine(run));
+  }
+
+  private line(text: string): void {
+    if (this.out.isTTY && this.lastStatus) this.out.write('\r\x1b[2K');
+    this.out.write(`${text}\n`);
+    this.lastStatus = '';
+  }
+
+  private status(s: string): void {
+    if (s !== this.lastStatus) {
+      this.out.write(`\r\x1b[2K${s.slice(0, (this.out.columns ?? 120) - 1)}`);
+      this.lastStatus = s;
     }
   }
 
@@ -83,9 +119,16 @@ export class ProgressPrinter {
     if (this.out.isTTY && this.lastStatus) this.out.write('\r\x1b[2K');
     const last = run.rounds.at(-1);
     const acc = last?.centralAccuracy ?? last?.federatedAccuracy;
+    const names = taskMetricNames(run);
+    // A task run reports its own metrics from its last completed round; runs without a task, accuracy as always.
+    const done = run.rounds.filter((x) => x.status === 'completed').at(-1);
+    const fed = names ? metricText(done?.federatedMetrics, names, ', ') : '';
+    const result = names
+      ? metricText(done?.centralMetrics, names, ', ') || (fed && `federated ${fed}`)
+      : acc !== undefined ? `accuracy ${pct(acc)}` : '';
     this.out.write(
       `run ${run.id} ${run.status}${run.statusMessage ? ` (${run.statusMessage})` : ''}` +
-        `${acc !== undefined ? `, accuracy ${pct(acc)}` : ''}, ${duration(timing(run).elapsed)}\n`,
+        `${result ? `, ${result}` : ''}, ${duration(timing(run).elapsed)}\n`,
     );
   }
 }

@@ -1,12 +1,13 @@
 /**
  * `fedge run export`: a run's per-round metrics as CSV, or as an MLflow file-store run (`mlruns/0/<run_id>/`) that
  * `mlflow ui --backend-store-uri DIR/mlruns` reads: meta.yaml, params/<key>, tags/<key> and metrics/<key> files with
- * `timestamp value step` lines (timestamp in ms, step = round).
+ * `timestamp value step` lines (timestamp in ms, step = round). Runs with a task add their task metrics, the resolved
+ * task and preprocessing (params), each agent's dataset fingerprint (tags) and statistics/lineage JSON (artifacts).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { RoundRecord, RunRecord } from '../store/store.js';
+import type { RoundRecord, RunData, RunRecord } from '../store/store.js';
 
 export const CSV_COLUMNS = [
   'round', 'version', 'status', 'completed', 'failed', 'trainLoss', 'federatedAccuracy', 'centralAccuracy',
@@ -14,6 +15,28 @@ export const CSV_COLUMNS = [
 ] as const;
 
 type Row = Record<(typeof CSV_COLUMNS)[number], string | number | undefined>;
+
+/** The sources of a round's task metrics and their column/series prefixes (as MLflow names them: central_rmse). */
+const SOURCES = [['train', 'trainMetrics'], ['federated', 'federatedMetrics'], ['central', 'centralMetrics']] as const;
+
+/**
+ * CSV columns of a run: the fixed ones, then for a run with a task each of its metrics per source (train_rmse,
+ * federated_rmse, central_rmse, ...) and the evaluation losses. Runs without a task keep exactly the fixed columns.
+ */
+export function csvColumns(run: Pick<RunRecord, 'data'>): string[] {
+  if (!run.data) return [...CSV_COLUMNS];
+  const names = run.data.task.metrics;
+  return [...CSV_COLUMNS, ...names.flatMap((m) => SOURCES.map(([p]) => `${p}_${m}`)), 'federated_loss', 'central_loss'];
+}
+
+/** A round's value for a csvColumns() column. */
+function cell(r: RoundRecord, row: Row, column: string): string | number | undefined {
+  if (column in row) return row[column as keyof Row];
+  if (column === 'federated_loss') return r.federatedLoss;
+  if (column === 'central_loss') return r.centralLoss;
+  for (const [prefix, key] of SOURCES) if (column.startsWith(`${prefix}_`)) return r[key]?.[column.slice(prefix.length + 1)];
+  return undefined;
+}
 
 /** The flat per-round metrics every output shares: `run show --format json`, the CSV and the MLflow series. */
 export function roundMetrics(r: RoundRecord) {
@@ -35,6 +58,9 @@ export function roundMetrics(r: RoundRecord) {
     bytesReceived: r.bytesReceived,
     epsilon: r.epsilon,
     clipNorm: r.clipNorm,
+    trainMetrics: r.trainMetrics,
+    federatedMetrics: r.federatedMetrics,
+    centralMetrics: r.centralMetrics,
   };
 }
 
@@ -45,11 +71,12 @@ function csvCell(v: string | number | undefined): string {
 }
 
 /** Per-round metrics, one line per round record (header first; empty cells for values a round does not have). */
-export function roundsCsv(run: Pick<RunRecord, 'rounds'>): string {
-  const lines = [CSV_COLUMNS.join(',')];
+export function roundsCsv(run: Pick<RunRecord, 'rounds' | 'data'>): string {
+  const columns = csvColumns(run);
+  const lines = [columns.join(',')];
   for (const r of run.rounds) {
     const row: Row = roundMetrics(r);
-    lines.push(CSV_COLUMNS.map((c) => csvCell(row[c])).join(','));
+    lines.push(columns.map((c) => csvCell(cell(r, row, c))).join(','));
   }
   return `${lines.join('\n')}\n`;
 }
@@ -139,7 +166,8 @@ export async function writeMlflow(run: RunRecord, dir: string): Promise<string> 
       '',
     ].join('\n'),
   );
-  for (const [k, v] of Object.entries(flattenParams(run.config))) await writeFile(path.join(runDir, 'params', safeKey(k)), v.slice(0, 6000));
+  const params = { ...flattenParams(run.config), ...(run.data ? dataParams(run.data) : {}) };
+  for (const [k, v] of Object.entries(params)) await writeFile(path.join(runDir, 'params', safeKey(k).slice(0, MAX_KEY)), v.slice(0, MAX_PARAM_VALUE));
   const tags: Record<string, string> = {
     'mlflow.runName': run.id,
     'mlflow.user': 'fedge',
@@ -149,16 +177,83 @@ export async function writeMlflow(run: RunRecord, dir: string): Promise<string> 
     ...(run.statusMessage ? { 'fedge.status_message': run.statusMessage } : {}),
     ...(run.modelPath ? { 'fedge.model_path': run.modelPath } : {}),
     'fedge.model_version': String(run.modelVersion),
+    ...(run.data ? lineageTags(run.data) : {}),
   };
-  for (const [k, v] of Object.entries(tags)) await writeFile(path.join(runDir, 'tags', k), v);
-  for (const [name, get] of Object.entries(MLFLOW_METRICS)) {
-    const lines: string[] = [];
-    for (const r of run.rounds) {
-      const v = get(r);
-      if (v === undefined || !Number.isFinite(v)) continue;
-      lines.push(`${ms(r.endedAt) ?? start} ${v} ${r.round}`);
-    }
-    if (lines.length) await writeFile(path.join(runDir, 'metrics', name), `${lines.join('\n')}\n`);
-  }
+  for (const [k, v] of Object.entries(tags)) await writeFile(path.join(runDir, 'tags', k), v.slice(0, MAX_TAG_VALUE));
+  for (const [name, lines] of metricSeries(run, start)) await writeFile(path.join(runDir, 'metrics', name), `${lines.join('\n')}\n`);
+  if (run.data) await writeArtifacts(run, path.join(runDir, 'artifacts'));
   return runDir;
+}
+
+/** MLflow's limits (mlflow/utils/validation.py): longer params are refused by a tracking server, so cut here. */
+const MAX_KEY = 250;
+const MAX_PARAM_VALUE = 6000;
+const MAX_TAG_VALUE = 5000;
+
+/**
+ * Every metric series, name -> "timestamp value step" lines: the fixed ones, then each task metric per source
+ * (train_rmse, federated_f1, central_r2; train_loss and central_accuracy are shared with the fixed series, so a
+ * value the record holds twice is written once).
+ */
+export function metricSeries(run: Pick<RunRecord, 'rounds'>, start: number): Map<string, string[]> {
+  // Per series: round record index -> value, in record order.
+  const series = new Map<string, Map<number, number>>();
+  run.rounds.forEach((r, i) => {
+    const put = (name: string, v: number | undefined): void => {
+      if (v === undefined || !Number.isFinite(v)) return;
+      const s = series.get(name) ?? new Map<number, number>();
+      series.set(name, s);
+      if (!s.has(i)) s.set(i, v);
+    };
+    for (const [name, get] of Object.entries(MLFLOW_METRICS)) put(name, get(r));
+    for (const [prefix, key] of SOURCES) for (const [m, v] of Object.entries(r[key] ?? {})) put(safeKey(`${prefix}_${m}`), v);
+  });
+  const line = (i: number, v: number): string => `${ms(run.rounds[i]!.endedAt) ?? start} ${v} ${run.rounds[i]!.round}`;
+  return new Map([...series].map(([name, s]) => [name, [...s].map(([i, v]) => line(i, v))]));
+}
+
+/** The task and preprocessing as resolved by the statistics step (defaults filled in), next to the config's params. */
+export function dataParams(data: RunData): Record<string, string> {
+  const t = data.task;
+  const pre = data.preprocessing;
+  return flattenParams({
+    task: { type: t.type, loss: t.loss, ...(t.loss === 'huber' ? { huberDelta: t.huberDelta } : {}), optimizer: t.optimizer, metrics: t.metrics.join(','), outputs: t.outputs },
+    preprocessing: {
+      normalization: pre.normalization,
+      inputWidth: pre.inputWidth,
+      features: pre.features.length,
+      targets: pre.targets.map((x) => x.name).join(','),
+      ...(pre.imageShape ? { imageShape: pre.imageShape.join('x') } : {}),
+    },
+    data: { examples: data.n, agents: data.agents.length, refused: data.refused.length },
+  });
+}
+
+/** An agent name inside a tag key: no '/' (a file-store key is a file name) and nothing MLflow refuses. */
+const keyPart = (s: string): string => s.replace(/[^A-Za-z0-9_\-.]/g, '_');
+
+/** Data lineage as tags: fedge.data.fingerprint.<agent> = sha256 of its dataset (agent ids break ties between names). */
+export function lineageTags(data: RunData): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const a of data.agents) {
+    let key = `fedge.data.fingerprint.${keyPart(a.name)}`.slice(0, MAX_KEY);
+    if (key in out) key = `fedge.data.fingerprint.${keyPart(a.name)}.${keyPart(a.agentId)}`.slice(0, MAX_KEY);
+    out[key] = a.fingerprint;
+  }
+  for (const x of data.refused) out[`fedge.data.refused.${keyPart(x.name)}`.slice(0, MAX_KEY)] = x.reason;
+  return out;
+}
+
+/** statistics.json, preprocessing.json and lineage.json (which data trained each version) in the run's artifacts. */
+async function writeArtifacts(run: RunRecord, dir: string): Promise<void> {
+  const data = run.data!;
+  const versions = run.rounds.flatMap((r) =>
+    r.version === undefined
+      ? []
+      : [{ version: r.version, round: r.round, participants: r.participants.filter((p) => p.outcome === 'completed').map((p) => ({ agentId: p.agentId, name: p.name, numExamples: p.numExamples, fingerprint: p.fingerprint })) }],
+  );
+  const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+  await writeFile(path.join(dir, 'statistics.json'), json({ n: data.n, statisticsNoiseStd: data.statisticsNoiseStd, columns: data.statistics }));
+  await writeFile(path.join(dir, 'preprocessing.json'), json({ task: data.task, preprocessing: data.preprocessing }));
+  await writeFile(path.join(dir, 'lineage.json'), json({ preparedAt: data.preparedAt, agents: data.agents, refused: data.refused, versions }));
 }

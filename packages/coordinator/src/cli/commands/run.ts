@@ -5,16 +5,24 @@ import { Command, Option } from 'commander';
 import { DEFAULT_COORDINATOR } from '../admin-client.js';
 import { roundMetrics, roundsCsv, writeMlflow } from '../tracking-export.js';
 import type { RunView } from '../../coordinator.js';
-import { modelLabel, parseRunConfig } from '../../config/run-config.js';
-import { duration, num, pct, printJson, table } from '../format.js';
-import { ProgressPrinter, statusLine, timing } from '../progress.js';
-import { addRunFlags, buildRunConfig, type RunFlags } from '../run-flags.js';
+import { parseRunConfig } from '../../config/run-config.js';
+import { printJson } from '../format.js';
+import { ProgressPrinter, timing } from '../progress.js';
+import { renderRunList, renderRunShow } from '../run-show.js';
+import { addRunFlags, buildRunConfig, type RunFlags, type TaskFlags } from '../run-flags.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
 
 function latestAccuracy(r: RunView): number | undefined {
   const done = r.rounds.filter((x) => x.status === 'completed');
   const last = done.at(-1);
   return last?.centralAccuracy ?? last?.federatedAccuracy;
+}
+
+/** The task metrics of the latest completed round (central evaluation, else federated); runs with a task only. */
+function latestMetrics(r: RunView): Record<string, number> | undefined {
+  if (!r.data) return undefined;
+  const last = r.rounds.filter((x) => x.status === 'completed').at(-1);
+  return last?.centralMetrics ?? last?.federatedMetrics;
 }
 
 /** The JSON form of a run shown to users and scripts: the record plus flat summary fields. */
@@ -28,6 +36,7 @@ export function runSummary(r: RunView): Record<string, unknown> {
     modelVersion: r.modelVersion,
     accuracy: latestAccuracy(r),
     initialAccuracy: r.versions.find((v) => v.version === 0)?.centralAccuracy,
+    latestMetrics: latestMetrics(r),
     elapsedSeconds: timing(r).elapsed,
     modelPath: r.modelPath,
     config: r.config,
@@ -35,12 +44,15 @@ export function runSummary(r: RunView): Record<string, unknown> {
     roundsDetail: r.rounds,
     versions: r.versions,
     live: r.live,
+    // Task, preprocessing, fleet statistics and lineage (statistics step), and what stopped the run early.
+    data: r.data,
+    reachedTarget: r.reachedTarget,
   };
 }
 
 export function runCommand(): Command {
   const run = new Command('run').description('launch, watch and manage federated runs');
-  run.addHelpText('after', '\nExamples:\n  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch\n  fedge run list\n  fedge run show run-1a2b3c4d --format json\n  fedge run stop run-1a2b3c4d');
+  run.addHelpText('after', '\nExamples:\n  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch\n  fedge run start --task regression --target price --metrics rmse,r2 --watch\n  fedge run list\n  fedge run show run-1a2b3c4d --format json\n  fedge run stop run-1a2b3c4d');
 
   withAdminOptions(
     addRunFlags(
@@ -59,11 +71,21 @@ Examples:
   fedge run start --model ./my-model/model.json --epochs 2 --batch-size 64
   fedge run start --model mnist-cnn --compression topk:0.05 --rounds 50   # 0.1x upload bytes, error feedback on
 
+  # your own data (agents started with --data csv:... --target price): regression with the built-in MLP
+  fedge run start --task regression --target price --model mlp --hidden 64,32 --metrics rmse,r2 --stop-at rmse:2.5 --watch
+  fedge run start --task binary --target diagnosis --optimizer adam --lr 0.001 --beta2 0.99 --normalization minmax
+  fedge run start --config run.json --loss huber --eval-data csv:/data/houses-test.csv --eval-target price
+
 A config file holds the same options, e.g.:
   { "model": "mnist-cnn", "rounds": 30, "agentsPerRound": { "fraction": 0.5, "min": 4 },
-    "epochs": 1, "batchSize": 50, "learningRate": 0.05, "roundDeadlineSeconds": 300 }`,
+    "epochs": 1, "batchSize": 50, "learningRate": 0.05, "roundDeadlineSeconds": 300 }
+  { "model": { "builtin": "mlp", "hidden": [64, 32] }, "rounds": 30,
+    "task": { "type": "regression", "target": "price", "loss": "huber", "metrics": ["rmse", "r2"],
+              "optimizer": { "name": "adam", "learningRate": 0.001 }, "normalization": "zscore" },
+    "stopAt": { "metric": "rmse", "value": 2.5 }, "evaluation": { "data": "csv:test.csv", "target": "price" } }
+Task flags change single settings of the file's task (the rest of it stays).`,
     ),
-  ).action(async (opts: AdminOpts & RunFlags & { watch?: boolean }) => {
+  ).action(async (opts: AdminOpts & RunFlags & TaskFlags & { watch?: boolean }) => {
     const config = buildRunConfig(opts);
     // Fail fast, before any network call, with the same schema the coordinator applies.
     parseRunConfig(config);
@@ -88,56 +110,19 @@ A config file holds the same options, e.g.:
   ).action(async (opts: AdminOpts) => {
     const runs = await withClient(opts, (c) => c.listRuns());
     if (opts.format === 'json') return printJson(runs.map(runSummary));
-    console.log(
-      table(
-        runs.map((r) => ({
-          id: r.id,
-          status: r.status,
-          model: modelLabel(r.config.model),
-          round: `${r.round}/${r.config.rounds}`,
-          accuracy: pct(latestAccuracy(r)),
-          elapsed: duration(timing(r).elapsed),
-          created: r.createdAt,
-        })),
-        ['id', 'status', 'model', 'round', 'accuracy', 'elapsed', 'created'],
-      ),
-    );
+    console.log(renderRunList(runs));
   });
 
   withAdminOptions(
     run
       .command('show')
       .argument('<run>', 'run id')
-      .description('show a run: status, config and per-round metrics')
+      .description('show a run: status, config, task and data (preprocessing, fleet statistics, lineage) and per-round metrics')
       .addHelpText('after', '\nExamples:\n  fedge run show run-1a2b3c4d\n  fedge run show run-1a2b3c4d --format json | jq .metrics'),
   ).action(async (id: string, opts: AdminOpts) => {
     const r = await withClient(opts, (c) => c.getRun(id));
     if (opts.format === 'json') return printJson(runSummary(r));
-    console.log(`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`);
-    console.log(`model ${JSON.stringify(r.config.model)}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
-    if (r.live) console.log(statusLine(r));
-    const dp = r.config.privacy;
-    if (dp)
-      console.log(
-        `privacy ${dp.mode} DP: clip norm ${dp.clipNorm}${dp.adaptiveClipping ? ' (adaptive)' : ''}, noise multiplier ${dp.noiseMultiplier}, epsilon ${num(r.rounds.at(-1)?.epsilon) ?? 0} at delta ${dp.delta}${dp.maxEpsilon !== undefined ? ` (max ${dp.maxEpsilon})` : ''}`,
-      );
-    console.log(
-      table(
-        r.rounds.map((x) => ({
-          round: x.round,
-          version: x.version,
-          status: x.status,
-          agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
-          'train loss': num(x.trainLoss),
-          'fed acc': pct(x.federatedAccuracy),
-          'central acc': pct(x.centralAccuracy),
-          time: duration(x.seconds),
-          epsilon: num(x.epsilon),
-          failures: x.reason,
-        })),
-        ['round', 'version', 'status', 'agents', 'train loss', 'fed acc', 'central acc', 'time', ...(dp ? ['epsilon'] : []), 'failures'],
-      ),
-    );
+    console.log(renderRunShow(r).join('\n'));
   });
 
   withAdminOptions(

@@ -1,0 +1,181 @@
+/** `fedge run show` in human form: status, and for runs with a task its preprocessing, fleet statistics, data lineage and metrics. */
+import type { ColumnProfile, FeatureSpec, Normalization } from '@fedge/proto';
+import type { RunView } from '../coordinator.js';
+import type { RoundRecord, RunData } from '../store/store.js';
+import { modelLabel } from '../config/run-config.js';
+import { duration, metricText, metricValue, num, pct, shortHash, sig, table } from './format.js';
+import { statusLine, taskMetricNames, timing } from './progress.js';
+
+/** A wide CSV or a big vocabulary would scroll the rounds away: tables stop here (--format json has every row). */
+export const MAX_ROWS = 40;
+
+function capped<T>(rows: readonly T[], what: string): { rows: readonly T[]; more?: string } {
+  if (rows.length <= MAX_ROWS) return { rows };
+  return { rows: rows.slice(0, MAX_ROWS), more: `... ${rows.length - MAX_ROWS} more ${what} (fedge run show RUN --format json lists all)` };
+}
+
+/** The latest completed round's value of the task's first metric (central, else federated); accuracy for runs without a task. */
+export function headlineMetric(r: RunView): { name: string; value: number | undefined } {
+  const last = r.rounds.filter((x) => x.status === 'completed').at(-1);
+  const name = taskMetricNames(r)?.[0];
+  if (!name) return { name: 'accuracy', value: last?.centralAccuracy ?? last?.federatedAccuracy };
+  const value = last?.centralMetrics?.[name] ?? last?.federatedMetrics?.[name] ?? (name === 'accuracy' ? last?.centralAccuracy ?? last?.federatedAccuracy : undefined);
+  return { name, value };
+}
+
+/** `fedge run list`: with any task run listed, the metric column names its metric per row ("rmse 3.21"); MNIST-only lists read as always. */
+export function renderRunList(runs: readonly RunView[]): string {
+  const named = runs.some((r) => r.data ?? r.config.task);
+  return table(
+    runs.map((r) => {
+      const h = headlineMetric(r);
+      const value = metricValue(h.name, h.value);
+      return {
+        id: r.id,
+        status: r.status,
+        model: modelLabel(r.config.model),
+        round: `${r.round}/${r.config.rounds}`,
+        accuracy: h.name === 'accuracy' ? pct(h.value) : undefined,
+        metric: value === undefined ? undefined : `${h.name} ${value}`,
+        elapsed: duration(timing(r).elapsed),
+        created: r.createdAt,
+      };
+    }),
+    ['id', 'status', 'model', 'round', named ? 'metric' : 'accuracy', 'elapsed', 'created'],
+  );
+}
+
+/** Population mean and std from a column's sums, as the agents normalize with them (see @fedge/ml columnMoments). */
+export function moments(c: Extract<ColumnProfile, { type: 'numeric' }>): { mean?: number; std?: number } {
+  if (c.count === 0) return {};
+  const mean = c.sum / c.count;
+  return { mean, std: Math.sqrt(Math.max(0, (c.sumSq - mean * c.sum) / c.count)) };
+}
+
+function topValues(values: Record<string, number>, truncated: boolean): string {
+  const sorted = Object.entries(values).sort((a, b) => b[1] - a[1]);
+  const shown = sorted.slice(0, 3).map(([v, n]) => `${v || '""'} ${n}`).join(', ');
+  const rest = sorted.length - 3;
+  return `${sorted.length} values: ${shown}${rest > 0 ? `, +${rest} more` : ''}${truncated ? ' (capped)' : ''}`;
+}
+
+export function statisticsTable(data: RunData): string[] {
+  const targets = new Set(data.preprocessing.targets.map((t) => t.name));
+  const { rows, more } = capped(data.statistics, 'columns');
+  const out = table(
+    rows.map((c) => {
+      const base = { column: targets.has(c.name) ? `${c.name} (target)` : c.name, count: c.count };
+      if (c.type === 'numeric') {
+        const m = moments(c);
+        return { ...base, type: c.integer ? 'integer' : 'numeric', missing: c.missing, mean: sig(m.mean), std: sig(m.std), min: sig(c.min), max: sig(c.max), values: '' };
+      }
+      if (c.type === 'categorical') return { ...base, type: 'categorical', missing: c.missing, values: topValues(c.values, c.truncated) };
+      return { ...base, type: `block[${c.width}]`, min: sig(c.min), max: sig(c.max), values: '' };
+    }),
+    ['column', 'type', 'count', 'missing', 'mean', 'std', 'min', 'max', 'values'],
+  );
+  return more ? [out, more] : [out];
+}
+
+function encoding(f: FeatureSpec, normalization: Normalization): { width: number; encoding: string } {
+  if (f.kind === 'categorical') return { width: f.values.length, encoding: `one-hot, ${f.values.length} values` };
+  if (f.kind === 'raw') return { width: f.width, encoding: 'as is' };
+  if (normalization === 'zscore') return { width: 1, encoding: `mean ${sig(f.shift)}  std ${sig(f.scale)}` };
+  if (normalization === 'minmax') return { width: 1, encoding: `min ${sig(f.shift)}  max ${sig(f.shift + f.scale)}` };
+  return { width: 1, encoding: f.shift === 0 && f.scale === 1 ? 'as is' : `(x - ${sig(f.shift)}) / ${sig(f.scale)}` };
+}
+
+export function taskLines(r: RunView, data: RunData): string[] {
+  const t = data.task;
+  const o = t.optimizer;
+  const opts = [`lr ${o.learningRate}`, ...(['momentum', 'beta1', 'beta2', 'rho'] as const).flatMap((k) => (o[k] !== undefined ? [`${k} ${o[k]}`] : []))];
+  const pre = data.preprocessing;
+  const targets = pre.targets.map((x) => (x.kind === 'categorical' ? `${x.name} (${x.values.length} classes)` : x.name)).join(', ');
+  const lines = [
+    `task ${t.type}  target ${targets}  loss ${t.loss}${t.loss === 'huber' ? ` (delta ${t.huberDelta})` : ''}  optimizer ${o.name} (${opts.join(', ')})  metrics ${t.metrics.join(', ')}  outputs ${t.outputs}`,
+  ];
+  const stop = r.config.stopAt ?? (r.config.targetAccuracy !== undefined ? { metric: 'accuracy', value: r.config.targetAccuracy } : undefined);
+  const reached = r.reachedTarget;
+  if (stop) lines.push(`stop at ${stop.metric} ${metricValue(stop.metric, stop.value)}${reached ? `: reached ${metricValue(reached.metric ?? 'accuracy', reached.value ?? reached.accuracy)} at version ${reached.version} (round ${reached.round}, ${duration(reached.seconds)})` : ''}`);
+  if (r.config.evaluation) lines.push(`central evaluation on ${r.config.evaluation.data}${r.config.evaluation.holdout ? ` (the ${r.config.evaluation.holdout.fraction * 100}% held out)` : ''}`);
+  lines.push('', `preprocessing ${pre.normalization}, input width ${pre.inputWidth} from ${pre.features.length} features${pre.imageShape ? `, images ${pre.imageShape.join('x')}` : ''}`);
+  const { rows, more } = capped(pre.features, 'features');
+  lines.push(table(rows.map((f) => ({ feature: f.name, kind: f.kind, ...encoding(f, pre.normalization) })), ['feature', 'kind', 'width', 'encoding']));
+  if (more) lines.push(more);
+  lines.push('', `fleet statistics: ${data.n} training examples on ${data.agents.length} agents${data.statisticsNoiseStd !== undefined ? ` (Gaussian noise std ${sig(data.statisticsNoiseStd)} for differential privacy)` : ''}`);
+  lines.push(...statisticsTable(data));
+  lines.push('', 'agents (data lineage)', table(data.agents.map((a) => ({ agent: a.name, format: a.format, examples: a.n, fingerprint: shortHash(a.fingerprint) })), ['agent', 'format', 'examples', 'fingerprint']));
+  for (const x of data.refused) lines.push(`refused ${x.name}: ${x.reason}`);
+  const v0 = r.versions.find((v) => v.version === 0);
+  const initial = metricText(v0?.centralMetrics, t.metrics);
+  if (initial) lines.push(`initial model (version 0): ${initial}`);
+  return lines;
+}
+
+/** Per round: the task's metrics, central and federated; metric columns no round has are left out. */
+function taskRoundsTable(r: RunView, names: readonly string[]): string {
+  const cols = [...names.map((m) => ['fed', 'federatedMetrics', m] as const), ...names.map((m) => ['central', 'centralMetrics', m] as const)];
+  const present = cols.filter(([, key, m]) => r.rounds.some((x) => x[key]?.[m] !== undefined));
+  return table(
+    r.rounds.map((x) => ({
+      round: x.round,
+      version: x.version,
+      status: x.status,
+      agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
+      'train loss': num(x.trainLoss),
+      ...Object.fromEntries(present.map(([label, key, m]) => [`${label} ${m}`, metricValue(m, x[key]?.[m])])),
+      time: duration(x.seconds),
+      epsilon: num(x.epsilon),
+      failures: x.reason,
+    })),
+    ['round', 'version', 'status', 'agents', 'train loss', ...present.map(([label, , m]) => `${label} ${m}`), 'time', ...(r.config.privacy ? ['epsilon'] : []), 'failures'],
+  );
+}
+
+function legacyRoundsTable(r: RunView): string {
+  return table(
+    r.rounds.map((x) => ({
+      round: x.round,
+      version: x.version,
+      status: x.status,
+      agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
+      'train loss': num(x.trainLoss),
+      'fed acc': pct(x.federatedAccuracy),
+      'central acc': pct(x.centralAccuracy),
+      time: duration(x.seconds),
+      epsilon: num(x.epsilon),
+      failures: x.reason,
+    })),
+    ['round', 'version', 'status', 'agents', 'train loss', 'fed acc', 'central acc', 'time', ...(r.config.privacy ? ['epsilon'] : []), 'failures'],
+  );
+}
+
+/** Which data trained each version: the completed participants and their dataset fingerprints; [] when none was recorded. */
+export function lineageLines(rounds: readonly RoundRecord[]): string[] {
+  const rows = rounds.flatMap((x) => {
+    const used = x.participants.filter((p) => p.outcome === 'completed' && p.fingerprint);
+    return x.version !== undefined && used.length ? [{ version: x.version, round: x.round, data: used.map((p) => `${p.name} ${shortHash(p.fingerprint)}`).join(', ') }] : [];
+  });
+  return rows.length ? ['', 'which data trained each version', table(rows, ['version', 'round', 'data'])] : [];
+}
+
+/** The whole human-readable `fedge run show`; runs without a task print exactly what they always did. */
+export function renderRunShow(r: RunView): string[] {
+  const lines = [`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`];
+  const model = r.data ? modelLabel(r.config.model) : JSON.stringify(r.config.model);
+  lines.push(`model ${model}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
+  if (r.live) lines.push(statusLine(r));
+  const dp = r.config.privacy;
+  if (dp)
+    lines.push(
+      `privacy ${dp.mode} DP: clip norm ${dp.clipNorm}${dp.adaptiveClipping ? ' (adaptive)' : ''}, noise multiplier ${dp.noiseMultiplier}, epsilon ${num(r.rounds.at(-1)?.epsilon) ?? 0} at delta ${dp.delta}${dp.maxEpsilon !== undefined ? ` (max ${dp.maxEpsilon})` : ''}`,
+    );
+  if (!r.data) {
+    if (r.config.task && !r.endedAt) lines.push(`task ${r.config.task.type}: waiting for the statistics step (the agents' data schemas and statistics)`);
+    if (r.config.task && r.rounds.length === 0) return lines; // no rounds before the statistics step: nothing to tabulate
+    lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : legacyRoundsTable(r));
+    return [...lines, ...lineageLines(r.rounds)];
+  }
+  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds));
+  return lines;
+}
