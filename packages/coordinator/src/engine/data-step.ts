@@ -27,12 +27,15 @@ export function needsDataStep(c: RunConfig): boolean {
   return c.task !== undefined || (typeof c.model === 'object' && 'builtin' in c.model);
 }
 
-/** Agents the prepared run may invite: those whose reported schema equals the run's. */
+/**
+ * Agents the prepared run may invite: those whose reported columns (names, types, widths) equal the run's. The image
+ * shape is not compared: the run's is the model's, which agents resize to.
+ */
 export function eligibleFor(data: RunData, registry: AgentRegistry): (a: AgentRecord) => boolean {
-  const key = schemaKey(data.statistics, data.preprocessing.imageShape);
+  const key = schemaKey(data.statistics);
   return (a) => {
     const p = registry.profile(a.id);
-    return p !== undefined && schemaKey(p.columns, p.imageShape) === key;
+    return p !== undefined && schemaKey(p.columns) === key;
   };
 }
 
@@ -83,6 +86,22 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
   }
   if (!targets) throw new DataStepError(`task.target: not set, and the agents were started without --target; name the label column(s) in the run config ("task": { "target": "..." }); columns are ${names.slice(0, 30).join(', ')}`);
   const hasBlocks = combined.columns.some((c) => c.type === 'block' && !targets.includes(c.name));
+  // A user model with an image input [H, W, C]: agents resize their images to it (same channels).
+  const given = blob ? await m.modelFromBlob(blob) : undefined;
+  let modelOutputs: number | undefined;
+  let modelImage: [number, number, number] | undefined;
+  try {
+    modelOutputs = given ? (given.outputs[0]!.shape.at(-1) as number) : undefined;
+    const inShape = given?.inputs[0]!.shape.slice(1) ?? [];
+    if (ref.imageShape && inShape.length === 3 && inShape.every((d) => typeof d === 'number' && d > 0)) {
+      if (inShape[2] !== ref.imageShape[2])
+        throw new DataStepError(`model: input ${given!.inputs[0]!.name} takes ${inShape[2]} channel(s), the agents' images have ${ref.imageShape[2]}; start the agents with --channels ${inShape[2]}`);
+      modelImage = inShape as [number, number, number];
+    }
+  } finally {
+    given?.dispose();
+  }
+  const imageShape = modelImage ?? (ref.imageShape as [number, number, number] | undefined);
   const build = (columns: ColumnProfile[]): Preprocessing => {
     try {
       return m.buildPreprocessing(columns, {
@@ -90,7 +109,7 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
         ...(config.task?.features ? { features: config.task.features } : {}),
         normalization: normalizationOf(config.task, hasBlocks),
         taskType: type,
-        ...(ref.imageShape ? { imageShape: ref.imageShape as [number, number, number] } : {}),
+        ...(imageShape ? { imageShape } : {}),
       });
     } catch (err) {
       throw new DataStepError(err instanceof ValidationError ? err.message : `preprocessing: ${(err as Error).message}`);
@@ -114,13 +133,6 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
   }
   pre = applyUserStatistics(pre, config.task);
 
-  const given = blob ? await m.modelFromBlob(blob) : undefined;
-  let modelOutputs: number | undefined;
-  try {
-    modelOutputs = given ? (given.outputs[0]!.shape.at(-1) as number) : undefined;
-  } finally {
-    given?.dispose();
-  }
   const task = resolveTask(config.task, config.learningRate, outputsOf(type, pre, combined.columns, modelOutputs));
   const data: RunData = {
     task,

@@ -1,6 +1,6 @@
 /** Bridges the engine to @fedge/ml: builds initial models, evaluates centrally, saves final models. */
 import path from 'node:path';
-import { ValidationError, type ModelBlob } from '@fedge/proto';
+import { LOSSES_FOR, ValidationError, type ModelBlob } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 import type { RunData, RunRecord } from '../store/store.js';
 import { moduleLogger } from '../log.js';
@@ -48,6 +48,23 @@ export async function initialModel(config: RunConfig, data?: RunData): Promise<M
     return await m.loadModelDir(config.model.path);
   } catch (err) {
     throw new ValidationError(`model.path: cannot load "${config.model.path}": ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * What can be checked of the user's model before any data is seen, so `fedge run start` refuses it at once: its
+ * output activation against the task's loss (sizes are checked by the statistics step, against the data).
+ */
+export async function precheckModel(config: RunConfig, blob: ModelBlob): Promise<void> {
+  if (!config.task) return;
+  const m = await ml();
+  const model = await m.modelFromBlob(blob);
+  try {
+    m.checkOutputActivation(model, config.task.loss ?? LOSSES_FOR[config.task.type][0]!);
+  } catch (err) {
+    throw new ValidationError(`model: ${(err as Error).message}`, { cause: err });
+  } finally {
+    model.dispose();
   }
 }
 

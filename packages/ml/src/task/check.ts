@@ -88,10 +88,16 @@ export function checkModelForTask(model: tf.LayersModel, task: Pick<ResolvedTask
       `model output ${out.layer} has ${outputs} units, the ${task.type} task has ${task.outputs} ${need}; set units: ${task.outputs} on the last Dense layer`,
     );
   }
-  const need = ACTIVATION_FOR[task.loss];
+  checkOutputActivation(model, task.loss);
+}
+
+/** The output activation fits the loss (checkable before any data is seen: `fedge run start` refuses a mismatch at once). */
+export function checkOutputActivation(model: tf.LayersModel, loss: ResolvedTask['loss']): void {
+  const out = outputActivation(model);
+  const need = ACTIVATION_FOR[loss];
   if (out.activation !== need)
     throw new ValidationError(
-      `model output ${out.layer} uses activation ${out.activation}, loss ${task.loss} needs ${need === 'linear' ? 'linear (no activation)' : need}; ` +
+      `model output ${out.layer} uses activation ${out.activation}, loss ${loss} needs ${need === 'linear' ? 'linear (no activation)' : need}; ` +
         `set activation '${need}' on ${out.layer}`,
     );
 }
