@@ -43,6 +43,8 @@ describe('roundLine', () => {
     expect(roundLine(r, 10, 'round', ['rmse', 'r2'])).toBe('round  3/10  v3  agents 2/3 (1 dropped)  loss 0.5000  rmse 3.215  r2 0.8123  1.3s');
     expect(roundLine(round(4, { federatedMetrics: { rmse: 4, r2: 0.7 } }), 10, 'round', ['rmse', 'r2'])).toContain('loss 0.5000  fed rmse 4  r2 0.7  1.3s');
     expect(roundLine(round(5, { centralMetrics: { accuracy: 0.9569, f1: 0.95 } }), 10, 'round', ['accuracy', 'f1'])).toContain('accuracy 95.69%  f1 0.95');
+    expect(roundLine(round(6, { trainMetrics: { rmse: 5.5, r2: 0.5 } }), 10, 'round', ['rmse', 'r2'])).toContain('loss 0.5000  train rmse 5.5  r2 0.5  1.3s');
+    expect(roundLine(round(7), 10, 'round', ['rmse', 'r2'])).toBe('round  7/10  v7  agents 2/3 (1 dropped)  loss 0.5000  1.3s');
   });
 
   it('takes the metric names from the resolved task, else the config\'s task; none for MNIST runs', () => {

@@ -9,13 +9,19 @@ export function taskMetricNames(run: Pick<RunView, 'data' | 'config'>): readonly
   return run.data?.task.metrics ?? (run.config.task ? metricsOf(run.config.task) : undefined);
 }
 
-/** A round's task metrics: central evaluation, else federated (marked "fed": agents' held-out data), e.g. "rmse 3.21  r2 0.812". */
+/**
+ * A round's task metrics, e.g. "rmse 3.21  r2 0.812": central evaluation, else federated (marked "fed"), else the
+ * agents' training batches (marked "train"): without central evaluation the federated one usually arrives after
+ * the round's line is printed, and a line with no metric at all says nothing about progress.
+ */
 export function roundMetricText(r: RoundRecord, names: readonly string[]): string | undefined {
   const central = metricText(r.centralMetrics, names);
   if (central) return central;
+  if (r.centralAccuracy !== undefined && names.includes('accuracy')) return `accuracy ${pct(r.centralAccuracy)}`;
   const fed = metricText(r.federatedMetrics, names);
   if (fed) return `fed ${fed}`;
-  return r.centralAccuracy !== undefined && names.includes('accuracy') ? `accuracy ${pct(r.centralAccuracy)}` : undefined;
+  const train = metricText(r.trainMetrics, names);
+  return train ? `train ${train}` : undefined;
 }
 
 /** The statistics step's progress ("statistics step: waiting for 3 agents ...", then its summary) while the run has not ended. */

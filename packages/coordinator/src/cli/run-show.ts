@@ -153,7 +153,7 @@ function legacyRoundsTable(r: RunView): string {
 /** Which data trained each version: the completed participants and their dataset fingerprints; [] when none was recorded. */
 export function lineageLines(rounds: readonly RoundRecord[]): string[] {
   const rows = rounds.flatMap((x) => {
-    const used = x.participants.filter((p) => p.outcome === 'completed' && p.fingerprint);
+    const used = x.participants.filter((p) => p.outcome === 'completed' && p.fingerprint).sort((a, b) => a.name.localeCompare(b.name)); // same fleet, same line
     return x.version !== undefined && used.length ? [{ version: x.version, round: x.round, data: used.map((p) => `${p.name} ${shortHash(p.fingerprint)}`).join(', ') }] : [];
   });
   return rows.length ? ['', 'which data trained each version', table(rows, ['version', 'round', 'data'])] : [];
