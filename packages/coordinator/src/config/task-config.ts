@@ -132,6 +132,8 @@ export function targetNames(task: TaskConfig | undefined, columns: readonly stri
       if (name === undefined) throw new ValidationError(`task.target: column index ${x} is out of range; the data has ${columns.length} columns (${columns.slice(0, 20).join(', ')})`);
       return name;
     }
+    // "0" from a command line is an index unless a column is named "0" (as fedge-agent --target reads it).
+    if (!columns.includes(x) && /^\d+$/.test(x) && columns[Number(x)] !== undefined) return columns[Number(x)]!;
     if (!columns.includes(x)) throw new ValidationError(`task.target: no column "${x}" in the agents' data; columns are ${columns.slice(0, 30).join(', ')}`);
     return x;
   });

@@ -11,9 +11,9 @@ import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
 import { fractionArg, posIntArg, positiveArg } from '../args.js';
-import { parseCompression, parseStaleness } from '../run-flags.js';
+import { addTaskFlags, applyTaskFlags, parseCompression, parseStaleness, type TaskFlags } from '../run-flags.js';
 
-interface DemoOpts {
+interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> {
   agents: number;
   rounds?: number;
   model?: string;
@@ -77,6 +77,12 @@ function agentCli(): string {
 }
 
 export function demoCommand(): Command {
+  // The task flags of `fedge run start` (loss, optimizer, metrics, normalization, stop-at); the demo has its own
+  // --target/--task/--hidden and evaluates on the rows it holds back.
+  return addTaskFlags(demoBase(), ['target', 'task', 'hidden', 'evalData', 'evalTarget']);
+}
+
+function demoBase(): Command {
   return new Command('demo')
     .description('run a local federation: a coordinator and N agent processes train on the bundled MNIST digits or your own data file')
     .option('--data <spec>', 'data every agent splits: mnist, csv:PATH, npy:X.npy,Y.npy, images:DIR, module:PATH.mjs (10% is held out for central evaluation)', 'mnist')
@@ -287,7 +293,8 @@ function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min: numbe
   const modelName = typeof model === 'string' ? model : undefined;
   const sync = (base.sync ?? {}) as Record<string, unknown>;
   const asyncCfg = (base.async ?? {}) as Record<string, unknown>;
-  return {
+  const { target: _t, task: _k, hidden: _h, ...taskFlags } = opts;
+  return applyTaskFlags({
     ...base,
     name: base.name ?? 'demo',
     model,
@@ -318,5 +325,5 @@ function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min: numbe
       ...(opts.bufferSize !== undefined ? { bufferSize: opts.bufferSize } : {}),
       ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     },
-  };
+  }, taskFlags);
 }
