@@ -1,5 +1,6 @@
 /** The coordinator: runs, agents and models behind one object that transports and the CLI call. */
 import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
 import { NotFoundError, type JoinRequestMsg, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
@@ -72,6 +73,8 @@ export class Coordinator {
   private readonly engines = new Map<string, RunEngine>();
   /** Runs in their statistics step (no engine yet): stop aborts them, watchers wait for the engine. */
   private closing = false;
+  /** Emits a run id whenever a run in its statistics step changes (watchRun listens). */
+  private readonly prepEvents = new EventEmitter();
   private readonly preparing = new Map<string, { run: RunRecord; ctl: AbortController; launched: Promise<RunEngine | undefined> }>();
 
   constructor(private readonly opts: CoordinatorOptions) {
@@ -116,7 +119,7 @@ export class Coordinator {
     const ctl = new AbortController();
     const launched = (async (): Promise<RunEngine | undefined> => {
       try {
-        const initial = await prepareRun(run, blob, { store: this.store, registry: this.registry, signal: ctl.signal });
+        const initial = await prepareRun(run, blob, { store: this.store, registry: this.registry, signal: ctl.signal, onUpdate: () => this.prepEvents.emit(run.id) });
         return await this.launch(run, initial);
       } catch (err) {
         // Shutting down with a durable store: the run stays waiting and the next process prepares it again.
@@ -289,14 +292,18 @@ export class Coordinator {
       // In its statistics step: report it, then follow the engine once it exists (or report the end if it never does).
       let off: (() => void) | undefined;
       let cancelled = false;
-      queueMicrotask(() => fn(() => structuredClone(p.run), false));
+      const onPrep = (): void => fn(() => structuredClone(p.run), false);
+      this.prepEvents.on(id, onPrep);
+      queueMicrotask(onPrep);
       void p.launched.then((e) => {
+        this.prepEvents.off(id, onPrep);
         if (cancelled) return;
         if (e) off = this.watchRun(id, fn);
         else fn(() => structuredClone(p.run), true);
       });
       return () => {
         cancelled = true;
+        this.prepEvents.off(id, onPrep);
         off?.();
       };
     }

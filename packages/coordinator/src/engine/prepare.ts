@@ -11,6 +11,8 @@ export interface PrepareDeps {
   store: Store;
   registry: AgentRegistry;
   signal: AbortSignal;
+  /** Called when the run record changed (agents arriving while it waits), for watchers. */
+  onUpdate?: () => void;
 }
 
 /**
@@ -28,11 +30,18 @@ export async function prepareRun(run: RunRecord, blob: ModelBlob | undefined, de
     await deps.store.saveRun(run);
     log.info({ runId: run.id, need }, run.statusMessage);
     const timeout = AbortSignal.timeout(c.waitForAgentsSeconds * 1000);
+    const progress = (): void => {
+      run.statusMessage = `statistics step: waiting for ${need} agents to report their data (${deps.registry.available(reported).length} now)`;
+      deps.onUpdate?.();
+    };
+    deps.registry.on('changed', progress);
     try {
       await deps.registry.waitForAvailable(need, AbortSignal.any([deps.signal, timeout]), reported);
     } catch (err) {
       if (deps.signal.aborted) throw err;
       throw new Error(`statistics step: fewer than ${need} agents reported their data within ${c.waitForAgentsSeconds}s (agentsPerRound.min, waitForAgentsSeconds)`, { cause: err });
+    } finally {
+      deps.registry.off('changed', progress);
     }
   }
   deps.signal.throwIfAborted();
