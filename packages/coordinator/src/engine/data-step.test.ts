@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import type { ColumnProfile, DataProfile, JoinRequestMsg } from '@fedge/proto';
+import { AgentRegistry } from './agent-registry.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { eligibleFor, runDataStep } from './data-step.js';
+import { parseRunConfig } from '../config/run-config.js';
+
+const num = (name: string, values: number[]): ColumnProfile => ({
+  name, type: 'numeric', count: values.length, missing: 0, integer: values.every(Number.isInteger),
+  sum: values.reduce((a, b) => a + b, 0), sumSq: values.reduce((a, b) => a + b * b, 0), min: Math.min(...values), max: Math.max(...values),
+});
+const cat = (name: string, values: string[]): ColumnProfile => ({
+  name, type: 'categorical', count: values.length, missing: 0, truncated: false,
+  values: values.reduce<Record<string, number>>((m, v) => ({ ...m, [v]: (m[v] ?? 0) + 1 }), {}),
+});
+const profile = (columns: ColumnProfile[], fp: string): DataProfile => ({ format: 'csv', n: (columns[0] as { count: number }).count, columns, targets: ['price'], fingerprint: fp.repeat(64) });
+
+function fleet(profiles: DataProfile[]): AgentRegistry {
+  const reg = new AgentRegistry(new MemoryStore());
+  profiles.forEach((p, i) => {
+    const req: JoinRequestMsg = { name: `a${i}`, agentId: '', joinToken: '', backend: 'wasm', agentVersion: 't', numExamples: p.n, labels: {}, dataProfileJson: JSON.stringify(p) };
+    const { agentId } = reg.join(req);
+    reg.attach(agentId, { send: () => undefined, close: () => undefined });
+  });
+  return reg;
+}
+
+describe('the statistics step', () => {
+  const good = (fp: string, xs: number[], zone: string[]) => profile([num('size', xs), cat('zone', zone), num('price', xs.map((x) => 2 * x))], fp);
+
+  it('combines the fleet, refuses an agent whose schema differs (naming the column), sizes the MLP from the data', async () => {
+    const reg = fleet([good('a', [1, 2, 3], ['n', 's', 'n']), good('b', [4, 5], ['e', 'n']), profile([num('SIZE', [1]), cat('zone', ['n']), num('price', [2])], 'c')]);
+    const config = parseRunConfig({ task: { type: 'regression', target: 'price' } });
+    const { data, blob } = await runDataStep(config, reg.available(), reg, undefined);
+    expect(data.refused).toHaveLength(1);
+    expect(data.refused[0]!.name).toBe('a2');
+    expect(data.refused[0]!.reason).toMatch(/SIZE|size/);
+    expect(data.n).toBe(5);
+    expect(data.agents.map((a) => a.fingerprint)).toEqual(['a'.repeat(64), 'b'.repeat(64)]);
+    const size = data.preprocessing.features.find((f) => f.name === 'size');
+    expect(size).toMatchObject({ kind: 'numeric', shift: 3, mean: 3 });
+    expect((size as { scale: number }).scale).toBeCloseTo(Math.sqrt(2), 12); // population std of 1..5
+    expect(data.preprocessing.features.find((f) => f.name === 'zone')).toEqual({ name: 'zone', kind: 'categorical', values: ['e', 'n', 's'] });
+    expect(data.preprocessing.inputWidth).toBe(4);
+    expect(data.task).toMatchObject({ type: 'regression', loss: 'mse', outputs: 1, metrics: ['rmse', 'mae', 'r2'] });
+    expect(blob.tensors[0]!.shape).toEqual([4, 64]); // fc1 of the default [64, 32] MLP takes the encoded width
+    // Only agents with the run's schema are invited.
+    const eligible = eligibleFor(data, reg);
+    expect(reg.available(eligible).map((a) => a.name)).toEqual(['a0', 'a1']);
+  });
+
+  it('classification with class names takes its classes from the fleet\'s vocabulary', async () => {
+    const p = (fp: string, labels: string[]) => profile([num('x', labels.map((_, i) => i)), cat('kind', labels)], fp);
+    const reg = fleet([p('a', ['cat', 'dog']), p('b', ['bird', 'dog'])]);
+    const { data } = await runDataStep(parseRunConfig({ task: { type: 'classification', target: 'kind' } }), reg.available(), reg, undefined);
+    expect(data.task.outputs).toBe(3);
+    expect(data.preprocessing.targets).toEqual([{ name: 'kind', kind: 'categorical', values: ['bird', 'cat', 'dog'] }]);
+  });
+
+  it('fails with the fix when there is no target, or the target is a real number for classification', async () => {
+    const reg = fleet([profile([num('x', [1, 2]), num('y', [0.5, 1.5])], 'a')].map((p) => ({ ...p, targets: [] })));
+    await expect(runDataStep(parseRunConfig({ task: { type: 'regression' } }), reg.available(), reg, undefined)).rejects.toThrow(/task\.target: not set, and the agents were started without --target/);
+    await expect(runDataStep(parseRunConfig({ task: { type: 'classification', target: 'y' } }), reg.available(), reg, undefined)).rejects.toThrow(/classification needs class indices/);
+    await expect(runDataStep(parseRunConfig({ task: { type: 'regression', target: 'nope' } }), reg.available(), reg, undefined)).rejects.toThrow(/no column "nope".*columns are x, y/);
+  });
+
+  it('refuses a join whose data profile is malformed, naming the field', () => {
+    const reg = new AgentRegistry(new MemoryStore());
+    const req: JoinRequestMsg = { name: 'x', agentId: '', joinToken: '', backend: 'wasm', agentVersion: 't', numExamples: 1, labels: {}, dataProfileJson: JSON.stringify({ format: 'csv', n: 1, columns: [], targets: [], fingerprint: 'zz' }) };
+    expect(() => reg.join(req)).toThrow(/data_profile_json: .*columns|fingerprint/);
+    expect(() => reg.join({ ...req, dataProfileJson: '{' })).toThrow(/data_profile_json: not valid JSON/);
+  });
+});
