@@ -1,8 +1,9 @@
 /** Resolves the agent's --data spec into its partition's training split (profiled) and a held-out split for federated evaluation. */
 import { ValidationError, type DataProfile } from '@fedge/proto';
-import type { Dataset, LoadTableOptions, MissingPolicy, PartitionKind, RawTable } from '@fedge/ml';
+import type { Dataset, LoadTableOptions, PartitionKind, RawTable } from '@fedge/ml';
 
-export interface DataOptions {
+/** The --data flags: what loadTable reads (target, features, missing, ...) and how this agent takes its share. */
+export interface DataOptions extends Omit<LoadTableOptions, 'baseDir'> {
   spec: string;
   partition: PartitionKind;
   numPartitions: number;
@@ -12,14 +13,6 @@ export interface DataOptions {
   holdoutFraction: number;
   /** Leave out the rows splitTable(file, centralHoldout, seed) holds out: the coordinator evaluates on them (evaluation.holdout). */
   centralHoldout?: number;
-  /** Target columns (names or 0-based indices); several for multi-label / multi-output. */
-  target?: string[];
-  features?: string[];
-  categorical?: string[];
-  missing?: MissingPolicy;
-  scale?: number;
-  imageSize?: [number, number];
-  channels?: 1 | 3;
 }
 
 export interface LocalData {

@@ -43,13 +43,17 @@ export function subset(ds: Dataset, idx: readonly number[]): Dataset {
  * Keeps at least one training row whenever n > 0.
  */
 export function splitHoldout(ds: Dataset, fraction: number, seed: number): { train: Dataset; holdout: Dataset } {
-  if (!(fraction >= 0 && fraction < 1)) throw new ValidationError(`fraction: expected a number in [0, 1), got ${fraction}`);
-  const perm = Array.from({ length: ds.n }, (_, i) => i);
-  shuffleInPlace(perm, createRng(seed));
-  const k = Math.min(Math.round(ds.n * fraction), Math.max(0, ds.n - 1));
-  const holdout = perm.slice(0, k).sort((a, b) => a - b);
-  const train = perm.slice(k).sort((a, b) => a - b);
+  const { train, holdout } = holdoutIndices(ds.n, fraction, seed);
   return { train: subset(ds, train), holdout: subset(ds, holdout) };
+}
+
+/** The row indices of a seeded holdout split (both sorted): one permutation for encoded datasets and raw tables alike. */
+export function holdoutIndices(n: number, fraction: number, seed: number): { train: number[]; holdout: number[] } {
+  if (!(fraction >= 0 && fraction < 1)) throw new ValidationError(`holdout: expected a fraction in [0, 1), got ${fraction}`);
+  const perm = Array.from({ length: n }, (_, i) => i);
+  shuffleInPlace(perm, createRng(seed));
+  const k = Math.min(Math.round(n * fraction), Math.max(0, n - 1));
+  return { holdout: perm.slice(0, k).sort((a, b) => a - b), train: perm.slice(k).sort((a, b) => a - b) };
 }
 
 /** Counts of each label, length numClasses. */

@@ -1,7 +1,7 @@
 /** The raw (unencoded) data an agent holds: typed columns, row subsets, a seeded holdout split and partitions. */
 import { createHash } from 'node:crypto';
 import { ValidationError } from '@fedge/proto';
-import { createRng, shuffleInPlace } from '../rng.js';
+import { holdoutIndices } from '../dataset.js';
 import { partitionIndices, type PartitionKind } from '../partition.js';
 
 export type RawColumn =
@@ -64,12 +64,7 @@ export function subsetTable(t: RawTable, idx: readonly number[], how?: string): 
  * row whenever n > 0: the same permutation as splitHoldout in dataset.ts, so encoded splits match the legacy ones.
  */
 export function splitTable(t: RawTable, holdoutFraction: number, seed: number): { train: RawTable; holdout: RawTable } {
-  if (!(holdoutFraction >= 0 && holdoutFraction < 1)) throw new ValidationError(`holdout: expected a fraction in [0, 1), got ${holdoutFraction}`);
-  const perm = Array.from({ length: t.n }, (_, i) => i);
-  shuffleInPlace(perm, createRng(seed));
-  const k = Math.min(Math.round(t.n * holdoutFraction), Math.max(0, t.n - 1));
-  const holdout = perm.slice(0, k).sort((a, b) => a - b);
-  const train = perm.slice(k).sort((a, b) => a - b);
+  const { train, holdout } = holdoutIndices(t.n, holdoutFraction, seed);
   const how = `holdout ${holdoutFraction} seed ${seed}`;
   return { train: subsetTable(t, train, `${how}: train`), holdout: subsetTable(t, holdout, `${how}: holdout`) };
 }
