@@ -29,6 +29,22 @@ describe('loadLocalData', () => {
     expect(parts[0]!.description).toMatch(/iid partition 0\/2/);
   });
 
+  it('lists category values seen only in the held-out rows (count 0), so the fleet vocabulary covers them; statistics stay the training rows\'', async () => {
+    const rows = Array.from({ length: 20 }, (_, i) => `${i},${i === 7 ? 'rare' : 'common'}`);
+    await writeFile(join(dir, 'rare.csv'), `x,label\n${rows.join('\n')}\n`);
+    // Find a seed whose holdout takes row 7 (the only "rare").
+    for (let seed = 0; seed < 50; seed++) {
+      const d = await loadLocalData({ ...base, seed, spec: `csv:${join(dir, 'rare.csv')}`, target: ['label'] });
+      const held = (d.holdout.columns[1]!.values as (string | null)[]).includes('rare');
+      if (!held) continue;
+      const label = d.profile.columns[1]!;
+      expect(label).toMatchObject({ type: 'categorical', count: d.train.n, values: { common: d.train.n, rare: 0 } });
+      expect(dataProfileSchema.parse(d.profile)).toEqual(d.profile);
+      return;
+    }
+    throw new Error('no seed put the rare row in the holdout');
+  });
+
   it('mnist: the legacy encoding is 10 classes of pixels in [0, 1]', async () => {
     const d = await loadLocalData({ ...base, spec: 'mnist', partition: 'shards', numPartitions: 50, partitionId: 3, holdoutFraction: 0.1 });
     expect(d.description).toBe('mnist shards partition 3/50 (seed 42)');

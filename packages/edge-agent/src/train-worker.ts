@@ -100,7 +100,15 @@ if (port) {
     if (!parsed.success) throw new ValidationError(`task_json: ${formatZodError(parsed.error)}; is this agent older than the coordinator?`);
     const payload = parsed.data;
     const t = { type: payload.task.type, outputs: payload.task.outputs };
-    encoded = { key: taskJson, payload, train: ml.encodeTable(r.train, payload.preprocessing, t), holdout: ml.encodeTable(r.holdout, payload.preprocessing, t) };
+    const train = ml.encodeTable(r.train, payload.preprocessing, t);
+    let holdout: Dataset;
+    try {
+      holdout = ml.encodeTable(r.holdout, payload.preprocessing, t);
+    } catch (err) {
+      // Row numbers count within the split: say which one, or a held-out row reads like a training row.
+      throw err instanceof ValidationError ? new ValidationError(`held-out split (--holdout): ${err.message}`) : err;
+    }
+    encoded = { key: taskJson, payload, train, holdout };
     return encoded;
   }
 

@@ -71,3 +71,24 @@ describe('the statistics step', () => {
     expect(() => reg.join({ ...req, dataProfileJson: '{' })).toThrow(/data_profile_json: not valid JSON/);
   });
 });
+
+describe('the statistics step with one agent\'s unusable labels', () => {
+  it('leaves that agent out, named with the reason, and goes on with the others', async () => {
+    const p = (fp: string, labels: string[]) => profile([num('x', labels.map((_, i) => i)), cat('diagnosis', labels)], fp);
+    const reg = fleet([p('a', ['benign', 'malignant']), p('b', ['malignant', 'benign']), p('c', ['benign', 'unknown'])]);
+    const { data } = await runDataStep(parseRunConfig({ task: { type: 'binary', target: 'diagnosis' } }), reg.available(), reg, undefined);
+    expect(data.refused).toEqual([{ agentId: expect.any(String), name: 'a2', reason: expect.stringMatching(/"unknown" here, not one of the fleet's two classes \(benign, malignant\)/) }]);
+    expect(data.preprocessing.targets).toEqual([{ name: 'diagnosis', kind: 'categorical', values: ['benign', 'malignant'] }]);
+    expect(data.agents.map((a) => a.name)).toEqual(['a0', 'a1']);
+    expect(reg.available(eligibleFor(data, reg)).map((a) => a.name)).toEqual(['a0', 'a1']);
+  });
+
+  it('refuses negative or fractional class labels of one agent', async () => {
+    const q = (fp: string, ys: number[]) => profile([num('x', ys), num('y', ys)], fp);
+    const reg = fleet([q('a', [0, 1, 2]), q('b', [1, 2]), q('c', [0.5, 1])]);
+    const { data } = await runDataStep(parseRunConfig({ task: { type: 'classification', target: 'y' } }), reg.available(), reg, undefined);
+    expect(data.refused.map((r) => r.name)).toEqual(['a2']);
+    expect(data.refused[0]!.reason).toMatch(/non-integers/);
+    expect(data.task.outputs).toBe(3);
+  });
+});

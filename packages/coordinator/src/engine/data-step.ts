@@ -28,14 +28,15 @@ export function needsDataStep(c: RunConfig): boolean {
 }
 
 /**
- * Agents the prepared run may invite: those whose reported columns (names, types, widths) equal the run's. The image
- * shape is not compared: the run's is the model's, which agents resize to.
+ * Agents the prepared run may invite: those whose reported columns (names, types, widths) equal the run's, except the
+ * ones the statistics step refused. The image shape is not compared: the run's is the model's, which agents resize to.
  */
 export function eligibleFor(data: RunData, registry: AgentRegistry): (a: AgentRecord) => boolean {
   const key = schemaKey(data.statistics);
+  const refused = new Set(data.refused.map((r) => r.agentId));
   return (a) => {
     const p = registry.profile(a.id);
-    return p !== undefined && schemaKey(p.columns) === key;
+    return p !== undefined && !refused.has(a.id) && schemaKey(p.columns) === key;
   };
 }
 
@@ -57,6 +58,52 @@ function outputsOf(type: TaskType, pre: Preprocessing, columns: readonly ColumnP
   return seen;
 }
 
+type Numeric = Extract<ColumnProfile, { type: 'numeric' }>;
+
+/** Why one agent's target columns cannot serve the task type on their own (undefined: they can). */
+export function targetProblem(p: DataProfile, targets: readonly string[], type: TaskType): string | undefined {
+  for (const name of targets) {
+    const c = p.columns.find((x) => x.name === name);
+    if (!c) return `no target column "${name}"`;
+    if (c.type === 'block') return `target "${name}" is a block of ${c.width} values, not a label`;
+    if (type === 'regression') {
+      if (c.type !== 'numeric') return `target "${name}" holds text (e.g. "${Object.keys(c.values)[0] ?? ''}"); regression needs numbers`;
+      continue;
+    }
+    if (c.type === 'categorical') {
+      if ((type === 'binary' || type === 'multilabel') && Object.keys(c.values).length > 2)
+        return `target "${name}" has ${Object.keys(c.values).length} values here (${Object.keys(c.values).slice(0, 5).join(', ')}); ${type} needs two`;
+      continue;
+    }
+    const n = c as Numeric;
+    if (n.count === 0) continue;
+    if (type === 'classification' && (!n.integer || n.min < 0)) return `target "${name}" holds ${n.integer ? 'negative numbers' : 'non-integers'} (min ${n.min}, max ${n.max}); classification needs class indices 0..K-1 or class names`;
+    if ((type === 'binary' || type === 'multilabel') && (!n.integer || n.min < 0 || n.max > 1)) return `target "${name}" holds values other than 0 and 1 (min ${n.min}, max ${n.max})`;
+  }
+  return undefined;
+}
+
+/**
+ * Binary/multilabel with class names: the fleet's two names are those most agents have; an agent with another name
+ * is refused (one agent's typo must not turn the task into a three-class one).
+ */
+function vocabularyProblem(p: DataProfile, targets: readonly string[], type: TaskType, fleet: readonly { profile: DataProfile }[]): string | undefined {
+  if (type !== 'binary' && type !== 'multilabel') return undefined;
+  for (const name of targets) {
+    const votes = new Map<string, number>();
+    for (const e of fleet) {
+      const c = e.profile.columns.find((x) => x.name === name);
+      if (c?.type === 'categorical') for (const v of Object.keys(c.values)) votes.set(v, (votes.get(v) ?? 0) + 1);
+    }
+    if (votes.size <= 2) continue;
+    const keep = [...votes].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 2).map(([v]) => v);
+    const c = p.columns.find((x) => x.name === name);
+    const odd = c?.type === 'categorical' ? Object.keys(c.values).filter((v) => !keep.includes(v)) : [];
+    if (odd.length) return `target "${name}" has ${odd.map((v) => `"${v}"`).join(', ')} here, not one of the fleet's two classes (${keep.join(', ')})`;
+  }
+  return undefined;
+}
+
 export interface DataStepResult { data: RunData; blob: ModelBlob }
 
 /**
@@ -73,18 +120,26 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
     else refused.push({ agentId: a.id, name: a.name, reason: 'reported no data profile (an agent older than this coordinator); upgrade fedge-agent' });
   }
   if (entries.length === 0) throw new DataStepError('no agent reported a data profile; upgrade the agents (fedge-agent reports its data schema when it joins)');
-  const combined = m.combineProfiles(entries);
+  let combined = m.combineProfiles(entries);
   refused.push(...combined.refused);
   const ref = combined.accepted[0]!.profile;
   const names = combined.columns.map((c) => c.name);
   const type = config.task?.type ?? 'classification';
-  let targets: string[] | undefined;
+  let targetList: string[] | undefined;
   try {
-    targets = targetNames(config.task, names) ?? (ref.targets.length > 0 ? [...ref.targets] : undefined);
+    targetList = targetNames(config.task, names) ?? (ref.targets.length > 0 ? [...ref.targets] : undefined);
   } catch (err) {
     throw new DataStepError((err as Error).message);
   }
-  if (!targets) throw new DataStepError(`task.target: not set, and the agents were started without --target; name the label column(s) in the run config ("task": { "target": "..." }); columns are ${names.slice(0, 30).join(', ')}`);
+  if (!targetList) throw new DataStepError(`task.target: not set, and the agents were started without --target; name the label column(s) in the run config ("task": { "target": "..." }); columns are ${names.slice(0, 30).join(', ')}`);
+  const targets = targetList;
+  // An agent whose labels cannot serve the task is left out, named, instead of failing the run for everyone.
+  const unfit = combined.accepted.map((e) => ({ e, reason: targetProblem(e.profile, targets, type) ?? vocabularyProblem(e.profile, targets, type, combined.accepted) })).filter((x) => x.reason);
+  if (unfit.length > 0) {
+    if (unfit.length === combined.accepted.length) throw new DataStepError(`task.target: no agent's data fits a ${type} task: ${unfit.map((x) => `${x.e.name}: ${x.reason}`).join('; ')}`);
+    refused.push(...unfit.map((x) => ({ agentId: x.e.agentId, name: x.e.name, reason: x.reason! })));
+    combined = m.combineProfiles(combined.accepted.filter((e) => !unfit.some((x) => x.e === e)));
+  }
   const hasBlocks = combined.columns.some((c) => c.type === 'block' && !targets.includes(c.name));
   // A user model with an image input [H, W, C]: agents resize their images to it (same channels).
   const given = blob ? await m.modelFromBlob(blob) : undefined;
