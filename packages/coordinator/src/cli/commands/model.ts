@@ -27,17 +27,22 @@ interface ExportOpts {
   json?: boolean;
 }
 
-/** Calibration rows for static int8: the bundled MNIST training digits, a CSV file or MNIST IDX files. */
-async function loadCalibration(spec: string): Promise<{ x: Float32Array; n: number }> {
+/**
+ * Calibration rows for static int8, as the model's layers see them: any data spec (mnist, csv:, npy:, images:,
+ * module:, idx:), encoded with the model's preprocessing when it has one (raw values otherwise).
+ */
+async function loadCalibration(spec: string, meta: ExportMeta | undefined): Promise<{ x: Float32Array; n: number }> {
   const ml = await import('@fedge/ml');
   if (spec === 'mnist') return ml.loadMnist().train;
-  if (spec.startsWith('csv:')) return ml.loadCsv(spec.slice(4));
-  if (spec.startsWith('idx:')) {
-    const [images, labels] = spec.slice(4).split(',');
-    if (!images || !labels) throw new ValidationError('--calibration idx:IMAGES,LABELS needs both files');
-    return ml.loadIdx(images, labels);
+  try {
+    const pre = meta?.preprocessing;
+    const table = await ml.loadTable(spec, pre ? { target: pre.targets.map((t) => t.name), missing: 'mean' } : {});
+    if (pre && meta?.task) return ml.encodeTable(table, pre, meta.task);
+    // No task: only the inputs matter here, so the targets are read as plain values.
+    return ml.encodeTable(table, ml.defaultPreprocessing(table), { type: 'regression', outputs: 1 });
+  } catch (err) {
+    throw new ValidationError(`--calibration: ${(err as Error).message}`, { cause: err });
   }
-  throw new ValidationError(`--calibration: expected mnist, csv:PATH or idx:IMAGES,LABELS, got "${spec}"`);
 }
 
 interface ExportMeta { task?: ResolvedTask; preprocessing?: Preprocessing }
@@ -69,7 +74,7 @@ export function modelCommand(): Command {
     .addOption(new Option('--format <format>', 'output model format').choices(['onnx']).default('onnx'))
     .addOption(new Option('--quantize <kind>', 'weights: float32 (none) or int8 per output channel').choices(['none', 'int8']).default('none'))
     .addOption(new Option('--activations <mode>', 'int8 activations: quantized per call (dynamic) or with ranges calibrated on --calibration data (static)').choices(['dynamic', 'static']).default('dynamic'))
-    .option('--calibration <data>', 'calibration data for --activations static: mnist | csv:PATH | idx:IMAGES,LABELS')
+    .option('--calibration <data>', 'calibration data for --activations static, any data spec (mnist, csv:PATH, npy:X,Y, images:DIR, idx:I,L), encoded with the model\'s preprocessing')
     .option('--no-preprocessing', 'export the bare model on encoded inputs, without the run\'s (or preprocessing.json\'s) preprocessing in front')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
     .option('--coordinator <host:port>', 'coordinator address for --run (env FEDGE_COORDINATOR); grpcs://HOST:PORT for TLS', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
@@ -115,7 +120,7 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
         source = { model: resolve(o.model!) };
         meta = o.preprocessing ? await ml.loadModelDirMeta(o.model!) : undefined;
       }
-      const calibration = o.activations === 'static' ? await loadCalibration(o.calibration!) : undefined;
+      const calibration = o.activations === 'static' ? await loadCalibration(o.calibration!, meta) : undefined;
       if (calibration) await ml.initBackend();
       const metadata: Record<string, string> = Object.fromEntries(Object.entries(source).map(([k, v]) => [`fedge.${k}`, String(v)]));
       const e = await ml.exportOnnxCalibrated(blob, {
