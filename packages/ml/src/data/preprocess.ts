@@ -94,11 +94,10 @@ export function classesOf(pre: Preprocessing, columns: readonly ColumnProfile[])
 /**
  * For legacy tasks that carry no preprocessing: features as they are (normalization none, a missing value becomes
  * the local mean), the first target numeric (or the first column when the table names none: legacy csv put the label
- * first). MNIST encodes to exactly the Dataset it always had.
+ * first). MNIST encodes to exactly the Dataset it always had. `columns`: statistics to use (default: t's own).
  */
-export function defaultPreprocessing(t: RawTable): Preprocessing {
+export function defaultPreprocessing(t: RawTable, columns: ColumnProfile[] = t.columns.map(profileColumn)): Preprocessing {
   const target = t.targets[0] ?? t.columns[0]!.name;
-  const columns = t.columns.map(profileColumn);
   const type: TaskType = columns.find((c) => c.name === target)?.type === 'categorical' ? 'classification' : 'regression';
   const features = t.columns.filter((c) => c.name !== target && !t.targets.includes(c.name)).map((c) => c.name);
   return buildPreprocessing(columns, { targets: [target], features, normalization: 'none', taskType: type, ...(t.imageShape ? { imageShape: t.imageShape } : {}) });
