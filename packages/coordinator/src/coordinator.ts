@@ -14,7 +14,7 @@ import { planPromotion, planRollback, type PromoteOptions } from './engine/promo
 import type { UploadSink } from './engine/upload.js';
 import { FedAvg } from './strategy/fedavg.js';
 import { DpFedAvg } from './strategy/dp-fedavg.js';
-import { centralEvaluator, initialModel, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
+import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
 import { eligibleFor, needsDataStep, taskPayloadJson } from './engine/data-step.js';
 import { prepareRun } from './engine/prepare.js';
 import { moduleLogger } from './log.js';
@@ -94,6 +94,7 @@ export class Coordinator {
     // The built-in MLP is sized from the data, so it is made by the statistics step; other models load now (fail fast).
     const blob = await initialModel(config);
     if (blob) await precheckModel(config, blob);
+    await precheckEvaluation(config);
     const run: RunRecord = {
       id: `run-${randomUUID().slice(0, 8)}`,
       config,

@@ -68,6 +68,18 @@ export async function precheckModel(config: RunConfig, blob: ModelBlob): Promise
   }
 }
 
+/** config.evaluation's file is read once at `fedge run start`, so a wrong path or column fails the start, not round 1. */
+export async function precheckEvaluation(config: RunConfig): Promise<void> {
+  const ev = config.evaluation;
+  if (!ev) return;
+  const m = await ml();
+  try {
+    await m.loadTable(ev.data, { ...(ev.target !== undefined ? { target: (Array.isArray(ev.target) ? ev.target : [ev.target]).map(String) } : {}), missing: ev.missing });
+  } catch (err) {
+    throw new ValidationError(`evaluation.data: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 export interface CentralEval { loss: number; accuracy: number; metrics: Record<string, number> }
 
 /**
