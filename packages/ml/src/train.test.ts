@@ -217,3 +217,100 @@ describe('evaluate with a task', () => {
     lin.dispose();
   });
 });
+
+// ---------------------------------------------------------------- FedProx: loss + (mu/2)·Σ||w − w0||²
+
+describe('trainLocal with a proximal term (task.proximalMu)', () => {
+  const W = [2, -1, 0.5], B = 0.3;
+  const regression = synthetic(256, 3, 1, (r) => [W.reduce((s, w, j) => s + w * r[j]!, B)]);
+  const flat = (m: tf.LayersModel) => outWeights(m).flat();
+  const dist = (a: number[], b: number[]) => Math.hypot(...a.map((v, i) => v - b[i]!));
+
+  it('mu 0 trains bit-identically to no mu, with every optimizer', async () => {
+    for (const name of OPTIMIZERS) {
+      const run = async (task: ResolvedTask) => {
+        const m = modelFor(task, 3);
+        const r = await trainLocal(m, regression, { epochs: 3, batchSize: 32, seed: 2, task });
+        const w = flat(m);
+        m.dispose();
+        return { loss: r.loss, w };
+      };
+      const plain = taskOf('regression', 'mse', name, 0.05, 1);
+      const [a, b] = [await run(plain), await run({ ...plain, proximalMu: 0 })];
+      expect(b.w, name).toEqual(a.w);
+      expect(b.loss, name).toBe(a.loss);
+    }
+  });
+
+  it('a large mu keeps the weights near w0 with sgd and adam, without leaking tensors', async () => {
+    // sgd is stable on the proximal objective while learningRate·mu < 2 (its curvature along w − w0 is mu).
+    for (const [name, lr] of [['sgd', 0.1], ['adam', 0.05]] as const) {
+      const run = async (mu: number | undefined) => {
+        const task: ResolvedTask = { ...taskOf('regression', 'mse', name, lr, 1), ...(mu === undefined ? {} : { proximalMu: mu }) };
+        const m = modelFor(task, 3);
+        const w0 = flat(m);
+        const before = tf.memory().numTensors;
+        const r = await trainLocal(m, regression, { epochs: 20, batchSize: 32, seed: 1, task });
+        expect(tf.memory().numTensors).toBe(before);
+        const d = dist(flat(m), w0);
+        m.dispose();
+        return { d, loss: r.loss };
+      };
+      const free = await run(undefined), prox = await run(10);
+      // x uniform in [-1, 1]: the MSE's Hessian is about (2/3)·I for the kernel and 2 for the bias, so the minimizer of
+      // loss + 5·||w − w0||² sits about 2/3 / (2/3 + 10) ≈ 0.06 (kernel) to 2/12 ≈ 0.17 (bias) of the way to the
+      // optimum. Measured: ||w − w0|| 0.149 vs 3.16 (ratio 0.044) with sgd, 0.220 vs 3.14 (0.065) with adam.
+      const ratio = prox.d / free.d;
+      expect(free.d, name).toBeGreaterThan(3);
+      expect(ratio, `${name}: ||w − w0|| ${prox.d} with mu 10 vs ${free.d} without`).toBeLessThan(0.1);
+      expect(ratio, name).toBeGreaterThan(0.02);
+      // The reported loss is the task's MSE at the pulled-back weights (about 3.4; the free fit's is ~1e-7).
+      expect(prox.loss, name).toBeGreaterThan(1);
+      expect(free.loss, name).toBeLessThan(1e-4);
+    }
+  });
+
+  it('matches a float64 reference of sgd on loss + (mu/2)·||w − w0||², reporting the loss without the term', async () => {
+    // 5 examples, 2 features, full batches: each epoch is one step, whatever the shuffle. Step 1 starts at w0 (the
+    // term's gradient is 0); steps 2 and 3 start away from it, where mu·(w − w0) is as large as the loss's gradient.
+    const x = [[0.5, -1], [1, 0.25], [-0.75, 0.5], [0.2, 0.9], [-1, -0.4]], y = [1.5, -0.5, 2, 0.3, -1.2];
+    const ds: Dataset = { x: Float32Array.from(x.flat()), y: Float32Array.from(y), n: 5, features: 2, numClasses: 0, targets: 1 };
+    const mu = 3, lr = 0.2, steps = 3;
+    const task: ResolvedTask = { ...taskOf('regression', 'mse', 'sgd', lr, 1), proximalMu: mu };
+    const m = modelFor(task, 2);
+    const w0 = flat(m); // [k0, k1, b]
+    const losses: number[] = [];
+    await trainLocal(m, ds, { epochs: steps, batchSize: 5, seed: 1, task, onProgress: (p) => losses.push(p.loss) });
+
+    /** Float64 sgd on mean((x·k + b − y)²) + (mu/2)·||w − w0||²; the task losses before each step. */
+    const reference = (muRef: number) => {
+      const w = w0.map((v) => Math.fround(v));
+      const taskLosses: number[] = [], objectives: number[] = [];
+      for (let s = 0; s < steps; s++) {
+        const r = x.map((xi, i) => xi[0]! * w[0]! + xi[1]! * w[1]! + w[2]! - y[i]!);
+        const loss = r.reduce((a, v) => a + v * v, 0) / x.length;
+        taskLosses.push(loss);
+        objectives.push(loss + (muRef / 2) * dist(w, w0) ** 2);
+        const g = [0, 1, 2].map((j) => (2 / x.length) * r.reduce((a, v, i) => a + v * (j < 2 ? x[i]![j]! : 1), 0) + muRef * (w[j]! - w0[j]!));
+        g.forEach((gj, j) => (w[j]! -= lr * gj));
+      }
+      return { w, taskLosses, objectives };
+    };
+    const ref = reference(mu), plain = reference(0);
+    flat(m).forEach((v, j) => expect(Math.abs(v - ref.w[j]!), `w${j}: ${v} vs ${ref.w[j]}`).toBeLessThan(1e-5));
+    // The term was exercised: without it the weights land far from these.
+    expect(dist(flat(m), plain.w)).toBeGreaterThan(0.05);
+    // Reported losses are the task's MSE before each step; from step 2 on the objective differs from it.
+    losses.forEach((l, s) => expect(Math.abs(l - ref.taskLosses[s]!), `step ${s + 1} loss`).toBeLessThan(1e-5));
+    expect(ref.objectives[2]! - ref.taskLosses[2]!).toBeGreaterThan(0.01);
+    m.dispose();
+  });
+
+  it('refuses a negative or non-finite mu', async () => {
+    const m = modelFor(taskOf('regression', 'mse', 'sgd', 0.1, 1), 3);
+    for (const mu of [-1, NaN, Infinity])
+      await expect(trainLocal(m, regression, { epochs: 1, batchSize: 32, seed: 0, task: { ...taskOf('regression', 'mse', 'sgd', 0.1, 1), proximalMu: mu } }))
+        .rejects.toThrow(/task.proximalMu: expected a number >= 0/);
+    m.dispose();
+  });
+});

@@ -6,6 +6,7 @@ import { targetWidth, type Dataset } from './dataset.js';
 import { checkDataset, checkTask, modelShape, type EvalTask } from './task/check.js';
 import { labelTensor, lossFunction } from './task/losses.js';
 import { createOptimizer } from './task/optimizers.js';
+import { ProximalTerm } from './task/proximal.js';
 import { accuracy, computeMetrics, regressionStats } from './task/metrics.js';
 
 export interface TrainProgress { epoch: number; batch: number; batches: number; loss: number }
@@ -18,13 +19,20 @@ export interface TrainOptions {
   /** After every batch; epoch and batch are 1-based, loss is that batch's mean loss. */
   onProgress?: (p: TrainProgress) => void;
   signal?: AbortSignal;
-  /** Loss, optimizer and metrics. Absent: classification, sparse crossentropy, SGD at learningRate, accuracy. */
+  /**
+   * Loss, optimizer and metrics. Absent: classification, sparse crossentropy, SGD at learningRate, accuracy.
+   * task.proximalMu > 0 (FedProx): the optimizer minimizes loss + (mu/2)·Σ||w − w0||² over the trainable weights, w0
+   * the model's weights when this call starts (the global model the task carried).
+   */
   task?: ResolvedTask;
 }
 export interface TrainResult {
   /** Examples in the local dataset (the FedAvg weight), not examples x epochs. */
   numExamples: number;
-  /** Mean training loss over the last epoch, measured on each batch before its update (as accuracy and metrics). */
+  /**
+   * Mean training loss over the last epoch, measured on each batch before its update (as accuracy and metrics). The
+   * task's loss only: a proximal term (task.proximalMu) is never included, so losses compare across mu.
+   */
   loss: number;
   /** Classification, binary and multilabel (per label) accuracy; NaN for regression. */
   accuracy: number;
@@ -79,6 +87,8 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
   else if (!(learningRate !== undefined && learningRate > 0 && Number.isFinite(learningRate)))
     throw new ValidationError(`learningRate: expected a positive number, got ${learningRate}`);
   const task: ResolvedTask = opts.task ?? { ...defaultTask(model), optimizer: { name: 'sgd', learningRate: learningRate! } };
+  const mu = task.proximalMu;
+  if (mu !== undefined && !(mu >= 0 && Number.isFinite(mu))) throw new ValidationError(`task.proximalMu: expected a number >= 0, got ${mu}`);
   if (ds.n < 1) throw new ValidationError('dataset: no examples to train on');
   const { inShape, outputs } = checkDataset(model, ds, task);
   signal?.throwIfAborted();
@@ -93,6 +103,8 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
   const batches = Math.ceil(ds.n / batchSize);
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const optimizer = createOptimizer(task.optimizer);
+  // Absent or 0: plain minimize, bit-identical to training without the field.
+  const proximal = mu ? new ProximalTerm(vars, mu) : undefined;
   const start = performance.now();
   let lossSum = 0;
   try {
@@ -107,16 +119,21 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
         const cost = tf.tidy(() => {
           const xs = tf.tensor(x, [rows, ...inShape], 'float32');
           const ys = labelTensor(task.loss, y, rows, outputs);
-          return optimizer.minimize(() => {
+          const f = () => {
             const out = model.apply(xs, { training: true }) as tf.Tensor2D;
             if (last) pred = predictions(task, out);
             return lossFn(out, ys);
-          }, true, vars)!;
+          };
+          if (!proximal) return optimizer.minimize(f, true, vars)!;
+          // The task loss's gradients plus the proximal term's, mu·(w − w0); the returned cost is the loss alone.
+          const { value, grads } = optimizer.computeGradients(f, vars);
+          optimizer.applyGradients(proximal.gradients(grads));
+          return value;
         });
         const loss = (await cost.data())[0]!;
         cost.dispose();
         if (!Number.isFinite(loss))
-          throw new ValidationError(`training diverged: loss is ${loss} at epoch ${epoch} batch ${b + 1}; lower the learning rate (optimizer.learningRate)`);
+          throw new ValidationError(`training diverged: loss is ${loss} at epoch ${epoch} batch ${b + 1}; lower the learning rate (optimizer.learningRate)${proximal ? ' or task.proximalMu' : ''}`);
         lossSum += loss * rows;
         if (last) {
           seenY.set(y, from * t);
@@ -129,6 +146,7 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
     }
   } finally {
     optimizer.dispose();
+    proximal?.dispose();
   }
   const seconds = (performance.now() - start) / 1000;
   return {

@@ -71,6 +71,12 @@ export const resolvedTaskSchema = z.strictObject({
   metrics: z.array(z.enum(METRICS)).max(METRICS.length),
   /** classification: number of classes (model output width); binary 1; multilabel and regression: target columns. */
   outputs: z.number().int().min(1).max(1_000_000),
+  /**
+   * FedProx: each agent minimizes its loss + (mu/2)·||w − w_global||² over the trainable weights, w_global the model
+   * the task carried, which keeps local updates near the global model on heterogeneous data; works with any server
+   * strategy. Absent or 0: no proximal term. Reported training losses exclude the term.
+   */
+  proximalMu: z.number().min(0).max(1e6).optional(),
 });
 export type ResolvedTask = z.output<typeof resolvedTaskSchema>;
 
