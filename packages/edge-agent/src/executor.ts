@@ -3,6 +3,7 @@ import { Worker } from 'node:worker_threads';
 import {
   ErrorFeedback,
   FedgeError,
+  createRng,
   ValidationError,
   bytesToFloat32,
   modelDigest,
@@ -17,6 +18,7 @@ import { moduleLogger } from './log.js';
 import { codecOf, packUpdate } from './privacy.js';
 import { ModelTrust } from './model-trust.js';
 import type { EvalMetrics, FromWorker, ToWorker } from './train-worker.js';
+import { attackDelta, isModelAttack, type Attack } from './attack.js';
 
 const log = moduleLogger('executor');
 
@@ -48,6 +50,13 @@ export interface ExecutorOptions {
   backend?: BackendPreference;
   /** The key models must be signed with (`--coordinator-key`); default: trust on first use of the join reply's key. */
   trust?: ModelTrust;
+  /**
+   * Simulated attacker (`--attack`): model attacks change the delta before packUpdate (so error feedback, clipping,
+   * noise and compression still apply); label-flip makes the worker train on flipped labels.
+   */
+  attack?: Attack;
+  /** Seed of the attack's randomness (gaussian); default 1. */
+  attackSeed?: number;
 }
 
 /** The training worker died (crash, exit, out of memory) or could not start; the next task starts a fresh one. */
@@ -72,7 +81,7 @@ class TrainWorker {
   private readonly pending = new Map<number, { resolve: (r: WorkerResult) => void; reject: (e: Error) => void; signal: AbortSignal; onAbort: () => void }>();
   private settleReady: { resolve: (b: BackendInfo) => void; reject: (e: Error) => void } | undefined;
 
-  constructor(data: LocalData, backend: BackendPreference) {
+  constructor(data: LocalData, backend: BackendPreference, labelFlip: boolean) {
     // Resolved next to this module, so it works from dist/ (the compiled train-worker.js sits beside executor.js).
     this.worker = new Worker(new URL('./train-worker.js', import.meta.url), { name: 'fedge-train' });
     // Idle, the worker must not keep the process alive; it is ref'd while a task runs.
@@ -84,7 +93,7 @@ class TrainWorker {
     this.worker.on('exit', (code) => this.fail(new TrainingWorkerError(`training worker exited (code ${code})`)));
     // Cloned, not transferred: the main thread keeps its raw split (the join reports its size and profile, a
     // replacement worker needs it again). The worker encodes it (encodeLegacy, for now).
-    const msg: ToWorker = { type: 'init', backend, train: data.train, holdout: data.holdout };
+    const msg: ToWorker = { type: 'init', backend, train: data.train, holdout: data.holdout, ...(labelFlip ? { labelFlip } : {}) };
     this.worker.postMessage(msg);
   }
 
@@ -159,6 +168,8 @@ export class TaskExecutor {
   private feedback: { runId: string; ef: ErrorFeedback } | undefined;
   private readonly slowdown: number;
   private readonly backendPref: BackendPreference;
+  private readonly attack: Attack | undefined;
+  private readonly attackRng: () => number;
   /** Every model is signature-checked against this before it is fetched, trained on or served. */
   readonly trust: ModelTrust;
 
@@ -166,6 +177,8 @@ export class TaskExecutor {
     this.slowdown = opts.slowdown ?? 1;
     this.trust = opts.trust ?? new ModelTrust();
     this.backendPref = opts.backend ?? 'auto';
+    this.attack = opts.attack;
+    this.attackRng = createRng(opts.attackSeed ?? 1);
   }
 
   /**
@@ -221,6 +234,8 @@ export class TaskExecutor {
     // Send the delta: it is what FedAvg averages, and what compression and clipping will act on.
     const delta = new Float32Array(weights.length);
     for (let i = 0; i < weights.length; i++) delta[i] = weights[i]! - global.weights[i]!;
+    // Simulated attacker: the delta is replaced before packUpdate, as a modified client would send it.
+    if (isModelAttack(this.attack)) attackDelta(delta, this.attack, this.attackRng);
     const codec = codecOf(c.codec);
     const packed = packUpdate(delta, c, codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined);
     const { payload, encoding } = packed;
@@ -248,7 +263,7 @@ export class TaskExecutor {
       void this.trainer.terminate();
       this.trainer = undefined;
     }
-    this.trainer ??= new TrainWorker(this.data, this.backendPref);
+    this.trainer ??= new TrainWorker(this.data, this.backendPref, this.attack?.kind === 'label-flip');
     return this.trainer;
   }
 

@@ -4,11 +4,15 @@ import * as ml from '@fedge/ml';
 import type { BackendInfo, BackendPreference, Dataset, EvalResult, RawTable, TrainResult, tf } from '@fedge/ml';
 import { FedgeError, ValidationError, formatZodError, taskPayloadSchema, type TaskPayload, type TensorSpecMsg } from '@fedge/proto';
 import { encodeLegacy } from './data.js';
+import { flipLabels } from './attack.js';
 
 /** Main thread -> worker. */
 export type ToWorker =
-  /** Once per worker, first message: the backend to initialise and the local data (raw tables, cloned). */
-  | { type: 'init'; backend: BackendPreference; train: RawTable; holdout: RawTable }
+  /**
+   * Once per worker, first message: the backend to initialise and the local data (raw tables, cloned). `labelFlip`
+   * (`--attack label-flip`): train on flipped labels; the held-out split is encoded honestly.
+   */
+  | { type: 'init'; backend: BackendPreference; train: RawTable; holdout: RawTable; labelFlip?: boolean }
   /** One per task; `weights` (the global model) is transferred. Train settings absent: evaluate only. */
   | {
       type: 'task';
@@ -40,6 +44,7 @@ export type FromWorker =
 const port = parentPort;
 if (port) {
   let raw: { train: RawTable; holdout: RawTable } | undefined;
+  let labelFlip = false;
   /** The splits encoded for the last task payload (or the legacy encoding, key ''): rounds of one run reuse them. */
   let encoded: { key: string; train: Dataset; holdout: Dataset; payload?: TaskPayload } | undefined;
   let cached: { topologyJson: string; model: tf.LayersModel } | undefined;
@@ -87,7 +92,10 @@ if (port) {
     if (encoded?.key === taskJson) return encoded;
     encoded = undefined;
     if (!taskJson) {
-      encoded = { key: '', ...(await encodeLegacy(r)) };
+      const legacy = await encodeLegacy(r);
+      // Legacy encoding: class indices when the target is one, else a regression value.
+      const train = labelFlip ? flipLabels(legacy.train, legacy.train.numClasses > 0 ? 'classification' : 'regression') : legacy.train;
+      encoded = { key: '', train, holdout: legacy.holdout };
       return encoded;
     }
     let json: unknown;
@@ -100,7 +108,9 @@ if (port) {
     if (!parsed.success) throw new ValidationError(`task_json: ${formatZodError(parsed.error)}; is this agent older than the coordinator?`);
     const payload = parsed.data;
     const t = { type: payload.task.type, outputs: payload.task.outputs };
-    const train = ml.encodeTable(r.train, payload.preprocessing, t);
+    const honest = ml.encodeTable(r.train, payload.preprocessing, t);
+    // Simulated attacker: only the training split is poisoned; federated evaluation stays honest.
+    const train = labelFlip ? flipLabels(honest, payload.task.type) : honest;
     let holdout: Dataset;
     try {
       holdout = ml.encodeTable(r.holdout, payload.preprocessing, t);
@@ -118,6 +128,7 @@ if (port) {
         ml.initBackend(m.backend)
           .then((backend) => {
             raw = { train: m.train, holdout: m.holdout };
+            labelFlip = m.labelFlip === true;
             send({ type: 'ready', backend });
           })
           // The code (E_BACKEND, E_VALIDATION) travels so the CLI reports a bad --backend exactly as before the worker.

@@ -13,6 +13,7 @@ import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { hostname } from 'node:os';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
+import { AttackSpecError, describeAttack, parseAttack, type Attack } from '../attack.js';
 
 const int = (flag: string, min: number) => (v: string): number => {
   const n = Number(v);
@@ -51,6 +52,7 @@ interface Opts {
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
+  attack?: Attack;
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -127,6 +129,13 @@ const program = new Command('fedge-agent')
   })
   .option('--fail-rate <p>', 'simulation: probability of abandoning a training task without a result', rate('--fail-rate'))
   .option('--disconnect-rate <p>', 'simulation: probability of dropping the connection mid-task', rate('--disconnect-rate'))
+  .option('--attack <kind>', 'simulation: a malicious agent. sign-flip[:SCALE] sends -SCALE x its update (default 1), gaussian:STD sends N(0, STD^2) noise, constant:VALUE sends VALUE for every parameter, label-flip trains on flipped labels (held-out evaluation stays honest)', (v): Attack => {
+    try {
+      return parseAttack(v, '--attack');
+    } catch (err) {
+      throw err instanceof AttackSpecError ? new InvalidArgumentError(err.message) : err;
+    }
+  })
   .addHelpText(
     'after',
     `
@@ -143,6 +152,7 @@ Examples:
   fedge-agent --coordinator grpc://coord:7070 --data mnist --serve 127.0.0.1:8080 --serve-name mnist   # and serve it
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist                       # standalone
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --slowdown 10 --disconnect-rate 0.1   # a slow, flaky device
+  fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --attack sign-flip:10   # a simulated attacker (robust aggregation tests)
   fedge-agent --coordinator mqtt://127.0.0.1:1883 --data mnist                # over MQTT (fedge serve's embedded broker)
   fedge-agent --coordinator mqtts://broker.example:8883 --data mnist --join-token s3cret   # MQTT over TLS
   fedge-agent --coordinator grpcs://coord:7070 --tls-ca ca.pem --data mnist   # gRPC over TLS, a private CA
@@ -194,7 +204,13 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     // Training runs in the executor's worker thread; the backend it initialised is the one the agent reports.
     // Model signatures: the configured key, else the first join reply's (trust on first use; model-trust.ts).
     const trust = new ModelTrust(o.coordinatorKey ? loadCoordinatorKey(o.coordinatorKey) : undefined);
-    const executor = new TaskExecutor(data, { backend: o.backend, trust, ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}) });
+    if (o.attack) logger.warn({ attack: o.attack }, `simulated attacker: ${describeAttack(o.attack)}`);
+    const executor = new TaskExecutor(data, {
+      backend: o.backend,
+      trust,
+      ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
+      ...(o.attack ? { attack: o.attack, attackSeed: o.seed * 1000 + o.partitionId + 1 } : {}),
+    });
     const backend = await executor.start();
     logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend (training worker): ${backend.note}`);
     // Static int8 calibration of served versions runs tfjs on this thread (once per version, not per request).

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValidationError } from '@fedge/proto';
 import { Coordinator, type RunView } from '../../coordinator.js';
@@ -33,6 +34,8 @@ interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> {
   mode: 'sync' | 'async';
   stragglers: number;
   slowdown: number;
+  attackers?: number;
+  attack?: string;
   targetAccuracy?: number;
   deadline?: number;
   overSelection?: number;
@@ -71,9 +74,36 @@ const hiddenArg = (v: string): number[] => {
   return h;
 };
 
-function agentCli(): string {
+function agentDist(): string {
   const require = createRequire(import.meta.url);
-  return path.join(path.dirname(require.resolve('@fedge/edge-agent/package.json')), 'dist', 'cli', 'main.js');
+  return path.join(path.dirname(require.resolve('@fedge/edge-agent/package.json')), 'dist');
+}
+
+function agentCli(): string {
+  return path.join(agentDist(), 'cli', 'main.js');
+}
+
+/** Default attack of `--attackers` without `--attack`. */
+const DEFAULT_ATTACK = 'sign-flip:10';
+
+/**
+ * The attack spec the demo's attackers get, checked with the agent's own parser (so a bad one fails here, naming
+ * the flag, instead of in N agent logs); undefined without --attackers.
+ */
+async function demoAttack(o: DemoOpts): Promise<string | undefined> {
+  if (o.attackers === undefined && o.attack === undefined) return undefined;
+  const mod = (await import(pathToFileURL(path.join(agentDist(), 'attack.js')).href)) as {
+    parseAttack(spec: string, flag: string): unknown;
+    formatAttack(a: unknown): string;
+  };
+  let spec: string;
+  try {
+    spec = mod.formatAttack(mod.parseAttack(o.attack ?? DEFAULT_ATTACK, '--attack'));
+  } catch (err) {
+    throw new ValidationError((err as Error).message);
+  }
+  if (o.attackers === undefined) throw new ValidationError(`--attack ${spec} needs --attackers FRACTION, the share of agents that attack (e.g. --attackers 0.3 --attack ${spec})`);
+  return spec;
 }
 
 export function demoCommand(): Command {
@@ -102,6 +132,8 @@ function demoBase(): Command {
     .addOption(new Option('--mode <mode>', 'sync rounds or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
     .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fractionArg('--stragglers')))
     .addOption(new Option('--slowdown <factor>', 'how many times slower the stragglers train').default(10).argParser(positiveArg('--slowdown')))
+    .addOption(new Option('--attackers <fraction>', 'fraction of agents that are simulated attackers (the first round(F x agents)); FedAvg has no defence against them').argParser(fractionArg('--attackers')))
+    .option('--attack <kind>', `what the attackers do: sign-flip[:SCALE], gaussian:STD, constant:VALUE or label-flip (default ${DEFAULT_ATTACK}; see fedge-agent --help)`)
     .addOption(new Option('--fail-rate <p>', 'every agent abandons a task with this probability (simulated)').argParser(fractionArg('--fail-rate')))
     .addOption(new Option('--target-accuracy <a>', 'stop as soon as the global model reaches this accuracy').argParser(fractionArg('--target-accuracy')))
     .addOption(new Option('--deadline <seconds>', 'sync: round deadline').argParser(positiveArg('--deadline')))
@@ -125,6 +157,7 @@ Examples:
   fedge demo --agents 6 --stragglers 0.33 --slowdown 10 --mode async --rounds 40 --target-accuracy 0.9
   fedge demo --agents 6 --stragglers 0.33 --deadline 5 --over-selection 0.5 --late-results next-round
   fedge demo --compression topk:0.05 --rounds 20         # agents send 5% of their update (error feedback on)
+  fedge demo --agents 10 --attackers 0.3 --attack sign-flip:10   # 3 simulated attackers: watch FedAvg fail
   fedge demo --data csv:houses.csv --target price --task regression --rounds 30
   fedge demo --data csv:examples/breast-cancer/breast-cancer.csv --target diagnosis --task binary --format json
   fedge demo --config examples/auto-mpg/run.json --data csv:examples/auto-mpg/auto-mpg.csv --target mpg --missing mean
@@ -139,6 +172,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
     .action(async (opts: DemoOpts) => {
       const t0 = performance.now();
       const base = opts.config ? readConfig(opts.config) : {};
+      const attack = await demoAttack(opts);
+      const nAttackers = attack ? Math.round((opts.attackers ?? 0) * opts.agents) : 0;
       const mnist = opts.data === 'mnist';
       const logDir = path.resolve(opts.dataDir, 'demo');
       mkdirSync(logDir, { recursive: true });
@@ -160,13 +195,16 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           const out = createWriteStream(log);
           // The last agents are the stragglers, so which ones are slow is obvious in logs and `fedge agent list`.
           const slow = i >= opts.agents - Math.round(opts.stragglers * opts.agents);
+          // The first agents are the attackers (the stragglers are the last), named so in logs and `fedge agent list`.
+          const attacker = i < nAttackers;
           const sim = [
             ...(slow && opts.slowdown > 1 ? ['--slowdown', String(opts.slowdown)] : []),
+            ...(attacker && attack ? ['--attack', attack] : []),
             ...(opts.failRate ? ['--fail-rate', String(opts.failRate)] : []),
           ];
           const child = spawn(
             process.execPath,
-            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', opts.data, '--partition', opts.partition,
+            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${attacker ? '-attacker' : ''}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', opts.data, '--partition', opts.partition,
               '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim, ...dataArgs(opts)],
             { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDGE_LOG_LEVEL: process.env.FEDGE_AGENT_LOG_LEVEL ?? 'info' } },
           );
@@ -184,7 +222,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           agents.push(child);
         }
         if (opts.format !== 'json')
-          process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of ${mnist ? 'the MNIST digits' : opts.data}); logs in ${logDir}\n`);
+          process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of ${mnist ? 'the MNIST digits' : opts.data})${attack ? `, ${nAttackers} of them attacker${nAttackers === 1 ? '' : 's'} (${attack})` : ''}; logs in ${logDir}\n`);
         // Start once every agent has joined, so round 1 is not decided by which processes booted first.
         await coord.registry.waitForAvailable(opts.agents, AbortSignal.timeout(180_000)).catch(() => {
           throw new Error(`only ${coord.registry.available().length} of ${opts.agents} agents joined within 180 s; see the logs in ${logDir}`);
@@ -240,6 +278,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           wallSeconds: Number((reachedAt ?? wall).toFixed(2)),
           totalSeconds: Number(wall.toFixed(2)),
           stragglers: Math.round(opts.stragglers * opts.agents),
+          ...(attack ? { attackers: nAttackers, attack } : {}),
           modelPath: final.modelPath ?? null,
           agentBackends: [...new Set(coord.listAgents().map((a) => a.backend))],
           metrics: runSummary(final).metrics,
