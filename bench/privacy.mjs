@@ -4,7 +4,7 @@
  *
  * In-process simulation (no gRPC: thousands of local trainings would be dominated by process start-up), using the
  * same code paths a run uses: @fedge/ml local training of mnist-mlp, clipping from @fedge/proto (what agents run),
- * and the DpFedAvg strategy (Poisson sampling at rate q, fixed denominator q*N, Gaussian noise on the clipped sum,
+ * and the DP strategy around FedAvg (Poisson sampling at rate q, fixed denominator q*N, Gaussian noise on the clipped sum,
  * RDP accountant). N simulated agents each hold an iid shard of the 9,000 bundled training digits; accuracy is
  * measured on the coordinator's 1,000 held-out digits. The noise comes from a seeded sampler so that the table is
  * reproducible; real runs use the OS CSPRNG.
@@ -20,9 +20,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ml = await import('@fedge/ml');
-const { clipToNorm, GaussianSampler, seededUniform } = await import('@fedge/proto');
-const { DpFedAvg } = await import(path.join(ROOT, 'packages/coordinator/dist/strategy/dp-fedavg.js'));
-const { createRng } = await import(path.join(ROOT, 'packages/coordinator/dist/engine/rng.js'));
+const { clipToNorm, createRng, GaussianSampler, seededUniform } = await import('@fedge/proto');
+const { DpStrategy } = await import(path.join(ROOT, 'packages/coordinator/dist/strategy/dp.js'));
+const { FedAvg } = await import(path.join(ROOT, 'packages/coordinator/dist/strategy/fedavg.js'));
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
@@ -45,10 +45,11 @@ const init = ml.getWeights(model).weights.slice();
 
 async function runOne(z) {
   // z = 0 is the non-private baseline: the same sampling, clipping and estimator, with no noise (epsilon = infinity).
-  const strategy = new DpFedAvg({
+  // Central DP around FedAvg (its server step applies the noised mean at SERVER_LR), as a run with a privacy block gets.
+  const fedavg = new FedAvg({ fraction: Q, minAgents: 1, minResults: 1, serverLearningRate: SERVER_LR });
+  const strategy = new DpStrategy(fedavg, {
     privacy: { mode: 'central', clipNorm: CLIP, noiseMultiplier: z > 0 ? z : 1, delta: DELTA },
     samplingRate: Q,
-    serverLearningRate: SERVER_LR,
     populationSize: () => N,
     noise: z > 0 ? new GaussianSampler(seededUniform(7)) : { next: () => 0 },
   });

@@ -12,10 +12,11 @@ import { RunEngine, type LiveView } from './engine/run-engine.js';
 import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
 import { planPromotion, planRollback, type PromoteOptions } from './engine/promotion.js';
 import type { UploadSink } from './engine/upload.js';
-import { FedAvg } from './strategy/fedavg.js';
-import { DpFedAvg } from './strategy/dp-fedavg.js';
+import { createStrategy } from './strategy/index.js';
+import { RunContext } from './engine/run-context.js';
+import { TaskFactory } from './engine/tasks.js';
 import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
-import { eligibleFor, needsDataStep, taskPayloadJson } from './engine/data-step.js';
+import { eligibleFor, needsDataStep } from './engine/data-step.js';
 import { prepareRun } from './engine/prepare.js';
 import { moduleLogger } from './log.js';
 import { ModelSigner } from './signing-key.js';
@@ -39,33 +40,6 @@ export type RunView = RunRecord & {
 
 const log = moduleLogger('coordinator');
 
-/**
- * The store a private run's engine saves through: every run save carries the strategy's accounting state
- * (RunRecord.privacyState), and a new model version is not released (stored, then announced) before the steps that
- * produced it are durable. A crash after that but before the round's record is saved redoes the round and accounts it
- * again: epsilon may be over-reported then, never under-reported.
- */
-function privacyPersistingStore(inner: Store, run: RunRecord, dp: DpFedAvg): Store {
-  const snap = (r: RunRecord): void => {
-    if (r.id === run.id) r.privacyState = dp.snapshot();
-  };
-  return new Proxy(inner, {
-    get(target, prop, receiver) {
-      if (prop === 'saveRun') return (r: RunRecord) => (snap(r), target.saveRun(r));
-      if (prop === 'putModel')
-        return async (sha256: string, blob: import('@fedge/proto').ModelBlob) => {
-          await target.putModel(sha256, blob);
-          if ((run.privacyState?.steps ?? 0) < dp.snapshot().steps) {
-            snap(run);
-            await target.saveRun(run);
-          }
-        };
-      const v: unknown = Reflect.get(target, prop, receiver);
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-}
-
 export class Coordinator {
   readonly store: Store;
   readonly registry: AgentRegistry;
@@ -75,7 +49,7 @@ export class Coordinator {
   private closing = false;
   /** Emits a run id whenever a run in its statistics step changes (watchRun listens). */
   private readonly prepEvents = new EventEmitter();
-  private readonly preparing = new Map<string, { run: RunRecord; ctl: AbortController; launched: Promise<RunEngine | undefined> }>();
+  private readonly preparing = new Map<string, { ctx: RunContext; ctl: AbortController; launched: Promise<RunEngine | undefined> }>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryStore();
@@ -106,69 +80,50 @@ export class Coordinator {
       versions: [],
     };
     await this.store.createRun(run);
+    const ctx = new RunContext(run, this.store);
     log.info({ runId: run.id, model: config.model, rounds: config.rounds }, 'run started');
     if (needsDataStep(config)) {
-      this.prepare(run, blob);
+      this.prepare(ctx, blob);
       return structuredClone(run);
     }
-    const engine = await this.launch(run, blob!);
+    const engine = await this.launch(ctx, blob!);
     return this.view(engine);
   }
 
   /** The statistics step in the background, then the engine; a failure fails the run with the step's message. */
-  private prepare(run: RunRecord, blob: import('@fedge/proto').ModelBlob | undefined): void {
+  private prepare(ctx: RunContext, blob: import('@fedge/proto').ModelBlob | undefined): void {
     const ctl = new AbortController();
+    const id = ctx.id;
     const launched = (async (): Promise<RunEngine | undefined> => {
       try {
-        const initial = await prepareRun(run, blob, { store: this.store, registry: this.registry, signal: ctl.signal, onUpdate: () => this.prepEvents.emit(run.id) });
-        return await this.launch(run, initial);
+        const initial = await prepareRun(ctx, blob, { registry: this.registry, signal: ctl.signal, onUpdate: () => this.prepEvents.emit(id) });
+        return await this.launch(ctx, initial);
       } catch (err) {
         // Shutting down with a durable store: the run stays waiting and the next process prepares it again.
         if (this.closing && this.opts.resumeOnRestart) return undefined;
-        Object.assign(run, ctl.signal.aborted
-          ? { status: 'stopped', statusMessage: 'stopped by user during the statistics step' }
-          : { status: 'failed', statusMessage: (err as Error).message });
-        run.endedAt = new Date().toISOString();
-        await this.store.saveRun(run).catch((e: unknown) => log.error({ err: e }, 'saving the run failed'));
-        if (!ctl.signal.aborted) log.error({ runId: run.id, err: (err as Error).message }, 'run failed in its statistics step');
+        if (ctl.signal.aborted) ctx.fail('stopped', 'stopped by user during the statistics step');
+        else ctx.fail('failed', (err as Error).message);
+        await ctx.persist().catch((e: unknown) => log.error({ err: e }, 'saving the run failed'));
+        if (!ctl.signal.aborted) log.error({ runId: id, err: (err as Error).message }, 'run failed in its statistics step');
         return undefined;
       } finally {
-        this.preparing.delete(run.id);
+        this.preparing.delete(id);
       }
     })();
-    this.preparing.set(run.id, { run, ctl, launched });
+    this.preparing.set(id, { ctx, ctl, launched });
   }
 
   /** Builds the run's strategy and engine and starts it from the run's current round and `blob` (its latest version). */
-  private async launch(run: RunRecord, blob: import('@fedge/proto').ModelBlob): Promise<RunEngine> {
+  private async launch(ctx: RunContext, blob: import('@fedge/proto').ModelBlob): Promise<RunEngine> {
+    const run = ctx.run;
     const config = run.config;
     const evaluateCentral = await centralEvaluator(config, run.data);
-    // With a privacy block: DP-FedAvg, Poisson-sampling agents at rate agentsPerRound.fraction (central), or FedAvg
-    // over agents that noise their own updates (local).
-    const dp = config.privacy
-      ? new DpFedAvg({
-          privacy: config.privacy,
-          samplingRate: config.agentsPerRound.fraction,
-          serverLearningRate: config.strategy.serverLearningRate,
-          fedavg: { minAgents: config.agentsPerRound.min, minResults: config.minResults },
-          populationSize: () => this.registry.list().length,
-          ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
-        })
-      : undefined;
-    if (dp && run.privacyState) dp.restore(run.privacyState);
-    const engine = new RunEngine(run, blob, {
-      store: dp ? privacyPersistingStore(this.store, run, dp) : this.store,
+    // The engine attaches the strategy to the run context, which restores its saved state (a resumed private run's accountant).
+    const engine = new RunEngine(ctx, blob, {
+      store: this.store,
       registry: this.registry,
       signModel: (ref) => this.signer.sign(ref),
-      strategy:
-        dp ??
-        new FedAvg({
-          fraction: config.agentsPerRound.fraction,
-          minAgents: config.agentsPerRound.min,
-          minResults: config.minResults,
-          serverLearningRate: config.strategy.serverLearningRate,
-        }),
-      ...(dp ? { privacy: dp } : {}),
+      strategy: createStrategy(config, { populationSize: () => this.registry.list().length }),
       ...(evaluateCentral ? { evaluateCentral } : {}),
       saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
       ...(run.data ? { eligible: eligibleFor(run.data, this.registry) } : {}),
@@ -189,9 +144,10 @@ export class Coordinator {
     const resumed: RunView[] = [];
     for (const run of await this.store.listRuns()) {
       if (!['pending', 'waiting', 'running'].includes(run.status) || this.engines.has(run.id) || this.preparing.has(run.id)) continue;
+      const ctx = new RunContext(run, this.store);
       const fail = async (message: string): Promise<void> => {
-        Object.assign(run, { status: 'failed', statusMessage: message, endedAt: new Date().toISOString() });
-        await this.store.saveRun(run);
+        ctx.fail('failed', message);
+        await ctx.persist();
         log.error({ runId: run.id, round: run.round }, message);
       };
       if (run.config.privacy && !run.privacyState && run.rounds.length > 0) {
@@ -199,9 +155,7 @@ export class Coordinator {
         await fail('coordinator restarted: this differentially private run has no persisted privacy accountant state, so it cannot be resumed');
         continue;
       }
-      // Only versions a saved round produced count; anything newer belongs to the interrupted round.
-      run.versions = run.versions.filter((v) => v.version <= run.modelVersion);
-      run.rounds = run.rounds.filter((r) => r.round <= run.round);
+      ctx.trimToSaved();
       const v = run.versions.find((x) => x.version === run.modelVersion);
       let blob: import('@fedge/proto').ModelBlob | undefined;
       try {
@@ -211,8 +165,8 @@ export class Coordinator {
         continue;
       }
       if (!run.data && needsDataStep(run.config) && run.modelVersion === 0) {
-        run.statusMessage = 'resumed after a coordinator restart: statistics step again';
-        this.prepare(run, blob);
+        ctx.setMessage('resumed after a coordinator restart: statistics step again');
+        this.prepare(ctx, blob);
         resumed.push(structuredClone(run));
         continue;
       }
@@ -220,9 +174,9 @@ export class Coordinator {
         await fail(`coordinator restarted: the model of version ${run.modelVersion} is missing from the store`);
         continue;
       }
-      run.statusMessage = `resumed after a coordinator restart at round ${run.round + 1} from version ${run.modelVersion}`;
-      await this.store.saveRun(run);
-      const engine = await this.launch(run, blob);
+      ctx.setMessage(`resumed after a coordinator restart at round ${run.round + 1} from version ${run.modelVersion}`);
+      await ctx.persist();
+      const engine = await this.launch(ctx, blob);
       log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; an interrupted round restarts from its beginning`);
       resumed.push(this.view(engine));
     }
@@ -234,7 +188,7 @@ export class Coordinator {
     if (p) {
       p.ctl.abort(new Error('stopped by user'));
       await p.launched;
-      return structuredClone(p.run);
+      return structuredClone(p.ctx.run);
     }
     const e = this.engines.get(id);
     if (!e) {
@@ -248,7 +202,7 @@ export class Coordinator {
 
   async getRun(id: string): Promise<RunView> {
     const p = this.preparing.get(id);
-    if (p) return structuredClone(p.run);
+    if (p) return structuredClone(p.ctx.run);
     const e = this.engines.get(id);
     if (e) return this.signed(this.view(e));
     const r = await this.store.getRun(id);
@@ -270,7 +224,7 @@ export class Coordinator {
     return runs.map((r) => {
       const e = this.engines.get(r.id);
       const p = this.preparing.get(r.id);
-      return e ? this.view(e) : p ? structuredClone(p.run) : r;
+      return e ? this.view(e) : p ? structuredClone(p.ctx.run) : r;
     }).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
@@ -293,14 +247,14 @@ export class Coordinator {
       // In its statistics step: report it, then follow the engine once it exists (or report the end if it never does).
       let off: (() => void) | undefined;
       let cancelled = false;
-      const onPrep = (): void => fn(() => structuredClone(p.run), false);
+      const onPrep = (): void => fn(() => structuredClone(p.ctx.run), false);
       this.prepEvents.on(id, onPrep);
       queueMicrotask(onPrep);
       void p.launched.then((e) => {
         this.prepEvents.off(id, onPrep);
         if (cancelled) return;
         if (e) off = this.watchRun(id, fn);
-        else fn(() => structuredClone(p.run), true);
+        else fn(() => structuredClone(p.ctx.run), true);
       });
       return () => {
         cancelled = true;
@@ -368,7 +322,7 @@ export class Coordinator {
     return { model: await this.storedVersion(run, version), ...(e ? { engine: e } : {}) };
   }
 
-  private async storedVersion(run: RunRecord, version: number): Promise<GlobalModel> {
+  private async storedVersion(run: Readonly<RunRecord>, version: number): Promise<GlobalModel> {
     const held = this.engines.get(run.id)?.modelVersion(version);
     if (held) return held;
     const v = run.versions.find((x) => x.version === version);
@@ -379,30 +333,20 @@ export class Coordinator {
     return g;
   }
 
-  /** The live run record (the engine's, so its own saves keep the promotion) or the stored one. */
-  private async runRecord(runId: string): Promise<{ run: RunRecord; engine?: RunEngine }> {
+  /** The live run's context (the engine's, so its own saves keep the promotion) or one around the stored record. */
+  private async runContext(runId: string): Promise<{ ctx: RunContext; engine?: RunEngine }> {
     const e = this.engines.get(runId);
-    if (e) return { run: e.run, engine: e };
+    if (e) return { ctx: e.ctx, engine: e };
     const run = await this.store.getRun(runId);
     if (!run) throw new NotFoundError(`run "${runId}" not found; see fedge run list`);
-    return { run };
+    return { ctx: new RunContext(run, this.store) };
   }
 
   /** Tells serving agents (all online ones, or `only`) to serve `version` of the run. */
-  private async announcePromoted(run: RunRecord, version: number, only?: readonly string[]): Promise<number> {
+  private async announcePromoted(run: Readonly<RunRecord>, version: number, only?: readonly string[]): Promise<number> {
     const g = await this.storedVersion(run, version);
-    const task = {
-      taskId: `${run.id}.promote.${version}.${randomUUID().slice(0, 8)}`,
-      runId: run.id,
-      round: run.versions.find((v) => v.version === version)?.round ?? 0,
-      modelVersion: version,
-      kind: 'promote' as const,
-      modelSha256: g.sha256,
-      modelBytes: g.bytes.byteLength,
-      config: { epochs: 0, batchSize: 0, learningRate: 0, seed: 0, ...taskPayloadJson(run.data) },
-      deadlineUnixMs: 0,
-      modelSignature: this.signer.sign({ runId: run.id, version, sha256: g.sha256 }),
-    };
+    const round = run.versions.find((v) => v.version === version)?.round ?? 0;
+    const task = new TaskFactory(run, { signModel: (ref) => this.signer.sign(ref) }).promote(g, round);
     return this.registry.announce(task, only);
   }
 
@@ -425,12 +369,13 @@ export class Coordinator {
    * unless `force`. The first promotion ends "follow latest" for the run's serving agents.
    */
   async promoteModel(runId: string, opts: PromoteOptions): Promise<RunView> {
-    const { run, engine } = await this.runRecord(runId);
+    const { ctx, engine } = await this.runContext(runId);
+    const run = ctx.run;
     const online = this.registry.list().filter((a) => a.status === 'online').map((a) => ({ id: a.id, name: a.name }));
     const plan = planPromotion(run, online, opts);
     await this.storedVersion(run, opts.version); // fail before recording a version agents could not fetch
-    run.promotion = plan.state;
-    await this.store.saveRun(run);
+    ctx.setPromotion(plan.state);
+    await ctx.persist();
     const told = await this.announcePromoted(run, opts.version, plan.announceTo);
     log.info({ runId, version: opts.version, canary: plan.state.canary?.agentNames, told }, plan.announceTo ? 'model canary started' : 'model promoted');
     return engine ? this.view(engine) : structuredClone(run);
@@ -438,11 +383,12 @@ export class Coordinator {
 
   /** Returns serving agents to the previous promoted version, or withdraws an open canary. */
   async rollbackModel(runId: string): Promise<RunView> {
-    const { run, engine } = await this.runRecord(runId);
+    const { ctx, engine } = await this.runContext(runId);
+    const run = ctx.run;
     const plan = planRollback(run);
     await this.storedVersion(run, plan.version);
-    run.promotion = plan.state;
-    await this.store.saveRun(run);
+    ctx.setPromotion(plan.state);
+    await ctx.persist();
     const told = await this.announcePromoted(run, plan.version, plan.announceTo);
     log.info({ runId, version: plan.version, told }, 'model rolled back');
     return engine ? this.view(engine) : structuredClone(run);
@@ -494,10 +440,12 @@ export class Coordinator {
     // A durable store: leave the runs active so the next coordinator on this data directory resumes them.
     await Promise.race([Promise.all(ended), new Promise((r) => setTimeout(r, 15_000).unref())]);
     for (const e of active) {
+      // The stored record (what the engine last saved), not the engine's: the next process resumes from the store.
       const run = await this.store.getRun(e.run.id);
       if (!run || run.status !== 'stopped') continue;
-      const { endedAt: _ended, ...rest } = run;
-      await this.store.saveRun({ ...rest, status: 'running', statusMessage: `interrupted by a coordinator shutdown after round ${run.round}; resumes when the coordinator restarts` });
+      const stored = new RunContext(run, this.store);
+      stored.markResumable(`interrupted by a coordinator shutdown after round ${run.round}; resumes when the coordinator restarts`);
+      await stored.persist();
       log.info({ runId: run.id, round: run.round }, 'run left to resume on restart');
     }
   }

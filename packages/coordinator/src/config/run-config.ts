@@ -99,7 +99,7 @@ export const runConfigSchema = z.strictObject({
       z.strictObject({ fn: z.literal('hinge'), a: z.number().min(0).max(100).default(10), b: z.number().int().min(0).default(4) }),
     ], { message: 'staleness.fn: use "constant", "polynomial" or "hinge"' })
     .default({ fn: 'polynomial', a: 0.5 }),
-  /** Differential privacy (see privacy/config.ts and strategy/dp-fedavg.ts); absent: off. */
+  /** Differential privacy (see privacy/config.ts and strategy/dp.ts); absent: off. */
   privacy: privacyConfigSchema.optional(),
   /**
    * How agents pack their updates (see @fedge/proto codec.ts): float32 (none), int8 blocks (0.254x), or top-k sparse

@@ -11,15 +11,9 @@ import type { AgentRegistry } from './agent-registry.js';
 import { initialModel, ml } from './ml-hooks.js';
 import { applyUserStatistics, columnsNeedingStatistics, noiseNumericStatistics } from './private-stats.js';
 
-
 /** Columns as a comparable key: an agent may join a prepared run only with exactly this schema. */
 export function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>[], imageShape?: readonly number[]): string {
   return JSON.stringify([columns.map((c) => [c.name, c.type, 'width' in c ? c.width : 1]), imageShape ?? null]);
-}
-
-/** TrainConfig.task_json for every task of a run with a data step (train, evaluate, announce, promote): agents encode and serve with it. */
-export function taskPayloadJson(data: RunData | undefined): { taskJson?: string } {
-  return data ? { taskJson: JSON.stringify({ task: data.task, preprocessing: data.preprocessing }) } : {};
 }
 
 /** Runs that go through the statistics step: a task is configured, or the model is sized from the data. */

@@ -4,11 +4,11 @@ import { UPDATE_ENCODING, type TaskMsg } from '@fedge/proto';
 import { parseRunConfig, type RunConfigInput } from '../config/run-config.js';
 import { MemoryStore } from '../store/memory-store.js';
 import type { RunRecord } from '../store/store.js';
-import { FedAvg } from '../strategy/fedavg.js';
-import { DpFedAvg } from '../strategy/dp-fedavg.js';
+import { createStrategy } from '../strategy/index.js';
 import { planEpsilon } from '../privacy/accountant.js';
 import { AgentRegistry } from './agent-registry.js';
 import { RunEngine } from './run-engine.js';
+import { RunContext } from './run-context.js';
 import { DiskSpool } from './update-spool.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,21 +35,13 @@ function setup(input: RunConfigInput, names: string[], opts: { store?: MemorySto
     registry.attach(agentId, { send: (t) => a.tasks.push(t), close: () => undefined });
     return a;
   });
-  const dp = config.privacy
-    ? new DpFedAvg({
-        privacy: config.privacy,
-        samplingRate: config.agentsPerRound.fraction,
-        serverLearningRate: 1,
-        populationSize: () => names.length,
-        ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
-      })
-    : undefined;
-  const engine = new RunEngine(run, { topology: {}, tensors: specs, weights: opts.weights ?? new Float32Array(N) }, {
+  // The registry the coordinator uses: FedAvg, or DP around it when the config has a privacy block.
+  const strategy = createStrategy(config, { populationSize: () => names.length });
+  const engine = new RunEngine(new RunContext(run, store), { topology: {}, tensors: specs, weights: opts.weights ?? new Float32Array(N) }, {
     store,
     registry,
     ...(opts.spool ? { spool: opts.spool } : {}),
-    strategy: dp ?? new FedAvg({ fraction: config.agentsPerRound.fraction, minAgents: config.agentsPerRound.min, minResults: config.minResults, serverLearningRate: 1 }),
-    ...(dp ? { privacy: dp } : {}),
+    strategy,
   });
   engines.push(engine);
   const finished = engine.execute();

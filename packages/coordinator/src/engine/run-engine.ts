@@ -3,7 +3,6 @@
  * policy) or asynchronous buffered aggregation (FedBuff). Aggregation streams; failures are recorded as data.
  */
 import { EventEmitter } from 'node:events';
-import { randomUUID } from 'node:crypto';
 import {
   RejectedUpdateError,
   createRng,
@@ -16,15 +15,14 @@ import {
   type ModelBlob,
   type ResultHeaderMsg,
   type SignedModelRef,
-  type TaskMsg,
   type TensorSpec,
 } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 import type { AgentRecord, Participant, RoundRecord, RunRecord, Store } from '../store/store.js';
+import type { RunContext } from './run-context.js';
+import { TaskFactory } from './tasks.js';
 import type { CandidateAgent, Strategy } from '../strategy/strategy.js';
-import type { PrivacyHooks } from '../strategy/dp-fedavg.js';
-import { applyDelta, sampleAgents, weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
-import { buffedStep } from '../strategy/fedbuff.js';
+import { sampleAgents, weightedMetric, summarizeFailures } from '../strategy/fedavg.js';
 import { stalenessHistogram, stalenessWeight } from '../strategy/staleness.js';
 import { StreamingFedAvg, type UpdateSlot } from '../strategy/aggregate.js';
 import type { AgentRegistry } from './agent-registry.js';
@@ -33,7 +31,6 @@ import { OpenRound, type Invitee } from './round.js';
 import { StagedUpload, type UploadSink } from './upload.js';
 import type { UpdateSpool } from './update-spool.js';
 import { moduleLogger, type Logger } from '../log.js';
-import { taskPayloadJson } from './data-step.js';
 import { LEGACY_METRIC_TASK, combineMetrics, stripPrefix, type MetricPart, type MetricTask } from './task-metrics.js';
 import { stopRule } from '../config/task-config.js';
 
@@ -52,8 +49,6 @@ export interface RunEngineDeps {
    * end of the round in agent-name order, so a round survives a crash and the model does not depend on arrival order.
    */
   spool?: UpdateSpool;
-  /** Differential privacy (the strategy, when it is a DP one): task DP fields, budget stop, epsilon per round. */
-  privacy?: PrivacyHooks;
   /** Agents this run may invite (those whose data fits the run's schema); default every agent. */
   eligible?: (a: AgentRecord) => boolean;
 }
@@ -75,8 +70,9 @@ function checkMetrics(metrics: Record<string, number>): void {
 }
 
 export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end: [RunRecord] }> {
-  readonly run: RunRecord;
   private global!: GlobalModel;
+  /** Tasks of every kind, built and signed in one place. */
+  private readonly tasks: TaskFactory;
   private readonly versions = new Map<number, GlobalModel>();
   /** The open round (sync) or the buffer being filled (async). */
   private current: OpenRound | undefined;
@@ -103,22 +99,30 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   /** Async with a spool: resolves once the last cut version and its record are durable; the next buffer waits for it. */
   private cutPersisted: Promise<void> = Promise.resolve();
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
-  /** The run's task and preprocessing as every task carries them (built once: the data step is over). */
-  private readonly taskJson: { taskJson?: string };
 
-  constructor(run: RunRecord, initial: ModelBlob, private readonly deps: RunEngineDeps) {
+  /** `ctx` is the run record's only writer; the engine reads the record through it and changes it by its transitions. */
+  constructor(readonly ctx: RunContext, initial: ModelBlob, private readonly deps: RunEngineDeps) {
     super();
-    this.run = run;
+    const run = ctx.run;
+    ctx.attachStrategy(deps.strategy);
+    this.tasks = new TaskFactory(run, {
+      ...(deps.signModel ? { signModel: deps.signModel } : {}),
+      ...(deps.strategy.taskConfig ? { trainExtras: () => deps.strategy.taskConfig!() } : {}),
+    });
     this.log = moduleLogger('run').child({ runId: run.id });
     this.specs = initial.tensors;
     this.setGlobal(makeGlobalModel(run.id, run.modelVersion, initial));
     // Two staging slots bound memory to (1 accumulator + 2 updates) whatever the number of agents.
     this.agg = StreamingFedAvg.create(totalParams(initial.tensors), { slots: 2 });
     this.rng = createRng(run.config.seed);
-    this.taskJson = taskPayloadJson(run.data);
     this.metricTask = run.data?.task ?? LEGACY_METRIC_TASK;
     this.metricNames = this.metricTask.metrics;
     this.stopAt = stopRule(run.config);
+  }
+
+  /** The run record (read-only here: RunContext writes it). */
+  get run(): Readonly<RunRecord> {
+    return this.ctx.run;
   }
 
   get config(): RunConfig {
@@ -135,7 +139,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   stop(reason = 'stopped by user'): void {
     if (this.isFinished()) return;
-    this.run.statusMessage = reason;
+    this.ctx.setMessage(reason);
     this.stopCtl.abort(new Error(reason));
     this.current?.close('stopped');
     this.asyncStep?.resolve();
@@ -153,13 +157,13 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   async execute(): Promise<RunRecord> {
     const c = this.config;
     try {
-      this.run.startedAt ??= new Date().toISOString(); // kept when a stored run is resumed
+      this.ctx.begin();
       await this.registerVersion(this.global, 0);
       await this.evaluateInitial();
       if (c.mode === 'async') await this.asyncLoop();
       else {
         for (let r = this.run.round + 1; r <= c.rounds && !this.done; r++) {
-          this.privacyStop = this.deps.privacy?.budgetStop(r);
+          this.privacyStop = this.deps.strategy.privacy?.budgetStop(r);
           if (this.privacyStop) {
             this.log.info({ round: r }, this.privacyStop);
             break;
@@ -171,58 +175,52 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       }
       this.cancelOutstanding('run finished');
       if (!this.stopCtl.signal.aborted) await this.finalEvaluation();
-      if (this.stopCtl.signal.aborted) this.run.status = 'stopped';
+      if (this.stopCtl.signal.aborted) this.ctx.setStatus('stopped');
       else {
-        this.run.status = 'completed';
         const n = this.run.rounds.filter((x) => x.status === 'completed').length;
         const unit = c.mode === 'async' ? 'aggregation steps' : 'rounds';
-        this.run.statusMessage = this.privacyStop
+        const message = this.privacyStop
           ? `${this.privacyStop}; completed ${n} of ${c.rounds} ${unit}`
           : this.run.reachedTarget
           ? `reached ${this.stopAt?.metric === 'accuracy' ? 'target accuracy' : `stopAt ${this.stopAt?.metric}`} ${this.stopAt?.value} at version ${this.run.reachedTarget.version} (${(this.run.reachedTarget.value ?? this.run.reachedTarget.accuracy).toFixed(4)})`
           : `completed ${n} of ${c.rounds} ${unit}`;
+        this.ctx.setStatus('completed', message);
       }
     } catch (err) {
-      if (this.stopCtl.signal.aborted) this.run.status = 'stopped';
+      if (this.stopCtl.signal.aborted) this.ctx.setStatus('stopped');
       else {
-        this.run.status = 'failed';
-        this.run.statusMessage = err instanceof Error ? err.message : String(err);
+        this.ctx.setStatus('failed', err instanceof Error ? err.message : String(err));
         this.log.error({ err }, 'run failed');
       }
     } finally {
       this.cancelOutstanding('run ended');
       this.agg.dispose();
     }
+    let modelPath: string | undefined;
     try {
-      if (this.deps.saveFinalModel) this.run.modelPath = await this.deps.saveFinalModel(this.run, this.global.blob);
+      if (this.deps.saveFinalModel) modelPath = await this.deps.saveFinalModel(this.run, this.global.blob);
     } catch (err) {
       this.log.error({ err }, 'saving the final model failed');
     }
-    this.run.endedAt = new Date().toISOString();
+    this.ctx.finish(modelPath);
     this.live = { phase: 'done', round: this.run.round, participants: [] };
     await this.persist();
     this.log.info({ status: this.run.status, version: this.global.version, message: this.run.statusMessage }, 'run ended');
-    this.emit('end', this.run);
-    return this.run;
+    this.emit('end', this.ctx.run);
+    return this.ctx.run;
   }
 
   /** Central accuracy of version 0, so every run shows where training started from. */
   private async evaluateInitial(): Promise<void> {
     if (!this.deps.evaluateCentral || !this.config.centralEvaluation || this.run.round > 0) return;
     const ev = await this.deps.evaluateCentral(this.global.blob);
-    const v0 = this.run.versions.find((v) => v.version === 0);
-    if (v0) {
-      v0.centralLoss = ev.loss;
-      if (Number.isFinite(ev.accuracy)) v0.centralAccuracy = ev.accuracy;
-      if (ev.metrics) v0.centralMetrics = this.pick(ev.metrics);
-    }
+    this.ctx.setInitialCentral({ loss: ev.loss, accuracy: ev.accuracy, ...(ev.metrics ? { metrics: this.pick(ev.metrics) } : {}) });
   }
 
   private async waitForAgents(round: number): Promise<void> {
     const need = this.config.agentsPerRound.min;
     if (this.deps.registry.available(this.deps.eligible).length >= need) return;
-    this.run.status = 'waiting';
-    this.run.statusMessage = `waiting for ${need} available agents (${this.deps.registry.available(this.deps.eligible).length} now)`;
+    this.ctx.setStatus('waiting', `waiting for ${need} available agents (${this.deps.registry.available(this.deps.eligible).length} now)`);
     this.live = { phase: 'waiting', round, participants: [] };
     this.log.info({ need }, this.run.statusMessage);
     await this.persist();
@@ -239,8 +237,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   private async trainRound(r: number): Promise<void> {
     const c = this.config;
-    this.run.status = 'running';
-    this.run.statusMessage = `round ${r}/${c.rounds}`;
+    this.ctx.setStatus('running', `round ${r}/${c.rounds}`);
     const spool = this.deps.spool;
     const resumed = spool && this.run.openRound?.round === r ? this.run.openRound : undefined;
     let invited: CandidateAgent[];
@@ -261,8 +258,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       invited = [...chosen, ...extra];
       if (spool) {
         spool.removeRound(this.run.id, r - 1);
-        this.run.openRound = { round: r, baseVersion: this.global.version, invitees: invited.map((a, index) => ({ name: a.name, index })), accepted: [] };
-        await this.deps.store.saveRun(this.run);
+        this.ctx.setOpenRound({ round: r, baseVersion: this.global.version, invitees: invited.map((a, index) => ({ name: a.name, index })), accepted: [] });
+        await this.ctx.persist();
       }
     }
     const round = this.openRound(r, 'train', invited, c.roundDeadlineSeconds, target, resumed);
@@ -281,7 +278,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const outcome = this.deps.strategy.aggregate(this.global.blob.weights, this.aggView(), round.accepted, round.failures);
     const record = this.roundRecord(round);
     record.aggregationMs = performance.now() - t0;
-    const spent = this.deps.privacy?.spent();
+    const spent = this.deps.strategy.privacy?.spent();
     if (spent) Object.assign(record, { epsilon: spent.epsilon, clipNorm: spent.clipNorm });
     if (outcome.ok) await this.publishVersion(outcome.weights, record);
     else {
@@ -290,7 +287,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       this.log.warn({ round: r, reason: outcome.reason }, 'round produced no new model');
     }
     // The round's record and the end of its open state are saved together; only then are its updates dropped.
-    delete this.run.openRound;
+    this.ctx.setOpenRound(undefined);
     await this.finishRecord(record, round);
     spool?.removeRound(this.run.id, r);
   }
@@ -356,7 +353,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     chosen.forEach((agent, i) => {
       // Task seeds follow the persisted invitation order, so a resumed round trains exactly as the original would.
       const index = resumed?.invitees.find((x) => x.name === agent.name)?.index ?? i;
-      round.invitees.set(agent.id, { agent, task: this.makeTask(kind, r, index, deadline), state: 'invited', sentAt: Date.now(), baseVersion: this.global.version });
+      round.invitees.set(agent.id, { agent, task: this.tasks.round(kind, this.global, r, index, deadline), state: 'invited', sentAt: Date.now(), baseVersion: this.global.version });
     });
     chosen.forEach((agent) => {
       const task = round.invitees.get(agent.id)!.task;
@@ -383,36 +380,6 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     return round;
   }
 
-  private signature(version: number, sha256: string): { modelSignature?: Uint8Array } {
-    return this.deps.signModel ? { modelSignature: this.deps.signModel({ runId: this.run.id, version, sha256 }) } : {};
-  }
-
-  private makeTask(kind: 'train' | 'evaluate', r: number, i: number, deadline: number): TaskMsg {
-    const c = this.config;
-    return {
-      taskId: `${this.run.id}.${kind}.${r}.${randomUUID().slice(0, 8)}`,
-      runId: this.run.id,
-      round: r,
-      modelVersion: this.global.version,
-      kind,
-      modelSha256: this.global.sha256,
-      modelBytes: this.global.bytes.byteLength,
-      ...this.signature(this.global.version, this.global.sha256),
-      config: {
-        epochs: c.epochs,
-        batchSize: c.batchSize,
-        learningRate: c.learningRate,
-        seed: c.seed * 7919 + r * 101 + i,
-        ...this.taskJson,
-        ...(kind === 'train' ? this.deps.privacy?.trainConfig() : undefined),
-        ...(kind === 'train' && c.compression.codec !== 'float32'
-          ? { codec: c.compression.codec, topkFraction: c.compression.topkFraction, errorFeedback: c.compression.errorFeedback }
-          : {}),
-      },
-      deadlineUnixMs: deadline,
-    };
-  }
-
   /** Asks agents to evaluate the final model so the last version gets federated metrics too. */
   private async finalEvaluation(): Promise<void> {
     const last = this.run.rounds.at(-1);
@@ -432,7 +399,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   /** FedBuff: agents train continuously; every K accepted updates make a new version. */
   private async asyncLoop(): Promise<void> {
     const c = this.config;
-    this.run.status = 'running';
+    this.ctx.setStatus('running');
     // Steps continue from the last persisted one after a restart.
     this.current = new OpenRound(this.run.round + 1, 'train', this.global.version, Infinity, c.async.bufferSize);
     this.agg.reset();
@@ -462,7 +429,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     try {
       const limit = this.config.async.concurrency ?? Infinity;
       // Under DP an agent contributes at most once to a buffer: its sensitivity bound is per step.
-      const contributed = this.deps.privacy ? new Set(this.current.accepted.map((a) => a.agentId)) : undefined;
+      const contributed = this.deps.strategy.privacy ? new Set(this.current.accepted.map((a) => a.agentId)) : undefined;
       const free = sampleAgents(
         this.deps.registry.available(this.deps.eligible).filter((a) => !this.outstanding.has(a.id) && !contributed?.has(a.id)),
         1,
@@ -472,7 +439,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       for (const agent of free) {
         if (this.outstanding.size >= limit) break;
         const deadline = Date.now() + this.config.roundDeadlineSeconds * 1000;
-        const task = this.makeTask('train', this.current.round, this.outstanding.size, deadline);
+        const task = this.tasks.round('train', this.global, this.current.round, this.outstanding.size, deadline);
         const inv: Invitee = { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: this.global.version };
         this.outstanding.set(agent.id, inv);
         if (!this.deps.registry.assign(agent.id, task)) {
@@ -510,20 +477,13 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const buf = this.current!;
     buf.open = false;
     const t0 = performance.now();
-    let weights: Float32Array;
-    if (this.deps.privacy) {
-      // DP: the private strategy noises the sum and divides by K (see DpFedAvg `buffered`).
-      const out = this.deps.strategy.aggregate(this.global.blob.weights, this.aggView(), buf.accepted, buf.failures);
-      weights = out.ok ? out.weights : this.global.blob.weights;
-    } else {
-      const examples = buf.accepted.reduce((s, a) => s + a.numExamples, 0);
-      const step = buffedStep(this.agg.result(), this.agg.totalWeight, examples);
-      weights = applyDelta(this.global.blob.weights, step, this.config.strategy.serverLearningRate);
-    }
+    // The FedBuff step is the strategy's (FedAvg: staleness-weighted sum over the buffer's examples; DP: noised sum / K).
+    const out = this.deps.strategy.aggregateBuffered(this.global.blob.weights, this.aggView(), buf.accepted, buf.failures);
+    const weights = out.ok ? out.weights : this.global.blob.weights;
     this.agg.reset();
     const record = this.roundRecord(buf);
     record.aggregationMs = performance.now() - t0;
-    const spent = this.deps.privacy?.spent();
+    const spent = this.deps.strategy.privacy?.spent();
     if (spent) Object.assign(record, { epsilon: spent.epsilon, clipNorm: spent.clipNorm });
     this.checkPrivacyBudget(buf.round + 1);
     const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
@@ -532,7 +492,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     record.version = next.version;
     this.current = new OpenRound(buf.round + 1, 'train', next.version, Infinity, this.config.async.bufferSize);
     const spool = this.deps.spool;
-    if (spool) this.run.openRound = { round: buf.round + 1, baseVersion: next.version, invitees: [], accepted: [] };
+    if (spool) this.ctx.setOpenRound({ round: buf.round + 1, baseVersion: next.version, invitees: [], accepted: [] });
     this.cutPersisted = (async () => {
       await this.registerVersion(next, buf.round);
       await this.evaluateVersion(next, record);
@@ -552,7 +512,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         await this.foldFromSpool(e.file, e.weight);
         const key = `restored-${i}`;
         const agent = { id: key, name: e.name, numExamples: e.numExamples };
-        buf.addExtra({ agent, task: { ...this.makeTask('train', buf.round, 0, 0), taskId: key }, state: 'invited', sentAt: Date.now(), baseVersion: e.baseVersion }, key);
+        buf.addExtra({ agent, task: { ...this.tasks.round('train', this.global, buf.round, 0, 0), taskId: key }, state: 'invited', sentAt: Date.now(), baseVersion: e.baseVersion }, key);
         buf.resolve(key, { agentId: key, name: e.name, outcome: 'completed', numExamples: e.numExamples, seconds: e.seconds, metrics: e.metrics, baseVersion: e.baseVersion, staleness: e.staleness, weight: e.weight, reason: 'accepted before a coordinator restart' },
           { agentId: key, numExamples: e.numExamples, weight: e.weight, metrics: e.metrics, baseVersion: e.baseVersion });
       }
@@ -560,13 +520,13 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       if (buf.accepted.length >= this.config.async.bufferSize) this.cutAsyncVersion();
       return;
     }
-    this.run.openRound = { round: buf.round, baseVersion: buf.baseVersion, invitees: [], accepted: [] };
-    await this.deps.store.saveRun(this.run);
+    this.ctx.setOpenRound({ round: buf.round, baseVersion: buf.baseVersion, invitees: [], accepted: [] });
+    await this.ctx.persist();
   }
 
   /** Async: stops dispatching before the step that would exceed privacy.maxEpsilon. */
   private checkPrivacyBudget(step: number): void {
-    const stop = this.deps.privacy?.budgetStop(step);
+    const stop = this.deps.strategy.privacy?.budgetStop(step);
     if (!stop || this.privacyStop) return;
     this.privacyStop = stop;
     this.log.info({ step }, stop);
@@ -730,8 +690,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
           // Durable before acknowledged: the update file, then the run record naming it.
           const fileKey = isAsync ? inv.task.taskId : inv.agent.name;
           const file = this.deps.spool!.write(this.run.id, round.round, fileKey, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
-          state!.accepted.push({ name: inv.agent.name, numExamples: h.numExamples, weight, staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
-          await this.deps.store.saveRun(this.run);
+          this.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight, staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
+          await this.ctx.persist();
         }
         // Sync folds spooled updates at round end, in name order; async folds now (its cut is immediate).
         if (!spooled || isAsync) this.agg.fold(s, weight);
@@ -803,9 +763,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   /** Updates the recorded reason of a late participant in the round it was invited to. */
   private noteLateOutcome(inv: Invitee, what: string): void {
-    const rec = this.run.rounds.find((x) => x.round === inv.task.round);
-    const p = rec?.participants.find((x) => x.agentId === inv.agent.id);
-    if (p) p.reason = `${p.reason ?? 'late'}; ${what}`;
+    this.ctx.noteLateOutcome(inv.task.round, inv.agent.id, what);
   }
 
   private dropOutstanding(id: string, inv: Invitee, why: string): void {
@@ -853,8 +811,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     record.centralLoss = ev.loss;
     if (Number.isFinite(ev.accuracy)) record.centralAccuracy = ev.accuracy;
     record.centralMetrics = metrics;
-    const rec = this.run.versions.find((v) => v.version === next.version);
-    if (rec) Object.assign(rec, { centralLoss: ev.loss, centralMetrics: metrics, ...(Number.isFinite(ev.accuracy) ? { centralAccuracy: ev.accuracy } : {}) });
+    this.ctx.setCentral(next.version, { loss: ev.loss, accuracy: ev.accuracy, metrics });
     this.checkTarget(next.version, record.round, { loss: ev.loss, accuracy: ev.accuracy, ...metrics });
   }
 
@@ -879,7 +836,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     if (rule.lowerIsBetter ? value > rule.value : value < rule.value) return;
     this.targetHit = true;
     const started = this.run.startedAt ? Date.parse(this.run.startedAt) : Date.now();
-    this.run.reachedTarget = { version, round, accuracy: metrics.accuracy ?? Number.NaN, seconds: (Date.now() - started) / 1000, metric: rule.metric, value };
+    this.ctx.reachTarget({ version, round, accuracy: metrics.accuracy ?? Number.NaN, seconds: (Date.now() - started) / 1000, metric: rule.metric, value });
     this.log.info({ version, metric: rule.metric, value, target: rule.value }, 'stop target reached');
     this.asyncStep?.resolve();
   }
@@ -888,10 +845,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     // Participants may have been resolved after the record was drafted (async failures); take the final list.
     record.participants = round.participants();
     if (round.failures.length) record.reason ??= summarizeFailures(round.failures);
-    this.run.rounds.push(record);
-    this.run.rounds.sort((a, b) => a.round - b.round);
-    this.run.round = Math.max(this.run.round, record.round);
-    this.run.modelVersion = this.global.version;
+    this.ctx.recordRound(record, this.global.version);
     this.log.info(
       {
         round: record.round,
@@ -947,11 +901,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.evalParts.set(version, parts);
     const combined = combineMetrics(parts, this.metricTask);
     const examples = parts.reduce((s, p) => s + p.n, 0);
-    const acc = combined.accuracy;
-    const v = this.run.versions.find((x) => x.version === version);
-    if (v) Object.assign(v, { federatedMetrics: combined, ...(acc !== undefined ? { federatedAccuracy: acc } : {}) });
-    const rec = this.run.rounds.find((x) => x.version === version);
-    if (rec) Object.assign(rec, { federatedLoss: combined.loss, federatedMetrics: combined, federatedExamples: examples, ...(acc !== undefined ? { federatedAccuracy: acc } : {}) });
+    const rec = this.ctx.setFederated(version, combined, examples);
     if (!this.config.centralEvaluation || !this.deps.evaluateCentral) this.checkTarget(version, rec?.round ?? 0, combined);
   }
 
@@ -965,18 +915,12 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   private async registerVersion(g: GlobalModel, round: number): Promise<void> {
     await this.deps.store.putModel(g.sha256, g.blob);
+    // The strategy state that made this version (DP steps) is durable before the version is released.
+    await this.ctx.persistStrategyState();
     // Serving agents hot-swap every new version: tell the online ones it exists (run, version, sha256). Once the
     // run has a promotion (fedge model promote), they follow promotions only (Coordinator.promoteModel announces).
-    if (g.version > 0 && !this.run.promotion) this.deps.registry.announce({ ...this.makeTask('evaluate', round, 0, 0), taskId: `${this.run.id}.announce.${g.version}`, kind: 'announce', modelVersion: g.version, modelSha256: g.sha256, modelBytes: g.bytes.byteLength, ...this.signature(g.version, g.sha256) });
-    if (!this.run.versions.some((v) => v.version === g.version)) {
-      this.run.versions.push({
-        version: g.version,
-        sha256: g.sha256,
-        round,
-        ...(g.version > 0 ? { parent: g.version - 1 } : {}),
-        createdAt: new Date().toISOString(),
-      });
-    }
+    if (g.version > 0 && !this.run.promotion) this.deps.registry.announce(this.tasks.announce(g, round));
+    this.ctx.publishVersion(g, round);
   }
 
   private refreshLive(): void {
@@ -998,7 +942,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   }
 
   private async persist(): Promise<void> {
-    await this.deps.store.saveRun(this.run);
+    await this.ctx.persist();
     this.emitUpdate();
   }
 }

@@ -1,8 +1,8 @@
 /** Tests for StreamingFedAvg (both kernels) against a float64 reference, plus slot/backpressure semantics and the reference functions. */
 
 import { describe, expect, it } from 'vitest';
-import { l2Norm, StreamingFedAvg, weightedAverage, type KernelKind, type UpdateSlot } from './aggregate.js';
-import { createRng } from '@fedge/proto';
+import { StreamingFedAvg, weightedAverage, type KernelKind, type UpdateSlot } from './aggregate.js';
+import { createRng, l2Norm } from '@fedge/proto';
 import { simdSupported } from './simd.js';
 
 /** Deterministic PRNG so a failure reproduces from its seed. */

@@ -294,13 +294,3 @@ export function weightedAverage(updates: ReadonlyArray<{ params: Float32Array; w
   for (let i = 0; i < n; i++) out[i] = sum[i]! / total;
   return out;
 }
-
-/** Euclidean norm, accumulated in float64 (no overflow for any float32 input). NaN if any element is NaN. */
-export function l2Norm(x: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    s += v * v;
-  }
-  return Math.sqrt(s);
-}

@@ -1,4 +1,5 @@
 /** FedAvg (McMahan et al. 2017): sample a fraction of agents, average their deltas weighted by example count. */
+import { buffedStep } from './fedbuff.js';
 import type { AcceptedResult, AggregateOutcome, AggregateView, CandidateAgent, FailedResult, Strategy } from './strategy.js';
 
 export interface FedAvgOptions {
@@ -57,7 +58,17 @@ export class FedAvg implements Strategy {
       const why = failures.length ? `; failures: ${summarizeFailures(failures)}` : '';
       return { ok: false, reason: `only ${results.length} of the ${this.opts.minResults} required results arrived${why}` };
     }
-    return { ok: true, weights: applyDelta(base, agg.mean(), this.opts.serverLearningRate) };
+    return { ok: true, weights: this.serverStep(base, agg.mean()) };
+  }
+
+  /** FedBuff: the staleness-weighted sum over the buffer's examples (see fedbuff.ts), then the server step. */
+  aggregateBuffered(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[]): AggregateOutcome {
+    const examples = results.reduce((s, a) => s + a.numExamples, 0);
+    return { ok: true, weights: this.serverStep(base, buffedStep(agg.mean(), agg.totalWeight, examples)) };
+  }
+
+  serverStep(base: Float32Array, delta: Float32Array): Float32Array {
+    return applyDelta(base, delta, this.opts.serverLearningRate);
   }
 }
 

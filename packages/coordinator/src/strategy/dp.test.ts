@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GaussianSampler, seededUniform } from '@fedge/proto';
-import { DpFedAvg } from './dp-fedavg.js';
+import { DpStrategy } from './dp.js';
+import { FedAvg } from './fedavg.js';
 import { planEpsilon } from '../privacy/accountant.js';
 import { createRng } from '@fedge/proto';
 import type { AcceptedResult, AggregateView, CandidateAgent } from './strategy.js';
@@ -15,9 +16,11 @@ function view(updates: Float32Array[], n: number): AggregateView {
   return { count: updates.length, totalWeight: updates.length, mean: () => sum.map((x) => x / Math.max(1, updates.length)) };
 }
 
-function make(p: Partial<PrivacyConfig>, q = 0.5, population = 8, seed = 1): DpFedAvg {
+/** DP around FedAvg (local mode selects through it: fraction q, at least 1 agent, 1 result). */
+function make(p: Partial<PrivacyConfig>, q = 0.5, population = 8, seed = 1): DpStrategy {
   const privacy: PrivacyConfig = { mode: 'central', clipNorm: 1, noiseMultiplier: 1.1, delta: 1e-5, ...p };
-  return new DpFedAvg({ privacy, samplingRate: q, serverLearningRate: 1, populationSize: () => population, noise: new GaussianSampler(seededUniform(seed)) });
+  const inner = new FedAvg({ fraction: q, minAgents: 1, minResults: 1, serverLearningRate: 1 });
+  return new DpStrategy(inner, { privacy, samplingRate: q, populationSize: () => population, noise: new GaussianSampler(seededUniform(seed)) });
 }
 
 describe('DpFedAvg (central)', () => {
@@ -128,18 +131,18 @@ describe('DpFedAvg snapshot/restore (coordinator restarts)', () => {
     const n = 16;
     const base = new Float32Array(n);
     const rng = createRng(3);
-    const step = (s: DpFedAvg): void => {
+    const step = (s: DpStrategy): void => {
       const chosen = s.selectAgents(agents(40), rng);
       const results = chosen.map((c, i) => ({ agentId: c.id, name: c.name, numExamples: 10, metrics: { dp_clipped: i % 3 === 0 ? 1 : 0 } }) as unknown as AcceptedResult);
       s.aggregate(base, view([new Float32Array(n).fill(0.01)], n), results, []);
     };
     for (let r = 0; r < 5; r++) step(a);
-    const snap = a.snapshot();
+    const snap = a.snapshot().privacyState!;
     expect(snap.steps).toBe(5);
     expect(snap.denominator).toBeCloseTo(10, 12);
     expect(snap.clipNorm).not.toBe(1); // adapted
     const b = make({ adaptiveClipping: adaptive, noiseMultiplier: 1.1 }, 0.25, 999);
-    b.restore(JSON.parse(JSON.stringify(snap)) as typeof snap);
+    b.restore({ privacyState: JSON.parse(JSON.stringify(snap)) as typeof snap });
     expect(b.denominator).toBe(a.denominator);
     expect(b.clipNorm).toBe(a.clipNorm);
     expect(b.trainConfig()).toEqual(a.trainConfig());
@@ -158,15 +161,15 @@ describe('DpFedAvg snapshot/restore (coordinator restarts)', () => {
     expect(b.spent().epsilon).toBeCloseTo(a.spent().epsilon, 12);
     expect(b.spent().epsilon).toBeCloseTo(planEpsilon({ samplingRate: 0.25, noiseMultiplier: 1.1, steps: 8, delta: 1e-5 }).epsilon, 12);
     expect(b.budgetStop(9)).toBe(a.budgetStop(9));
-    expect(() => b.restore(snap)).toThrow(/already composed/);
+    expect(() => b.restore({ privacyState: snap })).toThrow(/already composed/);
   });
 
   it('a snapshot before the first round restores nothing but the configured clip', () => {
     const s = make({}, 0.5, 8);
-    const snap = s.snapshot();
+    const snap = s.snapshot().privacyState;
     expect(snap).toEqual({ steps: 0, clipNorm: 1 });
     const t = make({}, 0.5, 8);
-    t.restore(snap);
+    t.restore({ privacyState: snap });
     expect(t.spent().steps).toBe(0);
     expect(t.denominator).toBeUndefined();
   });
@@ -175,11 +178,11 @@ describe('DpFedAvg snapshot/restore (coordinator restarts)', () => {
 describe('DpFedAvg: the statistics step is one more accounted step', () => {
   it('composes a q = 1 Gaussian step at the run\'s noise multiplier, and keeps it apart from round steps in snapshots', () => {
     const s = make({ noiseMultiplier: 1.1 }, 0.5);
-    s.restore({ steps: 0, clipNorm: 1, statisticsSteps: 1 });
+    s.restore({ privacyState: { steps: 0, clipNorm: 1, statisticsSteps: 1 } });
     const stats = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.1, steps: 1, delta: 1e-5 }).epsilon;
     expect(s.spent().epsilon).toBeCloseTo(stats, 6);
     expect(s.spent().steps).toBe(1);
-    expect(s.snapshot()).toMatchObject({ steps: 0, statisticsSteps: 1 });
+    expect(s.snapshot().privacyState).toMatchObject({ steps: 0, statisticsSteps: 1 });
     const fresh = make({ noiseMultiplier: 1.1 }, 0.5);
     fresh.restore(s.snapshot());
     expect(fresh.spent().epsilon).toBeCloseTo(stats, 6);

@@ -1,5 +1,5 @@
 /**
- * Differentially private federated averaging.
+ * Differential privacy as a wrapper around a compatible strategy (its server step takes the noised aggregate).
  *
  * Central (DP-FedAvg, McMahan et al. 2018, user-level DP with add/remove-one adjacency): every available agent is
  * included in a round independently with probability q (Poisson sampling). Each agent clips its update (model delta)
@@ -29,26 +29,24 @@
 import { GaussianSampler, type TrainConfigMsg } from '@fedge/proto';
 import { RdpAccountant } from '../privacy/accountant.js';
 import type { PrivacyConfig } from '../privacy/config.js';
-import { FedAvg, applyDelta, type FedAvgOptions } from './fedavg.js';
-import type { AcceptedResult, AggregateOutcome, AggregateView, CandidateAgent, FailedResult, Strategy } from './strategy.js';
+import type {
+  AcceptedResult,
+  AggregateOutcome,
+  AggregateView,
+  CandidateAgent,
+  FailedResult,
+  PrivacyHooks,
+  PrivacyState,
+  Strategy,
+  StrategyState,
+} from './strategy.js';
 
-/** What the run engine needs from a private strategy besides the Strategy interface. */
-export interface PrivacyHooks {
-  /** DP fields of a training task's TrainConfig. */
-  trainConfig(): Pick<TrainConfigMsg, 'clipNorm' | 'noiseStd' | 'reportClipped'>;
-  /** Called before each round: why the run must stop (the next step would exceed maxEpsilon), else undefined. */
-  budgetStop(round: number): string | undefined;
-  /** Privacy spent after the steps so far (composed when each round is aggregated). */
-  spent(): { epsilon: number; delta: number; order: number; steps: number; clipNorm: number };
-}
+export type { PrivacyHooks, PrivacyState } from './strategy.js';
 
-export interface DpFedAvgOptions {
+export interface DpOptions {
   privacy: PrivacyConfig;
-  /** Poisson sampling rate q (central) / fraction of agents (local). */
+  /** Poisson sampling rate q (central); local mode leaves selection to the inner strategy. */
   samplingRate: number;
-  serverLearningRate: number;
-  /** Local mode: the FedAvg selection and result threshold. */
-  fedavg?: Pick<FedAvgOptions, 'minAgents' | 'minResults'>;
   /** Number of registered agents; read once, when the first round selects agents (central mode). */
   populationSize: () => number;
   /** Noise source; default: the OS CSPRNG. Seeded sources are for tests only. */
@@ -62,36 +60,31 @@ export interface DpFedAvgOptions {
   buffered?: { bufferSize: number };
 }
 
-/** What a restarted coordinator needs to continue a private run's accounting (persisted in RunRecord.privacyState). */
-export interface PrivacyState {
-  /** Accounted steps so far (each identical: the run's q and z). */
-  steps: number;
-  /** The fixed denominator q * N, once the first round has fixed it. */
-  denominator?: number;
-  /** The clip norm the next round's agents use (adapted after every round with adaptive clipping). */
-  clipNorm: number;
-  /** The clip norm the last aggregated round used (reported in spent()). */
-  lastClipNorm?: number;
-  /** Gaussian-mechanism steps of the statistics step before round 1 (q = 1, the run's noise multiplier). */
-  statisticsSteps?: number;
-}
-
-export class DpFedAvg implements Strategy, PrivacyHooks {
+/** Central DP replaces selection, weights and the aggregate; local DP only accounts; both leave the server step to `inner`. */
+export class DpStrategy implements Strategy, PrivacyHooks {
   readonly name: string;
+  readonly privacy: PrivacyHooks = this;
   private readonly p: PrivacyConfig;
   private readonly accountant: RdpAccountant;
   private readonly noise: GaussianSampler;
-  private readonly local: FedAvg | undefined;
+  private readonly local: boolean;
   private clip: number;
   private denom: number | undefined;
   /** Steps the accountant holds from the statistics step (not the run's per-round mechanism). */
   private statisticsSteps = 0;
+  /** The clip norm the last aggregated round's agents used (the current one may have adapted since). */
+  private lastClip: number | undefined;
   /** Noise multiplier of the update sum (z, or z_delta with adaptive clipping). */
   readonly updateNoiseMultiplier: number;
 
-  constructor(private readonly opts: DpFedAvgOptions) {
+  constructor(
+    private readonly inner: Strategy,
+    private readonly opts: DpOptions,
+  ) {
     this.p = opts.privacy;
-    this.name = this.p.mode === 'central' ? 'dp-fedavg' : 'fedavg-local-dp';
+    this.local = this.p.mode === 'local';
+    // The names runs have always recorded: "dp-fedavg" (central) and "fedavg-local-dp" around FedAvg.
+    this.name = this.local ? `${inner.name}-local-dp` : `dp-${inner.name}`;
     this.accountant = new RdpAccountant(opts.orders);
     this.noise = opts.noise ?? new GaussianSampler();
     this.clip = this.p.clipNorm;
@@ -101,10 +94,6 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
       const sb = a.countNoiseStd ?? z;
       this.updateNoiseMultiplier = 1 / Math.sqrt(1 / (z * z) - 1 / (4 * sb * sb));
     } else this.updateNoiseMultiplier = z;
-    this.local =
-      this.p.mode === 'local'
-        ? new FedAvg({ fraction: opts.samplingRate, minAgents: opts.fedavg?.minAgents ?? 1, minResults: opts.fedavg?.minResults ?? 1, serverLearningRate: opts.serverLearningRate })
-        : undefined;
   }
 
   /** The fixed denominator q * N (undefined before the first round). */
@@ -116,8 +105,18 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
     return this.clip;
   }
 
-  /** The state to persist with the run record so a restarted coordinator can continue the run (see restore). */
-  snapshot(): PrivacyState {
+  /** The accountant's state (RunRecord.privacyState) next to the inner strategy's own. */
+  snapshot(): StrategyState {
+    return { ...this.inner.snapshot?.(), privacyState: this.privacyState() };
+  }
+
+  /** Restores a snapshot into a fresh strategy: composes `steps` steps, fixes the denominator and the clip norms. */
+  restore(state: StrategyState): void {
+    this.inner.restore?.(state);
+    if (state.privacyState) this.restorePrivacy(state.privacyState);
+  }
+
+  private privacyState(): PrivacyState {
     return {
       steps: this.accountant.steps - this.statisticsSteps,
       ...(this.statisticsSteps ? { statisticsSteps: this.statisticsSteps } : {}),
@@ -127,14 +126,13 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
     };
   }
 
-  /** Restores a snapshot into a fresh strategy: composes `steps` steps, fixes the denominator and the clip norms. */
-  restore(state: PrivacyState): void {
-    if (this.accountant.steps !== 0) throw new Error('DpFedAvg.restore: the accountant has already composed steps');
-    if (!(Number.isInteger(state.steps) && state.steps >= 0)) throw new Error(`DpFedAvg.restore: bad step count ${state.steps}`);
-    if (!(Number.isFinite(state.clipNorm) && state.clipNorm > 0)) throw new Error(`DpFedAvg.restore: bad clip norm ${state.clipNorm}`);
+  private restorePrivacy(state: PrivacyState): void {
+    if (this.accountant.steps !== 0) throw new Error('DpStrategy.restore: the accountant has already composed steps');
+    if (!(Number.isInteger(state.steps) && state.steps >= 0)) throw new Error(`DpStrategy.restore: bad step count ${state.steps}`);
+    if (!(Number.isFinite(state.clipNorm) && state.clipNorm > 0)) throw new Error(`DpStrategy.restore: bad clip norm ${state.clipNorm}`);
     if (state.steps > 0) this.accountant.compose(this.step, state.steps);
     if (state.statisticsSteps) {
-      if (!(Number.isInteger(state.statisticsSteps) && state.statisticsSteps > 0)) throw new Error(`DpFedAvg.restore: bad statistics step count ${state.statisticsSteps}`);
+      if (!(Number.isInteger(state.statisticsSteps) && state.statisticsSteps > 0)) throw new Error(`DpStrategy.restore: bad statistics step count ${state.statisticsSteps}`);
       this.accountant.compose({ samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier }, state.statisticsSteps);
       this.statisticsSteps = state.statisticsSteps;
     }
@@ -145,25 +143,30 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
 
   /** The accountant's mechanism per step. */
   private get step(): { samplingRate: number; noiseMultiplier: number } {
-    return this.p.mode === 'central'
-      ? { samplingRate: this.opts.buffered ? 1 : this.opts.samplingRate, noiseMultiplier: this.p.noiseMultiplier }
-      : { samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier / 2 };
+    return this.local
+      ? { samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier / 2 }
+      : { samplingRate: this.opts.buffered ? 1 : this.opts.samplingRate, noiseMultiplier: this.p.noiseMultiplier };
   }
 
   selectAgents(available: readonly CandidateAgent[], rng: () => number): CandidateAgent[] {
-    if (this.local) return this.local.selectAgents(available, rng);
+    if (this.local) return this.inner.selectAgents(available, rng);
     this.denom ??= Math.max(this.opts.samplingRate * Math.max(this.opts.populationSize(), available.length), Number.MIN_VALUE);
     const q = this.opts.samplingRate;
     return available.filter(() => rng() < q);
   }
 
   weightOf(numExamples: number): number {
-    return this.local ? this.local.weightOf(numExamples) : 1;
+    return this.local ? this.inner.weightOf(numExamples) : 1;
   }
 
+  /** DP fields of a training task's TrainConfig. */
   trainConfig(): Pick<TrainConfigMsg, 'clipNorm' | 'noiseStd' | 'reportClipped'> {
     if (this.local) return { clipNorm: this.clip, noiseStd: this.p.noiseMultiplier * this.clip, reportClipped: false };
     return { clipNorm: this.clip, noiseStd: 0, reportClipped: this.p.adaptiveClipping !== undefined };
+  }
+
+  taskConfig(): Partial<TrainConfigMsg> {
+    return { ...this.inner.taskConfig?.(), ...this.trainConfig() };
   }
 
   budgetStop(round: number): string | undefined {
@@ -180,18 +183,27 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
     return { epsilon: e.epsilon, delta: this.p.delta, order: e.order, steps: this.accountant.steps, clipNorm: this.lastClip ?? this.clip };
   }
 
-  /** The clip norm the last aggregated round's agents used (the current one may have adapted since). */
-  private lastClip: number | undefined;
-
   aggregate(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome {
     // Every aggregation is a step: agents have released their updates whatever the outcome.
     this.accountant.compose(this.step);
     this.lastClip = this.clip;
-    if (this.local) return this.local.aggregate(base, agg, results, failures);
+    if (this.local) return this.inner.aggregate(base, agg, results, failures);
     const D = this.opts.buffered
       ? this.opts.buffered.bufferSize
       : this.denom ?? Math.max(this.opts.samplingRate * this.opts.populationSize(), Number.MIN_VALUE);
     return this.noisedStep(base, agg, results, D);
+  }
+
+  /**
+   * A private async step is the same mechanism with D = K (opts.buffered): the noise already fixes the denominator,
+   * so the FedBuff rescaling is not applied. Local DP keeps the inner strategy's plain mean, as runs always have.
+   */
+  aggregateBuffered(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome {
+    return this.aggregate(base, agg, results, failures);
+  }
+
+  serverStep(base: Float32Array, delta: Float32Array): Float32Array {
+    return this.inner.serverStep(base, delta);
   }
 
   /** Central DP: (sum of clipped, weight <= 1 updates + N(0, (z S)^2)) / D, then the adaptive clip-norm update. */
@@ -211,6 +223,6 @@ export class DpFedAvg implements Strategy, PrivacyHooks {
       const unclipped = (centred + sb * this.noise.next()) / D + 0.5;
       this.clip *= Math.exp(-a.learningRate * (unclipped - a.targetQuantile));
     }
-    return { ok: true, weights: applyDelta(base, out, this.opts.serverLearningRate) };
+    return { ok: true, weights: this.inner.serverStep(base, out) };
   }
 }

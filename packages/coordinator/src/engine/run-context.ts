@@ -1,0 +1,186 @@
+/** The only writer of a run's record: named transitions on the in-memory RunRecord and one persist() that saves it. */
+import type { OpenRoundState, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
+import type { Strategy, StrategyState } from '../strategy/strategy.js';
+import type { GlobalModel } from './global-model.js';
+
+/** Central evaluation of one version, as a version record and a round record both carry it. */
+export interface CentralEval {
+  loss: number;
+  accuracy: number;
+  metrics: Record<string, number>;
+}
+
+/**
+ * Everything that changes a run record goes through here, so one file answers "who sets this field" and every save
+ * carries the strategy's state. The engine, the coordinator (promotion, resume, shutdown) and the statistics step
+ * read `run`; none of them assign to it.
+ */
+export class RunContext {
+  private strategy: Strategy | undefined;
+  /** The strategy state as last saved (JSON), to know whether a release must save it first. */
+  private savedState = '';
+
+  constructor(
+    private readonly record: RunRecord,
+    private readonly store: Store,
+  ) {}
+
+  /** The record, read-only for callers (transitions below are the writers). */
+  get run(): Readonly<RunRecord> {
+    return this.record;
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  /**
+   * The strategy whose state (StrategyState fields, e.g. privacyState) is saved with every persist. A resumed run's
+   * saved state is restored into it first, so it continues where the previous process stopped.
+   */
+  attachStrategy(strategy: Strategy): void {
+    this.strategy = strategy;
+    const saved: StrategyState = this.record.privacyState ? { privacyState: this.record.privacyState } : {};
+    if (Object.keys(saved).length) strategy.restore?.(saved);
+    this.savedState = JSON.stringify(strategy.snapshot?.() ?? {});
+  }
+
+  /** Saves the record (with the strategy's current state). */
+  async persist(): Promise<void> {
+    const state = this.strategy?.snapshot?.();
+    if (state) Object.assign(this.record, state);
+    await this.store.saveRun(this.record);
+    this.savedState = JSON.stringify(state ?? {});
+  }
+
+  /**
+   * Called before a new version is released (announced, served): the strategy state that produced it must be durable
+   * first. A crash after this but before the round's record is saved redoes the round and accounts it again, so
+   * epsilon may be over-reported then, never under-reported.
+   */
+  async persistStrategyState(): Promise<void> {
+    if (!this.strategy?.snapshot) return;
+    if (JSON.stringify(this.strategy.snapshot()) !== this.savedState) await this.persist();
+  }
+
+  // ---------------------------------------------------------------- status
+
+  setStatus(status: RunStatus, message?: string): void {
+    this.record.status = status;
+    if (message !== undefined) this.record.statusMessage = message;
+  }
+
+  setMessage(message: string): void {
+    this.record.statusMessage = message;
+  }
+
+  /** Rounds begin: the first start is kept when a stored run is resumed. */
+  begin(): void {
+    this.record.startedAt ??= new Date().toISOString();
+  }
+
+  /** The run is over: where its final model is (if saved) and when it ended. */
+  finish(modelPath?: string): void {
+    if (modelPath !== undefined) this.record.modelPath = modelPath;
+    this.record.endedAt = new Date().toISOString();
+  }
+
+  /** Ends a run that cannot go on (statistics step failed, resume impossible). */
+  fail(status: 'failed' | 'stopped', message: string): void {
+    this.setStatus(status, message);
+    this.finish();
+  }
+
+  /** A shutdown with a durable store: the run stays active so the next coordinator process resumes it. */
+  markResumable(message: string): void {
+    delete this.record.endedAt;
+    this.setStatus('running', message);
+  }
+
+  /** After a restart: only versions and rounds a saved round produced count; anything newer belongs to the interrupted round. */
+  trimToSaved(): void {
+    this.record.versions = this.record.versions.filter((v) => v.version <= this.record.modelVersion);
+    this.record.rounds = this.record.rounds.filter((r) => r.round <= this.record.round);
+  }
+
+  // ---------------------------------------------------------------- statistics step and serving
+
+  /** The statistics step's result, and the strategy state it already spent (the noised statistics' privacy step). */
+  setData(data: RunData, state?: StrategyState): void {
+    this.record.data = data;
+    if (state) Object.assign(this.record, state);
+  }
+
+  setPromotion(state: PromotionState): void {
+    this.record.promotion = state;
+  }
+
+  // ---------------------------------------------------------------- rounds and versions
+
+  /** The round (sync) or buffer (async) in progress, saved so a restarted coordinator continues it; undefined when it ends. */
+  setOpenRound(state: OpenRoundState | undefined): void {
+    if (state) this.record.openRound = state;
+    else delete this.record.openRound;
+  }
+
+  /** An update accepted into the open round (its spooled file named, so a restart folds it back in). */
+  acceptUpdate(entry: OpenRoundState['accepted'][number]): void {
+    this.record.openRound?.accepted.push(entry);
+  }
+
+  /** Registers a new global version (once). */
+  publishVersion(g: GlobalModel, round: number): void {
+    if (this.record.versions.some((v) => v.version === g.version)) return;
+    this.record.versions.push({
+      version: g.version,
+      sha256: g.sha256,
+      round,
+      ...(g.version > 0 ? { parent: g.version - 1 } : {}),
+      createdAt: new Date().toISOString(),
+    });
+  }
+
+  /** A version's central evaluation (version 0's is recorded without its metrics' accuracy fallback, as it always was). */
+  setCentral(version: number, ev: CentralEval): void {
+    const rec = this.record.versions.find((v) => v.version === version);
+    if (rec) Object.assign(rec, { centralLoss: ev.loss, centralMetrics: ev.metrics, ...(Number.isFinite(ev.accuracy) ? { centralAccuracy: ev.accuracy } : {}) });
+  }
+
+  /** Initial model: central loss, accuracy and the task's metrics of version 0. */
+  setInitialCentral(ev: { loss: number; accuracy: number; metrics?: Record<string, number> }): void {
+    const v0 = this.record.versions.find((v) => v.version === 0);
+    if (!v0) return;
+    v0.centralLoss = ev.loss;
+    if (Number.isFinite(ev.accuracy)) v0.centralAccuracy = ev.accuracy;
+    if (ev.metrics) v0.centralMetrics = ev.metrics;
+  }
+
+  /** Federated evaluation of a version so far (agents report it as they train from it); returns the round that produced it. */
+  setFederated(version: number, combined: Record<string, number>, examples: number): RoundRecord | undefined {
+    const acc = combined.accuracy;
+    const v = this.record.versions.find((x) => x.version === version);
+    if (v) Object.assign(v, { federatedMetrics: combined, ...(acc !== undefined ? { federatedAccuracy: acc } : {}) });
+    const rec = this.record.rounds.find((x) => x.version === version);
+    if (rec) Object.assign(rec, { federatedLoss: combined.loss, federatedMetrics: combined, federatedExamples: examples, ...(acc !== undefined ? { federatedAccuracy: acc } : {}) });
+    return rec;
+  }
+
+  /** A finished round (sync) or published step (async): its record joins the run, which now stands at `modelVersion`. */
+  recordRound(record: RoundRecord, modelVersion: number): void {
+    this.record.rounds.push(record);
+    this.record.rounds.sort((a, b) => a.round - b.round);
+    this.record.round = Math.max(this.record.round, record.round);
+    this.record.modelVersion = modelVersion;
+  }
+
+  /** Appends what became of a late participant to its entry in the round it was invited to. */
+  noteLateOutcome(round: number, agentId: string, what: string): void {
+    const rec = this.record.rounds.find((x) => x.round === round);
+    const p = rec?.participants.find((x) => x.agentId === agentId);
+    if (p) p.reason = `${p.reason ?? 'late'}; ${what}`;
+  }
+
+  reachTarget(t: NonNullable<RunRecord['reachedTarget']>): void {
+    this.record.reachedTarget = t;
+  }
+}

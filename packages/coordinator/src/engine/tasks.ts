@@ -1,0 +1,82 @@
+/** The one place task messages are built and signed: train, evaluate, announce (new version) and promote. */
+import { randomUUID } from 'node:crypto';
+import type { SignedModelRef, TaskMsg, TrainConfigMsg } from '@fedge/proto';
+import type { RunConfig } from '../config/run-config.js';
+import type { RunData } from '../store/store.js';
+import type { GlobalModel } from './global-model.js';
+
+/** TrainConfig.task_json for every task of a run with a data step (train, evaluate, announce, promote): agents encode and serve with it. */
+export function taskPayloadJson(data: RunData | undefined): { taskJson?: string } {
+  return data ? { taskJson: JSON.stringify({ task: data.task, preprocessing: data.preprocessing }) } : {};
+}
+
+export interface TaskFactoryOptions {
+  /** Signs (run, version, sha256) for every task that names a model, so agents can check the coordinator made it. */
+  signModel?: (ref: SignedModelRef) => Uint8Array;
+  /** Fields the strategy adds to training tasks (DP clip and noise, later FedProx's mu). */
+  trainExtras?: () => Partial<TrainConfigMsg>;
+}
+
+export class TaskFactory {
+  /** Built once: a run's task and preprocessing are fixed once its data step is over. */
+  private readonly taskJson: { taskJson?: string };
+
+  constructor(
+    private readonly run: { readonly id: string; readonly config: RunConfig; readonly data?: RunData },
+    private readonly opts: TaskFactoryOptions = {},
+  ) {
+    this.taskJson = taskPayloadJson(run.data);
+  }
+
+  private signature(version: number, sha256: string): { modelSignature?: Uint8Array } {
+    return this.opts.signModel ? { modelSignature: this.opts.signModel({ runId: this.run.id, version, sha256 }) } : {};
+  }
+
+  /** A training or evaluation task on `model` for round `r`; `i` (the invitation index) picks the agent's seed. */
+  round(kind: 'train' | 'evaluate', model: GlobalModel, r: number, i: number, deadline: number): TaskMsg {
+    const c = this.run.config;
+    return {
+      taskId: `${this.run.id}.${kind}.${r}.${randomUUID().slice(0, 8)}`,
+      runId: this.run.id,
+      round: r,
+      modelVersion: model.version,
+      kind,
+      modelSha256: model.sha256,
+      modelBytes: model.bytes.byteLength,
+      ...this.signature(model.version, model.sha256),
+      config: {
+        epochs: c.epochs,
+        batchSize: c.batchSize,
+        learningRate: c.learningRate,
+        seed: c.seed * 7919 + r * 101 + i,
+        ...this.taskJson,
+        ...(kind === 'train' ? this.opts.trainExtras?.() : undefined),
+        ...(kind === 'train' && c.compression.codec !== 'float32'
+          ? { codec: c.compression.codec, topkFraction: c.compression.topkFraction, errorFeedback: c.compression.errorFeedback }
+          : {}),
+      },
+      deadlineUnixMs: deadline,
+    };
+  }
+
+  /** Tells serving agents a new version exists (runs without a promotion: they follow every version). */
+  announce(model: GlobalModel, round: number): TaskMsg {
+    return { ...this.round('evaluate', model, round, 0, 0), taskId: `${this.run.id}.announce.${model.version}`, kind: 'announce' };
+  }
+
+  /** Tells serving agents to serve `model` (fedge model promote / rollback, and agents reconnecting to a promoted run). */
+  promote(model: GlobalModel, round: number): TaskMsg {
+    return {
+      taskId: `${this.run.id}.promote.${model.version}.${randomUUID().slice(0, 8)}`,
+      runId: this.run.id,
+      round,
+      modelVersion: model.version,
+      kind: 'promote',
+      modelSha256: model.sha256,
+      modelBytes: model.bytes.byteLength,
+      config: { epochs: 0, batchSize: 0, learningRate: 0, seed: 0, ...this.taskJson },
+      deadlineUnixMs: 0,
+      ...this.signature(model.version, model.sha256),
+    };
+  }
+}
