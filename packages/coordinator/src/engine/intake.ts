@@ -1,0 +1,123 @@
+/** Upload intake shared by both drivers: header checks, staging slots, checks of the complete update, spooling, the sink. */
+import {
+  RejectedUpdateError,
+  ENCODING_OF,
+  checkEncodedSize,
+  createDecoder,
+  describeSpecMismatch,
+  l2Norm,
+  type ResultHeaderMsg,
+  type TensorSpec,
+} from '@fedge/proto';
+import type { Participant } from '../store/store.js';
+import type { UpdateSlot } from '../strategy/aggregate.js';
+import type { OpenRound, Invitee } from './round.js';
+import type { RunCore } from './run-core.js';
+import { StagedUpload, type StagedUploadHooks, type UploadSink } from './upload.js';
+
+export type Reject = (reason: string, message: string) => never;
+
+/** Reasons that a metric reported by an agent cannot be trusted. */
+function checkMetrics(metrics: Record<string, number>): void {
+  for (const [k, v] of Object.entries(metrics))
+    if (!Number.isFinite(v)) throw new RejectedUpdateError('non_finite_metric', `metrics.${k}: must be a finite number, got ${v}`);
+}
+
+/** Checks a result header against the task it answers; `reject` records the failure and throws. */
+export function checkHeader(core: RunCore, h: ResultHeaderMsg, inv: Invitee, kind: 'train' | 'evaluate', reject: Reject): void {
+  if (h.taskId !== inv.task.taskId) reject('unknown_task', `task_id: "${h.taskId}" is not the task sent to this agent`);
+  // The agent reports a task it could not run (its data does not fit the task, training diverged): recorded at once, not at the deadline.
+  if (h.error) reject('agent_failed', h.error);
+  if (h.kind !== kind) reject('wrong_kind', `kind: expected ${kind}, got ${h.kind}`);
+  if (h.modelVersion !== inv.baseVersion) reject('wrong_model_version', `model_version: expected ${inv.baseVersion}, got ${h.modelVersion}`);
+  try {
+    checkMetrics(h.metrics);
+  } catch (err) {
+    reject((err as RejectedUpdateError).reason, (err as Error).message);
+  }
+  if (kind === 'evaluate') {
+    if (h.totalBytes !== 0) reject('size_mismatch', `total_bytes: an evaluation result carries no payload, got ${h.totalBytes}`);
+    return;
+  }
+  const codec = core.config.compression.codec;
+  const encoding = ENCODING_OF[codec];
+  if (h.encoding !== encoding) reject('bad_encoding', `encoding: this run's compression.codec is ${codec}, so "${encoding}" is expected; got "${h.encoding}"`);
+  const mismatch = describeSpecMismatch(core.specs, h.tensors as TensorSpec[]);
+  if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
+  try {
+    checkEncodedSize(h.encoding, h.totalBytes, core.globalModel.bytes.byteLength / 4);
+  } catch (err) {
+    reject((err as RejectedUpdateError).reason, (err as Error).message);
+  }
+  if (h.numExamples < 1) reject('no_examples', 'num_examples: must be at least 1 for a training result');
+}
+
+/** Waits for a staging slot: this is what keeps memory flat however many agents upload at once. */
+export async function acquireSlot(core: RunCore, inv: Invitee, stillWanted: () => boolean): Promise<UpdateSlot> {
+  inv.state = 'uploading';
+  core.refreshLive();
+  const ctl = new AbortController();
+  inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
+  const slot = await core.agg.acquire(ctl.signal);
+  if (!stillWanted()) {
+    core.agg.release(slot);
+    throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
+  }
+  return slot;
+}
+
+/**
+ * Checks a complete update before it can touch the model, and spools it when the open round is saved with the run
+ * (durable before acknowledged: the update file, then the run record naming it). Returns whether it was spooled.
+ */
+export async function admitUpdate(
+  core: RunCore,
+  s: UpdateSlot,
+  h: ResultHeaderMsg,
+  inv: Invitee,
+  round: OpenRound,
+  fileKey: string,
+  w: { staleness: number; weight: number },
+): Promise<boolean> {
+  const bad = core.agg.firstNonFinite(s);
+  if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
+  // Central DP's sensitivity bound must not rest on agents' good will: an update longer than the clip norm its task
+  // carried is refused (local DP updates carry noise, so their norm is not bounded by S).
+  const clip = inv.task.config.clipNorm ?? 0;
+  if (clip > 0 && !((inv.task.config.noiseStd ?? 0) > 0)) {
+    const norm = l2Norm(s.view);
+    if (norm > clip * (1 + 1e-5))
+      throw new RejectedUpdateError('norm_exceeds_clip', `update L2 norm ${norm.toPrecision(6)} exceeds the clip norm ${clip.toPrecision(6)} of its task; agents must clip before sending`);
+  }
+  const spool = core.deps.spool;
+  if (!spool || core.run.openRound?.round !== round.round) return false;
+  const file = spool.write(core.run.id, round.round, fileKey, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
+  core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
+  await core.ctx.persist();
+  return true;
+}
+
+/** The participant entry of an accepted result. */
+export function accepted(core: RunCore, h: ResultHeaderMsg, inv: Invitee, w: { staleness: number; weight: number }, extra: Partial<Participant> = {}): Participant {
+  return {
+    agentId: h.agentId,
+    name: inv.agent.name,
+    outcome: 'completed',
+    numExamples: h.numExamples,
+    seconds: (Date.now() - inv.sentAt) / 1000,
+    metrics: h.metrics,
+    baseVersion: inv.baseVersion,
+    staleness: w.staleness,
+    weight: w.weight,
+    ...extra,
+    ...core.lineage(h.agentId),
+  };
+}
+
+/** The sink a transport streams the payload into: compressed payloads are unpacked chunk by chunk straight into the slot. */
+export function openSink(core: RunCore, h: ResultHeaderMsg, inv: Invitee, slot: UpdateSlot | undefined, hooks: Omit<StagedUploadHooks, 'release'>): UploadSink {
+  const decoder = slot && h.kind === 'train' ? createDecoder(h.encoding, h.totalBytes, slot.view) : undefined;
+  const sink = new StagedUpload(h.totalBytes, slot, decoder, { ...hooks, release: (s) => core.agg.release(s) });
+  inv.abortUpload = (why) => sink.abort(why);
+  return sink;
+}

@@ -1,0 +1,351 @@
+/** What both round drivers share: the run's versions, records, metrics, stop rules and live view (one instance per run). */
+import { createRng, totalParams, type ModelBlob, type SignedModelRef, type TensorSpec } from '@fedge/proto';
+import type { RunConfig } from '../config/run-config.js';
+import { stopRule } from '../config/task-config.js';
+import { moduleLogger, type Logger } from '../log.js';
+import type { AgentRecord, RoundRecord, RunRecord, Store } from '../store/store.js';
+import { StreamingFedAvg } from '../strategy/aggregate.js';
+import { summarizeFailures, weightedMetric } from '../strategy/fedavg.js';
+import { stalenessHistogram } from '../strategy/staleness.js';
+import type { AggregateView, Strategy } from '../strategy/strategy.js';
+import type { AgentRegistry } from './agent-registry.js';
+import { makeGlobalModel, type GlobalModel } from './global-model.js';
+import type { OpenRound, Invitee } from './round.js';
+import type { RunContext } from './run-context.js';
+import { LEGACY_METRIC_TASK, combineMetrics, stripPrefix, type MetricPart, type MetricTask } from './task-metrics.js';
+import { TaskFactory } from './tasks.js';
+import type { UpdateSpool } from './update-spool.js';
+
+export interface RunEngineDeps {
+  store: Store;
+  registry: AgentRegistry;
+  strategy: Strategy;
+  /** Signs (run, version, sha256) for every task that names a model, so agents can check the coordinator made it. */
+  signModel?: (ref: SignedModelRef) => Uint8Array;
+  /** Central evaluation of a global model on a test set the coordinator holds (optional); metrics are the task's. */
+  evaluateCentral?: (blob: ModelBlob) => Promise<{ loss: number; accuracy: number; metrics?: Record<string, number> }>;
+  /** Persists the final model for users; returns the path. */
+  saveFinalModel?: (run: RunRecord, blob: ModelBlob) => Promise<string>;
+  /**
+   * With a durable store: accepted sync updates are written here before they are acknowledged and folded at the
+   * end of the round in agent-name order, so a round survives a crash and the model does not depend on arrival order.
+   */
+  spool?: UpdateSpool;
+  /** Agents this run may invite (those whose data fits the run's schema); default every agent. */
+  eligible?: (a: AgentRecord) => boolean;
+}
+
+export interface LiveView {
+  phase: 'waiting' | 'training' | 'aggregating' | 'evaluating' | 'done';
+  round: number;
+  deadline?: number;
+  participants: { agentId: string; name: string; state: string }[];
+  /** Async mode: updates in the buffer and tasks in flight. */
+  buffered?: number;
+  inFlight?: number;
+}
+
+/** What differs between the drivers but the shared code needs, fixed when the engine is built. */
+export interface DriverTraits {
+  /** Versions kept in memory for agents still downloading or training on them. */
+  keepVersions: number;
+  /** What a record is called in messages and logs. */
+  unit: 'rounds' | 'aggregation steps';
+  published: 'round ended' | 'version published';
+  /** Sync rounds show an "evaluating" phase while a new version is evaluated centrally. */
+  showEvaluating: boolean;
+}
+
+export class RunCore {
+  readonly log: Logger;
+  readonly specs: TensorSpec[];
+  /** Run-wide sampling (async dispatch, final evaluation); sync rounds seed their own per round. */
+  readonly rng: () => number;
+  /** Two staging slots bound memory to (1 accumulator + 2 updates) whatever the number of agents. */
+  readonly agg: StreamingFedAvg;
+  readonly tasks: TaskFactory;
+  readonly stopCtl = new AbortController();
+  private global!: GlobalModel;
+  private readonly versions = new Map<number, GlobalModel>();
+  /** The open round (sync, and the final evaluation) or the buffer being filled (async). */
+  current: OpenRound | undefined;
+  /** Sync: tasks of closed rounds whose results may still be folded into the next round. Async: tasks in flight. */
+  readonly outstanding = new Map<string, Invitee>();
+  /** Federated evaluation per version: each agent's example count and metrics (eval_ prefix removed). */
+  private readonly evalParts = new Map<number, MetricPart[]>();
+  /** The task's metric names and how they combine (legacy runs: accuracy of 10-class classification). */
+  private readonly metricNames: readonly string[];
+  private readonly metricTask: MetricTask;
+  readonly stopAt: ReturnType<typeof stopRule>;
+  targetHit = false;
+  /** Why the run ended early on its privacy budget (config.privacy.maxEpsilon). */
+  privacyStop: string | undefined;
+  live: LiveView = { phase: 'waiting', round: 0, participants: [] };
+  /** Set by the async driver: wakes its loop when the run may end early (target reached, stopped). */
+  wake: () => void = () => undefined;
+  /** Set by the async driver: its live view (buffer and tasks in flight) while it has a buffer open. */
+  liveOverride: (() => LiveView | undefined) | undefined;
+  traits!: DriverTraits;
+
+  constructor(
+    readonly ctx: RunContext,
+    initial: ModelBlob,
+    readonly deps: RunEngineDeps,
+    private readonly emitUpdate: () => void,
+  ) {
+    const run = ctx.run;
+    ctx.attachStrategy(deps.strategy);
+    this.tasks = new TaskFactory(run, {
+      ...(deps.signModel ? { signModel: deps.signModel } : {}),
+      ...(deps.strategy.taskConfig ? { trainExtras: () => deps.strategy.taskConfig!() } : {}),
+    });
+    this.log = moduleLogger('run').child({ runId: run.id });
+    this.specs = initial.tensors;
+    this.global = makeGlobalModel(run.id, run.modelVersion, initial);
+    this.versions.set(this.global.version, this.global);
+    this.agg = StreamingFedAvg.create(totalParams(initial.tensors), { slots: 2 });
+    this.rng = createRng(run.config.seed);
+    this.metricTask = run.data?.task ?? LEGACY_METRIC_TASK;
+    this.metricNames = this.metricTask.metrics;
+    this.stopAt = stopRule(run.config);
+  }
+
+  get run(): Readonly<RunRecord> {
+    return this.ctx.run;
+  }
+
+  get config(): RunConfig {
+    return this.ctx.run.config;
+  }
+
+  get strategy(): Strategy {
+    return this.deps.strategy;
+  }
+
+  get globalModel(): GlobalModel {
+    return this.global;
+  }
+
+  modelVersion(version: number): GlobalModel | undefined {
+    return this.versions.get(version);
+  }
+
+  get done(): boolean {
+    return this.stopCtl.signal.aborted || this.targetHit || this.privacyStop !== undefined;
+  }
+
+  // ---------------------------------------------------------------- versions
+
+  aggView(): AggregateView {
+    const agg = this.agg;
+    return {
+      get count() {
+        return agg.count;
+      },
+      get totalWeight() {
+        return agg.totalWeight;
+      },
+      mean: () => agg.result(),
+    };
+  }
+
+  /** Makes `weights` the next global model (in memory); registering and evaluating it is the caller's next step. */
+  nextVersion(weights: Float32Array): GlobalModel {
+    const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
+    this.setGlobal(next);
+    return next;
+  }
+
+  /** Makes `weights` the next global version, registers and evaluates it. */
+  async publishVersion(weights: Float32Array, record: RoundRecord): Promise<void> {
+    const next = this.nextVersion(weights);
+    record.version = next.version;
+    await this.registerVersion(next, record.round);
+    await this.evaluateVersion(next, record);
+  }
+
+  private setGlobal(g: GlobalModel): void {
+    this.global = g;
+    this.versions.set(g.version, g);
+    // Keep recent versions for agents still downloading or training on them; older ones live in the store.
+    for (const v of this.versions.keys()) if (v <= g.version - this.traits.keepVersions) this.versions.delete(v);
+  }
+
+  async registerVersion(g: GlobalModel, round: number): Promise<void> {
+    await this.deps.store.putModel(g.sha256, g.blob);
+    // The strategy state that made this version (DP steps) is durable before the version is released.
+    await this.ctx.persistStrategyState();
+    // Serving agents hot-swap every new version: tell the online ones it exists (run, version, sha256). Once the
+    // run has a promotion (fedge model promote), they follow promotions only (Coordinator.promoteModel announces).
+    if (g.version > 0 && !this.run.promotion) this.deps.registry.announce(this.tasks.announce(g, round));
+    this.ctx.publishVersion(g, round);
+  }
+
+  async evaluateVersion(next: GlobalModel, record: RoundRecord): Promise<void> {
+    if (!this.deps.evaluateCentral || !this.config.centralEvaluation) return;
+    if (this.traits.showEvaluating) {
+      this.live = { ...this.live, phase: 'evaluating' };
+      this.emitUpdate();
+    }
+    const ev = await this.deps.evaluateCentral(next.blob);
+    const metrics = { ...(ev.metrics ? this.pick(ev.metrics) : {}), ...(Number.isFinite(ev.accuracy) && !ev.metrics ? { accuracy: ev.accuracy } : {}) };
+    record.centralLoss = ev.loss;
+    if (Number.isFinite(ev.accuracy)) record.centralAccuracy = ev.accuracy;
+    record.centralMetrics = metrics;
+    this.ctx.setCentral(next.version, { loss: ev.loss, accuracy: ev.accuracy, metrics });
+    this.checkTarget(next.version, record.round, { loss: ev.loss, accuracy: ev.accuracy, ...metrics });
+  }
+
+  /** Central accuracy of version 0, so every run shows where training started from. */
+  async evaluateInitial(): Promise<void> {
+    if (!this.deps.evaluateCentral || !this.config.centralEvaluation || this.run.round > 0) return;
+    const ev = await this.deps.evaluateCentral(this.global.blob);
+    this.ctx.setInitialCentral({ loss: ev.loss, accuracy: ev.accuracy, ...(ev.metrics ? { metrics: this.pick(ev.metrics) } : {}) });
+  }
+
+  /** Reads one spooled update into a staging slot and folds it. */
+  async foldFromSpool(file: string, weight: number): Promise<void> {
+    const slot = await this.agg.acquire();
+    try {
+      this.deps.spool!.read(file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
+      this.agg.fold(slot, weight);
+    } finally {
+      this.agg.release(slot);
+    }
+  }
+
+  // ---------------------------------------------------------------- records and metrics
+
+  /** Data lineage: the fingerprint of the dataset the agent trained on, as it reported it when it joined. */
+  lineage(agentId: string): { fingerprint?: string } {
+    const f = this.run.data ? this.deps.registry.profile(agentId)?.fingerprint : undefined;
+    return f ? { fingerprint: f } : {};
+  }
+
+  /** The task's metrics (and loss) out of an evaluation's, dropping sufficient statistics. */
+  private pick(m: Record<string, number>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const k of ['loss', ...this.metricNames]) if (m[k] !== undefined && Number.isFinite(m[k])) out[k] = m[k];
+    return out;
+  }
+
+  /** stopAt (or targetAccuracy): ends the run once a version's metric reaches the value, from the side the metric implies. */
+  private checkTarget(version: number, round: number, metrics: Record<string, number>): void {
+    const rule = this.stopAt;
+    const value = rule ? metrics[rule.metric] : undefined;
+    if (!rule || this.targetHit || value === undefined || !Number.isFinite(value)) return;
+    if (rule.lowerIsBetter ? value > rule.value : value < rule.value) return;
+    this.targetHit = true;
+    const started = this.run.startedAt ? Date.parse(this.run.startedAt) : Date.now();
+    this.ctx.reachTarget({ version, round, accuracy: metrics.accuracy ?? Number.NaN, seconds: (Date.now() - started) / 1000, metric: rule.metric, value });
+    this.log.info({ version, metric: rule.metric, value, target: rule.value }, 'stop target reached');
+    this.wake();
+  }
+
+  /** Saves a finished round's (or step's) record with the run's new state. */
+  async finishRecord(record: RoundRecord, round: OpenRound): Promise<void> {
+    // Participants may have been resolved after the record was drafted (async failures); take the final list.
+    record.participants = round.participants();
+    if (round.failures.length) record.reason ??= summarizeFailures(round.failures);
+    this.ctx.recordRound(record, this.global.version);
+    this.log.info(
+      {
+        round: record.round,
+        version: record.version,
+        completed: round.accepted.length,
+        failed: round.failures.length,
+        staleness: record.stalenessHistogram,
+        trainLoss: record.trainLoss,
+        centralAccuracy: record.centralAccuracy,
+        seconds: record.seconds,
+      },
+      this.traits.published,
+    );
+    await this.persist();
+  }
+
+  /** A draft record of a closed round or full buffer (not in the run until finishRecord). */
+  roundRecord(round: OpenRound): RoundRecord {
+    const ended = new Date();
+    const entries = round.accepted.map((a) => ({ weight: a.numExamples, metrics: a.metrics }));
+    const rec: RoundRecord = {
+      round: round.round,
+      baseVersion: round.baseVersion,
+      status: 'completed',
+      startedAt: round.startedAt.toISOString(),
+      endedAt: ended.toISOString(),
+      seconds: (ended.getTime() - round.startedAt.getTime()) / 1000,
+      participants: round.participants(),
+      bytesReceived: round.bytesReceived,
+      bytesSent: round.bytesSent,
+      stalenessHistogram: stalenessHistogram(round.accepted.map((a) => round.baseVersion - (a.baseVersion ?? round.baseVersion))),
+    };
+    const tl = weightedMetric(entries, 'train_loss');
+    const ta = weightedMetric(entries, 'train_accuracy');
+    if (tl !== undefined) rec.trainLoss = tl;
+    if (ta !== undefined) rec.trainAccuracy = ta;
+    if (this.run.data) {
+      const tm = combineMetrics(round.accepted.map((a) => ({ n: a.numExamples, metrics: stripPrefix(a.metrics, 'train_') })), this.metricTask);
+      if (Object.keys(tm).length) rec.trainMetrics = tm;
+    }
+    if (round.failures.length) rec.reason = summarizeFailures(round.failures);
+    return rec;
+  }
+
+  /** A private run's record carries the epsilon spent after its aggregation and the clip norm it used. */
+  recordSpent(rec: RoundRecord): void {
+    const spent = this.strategy.privacy?.spent();
+    if (spent) Object.assign(rec, { epsilon: spent.epsilon, clipNorm: spent.clipNorm });
+  }
+
+  /**
+   * Agents evaluate the model they received before training: those metrics belong to the version they trained
+   * from, so they are accumulated per version and shown on the round that produced it.
+   */
+  noteEval(version: number, m: Record<string, number>): void {
+    const n = m.eval_examples ?? 0;
+    if (!(n > 0) || m.eval_loss === undefined) return;
+    const parts = this.evalParts.get(version) ?? [];
+    parts.push({ n, metrics: stripPrefix(m, 'eval_') });
+    this.evalParts.set(version, parts);
+    const combined = combineMetrics(parts, this.metricTask);
+    const examples = parts.reduce((s, p) => s + p.n, 0);
+    const rec = this.ctx.setFederated(version, combined, examples);
+    if (!this.config.centralEvaluation || !this.deps.evaluateCentral) this.checkTarget(version, rec?.round ?? 0, combined);
+  }
+
+  // ---------------------------------------------------------------- late and outstanding tasks
+
+  /** Updates the recorded reason of a late participant in the round it was invited to. */
+  noteLateOutcome(inv: Invitee, what: string): void {
+    this.ctx.noteLateOutcome(inv.task.round, inv.agent.id, what);
+  }
+
+  dropOutstanding(id: string, inv: Invitee, why: string): void {
+    this.outstanding.delete(id);
+    this.deps.registry.cancel(id, inv.task);
+    this.noteLateOutcome(inv, why);
+  }
+
+  cancelOutstanding(why: string): void {
+    for (const [id, inv] of this.outstanding) this.dropOutstanding(id, inv, why);
+  }
+
+  // ---------------------------------------------------------------- live view and saves
+
+  refreshLive(): void {
+    const own = this.liveOverride?.();
+    if (own) this.live = own;
+    else if (this.current) this.live = { ...this.live, participants: this.current.live() };
+    this.emitUpdate();
+  }
+
+  emit(): void {
+    this.emitUpdate();
+  }
+
+  async persist(): Promise<void> {
+    await this.ctx.persist();
+    this.emitUpdate();
+  }
+}
