@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../config/run-config.js';
-import { addRunFlags, addTaskFlags, buildRunConfig, parseStopAt, type RunFlags, type TaskFlags } from './run-flags.js';
+import { addRunFlags, addTaskFlags, buildRunConfig, mergeStrategy, parseStopAt, parseStrategy, type RunFlags, type TaskFlags } from './run-flags.js';
 
 /** Parses `args` as `fedge run start` would and builds the config. */
 function build(args: string[]): Record<string, unknown> {
@@ -101,5 +101,28 @@ describe('run flags', () => {
     const cmd = addTaskFlags(new Command('demo').option('--target <col>', 'agent label column'), ['target']);
     expect(cmd.options.filter((o) => o.long === '--target')).toHaveLength(1);
     expect(cmd.options.some((o) => o.long === '--stop-at')).toBe(true);
+  });
+});
+
+describe('--strategy', () => {
+  it('parses NAME[:k=v,...] with short option names', () => {
+    expect(parseStrategy('fedavg')).toEqual({ name: 'fedavg' });
+    expect(parseStrategy('fedadam:lr=0.01,beta1=0.8,tau=0.001')).toEqual({ name: 'fedadam', serverLearningRate: 0.01, beta1: 0.8, tau: 0.001 });
+    expect(parseStrategy('fedprox:mu=0.1')).toEqual({ name: 'fedprox', proximalMu: 0.1 });
+    expect(() => parseStrategy('fedadam:lr')).toThrow(/lr needs a number/);
+    expect(() => parseStrategy('fedadam:gamma=1')).toThrow(/unknown option "gamma"/);
+    expect(() => parseStrategy('FedAdam!')).toThrow(/use NAME\[:key=value,\.\.\.\]/);
+  });
+
+  it('keeps a file\'s options for the same strategy, drops them for another, and --server-lr lands in it', () => {
+    const same: Record<string, unknown> = { strategy: { name: 'fedavgm', momentum: 0.5 } };
+    mergeStrategy(same, { name: 'fedavgm', serverLearningRate: 2 });
+    expect(same.strategy).toEqual({ name: 'fedavgm', momentum: 0.5, serverLearningRate: 2 });
+    const other: Record<string, unknown> = { strategy: { name: 'fedavgm', momentum: 0.5 } };
+    mergeStrategy(other, { name: 'fedadam' });
+    expect(other.strategy).toEqual({ name: 'fedadam' });
+    const lr: Record<string, unknown> = {};
+    mergeStrategy(lr, undefined, 0.5);
+    expect(lr.strategy).toEqual({ serverLearningRate: 0.5 });
   });
 });

@@ -27,6 +27,7 @@ export interface RunFlags {
   targetAccuracy?: number;
   compression?: Record<string, unknown>;
   errorFeedback?: boolean;
+  strategy?: Record<string, unknown>;
 }
 
 /** The task flags (`addTaskFlags`): each lands in the run config's task, stopAt, model or evaluation. */
@@ -92,6 +93,36 @@ export function parseStaleness(v: string): Record<string, unknown> {
   throw new InvalidArgumentError(`--staleness: use polynomial[:a], hinge[:a,b] or constant, got "${v}"`);
 }
 
+/** Short names `--strategy` takes for the run config's strategy options. */
+const STRATEGY_KEYS: Record<string, string> = {
+  lr: 'serverLearningRate', serverLr: 'serverLearningRate', serverLearningRate: 'serverLearningRate',
+  mu: 'proximalMu', proximalMu: 'proximalMu', momentum: 'momentum', beta1: 'beta1', beta2: 'beta2', tau: 'tau',
+};
+
+/** `NAME[:k=v,...]` (e.g. `fedadam:lr=0.01,beta1=0.9`, `fedprox:mu=0.1`) into the run-config form; the config checks the rest. */
+export function parseStrategy(v: string): Record<string, unknown> {
+  const [name, args = ''] = v.split(/:(.*)/s);
+  if (!name || !/^[a-z-]+$/.test(name)) throw new InvalidArgumentError(`--strategy: use NAME[:key=value,...], e.g. fedadam:lr=0.01 or fedprox:mu=0.1; got "${v}"`);
+  const out: Record<string, unknown> = { name };
+  for (const kv of args ? args.split(',') : []) {
+    const [k, val] = kv.split('=');
+    const key = k ? STRATEGY_KEYS[k.trim()] : undefined;
+    if (!key) throw new InvalidArgumentError(`--strategy: unknown option "${k}" in "${v}"; use ${Object.keys(STRATEGY_KEYS).join(', ')}`);
+    const n = Number(val);
+    if (val === undefined || val.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`--strategy: ${k} needs a number, e.g. ${k}=0.1; got "${kv}"`);
+    out[key] = n;
+  }
+  return out;
+}
+
+/** --strategy over a file's strategy: the same name keeps the file's options, another name starts from the flag's. */
+export function mergeStrategy(cfg: Record<string, unknown>, flag: Record<string, unknown> | undefined, serverLr?: number): void {
+  if (!flag && serverLr === undefined) return;
+  const file = isObject(cfg.strategy) ? cfg.strategy : {};
+  const base = flag && file.name !== undefined && file.name !== flag.name ? {} : file;
+  cfg.strategy = { ...base, ...(flag ?? {}), ...(serverLr !== undefined ? { serverLearningRate: serverLr } : {}) };
+}
+
 /** `float32` (or `none`), `int8`, or `topk[:fraction]` into the run-config form. */
 export function parseCompression(v: string): Record<string, unknown> {
   const [codec, arg] = v.split(':');
@@ -151,6 +182,7 @@ export function addRunFlags(cmd: Command): Command {
     .option('--max-staleness <n>', 'async: reject updates more than n versions behind', intArg('--max-staleness'))
     .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness)
     .option('--compression <codec>', 'update compression: none, int8 (0.25x) or topk[:fraction] (default fraction 0.1)', parseCompression)
+    .option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...]: fedavg, fedavgm[:momentum=0.9], fedadam|fedyogi|fedadagrad[:lr=0.01,beta1=,beta2=,tau=], fedprox[:mu=0.01]; mu=... adds the FedProx term to any', parseStrategy)
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update');
   return addTaskFlags(cmd);
 }
@@ -211,6 +243,7 @@ export function buildRunConfig(flags: RunFlags & TaskFlags): Record<string, unkn
   if (flags.staleness !== undefined) cfg.staleness = flags.staleness;
   // commander sets errorFeedback to true unless --no-error-feedback was given: only the explicit "no" overrides the file.
   merge('compression', { ...flags.compression, ...(flags.errorFeedback === false ? { errorFeedback: false } : {}) });
+  mergeStrategy(cfg, flags.strategy);
   return cfg;
 }
 

@@ -12,7 +12,7 @@ import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
 import { fractionArg, posIntArg, positiveArg } from '../args.js';
-import { addTaskFlags, applyTaskFlags, parseCompression, parseStaleness, type TaskFlags } from '../run-flags.js';
+import { addTaskFlags, applyTaskFlags, mergeStrategy, parseCompression, parseStaleness, parseStrategy, type TaskFlags } from '../run-flags.js';
 
 interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> {
   agents: number;
@@ -45,6 +45,7 @@ interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> {
   failRate?: number;
   staleness?: Record<string, unknown>;
   serverLr?: number;
+  strategy?: Record<string, unknown>;
   compression?: Record<string, unknown>;
   errorFeedback: boolean;
 }
@@ -142,7 +143,8 @@ function demoBase(): Command {
     .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default 3)').argParser(posIntArg('--buffer-size')))
     .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posIntArg('--concurrency')))
     .addOption(new Option('--staleness <fn>', 'discount of late/stale updates: polynomial[:a], hinge[:a,b], constant').argParser(parseStaleness))
-    .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1)').argParser(positiveArg('--server-lr')))
+    .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1; 0.01 for fedadam/fedyogi/fedadagrad)').argParser(positiveArg('--server-lr')))
+    .addOption(new Option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...], e.g. fedavgm, fedadam:lr=0.01, fedprox:mu=0.1 (see fedge run start --help)').argParser(parseStrategy))
     .addOption(new Option('--compression <codec>', 'update compression: none, int8 or topk[:fraction]').argParser(parseCompression))
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update')
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
@@ -258,7 +260,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           status: final.status,
           mode: opts.mode,
           ...(opts.staleness ? { staleness: opts.staleness } : {}),
-          ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
+          ...(opts.serverLr !== undefined || opts.strategy ? { strategy: final.config.strategy } : {}),
           reached: opts.targetAccuracy === undefined && !final.config.stopAt ? null : !!final.reachedTarget,
           targetAccuracy: opts.targetAccuracy ?? null,
           ...(final.config.stopAt ? { stopAt: final.config.stopAt } : {}),
@@ -333,7 +335,7 @@ function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min: numbe
   const sync = (base.sync ?? {}) as Record<string, unknown>;
   const asyncCfg = (base.async ?? {}) as Record<string, unknown>;
   const { target: _t, task: _k, hidden: _h, ...taskFlags } = opts;
-  return applyTaskFlags({
+  const cfg = applyTaskFlags({
     ...base,
     name: base.name ?? 'demo',
     model,
@@ -351,7 +353,6 @@ function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min: numbe
     mode: opts.mode,
     ...(mnist ? {} : { evaluation: { data: opts.data, ...(opts.target ? { target: opts.target } : {}), ...(opts.missing ? { missing: opts.missing } : {}), holdout: { fraction: CENTRAL_HOLDOUT, seed: opts.seed } } }),
     ...(opts.staleness ? { staleness: opts.staleness } : {}),
-    ...(opts.serverLr !== undefined ? { strategy: { name: 'fedavg', serverLearningRate: opts.serverLr } } : {}),
     ...(opts.compression ? { compression: { ...opts.compression, errorFeedback: opts.errorFeedback } } : {}),
     ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
     sync: {
@@ -365,4 +366,6 @@ function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min: numbe
       ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     },
   }, taskFlags);
+  mergeStrategy(cfg, opts.strategy, opts.serverLr);
+  return cfg;
 }
