@@ -13,6 +13,7 @@ import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
 import { planPromotion, planRollback, type PromoteOptions } from './engine/promotion.js';
 import type { UploadSink } from './engine/upload.js';
 import { createStrategy } from './strategy/index.js';
+import { SERVER_OPT_NAMES, type ServerOptName } from './strategy/rules/server-opt.js';
 import { RunContext } from './engine/run-context.js';
 import { TaskFactory } from './engine/tasks.js';
 import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
@@ -153,6 +154,11 @@ export class Coordinator {
       if (run.config.privacy && !run.privacyState && run.rounds.length > 0) {
         // A record written before the accountant's state was persisted: resuming would under-report epsilon.
         await fail('coordinator restarted: this differentially private run has no persisted privacy accountant state, so it cannot be resumed');
+        continue;
+      }
+      if (SERVER_OPT_NAMES.includes(run.config.strategy.name as ServerOptName) && run.modelVersion > 0 && !run.serverOptState) {
+        // Moments lost: continuing from fresh ones would silently change the run (and its final model).
+        await fail(`coordinator restarted: this ${run.config.strategy.name} run has no saved server optimizer state for version ${run.modelVersion}, so it cannot be resumed`);
         continue;
       }
       ctx.trimToSaved();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRunConfig } from './run-config.js';
+import { parseRunConfig, STRATEGY_COMBINATIONS, STRATEGY_NAMES, STRATEGY_OPTIONS } from './run-config.js';
 
 describe('run config', () => {
   it('fills defaults', () => {
@@ -16,7 +16,7 @@ describe('run config', () => {
     [{ learningRate: -1 }, /learningRate/],
     [{ batchSize: 'big' }, /batchSize/],
     [{ roundz: 3 }, /unknown option\(s\) roundz/],
-    [{ strategy: { name: 'fedprox' } }, /strategy\.name/],
+    [{ strategy: { name: 'scaffold' } }, /strategy\.name: use one of fedavg, fedavgm, fedadam, fedyogi, fedadagrad, fedprox/],
     [{ model: { path: '' } }, /model\.path/],
   ])('rejects %j naming the field', (input, msg) => {
     expect(() => parseRunConfig(input)).toThrow(msg);
@@ -67,5 +67,41 @@ describe('run config: task, stopAt, evaluation, built-in MLP', () => {
     [{ task: { normalisation: 'zscore' } }, /unknown option\(s\) normalisation/],
   ])('rejects %j naming the field and the fix', (input, msg) => {
     expect(() => parseRunConfig(input)).toThrow(msg);
+  });
+});
+
+describe('run config: strategy block', () => {
+  it('today\'s configs parse as before; each strategy gets its defaults', () => {
+    expect(parseRunConfig({}).strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
+    expect(parseRunConfig({ strategy: { serverLearningRate: 0.5 } }).strategy).toEqual({ name: 'fedavg', serverLearningRate: 0.5 });
+    expect(parseRunConfig({ strategy: { name: 'fedavgm' } }).strategy).toEqual({ name: 'fedavgm', serverLearningRate: 1, momentum: 0.9 });
+    expect(parseRunConfig({ strategy: { name: 'fedadam' } }).strategy).toEqual({ name: 'fedadam', serverLearningRate: 1e-2, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
+    expect(parseRunConfig({ strategy: { name: 'fedyogi', tau: 0.01 } }).strategy).toEqual({ name: 'fedyogi', serverLearningRate: 1e-2, beta1: 0.9, beta2: 0.99, tau: 0.01 });
+    expect(parseRunConfig({ strategy: { name: 'fedadagrad' } }).strategy).toEqual({ name: 'fedadagrad', serverLearningRate: 1e-2, beta1: 0, tau: 1e-3 });
+    expect(parseRunConfig({ strategy: { name: 'fedprox' } }).strategy).toEqual({ name: 'fedprox', serverLearningRate: 1, proximalMu: 0.01 });
+    expect(parseRunConfig({ strategy: { name: 'fedadam', proximalMu: 0.1 } }).strategy.proximalMu).toBe(0.1);
+    expect(parseRunConfig({ strategy: { name: 'fedadam' }, mode: 'async' }).strategy.name).toBe('fedadam');
+    expect(parseRunConfig({ strategy: { name: 'fedyogi' }, privacy: { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5 } }).strategy.name).toBe('fedyogi');
+  });
+
+  it.each([
+    [{ strategy: { name: 'fedadam', momentum: 0.9 } }, /strategy\.momentum: applies to fedavgm, not fedadam/],
+    [{ strategy: { name: 'fedavg', tau: 0.1 } }, /strategy\.tau: applies to fedadam, fedyogi or fedadagrad, not fedavg/],
+    [{ strategy: { name: 'fedadagrad', beta2: 0.9 } }, /strategy\.beta2: applies to fedadam or fedyogi, not fedadagrad/],
+    [{ strategy: { name: 'fedyogi' }, mode: 'async' }, /strategy\.name fedyogi cannot run with mode async; use fedavg, fedavgm, fedadam or fedprox/],
+    [{ strategy: { name: 'fedadagrad' }, mode: 'async' }, /strategy\.name fedadagrad cannot run with mode async/],
+    [{ strategy: { name: 'fedavgm', momentum: 1 } }, /strategy\.momentum: must be in \[0, 1\)/],
+    [{ strategy: { name: 'fedadam', tau: 0 } }, /strategy\.tau: must be > 0/],
+    [{ strategy: { name: 'fedprox', proximalMu: -1 } }, /strategy\.proximalMu: must be >= 0/],
+    [{ strategy: { name: 'fedadam', lr: 0.1 } }, /strategy: unknown option\(s\) lr/],
+  ])('rejects %j naming the option and the strategy', (input, msg) => {
+    expect(() => parseRunConfig(input)).toThrow(msg);
+  });
+
+  it('exports one combination table and the option table', () => {
+    expect(STRATEGY_NAMES).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox']);
+    expect(STRATEGY_COMBINATIONS.async).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedprox']);
+    expect(STRATEGY_COMBINATIONS.privacy).toEqual(STRATEGY_NAMES);
+    expect(STRATEGY_OPTIONS.momentum).toEqual(['fedavgm']);
   });
 });

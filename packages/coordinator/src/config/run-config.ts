@@ -40,15 +40,104 @@ const modelSchema = z.unknown().transform((v, ctx): ModelConfig => {
   return z.NEVER;
 });
 
+// ---------------------------------------------------------------- strategy
+
+/** Every strategy a run may name (strategy/index.ts has a factory for each). */
+export const STRATEGY_NAMES = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox'] as const;
+export type StrategyName = (typeof STRATEGY_NAMES)[number];
+
+const ADAPTIVE: readonly StrategyName[] = ['fedadam', 'fedyogi', 'fedadagrad'];
+const ALL: readonly StrategyName[] = STRATEGY_NAMES;
+
+/** Which strategies each option applies to; any other pairing is an error naming both. */
+export const STRATEGY_OPTIONS = {
+  /** Server learning rate: 1 for fedavg, fedavgm and fedprox; 1e-2 for the adaptive three (Reddi et al.'s grid). */
+  serverLearningRate: ALL,
+  /** Server momentum (fedavgm), default 0.9. */
+  momentum: ['fedavgm'],
+  /** First-moment decay, default 0.9 (fedadagrad: 0, plain Adagrad). */
+  beta1: ADAPTIVE,
+  /** Second-moment decay, default 0.99 (fedadagrad has none: it sums squares). */
+  beta2: ['fedadam', 'fedyogi'],
+  /** Adaptivity: the denominator is sqrt(v) + tau, default 1e-3. */
+  tau: ADAPTIVE,
+  /** FedProx's mu: agents add (mu/2)||w - w_global||^2 to their loss; any strategy; fedprox defaults it to 0.01. */
+  proximalMu: ALL,
+} as const satisfies Record<string, readonly StrategyName[]>;
+
+/**
+ * Which strategies run where: sync rounds take all; async (FedBuff) mode takes those whose server step suits a
+ * buffered pseudo-gradient (Nguyen et al. 2022 use FedAvg, server momentum and FedAdam); differential privacy (a
+ * wrapper that noises the mean before the server step) takes all. One table for the config check, the CLI and the README.
+ */
+export const STRATEGY_COMBINATIONS: Record<'sync' | 'async' | 'privacy', readonly StrategyName[]> = {
+  sync: ALL,
+  async: ['fedavg', 'fedavgm', 'fedadam', 'fedprox'],
+  privacy: ALL,
+};
+
+type StrategyOption = keyof typeof STRATEGY_OPTIONS;
+const unit = (key: string) => z.number().min(0, `strategy.${key}: must be in [0, 1)`).lt(1, `strategy.${key}: must be in [0, 1)`).optional();
+
+/** "a, b or c". */
+export function orList(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
+}
+
+const strategyInput = z.strictObject({
+  name: z.enum(STRATEGY_NAMES, { message: `strategy.name: use one of ${STRATEGY_NAMES.join(', ')}` }).default('fedavg'),
+  serverLearningRate: z.number().positive().max(100).optional(),
+  momentum: unit('momentum'),
+  beta1: unit('beta1'),
+  beta2: unit('beta2'),
+  tau: z.number().positive('strategy.tau: must be > 0 (it keeps sqrt(v) + tau away from 0)').max(1e3).optional(),
+  proximalMu: z.number().min(0, 'strategy.proximalMu: must be >= 0').max(1e6).optional(),
+});
+
+export interface StrategyConfig {
+  name: StrategyName;
+  serverLearningRate: number;
+  momentum?: number;
+  beta1?: number;
+  beta2?: number;
+  tau?: number;
+  proximalMu?: number;
+}
+
+/** Options checked against the named strategy, then its defaults filled in (fedavg stays { name, serverLearningRate: 1 }). */
+const strategySchema = strategyInput.transform((s, ctx): StrategyConfig => {
+  for (const key of Object.keys(STRATEGY_OPTIONS) as StrategyOption[]) {
+    const takes: readonly StrategyName[] = STRATEGY_OPTIONS[key];
+    if (s[key] !== undefined && !takes.includes(s.name))
+      ctx.addIssue({ code: 'custom', message: `strategy.${key}: applies to ${orList(takes)}, not ${s.name}` });
+  }
+  const adaptive = ADAPTIVE.includes(s.name);
+  const out: StrategyConfig = { name: s.name, serverLearningRate: s.serverLearningRate ?? (adaptive ? 1e-2 : 1) };
+  if (s.name === 'fedavgm') out.momentum = s.momentum ?? 0.9;
+  if (adaptive) {
+    out.beta1 = s.beta1 ?? (s.name === 'fedadagrad' ? 0 : 0.9);
+    if (s.name !== 'fedadagrad') out.beta2 = s.beta2 ?? 0.99;
+    out.tau = s.tau ?? 1e-3;
+  }
+  const mu = s.proximalMu ?? (s.name === 'fedprox' ? 0.01 : undefined);
+  if (mu !== undefined) out.proximalMu = mu;
+  return out;
+});
+
+/** The combination rule (STRATEGY_COMBINATIONS): an error naming the strategy and what it cannot run with. */
+export function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: 'sync' | 'async'; privacy?: unknown }): void {
+  const name = c.strategy.name;
+  const refuse = (what: string, allowed: readonly StrategyName[]): never => {
+    throw new ValidationError(`invalid run config: strategy.name ${name} cannot run with ${what}; use ${orList(allowed)}`);
+  };
+  if (!STRATEGY_COMBINATIONS[c.mode].includes(name)) refuse(`mode ${c.mode}`, STRATEGY_COMBINATIONS[c.mode]);
+  if (c.privacy !== undefined && !STRATEGY_COMBINATIONS.privacy.includes(name)) refuse('privacy (differential privacy)', STRATEGY_COMBINATIONS.privacy);
+}
+
 export const runConfigSchema = z.strictObject({
   name: z.string().min(1).max(128).optional(),
   model: modelSchema.default('mnist-mlp'),
-  strategy: z
-    .strictObject({
-      name: z.literal('fedavg', { message: 'strategy.name: only "fedavg" is available in this version' }).default('fedavg'),
-      serverLearningRate: z.number().positive().max(100).default(1),
-    })
-    .default({ name: 'fedavg', serverLearningRate: 1 }),
+  strategy: strategySchema.prefault({}),
   rounds: z.number().int().min(1).max(1_000_000).default(10),
   agentsPerRound: z
     .strictObject({
@@ -150,6 +239,7 @@ export function parseRunConfig(input: unknown): RunConfig {
     throw new ValidationError(
       `invalid run config: minResults (${minResults}) cannot exceed agentsPerRound.min (${c.agentsPerRound.min}); lower minResults or raise agentsPerRound.min`,
     );
+  checkStrategyCombination(c);
   checkPrivacyConfig(c);
   checkTaskConfig(c);
   return { ...c, minResults };

@@ -48,6 +48,8 @@ export class AsyncBuffer {
         this.fill();
         await done;
       }
+      // A step that ends the run (privacy budget, target) may still be saving its version and record: wait for it.
+      await this.cutPersisted;
     } finally {
       core.deps.registry.off('changed', fill);
       this.step = undefined;

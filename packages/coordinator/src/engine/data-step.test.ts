@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { ColumnProfile, DataProfile, JoinRequestMsg } from '@fedge/proto';
 import { AgentRegistry } from './agent-registry.js';
 import { MemoryStore } from '../store/memory-store.js';
-import { eligibleFor, runDataStep } from './data-step.js';
+import { eligibleFor, needsDataStep, runDataStep } from './data-step.js';
+import { TaskFactory } from './tasks.js';
+import { makeGlobalModel } from './global-model.js';
 import { parseRunConfig } from '../config/run-config.js';
 
 const num = (name: string, values: number[]): ColumnProfile => ({
@@ -90,5 +92,26 @@ describe('the statistics step with one agent\'s unusable labels', () => {
     expect(data.refused.map((r) => r.name)).toEqual(['a2']);
     expect(data.refused[0]!.reason).toMatch(/non-integers/);
     expect(data.task.outputs).toBe(3);
+  });
+});
+
+describe('FedProx: proximalMu reaches agents in the resolved task', () => {
+  it('a run with proximalMu goes through the statistics step (plain MNIST configs too) and every train task carries mu', async () => {
+    expect(needsDataStep(parseRunConfig({}))).toBe(false);
+    expect(needsDataStep(parseRunConfig({ strategy: { name: 'fedprox' } }))).toBe(true);
+    expect(needsDataStep(parseRunConfig({ strategy: { name: 'fedadam', proximalMu: 0.5 } }))).toBe(true);
+    expect(needsDataStep(parseRunConfig({ strategy: { name: 'fedadam', proximalMu: 0 } }))).toBe(false);
+    const p = (fp: string, xs: number[]) => profile([num('x', xs), num('price', xs.map((x) => 3 * x))], fp);
+    const reg = fleet([p('a', [1, 2, 3]), p('b', [4, 5])]);
+    const config = parseRunConfig({ task: { type: 'regression', target: 'price' }, strategy: { name: 'fedprox', proximalMu: 0.1 } });
+    const { data, blob } = await runDataStep(config, reg.available(), reg, undefined);
+    expect(data.task.proximalMu).toBe(0.1);
+    const tasks = new TaskFactory({ id: 'run-p', config, data });
+    const model = makeGlobalModel('run-p', 0, blob);
+    const train = tasks.round('train', model, 1, 0, 0);
+    expect(JSON.parse(train.config.taskJson!).task.proximalMu).toBe(0.1);
+    // Without mu the resolved task is as before (no field).
+    const plain = await runDataStep(parseRunConfig({ task: { type: 'regression', target: 'price' } }), reg.available(), reg, undefined);
+    expect('proximalMu' in plain.data.task).toBe(false);
   });
 });

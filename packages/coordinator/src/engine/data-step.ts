@@ -16,9 +16,12 @@ export function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>
   return JSON.stringify([columns.map((c) => [c.name, c.type, 'width' in c ? c.width : 1]), imageShape ?? null]);
 }
 
-/** Runs that go through the statistics step: a task is configured, or the model is sized from the data. */
+/**
+ * Runs that go through the statistics step: a task is configured, the model is sized from the data, or agents need
+ * the resolved task for FedProx's mu (strategy.proximalMu; only a task payload carries it to them).
+ */
 export function needsDataStep(c: RunConfig): boolean {
-  return c.task !== undefined || (typeof c.model === 'object' && 'builtin' in c.model);
+  return c.task !== undefined || (typeof c.model === 'object' && 'builtin' in c.model) || (c.strategy.proximalMu ?? 0) > 0;
 }
 
 /**
@@ -183,6 +186,9 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
   pre = applyUserStatistics(pre, config.task);
 
   const task = resolveTask(config.task, config.learningRate, outputsOf(type, pre, combined.columns, modelOutputs));
+  // FedProx: every training task carries mu in its resolved task (agents add the proximal term to their loss).
+  const mu = config.strategy.proximalMu;
+  if (mu !== undefined && mu > 0) task.proximalMu = mu;
   const data: RunData = {
     task,
     preprocessing: pre,

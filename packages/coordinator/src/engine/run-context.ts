@@ -1,6 +1,7 @@
 /** The only writer of a run's record: named transitions on the in-memory RunRecord and one persist() that saves it. */
 import type { OpenRoundState, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
-import type { Strategy, StrategyState } from '../strategy/strategy.js';
+import type { ModelBlob } from '@fedge/proto';
+import { stateBlobRefs, type StateBlob, type Strategy, type StrategyState } from '../strategy/strategy.js';
 import type { GlobalModel } from './global-model.js';
 
 /** Central evaluation of one version, as a version record and a round record both carry it. */
@@ -15,10 +16,27 @@ export interface CentralEval {
  * carries the strategy's state. The engine, the coordinator (promotion, resume, shutdown) and the statistics step
  * read `run`; none of them assign to it.
  */
+/** The part of a strategy's state saved as soon as it changes (privacy accounting); see StrategyState. */
+function liveOf(state: StrategyState): StrategyState {
+  return state.privacyState ? { privacyState: state.privacyState } : {};
+}
+
+/** The part saved with the record of the version it produced (server optimizer state). */
+function versionedOf(state: StrategyState): StrategyState {
+  const { privacyState: _live, ...rest } = state;
+  return rest;
+}
+
 export class RunContext {
   private strategy: Strategy | undefined;
-  /** The strategy state as last saved (JSON), to know whether a release must save it first. */
-  private savedState = '';
+  /** The live state as last saved (JSON), to know whether a release must save it first. */
+  private savedLive = '';
+  /** The versioned state that produced the record's modelVersion (what every save writes), and its blobs. */
+  private committed: { state: StrategyState; blobs: StateBlob[] } = { state: {}, blobs: [] };
+  /** The versioned state of the newest version made, committed when that version's record is. */
+  private staged: { version: number; state: StrategyState; blobs: StateBlob[] } | undefined;
+  /** Blobs known to be in the store. */
+  private readonly storedBlobs = new Set<string>();
 
   constructor(
     private readonly record: RunRecord,
@@ -35,32 +53,80 @@ export class RunContext {
   }
 
   /**
-   * The strategy whose state (StrategyState fields, e.g. privacyState) is saved with every persist. A resumed run's
-   * saved state is restored into it first, so it continues where the previous process stopped.
+   * The strategy whose state (StrategyState fields) is saved with every persist. A resumed run's saved state is
+   * restored into it first, so it continues where the previous process stopped. State without blobs is restored
+   * before this returns; state naming blobs (server optimizer moments) once they are read from the store.
    */
-  attachStrategy(strategy: Strategy): void {
+  attachStrategy(strategy: Strategy): Promise<void> {
     this.strategy = strategy;
-    const saved: StrategyState = this.record.privacyState ? { privacyState: this.record.privacyState } : {};
-    if (Object.keys(saved).length) strategy.restore?.(saved);
-    this.savedState = JSON.stringify(strategy.snapshot?.() ?? {});
+    const saved: StrategyState = {
+      ...(this.record.privacyState ? { privacyState: this.record.privacyState } : {}),
+      ...(this.record.serverOptState ? { serverOptState: this.record.serverOptState } : {}),
+    };
+    const refs = stateBlobRefs(saved);
+    const finish = (blobs: ReadonlyMap<string, ModelBlob>): void => {
+      if (Object.keys(saved).length) strategy.restore?.(saved, blobs);
+      for (const sha of refs) this.storedBlobs.add(sha);
+      const now = strategy.snapshot?.() ?? {};
+      this.committed = { state: versionedOf(now), blobs: strategy.stateBlobs?.() ?? [] };
+      this.savedLive = JSON.stringify(liveOf(now));
+    };
+    if (refs.length === 0) {
+      finish(new Map());
+      return Promise.resolve();
+    }
+    return (async () => {
+      const blobs = new Map<string, ModelBlob>();
+      for (const sha of refs) {
+        const blob = await this.store.getModel(sha);
+        if (!blob) throw new Error(`the strategy state ${sha} this run saved is missing from the store; the run cannot resume`);
+        blobs.set(sha, blob);
+      }
+      finish(blobs);
+    })();
   }
 
-  /** Saves the record (with the strategy's current state). */
+  /** Saves the record: the strategy's live state as it is now, its versioned state as of the record's version. */
   async persist(): Promise<void> {
     const state = this.strategy?.snapshot?.();
-    if (state) Object.assign(this.record, state);
+    const live = state ? liveOf(state) : {};
+    if (state) {
+      await this.storeBlobs(this.committed.blobs);
+      Object.assign(this.record, live, this.committed.state);
+    }
     await this.store.saveRun(this.record);
-    this.savedState = JSON.stringify(state ?? {});
+    this.savedLive = JSON.stringify(live);
+  }
+
+  /**
+   * Called when a version is made (before its record): the strategy state that produced it, saved with that record
+   * (recordRound commits it). Until then saves keep the previous version's state, so a resumed run's model and
+   * server state always match.
+   */
+  stageStrategyState(version: number): void {
+    if (!this.strategy?.snapshot) return;
+    this.staged = { version, state: versionedOf(this.strategy.snapshot()), blobs: this.strategy.stateBlobs?.() ?? [] };
   }
 
   /**
    * Called before a new version is released (announced, served): the strategy state that produced it must be durable
-   * first. A crash after this but before the round's record is saved redoes the round and accounts it again, so
-   * epsilon may be over-reported then, never under-reported.
+   * first. Model-sized state (the staged blobs) is written to the model store; the live state (privacy accounting) is
+   * saved with the record if it changed. A crash after this but before the round's record is saved redoes the round
+   * and accounts it again, so epsilon may be over-reported then, never under-reported; the server optimizer resumes
+   * from the state of the record's version and redoes its step bit for bit.
    */
   async persistStrategyState(): Promise<void> {
     if (!this.strategy?.snapshot) return;
-    if (JSON.stringify(this.strategy.snapshot()) !== this.savedState) await this.persist();
+    if (this.staged) await this.storeBlobs(this.staged.blobs);
+    if (JSON.stringify(liveOf(this.strategy.snapshot())) !== this.savedLive) await this.persist();
+  }
+
+  private async storeBlobs(blobs: readonly StateBlob[]): Promise<void> {
+    for (const b of blobs) {
+      if (this.storedBlobs.has(b.sha256)) continue;
+      await this.store.putModel(b.sha256, b.blob);
+      this.storedBlobs.add(b.sha256);
+    }
   }
 
   // ---------------------------------------------------------------- status
@@ -171,6 +237,11 @@ export class RunContext {
     this.record.rounds.sort((a, b) => a.round - b.round);
     this.record.round = Math.max(this.record.round, record.round);
     this.record.modelVersion = modelVersion;
+    // The strategy state that made this version is saved with it from now on.
+    if (this.staged && this.staged.version <= modelVersion) {
+      this.committed = { state: this.staged.state, blobs: this.staged.blobs };
+      this.staged = undefined;
+    }
   }
 
   /** Appends what became of a late participant to its entry in the round it was invited to. */

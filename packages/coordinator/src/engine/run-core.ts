@@ -86,6 +86,8 @@ export class RunCore {
   /** Set by the async driver: its live view (buffer and tasks in flight) while it has a buffer open. */
   liveOverride: (() => LiveView | undefined) | undefined;
   traits!: DriverTraits;
+  /** The strategy's saved state restored (a resumed run's server optimizer moments are read from the store first). */
+  readonly attached: Promise<void>;
 
   constructor(
     readonly ctx: RunContext,
@@ -94,7 +96,9 @@ export class RunCore {
     private readonly emitUpdate: () => void,
   ) {
     const run = ctx.run;
-    ctx.attachStrategy(deps.strategy);
+    this.attached = ctx.attachStrategy(deps.strategy);
+    // Awaited when the run executes; a failure is reported there, not as an unhandled rejection.
+    this.attached.catch(() => undefined);
     this.tasks = new TaskFactory(run, {
       ...(deps.signModel ? { signModel: deps.signModel } : {}),
       ...(deps.strategy.taskConfig ? { trainExtras: () => deps.strategy.taskConfig!() } : {}),
@@ -152,6 +156,8 @@ export class RunCore {
   /** Makes `weights` the next global model (in memory); registering and evaluating it is the caller's next step. */
   nextVersion(weights: Float32Array): GlobalModel {
     const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
+    // The strategy state that produced it (server optimizer moments) is saved with its record.
+    this.ctx.stageStrategyState(next.version);
     this.setGlobal(next);
     return next;
   }

@@ -72,6 +72,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     const c = this.config;
     const aborted = (): boolean => core.stopCtl.signal.aborted;
     try {
+      await core.attached;
       ctx.begin();
       await core.registerVersion(core.globalModel, 0);
       await core.evaluateInitial();

@@ -100,6 +100,12 @@ export interface RunRecord {
    * saved with every run save and before a new version is released, so a restarted coordinator continues the run.
    */
   privacyState?: { steps: number; denominator?: number; clipNorm: number; lastClipNorm?: number; statisticsSteps?: number };
+  /**
+   * Server optimizer strategies (fedavgm, fedadam, fedyogi, fedadagrad): the state that produced `modelVersion`. The
+   * moments are a blob in the model store under `sha256` (content-addressed like a model version); the record keeps
+   * the reference, saved with the round record of that version.
+   */
+  serverOptState?: { name: string; numParams: number; step: number; options: Record<string, number>; sha256: string };
   /** Set when the run stopped because a version reached config.targetAccuracy (accuracy) or config.stopAt (metric, value). */
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number; metric?: string; value?: number };
   /** The statistics step before round 1: what the run learns and from which data. Absent on runs without a task. */

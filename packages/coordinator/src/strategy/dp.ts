@@ -26,7 +26,7 @@
  * Not covered by the guarantee: metrics agents report in the clear (train loss, evaluation accuracy, example counts)
  * and the run record's participant lists; the guarantee covers the sequence of published global models.
  */
-import { GaussianSampler, type TrainConfigMsg } from '@fedge/proto';
+import { GaussianSampler, type ModelBlob, type TrainConfigMsg } from '@fedge/proto';
 import { RdpAccountant } from '../privacy/accountant.js';
 import type { PrivacyConfig } from '../privacy/config.js';
 import type {
@@ -37,6 +37,7 @@ import type {
   FailedResult,
   PrivacyHooks,
   PrivacyState,
+  StateBlob,
   Strategy,
   StrategyState,
 } from './strategy.js';
@@ -111,9 +112,14 @@ export class DpStrategy implements Strategy, PrivacyHooks {
   }
 
   /** Restores a snapshot into a fresh strategy: composes `steps` steps, fixes the denominator and the clip norms. */
-  restore(state: StrategyState): void {
-    this.inner.restore?.(state);
+  restore(state: StrategyState, blobs?: ReadonlyMap<string, ModelBlob>): void {
+    this.inner.restore?.(state, blobs);
     if (state.privacyState) this.restorePrivacy(state.privacyState);
+  }
+
+  /** The inner strategy's blobs (server optimizer moments). */
+  stateBlobs(): StateBlob[] {
+    return this.inner.stateBlobs?.() ?? [];
   }
 
   private privacyState(): PrivacyState {

@@ -7,6 +7,8 @@ export interface FedAvgOptions {
   minAgents: number;
   minResults: number;
   serverLearningRate: number;
+  /** Recorded name (default "fedavg"; "fedprox" is FedAvg on the server, the proximal term being the agents'). */
+  name?: string;
 }
 
 /** Samples max(minAgents, ceil(fraction * n)) agents without replacement (partial Fisher-Yates on a copy). */
@@ -42,8 +44,10 @@ export function weightedMetric(entries: ReadonlyArray<{ weight: number; metrics:
 }
 
 export class FedAvg implements Strategy {
-  readonly name = 'fedavg';
-  constructor(private readonly opts: FedAvgOptions) {}
+  readonly name: string;
+  constructor(private readonly opts: FedAvgOptions) {
+    this.name = opts.name ?? 'fedavg';
+  }
 
   selectAgents(available: readonly CandidateAgent[], rng: () => number): CandidateAgent[] {
     return sampleAgents(available, this.opts.fraction, this.opts.minAgents, rng);

@@ -1,8 +1,10 @@
 /** The strategy registry: a run's `strategy.name` picks a factory here; a privacy block wraps the result in DP. */
 import type { GaussianSampler } from '@fedge/proto';
-import type { RunConfig } from '../config/run-config.js';
+import { STRATEGY_NAMES, type RunConfig } from '../config/run-config.js';
 import { DpStrategy } from './dp.js';
-import { FedAvg } from './fedavg.js';
+import { FedAvg, type FedAvgOptions } from './fedavg.js';
+import type { ServerOptName } from './rules/server-opt.js';
+import { ServerOptStrategy } from './server-opt.js';
 import type { Strategy } from './strategy.js';
 
 export interface StrategyDeps {
@@ -14,18 +16,41 @@ export interface StrategyDeps {
 
 type StrategyFactory = (config: RunConfig, deps: StrategyDeps) => Strategy;
 
-/** One line per strategy: adding one is its file plus a line here (and its name in run-config.ts's strategy block). */
+/** FedAvg's selection and weighting, from the run config. */
+function fedavgOptions(c: RunConfig): FedAvgOptions {
+  return { fraction: c.agentsPerRound.fraction, minAgents: c.agentsPerRound.min, minResults: c.minResults, serverLearningRate: c.strategy.serverLearningRate };
+}
+
+/** A server optimizer strategy with the run's options (the config filled in their defaults). */
+function serverOpt(rule: ServerOptName): StrategyFactory {
+  return (c) => {
+    const s = c.strategy;
+    return new ServerOptStrategy(rule, fedavgOptions(c), {
+      serverLr: s.serverLearningRate,
+      ...(s.momentum !== undefined ? { momentum: s.momentum } : {}),
+      ...(s.beta1 !== undefined ? { beta1: s.beta1 } : {}),
+      ...(s.beta2 !== undefined ? { beta2: s.beta2 } : {}),
+      ...(s.tau !== undefined ? { tau: s.tau } : {}),
+    });
+  };
+}
+
+/**
+ * One line per strategy: adding one is its file plus a line here (and its name in run-config.ts's strategy block,
+ * with its options and combinations). FedProx's proximal term is the agents' (strategy.proximalMu reaches them in the
+ * resolved task, see data-step.ts); on the server `fedprox` is FedAvg, and any other strategy takes proximalMu too.
+ */
 const STRATEGIES: Record<RunConfig['strategy']['name'], StrategyFactory> = {
-  fedavg: (c) =>
-    new FedAvg({
-      fraction: c.agentsPerRound.fraction,
-      minAgents: c.agentsPerRound.min,
-      minResults: c.minResults,
-      serverLearningRate: c.strategy.serverLearningRate,
-    }),
+  fedavg: (c) => new FedAvg(fedavgOptions(c)),
+  fedprox: (c) => new FedAvg({ ...fedavgOptions(c), name: 'fedprox' }),
+  fedavgm: serverOpt('fedavgm'),
+  fedadam: serverOpt('fedadam'),
+  fedyogi: serverOpt('fedyogi'),
+  fedadagrad: serverOpt('fedadagrad'),
 };
 
-export const STRATEGY_NAMES = Object.keys(STRATEGIES) as readonly string[];
+/** The names (run-config.ts owns the list and its option and combination tables; the Record type above makes every name have a factory). */
+export { STRATEGY_COMBINATIONS, STRATEGY_NAMES, STRATEGY_OPTIONS } from '../config/run-config.js';
 
 /**
  * The run's strategy. With a privacy block: central DP Poisson-samples agents at rate agentsPerRound.fraction and

@@ -1,5 +1,5 @@
 /** Strategy interface: which agents train, how an update is weighted, how results become the next global model. */
-import type { TrainConfigMsg } from '@fedge/proto';
+import type { ModelBlob, TrainConfigMsg } from '@fedge/proto';
 
 export interface CandidateAgent { id: string; name: string; numExamples: number }
 
@@ -53,12 +53,43 @@ export interface PrivacyState {
 }
 
 /**
- * A strategy's own state, as the run record fields it owns (the run context copies them in on every save and hands
- * them back on resume). A strategy with new state (server optimizer moments, control variates) adds its field here
- * and to RunRecord.
+ * A server optimizer's state as the run record keeps it: the moments are model-sized, so they live in the store's
+ * model store as a content-addressed blob (StateBlob) and the record holds only its sha256, step and options.
+ */
+export interface ServerOptStateRef {
+  name: string;
+  numParams: number;
+  /** Server steps applied so far. */
+  step: number;
+  options: Record<string, number>;
+  /** The blob holding m (and v) in the model store. */
+  sha256: string;
+}
+
+/**
+ * A strategy's own state, as the run record fields it owns (the run context copies them in on saves and hands them
+ * back on resume). A strategy with new state adds its field here and to RunRecord; a field naming a blob adds its
+ * sha256 to stateBlobRefs below.
+ *
+ * When each field is saved (RunContext): privacyState as soon as it changes and before a version is released (what
+ * was released must be accounted: a crash may over-report epsilon, never under-report it); every other field with
+ * the round (or async step) record that produced the version it belongs to, so a resumed run's model and server
+ * state always match.
  */
 export interface StrategyState {
   privacyState?: PrivacyState;
+  serverOptState?: ServerOptStateRef;
+}
+
+/** Model-sized strategy state, stored like a model version: by the sha256 of its blob (@fedge/proto blobDigest). */
+export interface StateBlob {
+  sha256: string;
+  blob: ModelBlob;
+}
+
+/** The blobs a state names (restore needs them loaded). */
+export function stateBlobRefs(state: StrategyState): string[] {
+  return state.serverOptState ? [state.serverOptState.sha256] : [];
 }
 
 export interface Strategy {
@@ -81,8 +112,10 @@ export interface Strategy {
   taskConfig?(): Partial<TrainConfigMsg>;
   /** Present on private strategies: budget stop and epsilon per round; such a strategy takes one update per agent per async step. */
   readonly privacy?: PrivacyHooks;
-  /** The strategy's state to save with the run record (see StrategyState). */
+  /** The strategy's state to save with the run record (see StrategyState); cheap when nothing changed (called on every save). */
   snapshot?(): StrategyState;
-  /** Restores a snapshot into a fresh strategy (a resumed run). */
-  restore?(state: StrategyState): void;
+  /** The blobs the current snapshot names; the run context stores each once, before any record naming it is saved. */
+  stateBlobs?(): StateBlob[];
+  /** Restores a snapshot into a fresh strategy (a resumed run); `blobs` holds the blobs it names, by sha256. */
+  restore?(state: StrategyState, blobs?: ReadonlyMap<string, ModelBlob>): void;
 }

@@ -10,6 +10,7 @@ export {
   type FedAvgMOptions,
   type ServerOptimizer,
   type ServerOptName,
+  type ServerOptRawState,
   type ServerOptSnapshot,
 } from './server-opt.js';
 export {

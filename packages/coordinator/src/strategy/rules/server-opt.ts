@@ -59,6 +59,18 @@ export interface ServerOptimizer {
   snapshot(): ServerOptSnapshot;
   /** Replaces the state with a snapshot of an optimizer of the same name, size and options. */
   restore(snapshot: ServerOptSnapshot): void;
+  /** The raw state (copies of m and v), for stores that keep model-sized state as binary rather than base64 in JSON. */
+  exportState(): ServerOptRawState;
+  /** Replaces the state with exportState()'s of an optimizer of the same name, size and options (checked as restore does). */
+  importState(state: ServerOptRawState): void;
+}
+
+/** exportState()'s form: the same content as a snapshot, with m and v as float32 arrays. */
+export interface ServerOptRawState {
+  step: number;
+  options: Record<string, number>;
+  m: Float32Array;
+  v?: Float32Array;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -204,14 +216,7 @@ class ServerOpt implements ServerOptimizer {
   restore(s: ServerOptSnapshot): void {
     if (s.name !== this.name) throw new Error(`cannot restore a ${s.name} snapshot into ${this.name}`);
     if (s.numParams !== this.numParams) throw new Error(`${this.name}: snapshot is for ${s.numParams} params, this model has ${this.numParams}`);
-    // Different hyper-parameters would silently continue a different run; refuse and say which.
-    const keys = new Set([...Object.keys(s.options ?? {}), ...Object.keys(this.options)]);
-    for (const k of keys) {
-      if (!Object.is(s.options?.[k], this.options[k])) {
-        throw new Error(`${this.name}: snapshot option ${k}=${s.options?.[k]} differs from the configured ${k}=${this.options[k]}; resume with the run's original options`);
-      }
-    }
-    if (!Number.isSafeInteger(s.step) || s.step < 0) throw new RangeError(`${this.name}: snapshot step must be a non-negative integer, got ${s.step}`);
+    this.checkOptionsAndStep(s.options, s.step);
     const m = base64ToFloat32(s.m, this.numParams);
     let v: Float32Array | null = null;
     if (this.#v) {
@@ -222,6 +227,30 @@ class ServerOpt implements ServerOptimizer {
     this.#m = m;
     this.#v = v;
     this.#step = s.step;
+  }
+
+  exportState(): ServerOptRawState {
+    return { step: this.#step, options: { ...this.options }, m: this.#m.slice(), ...(this.#v ? { v: this.#v.slice() } : {}) };
+  }
+
+  importState(s: ServerOptRawState): void {
+    this.checkOptionsAndStep(s.options, s.step);
+    if (s.m.length !== this.numParams) throw new RangeError(`${this.name}: state m has ${s.m.length} values, this model has ${this.numParams}`);
+    if (this.#v && s.v?.length !== this.numParams) throw new RangeError(`${this.name}: state v has ${s.v?.length ?? 'no'} values, this model has ${this.numParams}`);
+    this.#m = s.m.slice();
+    this.#v = this.#v ? s.v!.slice() : null;
+    this.#step = s.step;
+  }
+
+  private checkOptionsAndStep(options: Record<string, number> | undefined, step: number): void {
+    // Different hyper-parameters would silently continue a different run; refuse and say which.
+    const keys = new Set([...Object.keys(options ?? {}), ...Object.keys(this.options)]);
+    for (const k of keys) {
+      if (!Object.is(options?.[k], this.options[k])) {
+        throw new Error(`${this.name}: snapshot option ${k}=${options?.[k]} differs from the configured ${k}=${this.options[k]}; resume with the run's original options`);
+      }
+    }
+    if (!Number.isSafeInteger(step) || step < 0) throw new RangeError(`${this.name}: snapshot step must be a non-negative integer, got ${step}`);
   }
 }
 
