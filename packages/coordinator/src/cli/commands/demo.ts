@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ValidationError } from '@fedge/proto';
 import { Coordinator, type RunView } from '../../coordinator.js';
+import { parseRunConfig } from '../../config/run-config.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
 import { parseFormat, pct, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
@@ -177,6 +178,18 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
       const attack = await demoAttack(opts);
       const nAttackers = attack ? Math.round((opts.attackers ?? 0) * opts.agents) : 0;
       const mnist = opts.data === 'mnist';
+      // Round size: every agent by default. With over-selection, invite 1 + o times the agents a round needs;
+      // with a deadline and stragglers, a round needs only the fast agents (the slow ones arrive late).
+      const nSlow = Math.round(opts.stragglers * opts.agents);
+      let min = opts.agents;
+      let fraction = 1;
+      if (opts.overSelection !== undefined) {
+        min = Math.max(1, Math.ceil(opts.agents / (1 + opts.overSelection)));
+        fraction = min / opts.agents;
+      } else if (opts.deadline !== undefined && nSlow > 0) min = Math.max(1, opts.agents - nSlow);
+      const runConfig = demoRunConfig(opts, base, min, fraction);
+      // A bad config fails here, before any process starts.
+      parseRunConfig(runConfig);
       const logDir = path.resolve(opts.dataDir, 'demo');
       mkdirSync(logDir, { recursive: true });
       const coord = new Coordinator({ dataDir: opts.dataDir });
@@ -229,16 +242,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         await coord.registry.waitForAvailable(opts.agents, AbortSignal.timeout(180_000)).catch(() => {
           throw new Error(`only ${coord.registry.available().length} of ${opts.agents} agents joined within 180 s; see the logs in ${logDir}`);
         });
-        // Round size: every agent by default. With over-selection, invite 1 + o times the agents a round needs;
-        // with a deadline and stragglers, a round needs only the fast agents (the slow ones arrive late).
-        const nSlow = Math.round(opts.stragglers * opts.agents);
-        let min = opts.agents;
-        let fraction = 1;
-        if (opts.overSelection !== undefined) {
-          min = Math.max(1, Math.ceil(opts.agents / (1 + opts.overSelection)));
-          fraction = min / opts.agents;
-        } else if (opts.deadline !== undefined && nSlow > 0) min = Math.max(1, opts.agents - nSlow);
-        const run = await coord.startRun(demoRunConfig(opts, base, min, fraction));
+        const run = await coord.startRun(runConfig);
         const printer = new ProgressPrinter(process.stderr);
         let final: RunView = run;
         let reachedAt: number | undefined;
