@@ -108,6 +108,7 @@ export class AgentRegistry extends EventEmitter<{
       lastSeen: now,
       tasksCompleted: existing?.record.tasksCompleted ?? 0,
       tasksFailed: existing?.record.tasksFailed ?? 0,
+      ...(profile ? { data: { format: profile.format, n: profile.n, columns: profile.columns.length, fingerprint: profile.fingerprint } } : {}),
     };
     this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }), ...(profile ? { profile } : {}) });
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');

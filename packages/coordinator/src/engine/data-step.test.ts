@@ -115,3 +115,10 @@ describe('FedProx: proximalMu reaches agents in the resolved task', () => {
     expect('proximalMu' in plain.data.task).toBe(false);
   });
 });
+
+describe('agent records', () => {
+  it('carry a summary of the data the agent reported (fedge agent list)', () => {
+    const reg = fleet([profile([num('x', [1, 2]), num('price', [3, 4])], 'd')]);
+    expect(reg.list()[0]!.data).toEqual({ format: 'csv', n: 2, columns: 2, fingerprint: 'd'.repeat(64) });
+  });
+});

@@ -158,6 +158,8 @@ export interface AgentRecord {
   currentTask?: string;
   tasksCompleted: number;
   tasksFailed: number;
+  /** What the agent said of its data at its last join: format, training examples, columns, dataset fingerprint. */
+  data?: { format: string; n: number; columns: number; fingerprint: string };
 }
 
 export interface Store {

@@ -23,12 +23,13 @@ export function agentCommand(): Command {
           status: a.status,
           backend: a.backend,
           examples: a.numExamples,
+          data: a.data ? `${a.data.format} ${a.data.columns} cols ${a.data.fingerprint.slice(0, 12)}` : '',
           task: a.currentTask ?? 'idle',
           done: a.tasksCompleted,
           failed: a.tasksFailed,
           'last seen': a.lastSeen,
         })),
-        ['id', 'name', 'status', 'backend', 'examples', 'task', 'done', 'failed', 'last seen'],
+        ['id', 'name', 'status', 'backend', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
       ),
     );
   });
