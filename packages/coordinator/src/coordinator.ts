@@ -130,6 +130,8 @@ export class Coordinator {
       ...(run.data ? { eligible: eligibleFor(run.data, this.registry) } : {}),
       // A durable store gets a durable spool: accepted updates survive a crash and are folded in a fixed order.
       ...(this.opts.resumeOnRestart ? { spool: new DiskSpool(path.resolve(this.opts.dataDir, 'updates')) } : {}),
+      // Otherwise a robust strategy's round keeps its updates here until the round is folded.
+      scratchDir: path.resolve(this.opts.dataDir, 'tmp'),
     });
     this.engines.set(run.id, engine);
     void engine.execute();

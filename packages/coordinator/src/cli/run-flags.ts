@@ -97,6 +97,7 @@ export function parseStaleness(v: string): Record<string, unknown> {
 const STRATEGY_KEYS: Record<string, string> = {
   lr: 'serverLearningRate', serverLr: 'serverLearningRate', serverLearningRate: 'serverLearningRate',
   mu: 'proximalMu', proximalMu: 'proximalMu', momentum: 'momentum', beta1: 'beta1', beta2: 'beta2', tau: 'tau',
+  beta: 'beta', f: 'f', m: 'm', bound: 'normBound', normBound: 'normBound',
 };
 
 /** `NAME[:k=v,...]` (e.g. `fedadam:lr=0.01,beta1=0.9`, `fedprox:mu=0.1`) into the run-config form; the config checks the rest. */

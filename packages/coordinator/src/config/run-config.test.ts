@@ -88,7 +88,7 @@ describe('run config: strategy block', () => {
     [{ strategy: { name: 'fedadam', momentum: 0.9 } }, /strategy\.momentum: applies to fedavgm, not fedadam/],
     [{ strategy: { name: 'fedavg', tau: 0.1 } }, /strategy\.tau: applies to fedadam, fedyogi or fedadagrad, not fedavg/],
     [{ strategy: { name: 'fedadagrad', beta2: 0.9 } }, /strategy\.beta2: applies to fedadam or fedyogi, not fedadagrad/],
-    [{ strategy: { name: 'fedyogi' }, mode: 'async' }, /strategy\.name fedyogi cannot run with mode async; use fedavg, fedavgm, fedadam or fedprox/],
+    [{ strategy: { name: 'fedyogi' }, mode: 'async' }, /strategy\.name fedyogi cannot run with mode async; use fedavg, fedavgm, fedadam, fedprox or norm-bound/],
     [{ strategy: { name: 'fedadagrad' }, mode: 'async' }, /strategy\.name fedadagrad cannot run with mode async/],
     [{ strategy: { name: 'fedavgm', momentum: 1 } }, /strategy\.momentum: must be in \[0, 1\)/],
     [{ strategy: { name: 'fedadam', tau: 0 } }, /strategy\.tau: must be > 0/],
@@ -99,9 +99,43 @@ describe('run config: strategy block', () => {
   });
 
   it('exports one combination table and the option table', () => {
-    expect(STRATEGY_NAMES).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox']);
-    expect(STRATEGY_COMBINATIONS.async).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedprox']);
-    expect(STRATEGY_COMBINATIONS.privacy).toEqual(STRATEGY_NAMES);
+    expect(STRATEGY_NAMES).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox', 'norm-bound', 'median', 'trimmed-mean', 'krum', 'multi-krum']);
+    expect(STRATEGY_COMBINATIONS.async).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedprox', 'norm-bound']);
+    expect(STRATEGY_COMBINATIONS.privacy).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox', 'norm-bound']);
+    expect(STRATEGY_COMBINATIONS.localPrivacy).toEqual(STRATEGY_NAMES);
     expect(STRATEGY_OPTIONS.momentum).toEqual(['fedavgm']);
+  });
+});
+
+describe('run config: robust strategies and normBound', () => {
+  const dp = { clipNorm: 1, noiseMultiplier: 1, delta: 1e-5 };
+  it('defaults: trimmed-mean beta 0.1, krum and multi-krum f 1; normBound on any strategy', () => {
+    expect(parseRunConfig({ strategy: { name: 'median' } }).strategy).toEqual({ name: 'median', serverLearningRate: 1 });
+    expect(parseRunConfig({ strategy: { name: 'trimmed-mean' } }).strategy).toEqual({ name: 'trimmed-mean', serverLearningRate: 1, beta: 0.1 });
+    expect(parseRunConfig({ strategy: { name: 'krum' } }).strategy).toEqual({ name: 'krum', serverLearningRate: 1, f: 1 });
+    expect(parseRunConfig({ strategy: { name: 'multi-krum', f: 2, m: 3 } }).strategy).toEqual({ name: 'multi-krum', serverLearningRate: 1, f: 2, m: 3 });
+    expect(parseRunConfig({ strategy: { name: 'norm-bound', normBound: 5 } }).strategy).toEqual({ name: 'norm-bound', serverLearningRate: 1, normBound: 5 });
+    expect(parseRunConfig({ strategy: { name: 'fedadam', normBound: 2 } }).strategy.normBound).toBe(2);
+    expect(parseRunConfig({ strategy: { name: 'krum', normBound: 2 } }).strategy.normBound).toBe(2);
+    // Local DP is allowed with a robust aggregator; norm-bound runs async and under central DP.
+    expect(parseRunConfig({ strategy: { name: 'median' }, privacy: { ...dp, mode: 'local' } }).strategy.name).toBe('median');
+    expect(parseRunConfig({ strategy: { name: 'norm-bound', normBound: 1 }, mode: 'async' }).strategy.name).toBe('norm-bound');
+    expect(parseRunConfig({ strategy: { name: 'norm-bound', normBound: 1 }, privacy: dp }).strategy.name).toBe('norm-bound');
+  });
+
+  it.each([
+    [{ strategy: { name: 'norm-bound' } }, /strategy\.normBound: norm-bound needs the bound/],
+    [{ strategy: { name: 'fedavg', normBound: 0 } }, /strategy\.normBound: must be > 0/],
+    [{ strategy: { name: 'trimmed-mean', beta: 0.5 } }, /strategy\.beta: must be in \[0, 0\.5\)/],
+    [{ strategy: { name: 'krum', beta: 0.1 } }, /strategy\.beta: applies to trimmed-mean, not krum/],
+    [{ strategy: { name: 'median', f: 1 } }, /strategy\.f: applies to krum or multi-krum, not median/],
+    [{ strategy: { name: 'krum', m: 2 } }, /strategy\.m: applies to multi-krum, not krum/],
+    [{ strategy: { name: 'krum', f: 1.5 } }, /strategy\.f: must be a whole number/],
+    [{ strategy: { name: 'median' }, mode: 'async' }, /strategy\.name median cannot run with mode async; use fedavg, fedavgm, fedadam, fedprox or norm-bound/],
+    [{ strategy: { name: 'trimmed-mean' }, mode: 'async' }, /strategy\.name trimmed-mean cannot run with mode async/],
+    [{ strategy: { name: 'krum' }, privacy: dp }, /strategy\.name krum cannot run with privacy mode central \(central differential privacy; privacy\.mode "local" is allowed\); use fedavg/],
+    [{ strategy: { name: 'multi-krum' }, privacy: { ...dp, mode: 'central' } }, /strategy\.name multi-krum cannot run with privacy mode central/],
+  ])('rejects %j naming the option (or both sides of the combination)', (input, msg) => {
+    expect(() => parseRunConfig(input)).toThrow(msg);
   });
 });

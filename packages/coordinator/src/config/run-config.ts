@@ -43,11 +43,17 @@ const modelSchema = z.unknown().transform((v, ctx): ModelConfig => {
 // ---------------------------------------------------------------- strategy
 
 /** Every strategy a run may name (strategy/index.ts has a factory for each). */
-export const STRATEGY_NAMES = ['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox'] as const;
+export const STRATEGY_NAMES = [
+  'fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox',
+  'norm-bound', 'median', 'trimmed-mean', 'krum', 'multi-krum',
+] as const;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
 
 const ADAPTIVE: readonly StrategyName[] = ['fedadam', 'fedyogi', 'fedadagrad'];
 const ALL: readonly StrategyName[] = STRATEGY_NAMES;
+/** Aggregators that need every update of a round (coordinate-wise statistics, pairwise distances), not the streamed mean. */
+export const ROBUST_STRATEGIES = ['median', 'trimmed-mean', 'krum', 'multi-krum'] as const satisfies readonly StrategyName[];
+const NOT_ROBUST: readonly StrategyName[] = ALL.filter((n) => !(ROBUST_STRATEGIES as readonly string[]).includes(n));
 
 /** Which strategies each option applies to; any other pairing is an error naming both. */
 export const STRATEGY_OPTIONS = {
@@ -63,17 +69,30 @@ export const STRATEGY_OPTIONS = {
   tau: ADAPTIVE,
   /** FedProx's mu: agents add (mu/2)||w - w_global||^2 to their loss; any strategy; fedprox defaults it to 0.01. */
   proximalMu: ALL,
+  /** Sun et al. 2019: every accepted update is scaled to at most this L2 norm before it is aggregated; any strategy; required by norm-bound. */
+  normBound: ALL,
+  /** Trimmed mean: the share of values dropped at EACH end per coordinate, in [0, 0.5), default 0.1. */
+  beta: ['trimmed-mean'],
+  /** Krum / Multi-Krum: Byzantine updates tolerated, default 1 (a round needs more than 2f + 2 updates). */
+  f: ['krum', 'multi-krum'],
+  /** Multi-Krum: how many of the best-scored updates are averaged, default K - f. */
+  m: ['multi-krum'],
 } as const satisfies Record<string, readonly StrategyName[]>;
 
 /**
  * Which strategies run where: sync rounds take all; async (FedBuff) mode takes those whose server step suits a
- * buffered pseudo-gradient (Nguyen et al. 2022 use FedAvg, server momentum and FedAdam); differential privacy (a
- * wrapper that noises the mean before the server step) takes all. One table for the config check, the CLI and the README.
+ * buffered pseudo-gradient (Nguyen et al. 2022 use FedAvg, server momentum and FedAdam; robust aggregators need a
+ * whole round of updates); central differential privacy (a wrapper that noises the clipped mean before the server step,
+ * its sensitivity bound is the mean's) takes all but the robust aggregators; local DP (agents noise their own
+ * updates) takes all. One table for the config check, the CLI and the README.
  */
-export const STRATEGY_COMBINATIONS: Record<'sync' | 'async' | 'privacy', readonly StrategyName[]> = {
+export const STRATEGY_COMBINATIONS: Record<'sync' | 'async' | 'privacy' | 'localPrivacy', readonly StrategyName[]> = {
   sync: ALL,
-  async: ['fedavg', 'fedavgm', 'fedadam', 'fedprox'],
-  privacy: ALL,
+  async: ['fedavg', 'fedavgm', 'fedadam', 'fedprox', 'norm-bound'],
+  /** Central DP (privacy.mode "central"). */
+  privacy: NOT_ROBUST,
+  /** Local DP (privacy.mode "local"). */
+  localPrivacy: ALL,
 };
 
 type StrategyOption = keyof typeof STRATEGY_OPTIONS;
@@ -92,6 +111,10 @@ const strategyInput = z.strictObject({
   beta2: unit('beta2'),
   tau: z.number().positive('strategy.tau: must be > 0 (it keeps sqrt(v) + tau away from 0)').max(1e3).optional(),
   proximalMu: z.number().min(0, 'strategy.proximalMu: must be >= 0').max(1e6).optional(),
+  normBound: z.number().positive('strategy.normBound: must be > 0 (the L2 norm updates are scaled down to)').max(1e12).optional(),
+  beta: z.number().min(0, 'strategy.beta: must be in [0, 0.5) (the share trimmed at EACH end)').lt(0.5, 'strategy.beta: must be in [0, 0.5) (the share trimmed at EACH end)').optional(),
+  f: z.number().int('strategy.f: must be a whole number of updates').min(0, 'strategy.f: must be >= 0').max(100_000).optional(),
+  m: z.number().int('strategy.m: must be a whole number of updates').min(1, 'strategy.m: must be >= 1').max(100_000).optional(),
 });
 
 export interface StrategyConfig {
@@ -102,6 +125,10 @@ export interface StrategyConfig {
   beta2?: number;
   tau?: number;
   proximalMu?: number;
+  normBound?: number;
+  beta?: number;
+  f?: number;
+  m?: number;
 }
 
 /** Options checked against the named strategy, then its defaults filled in (fedavg stays { name, serverLearningRate: 1 }). */
@@ -121,17 +148,27 @@ const strategySchema = strategyInput.transform((s, ctx): StrategyConfig => {
   }
   const mu = s.proximalMu ?? (s.name === 'fedprox' ? 0.01 : undefined);
   if (mu !== undefined) out.proximalMu = mu;
+  if (s.name === 'norm-bound' && s.normBound === undefined)
+    ctx.addIssue({ code: 'custom', message: 'strategy.normBound: norm-bound needs the bound, e.g. { "name": "norm-bound", "normBound": 5 } (--strategy norm-bound:bound=5)' });
+  if (s.normBound !== undefined) out.normBound = s.normBound;
+  if (s.name === 'trimmed-mean') out.beta = s.beta ?? 0.1;
+  if (s.name === 'krum' || s.name === 'multi-krum') out.f = s.f ?? 1;
+  if (s.m !== undefined) out.m = s.m;
   return out;
 });
 
 /** The combination rule (STRATEGY_COMBINATIONS): an error naming the strategy and what it cannot run with. */
-export function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: 'sync' | 'async'; privacy?: unknown }): void {
+export function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: 'sync' | 'async'; privacy?: { mode?: string } | undefined }): void {
   const name = c.strategy.name;
   const refuse = (what: string, allowed: readonly StrategyName[]): never => {
     throw new ValidationError(`invalid run config: strategy.name ${name} cannot run with ${what}; use ${orList(allowed)}`);
   };
   if (!STRATEGY_COMBINATIONS[c.mode].includes(name)) refuse(`mode ${c.mode}`, STRATEGY_COMBINATIONS[c.mode]);
-  if (c.privacy !== undefined && !STRATEGY_COMBINATIONS.privacy.includes(name)) refuse('privacy (differential privacy)', STRATEGY_COMBINATIONS.privacy);
+  if (c.privacy !== undefined) {
+    const local = c.privacy.mode === 'local';
+    const allowed = STRATEGY_COMBINATIONS[local ? 'localPrivacy' : 'privacy'];
+    if (!allowed.includes(name)) refuse(local ? 'privacy mode local (local differential privacy)' : 'privacy mode central (central differential privacy; privacy.mode "local" is allowed)', allowed);
+  }
 }
 
 export const runConfigSchema = z.strictObject({

@@ -3,7 +3,7 @@ import { RejectedUpdateError, type ResultHeaderMsg } from '@fedge/proto';
 import type { UpdateSlot } from '../strategy/aggregate.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
-import { accepted, acquireSlot, admitUpdate, checkHeader, openSink } from './intake.js';
+import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, LiveView, RunCore } from './run-core.js';
 import type { UploadSink } from './upload.js';
@@ -223,15 +223,16 @@ export class AsyncBuffer {
       if (staleness > max) throw new RejectedUpdateError('too_stale', `update became ${staleness} versions behind while uploading; async.maxStaleness is ${max}`);
       const w = { staleness, weight: core.strategy.weightOf(h.numExamples) * stalenessWeight(core.config.staleness, staleness) };
       // Async folds at once (spooled or not): its cut is immediate.
+      let note = {};
       if (s) {
-        await admitUpdate(core, s, h, inv, buf, inv.task.taskId, w);
+        note = scaledNote(await admitUpdate(core, s, h, inv, buf, inv.task.taskId, w), core.config.strategy.normBound);
         core.agg.fold(s, w.weight);
       }
       buf.bytesReceived += h.totalBytes;
       const key = inv.task.taskId;
       core.outstanding.delete(h.agentId);
       buf.addExtra({ ...inv, state: 'invited' }, key);
-      buf.resolve(key, accepted(core, h, inv, w), { agentId: h.agentId, numExamples: h.numExamples, weight: w.weight, metrics: h.metrics, baseVersion: inv.baseVersion });
+      buf.resolve(key, accepted(core, h, inv, w, note), { agentId: h.agentId, numExamples: h.numExamples, weight: w.weight, metrics: h.metrics, baseVersion: inv.baseVersion });
       core.noteEval(inv.baseVersion, h.metrics);
       // Cut before releasing the agent: the release re-dispatches it, and it must get the new version.
       if (buf.accepted.length >= this.bufferSize) this.cut();

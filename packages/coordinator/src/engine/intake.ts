@@ -66,9 +66,33 @@ export async function acquireSlot(core: RunCore, inv: Invitee, stillWanted: () =
   return slot;
 }
 
+/** What admitUpdate did with an update beyond checking it. */
+export interface Admitted {
+  /** Spooled (durably with the run, or to the round's scratch spool for a strategy that needs every update): not to be folded now. */
+  spooled: boolean;
+  /** strategy.normBound scaled the update down from this L2 norm. */
+  scaledFrom?: number;
+}
+
+/** strategy.normBound (Sun et al. 2019): scales the staged update in place to at most `bound`; returns its norm before if it did. */
+export function boundNorm(view: Float32Array, bound: number): number | undefined {
+  const norm = l2Norm(view);
+  if (!(norm > bound)) return undefined;
+  // Shaded like clipToNorm so float32 rounding cannot end above the bound.
+  const f = (bound / norm) * (1 - 1e-6);
+  for (let i = 0; i < view.length; i++) view[i] = view[i]! * f;
+  return norm;
+}
+
+/** The participant note of a norm-bounded update. */
+export function scaledNote(a: Admitted, bound: number | undefined): Partial<Participant> {
+  return a.scaledFrom !== undefined && bound !== undefined ? { reason: `update L2 norm ${a.scaledFrom.toPrecision(4)} scaled to strategy.normBound ${bound}` } : {};
+}
+
 /**
- * Checks a complete update before it can touch the model, and spools it when the open round is saved with the run
- * (durable before acknowledged: the update file, then the run record naming it). Returns whether it was spooled.
+ * Checks a complete update before it can touch the model, bounds its norm (strategy.normBound), and spools it when
+ * the open round is saved with the run (durable before acknowledged: the update file, then the run record naming it),
+ * or, for a strategy that aggregates every update (robust), to the round's scratch spool.
  */
 export async function admitUpdate(
   core: RunCore,
@@ -78,7 +102,7 @@ export async function admitUpdate(
   round: OpenRound,
   fileKey: string,
   w: { staleness: number; weight: number },
-): Promise<boolean> {
+): Promise<Admitted> {
   const bad = core.agg.firstNonFinite(s);
   if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
   // Central DP's sensitivity bound must not rest on agents' good will: an update longer than the clip norm its task
@@ -89,12 +113,25 @@ export async function admitUpdate(
     if (norm > clip * (1 + 1e-5))
       throw new RejectedUpdateError('norm_exceeds_clip', `update L2 norm ${norm.toPrecision(6)} exceeds the clip norm ${clip.toPrecision(6)} of its task; agents must clip before sending`);
   }
+  // Every accepted update, after decoding and the checks above, before it is spooled or folded.
+  const bound = core.config.strategy.normBound;
+  const scaled = bound !== undefined ? boundNorm(s.view, bound) : undefined;
+  const out = (spooled: boolean): Admitted => (scaled !== undefined ? { spooled, scaledFrom: scaled } : { spooled });
+  const bytes = new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
   const spool = core.deps.spool;
-  if (!spool || core.run.openRound?.round !== round.round) return false;
-  const file = spool.write(core.run.id, round.round, fileKey, new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength));
-  core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
-  await core.ctx.persist();
-  return true;
+  if (spool && core.run.openRound?.round === round.round) {
+    const file = spool.write(core.run.id, round.round, fileKey, bytes);
+    core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
+    await core.ctx.persist();
+    return out(true);
+  }
+  if (core.keepsUpdates && round.kind === 'train') {
+    // Not durable, but the strategy needs every update: a scratch file for the round, removed when it is folded.
+    const file = core.scratchSpool().write(core.run.id, round.round, fileKey, bytes);
+    round.spooled.push({ name: inv.agent.name, file, weight: w.weight });
+    return out(true);
+  }
+  return out(false);
 }
 
 /** The participant entry of an accepted result. */

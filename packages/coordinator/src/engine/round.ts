@@ -1,6 +1,7 @@
 /** State of one open round (sync) or buffer fill (async): who was invited, what each returned, when it may close. */
 import type { TaskMsg } from '@fedge/proto';
 import type { Participant, ParticipantOutcome } from '../store/store.js';
+import type { SpooledUpdate } from './spool-source.js';
 import type { AcceptedResult, CandidateAgent, FailedResult } from '../strategy/strategy.js';
 
 export type LiveState = 'invited' | 'uploading' | ParticipantOutcome;
@@ -25,6 +26,8 @@ export class OpenRound {
   readonly startedAt = new Date();
   open = true;
   closedBy: CloseReason | undefined;
+  /** Updates kept in the scratch spool (a non-durable run whose strategy aggregates every update). */
+  readonly spooled: SpooledUpdate[] = [];
   bytesReceived = 0;
   bytesSent = 0;
   private settle!: () => void;

@@ -14,7 +14,11 @@ import type { OpenRound, Invitee } from './round.js';
 import type { RunContext } from './run-context.js';
 import { LEGACY_METRIC_TASK, combineMetrics, stripPrefix, type MetricPart, type MetricTask } from './task-metrics.js';
 import { TaskFactory } from './tasks.js';
-import type { UpdateSpool } from './update-spool.js';
+import { DiskSpool, type UpdateSpool } from './update-spool.js';
+import { openSpoolSource, type SpooledUpdate, type SpoolSource } from './spool-source.js';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 export interface RunEngineDeps {
   store: Store;
@@ -31,6 +35,12 @@ export interface RunEngineDeps {
    * end of the round in agent-name order, so a round survives a crash and the model does not depend on arrival order.
    */
   spool?: UpdateSpool;
+  /**
+   * Where a run that is not durable keeps a round's updates when its strategy aggregates every update (robust
+   * aggregators): a per-run directory under it, each round's files removed once the round is folded. Default: the OS
+   * temp directory.
+   */
+  scratchDir?: string;
   /** Agents this run may invite (those whose data fits the run's schema); default every agent. */
   eligible?: (a: AgentRecord) => boolean;
 }
@@ -207,6 +217,35 @@ export class RunCore {
     if (!this.deps.evaluateCentral || !this.config.centralEvaluation || this.run.round > 0) return;
     const ev = await this.deps.evaluateCentral(this.global.blob);
     this.ctx.setInitialCentral({ loss: ev.loss, accuracy: ev.accuracy, ...(ev.metrics ? { metrics: this.pick(ev.metrics) } : {}) });
+  }
+
+  private scratch: DiskSpool | undefined;
+
+  /** Sync rounds keep every accepted update (the strategy aggregates them itself: robust aggregators). */
+  get keepsUpdates(): boolean {
+    return this.strategy.aggregateUpdates !== undefined && this.config.mode === 'sync';
+  }
+
+  /** The scratch spool of a non-durable run whose strategy keeps every update (not fsync'd: it need not survive a crash). */
+  scratchSpool(): UpdateSpool {
+    this.scratch ??= new DiskSpool(this.scratchRoot(), false);
+    return this.scratch;
+  }
+
+  /** One directory per run and process, so concurrent runs and coordinators sharing a data dir never meet. */
+  private scratchRoot(): string {
+    return path.join(this.deps.scratchDir ?? path.join(tmpdir(), 'fedge-scratch'), `${this.run.id.replace(/[^A-Za-z0-9._-]/g, '_')}-${process.pid}`);
+  }
+
+  /** Drops the run's scratch directory (the run ended). */
+  removeScratch(): void {
+    if (this.scratch) rmSync(this.scratchRoot(), { recursive: true, force: true });
+    this.scratch = undefined;
+  }
+
+  /** A round's kept updates as a chunked source (agent-name order). */
+  spoolSource(updates: readonly SpooledUpdate[]): SpoolSource {
+    return openSpoolSource(updates, totalParams(this.specs));
   }
 
   /** Reads one spooled update into a staging slot and folds it. */

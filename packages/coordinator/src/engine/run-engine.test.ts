@@ -10,7 +10,7 @@ import { AgentRegistry } from './agent-registry.js';
 import { RunEngine } from './run-engine.js';
 import { RunContext } from './run-context.js';
 import { DiskSpool } from './update-spool.js';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -24,7 +24,7 @@ afterEach(() => {
   for (const e of engines.splice(0)) e.stop('test over');
 });
 
-function setup(input: RunConfigInput, names: string[], opts: { store?: MemoryStore; spool?: DiskSpool; run?: RunRecord; weights?: Float32Array } = {}) {
+function setup(input: RunConfigInput, names: string[], opts: { store?: MemoryStore; spool?: DiskSpool; run?: RunRecord; weights?: Float32Array; scratchDir?: string } = {}) {
   const store = opts.store ?? new MemoryStore();
   const registry = new AgentRegistry(store);
   const config = parseRunConfig({ centralEvaluation: false, roundDeadlineSeconds: 5, ...input });
@@ -41,6 +41,7 @@ function setup(input: RunConfigInput, names: string[], opts: { store?: MemorySto
     store,
     registry,
     ...(opts.spool ? { spool: opts.spool } : {}),
+    ...(opts.scratchDir ? { scratchDir: opts.scratchDir } : {}),
     strategy,
   });
   engines.push(engine);
@@ -275,5 +276,82 @@ describe('sync rounds', () => {
       expect(x.tasks.some((t) => t.kind === 'cancel')).toBe(true);
     }
     expect(run.rounds[0]!.seconds).toBeLessThan(2);
+  });
+});
+
+describe('robust strategies in sync rounds (every update kept, aggregated from the spool)', () => {
+  it('median of a round without a durable store: scratch files under scratchDir, removed once folded', async () => {
+    const scratchDir = mkdtempSync(path.join(tmpdir(), 'fedge-scratch-'));
+    const { engine, run, agents, finished } = setup({ rounds: 1, agentsPerRound: { min: 3 }, strategy: { name: 'median' } }, ['a', 'b', 'c'], { scratchDir });
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    expect(await submit(engine, c, trainTasks(c)[0]!, 100, 10)).toMatchObject({ accepted: true }); // the attacker
+    expect(await submit(engine, a, trainTasks(a)[0]!, 1, 10)).toMatchObject({ accepted: true });
+    // Kept on disk until the round is folded.
+    expect(readdirSync(scratchDir)).toHaveLength(1);
+    expect(await submit(engine, b, trainTasks(b)[0]!, 2, 10)).toMatchObject({ accepted: true });
+    await finished;
+    expect(run.rounds[0]!.status).toBe('completed');
+    expect([...engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2)); // the mean would be 34.33
+    expect(readdirSync(scratchDir)).toEqual([]);
+  });
+
+  it('krum whose round is too small for f: no model, the reason says so', async () => {
+    const { run, agents, engine, finished } = setup({ rounds: 1, agentsPerRound: { min: 3 }, strategy: { name: 'krum', f: 1 } }, ['a', 'b', 'c']);
+    for (const x of Object.values(agents)) {
+      await until(() => trainTasks(x).length === 1);
+      await submit(engine, x, trainTasks(x)[0]!, 1, 10);
+    }
+    await finished;
+    expect(run.rounds[0]).toMatchObject({ status: 'failed', reason: expect.stringMatching(/krum: f=1 needs more than 2f\+2 = 4 updates, got 3/) });
+  });
+
+  it('a restarted robust round aggregates the updates spooled before the crash with those after it', async () => {
+    const spool = new DiskSpool(mkdtempSync(path.join(tmpdir(), 'fedge-spool-')));
+    const cfg: RunConfigInput = { rounds: 1, agentsPerRound: { min: 3 }, strategy: { name: 'median' } };
+    const first = setup(cfg, ['a', 'b', 'c'], { spool });
+    const { a, b } = first.agents as Record<string, FakeAgent>;
+    await until(() => [a, b].every((x) => trainTasks(x).length === 1));
+    expect(await submit(first.engine, a, trainTasks(a)[0]!, 1, 10)).toMatchObject({ accepted: true });
+    expect(await submit(first.engine, b, trainTasks(b)[0]!, 2, 10)).toMatchObject({ accepted: true });
+    const saved = (await first.store.getRun('run-test'))!;
+    first.engine.removeAllListeners();
+    expect(saved.openRound?.accepted.map((x) => x.name).sort()).toEqual(['a', 'b']);
+    const second = setup(cfg, ['a', 'b', 'c'], { spool, store: first.store, run: saved });
+    first.engine.stop('crashed');
+    const { c } = second.agents as Record<string, FakeAgent>;
+    await until(() => trainTasks(c).length >= 1);
+    expect(await submit(second.engine, c, trainTasks(c).at(-1)!, 100, 10)).toMatchObject({ accepted: true });
+    await second.finished;
+    expect(second.run.rounds[0]!.status).toBe('completed');
+    expect([...second.engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2));
+    expect(second.run.rounds[0]!.participants.filter((p) => p.outcome === 'completed').map((p) => p.name).sort()).toEqual(['a', 'b', 'c']);
+  });
+});
+
+describe('strategy.normBound', () => {
+  it('scales each accepted update to at most the bound before it is folded, and says so on the participant', async () => {
+    const { engine, run, agents, finished } = setup({ rounds: 1, agentsPerRound: { min: 2 }, strategy: { name: 'fedavg', normBound: 1 } }, ['a', 'b']);
+    const { a, b } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b].every((x) => trainTasks(x).length === 1));
+    await submit(engine, a, trainTasks(a)[0]!, 1, 10); // norm sqrt(37) ≈ 6.08: scaled to 1
+    await submit(engine, b, trainTasks(b)[0]!, 0.1, 10); // norm 0.608: untouched
+    await finished;
+    const scaled = (1 / Math.sqrt(N)) * (1 - 1e-6);
+    for (const w of engine.globalModel.blob.weights) expect(w).toBeCloseTo((scaled + 0.1) / 2, 6);
+    const ps = run.rounds[0]!.participants;
+    expect(ps.find((p) => p.name === 'a')!.reason).toMatch(/update L2 norm 6\.083 scaled to strategy\.normBound 1/);
+    expect(ps.find((p) => p.name === 'b')!.reason).toBeUndefined();
+  });
+
+  it('norm-bound with krum: updates are bounded before they are spooled', async () => {
+    const { engine, agents, finished } = setup({ rounds: 1, agentsPerRound: { min: 5 }, strategy: { name: 'multi-krum', f: 1, m: 4, normBound: 1 } }, ['a', 'b', 'c', 'd', 'e']);
+    for (const [i, x] of Object.values(agents).entries()) {
+      await until(() => trainTasks(x).length === 1);
+      await submit(engine, x, trainTasks(x)[0]!, i === 4 ? -50 : 1, 10);
+    }
+    await finished;
+    const scaled = (1 / Math.sqrt(N)) * (1 - 1e-6);
+    for (const w of engine.globalModel.blob.weights) expect(w).toBeCloseTo(scaled, 6);
   });
 });

@@ -4,7 +4,7 @@ import type { OpenRoundState } from '../store/store.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
 import type { CandidateAgent } from '../strategy/strategy.js';
-import { accepted, acquireSlot, admitUpdate, checkHeader, openSink } from './intake.js';
+import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, RunCore } from './run-core.js';
 import type { UploadSink } from './upload.js';
@@ -25,15 +25,19 @@ export class SyncRounds {
   /** Runs the rounds after the last saved one until the run is done. */
   async run(): Promise<void> {
     const core = this.core;
-    for (let r = core.run.round + 1; r <= core.config.rounds && !core.done; r++) {
-      core.privacyStop = core.strategy.privacy?.budgetStop(r);
-      if (core.privacyStop) {
-        core.log.info({ round: r }, core.privacyStop);
-        break;
+    try {
+      for (let r = core.run.round + 1; r <= core.config.rounds && !core.done; r++) {
+        core.privacyStop = core.strategy.privacy?.budgetStop(r);
+        if (core.privacyStop) {
+          core.log.info({ round: r }, core.privacyStop);
+          break;
+        }
+        await this.waitForAgents(r);
+        if (core.done) break;
+        await this.trainRound(r);
       }
-      await this.waitForAgents(r);
-      if (core.done) break;
-      await this.trainRound(r);
+    } finally {
+      core.removeScratch();
     }
   }
 
@@ -90,13 +94,26 @@ export class SyncRounds {
     core.current = undefined;
     // A stopped run ends here: the interrupted round made no model and is not a failed round.
     if (core.stopCtl.signal.aborted) return;
-    if (spool && core.run.openRound?.round === r) await this.foldSpooled(core.run.openRound);
+    const durable = spool && core.run.openRound?.round === r ? core.run.openRound : undefined;
+    if (durable && !core.keepsUpdates) await this.foldSpooled(durable);
     // Late results carried from the round before this one had their chance; stop waiting for them.
     for (const [id, inv] of core.outstanding) if (inv.task.round < r) core.dropOutstanding(id, inv, 'not back by the end of the next round');
 
     core.live = { ...core.live, phase: 'aggregating' };
     const t0 = performance.now();
-    const outcome = core.strategy.aggregate(core.globalModel.blob.weights, core.aggView(), round.accepted, round.failures);
+    const base = core.globalModel.blob.weights;
+    let outcome;
+    if (core.keepsUpdates) {
+      // Every accepted update of the round (a resumed round's include those spooled before the restart), read in chunks.
+      const kept = durable ? durable.accepted.map((a) => ({ name: a.name, file: a.file, weight: a.weight })) : round.spooled;
+      const source = core.spoolSource(kept);
+      try {
+        outcome = core.strategy.aggregateUpdates!(base, source, round.accepted, round.failures);
+      } finally {
+        source.close();
+      }
+      if (!durable) core.scratchSpool().removeRound(core.run.id, r);
+    } else outcome = core.strategy.aggregate(base, core.aggView(), round.accepted, round.failures);
     const record = core.roundRecord(round);
     record.aggregationMs = performance.now() - t0;
     core.recordSpent(record);
@@ -253,9 +270,11 @@ export class SyncRounds {
       isOpen: () => round.open && !member.participant,
       onComplete: async (s) => {
         // Sync folds spooled updates at round end, in name order; unspooled ones fold now.
-        if (s && !(await admitUpdate(core, s, h, member, round, member.agent.name, w))) core.agg.fold(s, w.weight);
+        const admitted = s ? await admitUpdate(core, s, h, member, round, member.agent.name, w) : { spooled: false };
+        if (s && !admitted.spooled) core.agg.fold(s, w.weight);
         round.bytesReceived += h.totalBytes;
-        const p = accepted(core, h, member, w, late ? { reason: `late result from round ${member.task.round}` } : {});
+        const note = scaledNote(admitted, core.config.strategy.normBound);
+        const p = accepted(core, h, member, w, late ? { reason: [`late result from round ${member.task.round}`, note.reason].filter(Boolean).join('; ') } : note);
         round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight: w.weight, metrics: h.metrics, baseVersion: member.baseVersion });
         if (late) core.noteLateOutcome(member, `folded into round ${round.round} (staleness ${staleness})`);
         core.noteEval(member.baseVersion, h.metrics);

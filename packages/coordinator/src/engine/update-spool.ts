@@ -14,7 +14,15 @@ export interface UpdateSpool {
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_');
 
 export class DiskSpool implements UpdateSpool {
-  constructor(private readonly dir: string) {}
+  /**
+   * @param durable false for a scratch spool (a non-durable run's robust round): no fsyncs, the files only have to
+   * outlive the round, not a crash
+   */
+  constructor(
+    private readonly dir: string,
+    private readonly durable = true,
+  ) {}
+
 
   private roundDir(runId: string, round: number): string {
     return path.join(this.dir, safe(runId), String(round));
@@ -28,11 +36,12 @@ export class DiskSpool implements UpdateSpool {
     const fd = openSync(tmp, 'w');
     try {
       for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-      fsyncSync(fd);
+      if (this.durable) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, file);
+    if (!this.durable) return file;
     // The rename is durable only once the directory entry is.
     const dfd = openSync(dir, 'r');
     try {

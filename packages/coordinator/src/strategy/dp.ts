@@ -77,6 +77,8 @@ export class DpStrategy implements Strategy, PrivacyHooks {
   private lastClip: number | undefined;
   /** Noise multiplier of the update sum (z, or z_delta with adaptive clipping). */
   readonly updateNoiseMultiplier: number;
+  /** Local DP around a robust aggregator: every update of the round, as the inner strategy takes them (central DP never). */
+  declare readonly aggregateUpdates?: NonNullable<Strategy['aggregateUpdates']>;
 
   constructor(
     private readonly inner: Strategy,
@@ -95,6 +97,16 @@ export class DpStrategy implements Strategy, PrivacyHooks {
       const sb = a.countNoiseStd ?? z;
       this.updateNoiseMultiplier = 1 / Math.sqrt(1 / (z * z) - 1 / (4 * sb * sb));
     } else this.updateNoiseMultiplier = z;
+    const robust = inner.aggregateUpdates?.bind(inner);
+    if (robust) {
+      // The config refuses robust aggregators with central DP (the noise is calibrated to the clipped mean's sensitivity).
+      if (!this.local) throw new Error(`strategy ${inner.name} cannot run with central differential privacy; use privacy.mode "local" or a non-robust strategy`);
+      (this as { aggregateUpdates?: Strategy['aggregateUpdates'] }).aggregateUpdates = (base, source, results, failures) => {
+        this.accountant.compose(this.step);
+        this.lastClip = this.clip;
+        return robust(base, source, results, failures);
+      };
+    }
   }
 
   /** The fixed denominator q * N (undefined before the first round). */

@@ -4,6 +4,7 @@ import { STRATEGY_NAMES, type RunConfig } from '../config/run-config.js';
 import { DpStrategy } from './dp.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import type { ServerOptName } from './rules/server-opt.js';
+import { RobustStrategy, type RobustName } from './robust.js';
 import { ServerOptStrategy } from './server-opt.js';
 import type { Strategy } from './strategy.js';
 
@@ -35,6 +36,18 @@ function serverOpt(rule: ServerOptName): StrategyFactory {
   };
 }
 
+/** A robust aggregator with the run's options (beta, f, m; the config filled in their defaults). */
+function robust(name: RobustName): StrategyFactory {
+  return (c) => {
+    const s = c.strategy;
+    return new RobustStrategy(name, fedavgOptions(c), {
+      ...(s.beta !== undefined ? { beta: s.beta } : {}),
+      ...(s.f !== undefined ? { f: s.f } : {}),
+      ...(s.m !== undefined ? { m: s.m } : {}),
+    });
+  };
+}
+
 /**
  * One line per strategy: adding one is its file plus a line here (and its name in run-config.ts's strategy block,
  * with its options and combinations). FedProx's proximal term is the agents' (strategy.proximalMu reaches them in the
@@ -47,6 +60,12 @@ const STRATEGIES: Record<RunConfig['strategy']['name'], StrategyFactory> = {
   fedadam: serverOpt('fedadam'),
   fedyogi: serverOpt('fedyogi'),
   fedadagrad: serverOpt('fedadagrad'),
+  // strategy.normBound (any strategy) is applied by the engine's intake to every accepted update; norm-bound is FedAvg after it.
+  'norm-bound': (c) => new FedAvg({ ...fedavgOptions(c), name: 'norm-bound' }),
+  median: robust('median'),
+  'trimmed-mean': robust('trimmed-mean'),
+  krum: robust('krum'),
+  'multi-krum': robust('multi-krum'),
 };
 
 /** The names (run-config.ts owns the list and its option and combination tables; the Record type above makes every name have a factory). */

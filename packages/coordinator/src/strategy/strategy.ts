@@ -1,5 +1,8 @@
 /** Strategy interface: which agents train, how an update is weighted, how results become the next global model. */
 import type { ModelBlob, TrainConfigMsg } from '@fedge/proto';
+import type { UpdateSource } from './rules/robust.js';
+
+export type { UpdateSource } from './rules/robust.js';
 
 export interface CandidateAgent { id: string; name: string; numExamples: number }
 
@@ -100,6 +103,12 @@ export interface Strategy {
   weightOf(numExamples: number): number;
   /** Sync: combines the round's results into the next global weights, or explains why the round produced none. */
   aggregate(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome;
+  /**
+   * Optional capability (robust aggregators): the round's accepted updates themselves, read in chunks from the spool
+   * (update k is results' agent in agent-name order, see the engine). A strategy with it has every accepted update of
+   * a sync round kept on disk and aggregated here instead of `aggregate` over the streamed mean.
+   */
+  aggregateUpdates?(base: Float32Array, source: UpdateSource, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome;
   /** Async (FedBuff): the next global weights from a full buffer of K updates (weights include the staleness discount). */
   aggregateBuffered(base: Float32Array, agg: AggregateView, results: readonly AcceptedResult[], failures: readonly FailedResult[]): AggregateOutcome;
   /**
