@@ -1,6 +1,8 @@
 /**
  * Robust aggregation end to end with real processes: 10 agents on MNIST, 3 of them sign-flip:10. FedAvg is ruined;
- * trimmed mean (beta 0.3 trims the 3 attackers at each end) and Krum (f = 3) still reach 90% held-out accuracy.
+ * trimmed mean (beta 0.3 trims the 3 attackers at each end) and Multi-Krum (f = 3) reach 90% held-out accuracy, and
+ * Krum learns despite the attackers. Krum's new model is one honest agent's, trained on its ~810 digits: it hovers at
+ * 0.88-0.90 (measured: 0.880 0.899 0.894 0.896 0.899 0.901), so asserting 90% for it would be a coin toss in CI.
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,15 +47,20 @@ describe('robust aggregation against 3 of 10 sign-flip:10 attackers (MNIST)', ()
     console.log(`fedavg: ${curve(result)} (${seconds.toFixed(1)} s)`);
   }, 90_000);
 
+  it('--strategy krum:f=3 learns despite them (one honest agent\'s model per round)', async () => {
+    const { result, seconds } = await demo(['--strategy', 'krum:f=3', '--rounds', '2', '--epochs', '5']);
+    console.log(`krum:f=3: ${curve(result)} (${seconds.toFixed(1)} s)`);
+    expect(result.status).toBe('completed');
+    expect(result.strategy?.name).toBe('krum');
+    expect(result.finalAccuracy!).toBeGreaterThan(0.85);
+  }, 120_000);
+
   it.each([
     ['trimmed-mean:beta=0.3', 'trimmed-mean'],
-    ['krum:f=3', 'krum'],
+    ['multi-krum:f=3', 'multi-krum'],
   ])('--strategy %s reaches 90%% held-out accuracy', async (spec, name) => {
-    // 5 local epochs: Krum's new model is one agent's locally trained model, so it needs more local work per round
-    // Its ceiling is about one shard's worth of MNIST: measured on 2 cores it hovers at 0.89-0.91 and first crosses
-    // 0.90 after 2-6 rounds (5 epochs) or 4-5 (3 epochs); lower lr or fewer epochs stay below 0.90 for 8-10 rounds.
-    // Trimmed mean crosses in 2 rounds. 25 rounds leave Krum room for a late crossing (the run stops when it crosses).
-    const { result, dataDir, seconds } = await demo(['--strategy', spec, '--rounds', '25', '--epochs', '5', '--target-accuracy', '0.9']);
+    // 5 local epochs, as for Krum above; the run stops when it crosses 90% (trimmed mean does in 2 rounds).
+    const { result, dataDir, seconds } = await demo(['--strategy', spec, '--rounds', '15', '--epochs', '5', '--target-accuracy', '0.9']);
     console.log(`${spec}: ${curve(result)} (${result.versions} rounds, ${seconds.toFixed(1)} s)`);
     expect(result.status).toBe('completed');
     expect(result.strategy?.name).toBe(name);
