@@ -42,6 +42,8 @@ export interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> 
 
 /** Learning rates measured to train each built-in model well with plain SGD at batch 32 (MLP: 95.7% in 10 rounds, IID). */
 const DEFAULT_LR: Record<string, number> = { 'mnist-mlp': 0.2, 'mnist-cnn': 0.05 };
+/** The demo's optimizer for the user's own data when none is named (see demoRunConfig). */
+export const DEFAULT_ADAM_LR = 0.01;
 /** The share of the user's file the coordinator keeps back for central evaluation (agents leave these rows out). */
 export const CENTRAL_HOLDOUT = 0.1;
 
@@ -117,5 +119,10 @@ export function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min
     },
   }, taskFlags);
   mergeStrategy(cfg, opts.strategy, opts.serverLr);
+  // Your own data, no optimizer or learning rate named anywhere: Adam at 0.01. Plain SGD at the MNIST rate diverges on
+  // unscaled regression targets (auto-mpg's mpg, 9-46, overflowed in round 1), and Adam is what Keras users expect.
+  const finalTask = cfg.task as { optimizer?: unknown } | undefined;
+  if (!mnist && finalTask && finalTask.optimizer === undefined && opts.lr === undefined && base.learningRate === undefined)
+    finalTask.optimizer = { name: 'adam', learningRate: DEFAULT_ADAM_LR };
   return cfg;
 }

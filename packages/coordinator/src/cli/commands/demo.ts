@@ -76,7 +76,7 @@ function demoBase(): Command {
     .addOption(new Option('--partition <kind>', 'how the data is split across agents').choices(['iid', 'shards', 'dirichlet']).default('iid'))
     .addOption(new Option('--epochs <n>', 'local epochs per round (default 2)').argParser(posIntArg('--epochs')))
     .addOption(new Option('--batch-size <n>', 'local batch size (default 32)').argParser(posIntArg('--batch-size')))
-    .option('--lr <x>', 'local learning rate (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn and other data)', (v) => Number(v))
+    .option('--lr <x>', 'local learning rate of SGD (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn; other data without --lr or an optimizer: Adam at 0.01)', (v) => Number(v))
     .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posIntArg('--seed')))
     .addOption(new Option('--mode <mode>', 'sync rounds or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
     .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fractionArg('--stragglers')))
