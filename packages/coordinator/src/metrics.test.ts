@@ -15,6 +15,11 @@ const rec = (round: number, extra: Partial<RoundRecord> = {}): RoundRecord => ({
   bytesSent: 100, bytesReceived: 40, aggregationMs: 20, centralAccuracy: 0.5 + round / 10, ...extra,
 });
 
+/** A running MNIST run (no task) "run-x" of 3 rounds with the given progress. */
+const mnistRun = (progress: Pick<RunView, 'round' | 'modelVersion' | 'rounds' | 'versions'>): RunView => ({
+  id: 'run-x', config: parseRunConfig({ model: 'mnist-mlp', rounds: 3 }), status: 'running', createdAt: '', ...progress,
+});
+
 describe('coordinator metrics', () => {
   it('reduces rejection reasons to their code', () => {
     expect(reasonCode('non_finite: update has NaN')).toBe('non_finite');
@@ -25,11 +30,11 @@ describe('coordinator metrics', () => {
 
   it('exposes rounds, participants, rejections, bytes, timings, accuracy and epsilon in the text format', async () => {
     const m = createCoordinatorMetrics({ defaultMetrics: false });
-    const run: RunView = {
-      id: 'run-x', config: parseRunConfig({ model: 'mnist-mlp', rounds: 3 }), status: 'running', createdAt: '', round: 2, modelVersion: 2,
+    const run = mnistRun({
+      round: 2, modelVersion: 2,
       rounds: [rec(1), rec(2, { epsilon: 1.25 })],
       versions: [0, 1, 2].map((version) => ({ version, sha256: 'f'.repeat(64), round: version, createdAt: '' })),
-    };
+    });
     m.update([run], [{ id: 'a', name: 'a', status: 'online', backend: 'wasm', agentVersion: '', numExamples: 1, labels: {}, joinedAt: '', lastSeen: '', tasksCompleted: 0, tasksFailed: 0 }]);
     const text = await m.registry.metrics();
     expect(text).toContain('fedge_runs{status="running"} 1');
@@ -109,10 +114,7 @@ describe('task metrics', () => {
 
   it('exposes fedge_run_metric{run_id,metric,source} next to the accuracy gauges, in valid exposition format', async () => {
     const m = createCoordinatorMetrics({ defaultMetrics: false });
-    const legacy: RunView = {
-      id: 'run-x', config: parseRunConfig({ model: 'mnist-mlp', rounds: 3 }), status: 'running', createdAt: '', round: 1, modelVersion: 1,
-      rounds: [rec(1, { federatedAccuracy: 0.55 })], versions: [],
-    };
+    const legacy = mnistRun({ round: 1, modelVersion: 1, rounds: [rec(1, { federatedAccuracy: 0.55 })], versions: [] });
     m.update([run, legacy], []);
     const text = await m.registry.metrics();
     expect(text).toContain('# TYPE fedge_run_metric gauge');

@@ -51,7 +51,7 @@ const STOP_METRICS = [...METRICS, 'loss'];
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A column by name, or by 0-based index when it is all digits (as fedge-agent --target reads it). */
-export function collectColumn(v: string, prev: (string | number)[] | undefined): (string | number)[] {
+function collectColumn(v: string, prev: (string | number)[] | undefined): (string | number)[] {
   const col = /^\d+$/.test(v) ? Number(v) : v;
   return [...(prev ?? []), col];
 }
@@ -67,7 +67,7 @@ export function parseStopAt(v: string): { metric: string; value: number } {
 }
 
 /** `rmse,r2` into a metric list (each one fedge computes). */
-export function parseMetricList(v: string): string[] {
+function parseMetricList(v: string): string[] {
   const list = v.split(',').map((m) => m.trim()).filter(Boolean);
   const bad = list.find((m) => !(METRICS as readonly string[]).includes(m));
   if (bad !== undefined || list.length === 0) throw new InvalidArgumentError(`--metrics: use a comma-separated list of ${METRICS.join(', ')} (e.g. rmse,r2), got "${v}"`);
@@ -188,23 +188,27 @@ export function addRunFlags(cmd: Command): Command {
   return addTaskFlags(cmd);
 }
 
+/** A --config file: a JSON object (a run config), unchecked; the coordinator validates it with the run-config schema. */
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ValidationError(`--config: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(text);
+  } catch (err) {
+    throw new ValidationError(`--config: ${file} is not valid JSON (${(err as Error).message})`);
+  }
+  if (!isObject(cfg)) throw new ValidationError(`--config: ${file} must contain a JSON object`);
+  return cfg;
+}
+
 /** File values first, flags override them; the coordinator validates the result with the run-config schema. */
 export function buildRunConfig(flags: RunFlags & TaskFlags): Record<string, unknown> {
-  let cfg: Record<string, unknown> = {};
-  if (flags.config) {
-    let text: string;
-    try {
-      text = readFileSync(flags.config, 'utf8');
-    } catch (err) {
-      throw new ValidationError(`--config: cannot read ${flags.config} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-    }
-    try {
-      cfg = JSON.parse(text) as Record<string, unknown>;
-    } catch (err) {
-      throw new ValidationError(`--config: ${flags.config} is not valid JSON (${(err as Error).message})`);
-    }
-    if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw new ValidationError(`--config: ${flags.config} must contain a JSON object`);
-  }
+  const cfg = flags.config ? readConfigFile(flags.config) : {};
   const set = (k: string, v: unknown): void => {
     if (v !== undefined) cfg[k] = v;
   };

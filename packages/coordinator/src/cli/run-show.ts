@@ -7,7 +7,7 @@ import { duration, metricText, metricValue, num, pct, shortHash, sig, table } fr
 import { statusLine, taskMetricNames, timing } from './progress.js';
 
 /** A wide CSV or a big vocabulary would scroll the rounds away: tables stop here (--format json has every row). */
-export const MAX_ROWS = 40;
+const MAX_ROWS = 40;
 
 function capped<T>(rows: readonly T[], what: string): { rows: readonly T[]; more?: string } {
   if (rows.length <= MAX_ROWS) return { rows };
@@ -59,7 +59,7 @@ function topValues(values: Record<string, number>, truncated: boolean): string {
   return `${sorted.length} values: ${shown}${rest > 0 ? `, +${rest} more` : ''}${truncated ? ' (capped)' : ''}`;
 }
 
-export function statisticsTable(data: RunData): string[] {
+function statisticsTable(data: RunData): string[] {
   const targets = new Set(data.preprocessing.targets.map((t) => t.name));
   const { rows, more } = capped(data.statistics, 'columns');
   const out = table(
@@ -85,7 +85,7 @@ function encoding(f: FeatureSpec, normalization: Normalization): { width: number
   return { width: 1, encoding: f.shift === 0 && f.scale === 1 ? 'as is' : `(x - ${sig(f.shift)}) / ${sig(f.scale)}` };
 }
 
-export function taskLines(r: RunView, data: RunData): string[] {
+function taskLines(r: RunView, data: RunData): string[] {
   const t = data.task;
   const o = t.optimizer;
   const opts = [`lr ${o.learningRate}`, ...(['momentum', 'beta1', 'beta2', 'rho'] as const).flatMap((k) => (o[k] !== undefined ? [`${k} ${o[k]}`] : []))];
@@ -112,46 +112,42 @@ export function taskLines(r: RunView, data: RunData): string[] {
   return lines;
 }
 
-/** Per round: the task's metrics, central and federated; metric columns no round has are left out. */
+/** A metric column of the rounds table: its header and its cell for one round. */
+type RoundColumn = readonly [header: string, cell: (x: RoundRecord) => string | undefined];
+
+/** Per round: participation, train loss, the given metric columns, time, epsilon (private runs only) and failures. */
+function roundsTable(r: RunView, metrics: readonly RoundColumn[]): string {
+  return table(
+    r.rounds.map((x) => ({
+      round: x.round,
+      version: x.version,
+      status: x.status,
+      agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
+      'train loss': num(x.trainLoss),
+      ...Object.fromEntries(metrics.map(([header, cell]) => [header, cell(x)])),
+      time: duration(x.seconds),
+      epsilon: num(x.epsilon),
+      failures: x.reason,
+    })),
+    ['round', 'version', 'status', 'agents', 'train loss', ...metrics.map(([header]) => header), 'time', ...(r.config.privacy ? ['epsilon'] : []), 'failures'],
+  );
+}
+
+/** The task's metrics, federated then central; metric columns no round has are left out. */
 function taskRoundsTable(r: RunView, names: readonly string[]): string {
   const cols = [...names.map((m) => ['fed', 'federatedMetrics', m] as const), ...names.map((m) => ['central', 'centralMetrics', m] as const)];
   const present = cols.filter(([, key, m]) => r.rounds.some((x) => x[key]?.[m] !== undefined));
-  return table(
-    r.rounds.map((x) => ({
-      round: x.round,
-      version: x.version,
-      status: x.status,
-      agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
-      'train loss': num(x.trainLoss),
-      ...Object.fromEntries(present.map(([label, key, m]) => [`${label} ${m}`, metricValue(m, x[key]?.[m])])),
-      time: duration(x.seconds),
-      epsilon: num(x.epsilon),
-      failures: x.reason,
-    })),
-    ['round', 'version', 'status', 'agents', 'train loss', ...present.map(([label, , m]) => `${label} ${m}`), 'time', ...(r.config.privacy ? ['epsilon'] : []), 'failures'],
-  );
+  return roundsTable(r, present.map(([label, key, m]): RoundColumn => [`${label} ${m}`, (x) => metricValue(m, x[key]?.[m])]));
 }
 
-function legacyRoundsTable(r: RunView): string {
-  return table(
-    r.rounds.map((x) => ({
-      round: x.round,
-      version: x.version,
-      status: x.status,
-      agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
-      'train loss': num(x.trainLoss),
-      'fed acc': pct(x.federatedAccuracy),
-      'central acc': pct(x.centralAccuracy),
-      time: duration(x.seconds),
-      epsilon: num(x.epsilon),
-      failures: x.reason,
-    })),
-    ['round', 'version', 'status', 'agents', 'train loss', 'fed acc', 'central acc', 'time', ...(r.config.privacy ? ['epsilon'] : []), 'failures'],
-  );
-}
+/** Runs without a task: federated and central accuracy, as `fedge run show` always printed them. */
+const ACCURACY_COLUMNS: readonly RoundColumn[] = [
+  ['fed acc', (x) => pct(x.federatedAccuracy)],
+  ['central acc', (x) => pct(x.centralAccuracy)],
+];
 
 /** Which data trained each version: the completed participants and their dataset fingerprints; [] when none was recorded. */
-export function lineageLines(rounds: readonly RoundRecord[]): string[] {
+function lineageLines(rounds: readonly RoundRecord[]): string[] {
   const rows = rounds.flatMap((x) => {
     const used = x.participants.filter((p) => p.outcome === 'completed' && p.fingerprint).sort((a, b) => a.name.localeCompare(b.name)); // same fleet, same line
     return x.version !== undefined && used.length ? [{ version: x.version, round: x.round, data: used.map((p) => `${p.name} ${shortHash(p.fingerprint)}`).join(', ') }] : [];
@@ -173,7 +169,7 @@ export function renderRunShow(r: RunView): string[] {
   if (!r.data) {
     if (r.config.task && !r.endedAt) lines.push(`task ${r.config.task.type}: waiting for the statistics step (the agents' data schemas and statistics)`);
     if (r.config.task && r.rounds.length === 0) return lines; // no rounds before the statistics step: nothing to tabulate
-    lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : legacyRoundsTable(r));
+    lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : roundsTable(r, ACCURACY_COLUMNS));
     return [...lines, ...lineageLines(r.rounds)];
   }
   lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds));

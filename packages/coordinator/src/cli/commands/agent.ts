@@ -1,6 +1,6 @@
 /** `fedge agent list`: agents known to the coordinator. */
 import { Command } from 'commander';
-import { printJson, table } from '../format.js';
+import { printJson, shortHash, table } from '../format.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
 
 export function agentCommand(): Command {
@@ -23,7 +23,7 @@ export function agentCommand(): Command {
           status: a.status,
           backend: a.backend,
           examples: a.numExamples,
-          data: a.data ? `${a.data.format} ${a.data.columns} cols ${a.data.fingerprint.slice(0, 12)}` : '',
+          data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
           task: a.currentTask ?? 'idle',
           done: a.tasksCompleted,
           failed: a.tasksFailed,

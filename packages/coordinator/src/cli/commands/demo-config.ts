@@ -1,23 +1,17 @@
 /** `fedge demo`'s run config and agent flags: a --config file with the demo's flags on top, defaults that fit the data. */
-import { readFileSync } from 'node:fs';
-import { ValidationError } from '@fedge/proto';
 import type { OutputFormat } from '../format.js';
-import { applyTaskFlags, mergeStrategy, type TaskFlags } from '../run-flags.js';
+import { applyTaskFlags, mergeStrategy, type RunFlags, type TaskFlags } from '../run-flags.js';
 
-export interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> {
-  agents: number;
-  rounds?: number;
-  model?: string;
-  hidden?: number[];
-  data: string;
+/** The demo's flags: the run flags it shares with `fedge run start` (same meaning), and its own. */
+export interface DemoOpts
+  extends Omit<TaskFlags, 'target'>,
+    Pick<RunFlags, 'config' | 'rounds' | 'model' | 'epochs' | 'batchSize' | 'lr' | 'deadline' | 'targetAccuracy' | 'overSelection' | 'lateResults' | 'bufferSize' | 'concurrency' | 'compression' | 'strategy'> {
+  /** As typed (names or indexes): the agents get them as --target too. */
   target?: string[];
-  task?: string;
+  agents: number;
+  data: string;
   missing?: string;
-  config?: string;
   partition: string;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
   seed: number;
   dataDir: string;
   format: OutputFormat;
@@ -26,37 +20,18 @@ export interface DemoOpts extends Omit<TaskFlags, 'target' | 'task' | 'hidden'> 
   slowdown: number;
   attackers?: number;
   attack?: string;
-  targetAccuracy?: number;
-  deadline?: number;
-  overSelection?: number;
-  lateResults?: string;
-  bufferSize?: number;
-  concurrency?: number;
   failRate?: number;
   staleness?: Record<string, unknown>;
   serverLr?: number;
-  strategy?: Record<string, unknown>;
-  compression?: Record<string, unknown>;
   errorFeedback: boolean;
 }
 
 /** Learning rates measured to train each built-in model well with plain SGD at batch 32 (MLP: 95.7% in 10 rounds, IID). */
 const DEFAULT_LR: Record<string, number> = { 'mnist-mlp': 0.2, 'mnist-cnn': 0.05 };
 /** The demo's optimizer for the user's own data when none is named (see demoRunConfig). */
-export const DEFAULT_ADAM_LR = 0.01;
+const DEFAULT_ADAM_LR = 0.01;
 /** The share of the user's file the coordinator keeps back for central evaluation (agents leave these rows out). */
 export const CENTRAL_HOLDOUT = 0.1;
-
-export function readConfig(file: string): Record<string, unknown> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ValidationError(`--config: cannot read ${file}: ${(err as Error).message}`);
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ValidationError(`--config: ${file} must hold a JSON object (a run config)`);
-  return raw as Record<string, unknown>;
-}
 
 /** Agent flags for the user's data: targets, missing values, and leaving out the rows the coordinator evaluates on. */
 export function dataArgs(o: DemoOpts): string[] {

@@ -4,7 +4,7 @@ import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { ValidationError } from '@fedge/proto';
 import { Coordinator, type RunView } from '../../coordinator.js';
 import { parseRunConfig } from '../../config/run-config.js';
@@ -13,15 +13,10 @@ import { parseFormat, pct, printJson } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
 import { fractionArg, posIntArg, positiveArg } from '../args.js';
-import { addTaskFlags, parseCompression, parseStaleness, parseStrategy } from '../run-flags.js';
-import { CENTRAL_HOLDOUT, dataArgs, demoRunConfig, readConfig, type DemoOpts } from './demo-config.js';
+import { addTaskFlags, parseCompression, parseHidden, parseStaleness, parseStrategy, readConfigFile } from '../run-flags.js';
+import { CENTRAL_HOLDOUT, dataArgs, demoRunConfig, type DemoOpts } from './demo-config.js';
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
-const hiddenArg = (v: string): number[] => {
-  const h = v.split(',').map(Number);
-  if (!h.every((x) => Number.isInteger(x) && x > 0)) throw new InvalidArgumentError(`--hidden must be comma-separated positive integers, got "${v}"`);
-  return h;
-};
 
 function agentDist(): string {
   const require = createRequire(import.meta.url);
@@ -72,7 +67,7 @@ function demoBase(): Command {
     .addOption(new Option('--agents <n>', 'agent processes to start').default(4).argParser(posIntArg('--agents')))
     .addOption(new Option('--rounds <n>', 'federated rounds (default 10)').argParser(posIntArg('--rounds')))
     .addOption(new Option('--model <name>', 'model: mnist-mlp (default for mnist), mnist-cnn, mlp (default for other data) or a tfjs model.json path'))
-    .addOption(new Option('--hidden <sizes>', 'with --model mlp: hidden layer widths, e.g. 64,32').argParser(hiddenArg))
+    .addOption(new Option('--hidden <sizes>', 'with --model mlp: hidden layer widths, e.g. 64,32').argParser(parseHidden))
     .addOption(new Option('--partition <kind>', 'how the data is split across agents').choices(['iid', 'shards', 'dirichlet']).default('iid'))
     .addOption(new Option('--epochs <n>', 'local epochs per round (default 2)').argParser(posIntArg('--epochs')))
     .addOption(new Option('--batch-size <n>', 'local batch size (default 32)').argParser(posIntArg('--batch-size')))
@@ -121,7 +116,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
     )
     .action(async (opts: DemoOpts) => {
       const t0 = performance.now();
-      const base = opts.config ? readConfig(opts.config) : {};
+      const base = opts.config ? readConfigFile(opts.config) : {};
       const attack = await demoAttack(opts);
       const nAttackers = attack ? Math.round((opts.attackers ?? 0) * opts.agents) : 0;
       const mnist = opts.data === 'mnist';
