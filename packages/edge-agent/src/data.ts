@@ -1,6 +1,6 @@
 /** Resolves the agent's --data spec into its partition's training split (profiled) and a held-out split for federated evaluation. */
 import { MAX_CATEGORIES, ValidationError, type ColumnProfile, type DataProfile } from '@fedge/proto';
-import type { Dataset, LoadTableOptions, PartitionKind, RawTable } from '@fedge/ml';
+import type { Dataset, LoadTableOptions, PartitionKind, RawColumn, RawTable } from '@fedge/ml';
 
 /** The --data flags: what loadTable reads (target, features, missing, ...) and how this agent takes its share. */
 export interface DataOptions extends Omit<LoadTableOptions, 'baseDir'> {
@@ -52,23 +52,23 @@ export async function loadLocalData(o: DataOptions): Promise<LocalData> {
   const description = `${o.spec}${o.numPartitions > 1 || o.spec === 'mnist' ? ` ${o.partition} partition ${o.partitionId}/${o.numPartitions} (seed ${o.seed})` : ''}`;
   if (part.n < 2) throw new ValidationError(`--data: ${description} has ${part.n} examples; need at least 2`);
   const { train, holdout } = ml.splitTable(part, o.holdoutFraction, o.seed + o.partitionId);
-  return { train, holdout, description, profile: withHoldoutRange(ml.profileTable(train), ml.profileTable(holdout)) };
+  return { train, holdout, description, profile: withHoldoutRange(ml.profileTable(train), holdout, ml.profileColumn) };
 }
 
 /**
  * The statistics stay those of the training rows, but category values seen only in the held-out rows are listed (with
- * count 0): the fleet's vocabularies and class names must include every value this agent will encode.
+ * count 0): the fleet's vocabularies and class names must include every value this agent will encode. Only the
+ * held-out categorical columns are profiled: their values are all this needs.
  */
-function withHoldoutRange(p: DataProfile, h: DataProfile): DataProfile {
+function withHoldoutRange(p: DataProfile, holdout: RawTable, profileColumn: (c: RawColumn) => ColumnProfile): DataProfile {
   const columns = p.columns.map((c, i): ColumnProfile => {
-    const o = h.columns[i];
-    if (!o || o.type !== c.type || o.count === 0) return c;
-    if (c.type === 'categorical' && o.type === 'categorical') {
-      const extra = Object.keys(o.values).filter((v) => !(v in c.values));
-      const room = Math.max(0, MAX_CATEGORIES - Object.keys(c.values).length);
-      return extra.length ? { ...c, values: { ...c.values, ...Object.fromEntries(extra.slice(0, room).map((v) => [v, 0])) }, truncated: c.truncated || extra.length > room } : c;
-    }
-    return c;
+    const h = holdout.columns[i];
+    if (c.type !== 'categorical' || h?.type !== 'categorical') return c;
+    const o = profileColumn(h);
+    if (o.type !== 'categorical' || o.count === 0) return c;
+    const extra = Object.keys(o.values).filter((v) => !(v in c.values));
+    const room = Math.max(0, MAX_CATEGORIES - Object.keys(c.values).length);
+    return extra.length ? { ...c, values: { ...c.values, ...Object.fromEntries(extra.slice(0, room).map((v) => [v, 0])) }, truncated: c.truncated || extra.length > room } : c;
   });
   return { ...p, columns };
 }

@@ -1,6 +1,7 @@
 /**
  * Legacy dataset files straight to an encoded Dataset: MNIST IDX (optionally gzipped) and a labelled CSV of 0-1 or
- * 0-255 values (`fedge model export --calibration`). Agents load data through data/load.ts (loadTable) instead.
+ * 0-255 values. Agents and `fedge model export --calibration` load data through data/load.ts (loadTable) instead;
+ * readIdx is shared with data/builtin.ts.
  */
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';

@@ -57,6 +57,11 @@ function targetSpec(c: ColumnProfile, task: TaskType): TargetSpec {
   return { name: c.name, kind: 'numeric' };
 }
 
+/** Values per example the features encode to: 1 per numeric, one per vocabulary value, a raw block's width. */
+export function encodedWidth(features: readonly FeatureSpec[]): number {
+  return features.reduce((a, f) => a + (f.kind === 'numeric' ? 1 : f.kind === 'categorical' ? f.values.length : f.width), 0);
+}
+
 /** The preprocessing every agent applies (and the exported model carries), from the fleet's combined columns. */
 export function buildPreprocessing(columns: ColumnProfile[], o: PreprocessingOptions): Preprocessing {
   if (o.targets.length === 0) throw new ValidationError(`no target: name the target column (task.target in the run config, or --target on the agents); columns: ${columns.map((c) => c.name).slice(0, 40).join(', ')}`);
@@ -73,7 +78,7 @@ export function buildPreprocessing(columns: ColumnProfile[], o: PreprocessingOpt
     normalization: o.normalization,
     features: featureSpecs,
     targets: targets.map((t) => targetSpec(columns[t]!, o.taskType)),
-    inputWidth: featureSpecs.reduce((a, f) => a + (f.kind === 'numeric' ? 1 : f.kind === 'categorical' ? f.values.length : f.width), 0),
+    inputWidth: encodedWidth(featureSpecs),
     ...(o.imageShape ? { imageShape: [...o.imageShape] } : {}),
   };
   const checked = preprocessingSchema.safeParse(pre);

@@ -18,6 +18,7 @@
  */
 import { ValidationError, type Preprocessing } from '@fedge/proto';
 import { DataType, type DataTypeCode } from './proto.js';
+import { encodedWidth } from '../data/preprocess.js';
 import type { GraphBuilder } from './graph.js';
 
 export const ML_DOMAIN = 'ai.onnx.ml';
@@ -57,13 +58,9 @@ export function isIdentity(p: Preprocessing): boolean {
   return p.features.length === 1 && p.features[0]!.kind === 'raw';
 }
 
-export function encodedWidth(p: Preprocessing): number {
-  return p.features.reduce((a, f) => a + (f.kind === 'numeric' ? 1 : f.kind === 'categorical' ? f.values.length : f.width), 0);
-}
-
 /** Checks the preprocessing against itself and the model's per-example input shape. */
 export function checkPreprocessing(p: Preprocessing, modelInput: number[]): void {
-  const width = encodedWidth(p);
+  const width = encodedWidth(p.features);
   if (width !== p.inputWidth) throw new ValidationError(`onnx export: preprocessing.inputWidth is ${p.inputWidth} but its features encode to ${width} values; the preprocessing is inconsistent (re-create it)`);
   const size = modelInput.reduce((a, b) => a * b, 1);
   if (width !== size)
