@@ -1,9 +1,8 @@
 /** The coordinator: runs, agents and models behind one object that transports and the CLI call. */
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
-import { NotFoundError, type JoinRequestMsg, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
+import { NotFoundError, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
 import { parseRunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -18,7 +17,7 @@ import { RunContext } from './engine/run-context.js';
 import { TaskFactory } from './engine/tasks.js';
 import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
 import { eligibleFor, needsDataStep } from './engine/data-step.js';
-import { prepareRun } from './engine/prepare.js';
+import { PreparingRuns } from './engine/prepare.js';
 import { moduleLogger } from './log.js';
 import { ModelSigner } from './signing-key.js';
 
@@ -46,16 +45,14 @@ export class Coordinator {
   readonly registry: AgentRegistry;
   readonly signer: ModelSigner;
   private readonly engines = new Map<string, RunEngine>();
-  /** Runs in their statistics step (no engine yet): stop aborts them, watchers wait for the engine. */
-  private closing = false;
-  /** Emits a run id whenever a run in its statistics step changes (watchRun listens). */
-  private readonly prepEvents = new EventEmitter();
-  private readonly preparing = new Map<string, { ctx: RunContext; ctl: AbortController; launched: Promise<RunEngine | undefined> }>();
+  /** Runs in their statistics step (no engine yet). */
+  private readonly preparing: PreparingRuns;
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryStore();
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
+    this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob) });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
     });
@@ -84,38 +81,15 @@ export class Coordinator {
     const ctx = new RunContext(run, this.store);
     log.info({ runId: run.id, model: config.model, rounds: config.rounds }, 'run started');
     if (needsDataStep(config)) {
-      this.prepare(ctx, blob);
+      this.preparing.start(ctx, blob);
       return structuredClone(run);
     }
     const engine = await this.launch(ctx, blob!);
     return this.view(engine);
   }
 
-  /** The statistics step in the background, then the engine; a failure fails the run with the step's message. */
-  private prepare(ctx: RunContext, blob: import('@fedge/proto').ModelBlob | undefined): void {
-    const ctl = new AbortController();
-    const id = ctx.id;
-    const launched = (async (): Promise<RunEngine | undefined> => {
-      try {
-        const initial = await prepareRun(ctx, blob, { registry: this.registry, signal: ctl.signal, onUpdate: () => this.prepEvents.emit(id) });
-        return await this.launch(ctx, initial);
-      } catch (err) {
-        // Shutting down with a durable store: the run stays waiting and the next process prepares it again.
-        if (this.closing && this.opts.resumeOnRestart) return undefined;
-        if (ctl.signal.aborted) ctx.fail('stopped', 'stopped by user during the statistics step');
-        else ctx.fail('failed', (err as Error).message);
-        await ctx.persist().catch((e: unknown) => log.error({ err: e }, 'saving the run failed'));
-        if (!ctl.signal.aborted) log.error({ runId: id, err: (err as Error).message }, 'run failed in its statistics step');
-        return undefined;
-      } finally {
-        this.preparing.delete(id);
-      }
-    })();
-    this.preparing.set(id, { ctx, ctl, launched });
-  }
-
   /** Builds the run's strategy and engine and starts it from the run's current round and `blob` (its latest version). */
-  private async launch(ctx: RunContext, blob: import('@fedge/proto').ModelBlob): Promise<RunEngine> {
+  private async launch(ctx: RunContext, blob: ModelBlob): Promise<RunEngine> {
     const run = ctx.run;
     const config = run.config;
     const evaluateCentral = await centralEvaluator(config, run.data);
@@ -165,7 +139,7 @@ export class Coordinator {
       }
       ctx.trimToSaved();
       const v = run.versions.find((x) => x.version === run.modelVersion);
-      let blob: import('@fedge/proto').ModelBlob | undefined;
+      let blob: ModelBlob | undefined;
       try {
         blob = v ? await this.store.getModel(v.sha256) : run.modelVersion === 0 ? await initialModel(run.config, run.data) : undefined;
       } catch (err) {
@@ -174,7 +148,7 @@ export class Coordinator {
       }
       if (!run.data && needsDataStep(run.config) && run.modelVersion === 0) {
         ctx.setMessage('resumed after a coordinator restart: statistics step again');
-        this.prepare(ctx, blob);
+        this.preparing.start(ctx, blob);
         resumed.push(structuredClone(run));
         continue;
       }
@@ -192,12 +166,8 @@ export class Coordinator {
   }
 
   async stopRun(id: string): Promise<RunView> {
-    const p = this.preparing.get(id);
-    if (p) {
-      p.ctl.abort(new Error('stopped by user'));
-      await p.launched;
-      return structuredClone(p.ctx.run);
-    }
+    const stopped = await this.preparing.stop(id);
+    if (stopped) return stopped;
     const e = this.engines.get(id);
     if (!e) {
       const r = await this.store.getRun(id);
@@ -209,8 +179,8 @@ export class Coordinator {
   }
 
   async getRun(id: string): Promise<RunView> {
-    const p = this.preparing.get(id);
-    if (p) return structuredClone(p.ctx.run);
+    const p = this.preparing.view(id);
+    if (p) return p;
     const e = this.engines.get(id);
     if (e) return this.signed(this.view(e));
     const r = await this.store.getRun(id);
@@ -231,8 +201,7 @@ export class Coordinator {
     const runs = await this.store.listRuns();
     return runs.map((r) => {
       const e = this.engines.get(r.id);
-      const p = this.preparing.get(r.id);
-      return e ? this.view(e) : p ? structuredClone(p.ctx.run) : r;
+      return e ? this.view(e) : this.preparing.view(r.id) ?? r;
     }).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
@@ -250,26 +219,9 @@ export class Coordinator {
    * `view()` is called, so watchers that coalesce updates do not copy the whole run on every event.
    */
   watchRun(id: string, fn: (view: () => RunView, ended: boolean) => void): () => void {
-    const p = this.preparing.get(id);
-    if (p) {
-      // In its statistics step: report it, then follow the engine once it exists (or report the end if it never does).
-      let off: (() => void) | undefined;
-      let cancelled = false;
-      const onPrep = (): void => fn(() => structuredClone(p.ctx.run), false);
-      this.prepEvents.on(id, onPrep);
-      queueMicrotask(onPrep);
-      void p.launched.then((e) => {
-        this.prepEvents.off(id, onPrep);
-        if (cancelled) return;
-        if (e) off = this.watchRun(id, fn);
-        else fn(() => structuredClone(p.ctx.run), true);
-      });
-      return () => {
-        cancelled = true;
-        this.prepEvents.off(id, onPrep);
-        off?.();
-      };
-    }
+    // In its statistics step: report it, then follow the engine once it exists.
+    const preparing = this.preparing.watch(id, fn, () => this.watchRun(id, fn));
+    if (preparing) return preparing;
     const e = this.engines.get(id);
     if (!e) throw new NotFoundError(`run "${id}" is not active on this coordinator`);
     const view = (): RunView => this.view(e);
@@ -437,9 +389,7 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
-    this.closing = true;
-    for (const p of this.preparing.values()) p.ctl.abort(new Error('coordinator shutting down'));
-    await Promise.all([...this.preparing.values()].map((p) => p.launched));
+    await this.preparing.close();
     const active = [...this.engines.values()].filter((e) => !e.isFinished());
     const ended = active.map((e) => new Promise<void>((r) => (e.isFinished() ? r() : e.once('end', () => r()))));
     for (const e of this.engines.values()) e.stop('coordinator shutting down');

@@ -4,7 +4,7 @@ import { CODECS, TOPK_MAX_FRACTION, ValidationError } from '@fedge/proto';
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
 
-export const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
+const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 
 type BuiltinModelName = (typeof BUILTIN_MODEL_NAMES)[number];
 const MODEL_HINT = `use one of ${BUILTIN_MODEL_NAMES.join(', ')}, { "builtin": "mlp", "hidden": [64, 32] } or { "path": "model.json" }`;
@@ -52,7 +52,7 @@ export type StrategyName = (typeof STRATEGY_NAMES)[number];
 const ADAPTIVE: readonly StrategyName[] = ['fedadam', 'fedyogi', 'fedadagrad'];
 const ALL: readonly StrategyName[] = STRATEGY_NAMES;
 /** Aggregators that need every update of a round (coordinate-wise statistics, pairwise distances), not the streamed mean. */
-export const ROBUST_STRATEGIES = ['median', 'trimmed-mean', 'krum', 'multi-krum'] as const satisfies readonly StrategyName[];
+const ROBUST_STRATEGIES = ['median', 'trimmed-mean', 'krum', 'multi-krum'] as const satisfies readonly StrategyName[];
 const NOT_ROBUST: readonly StrategyName[] = ALL.filter((n) => !(ROBUST_STRATEGIES as readonly string[]).includes(n));
 
 /** Which strategies each option applies to; any other pairing is an error naming both. */
@@ -99,7 +99,7 @@ type StrategyOption = keyof typeof STRATEGY_OPTIONS;
 const unit = (key: string) => z.number().min(0, `strategy.${key}: must be in [0, 1)`).lt(1, `strategy.${key}: must be in [0, 1)`).optional();
 
 /** "a, b or c". */
-export function orList(items: readonly string[]): string {
+function orList(items: readonly string[]): string {
   return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
 }
 
@@ -158,7 +158,7 @@ const strategySchema = strategyInput.transform((s, ctx): StrategyConfig => {
 });
 
 /** The combination rule (STRATEGY_COMBINATIONS): an error naming the strategy and what it cannot run with. */
-export function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: 'sync' | 'async'; privacy?: { mode?: string } | undefined }): void {
+function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: 'sync' | 'async'; privacy?: { mode?: string } | undefined }): void {
   const name = c.strategy.name;
   const refuse = (what: string, allowed: readonly StrategyName[]): never => {
     throw new ValidationError(`invalid run config: strategy.name ${name} cannot run with ${what}; use ${orList(allowed)}`);

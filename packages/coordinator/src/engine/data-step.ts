@@ -12,8 +12,8 @@ import { initialModel, ml } from './ml-hooks.js';
 import { applyUserStatistics, columnsNeedingStatistics, noiseNumericStatistics } from './private-stats.js';
 
 /** Columns as a comparable key: an agent may join a prepared run only with exactly this schema. */
-export function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>[], imageShape?: readonly number[]): string {
-  return JSON.stringify([columns.map((c) => [c.name, c.type, 'width' in c ? c.width : 1]), imageShape ?? null]);
+function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>[]): string {
+  return JSON.stringify(columns.map((c) => [c.name, c.type, 'width' in c ? c.width : 1]));
 }
 
 /**
@@ -58,7 +58,7 @@ function outputsOf(type: TaskType, pre: Preprocessing, columns: readonly ColumnP
 type Numeric = Extract<ColumnProfile, { type: 'numeric' }>;
 
 /** Why one agent's target columns cannot serve the task type on their own (undefined: they can). */
-export function targetProblem(p: DataProfile, targets: readonly string[], type: TaskType): string | undefined {
+function targetProblem(p: DataProfile, targets: readonly string[], type: TaskType): string | undefined {
   for (const name of targets) {
     const c = p.columns.find((x) => x.name === name);
     if (!c) return `no target column "${name}"`;
@@ -138,75 +138,76 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
     combined = m.combineProfiles(combined.accepted.filter((e) => !unfit.some((x) => x.e === e)));
   }
   const hasBlocks = combined.columns.some((c) => c.type === 'block' && !targets.includes(c.name));
-  // A user model with an image input [H, W, C]: agents resize their images to it (same channels).
+  // The configured model, built once: its output width and input shape here, its fit to the task at the end.
   const given = blob ? await m.modelFromBlob(blob) : undefined;
-  let modelOutputs: number | undefined;
-  let modelImage: [number, number, number] | undefined;
   try {
-    modelOutputs = given ? (given.outputs[0]!.shape.at(-1) as number) : undefined;
+    // A user model with an image input [H, W, C]: agents resize their images to it (same channels).
+    const modelOutputs = given ? (given.outputs[0]!.shape.at(-1) as number) : undefined;
+    let modelImage: [number, number, number] | undefined;
     const inShape = given?.inputs[0]!.shape.slice(1) ?? [];
     if (ref.imageShape && inShape.length === 3 && inShape.every((d) => typeof d === 'number' && d > 0)) {
       if (inShape[2] !== ref.imageShape[2])
         throw new DataStepError(`model: input ${given!.inputs[0]!.name} takes ${inShape[2]} channel(s), the agents' images have ${ref.imageShape[2]}; start the agents with --channels ${inShape[2]}`);
       modelImage = inShape as [number, number, number];
     }
+    const imageShape = modelImage ?? (ref.imageShape as [number, number, number] | undefined);
+    const build = (columns: ColumnProfile[]): Preprocessing => {
+      try {
+        return m.buildPreprocessing(columns, {
+          targets,
+          ...(config.task?.features ? { features: config.task.features } : {}),
+          normalization: normalizationOf(config.task, hasBlocks),
+          taskType: type,
+          ...(imageShape ? { imageShape } : {}),
+        });
+      } catch (err) {
+        throw new DataStepError(err instanceof ValidationError ? err.message : `preprocessing: ${(err as Error).message}`);
+      }
+    };
+    let statistics = combined.columns;
+    let pre = build(statistics);
+    let noiseStd: number | undefined;
+    const p = config.privacy;
+    const needed = columnsNeedingStatistics(pre, statistics, config.task);
+    if (p && needed.length > 0) {
+      // A private run releases no exact statistic of the agents' data: the Gaussian mechanism, or the user's own numbers.
+      if (pre.normalization === 'minmax')
+        throw new DataStepError(`task.normalization: minmax needs each column's exact min and max, which a private run does not release; use zscore, or give task.statistics { "${needed[0]}": { "min": .., "max": .. } } for ${needed.join(', ')}`);
+      if (p.statisticsClipNorm === undefined)
+        throw new DataStepError(`privacy.statisticsClipNorm: this private run normalizes ${needed.join(', ')} with fleet statistics; give an L2 bound on one agent's (count, sum, sum of squares) over those columns, or your own task.statistics (mean, std per column), or task.normalization "none"`);
+      const noised = noiseNumericStatistics(combined.accepted.map((e) => e.profile), statistics, needed, p.statisticsClipNorm, p.noiseMultiplier);
+      statistics = noised.columns;
+      noiseStd = noised.noiseStd;
+      pre = build(statistics);
+    }
+    pre = applyUserStatistics(pre, config.task);
+
+    const task = resolveTask(config.task, config.learningRate, outputsOf(type, pre, combined.columns, modelOutputs));
+    // FedProx: every training task carries mu in its resolved task (agents add the proximal term to their loss).
+    const mu = config.strategy.proximalMu;
+    if (mu !== undefined && mu > 0) task.proximalMu = mu;
+    const data: RunData = {
+      task,
+      preprocessing: pre,
+      statistics,
+      n: combined.n,
+      agents: combined.accepted.map((e) => ({ agentId: e.agentId, name: e.name, format: e.profile.format, n: e.profile.n, fingerprint: e.profile.fingerprint })),
+      refused,
+      ...(noiseStd !== undefined ? { statisticsNoiseStd: noiseStd } : {}),
+      preparedAt: new Date().toISOString(),
+    };
+    const out = blob ?? (await initialModel(config, data))!;
+    // The configured model is the one already built above; only the built-in MLP, made just now, is built here.
+    const model = given ?? (await m.modelFromBlob(out));
+    try {
+      m.checkModelForTask(model, task, pre.inputWidth);
+    } catch (err) {
+      throw new DataStepError(`model: ${(err as Error).message}`);
+    } finally {
+      if (model !== given) model.dispose();
+    }
+    return { data, blob: out };
   } finally {
     given?.dispose();
   }
-  const imageShape = modelImage ?? (ref.imageShape as [number, number, number] | undefined);
-  const build = (columns: ColumnProfile[]): Preprocessing => {
-    try {
-      return m.buildPreprocessing(columns, {
-        targets,
-        ...(config.task?.features ? { features: config.task.features } : {}),
-        normalization: normalizationOf(config.task, hasBlocks),
-        taskType: type,
-        ...(imageShape ? { imageShape } : {}),
-      });
-    } catch (err) {
-      throw new DataStepError(err instanceof ValidationError ? err.message : `preprocessing: ${(err as Error).message}`);
-    }
-  };
-  let statistics = combined.columns;
-  let pre = build(statistics);
-  let noiseStd: number | undefined;
-  const p = config.privacy;
-  const needed = columnsNeedingStatistics(pre, statistics, config.task);
-  if (p && needed.length > 0) {
-    // A private run releases no exact statistic of the agents' data: the Gaussian mechanism, or the user's own numbers.
-    if (pre.normalization === 'minmax')
-      throw new DataStepError(`task.normalization: minmax needs each column's exact min and max, which a private run does not release; use zscore, or give task.statistics { "${needed[0]}": { "min": .., "max": .. } } for ${needed.join(', ')}`);
-    if (p.statisticsClipNorm === undefined)
-      throw new DataStepError(`privacy.statisticsClipNorm: this private run normalizes ${needed.join(', ')} with fleet statistics; give an L2 bound on one agent's (count, sum, sum of squares) over those columns, or your own task.statistics (mean, std per column), or task.normalization "none"`);
-    const noised = noiseNumericStatistics(combined.accepted.map((e) => e.profile), statistics, needed, p.statisticsClipNorm, p.noiseMultiplier);
-    statistics = noised.columns;
-    noiseStd = noised.noiseStd;
-    pre = build(statistics);
-  }
-  pre = applyUserStatistics(pre, config.task);
-
-  const task = resolveTask(config.task, config.learningRate, outputsOf(type, pre, combined.columns, modelOutputs));
-  // FedProx: every training task carries mu in its resolved task (agents add the proximal term to their loss).
-  const mu = config.strategy.proximalMu;
-  if (mu !== undefined && mu > 0) task.proximalMu = mu;
-  const data: RunData = {
-    task,
-    preprocessing: pre,
-    statistics,
-    n: combined.n,
-    agents: combined.accepted.map((e) => ({ agentId: e.agentId, name: e.name, format: e.profile.format, n: e.profile.n, fingerprint: e.profile.fingerprint })),
-    refused,
-    ...(noiseStd !== undefined ? { statisticsNoiseStd: noiseStd } : {}),
-    preparedAt: new Date().toISOString(),
-  };
-  const out = blob ?? (await initialModel(config, data))!;
-  const model = await m.modelFromBlob(out);
-  try {
-    m.checkModelForTask(model, task, pre.inputWidth);
-  } catch (err) {
-    throw new DataStepError(`model: ${(err as Error).message}`);
-  } finally {
-    model.dispose();
-  }
-  return { data, blob: out };
 }

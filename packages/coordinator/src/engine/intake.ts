@@ -3,6 +3,7 @@ import {
   RejectedUpdateError,
   ENCODING_OF,
   checkEncodedSize,
+  clipToNorm,
   createDecoder,
   describeSpecMismatch,
   l2Norm,
@@ -74,16 +75,6 @@ export interface Admitted {
   scaledFrom?: number;
 }
 
-/** strategy.normBound (Sun et al. 2019): scales the staged update in place to at most `bound`; returns its norm before if it did. */
-export function boundNorm(view: Float32Array, bound: number): number | undefined {
-  const norm = l2Norm(view);
-  if (!(norm > bound)) return undefined;
-  // Shaded like clipToNorm so float32 rounding cannot end above the bound.
-  const f = (bound / norm) * (1 - 1e-6);
-  for (let i = 0; i < view.length; i++) view[i] = view[i]! * f;
-  return norm;
-}
-
 /** The participant note of a norm-bounded update. */
 export function scaledNote(a: Admitted, bound: number | undefined): Partial<Participant> {
   return a.scaledFrom !== undefined && bound !== undefined ? { reason: `update L2 norm ${a.scaledFrom.toPrecision(4)} scaled to strategy.normBound ${bound}` } : {};
@@ -115,7 +106,9 @@ export async function admitUpdate(
   }
   // Every accepted update, after decoding and the checks above, before it is spooled or folded.
   const bound = core.config.strategy.normBound;
-  const scaled = bound !== undefined ? boundNorm(s.view, bound) : undefined;
+  // strategy.normBound (Sun et al. 2019): scaled in place to at most the bound, like an agent's clipping.
+  const clipped = bound !== undefined ? clipToNorm(s.view, bound) : undefined;
+  const scaled = clipped?.clipped ? clipped.norm : undefined;
   const out = (spooled: boolean): Admitted => (scaled !== undefined ? { spooled, scaledFrom: scaled } : { spooled });
   const bytes = new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
   const spool = core.deps.spool;

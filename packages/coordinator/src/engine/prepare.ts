@@ -1,13 +1,19 @@
-/** Drives a new run through the statistics step: waits for agents that report their data, combines, records RunData. */
+/**
+ * Drives a new run through the statistics step: waits for agents that report their data, combines, records RunData;
+ * PreparingRuns holds the runs in that step (no engine yet) for the coordinator.
+ */
+import { EventEmitter } from 'node:events';
 import type { ModelBlob } from '@fedge/proto';
 import type { RunContext } from './run-context.js';
 import type { AgentRegistry } from './agent-registry.js';
+import type { RunEngine } from './run-engine.js';
+import type { RunRecord } from '../store/store.js';
 import { runDataStep } from './data-step.js';
 import { moduleLogger } from '../log.js';
 
 const log = moduleLogger('data-step');
 
-export interface PrepareDeps {
+interface PrepareDeps {
   registry: AgentRegistry;
   signal: AbortSignal;
   /** Called when the run record changed (agents arriving while it waits), for watchers. */
@@ -19,7 +25,7 @@ export interface PrepareDeps {
  * (up to waitForAgentsSeconds) for agentsPerRound.min online agents that reported a data profile, so the statistics
  * cover the fleet a round will invite. Throws when it cannot prepare (the caller fails the run with the message) or when `signal` aborts.
  */
-export async function prepareRun(ctx: RunContext, blob: ModelBlob | undefined, deps: PrepareDeps): Promise<ModelBlob> {
+async function prepareRun(ctx: RunContext, blob: ModelBlob | undefined, deps: PrepareDeps): Promise<ModelBlob> {
   const run = ctx.run;
   const c = run.config;
   const need = c.agentsPerRound.min;
@@ -54,4 +60,102 @@ export async function prepareRun(ctx: RunContext, blob: ModelBlob | undefined, d
   await ctx.persist();
   log.info({ runId: run.id, agents: data.agents.map((a) => a.name), refused: data.refused, n: data.n, task: data.task }, 'statistics step done');
   return initial;
+}
+
+export interface PreparingRunsDeps {
+  registry: AgentRegistry;
+  /** The store is durable: a run interrupted by close() stays waiting and the next process prepares it again. */
+  resumeOnRestart: boolean;
+  /** Builds and starts the run's engine from its initial model once the step is done. */
+  launch: (ctx: RunContext, initial: ModelBlob) => Promise<RunEngine>;
+}
+
+interface Preparing {
+  ctx: RunContext;
+  ctl: AbortController;
+  launched: Promise<RunEngine | undefined>;
+}
+
+/** Runs in their statistics step (no engine yet): stop aborts them, watchers wait for the engine. */
+export class PreparingRuns {
+  private readonly runs = new Map<string, Preparing>();
+  /** Emits a run id whenever a run in its statistics step changes (watch listens). */
+  private readonly events = new EventEmitter();
+  private closing = false;
+
+  constructor(private readonly deps: PreparingRunsDeps) {}
+
+  has(id: string): boolean {
+    return this.runs.has(id);
+  }
+
+  /** A copy of the record of a run in its statistics step; undefined for any other run. */
+  view(id: string): RunRecord | undefined {
+    const p = this.runs.get(id);
+    return p ? structuredClone(p.ctx.run) : undefined;
+  }
+
+  /** The statistics step in the background, then the engine; a failure fails the run with the step's message. */
+  start(ctx: RunContext, blob: ModelBlob | undefined): void {
+    const ctl = new AbortController();
+    const id = ctx.id;
+    const launched = (async (): Promise<RunEngine | undefined> => {
+      try {
+        const initial = await prepareRun(ctx, blob, { registry: this.deps.registry, signal: ctl.signal, onUpdate: () => this.events.emit(id) });
+        return await this.deps.launch(ctx, initial);
+      } catch (err) {
+        // Shutting down with a durable store: the run stays waiting and the next process prepares it again.
+        if (this.closing && this.deps.resumeOnRestart) return undefined;
+        if (ctl.signal.aborted) ctx.fail('stopped', 'stopped by user during the statistics step');
+        else ctx.fail('failed', (err as Error).message);
+        await ctx.persist().catch((e: unknown) => log.error({ err: e }, 'saving the run failed'));
+        if (!ctl.signal.aborted) log.error({ runId: id, err: (err as Error).message }, 'run failed in its statistics step');
+        return undefined;
+      } finally {
+        this.runs.delete(id);
+      }
+    })();
+    this.runs.set(id, { ctx, ctl, launched });
+  }
+
+  /** Stops a run in its statistics step and returns its record once it has ended; undefined for any other run. */
+  async stop(id: string): Promise<RunRecord | undefined> {
+    const p = this.runs.get(id);
+    if (!p) return undefined;
+    p.ctl.abort(new Error('stopped by user'));
+    await p.launched;
+    return structuredClone(p.ctx.run);
+  }
+
+  /**
+   * Watches a run in its statistics step: reports it, then calls `follow` to watch the engine once it exists (or
+   * reports the end if it never does). Returns the unsubscribe function; undefined for any other run.
+   */
+  watch(id: string, fn: (view: () => RunRecord, ended: boolean) => void, follow: () => () => void): (() => void) | undefined {
+    const p = this.runs.get(id);
+    if (!p) return undefined;
+    let off: (() => void) | undefined;
+    let cancelled = false;
+    const onPrep = (): void => fn(() => structuredClone(p.ctx.run), false);
+    this.events.on(id, onPrep);
+    queueMicrotask(onPrep);
+    void p.launched.then((e) => {
+      this.events.off(id, onPrep);
+      if (cancelled) return;
+      if (e) off = follow();
+      else fn(() => structuredClone(p.ctx.run), true);
+    });
+    return () => {
+      cancelled = true;
+      this.events.off(id, onPrep);
+      off?.();
+    };
+  }
+
+  /** Coordinator shutdown: aborts every statistics step and waits for them to end. */
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const p of this.runs.values()) p.ctl.abort(new Error('coordinator shutting down'));
+    await Promise.all([...this.runs.values()].map((p) => p.launched));
+  }
 }

@@ -1,5 +1,6 @@
 /** The fleet's task metrics from what agents report (train_*, eval_*), via @fedge/proto's exact combination. */
 import { combineEvalMetrics, type MetricName, type TaskType } from '@fedge/proto';
+import { weightedMetric } from '../strategy/fedavg.js';
 
 export interface MetricPart { n: number; metrics: Record<string, number> }
 
@@ -14,21 +15,10 @@ export const LEGACY_METRIC_TASK: MetricTask = { type: 'classification', metrics:
 export function combineMetrics(parts: readonly MetricPart[], task: MetricTask): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(combineEvalMetrics(parts, task))) {
-    const x = Number.isFinite(v) ? v : weightedMean(parts, k);
+    const x = Number.isFinite(v) ? v : weightedMetric(parts.map((p) => ({ weight: p.n, metrics: p.metrics })), k);
     if (x !== undefined) out[k] = x;
   }
   return out;
-}
-
-function weightedMean(parts: readonly MetricPart[], key: string): number | undefined {
-  let s = 0, w = 0;
-  for (const p of parts) {
-    const v = p.metrics[key];
-    if (v === undefined || !Number.isFinite(v) || !(p.n > 0)) continue;
-    s += v * p.n;
-    w += p.n;
-  }
-  return w > 0 ? s / w : undefined;
 }
 
 /** The metrics under `prefix` (e.g. "eval_") with the prefix removed. */

@@ -22,7 +22,7 @@ export interface RobustOptions {
 }
 
 /** The robust aggregate of a source (pure; what the strategy applies as its delta). */
-export function robustAggregate(name: RobustName, src: UpdateSource, o: RobustOptions): Float32Array {
+function robustAggregate(name: RobustName, src: UpdateSource, o: RobustOptions): Float32Array {
   const chunk: ChunkOptions = o.chunk ? { chunk: o.chunk } : {};
   switch (name) {
     case 'median':

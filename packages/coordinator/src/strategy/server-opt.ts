@@ -15,7 +15,7 @@ import { createServerOptimizer, type AdaptiveOptions, type FedAvgMOptions, type 
 import type { ServerOptStateRef, StateBlob, StrategyState } from './strategy.js';
 
 /** The blob's topology.format: a state blob can never be mistaken for a model (its digest covers the topology). */
-export const SERVER_OPT_STATE_FORMAT = 'fedge-server-opt-state/1';
+const SERVER_OPT_STATE_FORMAT = 'fedge-server-opt-state/1';
 
 export class ServerOptStrategy extends FedAvg {
   private opt: ServerOptimizer | undefined;
