@@ -5,7 +5,6 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ModelBlob, ResultHeaderMsg } from '@fedge/proto';
-import type { RunConfig } from '../config/run-config.js';
 import type { RunRecord } from '../store/store.js';
 import { AsyncBuffer } from './async-buffer.js';
 import type { GlobalModel } from './global-model.js';
@@ -33,13 +32,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.buffer = async ? new AsyncBuffer(this.core) : undefined;
   }
 
-  /** The run record (read-only here: RunContext writes it). */
+  /** The run record (read-only here: RunContext writes it); the rest of the run's state is the core's. */
   get run(): Readonly<RunRecord> {
-    return this.ctx.run;
-  }
-
-  get config(): RunConfig {
-    return this.ctx.run.config;
+    return this.core.run;
   }
 
   get live(): LiveView {
@@ -69,7 +64,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   /** Runs every round; resolves when the run ends (never rejects: failures end up in the run record). */
   async execute(): Promise<RunRecord> {
     const { core, ctx } = this;
-    const c = this.config;
+    const c = core.config;
     const aborted = (): boolean => core.stopCtl.signal.aborted;
     try {
       await core.attached;
