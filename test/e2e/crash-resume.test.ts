@@ -11,7 +11,7 @@ import { FEDGE, fedge, killAll, lastJson, startAgent, startProcess, type Proc, f
 
 afterAll(() => killAll());
 
-const ROUNDS_DEFAULT = 20;
+const ROUNDS_DEFAULT = 24;
 const AGENTS = 3;
 
 
@@ -37,7 +37,9 @@ async function federate(kills: number, rng: () => number, opts: { rounds?: numbe
   let coord = serve();
   await coord.waitFor(/coordinator ready on/);
   const agents = Array.from({ length: AGENTS }, (_, i) =>
-    startAgent(address, ['--name', `c-${i}`, '--partition', 'iid', '--num-partitions', String(AGENTS), '--partition-id', String(i), '--seed', '11']),
+    startAgent(address, ['--name', `c-${i}`, '--partition', 'iid', '--num-partitions', String(AGENTS), '--partition-id', String(i), '--seed', '11',
+      // Slower training (a sleep after each fit; the math is unchanged) so that rounds outlast the test's own polling.
+      ...(kills > 0 ? ['--slowdown', '2'] : [])]),
   );
   await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
   const started = await fedge(['run', 'start', '--coordinator', address, '--model', 'mnist-mlp', '--rounds', String(ROUNDS),
@@ -47,16 +49,15 @@ async function federate(kills: number, rng: () => number, opts: { rounds?: numbe
 
   const phases: string[] = [];
   let killed = 0;
+  // Kills are spread over the first two thirds of the rounds: kill k waits until the run reaches round
+  // 1 + k * span / kills, then lands at a random moment (training, uploads, aggregation) or, a third of the time,
+  // right after the restart while agents reconnect. The last third of the run has no kills, so a fast machine cannot
+  // finish the run before every kill has landed (a schedule that chased the end of the run was flaky).
+  const span = Math.floor((ROUNDS * 2) / 3);
   while (killed < kills) {
-    // About a third of the kills wait for the run to move on first, so they spread over rounds; the others land anywhere,
-    // including while agents reconnect and the interrupted round resumes.
-    // Once the rounds left come near the kills left, kill soon after each restart (agents are still reconnecting, so
-    // the run barely moves) so that a fast machine cannot finish the run before every kill has landed.
-    const at = await show(address, id);
-    const roundsLeft = ROUNDS - (at?.round ?? 0);
-    const tight = roundsLeft <= kills - killed + 3;
-    if (at && !tight && rng() < 0.35) for (let i = 0; i < 50 && (await show(address, id))?.round === at.round; i++) await sleep(100);
-    await sleep(tight ? rng() * 150 : 50 + rng() * 600);
+    const target = Math.floor((killed * span) / kills);
+    for (let i = 0; i < 600 && ((await show(address, id))?.round ?? 0) < target; i++) await sleep(100);
+    await sleep(rng() < 0.33 ? rng() * 150 : 50 + rng() * 600);
     const before = await show(address, id);
     if (!before || before.status === 'completed') break;
     phases.push(`round ${before.round + 1}`);
