@@ -7,6 +7,7 @@ import { checkDataset, checkTask, modelShape, type EvalTask } from './task/check
 import { labelTensor, lossFunction } from './task/losses.js';
 import { createOptimizer } from './task/optimizers.js';
 import { ProximalTerm } from './task/proximal.js';
+import { ControlVariateTerm } from './task/scaffold.js';
 import { accuracy, computeMetrics, regressionStats } from './task/metrics.js';
 
 export interface TrainProgress { epoch: number; batch: number; batches: number; loss: number }
@@ -25,6 +26,11 @@ export interface TrainOptions {
    * the model's weights when this call starts (the global model the task carried).
    */
   task?: ResolvedTask;
+  /**
+   * SCAFFOLD (task/scaffold.ts): c − c_i, model-sized in the model's weight order; every step descends along
+   * g(y) + (c − c_i). SGD only: the paper's correction is defined for plain SGD steps, so any other optimizer is refused.
+   */
+  controlCorrection?: Float32Array;
 }
 export interface TrainResult {
   /** Examples in the local dataset (the FedAvg weight), not examples x epochs. */
@@ -41,6 +47,8 @@ export interface TrainResult {
   seconds: number;
   /** Examples processed (n x epochs) per wall-clock second, yields included. */
   samplesPerSec: number;
+  /** Optimizer steps taken (epochs x batches): SCAFFOLD's K. */
+  steps: number;
 }
 export interface EvalResult {
   loss: number;
@@ -90,6 +98,8 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
   const mu = task.proximalMu;
   if (mu !== undefined && !(mu >= 0 && Number.isFinite(mu))) throw new ValidationError(`task.proximalMu: expected a number >= 0, got ${mu}`);
   if (ds.n < 1) throw new ValidationError('dataset: no examples to train on');
+  if (opts.controlCorrection && task.optimizer.name !== 'sgd')
+    throw new ValidationError(`optimizer.name: scaffold corrects plain SGD steps; this task trains with ${task.optimizer.name}; use "optimizer": { "name": "sgd" }`);
   const { inShape, outputs } = checkDataset(model, ds, task);
   signal?.throwIfAborted();
 
@@ -105,6 +115,7 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
   const optimizer = createOptimizer(task.optimizer);
   // Absent or 0: plain minimize, bit-identical to training without the field.
   const proximal = mu ? new ProximalTerm(vars, mu) : undefined;
+  const scaffold = opts.controlCorrection ? new ControlVariateTerm(model, vars, opts.controlCorrection) : undefined;
   const start = performance.now();
   let lossSum = 0;
   try {
@@ -124,10 +135,11 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
             if (last) pred = predictions(task, out);
             return lossFn(out, ys);
           };
-          if (!proximal) return optimizer.minimize(f, true, vars)!;
-          // The task loss's gradients plus the proximal term's, mu·(w − w0); the returned cost is the loss alone.
+          if (!proximal && !scaffold) return optimizer.minimize(f, true, vars)!;
+          // The task loss's gradients plus the proximal term's, mu·(w − w0), and SCAFFOLD's c − c_i; the returned cost is the loss alone.
           const { value, grads } = optimizer.computeGradients(f, vars);
-          optimizer.applyGradients(proximal.gradients(grads));
+          const g = scaffold ? scaffold.correct(vars, grads) : grads;
+          optimizer.applyGradients(proximal ? proximal.gradients(g) : vars.map((v) => ({ name: v.name, tensor: g[v.name]! })));
           return value;
         });
         const loss = (await cost.data())[0]!;
@@ -147,6 +159,7 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
   } finally {
     optimizer.dispose();
     proximal?.dispose();
+    scaffold?.dispose();
   }
   const seconds = (performance.now() - start) / 1000;
   return {
@@ -156,6 +169,7 @@ export async function trainLocal(model: tf.LayersModel, ds: Dataset, opts: Train
     metrics: computeMetrics(task.type, task.metrics, seenY, seenPred, t),
     seconds,
     samplesPerSec: (ds.n * epochs) / seconds,
+    steps: epochs * batches,
   };
 }
 

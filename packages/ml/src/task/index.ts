@@ -3,3 +3,4 @@ export * from './losses.js';
 export * from './optimizers.js';
 export * from './metrics.js';
 export * from './check.js';
+export * from './scaffold.js';
