@@ -51,6 +51,8 @@ export interface TrainConfigMsg {
   errorFeedback?: boolean;
   /** JSON of a TaskPayload (task.ts): task and preprocessing. Empty or absent: softmax classification with SGD. */
   taskJson?: string;
+  /** SCAFFOLD: sha256 of the server control variate the agent fetches (FetchModel blobSha256) and corrects its steps with. */
+  controlVariateSha256?: string;
 }
 /**
  * `announce`: a new global version exists (run, version, sha256); no result is expected. `promote`: serve this
@@ -70,7 +72,14 @@ export interface TaskMsg {
   /** ed25519 signature of (runId, modelVersion, modelSha256) by the coordinator (signing.ts); absent on cancel. */
   modelSignature?: Uint8Array;
 }
-export interface FetchModelRequestMsg { agentId: string; sessionToken: string; runId: string; modelVersion: number }
+export interface FetchModelRequestMsg {
+  agentId: string;
+  sessionToken: string;
+  runId: string;
+  modelVersion: number;
+  /** Non-empty: fetch this strategy blob of the run (SCAFFOLD's server control variate) by sha256 instead of a version. */
+  blobSha256?: string;
+}
 export interface ResultHeaderMsg {
   agentId: string;
   sessionToken: string;
@@ -86,6 +95,8 @@ export interface ResultHeaderMsg {
   metrics: Record<string, number>;
   /** Non-empty: the task failed on the agent (why, for the round record); no payload follows. */
   error?: string;
+  /** SCAFFOLD: the payload is [model delta | control-variate delta] (2 x the model's values, float32). */
+  controlVariateDelta?: boolean;
 }
 export interface ResultPartMsg { header?: ResultHeaderMsg | null; chunk?: ChunkMsg | null; part?: 'header' | 'chunk' }
 export interface SubmitReplyMsg { accepted: boolean; reason: string; message: string }

@@ -31,6 +31,7 @@ export const fetchModelRequestSchema = z.object({
   sessionToken: z.string().min(1).max(256),
   runId: id,
   modelVersion: int.nonnegative(),
+  blobSha256: z.union([z.literal(''), z.string().regex(/^[0-9a-f]{64}$/, 'blob_sha256: 64 lowercase hex digits, or empty for a model version')]).default(''),
 });
 
 export const resultHeaderSchema = z.object({
@@ -47,6 +48,7 @@ export const resultHeaderSchema = z.object({
   encoding: z.string().max(64),
   metrics: z.record(z.string().max(64), z.number()),
   error: z.string().max(2048, 'error: at most 2048 characters').default(''),
+  controlVariateDelta: z.boolean().default(false),
 });
 
 export const modelHeaderSchema = z.object({
