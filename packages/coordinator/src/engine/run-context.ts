@@ -62,6 +62,7 @@ export class RunContext {
     const saved: StrategyState = {
       ...(this.record.privacyState ? { privacyState: this.record.privacyState } : {}),
       ...(this.record.serverOptState ? { serverOptState: this.record.serverOptState } : {}),
+      ...(this.record.scaffoldState ? { scaffoldState: this.record.scaffoldState } : {}),
     };
     const refs = stateBlobRefs(saved);
     const finish = (blobs: ReadonlyMap<string, ModelBlob>): void => {

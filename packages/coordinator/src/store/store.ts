@@ -106,6 +106,8 @@ export interface RunRecord {
    * the reference, saved with the round record of that version.
    */
   serverOptState?: { name: string; numParams: number; step: number; options: Record<string, number>; sha256: string };
+  /** SCAFFOLD: the server control variate c that pairs with `modelVersion`, a blob in the model store (saved as serverOptState is). */
+  scaffoldState?: { numParams: number; step: number; sha256: string };
   /** Set when the run stopped because a version reached config.targetAccuracy (accuracy) or config.stopAt (metric, value). */
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number; metric?: string; value?: number };
   /** The statistics step before round 1: what the run learns and from which data. Absent on runs without a task. */

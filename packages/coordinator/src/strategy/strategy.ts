@@ -69,6 +69,27 @@ export interface ServerOptStateRef {
   sha256: string;
 }
 
+/** SCAFFOLD's server control variate c as the run record keeps it: a blob in the model store (also what agents download). */
+export interface ScaffoldStateRef {
+  numParams: number;
+  /** Rounds aggregated so far. */
+  step: number;
+  sha256: string;
+}
+
+/**
+ * Optional capability (SCAFFOLD): a model-sized server vector that every training task names by sha256 (agents download
+ * it like a model version) and every update carries a delta of, so the engine's aggregate holds 2 x the model's values.
+ */
+export interface ControlVariates {
+  /** Sizes the server variate for a model of numParams values (zeros; a restored one is kept and checked). */
+  init(numParams: number): void;
+  /** The variate paired with the current global model. */
+  current(): StateBlob;
+  /** The current or the previous variate by sha256 (an agent may fetch as a round closes), else undefined. */
+  find(sha256: string): ModelBlob | undefined;
+}
+
 /**
  * A strategy's own state, as the run record fields it owns (the run context copies them in on saves and hands them
  * back on resume). A strategy with new state adds its field here and to RunRecord; a field naming a blob adds its
@@ -82,6 +103,7 @@ export interface ServerOptStateRef {
 export interface StrategyState {
   privacyState?: PrivacyState;
   serverOptState?: ServerOptStateRef;
+  scaffoldState?: ScaffoldStateRef;
 }
 
 /** Model-sized strategy state, stored like a model version: by the sha256 of its blob (@fedge/proto blobDigest). */
@@ -92,7 +114,7 @@ export interface StateBlob {
 
 /** The blobs a state names (restore needs them loaded). */
 export function stateBlobRefs(state: StrategyState): string[] {
-  return state.serverOptState ? [state.serverOptState.sha256] : [];
+  return [state.serverOptState?.sha256, state.scaffoldState?.sha256].filter((s): s is string => s !== undefined);
 }
 
 export interface Strategy {
@@ -117,6 +139,8 @@ export interface Strategy {
    * here; wrappers (DP) hand their noised aggregate to the inner strategy's step.
    */
   serverStep(base: Float32Array, delta: Float32Array): Float32Array;
+  /** Present on SCAFFOLD: updates are [delta | variate delta] and tasks name the server variate (see ControlVariates). */
+  readonly controlVariates?: ControlVariates;
   /** Fields this strategy adds to every training task (DP clip and noise). */
   taskConfig?(): Partial<TrainConfigMsg>;
   /** Present on private strategies: budget stop and epsilon per round; such a strategy takes one update per agent per async step. */
