@@ -273,13 +273,26 @@ export class Coordinator {
    * Exactly version `version` of a run (0 is the initial model, never "latest": an agent must get the model its
    * task names). Versions no longer held in memory, or of a finished run, come from the store.
    */
-  async fetchModel(runId: string, version: number): Promise<{ model: GlobalModel; engine?: RunEngine }> {
+  async fetchModel(runId: string, version: number, blobSha256 = ''): Promise<{ model: GlobalModel; engine?: RunEngine }> {
     const e = this.engines.get(runId);
+    if (blobSha256) return { model: this.strategyBlob(runId, version, blobSha256), ...(e ? { engine: e } : {}) };
     const held = e?.modelVersion(version);
     if (e && held) return { model: held, engine: e };
     const run = e?.run ?? (await this.store.getRun(runId));
     if (!run) throw new NotFoundError(`run_id: run "${runId}" not found`);
     return { model: await this.storedVersion(run, version), ...(e ? { engine: e } : {}) };
+  }
+
+  /**
+   * A live run's strategy blob by sha256 (SCAFFOLD's server control variate, which training tasks name), sent with the
+   * same header and chunks as a model; only the live strategy's current or previous blob, so no other stored blob leaks.
+   */
+  private strategyBlob(runId: string, version: number, sha256: string): GlobalModel {
+    const e = this.engines.get(runId);
+    if (!e) throw new NotFoundError(`run_id: run "${runId}" is not running, so it has no control variate to fetch`);
+    const blob = e.strategy.controlVariates?.find(sha256);
+    if (!blob) throw new NotFoundError(`blob_sha256: run "${runId}" has no current control variate ${sha256.slice(0, 12)} (its strategy is ${e.run.config.strategy.name}; a newer round may have replaced it)`);
+    return makeGlobalModel(runId, version, blob);
   }
 
   private async storedVersion(run: Readonly<RunRecord>, version: number): Promise<GlobalModel> {

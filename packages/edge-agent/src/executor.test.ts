@@ -28,7 +28,7 @@ function fixture(name: 'mnist-mlp' | 'mnist-cnn', seed = 1) {
   return { blob, conn, task };
 }
 
-function executor(opts: { slowdown?: number } = {}): TaskExecutor {
+function executor(opts: { slowdown?: number; partialWork?: number; partialWorkSeed?: number } = {}): TaskExecutor {
   const ex = new TaskExecutor(data, { backend: 'wasm', ...opts });
   executors.push(ex);
   return ex;
@@ -132,4 +132,27 @@ describe('TaskExecutor training worker', () => {
     const wall = (performance.now() - t0) / 1000;
     expect(wall).toBeGreaterThanOrEqual(3 * r.header.metrics.train_seconds! * 0.95);
   }, 60_000);
+
+  it('trains a random 1..E-1 of the epochs with --partial-work, and sends what that many epochs make', async () => {
+    const { conn, task } = fixture('mnist-mlp');
+    const straggler = executor({ partialWork: 1, partialWorkSeed: 5 });
+    const whole = executor();
+    const sent: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await straggler.run(task({ epochs: 4, batchSize: 256 }), conn, session, new AbortController().signal);
+      const k = r.header.metrics.train_epochs!;
+      sent.push(k);
+      expect(Number.isInteger(k) && k >= 1 && k <= 3).toBe(true);
+      // Bit-identical to a task that asked for k epochs: the straggler really stopped after k.
+      const ref = await whole.run(task({ epochs: k, batchSize: 256 }), conn, session, new AbortController().signal);
+      expect(Buffer.from(r.payload).equals(Buffer.from(ref.payload))).toBe(true);
+    }
+    // Probability 0: every task runs whole, and says so.
+    const never = executor({ partialWork: 0 });
+    const r = await never.run(task({ epochs: 2, batchSize: 256 }), conn, session, new AbortController().signal);
+    expect(r.header.metrics.train_epochs).toBe(2);
+    // Without the option the result carries no train_epochs (runs without simulation are unchanged).
+    const plain = await whole.run(task({ epochs: 1, batchSize: 256 }), conn, session, new AbortController().signal);
+    expect(plain.header.metrics.train_epochs).toBeUndefined();
+  }, 120_000);
 });

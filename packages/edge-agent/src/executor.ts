@@ -4,6 +4,7 @@ import {
   ErrorFeedback,
   FedgeError,
   createRng,
+  UPDATE_ENCODING,
   ValidationError,
   bytesToFloat32,
   modelDigest,
@@ -19,6 +20,7 @@ import { codecOf, packUpdate } from './privacy.js';
 import { ModelTrust } from './model-trust.js';
 import type { EvalMetrics, FromWorker, ToWorker } from './train-worker.js';
 import { attackDelta, isModelAttack, type Attack } from './attack.js';
+import { ControlVariateStore, scaffoldTask } from './scaffold.js';
 
 const log = moduleLogger('executor');
 
@@ -57,6 +59,16 @@ export interface ExecutorOptions {
   attack?: Attack;
   /** Seed of the attack's randomness (gaussian); default 1. */
   attackSeed?: number;
+  /** Where SCAFFOLD runs keep this agent's control variates (STATE_DIR/scaffold/RUN.f32); absent: in memory only. */
+  stateDir?: string;
+  /**
+   * Simulation (`--partial-work`): per training task, the probability that this agent is a straggler that completes
+   * only a uniformly random number of local epochs in [1, E-1] of the E the task asks (the "systems heterogeneity"
+   * of the FedProx paper, Li et al. 2020); tasks of one epoch run whole. The result says how many ran (train_epochs).
+   */
+  partialWork?: number;
+  /** Seed of the partial-work draws; default 1. */
+  partialWorkSeed?: number;
 }
 
 /** The training worker died (crash, exit, out of memory) or could not start; the next task starts a fresh one. */
@@ -170,6 +182,10 @@ export class TaskExecutor {
   private readonly backendPref: BackendPreference;
   private readonly attack: Attack | undefined;
   private readonly attackRng: () => number;
+  private readonly partialWork: number | undefined;
+  private readonly partialRng: () => number;
+  /** SCAFFOLD: this agent's control variate per run. */
+  private readonly variates: ControlVariateStore;
   /** Every model is signature-checked against this before it is fetched, trained on or served. */
   readonly trust: ModelTrust;
 
@@ -179,6 +195,9 @@ export class TaskExecutor {
     this.backendPref = opts.backend ?? 'auto';
     this.attack = opts.attack;
     this.attackRng = createRng(opts.attackSeed ?? 1);
+    this.variates = new ControlVariateStore(opts.stateDir);
+    this.partialWork = opts.partialWork;
+    this.partialRng = createRng(opts.partialWorkSeed ?? 1);
   }
 
   /**
@@ -204,13 +223,18 @@ export class TaskExecutor {
     const global = await this.fetch(task, conn, s);
     const c = task.config;
     const train = task.kind !== 'evaluate';
+    // SCAFFOLD: the server variate the task names and this agent's own; the worker steps along g − c_i + c.
+    const scaffold = train && c.controlVariateSha256 ? await scaffoldTask(this.variates, conn, s, task, global.weights.length) : undefined;
+    const epochs = train ? this.epochsToRun(c.epochs) : c.epochs;
+    if (epochs < c.epochs) log.info({ runId: task.runId, round: task.round, epochs, asked: c.epochs }, 'simulated straggler: partial work');
     const r = await this.worker().task({
       topologyJson: global.header.topologyJson,
       tensors: global.header.tensors,
       // A copy goes (transferred, not cloned again): the cached global stays here for the delta and for serving.
       weights: global.weights.slice(),
-      ...(train ? { train: { epochs: c.epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed } } : {}),
+      ...(train ? { train: { epochs, batchSize: c.batchSize, learningRate: c.learningRate, seed: c.seed } } : {}),
       ...(c.taskJson ? { taskJson: c.taskJson } : {}),
+      ...(scaffold ? { controlCorrection: scaffold.correction } : {}),
     }, signal);
 
     const metrics: Record<string, number> = {};
@@ -229,6 +253,7 @@ export class TaskExecutor {
     if (this.slowdown > 1) await abortableSleep((this.slowdown - 1) * tr.seconds * 1000, signal);
     addMetrics(metrics, 'train_', { ...tr.metrics, loss: tr.loss, accuracy: tr.accuracy });
     metrics.train_seconds = tr.seconds;
+    if (this.partialWork !== undefined) metrics.train_epochs = epochs;
     metrics.samples_per_sec = tr.samplesPerSec;
     if (weights.length !== global.weights.length) throw new TrainingWorkerError(`training worker returned ${weights.length} weights, the model has ${global.weights.length}`);
     // Send the delta: it is what FedAvg averages, and what compression and clipping will act on.
@@ -237,7 +262,10 @@ export class TaskExecutor {
     // Simulated attacker: the delta is replaced before packUpdate, as a modified client would send it.
     if (isModelAttack(this.attack)) attackDelta(delta, this.attack, this.attackRng);
     const codec = codecOf(c.codec);
-    const packed = packUpdate(delta, c, codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined);
+    // SCAFFOLD sends [Δy | Δc_i] as float32 (the run config refuses compression and DP with it); c_i is saved once accepted.
+    const packed = scaffold
+      ? { encoding: UPDATE_ENCODING, metrics: {}, ...scaffold.pack(delta, tr.steps, r.learningRate ?? c.learningRate) }
+      : packUpdate(delta, c, codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined);
     const { payload, encoding } = packed;
     Object.assign(metrics, packed.metrics);
     log.info({ runId: task.runId, round: task.round, loss: tr.loss, accuracy: tr.accuracy, seconds: tr.seconds, samplesPerSec: Math.round(tr.samplesPerSec), encoding, bytes: payload.byteLength }, 'trained');
@@ -250,10 +278,18 @@ export class TaskExecutor {
         totalBytes: payload.byteLength,
         encoding,
         metrics,
+        ...(scaffold ? { controlVariateDelta: true } : {}),
       },
       payload,
       ...(packed.onAccepted ? { onAccepted: packed.onAccepted } : {}),
     };
+  }
+
+  /** Simulated straggler (`--partial-work`): E, or a uniform draw from [1, E-1] with probability partialWork. */
+  private epochsToRun(asked: number): number {
+    if (this.partialWork === undefined || asked < 2) return asked;
+    if (!(this.partialRng() < this.partialWork)) return asked;
+    return 1 + Math.floor(this.partialRng() * (asked - 1));
   }
 
   /** The live training worker; a dead one (crashed, failed, closed) is replaced by a fresh one. */

@@ -11,7 +11,9 @@ import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js'
 import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
+import path from 'node:path';
+import { AgentIdentity } from '../identity.js';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
 import { AttackSpecError, describeAttack, parseAttack, type Attack } from '../attack.js';
 
@@ -41,6 +43,8 @@ interface Opts {
   channels?: 1 | 3;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   joinToken?: string;
+  enrollCode?: string;
+  stateDir?: string;
   serve?: string;
   metrics?: string;
   serveName: string;
@@ -52,6 +56,7 @@ interface Opts {
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
+  partialWork?: number;
   attack?: Attack;
   tlsCa?: string;
   tlsCert?: string;
@@ -116,6 +121,8 @@ const program = new Command('fedge-agent')
   }))
   .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
+  .option('--enroll-code <code>', 'one-time code from `fedge agent enroll NAME` (NAME must be this agent\'s --name): enroll this device\'s key; later starts need neither code nor join token (env FEDGE_ENROLL_CODE)')
+  .option('--state-dir <dir>', 'where the agent keeps its ed25519 key (0600) and enrollment (env FEDGE_AGENT_STATE_DIR; default ~/.fedge-agent/NAME)', process.env.FEDGE_AGENT_STATE_DIR)
   .option('--coordinator-key <file>', 'the coordinator\'s model signing public key (PEM, from `fedge model key`): models not signed with it are refused (default: trust the key of the first join; env FEDGE_COORDINATOR_KEY)', process.env.FEDGE_COORDINATOR_KEY)
   .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
   .option('--metrics <host:port>', 'serve Prometheus metrics at GET /metrics (env FEDGE_AGENT_METRICS; off by default, bind to loopback)', process.env.FEDGE_AGENT_METRICS)
@@ -129,6 +136,7 @@ const program = new Command('fedge-agent')
   })
   .option('--fail-rate <p>', 'simulation: probability of abandoning a training task without a result', rate('--fail-rate'))
   .option('--disconnect-rate <p>', 'simulation: probability of dropping the connection mid-task', rate('--disconnect-rate'))
+  .option('--partial-work <p>', 'simulation: a straggler. Per training task, with probability P train only a uniformly random number of epochs in [1, E-1] of the task\'s E, and send that (FedProx\'s systems heterogeneity)', rate('--partial-work'))
   .option('--attack <kind>', 'simulation: a malicious agent. sign-flip[:SCALE] sends -SCALE x its update (default 1), gaussian:STD sends N(0, STD^2) noise, constant:VALUE sends VALUE for every parameter, label-flip trains on flipped labels (held-out evaluation stays honest)', (v): Attack => {
     try {
       return parseAttack(v, '--attack');
@@ -153,6 +161,7 @@ Examples:
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist                       # standalone
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --slowdown 10 --disconnect-rate 0.1   # a slow, flaky device
   fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --attack sign-flip:10   # a simulated attacker (robust aggregation tests)
+  fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --partial-work 0.9   # a straggler: 90% of tasks end after 1..E-1 epochs
   fedge-agent --coordinator mqtt://127.0.0.1:1883 --data mnist                # over MQTT (fedge serve's embedded broker)
   fedge-agent --coordinator mqtts://broker.example:8883 --data mnist --join-token s3cret   # MQTT over TLS
   fedge-agent --coordinator grpcs://coord:7070 --tls-ca ca.pem --data mnist   # gRPC over TLS, a private CA
@@ -180,6 +189,9 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     if (!o.coordinator) program.error("error: required option '--coordinator <url>' not specified");
     if (!o.data) program.error("error: required option '--data <spec>' not specified");
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
+    // The code is a secret: read here, handed to the agent, never logged.
+    const enrollCode = o.enrollCode ?? process.env.FEDGE_ENROLL_CODE;
+    const identity = loadIdentity(o.stateDir ?? path.join(homedir(), '.fedge-agent', o.name), o.name, enrollCode);
     // Read once at start: a missing or mismatched file stops the agent here, not at every reconnect.
     const tls = loadClientTls({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey });
     const connect = coordinatorConnector(o.coordinator, joinToken, tls);
@@ -210,6 +222,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       trust,
       ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
       ...(o.attack ? { attack: o.attack, attackSeed: o.seed * 1000 + o.partitionId + 1 } : {}),
+      ...(o.partialWork !== undefined ? { partialWork: o.partialWork, partialWorkSeed: o.seed * 1000 + o.partitionId + 1 } : {}),
     });
     const backend = await executor.start();
     logger.info({ backend: backend.name, simd: backend.simd }, `tfjs backend (training worker): ${backend.note}`);
@@ -240,6 +253,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       name: o.name,
       backend: backend.name,
       ...(joinToken ? { joinToken } : {}),
+      ...(identity ? { identity } : {}),
+      ...(identity && enrollCode ? { enrollCode } : {}),
       simulate: {
         ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
         ...(o.failRate !== undefined ? { failRate: o.failRate } : {}),
@@ -257,6 +272,21 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     await agent.runForever();
     process.exit(0);
   });
+
+/**
+ * The device identity: created with an enrollment code, used once enrolled. A key never enrolled (and no code) is left
+ * alone: the agent joins with the shared token.
+ */
+function loadIdentity(stateDir: string, name: string, enrollCode: string | undefined): AgentIdentity | undefined {
+  const id = AgentIdentity.load(stateDir, !!enrollCode);
+  if (!id) return undefined;
+  if (!enrollCode && id.enrolledName !== name) {
+    if (id.enrolledName) logger.warn({ stateDir, enrolledAs: id.enrolledName, name }, `the key in ${stateDir} is enrolled as "${id.enrolledName}", not "${name}": joining with the shared token`);
+    return undefined;
+  }
+  logger.info({ stateDir: id.stateDir, fingerprint: id.fingerprint, enrolled: id.enrolledName === name }, enrollCode ? 'enrolling this device with its key' : 'joining with this device\'s enrolled key');
+  return id;
+}
 
 /** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc://, grpcs:// (TLS) or none for gRPC. */
 function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined): () => CoordinatorConnection {

@@ -39,7 +39,8 @@ export interface FetchedModel {
 export interface CoordinatorConnection {
   join(req: JoinRequestMsg): Promise<JoinReplyMsg>;
   tasks(agentId: string, sessionToken: string): TaskStream;
-  fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number }): Promise<FetchedModel>;
+  /** A model version, or with `blobSha256` a strategy blob of the run (SCAFFOLD's server control variate), same header and chunks. */
+  fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number; blobSha256?: string }): Promise<FetchedModel>;
   submit(header: ResultHeaderMsg, payload: Uint8Array): Promise<SubmitReplyMsg>;
   close(): void;
 }

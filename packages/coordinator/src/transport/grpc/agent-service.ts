@@ -80,7 +80,7 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
         try {
           const req = parseOrThrow(fetchModelRequestSchema, call.request, 'fetch_model');
           coord.registry.verify(req.agentId, req.sessionToken);
-          const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion);
+          const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion, req.blobSha256);
           const sent = await writeModelStream(call, model.header, model.bytes, () => call.cancelled);
           engine?.noteModelSent(sent);
           call.end();

@@ -196,7 +196,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       const req = parseOrThrow(fetchModelRequestSchema, env.msg, 'fetch_model');
       boundAgent(peer, req.agentId);
       coord.registry.verify(req.agentId, req.sessionToken);
-      const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion);
+      const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion, req.blobSha256);
       reply(peer, { t: 'model', id, msg: model.header });
       try {
         for (const { offset, data } of chunkBytes(model.bytes, CHUNK_BYTES)) {
