@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
 import { NotFoundError, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
-import { parseRunConfig } from './config/run-config.js';
+import { parseRunConfig, type RunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
@@ -12,7 +12,7 @@ import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
 import { planPromotion, planRollback, type PromoteOptions } from './engine/promotion.js';
 import type { UploadSink } from './engine/upload.js';
 import { createStrategy } from './strategy/index.js';
-import { SERVER_OPT_NAMES, type ServerOptName } from './strategy/rules/server-opt.js';
+import type { Strategy } from './strategy/strategy.js';
 import { RunContext } from './engine/run-context.js';
 import { TaskFactory } from './engine/tasks.js';
 import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
@@ -52,7 +52,7 @@ export class Coordinator {
     this.store = opts.store ?? new MemoryStore();
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
-    this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob) });
+    this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c) });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
     });
@@ -88,6 +88,11 @@ export class Coordinator {
     return this.view(engine);
   }
 
+  /** The run's strategy (the registry's, wrapped in DP when the run is private). */
+  private strategyFor(config: RunConfig): Strategy {
+    return createStrategy(config, { populationSize: () => this.registry.list().length });
+  }
+
   /** Builds the run's strategy and engine and starts it from the run's current round and `blob` (its latest version). */
   private async launch(ctx: RunContext, blob: ModelBlob): Promise<RunEngine> {
     const run = ctx.run;
@@ -98,7 +103,7 @@ export class Coordinator {
       store: this.store,
       registry: this.registry,
       signModel: (ref) => this.signer.sign(ref),
-      strategy: createStrategy(config, { populationSize: () => this.registry.list().length }),
+      strategy: this.strategyFor(config),
       ...(evaluateCentral ? { evaluateCentral } : {}),
       saveFinalModel: (r, b) => saveFinalModel(this.opts.dataDir, r, b),
       ...(run.data ? { eligible: eligibleFor(run.data, this.registry) } : {}),
@@ -127,14 +132,10 @@ export class Coordinator {
         await ctx.persist();
         log.error({ runId: run.id, round: run.round }, message);
       };
-      if (run.config.privacy && !run.privacyState && run.rounds.length > 0) {
-        // A record written before the accountant's state was persisted: resuming would under-report epsilon.
-        await fail('coordinator restarted: this differentially private run has no persisted privacy accountant state, so it cannot be resumed');
-        continue;
-      }
-      if (SERVER_OPT_NAMES.includes(run.config.strategy.name as ServerOptName) && run.modelVersion > 0 && !run.serverOptState) {
-        // Moments lost: continuing from fresh ones would silently change the run (and its final model).
-        await fail(`coordinator restarted: this ${run.config.strategy.name} run has no saved server optimizer state for version ${run.modelVersion}, so it cannot be resumed`);
+      // The strategy says which of its saved state it needs (a private run's accountant, a server optimizer's moments).
+      const blocker = this.strategyFor(run.config).resumeBlocker?.(ctx.strategyState(), { modelVersion: run.modelVersion, roundsDone: run.rounds.length });
+      if (blocker) {
+        await fail(`coordinator restarted: ${blocker}, so it cannot be resumed`);
         continue;
       }
       ctx.trimToSaved();

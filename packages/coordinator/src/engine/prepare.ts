@@ -8,6 +8,8 @@ import type { RunContext } from './run-context.js';
 import type { AgentRegistry } from './agent-registry.js';
 import type { RunEngine } from './run-engine.js';
 import type { RunRecord } from '../store/store.js';
+import type { RunConfig } from '../config/run-config.js';
+import type { Strategy } from '../strategy/strategy.js';
 import { runDataStep } from './data-step.js';
 import { moduleLogger } from '../log.js';
 
@@ -18,6 +20,8 @@ interface PrepareDeps {
   signal: AbortSignal;
   /** Called when the run record changed (agents arriving while it waits), for watchers. */
   onUpdate?: () => void;
+  /** The run's strategy (its accountant composes the noised statistics). */
+  strategyFor: (config: RunConfig) => Strategy;
 }
 
 /**
@@ -53,8 +57,14 @@ async function prepareRun(ctx: RunContext, blob: ModelBlob | undefined, deps: Pr
   const agents = deps.registry.available(reported);
   const { data, blob: initial } = await runDataStep(c, agents, deps.registry, blob);
   deps.signal.throwIfAborted();
-  // The noised statistics are one more Gaussian-mechanism step the accountant composes (DpStrategy.restore).
-  const spent = data.statisticsNoiseStd !== undefined && c.privacy ? { privacyState: { steps: 0, clipNorm: c.privacy.clipNorm, statisticsSteps: 1 } } : undefined;
+  // The noised statistics are one more Gaussian-mechanism step; the strategy's accountant composes it and its snapshot
+  // (saved with the data) is what the engine's strategy restores, so a private run's epsilon counts it from the start.
+  let spent: ReturnType<NonNullable<Strategy['snapshot']>> | undefined;
+  if (data.statisticsNoiseStd !== undefined) {
+    const strategy = deps.strategyFor(c);
+    strategy.privacy?.accountStatistics();
+    spent = strategy.snapshot?.();
+  }
   ctx.setData(data, spent);
   ctx.setMessage(`statistics step: ${data.agents.length} agents, ${data.n} examples, input width ${data.preprocessing.inputWidth}${data.refused.length ? `; refused ${data.refused.map((r) => `${r.name} (${r.reason})`).join('; ')}` : ''}`);
   await ctx.persist();
@@ -68,6 +78,8 @@ export interface PreparingRunsDeps {
   resumeOnRestart: boolean;
   /** Builds and starts the run's engine from its initial model once the step is done. */
   launch: (ctx: RunContext, initial: ModelBlob) => Promise<RunEngine>;
+  /** The run's strategy, built as the engine will build it. */
+  strategyFor: (config: RunConfig) => Strategy;
 }
 
 interface Preparing {
@@ -101,7 +113,7 @@ export class PreparingRuns {
     const id = ctx.id;
     const launched = (async (): Promise<RunEngine | undefined> => {
       try {
-        const initial = await prepareRun(ctx, blob, { registry: this.deps.registry, signal: ctl.signal, onUpdate: () => this.events.emit(id) });
+        const initial = await prepareRun(ctx, blob, { registry: this.deps.registry, signal: ctl.signal, onUpdate: () => this.events.emit(id), strategyFor: this.deps.strategyFor });
         return await this.deps.launch(ctx, initial);
       } catch (err) {
         // Shutting down with a durable store: the run stays waiting and the next process prepares it again.

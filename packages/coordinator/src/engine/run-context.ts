@@ -52,6 +52,15 @@ export class RunContext {
     return this.record.id;
   }
 
+  /** The strategy state the record holds (StrategyState's fields; a strategy with new state adds its field here). */
+  strategyState(): StrategyState {
+    return {
+      ...(this.record.privacyState ? { privacyState: this.record.privacyState } : {}),
+      ...(this.record.serverOptState ? { serverOptState: this.record.serverOptState } : {}),
+      ...(this.record.scaffoldState ? { scaffoldState: this.record.scaffoldState } : {}),
+    };
+  }
+
   /**
    * The strategy whose state (StrategyState fields) is saved with every persist. A resumed run's saved state is
    * restored into it first, so it continues where the previous process stopped. State without blobs is restored
@@ -59,11 +68,7 @@ export class RunContext {
    */
   attachStrategy(strategy: Strategy): Promise<void> {
     this.strategy = strategy;
-    const saved: StrategyState = {
-      ...(this.record.privacyState ? { privacyState: this.record.privacyState } : {}),
-      ...(this.record.serverOptState ? { serverOptState: this.record.serverOptState } : {}),
-      ...(this.record.scaffoldState ? { scaffoldState: this.record.scaffoldState } : {}),
-    };
+    const saved = this.strategyState();
     const refs = stateBlobRefs(saved);
     const finish = (blobs: ReadonlyMap<string, ModelBlob>): void => {
       if (Object.keys(saved).length) strategy.restore?.(saved, blobs);
@@ -183,6 +188,11 @@ export class RunContext {
   }
 
   // ---------------------------------------------------------------- rounds and versions
+
+  /** Async: the K that async.bufferSize "auto" resolved to, kept in the run's config (saved with the next persist). */
+  chooseBufferSize(k: number): void {
+    this.record.config.async.bufferSize = k;
+  }
 
   /** The round (sync) or buffer (async) in progress, saved so a restarted coordinator continues it; undefined when it ends. */
   setOpenRound(state: OpenRoundState | undefined): void {

@@ -178,7 +178,7 @@ describe('DpFedAvg snapshot/restore (coordinator restarts)', () => {
 describe('DpFedAvg: the statistics step is one more accounted step', () => {
   it('composes a q = 1 Gaussian step at the run\'s noise multiplier, and keeps it apart from round steps in snapshots', () => {
     const s = make({ noiseMultiplier: 1.1 }, 0.5);
-    s.restore({ privacyState: { steps: 0, clipNorm: 1, statisticsSteps: 1 } });
+    s.privacy.accountStatistics();
     const stats = planEpsilon({ samplingRate: 1, noiseMultiplier: 1.1, steps: 1, delta: 1e-5 }).epsilon;
     expect(s.spent().epsilon).toBeCloseTo(stats, 6);
     expect(s.spent().steps).toBe(1);
@@ -186,5 +186,12 @@ describe('DpFedAvg: the statistics step is one more accounted step', () => {
     const fresh = make({ noiseMultiplier: 1.1 }, 0.5);
     fresh.restore(s.snapshot());
     expect(fresh.spent().epsilon).toBeCloseTo(stats, 6);
+  });
+
+  it('blocks a resume that lost the accountant once rounds were aggregated (epsilon would be under-reported)', () => {
+    const s = make({ noiseMultiplier: 1.1 }, 0.5);
+    expect(s.resumeBlocker({}, { modelVersion: 0, roundsDone: 0 })).toBeUndefined();
+    expect(s.resumeBlocker({}, { modelVersion: 2, roundsDone: 2 })).toMatch(/no persisted privacy accountant state/);
+    expect(s.resumeBlocker({ privacyState: { steps: 2, clipNorm: 1 } }, { modelVersion: 2, roundsDone: 2 })).toBeUndefined();
   });
 });

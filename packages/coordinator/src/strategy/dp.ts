@@ -38,6 +38,7 @@ import type {
   PrivacyHooks,
   PrivacyState,
   StateBlob,
+  ResumeProgress,
   Strategy,
   StrategyState,
 } from './strategy.js';
@@ -127,6 +128,17 @@ export class DpStrategy implements Strategy, PrivacyHooks {
   restore(state: StrategyState, blobs?: ReadonlyMap<string, ModelBlob>): void {
     this.inner.restore?.(state, blobs);
     if (state.privacyState) this.restorePrivacy(state.privacyState);
+  }
+
+  /** A private run that aggregated rounds without a saved accountant would under-report epsilon; then the inner strategy's needs. */
+  resumeBlocker(state: StrategyState, progress: ResumeProgress): string | undefined {
+    if (!state.privacyState && progress.roundsDone > 0) return 'this differentially private run has no persisted privacy accountant state';
+    return this.inner.resumeBlocker?.(state, progress);
+  }
+
+  accountStatistics(): void {
+    this.accountant.compose({ samplingRate: 1, noiseMultiplier: this.p.noiseMultiplier });
+    this.statisticsSteps++;
   }
 
   /** The inner strategy's blobs (server optimizer moments). */

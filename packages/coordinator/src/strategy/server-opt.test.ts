@@ -250,4 +250,18 @@ describe('server optimizer state: a blob in the model store, its sha256 in the r
     const lost = structuredClone(saved);
     await expect(new RunContext(lost, new MemoryStore()).attachStrategy(createStrategy(lost.config, deps))).rejects.toThrow(/missing from the store/);
   });
+
+  it('blocks a resume whose record lost the moments after version 1 (fresh moments would change the run)', async () => {
+    const s = createStrategy(run({ name: 'fedyogi' }).config, deps);
+    expect(s.resumeBlocker?.({}, { modelVersion: 0, roundsDone: 0 })).toBeUndefined();
+    expect(s.resumeBlocker?.({}, { modelVersion: 3, roundsDone: 3 })).toMatch(/fedyogi run has no saved server optimizer state for version 3/);
+    const store = new MemoryStore();
+    const rec = run({ name: 'fedyogi' });
+    await store.createRun(rec);
+    const ctx = new RunContext(rec, store);
+    await ctx.attachStrategy(s);
+    await drive(ctx, s, new Float32Array(N), [roundOf(createRng(5), 2)], 1);
+    const saved = (await store.getRun(rec.id))!;
+    expect(s.resumeBlocker?.(new RunContext(saved, store).strategyState(), { modelVersion: 1, roundsDone: 1 })).toBeUndefined();
+  });
 });

@@ -12,7 +12,7 @@
 import { blobDigest, type ModelBlob } from '@fedge/proto';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { createServerOptimizer, type AdaptiveOptions, type FedAvgMOptions, type ServerOptimizer, type ServerOptName } from './rules/server-opt.js';
-import type { ServerOptStateRef, StateBlob, StrategyState } from './strategy.js';
+import type { ServerOptStateRef, StateBlob, ResumeProgress, StrategyState } from './strategy.js';
 
 /** The blob's topology.format: a state blob can never be mistaken for a model (its digest covers the topology). */
 const SERVER_OPT_STATE_FORMAT = 'fedge-server-opt-state/1';
@@ -76,6 +76,13 @@ export class ServerOptStrategy extends FedAvg {
   stateBlobs(): StateBlob[] {
     const c = this.current();
     return c ? [{ sha256: c.ref.sha256, blob: c.blob }] : [];
+  }
+
+  resumeBlocker(state: StrategyState, progress: ResumeProgress): string | undefined {
+    // Moments lost: continuing from fresh ones would silently change the run (and its final model).
+    if (progress.modelVersion > 0 && !state.serverOptState)
+      return `this ${this.rule} run has no saved server optimizer state for version ${progress.modelVersion}`;
+    return undefined;
   }
 
   restore(state: StrategyState, blobs?: ReadonlyMap<string, ModelBlob>): void {

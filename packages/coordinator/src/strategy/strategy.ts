@@ -39,6 +39,11 @@ export interface PrivacyHooks {
   budgetStop(round: number): string | undefined;
   /** Privacy spent after the steps so far (composed when each round is aggregated). */
   spent(): { epsilon: number; delta: number; order: number; steps: number; clipNorm: number };
+  /**
+   * Composes the statistics step's Gaussian mechanism (every reporting agent's noised sums: q = 1 at the run's noise
+   * multiplier) before round 1; the run's snapshot then carries it, so a restart keeps counting it.
+   */
+  accountStatistics(): void;
 }
 
 /** DP accounting state a restarted coordinator needs to continue a private run (RunRecord.privacyState). */
@@ -117,6 +122,14 @@ export function stateBlobRefs(state: StrategyState): string[] {
   return [state.serverOptState?.sha256, state.scaffoldState?.sha256].filter((s): s is string => s !== undefined);
 }
 
+/** How far a stored run got (for Strategy.resumeBlocker). */
+export interface ResumeProgress {
+  /** The latest published version (0: only the initial model). */
+  modelVersion: number;
+  /** Rounds (async: steps) with a stored record. */
+  roundsDone: number;
+}
+
 export interface Strategy {
   readonly name: string;
   /** Picks the agents for a round from those available (stable order), using `rng` for sampling. */
@@ -149,6 +162,11 @@ export interface Strategy {
   snapshot?(): StrategyState;
   /** The blobs the current snapshot names; the run context stores each once, before any record naming it is saved. */
   stateBlobs?(): StateBlob[];
+  /**
+   * Why a run cannot resume from `state` (state this strategy needs is missing, so continuing would silently change the
+   * run or under-report its privacy), else undefined. `progress` is what the run record says was done.
+   */
+  resumeBlocker?(state: StrategyState, progress: ResumeProgress): string | undefined;
   /** Restores a snapshot into a fresh strategy (a resumed run); `blobs` holds the blobs it names, by sha256. */
   restore?(state: StrategyState, blobs?: ReadonlyMap<string, ModelBlob>): void;
 }
