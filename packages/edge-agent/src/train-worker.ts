@@ -23,6 +23,8 @@ export type ToWorker =
       train?: { epochs: number; batchSize: number; learningRate: number; seed: number };
       /** TrainConfig.task_json: the task and the fleet's preprocessing; empty: legacy softmax classification with SGD. */
       taskJson?: string;
+      /** SCAFFOLD: c − c_i, added to every SGD gradient (transferred). */
+      controlCorrection?: Float32Array;
     }
   /** Stop task `id`: trainLocal checks between batches, so training ends within one batch. */
   | { type: 'abort'; id: number };
@@ -34,7 +36,7 @@ export type FromWorker =
   | { type: 'ready'; backend: BackendInfo }
   | { type: 'init-error'; message: string; code?: string }
   /** `weights` (the trained model, transferred) and `train` come with train tasks only. */
-  | { type: 'result'; id: number; eval?: EvalMetrics; train?: TrainResult; weights?: Float32Array }
+  | { type: 'result'; id: number; eval?: EvalMetrics; train?: TrainResult; weights?: Float32Array; learningRate?: number }
   /**
    * `validation`: the task's inputs were wrong (ValidationError), the worker is fine. `aborted`: the task was stopped.
    * Anything else may have left tfjs (or the wasm heap) in a bad state, so the main thread replaces the worker.
@@ -71,9 +73,11 @@ if (port) {
       const ev = data.holdout.n > 0 ? await ml.evaluate(model, data.holdout, 500, task) : undefined;
       if (!m.train) return send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}) });
       ctl.signal.throwIfAborted();
-      const tr = await ml.trainLocal(model, data.train, { ...m.train, signal: ctl.signal, ...(task ? { task } : {}) });
+      const tr = await ml.trainLocal(model, data.train, { ...m.train, signal: ctl.signal, ...(task ? { task } : {}), ...(m.controlCorrection ? { controlCorrection: m.controlCorrection } : {}) });
       const { weights } = ml.getWeights(model);
-      send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}), train: tr, weights }, [weights.buffer as ArrayBuffer]);
+      // The rate trainLocal stepped at (the task's optimizer's, else the legacy one): SCAFFOLD's variate update divides by it.
+      const learningRate = task?.optimizer.learningRate ?? m.train.learningRate;
+      send({ type: 'result', id: m.id, ...(ev ? { eval: ev } : {}), train: tr, weights, learningRate }, [weights.buffer as ArrayBuffer]);
     } catch (err) {
       send({
         type: 'error',

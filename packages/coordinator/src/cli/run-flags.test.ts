@@ -109,6 +109,7 @@ describe('--strategy', () => {
     expect(parseStrategy('fedavg')).toEqual({ name: 'fedavg' });
     expect(parseStrategy('fedadam:lr=0.01,beta1=0.8,tau=0.001')).toEqual({ name: 'fedadam', serverLearningRate: 0.01, beta1: 0.8, tau: 0.001 });
     expect(parseStrategy('fedprox:mu=0.1')).toEqual({ name: 'fedprox', proximalMu: 0.1 });
+    expect(parseStrategy('scaffold:lr=0.5')).toEqual({ name: 'scaffold', serverLearningRate: 0.5 });
     expect(() => parseStrategy('fedadam:lr')).toThrow(/lr needs a number/);
     expect(() => parseStrategy('fedadam:gamma=1')).toThrow(/unknown option "gamma"/);
     expect(() => parseStrategy('FedAdam!')).toThrow(/use NAME\[:key=value,\.\.\.\]/);

@@ -183,7 +183,7 @@ export function addRunFlags(cmd: Command): Command {
     .option('--max-staleness <n>', 'async: reject updates more than n versions behind', intArg('--max-staleness'))
     .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness)
     .option('--compression <codec>', 'update compression: none, int8 (0.25x) or topk[:fraction] (default fraction 0.1)', parseCompression)
-    .option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...]: fedavg, fedavgm[:momentum=0.9], fedadam|fedyogi|fedadagrad[:lr=0.01,beta1=,beta2=,tau=], fedprox[:mu=0.01], median, trimmed-mean[:beta=0.1], krum[:f=1], multi-krum[:f=,m=], norm-bound:bound=B; mu=... (FedProx) and bound=... (norm bound) add to any', parseStrategy)
+    .option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...]: fedavg, fedavgm[:momentum=0.9], fedadam|fedyogi|fedadagrad[:lr=0.01,beta1=,beta2=,tau=], fedprox[:mu=0.01], median, trimmed-mean[:beta=0.1], krum[:f=1], multi-krum[:f=,m=], norm-bound:bound=B, scaffold[:lr=1] (sync, SGD agents, float32 updates twice a model\'s size); mu=... (FedProx) adds to any, bound=... (norm bound) to any but scaffold', parseStrategy)
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update');
   return addTaskFlags(cmd);
 }

@@ -16,7 +16,7 @@ describe('run config', () => {
     [{ learningRate: -1 }, /learningRate/],
     [{ batchSize: 'big' }, /batchSize/],
     [{ roundz: 3 }, /unknown option\(s\) roundz/],
-    [{ strategy: { name: 'scaffold' } }, /strategy\.name: use one of fedavg, fedavgm, fedadam, fedyogi, fedadagrad, fedprox/],
+    [{ strategy: { name: 'fednova' } }, /strategy\.name: use one of fedavg, fedavgm, fedadam, fedyogi, fedadagrad, fedprox/],
     [{ model: { path: '' } }, /model\.path/],
   ])('rejects %j naming the field', (input, msg) => {
     expect(() => parseRunConfig(input)).toThrow(msg);
@@ -99,10 +99,12 @@ describe('run config: strategy block', () => {
   });
 
   it('exports one combination table and the option table', () => {
-    expect(STRATEGY_NAMES).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox', 'norm-bound', 'median', 'trimmed-mean', 'krum', 'multi-krum']);
+    expect(STRATEGY_NAMES).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox', 'norm-bound', 'median', 'trimmed-mean', 'krum', 'multi-krum', 'scaffold']);
     expect(STRATEGY_COMBINATIONS.async).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedprox', 'norm-bound']);
     expect(STRATEGY_COMBINATIONS.privacy).toEqual(['fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox', 'norm-bound']);
-    expect(STRATEGY_COMBINATIONS.localPrivacy).toEqual(STRATEGY_NAMES);
+    // scaffold's [delta | variate delta] is neither noised nor compressed (see NOT_SCAFFOLD).
+    expect(STRATEGY_COMBINATIONS.localPrivacy).toEqual(STRATEGY_NAMES.filter((n) => n !== 'scaffold'));
+    expect(STRATEGY_COMBINATIONS.compression).toEqual(STRATEGY_NAMES.filter((n) => n !== 'scaffold'));
     expect(STRATEGY_OPTIONS.momentum).toEqual(['fedavgm']);
   });
 });

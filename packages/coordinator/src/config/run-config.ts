@@ -45,7 +45,7 @@ const modelSchema = z.unknown().transform((v, ctx): ModelConfig => {
 /** Every strategy a run may name (strategy/index.ts has a factory for each). */
 export const STRATEGY_NAMES = [
   'fedavg', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad', 'fedprox',
-  'norm-bound', 'median', 'trimmed-mean', 'krum', 'multi-krum',
+  'norm-bound', 'median', 'trimmed-mean', 'krum', 'multi-krum', 'scaffold',
 ] as const;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
 
@@ -54,10 +54,15 @@ const ALL: readonly StrategyName[] = STRATEGY_NAMES;
 /** Aggregators that need every update of a round (coordinate-wise statistics, pairwise distances), not the streamed mean. */
 const ROBUST_STRATEGIES = ['median', 'trimmed-mean', 'krum', 'multi-krum'] as const satisfies readonly StrategyName[];
 const NOT_ROBUST: readonly StrategyName[] = ALL.filter((n) => !(ROBUST_STRATEGIES as readonly string[]).includes(n));
+/**
+ * SCAFFOLD's updates are [delta | control-variate delta]: clipping, noising or compressing that pair as one vector
+ * would break c = mean(c_i) (the paper defines none of them), so it runs plain: sync, float32, no DP, no normBound.
+ */
+const NOT_SCAFFOLD: readonly StrategyName[] = ALL.filter((n) => n !== 'scaffold');
 
 /** Which strategies each option applies to; any other pairing is an error naming both. */
 export const STRATEGY_OPTIONS = {
-  /** Server learning rate: 1 for fedavg, fedavgm and fedprox; 1e-2 for the adaptive three (Reddi et al.'s grid). */
+  /** Server learning rate: 1 for fedavg, fedavgm, fedprox and scaffold (its global step size η_g); 1e-2 for the adaptive three (Reddi et al.'s grid). */
   serverLearningRate: ALL,
   /** Server momentum (fedavgm), default 0.9. */
   momentum: ['fedavgm'],
@@ -70,7 +75,7 @@ export const STRATEGY_OPTIONS = {
   /** FedProx's mu: agents add (mu/2)||w - w_global||^2 to their loss; any strategy; fedprox defaults it to 0.01. */
   proximalMu: ALL,
   /** Sun et al. 2019: every accepted update is scaled to at most this L2 norm before it is aggregated; any strategy; required by norm-bound. */
-  normBound: ALL,
+  normBound: NOT_SCAFFOLD,
   /** Trimmed mean: the share of values dropped at EACH end per coordinate, in [0, 0.5), default 0.1. */
   beta: ['trimmed-mean'],
   /** Krum / Multi-Krum: Byzantine updates tolerated, default 1 (a round needs more than 2f + 2 updates). */
@@ -86,13 +91,15 @@ export const STRATEGY_OPTIONS = {
  * its sensitivity bound is the mean's) takes all but the robust aggregators; local DP (agents noise their own
  * updates) takes all. One table for the config check, the CLI and the README.
  */
-export const STRATEGY_COMBINATIONS: Record<'sync' | 'async' | 'privacy' | 'localPrivacy', readonly StrategyName[]> = {
+export const STRATEGY_COMBINATIONS: Record<'sync' | 'async' | 'privacy' | 'localPrivacy' | 'compression', readonly StrategyName[]> = {
   sync: ALL,
   async: ['fedavg', 'fedavgm', 'fedadam', 'fedprox', 'norm-bound'],
   /** Central DP (privacy.mode "central"). */
-  privacy: NOT_ROBUST,
+  privacy: NOT_ROBUST.filter((n) => n !== 'scaffold'),
   /** Local DP (privacy.mode "local"). */
-  localPrivacy: ALL,
+  localPrivacy: NOT_SCAFFOLD,
+  /** compression.codec other than float32 (int8, topk). */
+  compression: NOT_SCAFFOLD,
 };
 
 type StrategyOption = keyof typeof STRATEGY_OPTIONS;
@@ -158,7 +165,13 @@ const strategySchema = strategyInput.transform((s, ctx): StrategyConfig => {
 });
 
 /** The combination rule (STRATEGY_COMBINATIONS): an error naming the strategy and what it cannot run with. */
-function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: 'sync' | 'async'; privacy?: { mode?: string } | undefined }): void {
+function checkStrategyCombination(c: {
+  strategy: { name: StrategyName };
+  mode: 'sync' | 'async';
+  privacy?: { mode?: string } | undefined;
+  compression: { codec: string };
+  task?: { optimizer?: { name: string } | undefined } | undefined;
+}): void {
   const name = c.strategy.name;
   const refuse = (what: string, allowed: readonly StrategyName[]): never => {
     throw new ValidationError(`invalid run config: strategy.name ${name} cannot run with ${what}; use ${orList(allowed)}`);
@@ -169,6 +182,12 @@ function checkStrategyCombination(c: { strategy: { name: StrategyName }; mode: '
     const allowed = STRATEGY_COMBINATIONS[local ? 'localPrivacy' : 'privacy'];
     if (!allowed.includes(name)) refuse(local ? 'privacy mode local (local differential privacy)' : 'privacy mode central (central differential privacy; privacy.mode "local" is allowed)', allowed);
   }
+  if (c.compression.codec !== 'float32' && !STRATEGY_COMBINATIONS.compression.includes(name))
+    refuse(`compression.codec ${c.compression.codec} (its updates must travel as float32; use compression.codec float32)`, STRATEGY_COMBINATIONS.compression);
+  // SCAFFOLD corrects plain SGD steps (Karimireddy et al. define it for SGD); agents refuse other optimizers too.
+  const opt = c.task?.optimizer?.name;
+  if (name === 'scaffold' && opt !== undefined && opt !== 'sgd')
+    throw new ValidationError(`invalid run config: strategy.name scaffold cannot run with task.optimizer.name ${opt}; SCAFFOLD corrects plain SGD steps, so use "optimizer": { "name": "sgd" }`);
 }
 
 export const runConfigSchema = z.strictObject({

@@ -45,8 +45,15 @@ export function checkHeader(core: RunCore, h: ResultHeaderMsg, inv: Invitee, kin
   if (h.encoding !== encoding) reject('bad_encoding', `encoding: this run's compression.codec is ${codec}, so "${encoding}" is expected; got "${h.encoding}"`);
   const mismatch = describeSpecMismatch(core.specs, h.tensors as TensorSpec[]);
   if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
+  // SCAFFOLD runs take [delta | control-variate delta] and nothing else; other runs never take the pair.
+  const variate = core.strategy.controlVariates !== undefined;
+  if ((h.controlVariateDelta ?? false) !== variate)
+    reject('variate_mismatch', variate
+      ? `control_variate_delta: this run's strategy is scaffold, so the payload must be the model delta followed by the control-variate delta (the agent may be too old for scaffold)`
+      : `control_variate_delta: this run's strategy (${core.config.strategy.name}) takes the model delta alone`);
   try {
-    checkEncodedSize(h.encoding, h.totalBytes, core.globalModel.bytes.byteLength / 4);
+    // The slot size: the model's values, twice with a control-variate delta.
+    checkEncodedSize(h.encoding, h.totalBytes, core.agg.numParams);
   } catch (err) {
     reject((err as RejectedUpdateError).reason, (err as Error).message);
   }

@@ -117,7 +117,10 @@ export class RunCore {
     this.specs = initial.tensors;
     this.global = makeGlobalModel(run.id, run.modelVersion, initial);
     this.versions.set(this.global.version, this.global);
-    this.agg = StreamingFedAvg.create(totalParams(initial.tensors), { slots: 2 });
+    const numParams = totalParams(initial.tensors);
+    // SCAFFOLD: every update is [delta | control-variate delta], so slots and the mean hold two model sizes.
+    deps.strategy.controlVariates?.init(numParams);
+    this.agg = StreamingFedAvg.create(numParams * (deps.strategy.controlVariates ? 2 : 1), { slots: 2 });
     this.rng = createRng(run.config.seed);
     this.metricTask = run.data?.task ?? LEGACY_METRIC_TASK;
     this.metricNames = this.metricTask.metrics;

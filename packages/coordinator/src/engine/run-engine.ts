@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { ModelBlob, ResultHeaderMsg } from '@fedge/proto';
 import type { RunRecord } from '../store/store.js';
+import type { Strategy } from '../strategy/strategy.js';
 import { AsyncBuffer } from './async-buffer.js';
 import type { GlobalModel } from './global-model.js';
 import { RunCore, type LiveView, type RunEngineDeps } from './run-core.js';
@@ -43,6 +44,11 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
 
   get globalModel(): GlobalModel {
     return this.core.globalModel;
+  }
+
+  /** The run's strategy (the coordinator serves its control variate, if it has one, to agents). */
+  get strategy(): Strategy {
+    return this.core.strategy;
   }
 
   modelVersion(version: number): GlobalModel | undefined {

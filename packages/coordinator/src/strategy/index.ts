@@ -5,6 +5,7 @@ import { DpStrategy } from './dp.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import type { ServerOptName } from './rules/server-opt.js';
 import { RobustStrategy, type RobustName } from './robust.js';
+import { ScaffoldStrategy } from './scaffold.js';
 import { ServerOptStrategy } from './server-opt.js';
 import type { Strategy } from './strategy.js';
 
@@ -66,6 +67,7 @@ const STRATEGIES: Record<RunConfig['strategy']['name'], StrategyFactory> = {
   'trimmed-mean': robust('trimmed-mean'),
   krum: robust('krum'),
   'multi-krum': robust('multi-krum'),
+  scaffold: (c, deps) => new ScaffoldStrategy(fedavgOptions(c), { serverLr: c.strategy.serverLearningRate, populationSize: deps.populationSize }),
 };
 
 /** The names (run-config.ts owns the list and its option and combination tables; the Record type above makes every name have a factory). */
