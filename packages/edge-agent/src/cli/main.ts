@@ -122,7 +122,7 @@ const program = new Command('fedge-agent')
   .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
   .option('--enroll-code <code>', 'one-time code from `fedge agent enroll NAME` (NAME must be this agent\'s --name): enroll this device\'s key; later starts need neither code nor join token (env FEDGE_ENROLL_CODE)')
-  .option('--state-dir <dir>', 'where the agent keeps its ed25519 key (0600) and enrollment (env FEDGE_AGENT_STATE_DIR; default ~/.fedge-agent/NAME)', process.env.FEDGE_AGENT_STATE_DIR)
+  .option('--state-dir <dir>', 'where the agent keeps its ed25519 key (0600), enrollment and SCAFFOLD control variates (scaffold/RUN.f32) (env FEDGE_AGENT_STATE_DIR; default ~/.fedge-agent/NAME)', process.env.FEDGE_AGENT_STATE_DIR)
   .option('--coordinator-key <file>', 'the coordinator\'s model signing public key (PEM, from `fedge model key`): models not signed with it are refused (default: trust the key of the first join; env FEDGE_COORDINATOR_KEY)', process.env.FEDGE_COORDINATOR_KEY)
   .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
   .option('--metrics <host:port>', 'serve Prometheus metrics at GET /metrics (env FEDGE_AGENT_METRICS; off by default, bind to loopback)', process.env.FEDGE_AGENT_METRICS)
@@ -220,6 +220,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     const executor = new TaskExecutor(data, {
       backend: o.backend,
       trust,
+      // SCAFFOLD runs keep this agent's control variate here, so a restarted agent continues with it.
+      stateDir: o.stateDir ?? path.join(homedir(), '.fedge-agent', o.name),
       ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
       ...(o.attack ? { attack: o.attack, attackSeed: o.seed * 1000 + o.partitionId + 1 } : {}),
       ...(o.partialWork !== undefined ? { partialWork: o.partialWork, partialWorkSeed: o.seed * 1000 + o.partitionId + 1 } : {}),
