@@ -20,6 +20,9 @@ import { eligibleFor, needsDataStep } from './engine/data-step.js';
 import { PreparingRuns } from './engine/prepare.js';
 import { moduleLogger } from './log.js';
 import { ModelSigner } from './signing-key.js';
+import { IdentityRegistry, type JoinCredentials } from './engine/identities.js';
+import { IdentityGate } from './engine/identity-gate.js';
+import type { JoinLimits } from './engine/join-limits.js';
 
 export interface CoordinatorOptions {
   store?: Store;
@@ -29,6 +32,8 @@ export interface CoordinatorOptions {
   resumeOnRestart?: boolean;
   /** Signs every model a task names (`fedge serve`: the data dir's key); default: an ephemeral key. */
   signer?: ModelSigner;
+  /** Join rate limits and the shared token's registration cap (default DEFAULT_JOIN_LIMITS). */
+  joinLimits?: JoinLimits;
 }
 
 /** A run record plus what is happening right now (only while it is active). */
@@ -44,6 +49,8 @@ export class Coordinator {
   readonly store: Store;
   readonly registry: AgentRegistry;
   readonly signer: ModelSigner;
+  /** Per-device identities (enrollment, signed joins and updates, revocation) and the join limits. */
+  readonly gate: IdentityGate;
   private readonly engines = new Map<string, RunEngine>();
   /** Runs in their statistics step (no engine yet). */
   private readonly preparing: PreparingRuns;
@@ -52,6 +59,7 @@ export class Coordinator {
     this.store = opts.store ?? new MemoryStore();
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
+    this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
     this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c) });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
@@ -208,6 +216,7 @@ export class Coordinator {
 
   /** Brings back the agents the store knows (all offline until they reconnect); returns how many. */
   async restoreAgents(): Promise<number> {
+    await this.gate.identities.restore();
     return this.registry.restore(await this.store.listAgents());
   }
 
@@ -257,8 +266,8 @@ export class Coordinator {
   // ---- agent-facing operations (transport-agnostic) ----
 
   /** Registers the agent; the reply carries the model signing public key, which agents without --coordinator-key pin. */
-  join(req: JoinRequestMsg): { agentId: string; sessionToken: string; modelSigningKey: string } {
-    return { ...this.registry.join(req), modelSigningKey: this.signer.publicKeyPem };
+  async join(req: JoinRequestMsg & JoinCredentials, source: string): Promise<{ agentId: string; sessionToken: string; modelSigningKey: string }> {
+    return { ...(await this.gate.join(req, source)), modelSigningKey: this.signer.publicKeyPem };
   }
 
   openTasks(agentId: string, sessionToken: string, channel: AgentChannel): void {
@@ -396,10 +405,10 @@ export class Coordinator {
   }
 
   async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
-    this.registry.verify(h.agentId, h.sessionToken);
+    const agent = this.registry.verify(h.agentId, h.sessionToken);
     const e = this.engines.get(h.runId);
     if (!e) throw new RejectedUpdateError('unknown_run', `run_id: run "${h.runId}" is not active`);
-    return e.beginUpload(h);
+    return this.gate.guardUpload(h, agent.name, await e.beginUpload(h));
   }
 
   async close(): Promise<void> {

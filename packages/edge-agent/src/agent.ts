@@ -1,12 +1,13 @@
 /** The agent daemon: join, follow the task stream, run tasks one at a time, reconnect with backoff. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRng, taskPayloadSchema, type JoinRequestMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
+import { createRng, taskPayloadSchema, type JoinRequestMsg, type ResultHeaderMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
 import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
 import { ModelSignatureError } from './model-trust.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
 import type { GlobalModelServer } from './serving/global-server.js';
+import type { AgentIdentity } from './identity.js';
 
 const log = moduleLogger('agent');
 
@@ -24,6 +25,10 @@ export interface AgentOptions {
   serving?: GlobalModelServer;
   /** Runs the tasks (its worker's backend is `backend`); default: one with `simulate.slowdown` and the `auto` backend. */
   executor?: TaskExecutor;
+  /** Per-device identity: joins answer a signed challenge and every result is signed (identity.ts). */
+  identity?: AgentIdentity;
+  /** One-time code from `fedge agent enroll`: sent with the first join only; a secret, never logged. */
+  enrollCode?: string;
 }
 
 /** Makes an agent behave like a slow or flaky device. */
@@ -47,11 +52,13 @@ export class Agent {
   private streamCancel: (() => void) | undefined;
   private readonly executor: TaskExecutor;
   private readonly faultRng: () => number;
+  private enrollCode: string | undefined;
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
     this.executor = opts.executor ?? new TaskExecutor(data, { slowdown: opts.simulate?.slowdown ?? 1 });
     // Seeded per agent (createRng mixes the seed, so agents seeded 1, 2, 3... draw independent faults).
     this.faultRng = createRng(opts.simulate?.seed ?? 1);
+    this.enrollCode = opts.enrollCode;
   }
 
   /** Runs until stop(); connection failures are retried with exponential backoff and jitter. */
@@ -96,7 +103,21 @@ export class Agent {
       // Schema, statistics and fingerprint of the local data: the coordinator's statistics step combines the fleet's.
       dataProfileJson: JSON.stringify(this.data.profile),
     };
+    const id = this.opts.identity;
+    if (id) {
+      // Answer a fresh challenge with the device key: nothing replayable crosses the network, and no shared secret.
+      const ch = await conn.challenge(this.opts.name);
+      const proof = id.proveJoin(this.opts.name, this.agentId, ch.nonce);
+      Object.assign(req, {
+        publicKey: id.publicKeyPem, challengeNonce: ch.nonce, challengeTimeUnixMs: proof.timeMs, signature: proof.signature,
+        ...(this.enrollCode && id.enrolledName !== this.opts.name ? { enrollCode: this.enrollCode } : {}),
+      });
+    }
     const reply = await conn.join(req);
+    if (id && id.enrolledName !== this.opts.name) {
+      id.markEnrolled(this.opts.name);
+      this.enrollCode = undefined;
+    }
     // Pins (first join) or checks the coordinator's model signing key; a changed key ends the session here.
     this.executor.trust.onJoin(reply.modelSigningKey);
     this.agentId = reply.agentId;
@@ -154,7 +175,7 @@ export class Agent {
         log.warn({ runId: task.runId, round: task.round }, 'simulated failure: result abandoned');
         return;
       }
-      const reply = await conn.submit(header, payload);
+      const reply = await conn.submit(this.opts.identity ? this.opts.identity.signResult(header, payload) : header, payload);
       if (reply.accepted) {
         onAccepted?.();
         log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
@@ -183,10 +204,12 @@ export class Agent {
   private async reportFailure(task: TaskMsg, conn: CoordinatorConnection, s: Session, message: string): Promise<void> {
     if (task.kind !== 'train' && task.kind !== 'evaluate') return;
     try {
-      await conn.submit({
+      const header: ResultHeaderMsg = {
         agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
         kind: task.kind, numExamples: 0, tensors: [], totalBytes: 0, encoding: '', metrics: {}, error: message.slice(0, 2000),
-      }, new Uint8Array(0));
+      };
+      const empty = new Uint8Array(0);
+      await conn.submit(this.opts.identity ? this.opts.identity.signResult(header, empty) : header, empty);
     } catch (err) {
       log.warn({ err: (err as Error).message, runId: task.runId }, 'could not report the failed task');
     }

@@ -142,6 +142,7 @@ export class AgentMetrics {
           throw err;
         }
       },
+      challenge: (name) => conn.challenge(name),
       close: () => conn.close(),
     };
   }

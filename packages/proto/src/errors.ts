@@ -42,3 +42,19 @@ export class DataStepError extends FedgeError {
     this.name = 'DataStepError';
   }
 }
+
+/** A per-device identity that was revoked (`fedge agent revoke`): its joins, tasks and uploads are refused. */
+export class RevokedError extends FedgeError {
+  constructor(message: string) {
+    super('E_REVOKED', message);
+    this.name = 'RevokedError';
+  }
+}
+
+/** Too many joins from one source or identity (E_RATE_LIMITED), or the registry's cap for a credential (E_REGISTRY_FULL). */
+export class LimitError extends FedgeError {
+  constructor(code: 'E_RATE_LIMITED' | 'E_REGISTRY_FULL', message: string) {
+    super(code, message);
+    this.name = 'LimitError';
+  }
+}

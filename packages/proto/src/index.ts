@@ -16,3 +16,4 @@ export * from './signing.js';
 export * from './tls-files.js';
 export * from './task.js';
 export * from './task-metrics.js';
+export * from './identity.js';

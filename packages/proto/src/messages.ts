@@ -23,7 +23,17 @@ export interface JoinRequestMsg {
   labels: Record<string, string>;
   /** JSON of a DataProfile (task.ts); empty or absent from agents that report none. */
   dataProfileJson?: string;
+  /** Per-device identity (identity.ts): the one-time enrollment code (first join only). */
+  enrollCode?: string;
+  /** SPKI PEM of the agent's ed25519 key. */
+  publicKey?: string;
+  challengeNonce?: string;
+  challengeTimeUnixMs?: number;
+  /** ed25519 over joinSigningMessage; base64 text over MQTT. */
+  signature?: Uint8Array | string | undefined;
 }
+export interface ChallengeRequestMsg { name: string }
+export interface ChallengeReplyMsg { nonce: string; expiresUnixMs: number }
 export interface JoinReplyMsg {
   agentId: string;
   sessionToken: string;
@@ -97,6 +107,8 @@ export interface ResultHeaderMsg {
   error?: string;
   /** SCAFFOLD: the payload is [model delta | control-variate delta] (2 x the model's values, float32). */
   controlVariateDelta?: boolean;
+  /** Enrolled agents: ed25519 over updateSigningMessage (identity.ts); base64 text over MQTT. */
+  signature?: Uint8Array | string | undefined;
 }
 export interface ResultPartMsg { header?: ResultHeaderMsg | null; chunk?: ChunkMsg | null; part?: 'header' | 'chunk' }
 export interface SubmitReplyMsg { accepted: boolean; reason: string; message: string }
@@ -107,6 +119,11 @@ export interface ListRunsReplyMsg { runsJson: string[] }
 export interface GetRunRequestMsg { runId: string }
 export interface ListAgentsReplyMsg { agentsJson: string[] }
 export interface FetchRunModelRequestMsg { runId: string; modelVersion: number }
+export interface EnrollAgentRequestMsg { name: string; ttlSeconds: number }
+export interface EnrollAgentReplyMsg { name: string; code: string; expiresUnixMs: number }
+export interface ListIdentitiesReplyMsg { identitiesJson: string[] }
+export interface RevokeAgentRequestMsg { name: string }
+export interface IdentityReplyMsg { identityJson: string }
 export interface PromoteModelRequestMsg { runId: string; modelVersion: number; canary: number; margin: number; force: boolean }
 
 /** Encoding of update payloads: float32 model delta (new weights minus the global model the task carried). */

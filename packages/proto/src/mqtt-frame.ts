@@ -21,13 +21,13 @@ export const MQTT_MAX_ENVELOPE_BYTES = 16 << 20;
 export const MQTT_WINDOW_BYTES = 8 * CHUNK_BYTES;
 
 /**
- * agent -> coordinator: join, tasks, fetch (model download), ack (download credit), cancel (abandon a download),
+ * agent -> coordinator: challenge (a nonce for a signed join; identity.ts), join, tasks, fetch (model download), ack (download credit), cancel (abandon a download),
  * submit (upload header), chunk, end (upload complete), gone (last will / clean close).
  * coordinator -> agent: reply, error, model (download header), chunk, end, ack (upload credit), task, close (task
  * stream ended), status (retained, coordinator online or not).
  */
 export const MQTT_MESSAGE_TYPES = [
-  'join', 'tasks', 'fetch', 'ack', 'cancel', 'submit', 'chunk', 'end', 'gone',
+  'challenge', 'join', 'tasks', 'fetch', 'ack', 'cancel', 'submit', 'chunk', 'end', 'gone',
   'reply', 'error', 'model', 'task', 'close', 'status',
 ] as const;
 export type MqttMessageType = (typeof MQTT_MESSAGE_TYPES)[number];

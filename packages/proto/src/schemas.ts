@@ -3,9 +3,12 @@ import { z } from 'zod';
 import { DTYPES, MAX_TENSORS } from './tensor.js';
 import { ValidationError } from './errors.js';
 import { MAX_PROFILE_JSON } from './task.js';
+import { signatureBytes } from './identity.js';
 
 const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only');
 const int = z.number().int();
+/** Bytes over gRPC, base64 over MQTT's JSON; anything else (or empty) is no signature, which verification refuses. */
+const signature = z.unknown().transform((v) => signatureBytes(v));
 
 export const tensorSpecMsgSchema = z.object({
   name: z.string().min(1).max(512),
@@ -22,7 +25,15 @@ export const joinRequestSchema = z.object({
   numExamples: int.nonnegative().max(1e12),
   labels: z.record(z.string().max(128), z.string().max(1024)),
   dataProfileJson: z.string().max(MAX_PROFILE_JSON, `data_profile_json: larger than ${MAX_PROFILE_JSON} bytes`).default(""),
+  // Per-device identity (identity.ts); absent or empty on the shared-token path.
+  enrollCode: z.string().max(64).default(''),
+  publicKey: z.string().max(1024).default(''),
+  challengeNonce: z.string().max(64).default(''),
+  challengeTimeUnixMs: int.nonnegative().default(0),
+  signature: signature,
 });
+
+export const challengeRequestSchema = z.object({ name: z.string().min(1, 'name is required').max(128) });
 
 export const tasksRequestSchema = z.object({ agentId: id, sessionToken: z.string().min(1).max(256) });
 
@@ -49,6 +60,7 @@ export const resultHeaderSchema = z.object({
   metrics: z.record(z.string().max(64), z.number()),
   error: z.string().max(2048, 'error: at most 2048 characters').default(''),
   controlVariateDelta: z.boolean().default(false),
+  signature: signature,
 });
 
 export const modelHeaderSchema = z.object({

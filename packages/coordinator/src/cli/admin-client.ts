@@ -18,6 +18,17 @@ import type { RunView } from '../coordinator.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
 
+/** An enrolled (or revoked) identity, or a name whose enrollment code is still unused ("pending"). */
+export interface IdentityListing {
+  name: string;
+  status: 'enrolled' | 'revoked' | 'pending';
+  fingerprint?: string;
+  enrolledAt?: string;
+  lastSeen?: string;
+  revokedAt?: string;
+  expiresAt?: string;
+}
+
 export class CliError extends FedgeError {
   constructor(message: string, code = 'E_CLI') {
     super(code, message);
@@ -85,6 +96,19 @@ export class AdminClient {
   async listAgents(): Promise<AgentRecord[]> {
     const r = await this.call<{ agentsJson: string[] }>('ListAgents', {});
     return r.agentsJson.map((j) => JSON.parse(j) as AgentRecord);
+  }
+
+  /** A one-time enrollment code for `name`, valid `ttlSeconds` (0: the coordinator's default, 24 h). */
+  async enrollAgent(name: string, ttlSeconds = 0): Promise<{ name: string; code: string; expiresAt: string }> {
+    const r = await this.call<{ name: string; code: string; expiresUnixMs: number }>('EnrollAgent', { name, ttlSeconds });
+    return { name: r.name, code: r.code, expiresAt: new Date(r.expiresUnixMs).toISOString() };
+  }
+  async listIdentities(): Promise<IdentityListing[]> {
+    const r = await this.call<{ identitiesJson: string[] }>('ListIdentities', {});
+    return r.identitiesJson.map((j) => JSON.parse(j) as IdentityListing);
+  }
+  async revokeAgent(name: string): Promise<IdentityListing & { sessionsClosed: number }> {
+    return JSON.parse((await this.call<{ identityJson: string }>('RevokeAgent', { name })).identityJson) as IdentityListing & { sessionsClosed: number };
   }
 
   /** Streams run updates to `onUpdate` until the run ends; resolves with the final record. */

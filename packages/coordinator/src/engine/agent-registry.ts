@@ -80,13 +80,21 @@ export class AgentRegistry extends EventEmitter<{
     return records.length;
   }
 
-  join(req: JoinRequestMsg): { agentId: string; sessionToken: string } {
-    if (this.joinToken !== undefined && !safeEqual(Buffer.from(req.joinToken), Buffer.from(this.joinToken)))
+  /**
+   * `identity`: the fingerprint of the enrolled key the join was signed with (identities.ts checked it); without it the
+   * shared join token is required.
+   */
+  join(req: JoinRequestMsg, identity?: string): { agentId: string; sessionToken: string } {
+    if (identity === undefined && this.joinToken !== undefined && !safeEqual(Buffer.from(req.joinToken), Buffer.from(this.joinToken)))
       throw new AuthError('join_token: missing or wrong; start the agent with the coordinator\'s --join-token');
     const profile = parseProfile(req.dataProfileJson);
     const now = new Date().toISOString();
     // A reconnecting agent keeps its id (and history); the old session token stops working.
     let existing = req.agentId ? this.agents.get(req.agentId) : undefined;
+    // An enrolled agent's id is taken over only by a join signed with that same key, never with the shared token.
+    // (identities.ts has checked that `identity` is the name's current key, so a re-enrolled device keeps its record.)
+    if (existing?.record.identity !== undefined && (identity === undefined || existing.record.name !== req.name))
+      throw new AuthError(`agent_id: "${req.agentId}" belongs to an enrolled device; it joins with its own key`);
     // Names identify agents across coordinator restarts (a resumed round re-invites by name, spooled updates are
     // filed and folded by name), so two live agents must not share one.
     const clash = [...this.agents.values()].find((a) => a.record.name === req.name && a !== existing);
@@ -94,6 +102,8 @@ export class AgentRegistry extends EventEmitter<{
       throw new NameTakenError(`name: "${req.name}" is taken by agent ${clash.record.id}, which is online; give every agent its own --name (the default is the host name)`);
     // An agent process that restarted (so it has no id) under the name of an offline agent is that agent again.
     existing ??= clash;
+    if (existing?.record.identity !== undefined && identity === undefined)
+      throw new AuthError(`name: "${req.name}" belongs to an enrolled device; it joins with its own key`);
     const id = existing ? existing.record.id : `agent-${randomUUID().slice(0, 8)}`;
     const token = randomBytes(24);
     const record: AgentRecord = {
@@ -109,11 +119,37 @@ export class AgentRegistry extends EventEmitter<{
       tasksCompleted: existing?.record.tasksCompleted ?? 0,
       tasksFailed: existing?.record.tasksFailed ?? 0,
       ...(profile ? { data: { format: profile.format, n: profile.n, columns: profile.columns.length, fingerprint: profile.fingerprint } } : {}),
+      ...(identity !== undefined ? { identity } : {}),
     };
     this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }), ...(profile ? { profile } : {}) });
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
     void this.persist(id);
     return { agentId: id, sessionToken: token.toString('hex') };
+  }
+
+  /**
+   * Cuts off every agent of a revoked identity at once: its session token stops working (tasks, downloads and
+   * uploads are refused) and its task stream is closed. Returns how many sessions were closed.
+   */
+  cutOff(name: string, reason: string): number {
+    let n = 0;
+    for (const a of this.agents.values()) {
+      if (a.record.name !== name || a.record.identity === undefined) continue;
+      a.token = randomBytes(24);
+      delete a.joiningSince;
+      const ch = a.channel;
+      if (ch) {
+        n++;
+        this.detach(a.record.id, ch, reason);
+        ch.close(reason);
+      }
+    }
+    return n;
+  }
+
+  /** The identity fingerprint an agent joined with, if it is an enrolled device. */
+  identityOf(agentId: string): string | undefined {
+    return this.agents.get(agentId)?.record.identity;
   }
 
   /** Verifies an agent's session token; throws AuthError naming the problem. */

@@ -1,6 +1,6 @@
 /** In-memory Store: the default for `fedge serve` and demos; state ends with the process. */
 import type { ModelBlob } from '@fedge/proto';
-import type { AgentRecord, RunRecord, Store } from './store.js';
+import type { AgentRecord, EnrollmentRecord, IdentityRecord, RunRecord, Store } from './store.js';
 
 const clone = <T>(v: T): T => structuredClone(v);
 
@@ -8,6 +8,8 @@ export class MemoryStore implements Store {
   private runs = new Map<string, RunRecord>();
   private models = new Map<string, ModelBlob>();
   private agents = new Map<string, AgentRecord>();
+  private identities = new Map<string, IdentityRecord>();
+  private enrollments = new Map<string, EnrollmentRecord>();
 
   async createRun(run: RunRecord): Promise<void> {
     if (this.runs.has(run.id)) throw new Error(`run ${run.id} already exists`);
@@ -35,5 +37,20 @@ export class MemoryStore implements Store {
   }
   async listAgents(): Promise<AgentRecord[]> {
     return [...this.agents.values()].map(clone);
+  }
+  async saveIdentity(identity: IdentityRecord): Promise<void> {
+    this.identities.set(identity.name, clone(identity));
+  }
+  async listIdentities(): Promise<IdentityRecord[]> {
+    return [...this.identities.values()].map(clone);
+  }
+  async saveEnrollment(e: EnrollmentRecord): Promise<void> {
+    this.enrollments.set(e.codeSha256, clone(e));
+  }
+  async deleteEnrollment(codeSha256: string): Promise<void> {
+    this.enrollments.delete(codeSha256);
+  }
+  async listEnrollments(): Promise<EnrollmentRecord[]> {
+    return [...this.enrollments.values()].map(clone);
   }
 }

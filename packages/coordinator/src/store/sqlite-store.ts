@@ -15,7 +15,7 @@ import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import sqlite from 'node-sqlite3-wasm';
 import { FedgeError, type ModelBlob } from '@fedge/proto';
-import type { AgentRecord, ModelVersionRecord, RoundRecord, RunRecord, Store } from './store.js';
+import type { AgentRecord, EnrollmentRecord, IdentityRecord, ModelVersionRecord, RoundRecord, RunRecord, Store } from './store.js';
 import { ModelStore } from './model-store.js';
 import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { moduleLogger } from '../log.js';
@@ -81,6 +81,22 @@ export const MIGRATIONS: readonly Migration[] = [
         sha256 TEXT PRIMARY KEY,
         bytes INTEGER NOT NULL,
         created_at TEXT NOT NULL
+      );`,
+  },
+  {
+    version: 2,
+    name: 'identities, enrollments',
+    sql: `
+      CREATE TABLE identities (
+        name TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        doc TEXT NOT NULL
+      );
+      CREATE TABLE enrollments (
+        code_sha256 TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        doc TEXT NOT NULL
       );`,
   },
 ];
@@ -227,6 +243,30 @@ export class SqliteStore implements Store {
 
   async listAgents(): Promise<AgentRecord[]> {
     return (this.db.all('SELECT doc FROM agents ORDER BY id') as Row[]).map((r) => fromJson<AgentRecord>(r.doc));
+  }
+
+  async saveIdentity(identity: IdentityRecord): Promise<void> {
+    this.db.run(
+      `INSERT INTO identities (name, fingerprint, doc) VALUES (?, ?, ?)
+       ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, doc = excluded.doc`,
+      [identity.name, identity.fingerprint, toJson(identity)],
+    );
+  }
+
+  async listIdentities(): Promise<IdentityRecord[]> {
+    return (this.db.all('SELECT doc FROM identities ORDER BY name') as Row[]).map((r) => fromJson<IdentityRecord>(r.doc));
+  }
+
+  async saveEnrollment(e: EnrollmentRecord): Promise<void> {
+    this.db.run('INSERT OR REPLACE INTO enrollments (code_sha256, name, expires_at, doc) VALUES (?, ?, ?, ?)', [e.codeSha256, e.name, e.expiresAt, toJson(e)]);
+  }
+
+  async deleteEnrollment(codeSha256: string): Promise<void> {
+    this.db.run('DELETE FROM enrollments WHERE code_sha256 = ?', [codeSha256]);
+  }
+
+  async listEnrollments(): Promise<EnrollmentRecord[]> {
+    return (this.db.all('SELECT doc FROM enrollments ORDER BY expires_at') as Row[]).map((r) => fromJson<EnrollmentRecord>(r.doc));
   }
 
   // ------------------------------------------------------------------ internals

@@ -162,6 +162,29 @@ export interface AgentRecord {
   tasksFailed: number;
   /** What the agent said of its data at its last join: format, training examples, columns, dataset fingerprint. */
   data?: { format: string; n: number; columns: number; fingerprint: string };
+  /** Fingerprint of the enrolled key it joined with (IdentityRecord); absent: it joined with the shared token. */
+  identity?: string;
+}
+
+/** An enrolled device (`fedge agent enroll`): its name is its identity; its key proves it at every join and upload. */
+export interface IdentityRecord {
+  name: string;
+  /** SPKI PEM of the agent's ed25519 public key. */
+  publicKey: string;
+  /** sha256 of the raw key, first 16 hex digits (what `fedge agent list` shows). */
+  fingerprint: string;
+  enrolledAt: string;
+  lastSeen?: string;
+  /** Set by `fedge agent revoke`: from then on every join, task and upload of this identity is refused. */
+  revokedAt?: string;
+}
+
+/** A pending enrollment: only the code's sha256 is kept, so the store never holds a usable code. */
+export interface EnrollmentRecord {
+  codeSha256: string;
+  name: string;
+  createdAt: string;
+  expiresAt: string;
 }
 
 export interface Store {
@@ -174,4 +197,9 @@ export interface Store {
   getModel(sha256: string): Promise<ModelBlob | undefined>;
   saveAgent(agent: AgentRecord): Promise<void>;
   listAgents(): Promise<AgentRecord[]>;
+  saveIdentity(identity: IdentityRecord): Promise<void>;
+  listIdentities(): Promise<IdentityRecord[]>;
+  saveEnrollment(e: EnrollmentRecord): Promise<void>;
+  deleteEnrollment(codeSha256: string): Promise<void>;
+  listEnrollments(): Promise<EnrollmentRecord[]>;
 }

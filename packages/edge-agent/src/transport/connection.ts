@@ -3,6 +3,7 @@ import {
   FedgeError,
   modelHeaderSchema,
   parseOrThrow,
+  type ChallengeReplyMsg,
   type JoinReplyMsg,
   type JoinRequestMsg,
   type ModelHeaderMsg,
@@ -38,6 +39,8 @@ export interface FetchedModel {
 
 export interface CoordinatorConnection {
   join(req: JoinRequestMsg): Promise<JoinReplyMsg>;
+  /** A one-use nonce to sign in the next join (enrolled agents; identity.ts). */
+  challenge(name: string): Promise<ChallengeReplyMsg>;
   tasks(agentId: string, sessionToken: string): TaskStream;
   /** A model version, or with `blobSha256` a strategy blob of the run (SCAFFOLD's server control variate), same header and chunks. */
   fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number; blobSha256?: string }): Promise<FetchedModel>;

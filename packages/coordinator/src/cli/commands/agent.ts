@@ -1,26 +1,35 @@
-/** `fedge agent list`: agents known to the coordinator. */
-import { Command } from 'commander';
+/** `fedge agent list | enroll | revoke`: agents known to the coordinator and their per-device identities. */
+import { Command, InvalidArgumentError } from 'commander';
 import { printJson, shortHash, table } from '../format.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
 
+/** "90s", "30m", "24h", "7d" or plain seconds. */
+export function parseTtl(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)([smhd]?)$/.exec(v.trim());
+  const s = m ? Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]!]! : NaN;
+  if (!(s >= 1)) throw new InvalidArgumentError(`--ttl: "${v}" is not a duration such as 90s, 30m, 24h or 7d`);
+  return Math.round(s);
+}
+
 export function agentCommand(): Command {
-  const agent = new Command('agent').description('inspect edge agents');
-  agent.addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --format json');
+  const agent = new Command('agent').description('inspect edge agents, enroll and revoke device identities');
+  agent.addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --format json\n  fedge agent enroll cam-07 --ttl 1h\n  fedge agent revoke cam-07');
   withAdminOptions(
     agent
       .command('list')
       .alias('ls')
-      .description('list agents that joined the coordinator')
-      .addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --coordinator 10.0.0.5:7070 --format json'),
+      .description('list agents that joined the coordinator, then enrolled device identities')
+      .addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --coordinator 10.0.0.5:7070 --format json   # {"agents": [...], "identities": [...]}'),
   ).action(async (opts: AdminOpts) => {
-    const agents = await withClient(opts, (c) => c.listAgents());
-    if (opts.format === 'json') return printJson(agents);
+    const [agents, identities] = await withClient(opts, (c) => Promise.all([c.listAgents(), c.listIdentities()]));
+    if (opts.format === 'json') return printJson({ agents, identities });
     console.log(
       table(
         agents.map((a) => ({
           id: a.id,
           name: a.name,
           status: a.status,
+          auth: a.identity ? `key ${a.identity}` : 'token',
           backend: a.backend,
           examples: a.numExamples,
           data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
@@ -29,9 +38,56 @@ export function agentCommand(): Command {
           failed: a.tasksFailed,
           'last seen': a.lastSeen,
         })),
-        ['id', 'name', 'status', 'backend', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
+        ['id', 'name', 'status', 'auth', 'backend', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
       ),
     );
+    if (identities.length === 0) return;
+    console.log('\nEnrolled identities:');
+    console.log(
+      table(
+        identities.map((i) => ({
+          name: i.name,
+          status: i.status,
+          fingerprint: i.fingerprint ?? '',
+          'enrolled at': i.enrolledAt ?? (i.expiresAt ? `code expires ${i.expiresAt}` : ''),
+          'last seen': i.lastSeen ?? '',
+          revoked: i.revokedAt ?? '',
+        })),
+        ['name', 'status', 'fingerprint', 'enrolled at', 'last seen', 'revoked'],
+      ),
+    );
+  });
+  withAdminOptions(
+    agent
+      .command('enroll <name>')
+      .description('issue a one-time enrollment code for the agent NAME (give it to that device only: it is a secret)')
+      .option('--ttl <duration>', 'how long the code stays valid: 90s, 30m, 24h, 7d (default 24h)', parseTtl)
+      .addHelpText(
+        'after',
+        `
+Examples:
+  fedge agent enroll cam-07                    # prints the code
+  fedge-agent --name cam-07 --enroll-code fe1-... --coordinator grpc://coord:7070 --data mnist
+  FEDGE_ENROLL_CODE=fe1-... fedge-agent --name cam-07 ...   # the code from the environment (e.g. a Kubernetes Secret)
+
+The agent creates an ed25519 key in its --state-dir on first start and enrolls it with the code; from then on it joins
+by signing a challenge with that key (no join token) and signs every update. A code works once; enrolling a name again
+needs \`fedge agent revoke NAME\` first.`,
+      ),
+  ).action(async (name: string, opts: AdminOpts & { ttl?: number }) => {
+    const e = await withClient(opts, (c) => c.enrollAgent(name, opts.ttl ?? 0));
+    if (opts.format === 'json') return printJson(e);
+    console.log(`enrollment code for ${e.name} (valid until ${e.expiresAt}, works once):\n${e.code}`);
+  });
+  withAdminOptions(
+    agent
+      .command('revoke <name>')
+      .description('revoke the identity NAME at once: its open session is closed, its tasks, uploads and joins are refused')
+      .addHelpText('after', '\nExamples:\n  fedge agent revoke cam-07\n  fedge agent enroll cam-07   # later: a new code, for a new key'),
+  ).action(async (name: string, opts: AdminOpts) => {
+    const r = await withClient(opts, (c) => c.revokeAgent(name));
+    if (opts.format === 'json') return printJson(r);
+    console.log(`revoked ${r.name}${r.fingerprint ? ` (key ${r.fingerprint})` : ''}; ${r.sessionsClosed ?? 0} open session(s) closed`);
   });
   return agent;
 }

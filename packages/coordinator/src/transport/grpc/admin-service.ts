@@ -7,7 +7,7 @@ import { AuthError } from '../../engine/agent-registry.js';
 import { toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
 
-function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): void {
+export function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): void {
   if (adminToken === undefined) return;
   const got = String(md.get('authorization')[0] ?? '').replace(/^Bearer /, '');
   const a = Buffer.from(got);
@@ -16,7 +16,7 @@ function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): void {
     throw new AuthError('admin token missing or wrong: set FEDGE_ADMIN_TOKEN to the coordinator\'s admin token');
 }
 
-function unary<Req, Res>(adminToken: string | undefined, fn: (req: Req) => Promise<Res> | Res) {
+export function unary<Req, Res>(adminToken: string | undefined, fn: (req: Req) => Promise<Res> | Res) {
   return (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
     void (async () => {
       try {

@@ -2,6 +2,9 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   RejectedUpdateError,
+  challengeRequestSchema,
+  type ChallengeReplyMsg,
+  type ChallengeRequestMsg,
   fetchModelRequestSchema,
   joinRequestSchema,
   parseOrThrow,
@@ -28,12 +31,24 @@ const log = moduleLogger('grpc-agent');
 export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImplementation {
   return {
     Join(call: grpc.ServerUnaryCall<JoinRequestMsg, JoinReplyMsg>, cb: grpc.sendUnaryData<JoinReplyMsg>) {
+      void (async () => {
+        try {
+          const req = parseOrThrow(joinRequestSchema, call.request, 'join');
+          const r = await coord.join(req, peerHost(call.getPeer()));
+          cb(null, { ...r, coordinatorVersion: COORDINATOR_VERSION });
+        } catch (err) {
+          log.warn({ peer: call.getPeer(), code: (err as { code?: string }).code, err: (err as Error).message }, 'join refused');
+          cb(toServiceError(err));
+        }
+      })();
+    },
+
+    Challenge(call: grpc.ServerUnaryCall<ChallengeRequestMsg, ChallengeReplyMsg>, cb: grpc.sendUnaryData<ChallengeReplyMsg>) {
       try {
-        const req = parseOrThrow(joinRequestSchema, call.request, 'join');
-        const r = coord.join(req);
-        cb(null, { ...r, coordinatorVersion: COORDINATOR_VERSION });
+        const req = parseOrThrow(challengeRequestSchema, call.request, 'challenge');
+        cb(null, coord.gate.challenge(req.name, peerHost(call.getPeer())));
       } catch (err) {
-        log.warn({ peer: call.getPeer(), err: (err as Error).message }, 'join refused');
+        log.warn({ peer: call.getPeer(), err: (err as Error).message }, 'challenge refused');
         cb(toServiceError(err));
       }
     },
@@ -154,4 +169,9 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
       call.on('error', aborted);
     },
   };
+}
+
+/** The address part of a grpc-js peer ("ipv4:10.0.0.5:53211", "ipv6:[::1]:53211"): the key of the join rate limit. */
+function peerHost(peer: string): string {
+  return peer.replace(/:\d+$/, '');
 }

@@ -5,6 +5,7 @@ import { FLOW_CONTROL_WINDOW, MAX_FRAME, SERVER_OPTIONS, loadServices } from '@f
 import type { Coordinator } from '../../coordinator.js';
 import { agentServiceHandlers } from './agent-service.js';
 import { adminServiceHandlers } from './admin-service.js';
+import { identityAdminHandlers } from './identity-admin.js';
 import { moduleLogger } from '../../log.js';
 import type { ServerTls } from '../tls.js';
 
@@ -20,7 +21,7 @@ export async function startGrpcServer(coord: Coordinator, listen: { host: string
   const services = loadServices();
   const server = new grpc.Server(SERVER_OPTIONS);
   server.addService(services.AgentService.service, agentServiceHandlers(coord));
-  server.addService(services.AdminService.service, adminServiceHandlers(coord, adminToken));
+  server.addService(services.AdminService.service, { ...adminServiceHandlers(coord, adminToken), ...identityAdminHandlers(coord, adminToken) });
   const target = `${listen.host}:${listen.port}`;
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(target, serverCredentials(tls), (err, p) => (err ? reject(err) : resolve(p))),

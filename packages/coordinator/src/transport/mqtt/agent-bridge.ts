@@ -9,6 +9,7 @@ import {
   RejectedUpdateError,
   SendWindow,
   TransferAbortedError,
+  challengeRequestSchema,
   chunkBytes,
   clientIdOfRequestTopic,
   decodeFrame,
@@ -144,10 +145,11 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     u.replied = true;
   };
 
-  const onJoin = (peer: Peer, id: string, env: MqttEnvelope): void => {
+  const onJoin = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
     try {
       const req = parseOrThrow(joinRequestSchema, env.msg, 'join');
-      const r = coord.join(req);
+      // The bridge does not see agents' addresses: MQTT joins share one source bucket (identities have their own).
+      const r = await coord.join(req, 'mqtt');
       peer.agentId = r.agentId;
       reply(peer, { t: 'reply', id, msg: { ...r, coordinatorVersion: COORDINATOR_VERSION } });
     } catch (err) {
@@ -306,7 +308,15 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     const peer = peerOf(clientId);
     switch (env.t) {
       case 'join':
-        return onJoin(peer, id, env);
+        void onJoin(peer, id, env);
+        return;
+      case 'challenge':
+        try {
+          const req = parseOrThrow(challengeRequestSchema, env.msg, 'challenge');
+          return reply(peer, { t: 'reply', id, msg: coord.gate.challenge(req.name, 'mqtt') });
+        } catch (err) {
+          return reply(peer, errorEnvelope(id, err));
+        }
       case 'tasks':
         return onTasks(peer, id, env);
       case 'fetch':

@@ -7,6 +7,7 @@ import {
   FedgeError,
   chunkBytes,
   loadServices,
+  type ChallengeReplyMsg,
   type ChunkMsg,
   type JoinReplyMsg,
   type JoinRequestMsg,
@@ -55,6 +56,12 @@ export class GrpcConnection implements CoordinatorConnection {
   join(req: JoinRequestMsg): Promise<JoinReplyMsg> {
     return new Promise((resolve, reject) => {
       this.client.Join!(req, { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null, res: JoinReplyMsg) => (err ? reject(this.joinError(err)) : resolve(res)));
+    });
+  }
+
+  challenge(name: string): Promise<ChallengeReplyMsg> {
+    return new Promise((resolve, reject) => {
+      this.client.Challenge!({ name }, { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null, res: ChallengeReplyMsg) => (err ? reject(this.joinError(err)) : resolve(res)));
     });
   }
 

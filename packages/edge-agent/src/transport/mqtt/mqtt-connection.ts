@@ -16,6 +16,8 @@ import {
   newAgentClientId,
   parseOrThrow,
   signatureFromJson,
+  signatureToJson,
+  type ChallengeReplyMsg,
   type JoinReplyMsg,
   type JoinRequestMsg,
   type ModelHeaderMsg,
@@ -39,6 +41,9 @@ const IDLE_TIMEOUT_MS = 60_000;
 const connError = (message: string): FedgeError => new FedgeError('E_CONNECTION', message);
 
 const joinReplySchema = z.object({ agentId: z.string().min(1), sessionToken: z.string().min(1), coordinatorVersion: z.string(), modelSigningKey: z.string().max(4096).default('') });
+const challengeReplySchema = z.object({ nonce: z.string().min(1).max(64), expiresUnixMs: z.number() });
+/** Signatures are bytes here; a string would already be base64. */
+const asBytes = (s: Uint8Array | string | undefined): Uint8Array | undefined => (typeof s === 'string' ? Buffer.from(s, 'base64') : s);
 const submitReplySchema = z.object({ accepted: z.boolean(), reason: z.string(), message: z.string() });
 // The agent trusts its coordinator's tasks as the gRPC agent does; this only keeps a garbled one from crashing it.
 const taskSchema = z.looseObject({ taskId: z.string(), runId: z.string(), kind: z.string(), round: z.number(), modelVersion: z.number() });
@@ -111,8 +116,14 @@ export class MqttConnection implements CoordinatorConnection {
   }
 
   async join(req: JoinRequestMsg): Promise<JoinReplyMsg> {
-    const f = await this.call('join', { msg: req }, REPLY_TIMEOUT_MS);
+    // JSON envelope: signature bytes travel as base64 (signatureToJson), not as a Buffer's JSON form.
+    const f = await this.call('join', { msg: { ...req, signature: signatureToJson(asBytes(req.signature)) } }, REPLY_TIMEOUT_MS);
     return parseOrThrow(joinReplySchema, f.env.msg, 'join_reply');
+  }
+
+  async challenge(name: string): Promise<ChallengeReplyMsg> {
+    const f = await this.call('challenge', { msg: { name } }, REPLY_TIMEOUT_MS);
+    return parseOrThrow(challengeReplySchema, f.env.msg, 'challenge_reply');
   }
 
   tasks(agentId: string, sessionToken: string): TaskStream {
@@ -228,7 +239,7 @@ export class MqttConnection implements CoordinatorConnection {
         }
       });
     });
-    this.publish({ t: 'submit', id, msg: header });
+    this.publish({ t: 'submit', id, msg: { ...header, signature: signatureToJson(asBytes(header.signature)) } });
     void (async () => {
       try {
         for (const { offset, data } of chunkBytes(payload, CHUNK_BYTES)) {
@@ -259,7 +270,7 @@ export class MqttConnection implements CoordinatorConnection {
   }
 
   /** Sends a request and resolves with its first reply (or rejects with the coordinator's error). */
-  private async call(t: 'join' | 'tasks', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
+  private async call(t: 'join' | 'tasks' | 'challenge', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
     await this.ready;
     const id = this.newId();
     return new Promise<MqttFrame>((resolve, reject) => {

@@ -1,0 +1,93 @@
+/** The join and upload gate of the coordinator: identity or shared token, rate limits, the token's cap, signed updates. */
+import { createHash } from 'node:crypto';
+import { FedgeError, LimitError, RejectedUpdateError, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
+import type { AgentRegistry } from './agent-registry.js';
+import { AuthError } from './agent-registry.js';
+import { IdentityRegistry, type JoinCredentials } from './identities.js';
+import { DEFAULT_JOIN_LIMITS, RateLimiter, type JoinLimits } from './join-limits.js';
+import type { UploadSink } from './upload.js';
+import { moduleLogger } from '../log.js';
+
+const log = moduleLogger('identity-gate');
+
+export class IdentityGate {
+  private readonly bySource: RateLimiter;
+  private readonly byIdentity: RateLimiter;
+
+  constructor(
+    readonly identities: IdentityRegistry,
+    private readonly registry: AgentRegistry,
+    readonly limits: JoinLimits = DEFAULT_JOIN_LIMITS,
+  ) {
+    this.bySource = new RateLimiter(limits.sourceRate, limits.sourceBurst, 'source');
+    this.byIdentity = new RateLimiter(limits.identityRate, limits.identityBurst, 'identity');
+  }
+
+  /** A challenge for an identity join; counts against the source's join rate like a join does. */
+  challenge(name: string, source: string): { nonce: string; expiresUnixMs: number } {
+    this.bySource.take(source);
+    return this.identities.challenge(name);
+  }
+
+  /**
+   * Admits a join: a signed one through the identity registry, otherwise with the shared token (refused for a name
+   * that belongs to an enrolled device). `source` is the peer's address (gRPC) or the transport (MQTT).
+   */
+  async join(req: JoinRequestMsg & JoinCredentials, source: string): Promise<{ agentId: string; sessionToken: string }> {
+    this.bySource.take(source);
+    if (IdentityRegistry.isIdentityJoin(req)) {
+      this.byIdentity.take(req.name);
+      const id = await this.identities.authenticate(req);
+      return this.registry.join(req, id.fingerprint);
+    }
+    if (this.identities.isEnrolled(req.name) || this.identities.isRevoked(req.name))
+      throw new AuthError(`name: "${req.name}" belongs to an enrolled device; it joins with its own key, not the shared token`);
+    // Only a join that would add a record counts: reconnecting agents always get back in.
+    const known = this.registry.list().some((a) => a.identity === undefined && (a.id === req.agentId || a.name === req.name));
+    if (!known && this.registry.list().filter((a) => a.identity === undefined).length >= this.limits.maxTokenAgents)
+      throw new LimitError('E_REGISTRY_FULL', `the shared join token has registered ${this.limits.maxTokenAgents} agents, its cap (fedge serve --max-token-agents); enroll devices (fedge agent enroll) or raise the cap`);
+    return this.registry.join(req);
+  }
+
+  /** Revokes `name` and closes its open sessions at once. */
+  async revoke(name: string): Promise<ReturnType<IdentityRegistry['list']>[number] & { sessionsClosed: number }> {
+    const v = await this.identities.revoke(name);
+    const sessionsClosed = this.registry.cutOff(name, 'identity revoked');
+    return { ...v, sessionsClosed };
+  }
+
+  /**
+   * Enrolled agents' uploads must carry their signature over the header and the payload digest; the check runs when
+   * the last byte is in and before anything is folded. Shared-token agents have no key: their uploads pass as before.
+   */
+  guardUpload(h: ResultHeaderMsg, agentName: string, sink: UploadSink): UploadSink {
+    if (this.registry.identityOf(h.agentId) === undefined) return sink;
+    const hash = createHash('sha256');
+    const identities = this.identities;
+    return {
+      write(offset, data) {
+        sink.write(offset, data);
+        hash.update(data);
+      },
+      async commit(): Promise<SubmitReplyMsg> {
+        const ref = {
+          agentId: h.agentId, taskId: h.taskId, runId: h.runId, round: h.round, modelVersion: h.modelVersion, kind: h.kind,
+          numExamples: h.numExamples, encoding: h.encoding, error: h.error ?? '', payloadSha256: hash.digest('hex'),
+        };
+        let refusal: FedgeError | undefined;
+        if (identities.isRevoked(agentName)) refusal = new RejectedUpdateError('revoked', `identity "${agentName}" was revoked; its uploads are refused`);
+        else if (!identities.verifyUpdate(agentName, ref, h.signature instanceof Uint8Array ? h.signature : undefined))
+          refusal = new RejectedUpdateError('bad_signature', `signature: missing, or does not verify with "${agentName}"'s enrolled key over this header and payload`);
+        if (refusal) {
+          log.warn({ agentId: h.agentId, name: agentName, runId: h.runId, round: h.round, code: refusal.code, err: refusal.message }, 'update refused before folding');
+          sink.abort(refusal.message);
+          return { accepted: false, reason: (refusal as RejectedUpdateError).reason, message: refusal.message };
+        }
+        return sink.commit();
+      },
+      abort(reason) {
+        sink.abort(reason);
+      },
+    };
+  }
+}

@@ -1,0 +1,114 @@
+/** The agent's per-device identity: an ed25519 key pair in its state directory, signed join proofs and signed updates. */
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import {
+  FedgeError,
+  generateSigningKeyPair,
+  payloadSha256,
+  publicKeyPem,
+  signJoin,
+  signUpdate,
+  signingKeyFingerprint,
+  type ResultHeaderMsg,
+} from '@fedge/proto';
+import { moduleLogger } from './log.js';
+
+const log = moduleLogger('identity');
+
+export const AGENT_KEY_FILE = 'agent.key';
+/** Written after the coordinator accepted the enrollment: from then on the agent joins with its key alone. */
+export const ENROLLED_FILE = 'enrolled.json';
+
+/** Holds the private key: never log or serialise this object (toJSON shows the public half only). */
+export class AgentIdentity {
+  readonly publicKeyPem: string;
+  readonly fingerprint: string;
+
+  private constructor(private readonly privateKey: KeyObject, readonly stateDir: string, private enrolledAs: string | undefined) {
+    const pub = createPublicKey(privateKey);
+    this.publicKeyPem = publicKeyPem(pub);
+    this.fingerprint = signingKeyFingerprint(pub);
+  }
+
+  /** The identity in `stateDir` (created 0700, key 0600, on first start), or undefined when it has none and `create` is false. */
+  static load(stateDir: string, create: boolean): AgentIdentity | undefined {
+    const dir = path.resolve(stateDir);
+    const keyFile = path.join(dir, AGENT_KEY_FILE);
+    if (!existsSync(keyFile)) {
+      if (!create) return undefined;
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const { privateKey } = generateSigningKeyPair();
+      writeDurable(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+      const id = new AgentIdentity(privateKey, dir, undefined);
+      log.info({ stateDir: dir, fingerprint: id.fingerprint }, `created the agent key ${id.fingerprint}`);
+      return id;
+    }
+    // A key others can read is no longer this device's alone: say so, and tighten it.
+    if ((statSync(keyFile).mode & 0o077) !== 0) {
+      log.warn({ keyFile }, 'agent key was readable by others; set to mode 0600');
+      chmodSync(keyFile, 0o600);
+    }
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey(readFileSync(keyFile));
+    } catch (err) {
+      throw new FedgeError('E_SIGNING_KEY', `${keyFile} is not a readable PEM private key (${(err as Error).message.split('\n')[0]}); move it away and enroll the device again`, { cause: err });
+    }
+    if (privateKey.asymmetricKeyType !== 'ed25519') throw new FedgeError('E_SIGNING_KEY', `${keyFile} holds a ${privateKey.asymmetricKeyType ?? 'unknown'} key; agent keys are ed25519`);
+    let enrolledAs: string | undefined;
+    const marker = path.join(dir, ENROLLED_FILE);
+    if (existsSync(marker)) {
+      try {
+        enrolledAs = (JSON.parse(readFileSync(marker, 'utf8')) as { name?: string }).name;
+      } catch {
+        enrolledAs = undefined;
+      }
+    }
+    return new AgentIdentity(privateKey, dir, enrolledAs);
+  }
+
+  /** The name the coordinator enrolled this key under, if it did. */
+  get enrolledName(): string | undefined {
+    return this.enrolledAs;
+  }
+
+  markEnrolled(name: string): void {
+    if (this.enrolledAs === name) return;
+    this.enrolledAs = name;
+    writeDurable(path.join(this.stateDir, ENROLLED_FILE), `${JSON.stringify({ name, fingerprint: this.fingerprint, enrolledAt: new Date().toISOString() })}\n`, 0o600);
+    log.info({ name, fingerprint: this.fingerprint }, 'enrolled with the coordinator');
+  }
+
+  /** Signs a join answering `nonce` now (identity.ts joinSigningMessage). */
+  proveJoin(name: string, agentId: string, nonce: string): { timeMs: number; signature: Buffer } {
+    const timeMs = Date.now();
+    return { timeMs, signature: signJoin(this.privateKey, { name, agentId, nonce, timeMs, keyFingerprint: this.fingerprint }) };
+  }
+
+  /** The header with its signature over the header's fields and the payload's sha256 (identity.ts updateSigningMessage). */
+  signResult(header: ResultHeaderMsg, payload: Uint8Array): ResultHeaderMsg {
+    const signature = signUpdate(this.privateKey, {
+      agentId: header.agentId, taskId: header.taskId, runId: header.runId, round: header.round, modelVersion: header.modelVersion, kind: header.kind,
+      numExamples: header.numExamples, encoding: header.encoding, error: header.error ?? '', payloadSha256: payloadSha256(payload),
+    });
+    return { ...header, signature };
+  }
+
+  toJSON(): { fingerprint: string; stateDir: string } {
+    return { fingerprint: this.fingerprint, stateDir: this.stateDir };
+  }
+}
+
+/** Temp file, fsync, rename: a crash never leaves a half-written key. */
+function writeDurable(file: string, text: string, mode: number): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', mode);
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+}
