@@ -162,7 +162,9 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           const child = spawn(
             process.execPath,
             [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${attacker ? '-attacker' : ''}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', opts.data, '--partition', opts.partition,
-              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim, ...dataArgs(opts)],
+              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim, ...dataArgs(opts),
+              // The demo's agents keep their state (key, SCAFFOLD control variates) in its data dir, not in ~/.fedge-agent.
+              '--state-dir', path.join(logDir, `agent-${i}-state`)],
             { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDGE_LOG_LEVEL: process.env.FEDGE_AGENT_LOG_LEVEL ?? 'info' } },
           );
           child.stdout!.pipe(out);
