@@ -264,7 +264,7 @@ export class TaskExecutor {
     const codec = codecOf(c.codec);
     // SCAFFOLD sends [Δy | Δc_i] as float32 (the run config refuses compression and DP with it); c_i is saved once accepted.
     const packed = scaffold
-      ? { encoding: UPDATE_ENCODING, metrics: {}, ...scaffold.pack(delta, tr.steps, r.learningRate ?? c.learningRate) }
+      ? { encoding: UPDATE_ENCODING, metrics: { scaffold_ci_norm: scaffold.ciNorm }, ...scaffold.pack(delta, tr.steps, r.learningRate ?? c.learningRate) }
       : packUpdate(delta, c, codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined);
     const { payload, encoding } = packed;
     Object.assign(metrics, packed.metrics);
