@@ -4,8 +4,11 @@ import { timingSafeEqual } from 'node:crypto';
 import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
 import { AuthError } from '../../engine/agent-registry.js';
-import { toServiceError } from './errors.js';
+import { refuse, toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
+
+/** How often WatchRun re-sends a run's state when nothing changed (the CLI's idle timeout is several times this). */
+export const WATCH_HEARTBEAT_MS = 10_000;
 
 export function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): void {
   if (adminToken === undefined) return;
@@ -64,16 +67,30 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
       let off: (() => void) | undefined;
       let last = 0;
       let timer: NodeJS.Timeout | undefined;
+      let beat: NodeJS.Timeout | undefined;
+      let latest: (() => unknown) | undefined;
+      let done = false;
+      const stop = (): void => {
+        done = true;
+        off?.();
+        clearTimeout(timer);
+        clearInterval(beat);
+      };
+      const write = (view: () => unknown): void => {
+        if (done) return;
+        last = Date.now();
+        call.write({ runJson: JSON.stringify(view()) });
+      };
       try {
         checkAdmin(call.metadata, adminToken);
         off = coord.watchRun(call.request.runId, (view, ended) => {
+          latest = view;
           // Coalesce bursts of updates to at most ~10 messages a second; each sends the state as of sending.
           const send = (): void => {
             timer = undefined;
-            last = Date.now();
-            call.write({ runJson: JSON.stringify(view()) });
-            if (ended) {
-              off?.();
+            write(view);
+            if (ended && !done) {
+              stop();
               call.end();
             }
           };
@@ -82,24 +99,27 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
             send();
           } else if (!timer) timer = setTimeout(send, 100);
         });
+        // A quiet run (waiting for agents, a long round) still sends its state now and then: the CLI takes a watch
+        // silent for longer than its idle timeout for a lost coordinator.
+        beat = setInterval(() => {
+          if (latest && !timer && Date.now() - last >= WATCH_HEARTBEAT_MS) write(latest);
+        }, WATCH_HEARTBEAT_MS);
       } catch (err) {
         if (!(err instanceof Error && /not active/.test(err.message))) {
-          call.destroy(toServiceError(err) as grpc.ServiceError);
+          refuse(call, err);
           return;
         }
         // A finished run: send its final record once.
         coord.getRun(call.request.runId).then(
           (run) => {
-            call.write({ runJson: JSON.stringify(run) });
+            write(() => run);
             call.end();
           },
-          (e: unknown) => call.destroy(toServiceError(e) as grpc.ServiceError),
+          (e: unknown) => refuse(call, e),
         );
       }
-      call.on('cancelled', () => {
-        off?.();
-        if (timer) clearTimeout(timer);
-      });
+      call.on('cancelled', stop);
+      call.on('close', stop);
     },
     FetchRunModel(call: grpc.ServerWritableStream<FetchRunModelRequestMsg, ChunkMsg>) {
       void (async () => {
@@ -109,8 +129,7 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
           await writeModelStream(call, g.header, g.bytes, () => call.cancelled);
           call.end();
         } catch (err) {
-          // emit('error') sends the status to the client; destroy() alone left it waiting forever.
-          call.emit('error', toServiceError(err) as grpc.ServiceError);
+          refuse(call, err);
         }
       })();
     },

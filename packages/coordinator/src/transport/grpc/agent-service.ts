@@ -21,7 +21,7 @@ import {
 } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
 import type { UploadSink } from '../../engine/upload.js';
-import { toServiceError } from './errors.js';
+import { refuse, toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
 import { moduleLogger } from '../../log.js';
 import { COORDINATOR_VERSION } from '../../version.js';
@@ -58,7 +58,7 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
       try {
         req = parseOrThrow(tasksRequestSchema, call.request, 'tasks');
       } catch (err) {
-        call.destroy(toServiceError(err) as grpc.ServiceError);
+        refuse(call, err);
         return;
       }
       const { agentId } = req;
@@ -86,8 +86,11 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
         coord.openTasks(agentId, req.sessionToken, channel);
       } catch (err) {
         closed = true;
-        call.destroy(toServiceError(err) as grpc.ServiceError);
+        refuse(call, err);
+        return;
       }
+      // Headers now tell the agent its stream is open; it gives up on a stream that sends neither these nor a status.
+      call.sendMetadata(new grpc.Metadata());
     },
 
     FetchModel(call: grpc.ServerWritableStream<FetchModelRequestMsg, ChunkMsg>) {
@@ -100,7 +103,7 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
           engine?.noteModelSent(sent);
           call.end();
         } catch (err) {
-          call.destroy(toServiceError(err) as grpc.ServiceError);
+          refuse(call, err);
         }
       })();
     },

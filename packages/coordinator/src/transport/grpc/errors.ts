@@ -10,3 +10,13 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   const details = err instanceof Error ? err.message : String(err);
   return { code, details, message: details, name: 'Error' };
 }
+
+/**
+ * Ends a server-streaming call with `err`'s status. In grpc-js 1.14 `call.destroy(err)` sends no status at all, so
+ * the client waited until its own deadline (forever without one); an 'error' event makes grpc-js send the status
+ * and end the stream.
+ */
+export function refuse(call: grpc.ServerWritableStream<unknown, unknown>, err: unknown): void {
+  if (call.cancelled || call.writableFinished) return;
+  call.emit('error', toServiceError(err) as grpc.ServiceError);
+}

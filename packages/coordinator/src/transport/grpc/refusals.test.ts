@@ -1,0 +1,99 @@
+/** Every refusal of a gRPC call reaches the client as its status code, promptly: none may leave the client waiting. */
+import * as grpc from '@grpc/grpc-js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHANNEL_OPTIONS, loadServices, type JoinReplyMsg } from '@fedge/proto';
+import { Coordinator } from '../../coordinator.js';
+import { startGrpcServer, type GrpcServerHandle } from './server.js';
+
+/** A refusal must arrive within this; the calls themselves allow 10 s, so a missing status shows as DEADLINE_EXCEEDED. */
+const BOUND_MS = 3000;
+
+type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+let coord: Coordinator;
+let server: GrpcServerHandle;
+let agents: Client;
+let admin: Client;
+let joined: JoinReplyMsg;
+
+beforeAll(async () => {
+  coord = new Coordinator({ dataDir: mkdtempSync(path.join(tmpdir(), 'fedge-refusals-')), joinToken: 'join-tok' });
+  server = await startGrpcServer(coord, { host: '127.0.0.1', port: 0 }, 'admin-tok');
+  const { AgentService, AdminService } = loadServices();
+  agents = new AgentService(server.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as Client;
+  admin = new AdminService(server.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as Client;
+  joined = await new Promise<JoinReplyMsg>((resolve, reject) =>
+    agents.Join!({ name: 'a1', agentId: '', joinToken: 'join-tok', backend: 'cpu', agentVersion: 't', numExamples: 1, labels: {} },
+      (err: grpc.ServiceError | null, r: JoinReplyMsg) => (err ? reject(err) : resolve(r))),
+  );
+});
+
+afterAll(async () => {
+  agents?.close();
+  admin?.close();
+  await server?.close();
+  await coord?.close();
+});
+
+interface Outcome { code: grpc.status; details: string; ms: number }
+
+/** Calls a server-streaming method and resolves with the status that ended it. */
+function streamOutcome(client: Client, method: string, req: unknown, md = new grpc.Metadata()): Promise<Outcome> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const call = client[method]!(req, md, { deadline: Date.now() + 10_000 }) as grpc.ClientReadableStream<unknown>;
+    call.on('data', () => undefined);
+    call.on('error', () => undefined);
+    call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details, ms: Date.now() - t0 }));
+  });
+}
+
+function unaryOutcome(client: Client, method: string, req: unknown, md = new grpc.Metadata()): Promise<Outcome> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    client[method]!(req, md, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null) =>
+      resolve({ code: err?.code ?? grpc.status.OK, details: err?.details ?? '', ms: Date.now() - t0 }));
+  });
+}
+
+const bearer = (token: string): grpc.Metadata => {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  return md;
+};
+
+describe('gRPC refusals reach the client with their status', () => {
+  const cases: [string, () => Promise<Outcome>, grpc.status, RegExp][] = [
+    ['Join with a wrong token', () => unaryOutcome(agents, 'Join', { name: 'x', agentId: '', joinToken: 'nope', backend: '', agentVersion: '', numExamples: 0, labels: {} }), grpc.status.UNAUTHENTICATED, /join_token/],
+    ['Tasks with a malformed request', () => streamOutcome(agents, 'Tasks', { agentId: '', sessionToken: '' }), grpc.status.INVALID_ARGUMENT, /tasks/],
+    ['Tasks of an unknown agent', () => streamOutcome(agents, 'Tasks', { agentId: 'agent-nobody', sessionToken: 'ab' }), grpc.status.UNAUTHENTICATED, /unknown agent/],
+    ['Tasks with a wrong session token', () => streamOutcome(agents, 'Tasks', { agentId: joined.agentId, sessionToken: 'abcd' }), grpc.status.UNAUTHENTICATED, /session_token/],
+    ['FetchModel with a malformed request', () => streamOutcome(agents, 'FetchModel', { agentId: '', sessionToken: '', runId: '', modelVersion: -1 }), grpc.status.INVALID_ARGUMENT, /fetch_model/],
+    ['FetchModel with a wrong session token', () => streamOutcome(agents, 'FetchModel', { agentId: joined.agentId, sessionToken: 'abcd', runId: 'r1', modelVersion: 1 }), grpc.status.UNAUTHENTICATED, /session_token/],
+    ['FetchModel of an unknown run', () => streamOutcome(agents, 'FetchModel', { agentId: joined.agentId, sessionToken: joined.sessionToken, runId: 'no-such-run', modelVersion: 1 }), grpc.status.NOT_FOUND, /no-such-run/],
+    ['WatchRun without the admin token', () => streamOutcome(admin, 'WatchRun', { runId: 'r1' }), grpc.status.UNAUTHENTICATED, /admin token/],
+    ['WatchRun of an unknown run', () => streamOutcome(admin, 'WatchRun', { runId: 'no-such-run' }, bearer('admin-tok')), grpc.status.NOT_FOUND, /no-such-run/],
+    ['FetchRunModel without the admin token', () => streamOutcome(admin, 'FetchRunModel', { runId: 'r1', modelVersion: 0 }), grpc.status.UNAUTHENTICATED, /admin token/],
+    ['FetchRunModel of an unknown run', () => streamOutcome(admin, 'FetchRunModel', { runId: 'no-such-run', modelVersion: 0 }, bearer('admin-tok')), grpc.status.NOT_FOUND, /no-such-run/],
+    ['ListRuns with a wrong admin token', () => unaryOutcome(admin, 'ListRuns', {}, bearer('wrong')), grpc.status.UNAUTHENTICATED, /admin token/],
+  ];
+  for (const [what, call, code, details] of cases) {
+    it(what, async () => {
+      const o = await call();
+      expect(grpc.status[o.code], o.details).toBe(grpc.status[code]);
+      expect(o.details).toMatch(details);
+      expect(o.ms).toBeLessThan(BOUND_MS);
+    });
+  }
+
+  it('Tasks that is accepted sends its headers at once, so the agent can tell an open stream from a stuck one', async () => {
+    const t0 = Date.now();
+    const call = agents.Tasks!({ agentId: joined.agentId, sessionToken: joined.sessionToken }) as grpc.ClientReadableStream<unknown>;
+    call.on('error', () => undefined);
+    await new Promise<void>((resolve) => call.on('metadata', () => resolve()));
+    expect(Date.now() - t0).toBeLessThan(BOUND_MS);
+    call.cancel();
+  }, 2 * BOUND_MS);
+});
