@@ -10,6 +10,9 @@ import { ValidationError, bytesToFloat32, modelDigest, type TaskMsg } from '@fed
 import { controlVariateDelta } from '@fedge/ml';
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { Session } from './executor.js';
+import { moduleLogger } from './log.js';
+
+const log = moduleLogger('scaffold');
 
 /** The coordinator's variate blob format (coordinator strategy/scaffold.ts). */
 const VARIATE_FORMAT = 'fedge-scaffold-variate/1';
@@ -44,6 +47,7 @@ export class ControlVariateStore {
         if (bytes.byteLength !== numParams * 4)
           throw new ValidationError(`scaffold: ${file} holds ${bytes.byteLength} bytes, expected ${numParams * 4} (${numParams} float32 values for run ${runId}); delete it to restart this agent's control variate from zero`);
         values = bytesToFloat32(bytes);
+        log.info({ runId, file }, 'control variate read from disk');
       }
     }
     if (!values) return new Float32Array(numParams);
@@ -87,6 +91,8 @@ export async function fetchServerVariate(conn: CoordinatorConnection, s: Session
 export interface ScaffoldTask {
   /** c − c_i, the worker's per-step gradient correction. */
   correction: Float32Array;
+  /** ||c_i|| as loaded (reported as metric scaffold_ci_norm: shows a restarted agent kept its variate). */
+  ciNorm: number;
   /** [Δy | Δc_i] as the payload, and the write of c_i + Δc_i to run once the coordinator accepted it. */
   pack(delta: Float32Array, steps: number, lr: number): { payload: Uint8Array; onAccepted: () => void };
 }
@@ -97,6 +103,7 @@ export async function scaffoldTask(store: ControlVariateStore, conn: Coordinator
   const correction = Float32Array.from(c, (v, i) => v - ci[i]!);
   return {
     correction,
+    ciNorm: Math.sqrt(ci.reduce((a, v) => a + v * v, 0)),
     pack(delta, steps, lr) {
       const dc = controlVariateDelta(delta, c, steps, lr);
       const out = new Float32Array(2 * numParams);
