@@ -129,6 +129,7 @@ export class IdentityRegistry {
     if (!ENROLL_CODE.test(c.enrollCode)) throw new AuthError('enroll_code: not an enrollment code (fe1-...)');
     const h = sha256(c.enrollCode);
     const e = this.enrollments.get(h);
+    if ((!e || e.name !== c.name) && current?.revokedAt) throw new RevokedError(`identity "${c.name}" was revoked at ${current.revokedAt}; enroll the device again (fedge agent enroll ${c.name})`);
     if (!e || e.name !== c.name) throw new AuthError(`enroll_code: unknown or already used for "${c.name}"; issue a new one with fedge agent enroll ${c.name}`);
     if (Date.parse(e.expiresAt) < now) {
       await this.dropEnrollment(h);

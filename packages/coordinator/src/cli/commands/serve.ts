@@ -9,6 +9,7 @@ import { SqliteStore } from '../../store/sqlite-store.js';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
 import { loadServerTls } from '../../transport/tls.js';
 import { ModelSigner } from '../../signing-key.js';
+import { DEFAULT_JOIN_LIMITS, parseJoinLimits } from '../../engine/join-limits.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
@@ -19,7 +20,10 @@ export function serveCommand(): Command {
     .option('--data-dir <dir>', 'coordinator state: runs, agents and metrics (fedge.db), models (models/<sha256>.bin), final models (runs/)', process.env.FEDGE_DATA_DIR ?? '.fedge')
     .option('--in-memory', 'keep run state in memory only (lost when the process ends; nothing resumes after a restart)')
     .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
-    .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN)')
+    .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN); enrolled devices (fedge agent enroll) join with their own key instead')
+    .option('--max-token-agents <n>', `agents the shared join token may register; enrolled devices do not count (default ${DEFAULT_JOIN_LIMITS.maxTokenAgents}; env FEDGE_MAX_TOKEN_AGENTS)`, process.env.FEDGE_MAX_TOKEN_AGENTS)
+    .option('--join-rate <per-second>', `joins (and challenges) one source address may make per second on average (default ${DEFAULT_JOIN_LIMITS.sourceRate}; each enrolled identity also ${DEFAULT_JOIN_LIMITS.identityRate}/s; env FEDGE_JOIN_RATE)`, process.env.FEDGE_JOIN_RATE)
+    .option('--join-burst <n>', `joins one source address may make at once (default ${DEFAULT_JOIN_LIMITS.sourceBurst}; env FEDGE_JOIN_BURST)`, process.env.FEDGE_JOIN_BURST)
     .option('--mqtt-listen <host:port>', `embedded MQTT broker address (default ${DEFAULT_MQTT_LISTEN}; env FEDGE_MQTT_LISTEN); 0.0.0.0 exposes it`, process.env.FEDGE_MQTT_LISTEN)
     .option('--mqtt-broker <url>', 'use this external broker instead of the embedded one: mqtt://[USER:PASS@]HOST:PORT or mqtts://... (env FEDGE_MQTT_BROKER)', process.env.FEDGE_MQTT_BROKER)
     .option('--no-mqtt', 'serve agents over gRPC only (no embedded broker, no MQTT transport)')
@@ -42,6 +46,12 @@ Transports: agents connect over gRPC (--listen) or MQTT. MQTT is on by default t
 ${DEFAULT_MQTT_LISTEN} (loopback; if that default port is taken, a warning is logged and gRPC carries on alone).
 With a join token the embedded broker admits only agents presenting it and confines each to its own topics.
 
+Agent credentials: the shared --join-token is the quick start (one secret for every device: whoever holds it can
+join as a new agent). For a fleet, enroll each device: \`fedge agent enroll NAME\` prints a one-time code, the device
+starts once with \`fedge-agent --name NAME --enroll-code CODE\` and from then on proves itself with its own key and
+signs its updates; \`fedge agent revoke NAME\` cuts one device off. Joins are rate-limited per source address and per
+identity, and the shared token registers at most --max-token-agents agents (refused: RESOURCE_EXHAUSTED).
+
 State: runs, rounds, model versions and agents are written to DATA_DIR/fedge.db (SQLite) and models to
 DATA_DIR/models before they are acknowledged. After a crash or restart on the same --data-dir, runs that were
 active resume at the round after their last completed one; a round in progress when the process died starts
@@ -55,18 +65,19 @@ Environment:
   FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; inMemory?: boolean; metrics?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       // Read once, before anything listens: a bad file stops the start with an error naming its flag.
       const tls = loadServerTls({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa });
       const metricsListen = opts.metrics ? parseHostPort(opts.metrics, '--metrics', DEFAULT_METRICS_PORT) : undefined;
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
+      const joinLimits = parseJoinLimits(opts);
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
       if (store) logger.info({ dataDir: store.dataDir, db: store.file, schemaVersion: store.migrations().at(-1)?.version }, 'opened durable store');
       // Model signing key: the data dir's (created on first start), so signatures stay valid across restarts.
       const signing = store ? ModelSigner.loadOrCreate(opts.dataDir) : { signer: ModelSigner.ephemeral(), created: false };
       logger.info({ fingerprint: signing.signer.fingerprint, key: signing.signer.source, created: signing.created }, `model signing key ${signing.signer.fingerprint}`);
-      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}) });
+      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), joinLimits });
       // Before the server listens, so that an agent reconnecting at once finds its old record.
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);

@@ -1,0 +1,158 @@
+/** End to end: per-device identity (enroll, challenge join, signed updates, revoke, persistence) and join limits, over gRPC. */
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateSigningKeyPair, payloadSha256, publicKeyPem, signJoin, signUpdate, signingKeyFingerprint, UPDATE_ENCODING, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
+import { GrpcConnection } from '@fedge/edge-agent';
+import { fedge, freePort, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+
+afterAll(() => killAll());
+
+const TOKEN = 'shared-s3cret';
+const grpcCode = (p: Promise<unknown>): Promise<number | undefined> => p.then(() => undefined, (e: { grpcCode?: number }) => e.grpcCode);
+const UNAUTHENTICATED = 16, PERMISSION_DENIED = 7, RESOURCE_EXHAUSTED = 8;
+
+interface Identity { name: string; status: string; fingerprint?: string; lastSeen?: string; revokedAt?: string }
+
+/** A device in this test process: its own key, a signed join, and a key it may sign updates with. */
+async function device(address: string, name: string, code: string) {
+  const key = generateSigningKeyPair();
+  const conn = new GrpcConnection(address);
+  const fingerprint = signingKeyFingerprint(key.publicKey);
+  const signedJoin = async (agentId = ''): Promise<JoinRequestMsg> => {
+    const { nonce } = await conn.challenge(name);
+    const timeMs = Date.now();
+    return {
+      name, agentId, joinToken: '', backend: 'test', agentVersion: 'test', numExamples: 100, labels: {}, enrollCode: code, publicKey: publicKeyPem(key.publicKey),
+      challengeNonce: nonce, challengeTimeUnixMs: timeMs, signature: signJoin(key.privateKey, { name, agentId, nonce, timeMs, keyFingerprint: fingerprint }),
+    };
+  };
+  return { key, conn, signedJoin };
+}
+
+describe('per-device identity', () => {
+  it('enroll -> key join -> signed updates train; forged and replayed signatures refused; revoke cuts off; identities survive a restart', async () => {
+    const port = await freePort();
+    const coord = await startCoordinator(['--listen', `127.0.0.1:${port}`, '--join-token', TOKEN]);
+    const dataDir = (JSON.parse(await coord.waitFor(/opened durable store/)) as { dataDir: string }).dataDir;
+    const admin = ['--coordinator', coord.address];
+    const enroll = async (name: string): Promise<string> => {
+      const r = await fedge(['agent', 'enroll', name, '--ttl', '10m', '--format', 'json', ...admin]);
+      expect(r.code, r.stderr).toBe(0);
+      return lastJson<{ code: string }>(r.stdout).code;
+    };
+    const [codeA, codeB, codeF] = [await enroll('cam-a'), await enroll('cam-b'), await enroll('cam-f')];
+    expect(codeA).toMatch(/^fe1-/);
+
+    // Two real agents enroll with their codes and no join token.
+    const stateA = mkdtempSync(path.join(tmpdir(), 'fedge-id-a-')), stateB = mkdtempSync(path.join(tmpdir(), 'fedge-id-b-'));
+    const common = (i: number): string[] => ['--partition', 'iid', '--num-partitions', '2', '--partition-id', String(i), '--seed', '5'];
+    const a = startAgent(coord.address, ['--name', 'cam-a', '--state-dir', stateA, ...common(0)], { FEDGE_ENROLL_CODE: codeA });
+    const b = startAgent(coord.address, ['--name', 'cam-b', '--state-dir', stateB, '--enroll-code', codeB, ...common(1)]);
+    await Promise.all([a, b].map((p) => p.waitFor(/joined coordinator/)));
+    expect(statSync(path.join(stateA, 'agent.key')).mode & 0o777).toBe(0o600);
+    expect(a.output()).not.toContain(codeA); // the code is a secret
+    expect(coord.output()).not.toContain(codeA);
+
+    // The shared token cannot impersonate an enrolled device.
+    const tokenConn = new GrpcConnection(coord.address);
+    const asA = { name: 'cam-a', agentId: '', joinToken: TOKEN, backend: 'x', agentVersion: 'x', numExamples: 1, labels: {} };
+    expect(await grpcCode(tokenConn.join(asA))).toBe(UNAUTHENTICATED);
+
+    // A device of this test: enrolls, then its signed join is replayed (refused), then it joins for real.
+    const f = await device(coord.address, 'cam-f', codeF);
+    const req = await f.signedJoin();
+    const joined = await f.conn.join(req);
+    expect(await grpcCode(f.conn.join(req))).toBe(UNAUTHENTICATED); // the same nonce and signature again
+    const forgedJoin = await f.signedJoin(joined.agentId);
+    expect(await grpcCode(f.conn.join({ ...forgedJoin, signature: signJoin(generateSigningKeyPair().privateKey, { name: 'cam-f', agentId: joined.agentId, nonce: forgedJoin.challengeNonce!, timeMs: forgedJoin.challengeTimeUnixMs!, keyFingerprint: signingKeyFingerprint(f.key.publicKey) }) }))).toBe(UNAUTHENTICATED);
+    const s = await f.conn.join(await f.signedJoin(joined.agentId)); // a fresh challenge: fine (the same agent id again)
+    expect(s.agentId).toBe(joined.agentId);
+
+    // It answers train tasks with updates signed by another key (a broker in the middle, or a stolen session token):
+    // refused before folding. Evaluations it signs properly, so the run does not wait for them.
+    const forger = generateSigningKeyPair();
+    const replies: SubmitReplyMsg[] = [];
+    const stream = f.conn.tasks(s.agentId, s.sessionToken);
+    void (async () => {
+      for await (const task of stream) {
+        if (task.kind !== 'train' && task.kind !== 'evaluate') continue;
+        const mh = task.kind === 'train' ? (await f.conn.fetchModel({ agentId: s.agentId, sessionToken: s.sessionToken, runId: task.runId, modelVersion: task.modelVersion })).header : undefined;
+        const payload = new Uint8Array(mh?.totalBytes ?? 0);
+        const h: ResultHeaderMsg = {
+          agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion, kind: task.kind,
+          numExamples: task.kind === 'train' ? 100 : 0, tensors: mh?.tensors ?? [], totalBytes: payload.byteLength, encoding: task.kind === 'train' ? UPDATE_ENCODING : '', metrics: task.kind === 'train' ? { train_loss: 1 } : {},
+        };
+        const ref = { agentId: h.agentId, taskId: h.taskId, runId: h.runId, round: h.round, modelVersion: h.modelVersion, kind: h.kind, numExamples: h.numExamples, encoding: h.encoding, error: '', payloadSha256: payloadSha256(payload) };
+        const signer = task.kind === 'train' ? forger.privateKey : f.key.privateKey;
+        replies.push(await f.conn.submit({ ...h, signature: signUpdate(signer, ref) }, payload));
+      }
+    })().catch(() => undefined);
+
+    const res = await fedge(['run', 'start', ...admin, '--model', 'mnist-mlp', '--rounds', '2', '--min-agents', '3', '--fraction', '1', '--epochs', '1', '--deadline', '90', '--watch', '--format', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const run = lastJson<{ status: string; metrics: { completed: number; seconds: number }[]; roundsDetail: { participants: { name: string; outcome: string; reason?: string; message?: string }[] }[] }>(res.stdout);
+    expect(run.status).toBe('completed');
+    for (const m of run.metrics) {
+      expect(m.completed).toBe(2);
+      expect(m.seconds).toBeLessThan(60); // the forged update ended cam-f's part at once, not on the deadline
+    }
+    for (const d of run.roundsDetail) {
+      expect(d.participants.find((p) => p.name === 'cam-f')?.outcome).not.toBe('completed');
+      for (const n of ['cam-a', 'cam-b']) expect(d.participants.find((p) => p.name === n)?.outcome).toBe('completed');
+    }
+    expect(replies.filter((r) => r.reason === 'bad_signature').length).toBeGreaterThanOrEqual(2);
+    expect(replies.some((r) => r.accepted && r.reason === 'bad_signature')).toBe(false);
+
+    // fedge agent list shows the identities; revoke closes cam-a's open session and refuses its next join.
+    const listed = await fedge(['agent', 'list', '--format', 'json', ...admin]);
+    const ids = JSON.parse(listed.stdout) as { agents: { name: string; identity?: string }[]; identities: Identity[] };
+    const idA = ids.identities.find((i) => i.name === 'cam-a')!;
+    expect(idA).toMatchObject({ status: 'enrolled', fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/), lastSeen: expect.any(String) });
+    expect(ids.agents.find((x) => x.name === 'cam-a')?.identity).toBe(idA.fingerprint);
+    const table = await fedge(['agent', 'list', ...admin]);
+    expect(table.stdout).toMatch(/Enrolled identities:[\s\S]*cam-a\s+enrolled\s+[0-9a-f]{16}/);
+    const rev = await fedge(['agent', 'revoke', 'cam-a', '--format', 'json', ...admin]);
+    expect(rev.code, rev.stderr).toBe(0);
+    expect(lastJson<{ status: string; sessionsClosed: number }>(rev.stdout)).toMatchObject({ status: 'revoked', sessionsClosed: 1 });
+    await a.waitFor(/task stream ended|session lost/, 10_000);
+    // A revoked key's join ends with PERMISSION_DENIED (the test's device, revoked the same way).
+    expect((await fedge(['agent', 'revoke', 'cam-f', ...admin])).stdout).toMatch(/revoked cam-f \(key [0-9a-f]{16}\); 1 open session\(s\) closed/);
+    expect(await grpcCode(f.conn.join(await f.signedJoin(joined.agentId)))).toBe(PERMISSION_DENIED);
+    expect(await a.waitFor(/revoked/, 20_000)).toMatch(/was revoked/);
+    const after = JSON.parse((await fedge(['agent', 'list', '--format', 'json', ...admin])).stdout) as { agents: { name: string; status: string }[]; identities: Identity[] };
+    expect(after.agents.find((x) => x.name === 'cam-a')?.status).toBe('offline');
+    expect(after.identities.find((i) => i.name === 'cam-a')?.status).toBe('revoked');
+
+    // A restart on the same data directory: cam-b comes back with its key alone, cam-a stays refused.
+    coord.child.kill('SIGTERM');
+    await coord.exited;
+    const again = await startCoordinator(['--listen', `127.0.0.1:${port}`, '--join-token', TOKEN, '--data-dir', dataDir]);
+    const revokedBefore = a.output().match(/was revoked/g)?.length ?? 0;
+    await expect.poll(() => b.output().match(/"msg":"joined coordinator"/g)?.length ?? 0, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+    expect(b.output()).not.toMatch(/enrolling this device[\s\S]*enrolling this device/); // no code needed the second time
+    const list2 = JSON.parse((await fedge(['agent', 'list', '--format', 'json', '--coordinator', again.address])).stdout) as { agents: { name: string; status: string }[]; identities: Identity[] };
+    expect(list2.identities.map((i) => `${i.name}:${i.status}`).sort()).toEqual(['cam-a:revoked', 'cam-b:enrolled', 'cam-f:revoked']);
+    expect(await grpcCode(new GrpcConnection(again.address).join(asA))).toBe(UNAUTHENTICATED);
+    // cam-a's own key is refused (revoked) after the restart too.
+    await expect.poll(() => a.output().match(/was revoked/g)?.length ?? 0, { timeout: 30_000 }).toBeGreaterThan(revokedBefore);
+    expect(a.output()).not.toMatch(/"msg":"joined coordinator"[\s\S]*"msg":"joined coordinator"/);
+  }, 180_000);
+
+  it('caps the shared token\'s registrations and rate-limits joins per source', async () => {
+    const coord = await startCoordinator(['--max-token-agents', '2', '--join-burst', '5', '--join-rate', '0.01']);
+    const conn = new GrpcConnection(coord.address);
+    const j = (name: string, agentId = ''): Promise<{ agentId: string }> => conn.join({ name, agentId, joinToken: '', backend: 'x', agentVersion: 'x', numExamples: 1, labels: {} });
+    const first = await j('t1');
+    await j('t2');
+    const full = await j('t3').catch((e: { grpcCode?: number; message: string }) => e);
+    expect(full).toMatchObject({ grpcCode: RESOURCE_EXHAUSTED, message: expect.stringMatching(/registered 2 agents, its cap/) });
+    await j('t1', first.agentId); // a known agent reconnecting is not a new registration
+    await j('t1', first.agentId);
+    const limited = await j('t1', first.agentId).catch((e: { grpcCode?: number; message: string }) => e);
+    expect(limited).toMatchObject({ grpcCode: RESOURCE_EXHAUSTED, message: expect.stringMatching(/retry in \d+ ms/) });
+    // Challenges draw on the same bucket: no way around the limit through them.
+    expect(await grpcCode(conn.challenge('t9'))).toBe(RESOURCE_EXHAUSTED);
+  }, 60_000);
+});
