@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
-import { ValidationError } from '@fedge/proto';
+import { FedgeError, ValidationError } from '@fedge/proto';
 import { Coordinator, type RunView } from '../../coordinator.js';
 import { parseRunConfig } from '../../config/run-config.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
@@ -145,6 +145,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         await server.close();
       };
       process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
+      const joinWait = new AbortController();
       try {
         const cli = agentCli();
         for (let i = 0; i < opts.agents; i++) {
@@ -175,7 +176,12 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
               try {
                 tail = readFileSync(log, 'utf8').split('\n').slice(-8).join('\n');
               } catch { /* no log yet */ }
-              process.stderr.write(`agent ${i} exited (${signal ?? code}); the run continues without it. Log ${log}:\n${tail}\n`);
+              if (!joinWait.signal.aborted) {
+                // Before the run starts every agent must join: one that exits (bad data flags, usually the same for
+                // all) ends the demo now with its own error instead of a 180 s wait.
+                const m = /error \((E_[A-Z_]+)\): (.*)/.exec(tail);
+                joinWait.abort(new FedgeError(m?.[1] ?? 'E_UNAVAILABLE', `agent ${i} exited (${signal ?? code}) before the run started: ${m?.[2] ?? tail.trim()}\n(log: ${log})`));
+              } else process.stderr.write(`agent ${i} exited (${signal ?? code}); the run continues without it. Log ${log}:\n${tail}\n`);
             }
           });
           agents.push(child);
@@ -183,9 +189,11 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         if (opts.format !== 'json')
           process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of ${mnist ? 'the MNIST digits' : opts.data})${attack ? `, ${nAttackers} of them attacker${nAttackers === 1 ? '' : 's'} (${attack})` : ''}; logs in ${logDir}\n`);
         // Start once every agent has joined, so round 1 is not decided by which processes booted first.
-        await coord.registry.waitForAvailable(opts.agents, AbortSignal.timeout(180_000)).catch(() => {
-          throw new Error(`only ${coord.registry.available().length} of ${opts.agents} agents joined within 180 s; see the logs in ${logDir}`);
+        await coord.registry.waitForAvailable(opts.agents, AbortSignal.any([joinWait.signal, AbortSignal.timeout(180_000)])).catch(() => {
+          if (joinWait.signal.reason instanceof FedgeError) throw joinWait.signal.reason;
+          throw new FedgeError('E_UNAVAILABLE', `only ${coord.registry.available().length} of ${opts.agents} agents joined within 180 s; see the logs in ${logDir}`);
         });
+        joinWait.abort('joined');
         const run = await coord.startRun(runConfig);
         const printer = new ProgressPrinter(process.stderr);
         let final: RunView = run;
