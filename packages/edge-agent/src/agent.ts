@@ -188,6 +188,11 @@ export class Agent {
         // agent as dropped at once, and the round goes on without it. The agent re-joins with backoff.
         log.error({ err: err.message, code: err.code, runId: task.runId, round: task.round, version: task.modelVersion }, 'task failed: model signature');
         this.streamCancel?.();
+      } else if ((err as { code?: string }).code === 'E_AUTH') {
+        // The coordinator no longer knows this session (another join took it over, or it restarted): a new join gets
+        // a new one, and until then every call of this session would be refused too.
+        log.warn({ err: (err as Error).message, runId: task.runId, round: task.round }, 'session refused by the coordinator; joining again');
+        this.streamCancel?.();
       } else {
         log.error({ err: (err as Error).message, runId: task.runId, round: task.round }, 'task failed');
         await this.reportFailure(task, conn, s, (err as Error).message);

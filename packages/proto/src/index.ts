@@ -17,3 +17,4 @@ export * from './tls-files.js';
 export * from './task.js';
 export * from './task-metrics.js';
 export * from './identity.js';
+export * from './idle-timer.js';

@@ -7,6 +7,7 @@ import {
   FedgeError,
   bytesToFloat32,
   grpcTarget,
+  idleTimer,
   loadServices,
   parseGrpcUrl,
   type ChunkMsg,
@@ -17,6 +18,12 @@ import type { AgentRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
+
+/**
+ * Streams have no deadline (a watched run may last days); they end when silent this long instead. The coordinator
+ * re-sends a watched run's state every 10 s (admin-service.ts WATCH_HEARTBEAT_MS) and a download's chunks back to back.
+ */
+export const STREAM_IDLE_MS = 60_000;
 
 /** An enrolled (or revoked) identity, or a name whose enrollment code is still unused ("pending"). */
 export interface IdentityListing {
@@ -41,6 +48,8 @@ type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err:
 export class AdminClient {
   private readonly client: grpc.Client & Record<string, Unary & ((req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<unknown>)>;
   private readonly md = new grpc.Metadata();
+  /** Silence after which a stream is given up (tests shorten it). */
+  idleMs = STREAM_IDLE_MS;
 
   /**
    * `address`: grpc://HOST:PORT or HOST:PORT (plaintext), grpcs://HOST:PORT (TLS, the system's CAs). `tls.ca`
@@ -115,8 +124,10 @@ export class AdminClient {
   watchRun(runId: string, onUpdate: (run: RunView) => void): Promise<RunView> {
     return new Promise((resolve, reject) => {
       const stream = this.client.WatchRun!({ runId }, this.md);
+      const idle = this.idle(stream, 'watching the run', reject);
       let last: RunView | undefined;
       stream.on('data', (m: unknown) => {
+        idle.touch();
         last = JSON.parse((m as RunReplyMsg).runJson) as RunView;
         onUpdate(last);
       });
@@ -130,9 +141,11 @@ export class AdminClient {
   fetchRunModel(runId: string, version = 0): Promise<ModelBlob & { sha256: string; version: number }> {
     return new Promise((resolve, reject) => {
       const stream = this.client.FetchRunModel!({ runId, modelVersion: version }, this.md);
+      const idle = this.idle(stream, 'downloading the model', reject);
       let asm: ChunkAssembler | undefined;
       let header: ChunkMsg['header'];
       stream.on('data', (m: unknown) => {
+        idle.touch();
         const c = m as ChunkMsg;
         if (c.header) {
           header = c.header;
@@ -151,6 +164,17 @@ export class AdminClient {
         });
       });
     });
+  }
+
+  /** Cancels `stream` and rejects once it has been silent for `idleMs`; stops when the stream ends either way. */
+  private idle(stream: grpc.ClientReadableStream<unknown>, what: string, reject: (e: Error) => void): { touch(): void } {
+    const t = idleTimer(this.idleMs, () => {
+      reject(new CliError(`${what}: nothing from the coordinator at ${this.address} for ${this.idleMs / 1000} s; is it still running?`, 'E_UNAVAILABLE'));
+      stream.cancel();
+    });
+    stream.on('end', () => t.stop());
+    stream.on('error', () => t.stop());
+    return t;
   }
 
   close(): void {

@@ -6,6 +6,7 @@ import {
   CHUNK_BYTES,
   FedgeError,
   chunkBytes,
+  idleTimer,
   loadServices,
   type ChallengeReplyMsg,
   type ChunkMsg,
@@ -25,12 +26,29 @@ import { checkModelHeader } from '../connection.js';
 
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
+/** E_AUTH when the coordinator refused the session (as over MQTT): the agent then joins again; else E_CONNECTION. */
 export class ConnectionError extends FedgeError {
   constructor(message: string, readonly grpcCode?: number) {
-    super('E_CONNECTION', message);
+    super(grpcCode === grpc.status.UNAUTHENTICATED ? 'E_AUTH' : 'E_CONNECTION', message);
     this.name = 'ConnectionError';
   }
 }
+
+/**
+ * Bounds on the calls that have no deadline. Tasks: until the coordinator's headers say the stream is open (after
+ * that, keepalive pings watch the connection; tasks may be hours apart). FetchModel: between chunks. SubmitResult:
+ * between chunks sent, and for the reply; generous, since the coordinator may hold an upload until a staging slot
+ * frees (its own round deadline bounds that).
+ */
+export interface GrpcTimeouts {
+  tasksOpenMs: number;
+  fetchIdleMs: number;
+  submitIdleMs: number;
+}
+export const GRPC_TIMEOUTS: GrpcTimeouts = { tasksOpenMs: 15_000, fetchIdleMs: 60_000, submitIdleMs: 5 * 60_000 };
+
+const stalled = (what: string, ms: number): ConnectionError =>
+  new ConnectionError(`${what}: nothing from the coordinator for ${ms / 1000} s; giving up on this call`, grpc.status.DEADLINE_EXCEEDED);
 
 /** A TLS failure says so and what to check; grpc-js reports it as a bare UNAVAILABLE. */
 const wrap = (err: grpc.ServiceError): ConnectionError => {
@@ -44,9 +62,11 @@ export class GrpcConnection implements CoordinatorConnection {
   private readonly client: AnyClient;
   private readonly receivers = new ModelReceivers();
   private readonly tls: boolean;
+  private readonly timeouts: GrpcTimeouts;
 
   /** `tls` absent: plaintext (grpc://); present, even empty: TLS (grpcs://), with the system's CAs unless `tls.ca`. */
-  constructor(target: string, tls?: ClientTls) {
+  constructor(target: string, tls?: ClientTls, timeouts: Partial<GrpcTimeouts> = {}) {
+    this.timeouts = { ...GRPC_TIMEOUTS, ...timeouts };
     const { AgentService } = loadServices();
     this.tls = !!tls;
     const creds = tls ? grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null) : grpc.credentials.createInsecure();
@@ -75,15 +95,29 @@ export class GrpcConnection implements CoordinatorConnection {
 
   tasks(agentId: string, sessionToken: string): TaskStream {
     const call = this.client.Tasks!({ agentId, sessionToken }) as grpc.ClientReadableStream<TaskMsg>;
+    let gaveUp: ConnectionError | undefined;
+    const ms = this.timeouts.tasksOpenMs;
+    const opening = idleTimer(ms, () => {
+      gaveUp = new ConnectionError(`task stream: the coordinator neither opened nor refused it within ${ms / 1000} s`, grpc.status.DEADLINE_EXCEEDED);
+      call.cancel();
+    });
+    call.on('metadata', () => opening.stop());
+    call.on('status', () => opening.stop());
     return {
-      cancel: () => call.cancel(),
+      cancel: () => {
+        opening.stop();
+        call.cancel();
+      },
       async *[Symbol.asyncIterator]() {
         try {
           for await (const t of call) yield t as TaskMsg;
         } catch (err) {
+          if (gaveUp) throw gaveUp;
           const e = err as grpc.ServiceError;
           if (e.code === grpc.status.CANCELLED) return;
           throw wrap(e);
+        } finally {
+          opening.stop();
         }
       },
     };
@@ -97,11 +131,14 @@ export class GrpcConnection implements CoordinatorConnection {
       let failed = false;
       const fail = (err: unknown): void => {
         failed = true;
+        idle.stop();
         rx?.drop();
         call.cancel();
         reject(err);
       };
+      const idle = idleTimer(this.timeouts.fetchIdleMs, () => fail(stalled('model download', this.timeouts.fetchIdleMs)));
       call.on('data', (c: ChunkMsg) => {
+        idle.touch();
         if (failed) return;
         try {
           if (!header) {
@@ -117,10 +154,12 @@ export class GrpcConnection implements CoordinatorConnection {
         }
       });
       call.on('error', (err: grpc.ServiceError) => {
+        idle.stop();
         rx?.drop();
         reject(wrap(err));
       });
       call.on('end', () => {
+        idle.stop();
         if (failed) return;
         if (!header || !rx) return reject(new ConnectionError('model stream ended without a header'));
         const h = header;
@@ -131,10 +170,20 @@ export class GrpcConnection implements CoordinatorConnection {
 
   submit(header: ResultHeaderMsg, payload: Uint8Array): Promise<SubmitReplyMsg> {
     return new Promise((resolve, reject) => {
-      const call = this.client.SubmitResult!((err: grpc.ServiceError | null, res: SubmitReplyMsg) => (err ? reject(wrap(err)) : resolve(res))) as grpc.ClientWritableStream<ResultPartMsg>;
+      const ms = this.timeouts.submitIdleMs;
+      const idle = idleTimer(ms, () => {
+        reject(stalled('upload', ms));
+        call.cancel();
+      });
+      const call = this.client.SubmitResult!((err: grpc.ServiceError | null, res: SubmitReplyMsg) => {
+        idle.stop();
+        if (err) reject(wrap(err));
+        else resolve(res);
+      }) as grpc.ClientWritableStream<ResultPartMsg>;
       void (async () => {
         const write = async (m: ResultPartMsg): Promise<boolean> => {
           if (call.destroyed || call.writableEnded) return false;
+          idle.touch();
           if (!call.write(m)) await new Promise<void>((r) => {
             const done = (): void => {
               call.off('drain', done);

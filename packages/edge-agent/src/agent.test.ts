@@ -1,0 +1,64 @@
+/** The agent daemon's reaction to a refused session: it leaves the session and joins again instead of going on with it. */
+import { describe, expect, it } from 'vitest';
+import { FedgeError, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import { Agent } from './agent.js';
+import type { CoordinatorConnection, TaskStream } from './transport/connection.js';
+import type { LocalData } from './data.js';
+import type { TaskExecutor } from './executor.js';
+
+const task: TaskMsg = { taskId: 't1', runId: 'r1', round: 1, modelVersion: 1, kind: 'train', modelSha256: 'x', modelBytes: 4, deadlineUnixMs: 0 } as TaskMsg;
+
+/** A coordinator that sends one train task per session and refuses the first session's model download. */
+function fakeCoordinator(): { connect: () => CoordinatorConnection; joins: JoinRequestMsg[]; fetches: string[] } {
+  const joins: JoinRequestMsg[] = [];
+  const fetches: string[] = [];
+  const connect = (): CoordinatorConnection => ({
+    join: async (req) => {
+      joins.push(req);
+      return { agentId: 'agent-1', sessionToken: `s${joins.length}`, coordinatorVersion: 'fake' };
+    },
+    challenge: async () => ({ nonce: '', expiresUnixMs: 0 }),
+    tasks: (): TaskStream => {
+      let cancel: () => void = () => undefined;
+      const cancelled = new Promise<void>((r) => (cancel = r));
+      return {
+        cancel: () => cancel(),
+        async *[Symbol.asyncIterator]() {
+          yield task;
+          await cancelled;
+        },
+      };
+    },
+    fetchModel: async (req) => {
+      fetches.push(req.sessionToken);
+      if (req.sessionToken === 's1') throw new FedgeError('E_AUTH', 'session_token: invalid for this agent; join again');
+      return new Promise(() => undefined); // the second session's download never ends: the test is over by then
+    },
+    submit: async () => ({ accepted: true, reason: '', message: '' }),
+    close: () => undefined,
+  });
+  return { connect, joins, fetches };
+}
+
+describe('Agent', () => {
+  it('joins again at once when the coordinator refuses its session mid-task (E_AUTH), presenting its agent id', async () => {
+    const c = fakeCoordinator();
+    const executor = {
+      trust: { onJoin: () => undefined },
+      run: async (t: TaskMsg, conn: CoordinatorConnection, s: { agentId: string; sessionToken: string }) => {
+        await conn.fetchModel({ agentId: s.agentId, sessionToken: s.sessionToken, runId: t.runId, modelVersion: t.modelVersion });
+        throw new Error('unreachable');
+      },
+      close: async () => undefined,
+    } as unknown as TaskExecutor;
+    const data = { train: { n: 10 }, profile: undefined } as unknown as LocalData;
+    const agent = new Agent(c.connect, data, { name: 'a', backend: 'cpu', executor, minBackoffMs: 10, maxBackoffMs: 20 });
+    void agent.runForever();
+    const t0 = Date.now();
+    while (c.fetches.length < 2 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+    agent.stop();
+    expect(c.joins.length).toBe(2);
+    expect(c.joins[1]!.agentId).toBe('agent-1');
+    expect(c.fetches).toEqual(['s1', 's2']);
+  });
+});
