@@ -156,3 +156,37 @@ describe('per-device identity', () => {
     expect(await grpcCode(conn.challenge('t9'))).toBe(RESOURCE_EXHAUSTED);
   }, 60_000);
 });
+
+describe('per-device identity over MQTT', () => {
+  it('enrolled agents need no join token for the broker, train with signed updates, and a revoked one is cut off', async () => {
+    const coord = await startCoordinator(['--mqtt-listen', '127.0.0.1:0', '--join-token', TOKEN]);
+    const url = coord.mqttUrl!;
+    const admin = ['--coordinator', coord.address];
+    const code = async (name: string): Promise<string> => lastJson<{ code: string }>((await fedge(['agent', 'enroll', name, '--format', 'json', ...admin])).stdout).code;
+    const common = (i: number): string[] => ['--partition', 'iid', '--num-partitions', '2', '--partition-id', String(i), '--seed', '7'];
+    const m1 = startAgent(url, ['--name', 'mq-1', '--state-dir', mkdtempSync(path.join(tmpdir(), 'fedge-id-m1-')), '--enroll-code', await code('mq-1'), ...common(0)]);
+    const m2 = startAgent(url, ['--name', 'mq-2', '--state-dir', mkdtempSync(path.join(tmpdir(), 'fedge-id-m2-')), '--enroll-code', await code('mq-2'), ...common(1)]);
+    await Promise.all([m1, m2].map((p) => p.waitFor(/joined coordinator/, 30_000)));
+    const res = await fedge(['run', 'start', ...admin, '--model', 'mnist-mlp', '--rounds', '2', '--min-agents', '2', '--epochs', '1', '--deadline', '90', '--watch', '--format', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const run = lastJson<{ status: string; metrics: { completed: number }[] }>(res.stdout);
+    expect(run.status).toBe('completed');
+    expect(run.metrics.map((m) => m.completed)).toEqual([2, 2]);
+    expect(coord.output()).not.toMatch(/bad_signature/);
+
+    // A stranger with a made-up identity password is not admitted by the broker.
+    const { MqttConnection } = await import('@fedge/edge-agent');
+    const stranger = new MqttConnection(url, { password: () => `fedge-id1 mq-1 ${Date.now()} ${Buffer.alloc(64).toString('base64url')}` });
+    await expect(stranger.join({ name: 'mq-1', agentId: '', joinToken: '', backend: 'x', agentVersion: 'x', numExamples: 1, labels: {} })).rejects.toThrow(/not authorized|bad username|refused|closed/i);
+    stranger.close();
+
+    const rev = lastJson<{ sessionsClosed: number }>((await fedge(['agent', 'revoke', 'mq-1', '--format', 'json', ...admin])).stdout);
+    expect(rev.sessionsClosed).toBe(1);
+    await m1.waitFor(/task stream ended|session lost/, 15_000);
+    // Its reconnects are refused by the broker, which logs why; the other agent is unaffected.
+    await coord.waitFor(/MQTT client refused: identity \\"mq-1\\" was revoked/, 30_000);
+    const list = JSON.parse((await fedge(['agent', 'list', '--format', 'json', ...admin])).stdout) as { agents: { name: string; status: string }[] };
+    expect(list.agents.find((a) => a.name === 'mq-1')?.status).toBe('offline');
+    expect(list.agents.find((a) => a.name === 'mq-2')?.status).toBe('online');
+  }, 120_000);
+});

@@ -5,6 +5,8 @@ import path from 'node:path';
 import {
   FedgeError,
   generateSigningKeyPair,
+  mqttEnrollPassword,
+  mqttIdentityPassword,
   payloadSha256,
   publicKeyPem,
   signJoin,
@@ -78,6 +80,15 @@ export class AgentIdentity {
     this.enrolledAs = name;
     writeDurable(path.join(this.stateDir, ENROLLED_FILE), `${JSON.stringify({ name, fingerprint: this.fingerprint, enrolledAt: new Date().toISOString() })}\n`, 0o600);
     log.info({ name, fingerprint: this.fingerprint }, 'enrolled with the coordinator');
+  }
+
+  /**
+   * The MQTT password for a broker that wants the join token from others: before enrollment the code (checked, not
+   * spent, by the broker), afterwards a signature over this connection's client id and the time.
+   */
+  mqttPassword(clientId: string, name: string, enrollCode: string | undefined): string {
+    if (this.enrolledAs !== name && enrollCode) return mqttEnrollPassword(name, enrollCode);
+    return mqttIdentityPassword(this.privateKey, clientId, name);
   }
 
   /** Signs a join answering `nonce` now (identity.ts joinSigningMessage). */

@@ -114,3 +114,43 @@ export function signatureBytes(value: unknown): Buffer | undefined {
   if (typeof value === 'string' && value.length > 0 && value.length <= 256) return Buffer.from(value, 'base64');
   return undefined;
 }
+
+/**
+ * MQTT password of an enrolled agent for a broker that otherwise wants the shared join token: a signature binding this
+ * connection's client id, the name and the time, so a password seen on the wire is useless for another connection.
+ * `fedge-id1 NAME TIME SIGNATURE` (base64url); the enrolling agent's is `fedge-enroll1 NAME CODE`.
+ */
+export const MQTT_IDENTITY_DOMAIN = 'fedge-mqtt-v1';
+
+export function mqttIdentityMessage(clientId: string, name: string, timeMs: number): Buffer {
+  return Buffer.from([MQTT_IDENTITY_DOMAIN, noNewline('client id', clientId), noNewline('name', name), int('time', timeMs)].join('\n'), 'utf8');
+}
+
+export function mqttIdentityPassword(privateKey: KeyObject, clientId: string, name: string): string {
+  const timeMs = Date.now();
+  return `fedge-id1 ${encodeURIComponent(name)} ${timeMs} ${sign(null, mqttIdentityMessage(clientId, name, timeMs), privateKey).toString('base64url')}`;
+}
+
+export function mqttEnrollPassword(name: string, code: string): string {
+  return `fedge-enroll1 ${encodeURIComponent(name)} ${code}`;
+}
+
+export type MqttIdentityCredential =
+  | { kind: 'identity'; name: string; timeMs: number; signature: Buffer }
+  | { kind: 'enroll'; name: string; code: string };
+
+/** Parses an MQTT password of either form; undefined for anything else (a join token, say). */
+export function parseMqttIdentityPassword(password: string): MqttIdentityCredential | undefined {
+  const p = password.split(' ');
+  try {
+    if (p.length === 4 && p[0] === 'fedge-id1' && /^\d{1,15}$/.test(p[2]!)) return { kind: 'identity', name: decodeURIComponent(p[1]!), timeMs: Number(p[2]), signature: Buffer.from(p[3]!, 'base64url') };
+    if (p.length === 3 && p[0] === 'fedge-enroll1' && ENROLL_CODE.test(p[2]!)) return { kind: 'enroll', name: decodeURIComponent(p[1]!), code: p[2]! };
+  } catch {
+    return undefined; // a malformed %-escape
+  }
+  return undefined;
+}
+
+export function verifyMqttIdentity(publicKey: KeyObject, clientId: string, c: { name: string; timeMs: number; signature: Buffer }): boolean {
+  return verifyMessage(publicKey, () => mqttIdentityMessage(clientId, c.name, c.timeMs), c.signature);
+}

@@ -11,7 +11,9 @@ import {
   parseSigningPublicKey,
   publicKeyPem,
   signingKeyFingerprint,
+  parseMqttIdentityPassword,
   verifyJoin,
+  verifyMqttIdentity,
   verifyUpdate,
   type SignedUpdateRef,
 } from '@fedge/proto';
@@ -165,6 +167,24 @@ export class IdentityRegistry {
       log.warn({ name, fingerprint: r.fingerprint }, 'identity revoked');
     }
     return view(r);
+  }
+
+  /**
+   * Whether the embedded MQTT broker admits a client whose password is an identity credential (identity.ts): a
+   * signature of an enrolled, unrevoked key over this client id and a recent time, or an unused, unexpired enrollment
+   * code (checked, not spent: the join spends it). The join itself is still authenticated by its challenge.
+   */
+  admitMqtt(clientId: string, password: string): boolean {
+    const c = parseMqttIdentityPassword(password);
+    if (!c) return false;
+    if (c.kind === 'enroll') {
+      const e = this.enrollments.get(sha256(c.code));
+      return !!e && e.name === c.name && Date.parse(e.expiresAt) >= Date.now();
+    }
+    const r = this.identities.get(c.name);
+    if (!r || Math.abs(Date.now() - c.timeMs) > JOIN_CLOCK_SKEW_MS || !verifyMqttIdentity(this.keyOf(r), clientId, c)) return false;
+    if (r.revokedAt) log.warn({ clientId, name: c.name }, `MQTT client refused: identity "${c.name}" was revoked at ${r.revokedAt}`);
+    return !r.revokedAt;
   }
 
   isRevoked(name: string): boolean {

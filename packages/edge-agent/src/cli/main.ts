@@ -191,10 +191,12 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
     // The code is a secret: read here, handed to the agent, never logged.
     const enrollCode = o.enrollCode ?? process.env.FEDGE_ENROLL_CODE;
-    const identity = loadIdentity(o.stateDir ?? path.join(homedir(), '.fedge-agent', o.name), o.name, enrollCode);
     // Read once at start: a missing or mismatched file stops the agent here, not at every reconnect.
     const tls = loadClientTls({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey });
-    const connect = coordinatorConnector(o.coordinator, joinToken, tls);
+    const identity = loadIdentity(o.stateDir ?? path.join(homedir(), '.fedge-agent', o.name), o.name, enrollCode);
+    // Over MQTT an enrolled device also needs no join token for the broker: its password is signed per connection.
+    const mqttPassword = identity ? (clientId: string) => identity.mqttPassword(clientId, o.name, enrollCode) : undefined;
+    const connect = coordinatorConnector(o.coordinator, joinToken, tls, mqttPassword);
     const data = await loadLocalData({
       spec: o.data,
       partition: o.partition,
@@ -291,7 +293,7 @@ function loadIdentity(stateDir: string, name: string, enrollCode: string | undef
 }
 
 /** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc://, grpcs:// (TLS) or none for gRPC. */
-function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined): () => CoordinatorConnection {
+function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttPassword?: (clientId: string) => string): () => CoordinatorConnection {
   if (isMqttUrl(url)) {
     let u: URL;
     try {
@@ -301,7 +303,7 @@ function coordinatorConnector(url: string, joinToken: string | undefined, tls: C
     }
     if (!u.hostname || (u.pathname !== '' && u.pathname !== '/')) throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" must be mqtt://HOST[:PORT] with no path`);
     if (tls && u.protocol === 'mqtt:') throw new FedgeError('E_VALIDATION', `--coordinator: --tls-* options need mqtts://, got "${url}"`);
-    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...(tls ? { tls } : {}) });
+    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...(mqttPassword ? { password: mqttPassword } : {}), ...(tls ? { tls } : {}) });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^grpcs?:\/\//.test(url))
     throw new FedgeError('E_VALIDATION', `--coordinator: unsupported scheme in "${url}" (use grpc://, grpcs://, mqtt:// or mqtts://)`);

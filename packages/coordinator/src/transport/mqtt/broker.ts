@@ -14,8 +14,10 @@ const log = moduleLogger('mqtt-broker');
 export interface EmbeddedBrokerOptions {
   host: string;
   port: number;
-  /** When set, agents must present it as their MQTT password. */
+  /** When set, agents must present it as their MQTT password (or a credential `admit` accepts). */
   joinToken?: string;
+  /** Enrolled devices' MQTT passwords (identity.ts mqttIdentityPassword / mqttEnrollPassword), checked when the token does not match. */
+  admit?: (clientId: string, password: string) => boolean;
   /** Listen with TLS (mqtts://); with `clientCa`, clients must present a certificate it signed. */
   tls?: ServerTls;
 }
@@ -64,6 +66,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       // The token is compared, never logged.
       if (opts.joinToken !== undefined && !sameSecret(password, opts.joinToken)) {
+        if (password && opts.admit?.(client.id, password.toString('utf8'))) return done(null, true);
         log.warn({ clientId: client.id }, 'MQTT client refused: missing or wrong join token');
         return done(authError('bad username or password', 4), false);
       }

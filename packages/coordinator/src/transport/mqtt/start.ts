@@ -46,7 +46,9 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
   const hp = parseHostPort(opts.listen ?? DEFAULT_MQTT_LISTEN, '--mqtt-listen', 1883);
   let broker: EmbeddedBroker;
   try {
-    broker = await startEmbeddedBroker({ host: hp.host, port: hp.port, ...(opts.joinToken ? { joinToken: opts.joinToken } : {}), ...(opts.tls ? { tls: opts.tls } : {}) });
+    broker = await startEmbeddedBroker({ host: hp.host, port: hp.port, ...(opts.joinToken ? { joinToken: opts.joinToken } : {}), ...(opts.tls ? { tls: opts.tls } : {}),
+      admit: (clientId, password) => coord.gate.identities.admitMqtt(clientId, password),
+    });
   } catch (err) {
     if (opts.listen === undefined && (err as { code?: string }).code === 'EADDRINUSE') {
       log.warn(`MQTT off: the default ${DEFAULT_MQTT_LISTEN} is in use (another broker?); pass --mqtt-listen HOST:PORT, --mqtt-broker URL or --no-mqtt`);

@@ -51,6 +51,8 @@ const taskSchema = z.looseObject({ taskId: z.string(), runId: z.string(), kind: 
 export interface MqttConnectionOptions {
   /** The join token: the embedded broker admits only clients presenting it (as MQTT password). */
   joinToken?: string;
+  /** An enrolled device's MQTT password for this connection's client id (AgentIdentity.mqttPassword); replaces joinToken. */
+  password?: (clientId: string) => string;
   /** For mqtts://: the CA to trust instead of the system's, and a client certificate for mutual TLS. */
   tls?: ClientTls;
 }
@@ -81,7 +83,7 @@ export class MqttConnection implements CoordinatorConnection {
     this.client = connect(url, {
       clientId: this.clientId,
       username: MQTT_AGENT_USERNAME,
-      ...(opts.joinToken ? { password: opts.joinToken } : {}),
+      ...(opts.password ? { password: opts.password(this.clientId) } : opts.joinToken ? { password: opts.joinToken } : {}),
       ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
       ...(opts.tls?.cert && opts.tls.key ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
       protocolVersion: 4,
