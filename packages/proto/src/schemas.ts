@@ -8,7 +8,9 @@ import { signatureBytes } from './identity.js';
 const id = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'letters, digits and . _ : - only');
 const int = z.number().int();
 /** Bytes over gRPC, base64 over MQTT's JSON; anything else (or empty) is no signature, which verification refuses. */
-const signature = z.unknown().transform((v) => signatureBytes(v));
+// optional() first: over MQTT's JSON an unsigned message has no such key, and a transform to undefined on a required
+// key fails ("expected nonoptional"), which refused every unsigned MQTT join and result.
+const signature = z.unknown().optional().transform((v) => signatureBytes(v));
 
 export const tensorSpecMsgSchema = z.object({
   name: z.string().min(1).max(512),
