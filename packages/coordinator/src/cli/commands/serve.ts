@@ -12,6 +12,8 @@ import { ModelSigner } from '../../signing-key.js';
 import { DEFAULT_JOIN_LIMITS, parseJoinLimits } from '../../engine/join-limits.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
+/** Below Kubernetes' default 30 s grace period: runs get up to 15 s to stop, each transport a few seconds. */
+const SHUTDOWN_BOUND_MS = 25_000;
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -97,12 +99,23 @@ Environment:
       if (resumed.length) logger.info({ runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) }, `resumed ${resumed.length} run(s)`);
       const shutdown = async (sig: string): Promise<void> => {
         logger.info({ signal: sig }, 'shutting down');
-        await coord.close();
-        await server.close();
-        await mqtt?.close();
-        await metrics?.close();
-        store?.close();
-        process.exit(0);
+        // Whatever a peer does (a broker that never answers, an upload that never ends), the process ends.
+        setTimeout(() => {
+          logger.error({ signal: sig }, `shutdown did not finish within ${SHUTDOWN_BOUND_MS / 1000} s; exiting anyway`);
+          process.exit(1);
+        }, SHUTDOWN_BOUND_MS).unref();
+        let code = 0;
+        try {
+          await coord.close();
+          await server.close();
+          await mqtt?.close();
+          await metrics?.close();
+          store?.close();
+        } catch (err) {
+          logger.error({ err }, 'shutdown failed');
+          code = 1;
+        }
+        process.exit(code);
       };
       process.once('SIGINT', () => void shutdown('SIGINT'));
       process.once('SIGTERM', () => void shutdown('SIGTERM'));

@@ -38,6 +38,8 @@ const log = moduleLogger('mqtt-agent');
 const IDLE_TIMEOUT_MS = 60_000;
 /** Model downloads one MQTT client may have in progress at once. */
 const MAX_DOWNLOADS_PER_CLIENT = 4;
+/** Each step of close() (offline status, disconnect) waits at most this long for the broker. */
+const CLOSE_STEP_MS = 2000;
 
 export interface MqttBridgeOptions {
   /** mqtt://HOST:PORT or mqtts://HOST:PORT; credentials for an external broker may be given as user:pass@. */
@@ -74,6 +76,8 @@ interface Peer {
   clientId: string;
   agentId?: string;
   channel?: AgentChannel;
+  /** The join on this connection (request id) and its reply once sent: a repeat (the agent retries) gets that reply, no new session. */
+  joined?: { id: string; reply?: MqttEnvelope };
   uploads: Map<string, Upload>;
   downloads: Map<string, Download>;
 }
@@ -146,16 +150,23 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
   };
 
   const onJoin = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
+    if (peer.joined?.id === id) {
+      if (peer.joined.reply) reply(peer, peer.joined.reply);
+      return;
+    }
+    const joined: NonNullable<Peer['joined']> = { id };
+    peer.joined = joined;
     try {
       const req = parseOrThrow(joinRequestSchema, env.msg, 'join');
       // The bridge does not see agents' addresses: MQTT joins share one source bucket (identities have their own).
       const r = await coord.join(req, 'mqtt');
       peer.agentId = r.agentId;
-      reply(peer, { t: 'reply', id, msg: { ...r, coordinatorVersion: COORDINATOR_VERSION } });
+      joined.reply = { t: 'reply', id, msg: { ...r, coordinatorVersion: COORDINATOR_VERSION } };
     } catch (err) {
       log.warn({ clientId: peer.clientId, err: (err as Error).message }, 'join refused');
-      reply(peer, errorEnvelope(id, err));
+      joined.reply = errorEnvelope(id, err);
     }
+    reply(peer, joined.reply);
   };
 
   const onTasks = (peer: Peer, id: string, env: MqttEnvelope): void => {
@@ -361,9 +372,10 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     }
   });
   client.on('connect', () => {
-    client.publish(mqttTopics.status, encodeFrame({ t: 'status', online: true }), { qos: 1, retain: true });
     client.subscribe(mqttTopics.allRequests, { qos: 1 }, (err, grants) => {
-      if (err || grants?.some((g) => g.qos === 128)) log.error({ err: err?.message }, `could not subscribe to ${mqttTopics.allRequests}`);
+      if (err || grants?.some((g) => g.qos === 128)) return log.error({ err: err?.message }, `could not subscribe to ${mqttTopics.allRequests}`);
+      // Online only once subscribed: agents (re)send their join when they see this, and it must not be dropped.
+      client.publish(mqttTopics.status, encodeFrame({ t: 'status', online: true }), { qos: 1, retain: true });
     });
     log.info({ broker: redactUrl(opts.url) }, 'MQTT transport connected to the broker');
   });
@@ -389,11 +401,27 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     clientGone: gone,
     close: async () => {
       for (const id of [...peers.keys()]) gone(id, 'coordinator shutting down');
-      // Published (not left to the will) so agents re-join at once on a clean shutdown too.
-      await client.publishAsync(mqttTopics.status, encodeFrame({ t: 'status', online: false }), { qos: 1, retain: true }).catch(() => undefined);
-      await client.endAsync();
+      // Published (not left to the will) so agents re-join at once on a clean shutdown too. Bounded, and skipped with
+      // the broker unreachable: mqtt.js would queue the QoS 1 publish, and a plain end() would wait for it, forever.
+      const published = client.connected
+        ? await within(client.publishAsync(mqttTopics.status, encodeFrame({ t: 'status', online: false }), { qos: 1, retain: true }).then(() => true, () => false), CLOSE_STEP_MS, false)
+        : false;
+      // A broker that took the status gets a clean DISCONNECT; otherwise the socket is dropped (its will says the same).
+      await within(client.endAsync(!published).then(() => true, () => true), CLOSE_STEP_MS, false);
     },
   };
+}
+
+/** `p`, or `fallback` once `ms` have passed (the timer does not hold the process open). */
+function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return new Promise<T>((resolve) => {
+    const t = setTimeout(() => resolve(fallback), ms);
+    t.unref();
+    void p.then((v) => {
+      clearTimeout(t);
+      resolve(v);
+    });
+  });
 }
 
 /** Broker URLs may carry a password (user:pass@host); it must never reach a log line. */

@@ -36,6 +36,8 @@ const log = logger.child({ module: 'mqtt-connection' });
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 /** A reply (join, tasks) or the next download chunk not arriving within this long means the coordinator is gone. */
 const REPLY_TIMEOUT_MS = 15_000;
+/** A join not answered within this long is sent again (same id: the coordinator answers a repeat with its first reply). */
+const JOIN_RETRY_MS = 2000;
 const IDLE_TIMEOUT_MS = 60_000;
 
 const connError = (message: string): FedgeError => new FedgeError('E_CONNECTION', message);
@@ -71,6 +73,8 @@ export class MqttConnection implements CoordinatorConnection {
   private readonly handlers = new Map<string, Handler>();
   private readonly receivers = new ModelReceivers();
   private readonly failers = new Map<string, (e: Error) => void>();
+  /** Joins waiting for a reply, by request id: sent again when the coordinator comes (back) online. */
+  private readonly pendingJoins = new Map<string, () => void>();
   private nextId = 0;
   private closedWith: Error | undefined;
   // Tasks arrive on their own topic, possibly before the reply that opened the stream; they wait here.
@@ -114,7 +118,7 @@ export class MqttConnection implements CoordinatorConnection {
       this.client.on('close', () => reject(this.shutdown(connError('MQTT connection closed'))));
     });
     this.ready.catch(() => undefined);
-    this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
   }
 
   async join(req: JoinRequestMsg): Promise<JoinReplyMsg> {
@@ -277,21 +281,44 @@ export class MqttConnection implements CoordinatorConnection {
     const id = this.newId();
     return new Promise<MqttFrame>((resolve, reject) => {
       const timer = setTimeout(() => fail(connError(`no reply to ${t} within ${timeoutMs / 1000} s: is the coordinator connected to this broker?`)), timeoutMs);
-      const fail = (err: Error): void => {
+      let retry: NodeJS.Timeout | undefined;
+      const settle = (): void => {
         clearTimeout(timer);
+        clearTimeout(retry);
         this.handlers.delete(id);
         this.failers.delete(id);
+        this.pendingJoins.delete(id);
+      };
+      const fail = (err: Error): void => {
+        settle();
         reject(err);
       };
       this.failers.set(id, fail);
       this.handlers.set(id, (f) => {
-        clearTimeout(timer);
-        this.handlers.delete(id);
-        this.failers.delete(id);
+        settle();
         if (f.env.t === 'error') reject(new FedgeError(f.env.code ?? 'E_CONNECTION', f.env.message ?? `${t} refused`));
         else resolve(f);
       });
-      this.publish({ ...env, t, id });
+      const send = (): void => this.publish({ ...env, t, id });
+      if (t === 'join') {
+        // After a broker restart the join may reach the broker before the coordinator has subscribed again, and
+        // the broker drops it: send it again when the coordinator says it is online, and every few seconds.
+        let wait = JOIN_RETRY_MS;
+        const again = (): void => {
+          clearTimeout(retry);
+          retry = setTimeout(() => {
+            send();
+            wait *= 2;
+            again();
+          }, wait);
+        };
+        this.pendingJoins.set(id, () => {
+          send();
+          again();
+        });
+        again();
+      }
+      send();
     });
   }
 
@@ -301,7 +328,7 @@ export class MqttConnection implements CoordinatorConnection {
     });
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
     let f: MqttFrame;
     try {
       f = decodeFrame(payload);
@@ -311,6 +338,9 @@ export class MqttConnection implements CoordinatorConnection {
     }
     if (topic === mqttTopics.status) {
       if (f.env.t === 'status' && f.env.online === false) this.shutdown(connError('the coordinator went offline'));
+      // Not the retained status every subscriber gets, but the coordinator announcing itself just now: it has
+      // (re)subscribed, so a join it may have missed goes again at once.
+      else if (f.env.t === 'status' && f.env.online === true && !retained) for (const resend of [...this.pendingJoins.values()]) resend();
       return;
     }
     if (topic === mqttTopics.tasks(this.clientId)) {
