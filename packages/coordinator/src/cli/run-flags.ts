@@ -178,7 +178,7 @@ export function addRunFlags(cmd: Command): Command {
     .option('--mode <mode>', 'sync (rounds) or async (buffered aggregation, FedBuff)')
     .option('--over-selection <f>', 'sync: invite this fraction more agents and close on the first results needed', numArg('--over-selection'))
     .option('--late-results <policy>', 'sync: discard late results, or fold them into the next round (next-round)')
-    .option('--buffer-size <k>', 'async: updates per new global version', intArg('--buffer-size'))
+    .option('--buffer-size <k>', 'async: updates per new global version (default: auto, min(concurrency, 10), chosen when the run starts)', intArg('--buffer-size'))
     .option('--concurrency <n>', 'async: agents training at once (default: all available)', intArg('--concurrency'))
     .option('--max-staleness <n>', 'async: reject updates more than n versions behind', intArg('--max-staleness'))
     .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness)

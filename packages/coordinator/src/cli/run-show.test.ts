@@ -129,6 +129,16 @@ describe('fedge run show', () => {
   });
 });
 
+describe('fedge run show: strategy and async buffer', () => {
+  it('names the strategy and options and, for async runs, the buffer the run chose', () => {
+    const config = parseRunConfig({ model: 'mnist-mlp', rounds: 2, mode: 'async' });
+    config.async.bufferSize = 10; // as the async driver records "auto"
+    const out = renderRunShow({ ...legacyRun, config }).join('\n');
+    expect(out).toContain('strategy fedavgm (serverLearningRate 0.1, momentum 0.9)');
+    expect(out).toContain('async: buffer 10 updates per version, concurrency all agents, staleness polynomial a 0.5, max staleness 20');
+  });
+});
+
 describe('fedge run list', () => {
   it('shows the headline metric of each run\'s task, accuracy for MNIST runs', () => {
     expect(headlineMetric(taskRun)).toEqual({ name: 'rmse', value: 3.21 });

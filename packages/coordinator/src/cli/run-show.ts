@@ -156,11 +156,25 @@ function lineageLines(rounds: readonly RoundRecord[]): string[] {
 }
 
 /** The whole human-readable `fedge run show`; runs without a task print exactly what they always did. */
+/** The server strategy (unless plain FedAvg) and, for async runs, the buffer: what the defaults chose is visible here. */
+function strategyLines(c: RunView['config']): string[] {
+  const { name, ...options } = c.strategy;
+  const opts = Object.entries(options).map(([k, v]) => `${k} ${v}`).join(', ');
+  const out = name === 'fedavg' && c.strategy.serverLearningRate === 1 && Object.keys(options).length === 1 ? [] : [`strategy ${name} (${opts})`];
+  if (c.mode === 'async') {
+    const s = c.staleness;
+    const fn = s.fn === 'polynomial' ? `polynomial a ${s.a}` : s.fn === 'hinge' ? `hinge a ${s.a} b ${s.b}` : 'constant';
+    out.push(`async: buffer ${c.async.bufferSize === 'auto' ? 'auto (chosen when the run starts)' : `${c.async.bufferSize} updates`} per version, concurrency ${c.async.concurrency ?? 'all agents'}, staleness ${fn}, max staleness ${c.async.maxStaleness}`);
+  }
+  return out;
+}
+
 export function renderRunShow(r: RunView): string[] {
   const lines = [`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`];
   const model = r.data ? modelLabel(r.config.model) : JSON.stringify(r.config.model);
   lines.push(`model ${model}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
   if (r.live) lines.push(statusLine(r));
+  lines.push(...strategyLines(r.config));
   const dp = r.config.privacy;
   if (dp)
     lines.push(

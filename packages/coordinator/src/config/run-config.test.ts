@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRunConfig, STRATEGY_COMBINATIONS, STRATEGY_NAMES, STRATEGY_OPTIONS } from './run-config.js';
+import { ASYNC_DEFAULT_STRATEGY, autoBufferSize, bufferSizeOf, parseRunConfig, STRATEGY_COMBINATIONS, STRATEGY_NAMES, STRATEGY_OPTIONS } from './run-config.js';
 
 describe('run config', () => {
   it('fills defaults', () => {
@@ -139,5 +139,26 @@ describe('run config: robust strategies and normBound', () => {
     [{ strategy: { name: 'multi-krum' }, privacy: { ...dp, mode: 'central' } }, /strategy\.name multi-krum cannot run with privacy mode central/],
   ])('rejects %j naming the option (or both sides of the combination)', (input, msg) => {
     expect(() => parseRunConfig(input)).toThrow(msg);
+  });
+});
+
+describe('run config: async defaults', () => {
+  it('an async run that names no strategy gets FedAvgM (momentum 0.9) and bufferSize "auto"; sync keeps FedAvg', () => {
+    const a = parseRunConfig({ mode: 'async' });
+    expect(a.strategy).toEqual({ ...ASYNC_DEFAULT_STRATEGY });
+    expect(a.async).toEqual({ bufferSize: 'auto', maxStaleness: 20 });
+    expect(parseRunConfig({}).strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
+    // Options without a name apply to the default; a name (or a number for K) is the user's and wins.
+    expect(parseRunConfig({ mode: 'async', strategy: { serverLearningRate: 0.5 } }).strategy).toEqual({ name: 'fedavgm', serverLearningRate: 0.5, momentum: 0.9 });
+    expect(parseRunConfig({ mode: 'async', strategy: { name: 'fedavg' } }).strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
+    expect(parseRunConfig({ mode: 'async', strategy: { name: 'fedavgm' } }).strategy).toEqual({ name: 'fedavgm', serverLearningRate: 1, momentum: 0.9 });
+    expect(parseRunConfig({ mode: 'async', async: { bufferSize: 4 } }).async.bufferSize).toBe(4);
+    expect(() => parseRunConfig({ mode: 'async', async: { bufferSize: 'big' } })).toThrow(/async\.bufferSize: use "auto" or a whole number/);
+  });
+
+  it('"auto" is min(concurrency, 10), at least 1', () => {
+    expect([1, 3, 10, 11, 1000].map(autoBufferSize)).toEqual([1, 3, 10, 10, 10]);
+    expect(() => bufferSizeOf(parseRunConfig({ mode: 'async' }))).toThrow(/resolved when the async run starts/);
+    expect(bufferSizeOf(parseRunConfig({ mode: 'async', async: { bufferSize: 7 } }))).toBe(7);
   });
 });

@@ -228,14 +228,19 @@ export const runConfigSchema = z.strictObject({
     .default({ overSelection: 0, lateResults: 'discard' }),
   async: z
     .strictObject({
-      /** K: a new global version is made from every K accepted updates. */
-      bufferSize: z.number().int().min(1).max(100_000).default(3),
+      /**
+       * K: a new global version is made from every K accepted updates. "auto" (default): autoBufferSize() of the
+       * concurrency, chosen when the run starts and written into the run's config (fedge run show lists it).
+       */
+      bufferSize: z
+        .union([z.literal('auto'), z.number().int().min(1).max(100_000)], { message: 'async.bufferSize: use "auto" or a whole number of updates >= 1' })
+        .default('auto'),
       /** Agents training at once; default: every available agent. */
       concurrency: z.number().int().min(1).max(1_000_000).optional(),
       /** Updates more than this many versions behind are rejected. */
       maxStaleness: z.number().int().min(0).max(1_000_000).default(20),
     })
-    .default({ bufferSize: 3, maxStaleness: 20 }),
+    .default({ bufferSize: 'auto', maxStaleness: 20 }),
   /** Discount of late (sync next-round) and stale (async) updates by how many versions behind they are. */
   staleness: z
     .discriminatedUnion('fn', [
@@ -263,6 +268,40 @@ export const runConfigSchema = z.strictObject({
     .default({ codec: 'float32', topkFraction: 0.1, errorFeedback: true }),
 });
 
+/**
+ * async.bufferSize "auto": K = min(agents training at once, 10). FedBuff (Nguyen et al. 2022) buffers K = 10 updates
+ * with hundreds to thousands of clients in flight; a smaller fleet gets K = its concurrency, so a version holds about
+ * one update per agent in flight (fast agents stand in for the slow ones instead of being waited for).
+ */
+export const AUTO_BUFFER_SIZE_MAX = 10;
+
+export function autoBufferSize(concurrency: number): number {
+  return Math.max(1, Math.min(AUTO_BUFFER_SIZE_MAX, Math.floor(concurrency)));
+}
+
+/** The run's K once the async driver has resolved "auto" (it writes the number into the run's config first). */
+export function bufferSizeOf(c: Pick<RunConfig, 'async'>): number {
+  const k = c.async.bufferSize;
+  if (k === 'auto') throw new Error('async.bufferSize "auto" is resolved when the async run starts; it was read before that');
+  return k;
+}
+
+/**
+ * The server step of an async run that names no strategy: FedAvgM on the buffered pseudo-gradient, as FedBuff's
+ * server optimizer is SGD with momentum (Nguyen et al. 2022). Plain FedAvg swings with whichever agents filled the
+ * last buffer on label-skewed fleets; momentum averages ~1/(1 - 0.9) buffers. serverLearningRate keeps the long-run
+ * step lr / (1 - momentum) near FedAvg's. Options given without a name (e.g. serverLearningRate) apply to it.
+ */
+export const ASYNC_DEFAULT_STRATEGY = { name: 'fedavgm', serverLearningRate: 0.1, momentum: 0.9 } as const;
+
+/** Defaults that depend on the mode, filled in before the schema's own (an explicit strategy.name always wins). */
+function withModeDefaults(input: unknown): unknown {
+  if (typeof input !== 'object' || input === null || (input as { mode?: unknown }).mode !== 'async') return input;
+  const strategy = (input as { strategy?: unknown }).strategy ?? {};
+  if (typeof strategy !== 'object' || strategy === null || (strategy as { name?: unknown }).name !== undefined) return input;
+  return { ...input, strategy: { ...ASYNC_DEFAULT_STRATEGY, ...strategy } };
+}
+
 /** How a run's model reads in lists and logs: a built-in name, "mlp 64-32" or the model path. */
 export function modelLabel(m: ModelConfig): string {
   if (typeof m === 'string') return m;
@@ -274,7 +313,7 @@ export type RunConfig = z.output<typeof runConfigSchema> & { minResults: number 
 
 /** Parses a run config, reporting each problem as `field: message`. */
 export function parseRunConfig(input: unknown): RunConfig {
-  const r = runConfigSchema.safeParse(input);
+  const r = runConfigSchema.safeParse(withModeDefaults(input));
   if (!r.success) {
     const msg = r.error.issues
       .slice(0, 5)

@@ -1,5 +1,6 @@
 /** The async driver (FedBuff): agents train continuously; every K accepted updates make a new version. */
 import { RejectedUpdateError, type ResultHeaderMsg } from '@fedge/proto';
+import { autoBufferSize, bufferSizeOf } from '../config/run-config.js';
 import type { UpdateSlot } from '../strategy/aggregate.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
@@ -26,13 +27,28 @@ export class AsyncBuffer {
   }
 
   private get bufferSize(): number {
-    return this.core.config.async.bufferSize;
+    return bufferSizeOf(this.core.config);
+  }
+
+  /**
+   * async.bufferSize "auto" becomes a number when the run starts, from the concurrency (or the agents available then,
+   * at least agentsPerRound.min), and is written into the run's config: a resumed run keeps its K.
+   */
+  private chooseBufferSize(): void {
+    const { core } = this;
+    const c = core.config;
+    if (c.async.bufferSize !== 'auto') return;
+    const from = c.async.concurrency ?? Math.max(c.agentsPerRound.min, core.deps.registry.available(core.deps.eligible).length);
+    const k = autoBufferSize(from);
+    core.ctx.chooseBufferSize(k);
+    core.log.info({ bufferSize: k, from, concurrency: c.async.concurrency ?? 'all available agents' }, 'async.bufferSize auto: K chosen');
   }
 
   /** Runs steps after the last saved one until the run is done (rounds, stop target, privacy budget or stop). */
   async run(): Promise<void> {
     const { core } = this;
     core.ctx.setStatus('running');
+    this.chooseBufferSize();
     // Steps continue from the last persisted one after a restart.
     core.current = new OpenRound(core.run.round + 1, 'train', core.globalModel.version, Infinity, this.bufferSize);
     core.agg.reset();

@@ -76,9 +76,12 @@ async function submit(engine: RunEngine, a: FakeAgent, task: TaskMsg, value: num
   return sink.commit();
 }
 
+/** The expected weights below are FedBuff's step with FedAvg's server step (async runs default to fedavgm). */
+const FEDAVG = { name: 'fedavg' } as const;
+
 describe('async buffered aggregation (FedBuff)', () => {
   it('cuts a version from exactly K updates, weighting each by examples x (1 + tau)^-0.5', async () => {
-    const { engine, run, agents, finished } = setup({ mode: 'async', rounds: 2, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 2, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
     const { a, b, c } = agents as Record<string, FakeAgent>;
     await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
     expect(trainTasks(c)[0]!.modelVersion).toBe(0);
@@ -112,7 +115,7 @@ describe('async buffered aggregation (FedBuff)', () => {
   });
 
   it('an agent dying mid-upload leaves no trace in the model', async () => {
-    const { engine, run, agents, finished } = setup({ mode: 'async', rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
     const { a, b, c } = agents as Record<string, FakeAgent>;
     await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
     await submit(engine, a, trainTasks(a)[0]!, 1e6, 1000, { abortHalfway: true });
@@ -121,6 +124,20 @@ describe('async buffered aggregation (FedBuff)', () => {
     expect([...engine.globalModel.blob.weights]).toEqual(new Array(N).fill(2.5));
     await finished;
     expect(run.rounds[0]!.participants.find((p) => p.name === 'a')).toMatchObject({ outcome: 'dropped' });
+  });
+
+  it('bufferSize "auto" becomes min(agents available, 10) when the run starts, written into the run\'s config', async () => {
+    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 1, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    expect(run.config.async.bufferSize).toBe(3);
+    await submit(engine, a, trainTasks(a)[0]!, 1, 10);
+    await submit(engine, b, trainTasks(b)[0]!, 1, 10);
+    expect(engine.globalModel.version).toBe(0); // two updates are not a step when K = 3
+    await submit(engine, c, trainTasks(c)[0]!, 1, 10);
+    expect(engine.globalModel.version).toBe(1);
+    await finished;
+    expect(run.rounds[0]!.participants.filter((p) => p.outcome === 'completed')).toHaveLength(3);
   });
 
   it('rejects updates beyond maxStaleness', async () => {
@@ -139,7 +156,7 @@ describe('async buffered aggregation (FedBuff)', () => {
 describe('crash safety with a spool', () => {
   it('an async update accepted before a restart is folded into the restored buffer, once', async () => {
     const spool = new DiskSpool(mkdtempSync(path.join(tmpdir(), 'fedge-spool-')));
-    const cfg: RunConfigInput = { mode: 'async', rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } };
+    const cfg: RunConfigInput = { mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } };
     const first = setup(cfg, ['a', 'b'], { spool });
     const { a } = first.agents as Record<string, FakeAgent>;
     await until(() => trainTasks(a).length === 1);

@@ -1,6 +1,6 @@
 /** The strategy registry: a run's `strategy.name` picks a factory here; a privacy block wraps the result in DP. */
 import type { GaussianSampler } from '@fedge/proto';
-import { STRATEGY_NAMES, type RunConfig } from '../config/run-config.js';
+import { bufferSizeOf, STRATEGY_NAMES, type RunConfig } from '../config/run-config.js';
 import { DpStrategy } from './dp.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import type { ServerOptName } from './rules/server-opt.js';
@@ -88,6 +88,7 @@ export function createStrategy(config: RunConfig, deps: StrategyDeps): Strategy 
     samplingRate: config.agentsPerRound.fraction,
     populationSize: deps.populationSize,
     ...(deps.noise ? { noise: deps.noise } : {}),
-    ...(config.mode === 'async' ? { buffered: { bufferSize: config.async.bufferSize } } : {}),
+    // Read at each step: async.bufferSize "auto" is resolved (in this same config object) when the async run starts.
+    ...(config.mode === 'async' ? { buffered: { get bufferSize() { return bufferSizeOf(config); } } } : {}),
   });
 }

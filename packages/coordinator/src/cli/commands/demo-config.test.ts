@@ -1,6 +1,6 @@
 /** fedge demo's run config: defaults that fit the data, flags over a --config file. */
 import { describe, expect, it } from 'vitest';
-import { parseRunConfig } from '../../config/run-config.js';
+import { ASYNC_DEFAULT_STRATEGY, parseRunConfig } from '../../config/run-config.js';
 import { demoRunConfig, type DemoOpts } from './demo-config.js';
 
 const opts = (o: Partial<DemoOpts>): DemoOpts => ({ agents: 4, data: 'mnist', partition: 'iid', seed: 42, dataDir: '.fedge', format: 'table', mode: 'sync', stragglers: 0, slowdown: 10, errorFeedback: true, ...o }) as DemoOpts;
@@ -11,6 +11,24 @@ describe('fedge demo run config', () => {
     expect(c.model).toBe('mnist-mlp');
     expect(c.learningRate).toBe(0.2);
     expect(c.task).toBeUndefined();
+  });
+
+  it('mnist-cnn trains with its measured settings (E=1, B=10, lr 0.1) unless a flag or the --config file says otherwise', () => {
+    const c = parseRunConfig(demoRunConfig(opts({ model: 'mnist-cnn' }), {}, 4, 1));
+    expect([c.epochs, c.batchSize, c.learningRate]).toEqual([1, 10, 0.1]);
+    const mlp = parseRunConfig(demoRunConfig(opts({}), {}, 4, 1));
+    expect([mlp.epochs, mlp.batchSize, mlp.learningRate]).toEqual([2, 32, 0.2]);
+    const flags = parseRunConfig(demoRunConfig(opts({ model: 'mnist-cnn', epochs: 3, lr: 0.05 }), { batchSize: 64 }, 4, 1));
+    expect([flags.epochs, flags.batchSize, flags.learningRate]).toEqual([3, 64, 0.05]);
+  });
+
+  it('--mode async with no strategy or buffer flags: fedavgm and an automatic buffer size; flags win', () => {
+    const c = parseRunConfig(demoRunConfig(opts({ mode: 'async' }), {}, 4, 1));
+    expect(c.strategy).toEqual({ name: 'fedavgm', serverLearningRate: ASYNC_DEFAULT_STRATEGY.serverLearningRate, momentum: 0.9 });
+    expect(c.async.bufferSize).toBe('auto');
+    const set = parseRunConfig(demoRunConfig(opts({ mode: 'async', strategy: { name: 'fedavg' }, bufferSize: 3 }), {}, 4, 1));
+    expect(set.strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
+    expect(set.async.bufferSize).toBe(3);
   });
 
   it('your own data: the data-sized MLP, a task, central evaluation on the held-back 10%, Adam at 0.01 unless a rate is named', () => {

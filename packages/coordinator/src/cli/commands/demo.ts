@@ -69,9 +69,9 @@ function demoBase(): Command {
     .addOption(new Option('--model <name>', 'model: mnist-mlp (default for mnist), mnist-cnn, mlp (default for other data) or a tfjs model.json path'))
     .addOption(new Option('--hidden <sizes>', 'with --model mlp: hidden layer widths, e.g. 64,32').argParser(parseHidden))
     .addOption(new Option('--partition <kind>', 'how the data is split across agents').choices(['iid', 'shards', 'dirichlet']).default('iid'))
-    .addOption(new Option('--epochs <n>', 'local epochs per round (default 2)').argParser(posIntArg('--epochs')))
-    .addOption(new Option('--batch-size <n>', 'local batch size (default 32)').argParser(posIntArg('--batch-size')))
-    .option('--lr <x>', 'local learning rate of SGD (default: 0.2 for mnist-mlp, 0.05 for mnist-cnn; other data without --lr or an optimizer: Adam at 0.01)', (v) => Number(v))
+    .addOption(new Option('--epochs <n>', 'local epochs per round (default 2; mnist-cnn: 1)').argParser(posIntArg('--epochs')))
+    .addOption(new Option('--batch-size <n>', 'local batch size (default 32; mnist-cnn: 10)').argParser(posIntArg('--batch-size')))
+    .option('--lr <x>', 'local learning rate of SGD (default: 0.2 for mnist-mlp, 0.1 for mnist-cnn; other data without --lr or an optimizer: Adam at 0.01)', (v) => Number(v))
     .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posIntArg('--seed')))
     .addOption(new Option('--mode <mode>', 'sync rounds or async buffered aggregation (FedBuff)').choices(['sync', 'async']).default('sync'))
     .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fractionArg('--stragglers')))
@@ -83,7 +83,7 @@ function demoBase(): Command {
     .addOption(new Option('--deadline <seconds>', 'sync: round deadline').argParser(positiveArg('--deadline')))
     .addOption(new Option('--over-selection <f>', 'sync: invite this fraction more agents, close on the first results needed').argParser(positiveArg('--over-selection')))
     .addOption(new Option('--late-results <policy>', 'sync: what to do with results after their round closed').choices(['discard', 'next-round']))
-    .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default 3)').argParser(posIntArg('--buffer-size')))
+    .addOption(new Option('--buffer-size <k>', 'async: updates per new version (default: auto, min(concurrency, 10))').argParser(posIntArg('--buffer-size')))
     .addOption(new Option('--concurrency <n>', 'async: agents training at once (default: all)').argParser(posIntArg('--concurrency')))
     .addOption(new Option('--staleness <fn>', 'discount of late/stale updates: polynomial[:a], hinge[:a,b], constant').argParser(parseStaleness))
     .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1; 0.01 for fedadam/fedyogi/fedadagrad)').argParser(positiveArg('--server-lr')))
@@ -216,7 +216,9 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           status: final.status,
           mode: opts.mode,
           ...(opts.staleness ? { staleness: opts.staleness } : {}),
-          ...(opts.serverLr !== undefined || opts.strategy ? { strategy: final.config.strategy } : {}),
+          ...(opts.serverLr !== undefined || opts.strategy || opts.mode === 'async' ? { strategy: final.config.strategy } : {}),
+          // Async: what the defaults chose (bufferSize "auto" is recorded as the K the run picked).
+          ...(opts.mode === 'async' ? { async: final.config.async, staleness: final.config.staleness } : {}),
           reached: opts.targetAccuracy === undefined && !final.config.stopAt ? null : !!final.reachedTarget,
           targetAccuracy: opts.targetAccuracy ?? null,
           ...(final.config.stopAt ? { stopAt: final.config.stopAt } : {}),
