@@ -107,6 +107,7 @@ const VARIANTS: Record<string, Overrides> = {
   serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
   mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
   tls: { set: ['coordinator.tls.existingSecret=fedge-tls'] },
+  identity: { set: ['agent.identity.enabled=true', 'agent.identity.enrollmentSecret=fedge-enroll'] },
   everything: {
     set: [
       'auth.joinToken=join-s3cret-value',
@@ -349,6 +350,30 @@ describe('helm chart deploy/k3s/fedge', () => {
     const svc = one(objs, 'Service', names.agent);
     expect(svc.spec.ports.map((p: Obj) => [p.name, p.port, p.targetPort])).toEqual([['http', 8080, 'http']]);
     expect(svc.spec.selector['app.kubernetes.io/component']).toBe('agent');
+  });
+
+  it('enrolls agents with per-device keys from a Secret of codes (agent.identity), keeping each key on its node', () => {
+    expect(container(one(rendered('defaults'), 'DaemonSet', names.agent), 'agent').args).not.toContain('--state-dir');
+    const ds = one(rendered('identity'), 'DaemonSet', names.agent);
+    const c = container(ds, 'agent');
+    const args: string[] = c.args;
+    expect(args.slice(args.indexOf('--state-dir'), args.indexOf('--state-dir') + 2)).toEqual(['--state-dir', '/var/lib/fedge-agent']);
+    // Each node reads only its own key of the Secret, by node name; the code never appears in args or env.
+    expect(args.slice(args.indexOf('--enroll-code-file'), args.indexOf('--enroll-code-file') + 2)).toEqual(['--enroll-code-file', '/etc/fedge/enroll/$(NODE_NAME)']);
+    expect(JSON.stringify(c.env)).not.toMatch(/ENROLL/);
+    expect(c.volumeMounts).toContainEqual({ name: 'state', mountPath: '/var/lib/fedge-agent' });
+    expect(c.volumeMounts).toContainEqual({ name: 'enroll', mountPath: '/etc/fedge/enroll', readOnly: true });
+    const vols: Obj[] = podSpec(ds).volumes;
+    expect(vols.find((v) => v.name === 'state')?.hostPath).toEqual({ path: '/var/lib/fedge/agent-state', type: 'Directory' });
+    expect(vols.find((v) => v.name === 'enroll')?.secret).toEqual({ secretName: 'fedge-enroll', defaultMode: 0o400, optional: true });
+    // Without a Secret (every node enrolled earlier) the key alone is used.
+    const noCodes = container(one(render({ set: ['agent.identity.enabled=true'] }), 'DaemonSet', names.agent), 'agent');
+    expect(noCodes.args).toContain('--state-dir');
+    expect(noCodes.args).not.toContain('--enroll-code-file');
+    const bad = template({ set: ['agent.identity.enabled=true', 'agent.identity.stateHostPath='] });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/agent.identity.stateHostPath/);
+    expect(template({ set: ['agent.identity.enabled=yes-please'] }).stderr).toMatch(/identity/);
   });
 
   it('uses only flags the CLIs really have', () => {

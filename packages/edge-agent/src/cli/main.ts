@@ -12,6 +12,7 @@ import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { homedir, hostname } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentIdentity } from '../identity.js';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
@@ -44,6 +45,7 @@ interface Opts {
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   joinToken?: string;
   enrollCode?: string;
+  enrollCodeFile?: string;
   stateDir?: string;
   serve?: string;
   metrics?: string;
@@ -122,6 +124,7 @@ const program = new Command('fedge-agent')
   .addOption(new Option('--backend <name>', 'TensorFlow.js backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']).default(process.env.FEDGE_BACKEND ?? 'auto'))
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
   .option('--enroll-code <code>', 'one-time code from `fedge agent enroll NAME` (NAME must be this agent\'s --name): enroll this device\'s key; later starts need neither code nor join token (env FEDGE_ENROLL_CODE)')
+  .option('--enroll-code-file <file>', 'read the enrollment code from this file (e.g. a mounted Secret); a missing file means no code (env FEDGE_ENROLL_CODE_FILE)', process.env.FEDGE_ENROLL_CODE_FILE)
   .option('--state-dir <dir>', 'where the agent keeps its ed25519 key (0600), enrollment and SCAFFOLD control variates (scaffold/RUN.f32) (env FEDGE_AGENT_STATE_DIR; default ~/.fedge-agent/NAME)', process.env.FEDGE_AGENT_STATE_DIR)
   .option('--coordinator-key <file>', 'the coordinator\'s model signing public key (PEM, from `fedge model key`): models not signed with it are refused (default: trust the key of the first join; env FEDGE_COORDINATOR_KEY)', process.env.FEDGE_COORDINATOR_KEY)
   .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
@@ -190,7 +193,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     if (!o.data) program.error("error: required option '--data <spec>' not specified");
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
     // The code is a secret: read here, handed to the agent, never logged.
-    const enrollCode = o.enrollCode ?? process.env.FEDGE_ENROLL_CODE;
+    const enrollCode = o.enrollCode ?? process.env.FEDGE_ENROLL_CODE ?? readCodeFile(o.enrollCodeFile);
     // Read once at start: a missing or mismatched file stops the agent here, not at every reconnect.
     const tls = loadClientTls({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey });
     const identity = loadIdentity(o.stateDir ?? path.join(homedir(), '.fedge-agent', o.name), o.name, enrollCode);
@@ -276,6 +279,12 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     await agent.runForever();
     process.exit(0);
   });
+
+/** The code in `file`, or none when there is no such file (the node has no code, e.g. it enrolled earlier). */
+function readCodeFile(file: string | undefined): string | undefined {
+  if (!file || !existsSync(file)) return undefined;
+  return readFileSync(file, 'utf8').trim() || undefined;
+}
 
 /**
  * The device identity: created with an enrollment code, used once enrolled. A key never enrolled (and no code) is left
