@@ -48,6 +48,8 @@ export const AGENT_VERSION = '0.1.0';
 export class Agent {
   private stopped = false;
   private agentId = '';
+  /** From the first join reply; proves this process is the agent behind agentId when it rejoins. Memory only. */
+  private agentSecret = '';
   private current: { task: TaskMsg; ctl: AbortController } | undefined;
   private streamCancel: (() => void) | undefined;
   private readonly executor: TaskExecutor;
@@ -95,6 +97,7 @@ export class Agent {
     const req: JoinRequestMsg = {
       name: this.opts.name,
       agentId: this.agentId,
+      agentSecret: this.agentSecret,
       joinToken: this.opts.joinToken ?? '',
       backend: this.opts.backend,
       agentVersion: AGENT_VERSION,
@@ -121,6 +124,7 @@ export class Agent {
     // Pins (first join) or checks the coordinator's model signing key; a changed key ends the session here.
     this.executor.trust.onJoin(reply.modelSigningKey);
     this.agentId = reply.agentId;
+    this.agentSecret = reply.agentSecret ?? '';
     const s: Session = { agentId: reply.agentId, sessionToken: reply.sessionToken };
     log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: this.data.train.n }, 'joined coordinator');
     onJoined();

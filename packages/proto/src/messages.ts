@@ -31,6 +31,8 @@ export interface JoinRequestMsg {
   challengeTimeUnixMs?: number;
   /** ed25519 over joinSigningMessage; base64 text over MQTT. */
   signature?: Uint8Array | string | undefined;
+  /** With agentId: the agentSecret of this agent's first join reply, which proves it is that agent. */
+  agentSecret?: string;
 }
 export interface ChallengeRequestMsg { name: string }
 export interface ChallengeReplyMsg { nonce: string; expiresUnixMs: number }
@@ -40,6 +42,8 @@ export interface JoinReplyMsg {
   coordinatorVersion: string;
   /** SPKI PEM of the coordinator's model signing key (signing.ts); empty from a coordinator that does not sign. */
   modelSigningKey?: string;
+  /** Issued at an agent's first join (the same on every proven rejoin): required to rejoin with its agentId. */
+  agentSecret?: string;
 }
 export interface TasksRequestMsg { agentId: string; sessionToken: string }
 export interface TrainConfigMsg {

@@ -33,6 +33,7 @@ export const joinRequestSchema = z.object({
   challengeNonce: z.string().max(64).default(''),
   challengeTimeUnixMs: int.nonnegative().default(0),
   signature: signature,
+  agentSecret: z.string().max(128).default(''),
 });
 
 export const challengeRequestSchema = z.object({ name: z.string().min(1, 'name is required').max(128) });

@@ -34,7 +34,59 @@ describe('AgentRegistry names', () => {
     const reg = new AgentRegistry(new MemoryStore());
     const a = reg.join(req('edge-1'));
     reg.attach(a.agentId, channel());
-    const again = reg.join(req('edge-1', a.agentId));
+    const again = reg.join({ ...req('edge-1', a.agentId), agentSecret: a.agentSecret });
     expect(again.agentId).toBe(a.agentId);
+  });
+});
+
+describe('AgentRegistry rejoin by id', () => {
+  it('refuses a join under a live agent\'s id without its agent_secret, and the live agent keeps its session', () => {
+    const reg = new AgentRegistry(new MemoryStore(), 'shared');
+    const a = reg.join({ ...req('edge-1'), joinToken: 'shared' });
+    const ch = { send: () => undefined, close: () => (closed = true) };
+    let closed = false;
+    reg.attach(a.agentId, ch);
+    for (const agentSecret of [undefined, '', 'f'.repeat(48)])
+      expect(() => reg.join({ ...req('edge-1', a.agentId), joinToken: 'shared', ...(agentSecret !== undefined ? { agentSecret } : {}) }))
+        .toThrow(/agent_secret: missing or wrong for agent_id "agent-\w+"; only the agent that first joined under an id may rejoin/);
+    // Under another name too: the id is what is protected, whatever name comes with it.
+    expect(() => reg.join({ ...req('impostor', a.agentId), joinToken: 'shared' })).toThrow(/E_AUTH|agent_secret/);
+    expect(reg.verify(a.agentId, a.sessionToken).id).toBe(a.agentId);
+    expect(reg.isOnline(a.agentId)).toBe(true);
+    expect(closed).toBe(false);
+  });
+
+  it('a proven rejoin keeps the id and the secret; the old session token stops working', () => {
+    const reg = new AgentRegistry(new MemoryStore());
+    const a = reg.join(req('edge-1'));
+    const b = reg.join({ ...req('edge-1', a.agentId), agentSecret: a.agentSecret });
+    expect(b.agentId).toBe(a.agentId);
+    expect(b.agentSecret).toBe(a.agentSecret);
+    expect(() => reg.verify(a.agentId, a.sessionToken)).toThrow(/session_token/);
+    expect(reg.verify(b.agentId, b.sessionToken).id).toBe(a.agentId);
+  });
+
+  it('the secret outlives a coordinator restart (kept as a hash in the agent record) and is never listed', async () => {
+    const store = new MemoryStore();
+    const reg = new AgentRegistry(store);
+    const a = reg.join(req('edge-1'));
+    await new Promise((r) => setTimeout(r, 10)); // join persists in the background
+    expect(JSON.stringify(reg.list())).not.toMatch(/secret/i);
+    const restarted = new AgentRegistry(store);
+    restarted.restore(await store.listAgents());
+    expect(() => restarted.join(req('edge-1', a.agentId))).toThrow(/agent_secret/);
+    expect(restarted.join({ ...req('edge-1', a.agentId), agentSecret: a.agentSecret }).agentId).toBe(a.agentId);
+  });
+
+  it('a restarted agent process (no id, no secret) gets its offline record back by name, with a new secret', () => {
+    const reg = new AgentRegistry(new MemoryStore());
+    const a = reg.join(req('edge-1'));
+    const ch = channel();
+    reg.attach(a.agentId, ch);
+    reg.detach(a.agentId, ch, 'process exited');
+    const again = reg.join(req('edge-1'));
+    expect(again.agentId).toBe(a.agentId);
+    expect(again.agentSecret).not.toBe(a.agentSecret);
+    expect(() => reg.join({ ...req('edge-1', a.agentId), agentSecret: a.agentSecret })).toThrow(/agent_secret/);
   });
 });

@@ -1,6 +1,6 @@
 /** Tracks agents and their task channels without knowing the transport: a transport hands in an AgentChannel. */
 import { EventEmitter } from 'node:events';
-import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { FedgeError, ValidationError, dataProfileSchema, formatZodError, type DataProfile, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
 import type { AgentRecord, Store } from '../store/store.js';
 import { moduleLogger } from '../log.js';
@@ -84,7 +84,7 @@ export class AgentRegistry extends EventEmitter<{
    * `identity`: the fingerprint of the enrolled key the join was signed with (identities.ts checked it); without it the
    * shared join token is required.
    */
-  join(req: JoinRequestMsg, identity?: string): { agentId: string; sessionToken: string } {
+  join(req: JoinRequestMsg, identity?: string): { agentId: string; sessionToken: string; agentSecret: string } {
     if (identity === undefined && this.joinToken !== undefined && !safeEqual(Buffer.from(req.joinToken), Buffer.from(this.joinToken)))
       throw new AuthError('join_token: missing or wrong; start the agent with the coordinator\'s --join-token');
     const profile = parseProfile(req.dataProfileJson);
@@ -95,6 +95,11 @@ export class AgentRegistry extends EventEmitter<{
     // (identities.ts has checked that `identity` is the name's current key, so a re-enrolled device keeps its record.)
     if (existing?.record.identity !== undefined && (identity === undefined || existing.record.name !== req.name))
       throw new AuthError(`agent_id: "${req.agentId}" belongs to an enrolled device; it joins with its own key`);
+    // Whoever rejoins under an id proves it is the agent that first joined under it; otherwise a holder of the shared
+    // token could take over a live agent's session (and its next download would be refused).
+    if (existing && existing.record.identity === undefined && existing.record.secretSha256 !== undefined && !safeEqual(Buffer.from(sha256Hex(req.agentSecret ?? '')), Buffer.from(existing.record.secretSha256)))
+      throw new AuthError(`agent_secret: missing or wrong for agent_id "${req.agentId}"; only the agent that first joined under an id may rejoin with it (a restarted agent joins without an id)`);
+    const kept = existing && existing.record.secretSha256 !== undefined ? req.agentSecret : undefined;
     // Names identify agents across coordinator restarts (a resumed round re-invites by name, spooled updates are
     // filed and folded by name), so two live agents must not share one.
     const clash = [...this.agents.values()].find((a) => a.record.name === req.name && a !== existing);
@@ -106,6 +111,8 @@ export class AgentRegistry extends EventEmitter<{
       throw new AuthError(`name: "${req.name}" belongs to an enrolled device; it joins with its own key`);
     const id = existing ? existing.record.id : `agent-${randomUUID().slice(0, 8)}`;
     const token = randomBytes(24);
+    // Kept on a proven rejoin; new for a new agent, a name takeover (the old holder is offline) or a legacy record.
+    const agentSecret = kept || randomBytes(24).toString('hex');
     const record: AgentRecord = {
       id,
       name: req.name,
@@ -120,11 +127,12 @@ export class AgentRegistry extends EventEmitter<{
       tasksFailed: existing?.record.tasksFailed ?? 0,
       ...(profile ? { data: { format: profile.format, n: profile.n, columns: profile.columns.length, fingerprint: profile.fingerprint } } : {}),
       ...(identity !== undefined ? { identity } : {}),
+      secretSha256: sha256Hex(agentSecret),
     };
     this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }), ...(profile ? { profile } : {}) });
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
     void this.persist(id);
-    return { agentId: id, sessionToken: token.toString('hex') };
+    return { agentId: id, sessionToken: token.toString('hex'), agentSecret };
   }
 
   /**
@@ -301,7 +309,7 @@ export class AgentRegistry extends EventEmitter<{
   }
 
   list(): AgentRecord[] {
-    return [...this.agents.values()].map((a) => ({ ...a.record }));
+    return [...this.agents.values()].map(({ record: { secretSha256: _secret, ...r } }) => ({ ...r }));
   }
 
   closeAll(reason: string): void {
@@ -313,6 +321,8 @@ export class AgentRegistry extends EventEmitter<{
     if (a) await this.store.saveAgent(a.record).catch((err: unknown) => log.error({ err }, 'saving agent failed'));
   }
 }
+
+const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
 
 function safeEqual(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);

@@ -113,9 +113,11 @@ describe('IdentityGate', () => {
     const a = await gate.join(joinReq('a'), 's1');
     await gate.join(joinReq('b'), 's1');
     await expect(gate.join(joinReq('c'), 's1')).rejects.toMatchObject({ code: 'E_REGISTRY_FULL' });
-    await gate.join(joinReq('a', a.agentId), 's1'); // a known agent reconnecting
-    await expect(gate.join(joinReq('a', a.agentId), 's1')).rejects.toMatchObject({ code: 'E_RATE_LIMITED' });
-    await gate.join(joinReq('a', a.agentId), 's2'); // another source has its own bucket
+    // A known agent reconnecting (with the agent_secret of its first join, which a rejoin by id needs).
+    const again = { ...joinReq('a', a.agentId), agentSecret: a.agentSecret };
+    await gate.join(again, 's1');
+    await expect(gate.join(again, 's1')).rejects.toMatchObject({ code: 'E_RATE_LIMITED' });
+    await gate.join(again, 's2'); // another source has its own bucket
   });
 });
 

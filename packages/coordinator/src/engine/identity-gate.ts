@@ -33,7 +33,7 @@ export class IdentityGate {
    * Admits a join: a signed one through the identity registry, otherwise with the shared token (refused for a name
    * that belongs to an enrolled device). `source` is the peer's address (gRPC) or the transport (MQTT).
    */
-  async join(req: JoinRequestMsg & JoinCredentials, source: string): Promise<{ agentId: string; sessionToken: string }> {
+  async join(req: JoinRequestMsg & JoinCredentials, source: string): Promise<ReturnType<AgentRegistry['join']>> {
     this.bySource.take(source);
     if (IdentityRegistry.isIdentityJoin(req)) {
       this.byIdentity.take(req.name);

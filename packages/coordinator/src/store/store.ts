@@ -164,6 +164,11 @@ export interface AgentRecord {
   data?: { format: string; n: number; columns: number; fingerprint: string };
   /** Fingerprint of the enrolled key it joined with (IdentityRecord); absent: it joined with the shared token. */
   identity?: string;
+  /**
+   * sha256 (hex) of the agent_secret its first join returned: a rejoin with this agent's id must present the secret,
+   * so a holder of the shared join token cannot take over a live agent's id (and session). Never listed.
+   */
+  secretSha256?: string;
 }
 
 /** An enrolled device (`fedge agent enroll`): its name is its identity; its key proves it at every join and upload. */
