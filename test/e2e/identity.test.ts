@@ -143,14 +143,15 @@ describe('per-device identity', () => {
   it('caps the shared token\'s registrations and rate-limits joins per source', async () => {
     const coord = await startCoordinator(['--max-token-agents', '2', '--join-burst', '5', '--join-rate', '0.01']);
     const conn = new GrpcConnection(coord.address);
-    const j = (name: string, agentId = ''): Promise<{ agentId: string }> => conn.join({ name, agentId, joinToken: '', backend: 'x', agentVersion: 'x', numExamples: 1, labels: {} });
+    const j = (name: string, agentId = '', agentSecret = ''): Promise<{ agentId: string; agentSecret?: string }> => conn.join({ name, agentId, agentSecret, joinToken: '', backend: 'x', agentVersion: 'x', numExamples: 1, labels: {} });
     const first = await j('t1');
+    const again = (): Promise<unknown> => j('t1', first.agentId, first.agentSecret);
     await j('t2');
     const full = await j('t3').catch((e: { grpcCode?: number; message: string }) => e);
     expect(full).toMatchObject({ grpcCode: RESOURCE_EXHAUSTED, message: expect.stringMatching(/registered 2 agents, its cap/) });
-    await j('t1', first.agentId); // a known agent reconnecting is not a new registration
-    await j('t1', first.agentId);
-    const limited = await j('t1', first.agentId).catch((e: { grpcCode?: number; message: string }) => e);
+    await again(); // a known agent reconnecting is not a new registration
+    await again();
+    const limited = await again().catch((e: { grpcCode?: number; message: string }) => e);
     expect(limited).toMatchObject({ grpcCode: RESOURCE_EXHAUSTED, message: expect.stringMatching(/retry in \d+ ms/) });
     // Challenges draw on the same bucket: no way around the limit through them.
     expect(await grpcCode(conn.challenge('t9'))).toBe(RESOURCE_EXHAUSTED);
@@ -189,4 +190,23 @@ describe('per-device identity over MQTT', () => {
     expect(list.agents.find((a) => a.name === 'mq-1')?.status).toBe('offline');
     expect(list.agents.find((a) => a.name === 'mq-2')?.status).toBe('online');
   }, 120_000);
+
+  it('refuses MQTT joins over the token cap or the rate limit with an error reply naming the reason', async () => {
+    const coord = await startCoordinator(['--mqtt-listen', '127.0.0.1:0', '--max-token-agents', '1', '--join-burst', '3', '--join-rate', '0.01']);
+    const { MqttConnection } = await import('@fedge/edge-agent');
+    const conns: InstanceType<typeof MqttConnection>[] = [];
+    const join = (name: string, agentId = '', agentSecret = ''): Promise<{ agentId: string; agentSecret?: string }> => {
+      const c = new MqttConnection(coord.mqttUrl!);
+      conns.push(c);
+      return c.join({ name, agentId, agentSecret, joinToken: '', backend: 'x', agentVersion: 'x', numExamples: 1, labels: {} });
+    };
+    try {
+      const first = await join('mq-cap-1');
+      await expect(join('mq-cap-2')).rejects.toMatchObject({ code: 'E_REGISTRY_FULL', message: expect.stringMatching(/registered 1 agents, its cap/) });
+      await join('mq-cap-1', first.agentId, first.agentSecret); // the known agent, reconnecting: third token of the burst
+      await expect(join('mq-cap-1', first.agentId, first.agentSecret)).rejects.toMatchObject({ code: 'E_RATE_LIMITED', message: expect.stringMatching(/retry in \d+ ms/) });
+    } finally {
+      for (const c of conns) c.close();
+    }
+  }, 60_000);
 });

@@ -29,9 +29,9 @@ import {
 } from '@fedge/proto';
 import { checkModelHeader, type CoordinatorConnection, type FetchedModel, type TaskStream } from '../connection.js';
 import { ModelReceivers, type ModelReceiver } from '../model-receiver.js';
-import { logger } from '../../log.js';
+import { moduleLogger } from '../../log.js';
 
-const log = logger.child({ module: 'mqtt-connection' });
+const log = moduleLogger('mqtt-connection');
 
 /** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 /** A reply (join, tasks) or the next download chunk not arriving within this long means the coordinator is gone. */
@@ -42,7 +42,7 @@ const IDLE_TIMEOUT_MS = 60_000;
 
 const connError = (message: string): FedgeError => new FedgeError('E_CONNECTION', message);
 
-const joinReplySchema = z.object({ agentId: z.string().min(1), sessionToken: z.string().min(1), coordinatorVersion: z.string(), modelSigningKey: z.string().max(4096).default('') });
+const joinReplySchema = z.object({ agentId: z.string().min(1), sessionToken: z.string().min(1), coordinatorVersion: z.string(), modelSigningKey: z.string().max(4096).default(''), agentSecret: z.string().max(256).default('') });
 const challengeReplySchema = z.object({ nonce: z.string().min(1).max(64), expiresUnixMs: z.number() });
 /** Signatures are bytes here; a string would already be base64. */
 const asBytes = (s: Uint8Array | string | undefined): Uint8Array | undefined => (typeof s === 'string' ? Buffer.from(s, 'base64') : s);
