@@ -48,6 +48,8 @@ export interface MqttBridgeOptions {
   password?: string;
   /** A stream into a broker in this process (the embedded one) instead of a socket to `url`. */
   stream?: () => Duplex;
+  /** The address an agent client connected from (the embedded broker knows it): the key of the join rate limit. */
+  sourceOf?: (clientId: string) => string | undefined;
 }
 
 export interface MqttBridgeHandle {
@@ -91,6 +93,7 @@ const errorEnvelope = (id: string, err: unknown): MqttEnvelope => ({
 
 export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOptions): Promise<MqttBridgeHandle> {
   const peers = new Map<string, Peer>();
+  const sourceOf = (clientId: string): string => opts.sourceOf?.(clientId) ?? 'mqtt';
   /**
    * Clients already gone. The embedded broker reports a disconnect at once, possibly before that client's last
    * messages reach this subscriber: one of them must not re-create the peer (a task channel to nobody would hold its
@@ -158,8 +161,8 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     peer.joined = joined;
     try {
       const req = parseOrThrow(joinRequestSchema, env.msg, 'join');
-      // The bridge does not see agents' addresses: MQTT joins share one source bucket (identities have their own).
-      const r = await coord.join(req, 'mqtt');
+      // An external broker does not tell the bridge agents' addresses: its MQTT joins share one source bucket.
+      const r = await coord.join(req, sourceOf(peer.clientId));
       peer.agentId = r.agentId;
       joined.reply = { t: 'reply', id, msg: { ...r, coordinatorVersion: COORDINATOR_VERSION } };
     } catch (err) {
@@ -324,7 +327,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       case 'challenge':
         try {
           const req = parseOrThrow(challengeRequestSchema, env.msg, 'challenge');
-          return reply(peer, { t: 'reply', id, msg: coord.gate.challenge(req.name, 'mqtt') });
+          return reply(peer, { t: 'reply', id, msg: coord.gate.challenge(req.name, sourceOf(peer.clientId)) });
         } catch (err) {
           return reply(peer, errorEnvelope(id, err));
         }

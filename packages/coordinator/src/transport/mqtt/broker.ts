@@ -34,6 +34,8 @@ export interface EmbeddedBroker {
    * encode and one parse less per chunk than going through the listening socket.
    */
   connectInProcess(): Duplex;
+  /** The remote address an agent client connected from (the key of the join rate limit); undefined once it left. */
+  remoteAddress(clientId: string): string | undefined;
   /** Called when an agent client disconnects, however it went (its will covers the same for external brokers). */
   onClientGone(fn: (clientId: string) => void): void;
   close(): Promise<void>;
@@ -50,6 +52,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const secret = randomBytes(24).toString('hex');
   const coordinators = new Set<string>();
   const goneListeners: ((clientId: string) => void)[] = [];
+  const addresses = new Map<string, string>();
   const broker = await Aedes.createBroker({
     authenticate: (client, username, password, done) => {
       if (username === MQTT_COORDINATOR_USERNAME) {
@@ -65,6 +68,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         return done(authError('identifier rejected', 2), false);
       }
       // The token is compared, never logged.
+      const remote = (client.conn as { remoteAddress?: string } | undefined)?.remoteAddress;
+      if (remote) addresses.set(client.id, remote);
       if (opts.joinToken !== undefined && !sameSecret(password, opts.joinToken)) {
         if (password && opts.admit?.(client.id, password.toString('utf8'))) return done(null, true);
         log.warn({ clientId: client.id }, 'MQTT client refused: missing or wrong join token');
@@ -85,6 +90,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   });
   broker.on('clientDisconnect', (client) => {
+    addresses.delete(client.id);
     if (coordinators.delete(client.id)) return;
     for (const fn of goneListeners) fn(client.id);
   });
@@ -112,6 +118,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     localUrl: `mqtt://${local}:${port}`,
     coordinatorCredentials: { username: MQTT_COORDINATOR_USERNAME, password: secret },
     onClientGone: (fn) => void goneListeners.push(fn),
+    remoteAddress: (clientId) => addresses.get(clientId),
     connectInProcess: () => {
       const [ours, theirs] = duplexPair();
       broker.handle(theirs);

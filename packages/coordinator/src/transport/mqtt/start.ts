@@ -58,7 +58,7 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
   }
   let bridge: MqttBridgeHandle;
   try {
-    bridge = await startMqttBridge(coord, { url: broker.localUrl, ...broker.coordinatorCredentials, stream: () => broker.connectInProcess() });
+    bridge = await startMqttBridge(coord, { url: broker.localUrl, ...broker.coordinatorCredentials, stream: () => broker.connectInProcess(), sourceOf: (clientId) => broker.remoteAddress(clientId) });
   } catch (err) {
     await broker.close();
     throw err;
