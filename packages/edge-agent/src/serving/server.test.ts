@@ -78,6 +78,10 @@ describe('InferenceServer (KServe v2 over real HTTP)', () => {
     const r2 = await post('/v2/models/mnist/versions/1/infer', { inputs: [{ name: 'input', shape: [2, 784], datatype: 'FP32', data: nested }], outputs: [{ name: 'output' }] });
     expect(r2.status).toBe(200);
     expect((r2.json['outputs'] as { data: number[] }[])[0]!.data.slice(0, 10)).toEqual(out.data.slice(0, 10));
+    // An empty outputs list asks for every output, like no list (it was a 500: 'fetches' cannot be an empty array).
+    const r3 = await post('/v2/models/mnist/infer', { ...inferBody(5), outputs: [] });
+    expect(r3.status, JSON.stringify(r3.json)).toBe(200);
+    expect(r3.json['outputs']).toEqual(json['outputs']);
   });
 
   it('answers every bad request with a 4xx and a message, and keeps serving', async () => {

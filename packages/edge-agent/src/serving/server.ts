@@ -262,7 +262,9 @@ export class InferenceServer {
       }
       const extra = r.inputs.find((i) => !m.inputs.some((s) => s.name === i.name));
       if (extra) throw new HttpError(400, `unknown input "${extra.name}" (model inputs: ${names})`);
-      const wanted = r.outputs?.map((o) => o.name) ?? m.outputs.map((o) => o.name);
+      // KServe v2: without `outputs` every output is returned; an empty list asks for no subset either (onnxruntime
+      // refuses an empty fetch list with a 500). A name asked twice is computed and returned once.
+      const wanted = r.outputs?.length ? [...new Set(r.outputs.map((o) => o.name))] : m.outputs.map((o) => o.name);
       const unknown = wanted.find((n) => !m.outputs.some((o) => o.name === n));
       if (unknown) throw new HttpError(400, `unknown output "${unknown}" (model outputs: ${m.outputs.map((o) => o.name).join(', ')})`);
       const result = await m.session.run(feeds, wanted);
