@@ -171,6 +171,7 @@ function checkStrategyCombination(c: {
   privacy?: { mode?: string } | undefined;
   compression: { codec: string };
   task?: { optimizer?: { name: string } | undefined } | undefined;
+  sync?: { lateResults: string };
 }): void {
   const name = c.strategy.name;
   const refuse = (what: string, allowed: readonly StrategyName[]): never => {
@@ -188,6 +189,10 @@ function checkStrategyCombination(c: {
   const opt = c.task?.optimizer?.name;
   if (name === 'scaffold' && opt !== undefined && opt !== 'sgd')
     throw new ValidationError(`invalid run config: strategy.name scaffold cannot run with task.optimizer.name ${opt}; SCAFFOLD corrects plain SGD steps, so use "optimizer": { "name": "sgd" }`);
+  // A late update was trained from an older x and c, and its staleness discount would weight the mean of Δc_i: c would
+  // drift from the mean of the agents' variates.
+  if (name === 'scaffold' && c.sync?.lateResults === 'next-round')
+    throw new ValidationError('invalid run config: strategy.name scaffold cannot run with sync.lateResults next-round; use sync.lateResults discard (the default)');
 }
 
 export const runConfigSchema = z.strictObject({

@@ -192,6 +192,7 @@ describe('scaffold in the run config', () => {
     [{ strategy: { name: 'scaffold' }, privacy: { mode: 'local', clipNorm: 1, noiseMultiplier: 1 } }, /scaffold cannot run with privacy mode local/],
     [{ strategy: { name: 'scaffold' }, compression: { codec: 'int8' } }, /scaffold cannot run with compression.codec int8/],
     [{ strategy: { name: 'scaffold', normBound: 5 } }, /strategy.normBound: applies to .*, not scaffold/],
+    [{ strategy: { name: 'scaffold' }, sync: { lateResults: 'next-round' } }, /scaffold cannot run with sync.lateResults next-round/],
     [{ strategy: { name: 'scaffold' }, task: { type: 'classification', target: 'label', optimizer: { name: 'adam' } } }, /scaffold cannot run with task.optimizer.name adam/],
   ])('refuses %j naming both', (input, msg) => {
     expect(() => parseRunConfig(input)).toThrow(msg);
