@@ -15,6 +15,10 @@ export interface BackendInfo {
 const PREFERENCES: readonly BackendPreference[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
 const require = createRequire(import.meta.url);
 
+// libtensorflow's start-up notices (CPU features, oneDNN) would go to every agent's stderr. Set at import, on the
+// main thread: libtensorflow reads the process environment, which a worker thread's process.env does not write to.
+process.env['TF_CPP_MIN_LOG_LEVEL'] ??= '2';
+
 let current: { pref: BackendPreference; info: BackendInfo } | undefined;
 let pending: Promise<BackendInfo> | undefined;
 
@@ -55,6 +59,11 @@ function kind(info: BackendInfo): BackendPreference {
   return info.name === 'tensorflow-gpu' ? 'tensorflow' : info.name;
 }
 
+/** How to get the native backend, in every message that says it is missing or broken. */
+export const NATIVE_INSTALL_HINT =
+  'install it with `bash scripts/install-native-backend.sh` in the fedge checkout after `npm ci` ' +
+  '(FEDGE_LIBTENSORFLOW_DIR=DIR for an offline libtensorflow; README "Installing the native backend")';
+
 async function select(want: BackendPreference): Promise<BackendInfo> {
   const failures: string[] = [];
   if (want === 'auto' || want === 'tensorflow') {
@@ -63,11 +72,11 @@ async function select(want: BackendPreference): Promise<BackendInfo> {
       if (info) return info;
     }
     if (want === 'tensorflow')
-      throw new FedgeError('E_BACKEND', `native TensorFlow backend unavailable (${failures.join('; ')}); install @tensorflow/tfjs-node`);
+      throw new FedgeError('E_BACKEND', `the native TensorFlow backend was asked for (--backend/FEDGE_BACKEND tensorflow) but cannot load: ${failures.join('; ')}; ${NATIVE_INSTALL_HINT}`);
   }
   if (want === 'auto' || want === 'wasm') {
     try {
-      return await initWasm(want === 'auto');
+      return await initWasm(want === 'auto', failures);
     } catch (err) {
       if (want === 'wasm') throw new FedgeError('E_BACKEND', `wasm backend failed to initialise: ${msg(err)}`, { cause: err });
       failures.push(`wasm: ${msg(err)}`);
@@ -75,22 +84,37 @@ async function select(want: BackendPreference): Promise<BackendInfo> {
   }
   if (!(await tf.setBackend('cpu'))) throw new FedgeError('E_BACKEND', 'cpu backend failed to initialise');
   const why = failures.length ? ` (${failures.join('; ')})` : '';
-  return { name: 'cpu', simd: false, note: `pure-JS cpu: very slow for the CNN${why}; install @tensorflow/tfjs-node for native speed` };
+  return { name: 'cpu', simd: false, note: `pure-JS cpu: very slow for the CNN${why}; for native speed ${NATIVE_INSTALL_HINT}` };
 }
 
+/**
+ * Loads a tfjs-node package and proves it computes. Any failure (package absent, addon not built, libtensorflow
+ * missing or incompatible, a kernel that throws) is recorded and the caller falls back; nothing is half-selected.
+ */
 async function tryNative(pkg: string, name: 'tensorflow' | 'tensorflow-gpu', failures: string[]): Promise<BackendInfo | undefined> {
   try {
-    // Optional dependency: absent on machines that could not fetch libtensorflow, so import by variable name.
+    require.resolve(`${pkg}/package.json`);
+  } catch {
+    // Not installed. The GPU package is optional on top of the CPU one: its absence is not worth a word.
+    if (name === 'tensorflow') failures.push(`${pkg} is not installed`);
+    return undefined;
+  }
+  try {
+    // Optional dependency: absent where it was not installed, so import by variable name.
     await import(pkg);
     if (!(await tf.setBackend('tensorflow'))) throw new Error('setBackend("tensorflow") returned false');
+    // A loaded addon whose libtensorflow lacks or breaks a symbol fails here, not in the first training step.
+    const sum = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4])).dataSync());
+    if (sum[0] !== 4 || sum[1] !== 6) throw new Error(`smoke test computed [${Array.from(sum).join(', ')}] for [1,2]+[3,4]`);
     return { name, simd: true, note: `native libtensorflow via ${pkg}` };
   } catch (err) {
-    failures.push(`${pkg}: ${msg(err).split('\n')[0]}`);
+    // tfjs-node's own message for a missing addon is a paragraph telling you to rebuild it; its first line says what.
+    failures.push(`${pkg} is installed but does not load (${msg(err).split('\n')[0]})`);
     return undefined;
   }
 }
 
-async function initWasm(auto: boolean): Promise<BackendInfo> {
+async function initWasm(auto: boolean, failures: readonly string[]): Promise<BackendInfo> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   // The .wasm binaries ship next to the package's node entry point (dist/); point emscripten there explicitly.
   wasm.setWasmPaths(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')) + '/');
@@ -98,7 +122,8 @@ async function initWasm(auto: boolean): Promise<BackendInfo> {
   if (!(await tf.setBackend('wasm'))) throw new Error('setBackend("wasm") returned false');
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT') as boolean;
   const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT') as boolean;
-  const hint = auto ? '; install @tensorflow/tfjs-node for native speed' : '';
+  // In auto mode, say why native was passed over: "not installed" and "installed but broken" need different fixes.
+  const hint = auto ? `; native backend not used (${failures.join('; ')}); for native speed ${NATIVE_INSTALL_HINT}` : '';
   return {
     name: 'wasm',
     simd,

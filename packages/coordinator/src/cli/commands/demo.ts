@@ -240,6 +240,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           stragglers: Math.round(opts.stragglers * opts.agents),
           ...(attack ? { attackers: nAttackers, attack } : {}),
           modelPath: final.modelPath ?? null,
+          // The backend the agents trained on (FEDGE_BACKEND, inherited by the agents, forces one); several, comma-joined.
+          backend: [...new Set(coord.listAgents().map((a) => a.backend))].sort().join(','),
           agentBackends: [...new Set(coord.listAgents().map((a) => a.backend))],
           metrics: runSummary(final).metrics,
         };
