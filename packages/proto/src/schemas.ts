@@ -75,13 +75,20 @@ export const modelHeaderSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits'),
 });
 
-/** Formats the first zod issue as "path.to.field: message" for errors sent back to a peer or printed. */
+/** A path element (a record key is the peer's own text) or message clipped to `max` characters. */
+const clip = (s: string, max: number): string => (s.length > max ? `${s.slice(0, max)}...(${s.length} chars)` : s);
+
+/**
+ * Formats the first zod issues as "path.to.field: message" for errors sent back to a peer or printed. Record keys in
+ * a path are the peer's text: clipped, so an error stays short enough for an MQTT error frame (4096 characters) and
+ * a gRPC status header whatever a peer sent (a 70,000-character label key made an error frame no agent could read).
+ */
 export function formatZodError(err: z.ZodError, root = ''): string {
   return err.issues
     .slice(0, 3)
     .map((i) => {
-      const p = [root, ...i.path.map(String)].filter(Boolean).join('.');
-      return p ? `${p}: ${i.message}` : i.message;
+      const p = [root, ...i.path.map((k) => clip(String(k), 64))].filter(Boolean).join('.');
+      return clip(p ? `${p}: ${i.message}` : i.message, 1000);
     })
     .join('; ');
 }
