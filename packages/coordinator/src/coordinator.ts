@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
-import { NotFoundError, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, RejectedUpdateError } from '@fedge/proto';
+import { NotFoundError, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, RejectedUpdateError, type StorageError } from '@fedge/proto';
 import { parseRunConfig, type RunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -54,6 +54,8 @@ export class Coordinator {
   private readonly engines = new Map<string, RunEngine>();
   /** Runs in their statistics step (no engine yet). */
   private readonly preparing: PreparingRuns;
+  /** The first failed write of the data directory: from then on new work is refused with it (E_STORAGE). */
+  private storageFailure: StorageError | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.store = opts.store ?? new MemoryStore();
@@ -70,6 +72,7 @@ export class Coordinator {
 
   /** Validates the config, builds the initial model (version 0) and starts the run in the background. */
   async startRun(configInput: unknown): Promise<RunView> {
+    this.refuseIfStorageFailed();
     const config = parseRunConfig(configInput);
     // The built-in MLP is sized from the data, so it is made by the statistics step; other models load now (fail fast).
     const blob = await initialModel(config);
@@ -119,18 +122,18 @@ export class Coordinator {
       ...(this.opts.resumeOnRestart ? { spool: new DiskSpool(path.resolve(this.opts.dataDir, 'updates')) } : {}),
       // Otherwise a robust strategy's round keeps its updates here until the round is folded.
       scratchDir: path.resolve(this.opts.dataDir, 'tmp'),
+      onStorageFault: (f) => this.onStorageFault(f),
     });
     this.engines.set(run.id, engine);
-    void engine.execute();
+    // execute() never rejects (failures end up in the run record); a bug that made it would be logged, not fatal.
+    engine.execute().catch((err: unknown) => log.error({ runId: run.id, err }, 'run engine failed'));
     return engine;
   }
 
   /**
    * Resumes the runs a previous coordinator process left active (status pending, waiting or running): each starts
-   * again at the round after its last completed one, from the stored model of its latest version. A sync round that
-   * was in progress when the process died continues: the updates it had accepted (spooled before their
-   * acknowledgement) are kept and their agents are not asked again; the others get the same tasks again (same seeds).
-   * An async run folds its saved buffer back in.
+   * again at the round after its last completed one, from the stored model of its latest version. A round that was
+   * in progress when the process died is restarted from its beginning (updates it had accepted are not kept).
    */
   async resumeRuns(): Promise<RunView[]> {
     const resumed: RunView[] = [];
@@ -170,7 +173,7 @@ export class Coordinator {
       ctx.setMessage(`resumed after a coordinator restart at round ${run.round + 1} from version ${run.modelVersion}`);
       await ctx.persist();
       const engine = await this.launch(ctx, blob);
-      log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; a round in progress keeps the updates it had accepted and sends its task again only to agents it had none from`);
+      log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; an interrupted round restarts from its beginning`);
       resumed.push(this.view(engine));
     }
     return resumed;
@@ -407,10 +410,34 @@ export class Coordinator {
   }
 
   async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
+    this.refuseIfStorageFailed();
     const agent = this.registry.verify(h.agentId, h.sessionToken);
     const e = this.engines.get(h.runId);
     if (!e) throw new RejectedUpdateError('unknown_run', `run_id: run "${h.runId}" is not active`);
     return this.gate.guardUpload(h, agent.name, await e.beginUpload(h));
+  }
+
+  /** The error new work is refused with once the data directory could not be written (undefined while it can). */
+  get storageError(): StorageError | undefined {
+    return this.storageFailure;
+  }
+
+  private refuseIfStorageFailed(): void {
+    if (this.storageFailure) throw this.storageFailure;
+  }
+
+  /**
+   * A write of the data directory failed: every run is suspended (left resumable in the store, which holds its last
+   * saved round) and new runs and uploads are refused, until an operator frees space and restarts the coordinator.
+   */
+  private onStorageFault(fault: StorageError): void {
+    if (this.storageFailure) return;
+    this.storageFailure = fault;
+    log.error(
+      { code: fault.code, path: fault.path, freeBytes: fault.freeBytes, runs: [...this.engines.keys()] },
+      `${fault.code}: ${fault.message} New runs and uploads are refused; active runs are suspended and resume on restart.`,
+    );
+    for (const e of this.engines.values()) e.suspend(fault);
   }
 
   async close(): Promise<void> {
@@ -428,7 +455,13 @@ export class Coordinator {
       if (!run || run.status !== 'stopped') continue;
       const stored = new RunContext(run, this.store);
       stored.markResumable(`interrupted by a coordinator shutdown after round ${run.round}; resumes when the coordinator restarts`);
-      await stored.persist();
+      try {
+        await stored.persist();
+      } catch (err) {
+        // Its stored record says stopped: it will not resume by itself (fedge run list shows it).
+        log.error({ runId: run.id, err }, 'could not leave the run to resume on restart');
+        continue;
+      }
       log.info({ runId: run.id, round: run.round }, 'run left to resume on restart');
     }
   }

@@ -58,3 +58,19 @@ export class LimitError extends FedgeError {
     this.name = 'LimitError';
   }
 }
+
+/**
+ * The coordinator's data directory cannot be written (out of space, read-only, I/O error). Nothing stored is lost:
+ * new work is refused and active runs stay resumable until the coordinator restarts with a writable directory.
+ */
+export class StorageError extends FedgeError {
+  /** The file or directory whose write failed, and the bytes free on its file system when that was known. */
+  readonly path: string;
+  readonly freeBytes: number | undefined;
+  constructor(path: string, freeBytes: number | undefined, message: string, options?: { cause?: unknown }) {
+    super('E_STORAGE', message, options);
+    this.name = 'StorageError';
+    this.path = path;
+    this.freeBytes = freeBytes;
+  }
+}

@@ -53,5 +53,7 @@ try {
   if (err instanceof CommanderError) process.exit(err.exitCode);
   const msg = err instanceof FedgeError ? `error (${err.code}): ${err.message}` : `error: ${(err as Error).stack ?? String(err)}`;
   process.stderr.write(`${msg}\n`);
-  process.exit(err instanceof FedgeError && err.code === 'E_UNAVAILABLE' ? 3 : 1);
+  // 3: the coordinator is unreachable; 4: the data directory cannot be written (E_STORAGE: full, read-only, I/O error).
+  const exitCodes: Record<string, number> = { E_UNAVAILABLE: 3, E_STORAGE: 4 };
+  process.exit(err instanceof FedgeError ? exitCodes[err.code] ?? 1 : 1);
 }

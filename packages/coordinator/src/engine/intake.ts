@@ -120,9 +120,14 @@ export async function admitUpdate(
   const bytes = new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
   const spool = core.deps.spool;
   if (spool && core.run.openRound?.round === round.round) {
-    const file = spool.write(core.run.id, round.round, fileKey, bytes);
-    core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
-    await core.ctx.persist();
+    try {
+      const file = spool.write(core.run.id, round.round, fileKey, bytes);
+      core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
+      await core.ctx.persist();
+    } catch (err) {
+      // Not the agent's fault: a full or read-only data directory suspends the run (resumable) instead.
+      throw core.storageFault(err) ?? err;
+    }
     return out(true);
   }
   if (core.keepsUpdates && round.kind === 'train') {

@@ -1,5 +1,5 @@
 /** What both round drivers share: the run's versions, records, metrics, stop rules and live view (one instance per run). */
-import { createRng, totalParams, type ModelBlob, type SignedModelRef, type TensorSpec } from '@fedge/proto';
+import { createRng, totalParams, type ModelBlob, type SignedModelRef, type StorageError, type TensorSpec } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 import { stopRule } from '../config/task-config.js';
 import { moduleLogger, type Logger } from '../log.js';
@@ -17,6 +17,7 @@ import { TaskFactory } from './tasks.js';
 import { DiskSpool, type UpdateSpool } from './update-spool.js';
 import { openSpoolSource, type SpooledUpdate, type SpoolSource } from './spool-source.js';
 import { rmSync } from 'node:fs';
+import { storageError } from '../store/storage-error.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -43,6 +44,11 @@ export interface RunEngineDeps {
   scratchDir?: string;
   /** Agents this run may invite (those whose data fits the run's schema); default every agent. */
   eligible?: (a: AgentRecord) => boolean;
+  /**
+   * A write of the data directory failed (no space, read-only, I/O error): the coordinator stops taking work and
+   * suspends its runs (this one included), which stay resumable.
+   */
+  onStorageFault?: (err: StorageError) => void;
 }
 
 export interface LiveView {
@@ -395,5 +401,15 @@ export class RunCore {
   async persist(): Promise<void> {
     await this.ctx.persist();
     this.emitUpdate();
+  }
+
+  /**
+   * `err` as a StorageError when it is a failed write of the data directory (reported once to the coordinator,
+   * which suspends the runs); undefined for anything else.
+   */
+  storageFault(err: unknown): StorageError | undefined {
+    const fault = storageError(err, this.deps.scratchDir ?? 'the data directory');
+    if (fault) this.deps.onStorageFault?.(fault);
+    return fault;
   }
 }

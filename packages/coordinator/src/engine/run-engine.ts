@@ -4,7 +4,7 @@
  * Aggregation streams; failures are recorded as data; the record is written only through the RunContext.
  */
 import { EventEmitter } from 'node:events';
-import type { ModelBlob, ResultHeaderMsg } from '@fedge/proto';
+import type { ModelBlob, ResultHeaderMsg, StorageError } from '@fedge/proto';
 import type { RunRecord } from '../store/store.js';
 import type { Strategy } from '../strategy/strategy.js';
 import { AsyncBuffer } from './async-buffer.js';
@@ -12,6 +12,7 @@ import type { GlobalModel } from './global-model.js';
 import { RunCore, type LiveView, type RunEngineDeps } from './run-core.js';
 import type { RunContext } from './run-context.js';
 import { SyncRounds } from './sync-rounds.js';
+import { isStorageFault } from '../store/storage-error.js';
 import type { UploadSink } from './upload.js';
 
 export type { LiveView, RunEngineDeps } from './run-core.js';
@@ -22,6 +23,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   private readonly rounds: SyncRounds;
   /** The async driver, when the run is async; training results and agents' tasks in flight go to it first. */
   private readonly buffer: AsyncBuffer | undefined;
+  /** Set when the data directory stopped taking writes: the run ends here but stays resumable (status running). */
+  private suspended: StorageError | undefined;
+  /** execute() has returned: nothing more happens in this process, whatever the status says. */
+  private ended = false;
 
   /** `ctx` is the run record's only writer; the engine reads the record through it and changes it by its transitions. */
   constructor(readonly ctx: RunContext, initial: ModelBlob, deps: RunEngineDeps) {
@@ -63,8 +68,18 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.core.wake();
   }
 
+  /**
+   * The data directory cannot be written: the run stops without recording an end (it could not be saved anyway),
+   * so the next coordinator process resumes it from its last saved round.
+   */
+  suspend(fault: StorageError): void {
+    if (this.suspended || this.isFinished()) return;
+    this.suspended = fault;
+    this.stop(`suspended: the data directory cannot be written (${fault.code}): ${fault.message}`);
+  }
+
   isFinished(): boolean {
-    return ['completed', 'failed', 'stopped'].includes(this.run.status);
+    return this.ended || ['completed', 'failed', 'stopped'].includes(this.run.status);
   }
 
   /** Runs every round; resolves when the run ends (never rejects: failures end up in the run record). */
@@ -80,7 +95,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       await (this.buffer ?? this.rounds).run();
       core.cancelOutstanding('run finished');
       if (!aborted()) await this.rounds.finalEvaluation();
-      if (aborted()) ctx.setStatus('stopped');
+      // A suspended run never reads as stopped, not even in a save racing its end: that would not resume.
+      if (aborted()) ctx.setStatus(this.suspended ? 'running' : 'stopped');
       else {
         const n = this.run.rounds.filter((x) => x.status === 'completed').length;
         const unit = core.traits.unit;
@@ -93,7 +109,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         ctx.setStatus('completed', message);
       }
     } catch (err) {
-      if (aborted()) ctx.setStatus('stopped');
+      // A full or read-only data directory is not the run's failure: it is suspended (below), not stored as failed.
+      const fault = core.storageFault(err);
+      if (fault) this.suspend(fault);
+      else if (aborted()) ctx.setStatus('stopped');
       else {
         ctx.setStatus('failed', err instanceof Error ? err.message : String(err));
         core.log.error({ err }, 'run failed');
@@ -102,15 +121,33 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       core.cancelOutstanding('run ended');
       core.agg.dispose();
     }
-    let modelPath: string | undefined;
-    try {
-      if (core.deps.saveFinalModel) modelPath = await core.deps.saveFinalModel(this.run, core.globalModel.blob);
-    } catch (err) {
-      core.log.error({ err }, 'saving the final model failed');
-    }
-    ctx.finish(modelPath);
     core.live = { phase: 'done', round: this.run.round, participants: [] };
-    await core.persist();
+    if (this.suspended) {
+      // Still active as far as the store knows: the next coordinator on this data directory resumes it.
+      ctx.markResumable(`suspended at round ${this.run.round + 1} (${this.suspended.code}): ${this.suspended.message}`);
+      core.log.error({ code: this.suspended.code, path: this.suspended.path, freeBytes: this.suspended.freeBytes }, 'run suspended: the data directory cannot be written; it resumes when the coordinator restarts with space');
+    } else {
+      let modelPath: string | undefined;
+      try {
+        if (core.deps.saveFinalModel) modelPath = await core.deps.saveFinalModel(this.run, core.globalModel.blob);
+      } catch (err) {
+        core.log.error({ err }, 'saving the final model failed');
+      }
+      ctx.finish(modelPath);
+    }
+    try {
+      await core.persist();
+    } catch (err) {
+      // Never thrown out of here (the coordinator does not await execute): a run that cannot be saved is suspended;
+      // one already suspended keeps the record it last saved, which is what the next process resumes from.
+      const fault = this.suspended && isStorageFault(err) ? this.suspended : core.storageFault(err);
+      if (!fault) core.log.error({ err }, 'saving the run\'s end failed');
+      else if (!this.suspended) {
+        this.suspended = fault;
+        ctx.markResumable(`suspended (${fault.code}): ${fault.message}`);
+      }
+    }
+    this.ended = true;
     core.log.info({ status: this.run.status, version: core.globalModel.version, message: this.run.statusMessage }, 'run ended');
     this.emit('end', ctx.run);
     return ctx.run;

@@ -1,6 +1,7 @@
 /** Durable spool of accepted updates: written before the agent is acknowledged, folded at round end, then removed. */
 import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { storageError } from '../store/storage-error.js';
 
 export interface UpdateSpool {
   /** Stores an accepted update durably (fsync'd, atomically named); returns its file name. */
@@ -30,17 +31,27 @@ export class DiskSpool implements UpdateSpool {
 
   write(runId: string, round: number, key: string, bytes: Uint8Array): string {
     const dir = this.roundDir(runId, round);
-    mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `${safe(key)}.bin`);
     const tmp = `${file}.tmp-${process.pid}`;
-    const fd = openSync(tmp, 'w');
     try {
-      for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-      if (this.durable) fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      mkdirSync(dir, { recursive: true });
+      const fd = openSync(tmp, 'w');
+      try {
+        for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
+        if (this.durable) fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, file);
+    } catch (err) {
+      // A half-written file would only take more of a disk that is probably full.
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // a read-only file system: nothing was written either
+      }
+      throw storageError(err, tmp) ?? err;
     }
-    renameSync(tmp, file);
     if (!this.durable) return file;
     // The rename is durable only once the directory entry is.
     const dfd = openSync(dir, 'r');

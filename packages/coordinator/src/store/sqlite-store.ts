@@ -19,6 +19,7 @@ import type { AgentRecord, EnrollmentRecord, IdentityRecord, ModelVersionRecord,
 import { ModelStore } from './model-store.js';
 import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { moduleLogger } from '../log.js';
+import { storageError } from './storage-error.js';
 
 const { Database } = sqlite;
 type Db = InstanceType<typeof Database>;
@@ -151,8 +152,14 @@ export class SqliteStore implements Store {
   /** Opens (creating when absent) the store in `dataDir` and brings its schema up to date. */
   static open(dataDir: string, opts: SqliteStoreOptions = {}): SqliteStore {
     const dir = path.resolve(dataDir);
-    const lock = opts.noLock ? undefined : lockDataDir(dir);
     const file = path.join(dir, DB_FILE);
+    let lock: DataDirLock | undefined;
+    try {
+      lock = opts.noLock ? undefined : lockDataDir(dir);
+    } catch (err) {
+      // A read-only or full data directory fails here first (the lock file is the first write).
+      throw storageError(err, path.join(dir, 'coordinator.lock')) ?? err;
+    }
     let db: Db | undefined;
     try {
       if (lock?.stale) log.warn({ dataDir: dir, previous: lock.stale }, 'took over the data directory from a coordinator that is no longer running');
@@ -181,8 +188,12 @@ export class SqliteStore implements Store {
       } catch {
         // already failing
       }
-      lock?.release();
-      throw classify(err, file);
+      try {
+        lock?.release();
+      } catch {
+        // the directory may not even take that
+      }
+      throw storageError(err, file) ?? classify(err, file);
     }
   }
 
@@ -225,8 +236,13 @@ export class SqliteStore implements Store {
 
   async putModel(sha256: string, blob: ModelBlob): Promise<void> {
     // The file is durable before the row (and before any run record that names it) is written.
-    const bytes = await this.models.put(sha256, blob);
-    this.db.run('INSERT OR IGNORE INTO models (sha256, bytes, created_at) VALUES (?, ?, ?)', [sha256, bytes, new Date().toISOString()]);
+    let bytes: number;
+    try {
+      bytes = await this.models.put(sha256, blob);
+    } catch (err) {
+      throw storageError(err, this.models.dir) ?? err;
+    }
+    this.write(() => this.db.run('INSERT OR IGNORE INTO models (sha256, bytes, created_at) VALUES (?, ?, ?)', [sha256, bytes, new Date().toISOString()]));
   }
 
   async getModel(sha256: string): Promise<ModelBlob | undefined> {
@@ -234,10 +250,12 @@ export class SqliteStore implements Store {
   }
 
   async saveAgent(agent: AgentRecord): Promise<void> {
-    this.db.run(
-      `INSERT INTO agents (id, name, status, last_seen, doc) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT(id) DO UPDATE SET name = excluded.name, status = excluded.status, last_seen = excluded.last_seen, doc = excluded.doc`,
-      [agent.id, agent.name, agent.status, agent.lastSeen, toJson(agent)],
+    this.write(() =>
+      this.db.run(
+        `INSERT INTO agents (id, name, status, last_seen, doc) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET name = excluded.name, status = excluded.status, last_seen = excluded.last_seen, doc = excluded.doc`,
+        [agent.id, agent.name, agent.status, agent.lastSeen, toJson(agent)],
+      ),
     );
   }
 
@@ -271,17 +289,34 @@ export class SqliteStore implements Store {
 
   // ------------------------------------------------------------------ internals
 
+  /** One write outside a transaction; a full or read-only disk surfaces as a StorageError (E_STORAGE). */
+  private write(fn: () => unknown): void {
+    try {
+      fn();
+    } catch (err) {
+      throw storageError(err, this.file) ?? err;
+    }
+  }
+
   private tx(fn: () => void): void {
     if (this.closed) throw new FedgeError('E_STORE_CLOSED', 'the store is closed');
-    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      this.db.exec('BEGIN IMMEDIATE');
+    } catch (err) {
+      throw storageError(err, this.file) ?? err;
+    }
     try {
       fn();
       this.db.exec('COMMIT');
     } catch (err) {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      try {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      } catch {
+        // SQLite rolls back itself when it cannot (a full disk); the transaction is gone either way.
+      }
       // A failed transaction leaves the cache unsure of what is on disk: rewrite everything next time.
       this.written.clear();
-      throw err;
+      throw storageError(err, this.file) ?? err;
     }
   }
 

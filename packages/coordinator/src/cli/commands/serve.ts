@@ -6,6 +6,7 @@ import { startGrpcServer } from '../../transport/grpc/server.js';
 import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
+import { guardStorage } from '../../store/storage-error.js';
 import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
 import { loadServerTls } from '../../transport/tls.js';
 import { ModelSigner } from '../../signing-key.js';
@@ -56,9 +57,11 @@ identity, and the shared token registers at most --max-token-agents agents (refu
 
 State: runs, rounds, model versions and agents are written to DATA_DIR/fedge.db (SQLite) and models to
 DATA_DIR/models before they are acknowledged. After a crash or restart on the same --data-dir, runs that were
-active resume at the round after their last completed one. A round in progress when the process died continues:
-the updates it had accepted are kept and their agents are not asked again; the other agents it had invited get the
-same task again. One coordinator at a time may use a data directory.
+active resume at the round after their last completed one; a round in progress when the process died starts
+again from its beginning. One coordinator at a time may use a data directory.
+A data directory that cannot be written (full, read-only, I/O error) is an E_STORAGE error naming the path and the
+free space: at start fedge serve exits with code 4; while serving, new runs and uploads are refused and active runs
+are suspended, to resume from their last saved round when the coordinator restarts with space.
   FEDGE_JOIN_TOKEN=s3cret FEDGE_ADMIN_TOKEN=adm1n fedge serve
 
 Environment:
@@ -78,7 +81,7 @@ Environment:
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
       if (store) logger.info({ dataDir: store.dataDir, db: store.file, schemaVersion: store.migrations().at(-1)?.version }, 'opened durable store');
       // Model signing key: the data dir's (created on first start), so signatures stay valid across restarts.
-      const signing = store ? ModelSigner.loadOrCreate(opts.dataDir) : { signer: ModelSigner.ephemeral(), created: false };
+      const signing = store ? await guardStorage(opts.dataDir, () => ModelSigner.loadOrCreate(opts.dataDir)) : { signer: ModelSigner.ephemeral(), created: false };
       logger.info({ fingerprint: signing.signer.fingerprint, key: signing.signer.source, created: signing.created }, `model signing key ${signing.signer.fingerprint}`);
       const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), joinLimits });
       // Before the server listens, so that an agent reconnecting at once finds its old record.
