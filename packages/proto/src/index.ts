@@ -18,3 +18,4 @@ export * from './task.js';
 export * from './task-metrics.js';
 export * from './identity.js';
 export * from './idle-timer.js';
+export * from './log-redact.js';
