@@ -17,8 +17,8 @@ describe('agent wedge', () => {
     const coord = await startCoordinator(['--join-token', TOKEN]);
     const real = startAgent(coord.address, ['--name', 'real', '--join-token', TOKEN, '--seed', '3']);
     await real.waitFor(/agent online|joined coordinator/);
-    const listed = JSON.parse((await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json'])).stdout) as { agents: { id: string; name: string }[] };
-    const id = listed.agents.find((a) => a.name === 'real')!.id;
+    const listed = JSON.parse((await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json'])).stdout) as { id: string; name: string }[];
+    const id = listed.find((a) => a.name === 'real')!.id;
 
     const impostor = new GrpcConnection(coord.address);
     for (const name of ['real', 'impostor']) {

@@ -106,11 +106,11 @@ describe('per-device identity', () => {
     expect(replies.some((r) => r.accepted && r.reason === 'bad_signature')).toBe(false);
 
     // fedge agent list shows the identities; revoke closes cam-a's open session and refuses its next join.
-    const listed = await fedge(['agent', 'list', '--format', 'json', ...admin]);
-    const ids = JSON.parse(listed.stdout) as { agents: { name: string; identity?: string }[]; identities: Identity[] };
-    const idA = ids.identities.find((i) => i.name === 'cam-a')!;
+    const listAgents = async (address = coord.address): Promise<{ name: string; status: string; identity?: string }[]> => JSON.parse((await fedge(['agent', 'list', '--format', 'json', '--coordinator', address])).stdout);
+    const listIdentities = async (address = coord.address): Promise<Identity[]> => JSON.parse((await fedge(['agent', 'list', '--identities', '--format', 'json', '--coordinator', address])).stdout);
+    const idA = (await listIdentities()).find((i) => i.name === 'cam-a')!;
     expect(idA).toMatchObject({ status: 'enrolled', fingerprint: expect.stringMatching(/^[0-9a-f]{16}$/), lastSeen: expect.any(String) });
-    expect(ids.agents.find((x) => x.name === 'cam-a')?.identity).toBe(idA.fingerprint);
+    expect((await listAgents()).find((x) => x.name === 'cam-a')?.identity).toBe(idA.fingerprint);
     const table = await fedge(['agent', 'list', ...admin]);
     expect(table.stdout).toMatch(/Enrolled identities:[\s\S]*cam-a\s+enrolled\s+[0-9a-f]{16}/);
     const rev = await fedge(['agent', 'revoke', 'cam-a', '--format', 'json', ...admin]);
@@ -121,9 +121,8 @@ describe('per-device identity', () => {
     expect((await fedge(['agent', 'revoke', 'cam-f', ...admin])).stdout).toMatch(/revoked cam-f \(key [0-9a-f]{16}\); 1 open session\(s\) closed/);
     expect(await grpcCode(f.conn.join(await f.signedJoin(joined.agentId)))).toBe(PERMISSION_DENIED);
     expect(await a.waitFor(/revoked/, 20_000)).toMatch(/was revoked/);
-    const after = JSON.parse((await fedge(['agent', 'list', '--format', 'json', ...admin])).stdout) as { agents: { name: string; status: string }[]; identities: Identity[] };
-    expect(after.agents.find((x) => x.name === 'cam-a')?.status).toBe('offline');
-    expect(after.identities.find((i) => i.name === 'cam-a')?.status).toBe('revoked');
+    expect((await listAgents()).find((x) => x.name === 'cam-a')?.status).toBe('offline');
+    expect((await listIdentities()).find((i) => i.name === 'cam-a')?.status).toBe('revoked');
 
     // A restart on the same data directory: cam-b comes back with its key alone, cam-a stays refused.
     coord.child.kill('SIGTERM');
@@ -132,8 +131,7 @@ describe('per-device identity', () => {
     const revokedBefore = a.output().match(/was revoked/g)?.length ?? 0;
     await expect.poll(() => b.output().match(/"msg":"joined coordinator"/g)?.length ?? 0, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
     expect(b.output()).not.toMatch(/enrolling this device[\s\S]*enrolling this device/); // no code needed the second time
-    const list2 = JSON.parse((await fedge(['agent', 'list', '--format', 'json', '--coordinator', again.address])).stdout) as { agents: { name: string; status: string }[]; identities: Identity[] };
-    expect(list2.identities.map((i) => `${i.name}:${i.status}`).sort()).toEqual(['cam-a:revoked', 'cam-b:enrolled', 'cam-f:revoked']);
+    expect((await listIdentities(again.address)).map((i) => `${i.name}:${i.status}`).sort()).toEqual(['cam-a:revoked', 'cam-b:enrolled', 'cam-f:revoked']);
     expect(await grpcCode(new GrpcConnection(again.address).join(asA))).toBe(UNAUTHENTICATED);
     // cam-a's own key is refused (revoked) after the restart too.
     await expect.poll(() => a.output().match(/was revoked/g)?.length ?? 0, { timeout: 30_000 }).toBeGreaterThan(revokedBefore);
@@ -186,9 +184,9 @@ describe('per-device identity over MQTT', () => {
     await m1.waitFor(/task stream ended|session lost/, 15_000);
     // Its reconnects are refused by the broker, which logs why; the other agent is unaffected.
     await coord.waitFor(/MQTT client refused: identity \\"mq-1\\" was revoked/, 30_000);
-    const list = JSON.parse((await fedge(['agent', 'list', '--format', 'json', ...admin])).stdout) as { agents: { name: string; status: string }[] };
-    expect(list.agents.find((a) => a.name === 'mq-1')?.status).toBe('offline');
-    expect(list.agents.find((a) => a.name === 'mq-2')?.status).toBe('online');
+    const list = JSON.parse((await fedge(['agent', 'list', '--format', 'json', ...admin])).stdout) as { name: string; status: string }[];
+    expect(list.find((a) => a.name === 'mq-1')?.status).toBe('offline');
+    expect(list.find((a) => a.name === 'mq-2')?.status).toBe('online');
   }, 120_000);
 
   it('refuses MQTT joins over the token cap or the rate limit with an error reply naming the reason', async () => {

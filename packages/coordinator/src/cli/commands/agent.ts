@@ -2,6 +2,8 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { printJson, shortHash, table } from '../format.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
+import type { IdentityListing } from '../admin-client.js';
+import type { AgentRecord } from '../../store/store.js';
 
 /** "90s", "30m", "24h", "7d" or plain seconds. */
 export function parseTtl(v: string): number {
@@ -11,6 +13,39 @@ export function parseTtl(v: string): number {
   return Math.round(s);
 }
 
+function agentsTable(agents: AgentRecord[]): string {
+  return table(
+    agents.map((a) => ({
+      id: a.id,
+      name: a.name,
+      status: a.status,
+      auth: a.identity ? `key ${a.identity}` : 'token',
+      backend: a.backend,
+      examples: a.numExamples,
+      data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
+      task: a.currentTask ?? 'idle',
+      done: a.tasksCompleted,
+      failed: a.tasksFailed,
+      'last seen': a.lastSeen,
+    })),
+    ['id', 'name', 'status', 'auth', 'backend', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
+  );
+}
+
+function identitiesTable(identities: IdentityListing[]): string {
+  return table(
+    identities.map((i) => ({
+      name: i.name,
+      status: i.status,
+      fingerprint: i.fingerprint ?? '',
+      'enrolled at': i.enrolledAt ?? (i.expiresAt ? `code expires ${i.expiresAt}` : ''),
+      'last seen': i.lastSeen ?? '',
+      revoked: i.revokedAt ?? '',
+    })),
+    ['name', 'status', 'fingerprint', 'enrolled at', 'last seen', 'revoked'],
+  );
+}
+
 export function agentCommand(): Command {
   const agent = new Command('agent').description('inspect edge agents, enroll and revoke device identities');
   agent.addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --format json\n  fedge agent enroll cam-07 --ttl 1h\n  fedge agent revoke cam-07');
@@ -18,44 +53,15 @@ export function agentCommand(): Command {
     agent
       .command('list')
       .alias('ls')
-      .description('list agents that joined the coordinator, then enrolled device identities')
-      .addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --coordinator 10.0.0.5:7070 --format json   # {"agents": [...], "identities": [...]}'),
-  ).action(async (opts: AdminOpts) => {
-    const [agents, identities] = await withClient(opts, (c) => Promise.all([c.listAgents(), c.listIdentities()]));
-    if (opts.format === 'json') return printJson({ agents, identities });
-    console.log(
-      table(
-        agents.map((a) => ({
-          id: a.id,
-          name: a.name,
-          status: a.status,
-          auth: a.identity ? `key ${a.identity}` : 'token',
-          backend: a.backend,
-          examples: a.numExamples,
-          data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
-          task: a.currentTask ?? 'idle',
-          done: a.tasksCompleted,
-          failed: a.tasksFailed,
-          'last seen': a.lastSeen,
-        })),
-        ['id', 'name', 'status', 'auth', 'backend', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
-      ),
-    );
+      .description('list agents that joined the coordinator, then enrolled device identities (--identities: only those)')
+      .option('--identities', 'list the enrolled device identities only (name, status, key fingerprint, enrolled at, last seen, revoked)')
+      .addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --coordinator 10.0.0.5:7070 --format json   # an array of agents\n  fedge agent list --identities --format json                # an array of identities'),
+  ).action(async (opts: AdminOpts & { identities?: boolean }) => {
+    const [agents, identities] = await withClient(opts, (c) => Promise.all([opts.identities ? Promise.resolve([]) : c.listAgents(), c.listIdentities()]));
+    if (opts.format === 'json') return printJson(opts.identities ? identities : agents);
+    if (!opts.identities) console.log(agentsTable(agents));
     if (identities.length === 0) return;
-    console.log('\nEnrolled identities:');
-    console.log(
-      table(
-        identities.map((i) => ({
-          name: i.name,
-          status: i.status,
-          fingerprint: i.fingerprint ?? '',
-          'enrolled at': i.enrolledAt ?? (i.expiresAt ? `code expires ${i.expiresAt}` : ''),
-          'last seen': i.lastSeen ?? '',
-          revoked: i.revokedAt ?? '',
-        })),
-        ['name', 'status', 'fingerprint', 'enrolled at', 'last seen', 'revoked'],
-      ),
-    );
+    console.log(`${opts.identities ? '' : '\nEnrolled identities:\n'}${identitiesTable(identities)}`);
   });
   withAdminOptions(
     agent
