@@ -19,7 +19,7 @@ import type { AgentRecord, EnrollmentRecord, IdentityRecord, ModelVersionRecord,
 import { ModelStore } from './model-store.js';
 import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { moduleLogger } from '../log.js';
-import { storageError } from './storage-error.js';
+import { storageError, unwritable } from './storage-error.js';
 
 const { Database } = sqlite;
 type Db = InstanceType<typeof Database>;
@@ -158,7 +158,8 @@ export class SqliteStore implements Store {
       lock = opts.noLock ? undefined : lockDataDir(dir);
     } catch (err) {
       // A read-only or full data directory fails here first (the lock file is the first write).
-      throw storageError(err, path.join(dir, 'coordinator.lock')) ?? err;
+      const blocked = unwritable(dir);
+      throw storageError(err, path.join(dir, 'coordinator.lock')) ?? (blocked && storageError(blocked, dir)) ?? err;
     }
     let db: Db | undefined;
     try {

@@ -1,5 +1,5 @@
 /** Tells a failed write of the data directory (no space, read-only, I/O error) from other errors, as a StorageError naming the path and the free space. */
-import { statfsSync } from 'node:fs';
+import { accessSync, constants, statSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { StorageError } from '@fedge/proto';
 
@@ -71,6 +71,29 @@ export function storageError(err: unknown, target: string): StorageError | undef
       'free space (or fix the disk or mount), then restart fedge serve; runs that were active resume from their last saved round.',
     { cause: err },
   );
+}
+
+/**
+ * Why `p` (or, while it does not exist, its nearest existing ancestor) cannot be written, as the errno error access(2)
+ * gives; undefined when it can. For errors that hide the cause: a recursive mkdir on a read-only mount says ENOENT.
+ */
+export function unwritable(p: string): NodeJS.ErrnoException | undefined {
+  let dir = path.resolve(p);
+  for (;;) {
+    try {
+      statSync(dir);
+      break;
+    } catch {
+      if (dir === path.dirname(dir)) return undefined;
+      dir = path.dirname(dir);
+    }
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+    return undefined;
+  } catch (err) {
+    return err as NodeJS.ErrnoException;
+  }
 }
 
 /** Runs `fn`; a storage fault it throws becomes a StorageError about `target`, anything else passes through. */
