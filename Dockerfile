@@ -5,11 +5,21 @@
 #   docker run --rm fedge:0.1.0 fedge serve --listen 0.0.0.0:7070 --data-dir /data
 #   docker run --rm fedge:0.1.0 fedge-agent --coordinator grpc://coord:7070 --data mnist
 #
+# Native TensorFlow backend variant (agents train on libtensorflow instead of wasm; ~900 MB larger, linux/amd64):
+#   docker build --build-arg FEDGE_NATIVE=1 --build-arg FEDGE_BACKEND=tensorflow -t fedge:0.1.0-native .
+# It runs scripts/install-native-backend.sh in the build stage, with libtensorflow from the tensorflow-cpu wheel on
+# PyPI, or, offline, from a directory given as the named build context `libtensorflow` (the layouts
+# FEDGE_LIBTENSORFLOW_DIR accepts, README "Installing the native backend"):
+#   docker buildx build --build-context libtensorflow=/opt/libtensorflow --build-arg FEDGE_NATIVE=1 ...
+#
 # Multi-arch (amd64 for the coordinator, arm64 for edge nodes):
 #   docker buildx build --platform linux/amd64,linux/arm64 -t REGISTRY/fedge:0.1.0 --push .
 # The Helm chart in deploy/k3s/fedge runs this image as uid 1000 with a read-only root filesystem.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
+
+# Empty unless `--build-context libtensorflow=DIR` replaces it (offline native builds).
+FROM scratch AS libtensorflow
 
 # ---- build: install everything, compile TypeScript, drop dev dependencies ----
 FROM ${NODE_IMAGE} AS build
@@ -26,8 +36,8 @@ COPY packages/ml/package.json packages/ml/
 COPY packages/coordinator/package.json packages/coordinator/
 COPY packages/edge-agent/package.json packages/edge-agent/
 # --ignore-scripts: the root `prepare` (tsc -b) needs the sources, which are not copied yet; it also skips
-# dependency install scripts, so the optional @tensorflow/tfjs-node gets no native binding and agents use the
-# wasm backend (SIMD, with fedge's training kernels), the same on amd64 and arm64.
+# dependency install scripts, so the optional @tensorflow/tfjs-node gets no native binding (unless FEDGE_NATIVE=1
+# below builds it) and agents use the wasm backend (SIMD, with fedge's training kernels), the same on amd64 and arm64.
 RUN npm ci --ignore-scripts
 COPY packages/ packages/
 # Compile, drop dev dependencies and sources; onnxruntime-node also ships macOS and Windows binaries (~220 MB)
@@ -38,6 +48,21 @@ RUN npx tsc -b \
  && rm -rf packages/*/src packages/*/tsconfig.json packages/*/dist/.tsbuildinfo \
  && rm -rf node_modules/onnxruntime-node/bin/napi-v*/darwin node_modules/onnxruntime-node/bin/napi-v*/win32
 
+# ---- optional: the native backend (FEDGE_NATIVE=1). The libraries are copied into node_modules (FEDGE_NATIVE_COPY),
+# not linked to a cache; the headers, the compiler and the wheel stay in this stage. ----
+ARG FEDGE_NATIVE=0
+ARG FEDGE_TF_VERSION=2.21.0
+COPY scripts/install-native-backend.sh scripts/
+RUN --mount=type=bind,from=libtensorflow,target=/opt/libtensorflow \
+    if [ "$FEDGE_NATIVE" = 1 ]; then \
+      apt-get update && apt-get install -y --no-install-recommends python3 python3-pip make g++ \
+      && if [ -f /opt/libtensorflow/include/tensorflow/c/c_api.h ]; then export FEDGE_LIBTENSORFLOW_DIR=/opt/libtensorflow; fi \
+      && FEDGE_NATIVE_COPY=1 FEDGE_CACHE_DIR=/tmp/fedge-cache FEDGE_TF_VERSION="$FEDGE_TF_VERSION" \
+         bash scripts/install-native-backend.sh \
+      && rm -rf node_modules/@tensorflow/tfjs-node/deps/include /tmp/fedge-cache; \
+    fi \
+ && rm -rf scripts
+
 # ---- runtime: node, the compiled packages, production node_modules; runs as uid 1000 ----
 FROM ${NODE_IMAGE}
 ARG VERSION=0.1.0
@@ -45,8 +70,10 @@ LABEL org.opencontainers.image.title="fedge" \
       org.opencontainers.image.description="Federated learning for fleets of edge devices: coordinator (fedge) and edge agent (fedge-agent)" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
+# wasm unless built with the native backend (then --build-arg FEDGE_BACKEND=tensorflow: a missing backend is an error).
+ARG FEDGE_BACKEND=wasm
 ENV NODE_ENV=production \
-    FEDGE_BACKEND=wasm \
+    FEDGE_BACKEND=${FEDGE_BACKEND} \
     HOME=/tmp
 WORKDIR /app
 # The node image has user `node` with uid/gid 1000: use it (numeric, so runAsNonRoot can verify it).

@@ -108,6 +108,10 @@ const VARIANTS: Record<string, Overrides> = {
   mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
   tls: { set: ['coordinator.tls.existingSecret=fedge-tls'] },
   identity: { set: ['agent.identity.enabled=true', 'agent.identity.enrollmentSecret=fedge-enroll'] },
+  gpu: {
+    set: ['agent.gpu.enabled=true', 'agent.gpu.count=2', 'agent.backend=tensorflow'],
+    setString: ['agent.gpu.nodeSelector.nvidia\\.com/gpu\\.present=true', 'agent.nodeSelector.node-role\\.kubernetes\\.io/edge=true'],
+  },
   everything: {
     set: [
       'auth.joinToken=join-s3cret-value',
@@ -374,6 +378,27 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/agent.identity.stateHostPath/);
     expect(template({ set: ['agent.identity.enabled=yes-please'] }).stderr).toMatch(/identity/);
+  });
+
+  it('puts agents on GPU nodes only with agent.gpu.enabled: nvidia.com/gpu limit, NVIDIA runtime class, GPU node labels, native backend', () => {
+    const plain = podSpec(one(rendered('defaults'), 'DaemonSet', names.agent));
+    expect(plain.runtimeClassName).toBeUndefined();
+    expect(JSON.stringify(plain)).not.toMatch(/nvidia/);
+    const spec = podSpec(one(rendered('gpu'), 'DaemonSet', names.agent));
+    expect(spec.runtimeClassName).toBe('nvidia');
+    const c = spec.containers.find((x: Obj) => x.name === 'agent');
+    // The GPU limit joins the chart's own limits and requests, which stay as they were.
+    expect(c.resources).toEqual({ limits: { memory: '1Gi', 'nvidia.com/gpu': 2 }, requests: { cpu: '100m', memory: '256Mi' } });
+    expect(c.args.slice(c.args.indexOf('--backend'), c.args.indexOf('--backend') + 2)).toEqual(['--backend', 'tensorflow']);
+    expect(spec.nodeSelector).toEqual({ 'nvidia.com/gpu.present': 'true', 'node-role.kubernetes.io/edge': 'true' });
+    // No runtime class (the GPU Operator made nvidia the default runtime): none rendered.
+    const noClass = podSpec(one(render({ set: ['agent.gpu.enabled=true', 'agent.backend=tensorflow', 'agent.gpu.runtimeClassName='] }), 'DaemonSet', names.agent));
+    expect(noClass.runtimeClassName).toBeUndefined();
+    // A GPU agent on `auto` would silently train on wasm where the GPU backend does not load: refused.
+    const auto = template({ set: ['agent.gpu.enabled=true'] });
+    expect(auto.status).not.toBe(0);
+    expect(auto.stderr).toMatch(/agent.backend=tensorflow/);
+    expect(template({ set: ['agent.gpu.enabled=true', 'agent.backend=tensorflow', 'agent.gpu.count=0'] }).stderr).toMatch(/count/);
   });
 
   it('uses only flags the CLIs really have', () => {
