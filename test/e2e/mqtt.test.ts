@@ -41,11 +41,18 @@ function rawClient(url: string, clientId: string, password?: string): Promise<{ 
   });
 }
 
-/** An MQTT agent that answers every training task with `spoil(delta)`: a malformed result over MQTT. */
-async function startMqttRogue(url: string, name: string, fault: 'nan' | 'size'): Promise<{ replies: SubmitReplyMsg[]; stop(): void }> {
+/**
+ * An MQTT agent that answers every training task with a malformed result. What it saw is returned for the test to
+ * check (its loop runs detached, so an expect() inside it would fail nothing): each download's byte count against the
+ * announced total, and any error its loop met before stop().
+ */
+async function startMqttRogue(url: string, name: string, fault: 'nan' | 'size'): Promise<{ replies: SubmitReplyMsg[]; downloads: { got: number; announced: number }[]; errors: unknown[]; stop(): void }> {
   const conn = new MqttConnection(url, { joinToken: TOKEN });
   const { agentId, sessionToken } = await conn.join({ name, agentId: '', joinToken: TOKEN, backend: 'rogue', agentVersion: 'test', numExamples: 100, labels: {} });
   const replies: SubmitReplyMsg[] = [];
+  const downloads: { got: number; announced: number }[] = [];
+  const errors: unknown[] = [];
+  let stopped = false;
   const stream = conn.tasks(agentId, sessionToken);
   void (async () => {
     for await (const task of stream) {
@@ -56,14 +63,24 @@ async function startMqttRogue(url: string, name: string, fault: 'nan' | 'size'):
         continue;
       }
       const { header: mh, bytes } = await conn.fetchModel({ agentId, sessionToken, runId: task.runId, modelVersion: task.modelVersion });
-      expect(bytes.byteLength).toBe(mh.totalBytes);
+      downloads.push({ got: bytes.byteLength, announced: mh.totalBytes });
       const delta = new Float32Array(mh.totalBytes / 4).fill(0.001);
       if (fault === 'nan') delta[delta.length - 1] = NaN;
       const payload = new Uint8Array(delta.buffer, 0, fault === 'size' ? delta.byteLength - 4 : delta.byteLength);
       replies.push(await conn.submit({ ...base, kind: 'train', numExamples: 100, tensors: mh.tensors, totalBytes: payload.byteLength, encoding: UPDATE_ENCODING }, payload));
     }
-  })().catch(() => undefined);
-  return { replies, stop: () => conn.close() };
+  })().catch((err: unknown) => {
+    if (!stopped) errors.push(err);
+  });
+  return {
+    replies,
+    downloads,
+    errors,
+    stop: () => {
+      stopped = true;
+      conn.close();
+    },
+  };
 }
 
 describe('federation over MQTT (embedded broker)', () => {
@@ -177,6 +194,11 @@ describe('federation over MQTT (embedded broker)', () => {
     expect(parts.find((p) => p.name === 'rogue-size')).toMatchObject({ outcome: 'rejected', reason: expect.stringMatching(/^size_mismatch/) });
     expect(rogues[0]!.replies[0]).toMatchObject({ accepted: false, reason: 'non_finite' });
     expect(rogues[1]!.replies[0]).toMatchObject({ accepted: false, reason: 'size_mismatch' });
+    for (const r of rogues) {
+      expect(r.errors).toEqual([]);
+      expect(r.downloads.length).toBeGreaterThan(0);
+      for (const d of r.downloads) expect(d.got, 'downloaded model bytes').toBe(d.announced);
+    }
     for (const r of rogues) r.stop();
     expect(coord.child.exitCode).toBeNull();
     // The token never reaches the log.
