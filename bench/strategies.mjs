@@ -13,7 +13,9 @@
  *   node bench/strategies.mjs --cli /tmp/other-checkout/packages/coordinator/dist/cli/main.js
  *
  * --configs takes names from CONFIGS (exact), --cli another build of fedge (default: this checkout's dist), --build a
- * free-text label of that build (e.g. its commit) recorded in the JSON.
+ * free-text label of that build (e.g. its commit) recorded in the JSON. --merge keeps the other configurations' rows of
+ * an existing --out file and replaces only the ones run now (each new row records its own build and date):
+ *   node bench/strategies.mjs --configs scaffold --merge --build "$(git rev-parse --short HEAD)"
  * Writes bench/results/strategies.json: every run's command, outcome, per-round central accuracy and seconds.
  *
  * Timing: "wall s" is the demo's own wallSeconds, which with a target that was reached is the time from the
@@ -21,7 +23,7 @@
  * evaluation); for a run that did not reach it, the whole run. "process s" is spawn-to-exit as seen by the bench.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +40,8 @@ const CONFIGS = [
   { name: 'fedyogi', spec: 'fedyogi' }, // server lr 0.01
   { name: 'fedprox mu=0.01', spec: 'fedprox:mu=0.01' },
   { name: 'fedprox mu=0.1', spec: 'fedprox:mu=0.1' },
+  // Server lr 1 (the paper's eta_g = 1); updates are [delta | variate delta] and tasks also fetch c: 2x bytes each way.
+  { name: 'scaffold', spec: 'scaffold' },
 ];
 
 const args = Object.fromEntries(
@@ -103,6 +107,10 @@ for (const c of selected) {
     trainLoss: metrics.map((m) => r4(m.trainLoss ?? null)),
     roundSeconds: metrics.map((m) => m.seconds ?? null),
     failedUpdates: metrics.reduce((s, m) => s + (m.failed ?? 0), 0),
+    // Bytes per round through the coordinator (mean over rounds): models (and scaffold's c) down, updates up.
+    bytesSentPerRound: Math.round(metrics.reduce((s, m) => s + (m.bytesSent ?? 0), 0) / Math.max(1, metrics.length)),
+    bytesReceivedPerRound: Math.round(metrics.reduce((s, m) => s + (m.bytesReceived ?? 0), 0) / Math.max(1, metrics.length)),
+    ...('merge' in args ? { build: args.build ?? null, date: new Date().toISOString() } : {}),
   };
   results.push(row);
   process.stderr.write(`  -> ${row.reached ? `reached at round ${row.reachedAtRound}` : `not reached in ${row.rounds} (best ${row.bestAccuracy} at ${row.bestRound})`}, wall ${row.wallSeconds} s\n`);
@@ -122,11 +130,18 @@ for (const x of results) {
 }
 console.log(`\n${lines.join('\n')}`);
 mkdirSync(path.dirname(OUT), { recursive: true });
-writeFileSync(OUT, JSON.stringify({
+const params = { agents: AGENTS, rounds: ROUNDS, target: TARGET, seed: SEED, partition: PARTITION, model: 'mnist-mlp', epochs: 2, batchSize: 32, lr: 0.2 };
+let doc = {
   date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length,
-  cli: path.relative(ROOT, CLI), build: args.build ?? null,
-  params: { agents: AGENTS, rounds: ROUNDS, target: TARGET, seed: SEED, partition: PARTITION, model: 'mnist-mlp', epochs: 2, batchSize: 32, lr: 0.2 },
-  notScaffold: 'scaffold is not implemented yet (issue 10); not benchmarked',
-  results,
-}, null, 2));
+  cli: path.relative(ROOT, CLI), build: args.build ?? null, params, results,
+};
+if ('merge' in args && existsSync(OUT)) {
+  // The file's date, cli and build stay those of its other rows; rows run now carry their own build and date.
+  const old = JSON.parse(readFileSync(OUT, 'utf8'));
+  if (JSON.stringify(old.params) !== JSON.stringify(params)) throw new Error(`--merge: ${OUT} was run with ${JSON.stringify(old.params)}, not ${JSON.stringify(params)}`);
+  const now = new Set(results.map((r) => r.config));
+  const { notScaffold: _gone, ...rest } = old;
+  doc = { ...rest, results: [...old.results.filter((r) => !now.has(r.config)), ...results] };
+}
+writeFileSync(OUT, JSON.stringify(doc, null, 2));
 console.log(`\nwrote ${path.relative(process.cwd(), OUT)}`);
