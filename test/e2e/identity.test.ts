@@ -3,7 +3,7 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateSigningKeyPair, payloadSha256, publicKeyPem, signJoin, signUpdate, signingKeyFingerprint, UPDATE_ENCODING, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
+import { generateSigningKeyPair, payloadSha256, publicKeyPem, signJoin, signUpdate, signedUpdateRef, signingKeyFingerprint, UPDATE_ENCODING, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
 import { GrpcConnection } from '@fedge/edge-agent';
 import { fedge, freePort, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
 
@@ -84,7 +84,7 @@ describe('per-device identity', () => {
           agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion, kind: task.kind,
           numExamples: task.kind === 'train' ? 100 : 0, tensors: mh?.tensors ?? [], totalBytes: payload.byteLength, encoding: task.kind === 'train' ? UPDATE_ENCODING : '', metrics: task.kind === 'train' ? { train_loss: 1 } : {},
         };
-        const ref = { agentId: h.agentId, taskId: h.taskId, runId: h.runId, round: h.round, modelVersion: h.modelVersion, kind: h.kind, numExamples: h.numExamples, encoding: h.encoding, error: '', payloadSha256: payloadSha256(payload) };
+        const ref = signedUpdateRef(h, payloadSha256(payload));
         const signer = task.kind === 'train' ? forger.privateKey : f.key.privateKey;
         replies.push(await f.conn.submit({ ...h, signature: signUpdate(signer, ref) }, payload));
       }

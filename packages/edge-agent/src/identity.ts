@@ -11,6 +11,7 @@ import {
   publicKeyPem,
   signJoin,
   signUpdate,
+  signedUpdateRef,
   signingKeyFingerprint,
   type ResultHeaderMsg,
 } from '@fedge/proto';
@@ -99,11 +100,7 @@ export class AgentIdentity {
 
   /** The header with its signature over the header's fields and the payload's sha256 (identity.ts updateSigningMessage). */
   signResult(header: ResultHeaderMsg, payload: Uint8Array): ResultHeaderMsg {
-    const signature = signUpdate(this.privateKey, {
-      agentId: header.agentId, taskId: header.taskId, runId: header.runId, round: header.round, modelVersion: header.modelVersion, kind: header.kind,
-      numExamples: header.numExamples, encoding: header.encoding, error: header.error ?? '', payloadSha256: payloadSha256(payload),
-    });
-    return { ...header, signature };
+    return { ...header, signature: signUpdate(this.privateKey, signedUpdateRef(header, payloadSha256(payload))) };
   }
 
   toJSON(): { fingerprint: string; stateDir: string } {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateSigningKeyPair, signingKeyFingerprint } from './signing.js';
-import { joinSigningMessage, payloadSha256, signJoin, signUpdate, signatureBytes, verifyJoin, verifyUpdate, type JoinProof, type SignedUpdateRef } from './identity.js';
+import { joinSigningMessage, payloadSha256, signJoin, signUpdate, signatureBytes, signedUpdateRef, verifyJoin, verifyUpdate, type JoinProof, type SignedUpdateRef } from './identity.js';
 
 const { privateKey, publicKey } = generateSigningKeyPair();
 const other = generateSigningKeyPair();
@@ -35,6 +35,15 @@ describe('update signatures', () => {
     expect(verifyUpdate(other.publicKey, update, sig)).toBe(false);
     for (const changed of [{ round: 4 }, { modelVersion: 1 }, { runId: 'run-2' }, { taskId: 't-2' }, { numExamples: 6000 }, { encoding: 'int8-delta' }, { kind: 'evaluate' }, { error: 'x' }, { agentId: 'agent-2' }, { payloadSha256: payloadSha256(new Uint8Array([1, 2, 4])) }])
       expect(verifyUpdate(publicKey, { ...update, ...changed }, sig), JSON.stringify(changed)).toBe(false);
+  });
+
+  it('cover the header\'s tensors, metrics and control-variate flag through signedUpdateRef', () => {
+    const h = { ...update, tensors: [{ name: 'w', dtype: 'float32', shape: [3, 2] }], metrics: { train_loss: 0.5, train_accuracy: 0.9 }, controlVariateDelta: false };
+    const digest = update.payloadSha256;
+    const sig = signUpdate(privateKey, signedUpdateRef(h, digest));
+    expect(verifyUpdate(publicKey, signedUpdateRef({ ...h, metrics: { train_accuracy: 0.9, train_loss: 0.5 } }, digest), sig)).toBe(true); // key order is not content
+    for (const changed of [{ metrics: { train_loss: 0.1, train_accuracy: 0.9 } }, { tensors: [{ name: 'w', dtype: 'float32', shape: [2, 3] }] }, { controlVariateDelta: true }])
+      expect(verifyUpdate(publicKey, signedUpdateRef({ ...h, ...changed }, digest), sig), JSON.stringify(changed)).toBe(false);
   });
 
   it('a join proof is never a valid update signature (domain separation)', () => {

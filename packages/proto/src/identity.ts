@@ -42,6 +42,42 @@ export interface SignedUpdateRef {
   error: string;
   /** sha256 (hex) of the payload bytes exactly as sent. */
   payloadSha256: string;
+  /** updateExtrasSha256 of the header's tensors, metrics and control-variate flag; absent: those are not covered. */
+  extrasSha256?: string;
+}
+
+/** The header fields an update signature covers besides the payload (what ResultHeaderMsg carries). */
+export interface UpdateHeaderFields {
+  agentId: string;
+  taskId: string;
+  runId: string;
+  round: number;
+  modelVersion: number;
+  kind: string;
+  numExamples: number;
+  encoding: string;
+  error?: string | undefined;
+  tensors?: readonly { name: string; dtype: string; shape: readonly number[] }[] | undefined;
+  metrics?: Readonly<Record<string, number>> | undefined;
+  controlVariateDelta?: boolean | undefined;
+}
+
+/**
+ * sha256 of a canonical JSON of how the payload is read (tensor names, dtypes, shapes; the control-variate flag) and
+ * what the agent reports with it (metrics, keys sorted): an altered metric or tensor layout breaks the signature.
+ */
+export function updateExtrasSha256(h: UpdateHeaderFields): string {
+  const metrics = Object.entries(h.metrics ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const tensors = (h.tensors ?? []).map((t) => [t.name, t.dtype, t.shape.map(Number)]);
+  return createHash('sha256').update(JSON.stringify([tensors, metrics, !!h.controlVariateDelta]), 'utf8').digest('hex');
+}
+
+/** What an update signature covers, from a result header and its payload's digest: one function for both ends. */
+export function signedUpdateRef(h: UpdateHeaderFields, payloadDigest: string): SignedUpdateRef {
+  return {
+    agentId: h.agentId, taskId: h.taskId, runId: h.runId, round: h.round, modelVersion: h.modelVersion, kind: h.kind, numExamples: h.numExamples,
+    encoding: h.encoding, error: h.error ?? '', payloadSha256: payloadDigest, extrasSha256: updateExtrasSha256(h),
+  };
 }
 
 const noNewline = (what: string, v: string): string => {
@@ -72,6 +108,7 @@ export function updateSigningMessage(u: SignedUpdateRef): Buffer {
     [
       UPDATE_SIGNATURE_DOMAIN, noNewline('agent_id', u.agentId), noNewline('task_id', u.taskId), noNewline('run_id', u.runId), int('round', u.round),
       int('model_version', u.modelVersion), noNewline('kind', u.kind), int('num_examples', u.numExamples), noNewline('encoding', u.encoding), errorDigest, u.payloadSha256,
+      ...(u.extrasSha256 !== undefined ? [noNewline('extras', u.extrasSha256)] : []),
     ].join('\n'),
     'utf8',
   );

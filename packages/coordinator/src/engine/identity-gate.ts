@@ -1,6 +1,6 @@
 /** The join and upload gate of the coordinator: identity or shared token, rate limits, the token's cap, signed updates. */
 import { createHash } from 'node:crypto';
-import { FedgeError, LimitError, RejectedUpdateError, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
+import { FedgeError, LimitError, RejectedUpdateError, signedUpdateRef, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
 import type { AgentRegistry } from './agent-registry.js';
 import { AuthError } from './agent-registry.js';
 import { IdentityRegistry, type JoinCredentials } from './identities.js';
@@ -70,10 +70,7 @@ export class IdentityGate {
         hash.update(data);
       },
       async commit(): Promise<SubmitReplyMsg> {
-        const ref = {
-          agentId: h.agentId, taskId: h.taskId, runId: h.runId, round: h.round, modelVersion: h.modelVersion, kind: h.kind,
-          numExamples: h.numExamples, encoding: h.encoding, error: h.error ?? '', payloadSha256: hash.digest('hex'),
-        };
+        const ref = signedUpdateRef(h, hash.digest('hex'));
         let refusal: FedgeError | undefined;
         if (identities.isRevoked(agentName)) refusal = new RejectedUpdateError('revoked', `identity "${agentName}" was revoked; its uploads are refused`);
         else if (!identities.verifyUpdate(agentName, ref, h.signature instanceof Uint8Array ? h.signature : undefined))
