@@ -401,6 +401,18 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(template({ set: ['agent.gpu.enabled=true', 'agent.backend=tensorflow', 'agent.gpu.count=0'] }).stderr).toMatch(/count/);
   });
 
+  it('passes join limits to fedge serve only when coordinator.joinLimits sets them, and the schema refuses nonsense', () => {
+    // Unset: fedge serve's own defaults, no flags.
+    const args: string[] = container(one(rendered('defaults'), 'StatefulSet', names.coordinator), 'coordinator').args;
+    expect(args.filter((a) => /^--(max-token-agents|join-rate|join-burst)$/.test(a))).toEqual([]);
+    const set = container(one(render({ set: ['coordinator.joinLimits.maxTokenAgents=50', 'coordinator.joinLimits.rate=0.5', 'coordinator.joinLimits.burst=400'] }), 'StatefulSet', names.coordinator), 'coordinator').args as string[];
+    const flag = (f: string): string | undefined => set[set.indexOf(f) + 1];
+    expect([flag('--max-token-agents'), flag('--join-rate'), flag('--join-burst')]).toEqual(['50', '0.5', '400']);
+    expect(container(one(render({ values: { coordinator: { joinLimits: { rate: 2.5 } } } }), 'StatefulSet', names.coordinator), 'coordinator').args).toContain('2.5');
+    expect(template({ set: ['coordinator.joinLimits.burst=0'] }).stderr).toMatch(/burst/);
+    expect(template({ set: ['coordinator.joinLimits.rate=fast'] }).stderr).toMatch(/rate/);
+  });
+
   it('uses only flags the CLIs really have', () => {
     const serve = cliFlags('packages/coordinator/dist/cli/main.js', 'serve');
     const agent = cliFlags('packages/edge-agent/dist/cli/main.js');
