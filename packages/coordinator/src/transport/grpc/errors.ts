@@ -5,7 +5,7 @@ import { FedgeError } from '@fedge/proto';
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   const code =
     err instanceof FedgeError
-      ? ({ E_AUTH: grpc.status.UNAUTHENTICATED, E_VALIDATION: grpc.status.INVALID_ARGUMENT, E_NOT_FOUND: grpc.status.NOT_FOUND, E_REJECTED: grpc.status.FAILED_PRECONDITION, E_NAME_TAKEN: grpc.status.ALREADY_EXISTS, E_ENROLLED: grpc.status.ALREADY_EXISTS, E_REVOKED: grpc.status.PERMISSION_DENIED, E_RATE_LIMITED: grpc.status.RESOURCE_EXHAUSTED, E_REGISTRY_FULL: grpc.status.RESOURCE_EXHAUSTED, E_SIGNING_KEY: grpc.status.INVALID_ARGUMENT } as Record<string, grpc.status>)[err.code] ?? grpc.status.INTERNAL
+      ? ({ E_AUTH: grpc.status.UNAUTHENTICATED, E_VALIDATION: grpc.status.INVALID_ARGUMENT, E_NOT_FOUND: grpc.status.NOT_FOUND, E_REJECTED: grpc.status.FAILED_PRECONDITION, E_NAME_TAKEN: grpc.status.ALREADY_EXISTS, E_ENROLLED: grpc.status.ALREADY_EXISTS, E_REVOKED: grpc.status.PERMISSION_DENIED, E_RATE_LIMITED: grpc.status.RESOURCE_EXHAUSTED, E_REGISTRY_FULL: grpc.status.RESOURCE_EXHAUSTED, E_SIGNING_KEY: grpc.status.INVALID_ARGUMENT, E_STORAGE: grpc.status.RESOURCE_EXHAUSTED } as Record<string, grpc.status>)[err.code] ?? grpc.status.INTERNAL
       : grpc.status.INTERNAL;
   const details = err instanceof Error ? err.message : String(err);
   return { code, details, message: details, name: 'Error' };
