@@ -62,7 +62,7 @@ export class Coordinator {
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
     this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
-    this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c) });
+    this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c), onStorageFault: (f) => this.onStorageFault(f) });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
     });

@@ -3,7 +3,7 @@
  * PreparingRuns holds the runs in that step (no engine yet) for the coordinator.
  */
 import { EventEmitter } from 'node:events';
-import type { ModelBlob } from '@fedge/proto';
+import type { ModelBlob, StorageError } from '@fedge/proto';
 import type { RunContext } from './run-context.js';
 import type { AgentRegistry } from './agent-registry.js';
 import type { RunEngine } from './run-engine.js';
@@ -12,6 +12,7 @@ import type { RunConfig } from '../config/run-config.js';
 import type { Strategy } from '../strategy/strategy.js';
 import { runDataStep } from './data-step.js';
 import { moduleLogger } from '../log.js';
+import { storageError } from '../store/storage-error.js';
 
 const log = moduleLogger('data-step');
 
@@ -80,6 +81,8 @@ export interface PreparingRunsDeps {
   launch: (ctx: RunContext, initial: ModelBlob) => Promise<RunEngine>;
   /** The run's strategy, built as the engine will build it. */
   strategyFor: (config: RunConfig) => Strategy;
+  /** A write of the data directory failed (see RunEngineDeps.onStorageFault). */
+  onStorageFault?: (err: StorageError) => void;
 }
 
 interface Preparing {
@@ -118,6 +121,15 @@ export class PreparingRuns {
       } catch (err) {
         // Shutting down with a durable store: the run stays waiting and the next process prepares it again.
         if (this.closing && this.deps.resumeOnRestart) return undefined;
+        // A full or read-only data directory is not the run's failure: not saved as failed (a save that happens to
+        // fit would make that permanent), its stored record (pending or waiting) prepares again on restart.
+        const fault = this.deps.resumeOnRestart ? storageError(err, 'the data directory') : undefined;
+        if (fault) {
+          ctx.setMessage(`suspended in its statistics step (${fault.code}): ${fault.message}`);
+          log.error({ runId: id, code: fault.code, path: fault.path, freeBytes: fault.freeBytes }, 'run suspended in its statistics step: the data directory cannot be written');
+          this.deps.onStorageFault?.(fault);
+          return undefined;
+        }
         if (ctl.signal.aborted) ctx.fail('stopped', 'stopped by user during the statistics step');
         else ctx.fail('failed', (err as Error).message);
         await ctx.persist().catch((e: unknown) => log.error({ err: e }, 'saving the run failed'));

@@ -13,6 +13,7 @@ import { AgentRegistry } from './agent-registry.js';
 import { RunContext } from './run-context.js';
 import { RunEngine } from './run-engine.js';
 import { DiskSpool } from './update-spool.js';
+import { PreparingRuns } from './prepare.js';
 
 const N = 8;
 const specs = [{ name: 'w', dtype: 'float32' as const, shape: [N] }];
@@ -24,10 +25,13 @@ const enospc = (file: string): NodeJS.ErrnoException =>
 /** A store whose disk can fill up: while `full`, every write throws ENOSPC as node:fs would. */
 class FillableStore extends MemoryStore {
   full = false;
+  /** Space comes back after one refused write (a disk that another process was filling). */
+  once = false;
   writesRefused = 0;
   private refuse(): void {
     if (!this.full) return;
     this.writesRefused++;
+    if (this.once) this.full = false;
     throw enospc('/var/lib/fedge/fedge.db-wal');
   }
   override async saveRun(run: RunRecord): Promise<void> {
@@ -170,5 +174,31 @@ describe('storageError', () => {
     expect(db).toMatchObject({ code: 'E_STORAGE', path: path.join(dir, 'fedge.db') });
     expect(storageError(new Error('database disk image is malformed'), dir)).toBeUndefined();
     expect(storageError(new Error('boom'), dir)).toBeUndefined();
+  });
+});
+
+describe('a full data directory during the statistics step', () => {
+  it('leaves the run to prepare again on restart instead of storing it as failed', async () => {
+    const store = new FillableStore();
+    const config = parseRunConfig({ centralEvaluation: false, rounds: 1, agentsPerRound: { min: 1 }, waitForAgentsSeconds: 5 });
+    const run: RunRecord = { id: 'run-prep', config, status: 'pending', createdAt: new Date().toISOString(), round: 0, modelVersion: 0, rounds: [], versions: [] };
+    await store.createRun(run);
+    const faults: StorageError[] = [];
+    const preparing = new PreparingRuns({
+      registry: new AgentRegistry(store),
+      resumeOnRestart: true,
+      launch: () => Promise.reject(new Error('not reached: no agent reports data')),
+      strategyFor: (c) => createStrategy(c, { populationSize: () => 0 }),
+      onStorageFault: (f) => faults.push(f),
+    });
+    // The first save (status waiting) hits the full disk; the next one would fit.
+    store.full = true;
+    store.once = true;
+    preparing.start(new RunContext(run, store), undefined);
+    await until(() => !preparing.has(run.id));
+    expect(faults.map((f) => f.code)).toEqual(['E_STORAGE']);
+    // Before: the step failed the run and that save fit, so the run was stored as failed for good.
+    expect((await store.getRun(run.id))!.status).toBe('pending');
+    expect(run.statusMessage).toMatch(/^suspended in its statistics step \(E_STORAGE\)/);
   });
 });
