@@ -3,10 +3,10 @@ import * as ml from '@fedge/ml';
 import { bytesToFloat32, createRng, float32ToBytes, modelDigest, type TaskMsg } from '@fedge/proto';
 import type { Dataset } from '@fedge/ml';
 import { AttackSpecError, attackDelta, flipLabels, formatAttack, parseAttack, type Attack } from './attack.js';
-// The built executor: its worker is the compiled dist/train-worker.js (Node cannot start a worker from the .ts source).
-import { TaskExecutor } from '../dist/executor.js';
-import { encodeLegacy, loadLocalData, type LocalData } from '../dist/data.js';
-import { packUpdate } from '../dist/privacy.js';
+// The source modules; the executor's worker is the built dist/train-worker.js, which it refuses if older than its sources.
+import { TaskExecutor } from './executor.js';
+import { encodeLegacy, loadLocalData, type LocalData } from './data.js';
+import { packUpdate } from './privacy.js';
 import type { CoordinatorConnection } from './transport/connection.js';
 
 describe('parseAttack', () => {

@@ -2,10 +2,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ml from '@fedge/ml';
 import { float32ToBytes, modelDigest, type TaskMsg } from '@fedge/proto';
-// The built executor: its worker is the compiled dist/train-worker.js (Node cannot start a worker from the .ts source).
-import { TaskExecutor, TrainingWorkerError } from '../dist/executor.js';
-import { encodeLegacy, loadLocalData, type LocalData } from '../dist/data.js';
-import { packUpdate } from '../dist/privacy.js';
+// The source modules; the executor's worker is the built dist/train-worker.js, which it refuses if older than its sources.
+import { TaskExecutor, TrainingWorkerError } from './executor.js';
+import { encodeLegacy, loadLocalData, type LocalData } from './data.js';
+import { packUpdate } from './privacy.js';
 import type { CoordinatorConnection } from './transport/connection.js';
 
 let data: LocalData;

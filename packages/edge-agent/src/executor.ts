@@ -1,4 +1,6 @@
 /** Runs one task: fetch and verify the global model, evaluate it on the held-out split, train (in a worker thread), return the delta. */
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   ErrorFeedback,
@@ -71,6 +73,22 @@ export interface ExecutorOptions {
   partialWorkSeed?: number;
 }
 
+/**
+ * The training worker's script: the compiled train-worker.js beside this module in dist/. Loaded from the .ts source
+ * (vitest), this module has no compiled sibling and Node cannot start a worker from .ts, so the package's built
+ * worker is used; it must not be older than the sources it was built from, or tests would test a stale build.
+ */
+function trainWorkerUrl(): URL {
+  if (!import.meta.url.endsWith('.ts')) return new URL('./train-worker.js', import.meta.url);
+  const built = new URL('../dist/train-worker.js', import.meta.url);
+  const mtime = (u: URL): number => statSync(fileURLToPath(u), { throwIfNoEntry: false })?.mtimeMs ?? -1;
+  // tsc -b rewrites its build info on every build that saw a change, but not outputs whose text did not change.
+  const lastBuild = mtime(built) < 0 ? -1 : mtime(new URL('../dist/.tsbuildinfo', import.meta.url));
+  const stale = ['./train-worker.ts', './data.ts', './attack.ts'].find((src) => mtime(new URL(src, import.meta.url)) > lastBuild);
+  if (stale) throw new TrainingWorkerError(`dist/train-worker.js is missing or was built before the last change to src/${stale.slice(2)}: run \`npx tsc -b\` (the training worker runs compiled code)`);
+  return built;
+}
+
 /** The training worker died (crash, exit, out of memory) or could not start; the next task starts a fresh one. */
 export class TrainingWorkerError extends Error {
   override readonly name = 'TrainingWorkerError';
@@ -94,8 +112,7 @@ class TrainWorker {
   private settleReady: { resolve: (b: BackendInfo) => void; reject: (e: Error) => void } | undefined;
 
   constructor(data: LocalData, backend: BackendPreference, labelFlip: boolean) {
-    // Resolved next to this module, so it works from dist/ (the compiled train-worker.js sits beside executor.js).
-    this.worker = new Worker(new URL('./train-worker.js', import.meta.url), { name: 'fedge-train' });
+    this.worker = new Worker(trainWorkerUrl(), { name: 'fedge-train' });
     // Idle, the worker must not keep the process alive; it is ref'd while a task runs.
     this.worker.unref();
     this.ready = new Promise<BackendInfo>((resolve, reject) => (this.settleReady = { resolve, reject }));

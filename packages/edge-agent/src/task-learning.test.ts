@@ -23,10 +23,10 @@ import {
   type TaskPayload,
 } from '@fedge/proto';
 import type { RawTable } from '@fedge/ml';
-// The built executor: its worker is the compiled dist/train-worker.js (Node cannot start a worker from the .ts source).
-import { TaskExecutor } from '../dist/executor.js';
-import { ModelTrust } from '../dist/model-trust.js';
-import type { LocalData } from '../dist/data.js';
+// The source modules; the executor's worker is the built dist/train-worker.js, which it refuses if older than its sources.
+import { TaskExecutor } from './executor.js';
+import { ModelTrust } from './model-trust.js';
+import type { LocalData } from './data.js';
 import type { CoordinatorConnection } from './transport/connection.js';
 
 const OPTIMIZERS: readonly OptimizerName[] = ['sgd', 'momentum', 'adam', 'rmsprop', 'adagrad'];
