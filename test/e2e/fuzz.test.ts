@@ -22,6 +22,7 @@ const MQTT_CLIENTS = 7;
 const N_MQTT_PER_CLIENT = 200;
 const N_VIOLATORS = 40;
 const DEADLINE_MS = 8000;
+const MAX_HUNG = 16;
 const TOKEN = 'fz-join-token';
 const ADMIN = 'fz-admin-token';
 const REAL = ['fz-g0', 'fz-g1', 'fz-m2'];
@@ -85,6 +86,7 @@ describe('fuzz', () => {
     const tick = (): void => void (runEnded ? 0 : sentBeforeEnd.n++);
 
     const grpcOut: GrpcOutcome[] = [];
+    let skipped = 0;
     const client = new grpc.Client(coord.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 16 << 20 });
     const gg = g(1);
     const grpcCases = Array.from({ length: N_GRPC }, () => grpcCase(gg, gt));
@@ -106,6 +108,9 @@ describe('fuzz', () => {
     const fuzzStart = performance.now();
     await Promise.all([
       timed('grpc', pool(N_GRPC, 8, async (i) => {
+        // Hanging calls would hold the pool for DEADLINE_MS each: after a few, the rest is skipped and the test fails
+        // naming the methods, instead of timing out.
+        if (grpcOut.filter((o) => o.code === grpc.status.DEADLINE_EXCEEDED).length >= MAX_HUNG) return void skipped++;
         tick();
         grpcOut.push(await runGrpcCase(client, grpcCases[i]!, DEADLINE_MS));
       })),
@@ -145,7 +150,7 @@ describe('fuzz', () => {
     for (const o of h2Out) h2Results.add(`${o.label} -> ${o.result}`);
     const totalMqtt = mqtt.sent.total() + N_VIOLATORS;
     console.log(`gRPC calls ${grpcOut.length}: ${codes}`);
-    console.log(`gRPC calls that hit the client deadline (${DEADLINE_MS} ms): ${hung.total()} ${hung}`);
+    console.log(`gRPC calls that hit the client deadline (${DEADLINE_MS} ms): ${hung.total()} ${hung}${skipped ? `; ${skipped} calls skipped after ${MAX_HUNG} hung` : ''}`);
     console.log(`raw HTTP/2 requests ${h2Out.length}: ${h2Results}`);
     console.log(`raw TCP garbage on the gRPC port ${N_TCP}: ${tcp}`);
     console.log(`MQTT frames ${mqtt.sent.total()}: ${mqtt.sent}`);
@@ -159,7 +164,7 @@ describe('fuzz', () => {
     expect(mqtt.accepted).toEqual([]);
     expect([...mqtt.pending.values()]).toEqual([]);
     // Every call ended with a status before its deadline; the server ends a request it cannot finish itself.
-    expect(hung.total()).toBe(0);
+    expect(hung.toString()).toBe('');
     expect(h2Out.filter((o) => o.result === 'client-deadline' || o.result.includes('ACCEPTED')).map((o) => `${o.label} -> ${o.result}`)).toEqual([]);
     expect(tcp.get('bad-preface:left-open')).toBe(0);
     expect(mqtt.violators.get('wrong-token:connected') + mqtt.violators.get('not-agent-id:connected')).toBe(0);
