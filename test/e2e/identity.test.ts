@@ -184,6 +184,7 @@ describe('per-device identity over MQTT', () => {
     await m1.waitFor(/task stream ended|session lost/, 15_000);
     // Its reconnects are refused by the broker, which logs why; the other agent is unaffected.
     await coord.waitFor(/MQTT client refused: identity \\"mq-1\\" was revoked/, 30_000);
+    expect(await m1.waitFor(/refused/, 30_000)).toMatch(/is it enrolled and not revoked/); // the agent is told what to check
     const list = JSON.parse((await fedge(['agent', 'list', '--format', 'json', ...admin])).stdout) as { name: string; status: string }[];
     expect(list.find((a) => a.name === 'mq-1')?.status).toBe('offline');
     expect(list.find((a) => a.name === 'mq-2')?.status).toBe('online');

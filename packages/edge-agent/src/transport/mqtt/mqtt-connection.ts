@@ -111,7 +111,10 @@ export class MqttConnection implements CoordinatorConnection {
           .catch((err: Error) => reject(this.shutdown(err)));
       });
       this.client.on('error', (err: Error & { code?: number }) => {
-        const hint = err.code === 4 || err.code === 5 ? ' (does --join-token match the coordinator\'s?)'
+        const hint = err.code === 4 || err.code === 5
+          ? opts.password
+            ? ' (this device\'s key or code was refused: is it enrolled and not revoked? fedge agent list --identities)'
+            : ' (does --join-token match the coordinator\'s?)'
           : /certificate|self[- ]signed|SSL|TLS/i.test(err.message) ? ' (TLS: does --tls-ca name the CA that signed the broker\'s certificate?)' : '';
         reject(this.shutdown(connError(`MQTT: ${err.message}${hint}`)));
       });
