@@ -1,4 +1,5 @@
 /** Error classes with stable codes shared by every fedge package. */
+import type { RejectionReason } from './rejection-reasons.js';
 
 /** Base class: `code` is stable across releases and safe to match on; `message` names the field and the fix. */
 export class FedgeError extends Error {
@@ -20,8 +21,8 @@ export class ValidationError extends FedgeError {
 
 /** An update or model payload that cannot be accepted (shape, dtype, size, NaN, stale version...). */
 export class RejectedUpdateError extends FedgeError {
-  readonly reason: string;
-  constructor(reason: string, message: string) {
+  readonly reason: RejectionReason;
+  constructor(reason: RejectionReason, message: string) {
     super('E_REJECTED', message);
     this.name = 'RejectedUpdateError';
     this.reason = reason;

@@ -19,3 +19,4 @@ export * from './task-metrics.js';
 export * from './identity.js';
 export * from './idle-timer.js';
 export * from './log-redact.js';
+export * from './rejection-reasons.js';

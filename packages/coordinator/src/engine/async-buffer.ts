@@ -4,7 +4,7 @@ import { autoBufferSize, bufferSizeOf } from '../config/run-config.js';
 import type { UpdateSlot } from '../strategy/aggregate.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
-import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote } from './intake.js';
+import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote, type Reject } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, LiveView, RunCore } from './run-core.js';
 import type { UploadSink } from './upload.js';
@@ -222,7 +222,7 @@ export class AsyncBuffer {
     const { core } = this;
     const inv = core.outstanding.get(h.agentId);
     if (!inv || inv.task.taskId !== h.taskId) throw new RejectedUpdateError('unknown_task', `task_id: "${h.taskId}" is not a task in flight for this agent`);
-    const reject = (reason: string, message: string): never => {
+    const reject: Reject = (reason, message) => {
       this.failure(inv, 'rejected', `${reason}: ${message}`);
       throw new RejectedUpdateError(reason, message);
     };

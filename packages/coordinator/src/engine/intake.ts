@@ -2,6 +2,7 @@
 import {
   RejectedUpdateError,
   ENCODING_OF,
+  type RejectionReason,
   checkEncodedSize,
   clipToNorm,
   createDecoder,
@@ -16,7 +17,7 @@ import type { OpenRound, Invitee } from './round.js';
 import type { RunCore } from './run-core.js';
 import { StagedUpload, type StagedUploadHooks, type UploadSink } from './upload.js';
 
-export type Reject = (reason: string, message: string) => never;
+export type Reject = (reason: RejectionReason, message: string) => never;
 
 /** Reasons that a metric reported by an agent cannot be trusted. */
 function checkMetrics(metrics: Record<string, number>): void {

@@ -4,7 +4,7 @@ import type { OpenRoundState } from '../store/store.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
 import type { CandidateAgent } from '../strategy/strategy.js';
-import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote } from './intake.js';
+import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote, type Reject } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, RunCore } from './run-core.js';
 import type { UploadSink } from './upload.js';
@@ -253,7 +253,7 @@ export class SyncRounds {
       inv = { agent: carried.agent, task: carried.task, state: 'invited', sentAt: carried.sentAt, baseVersion: carried.baseVersion };
       round.addExtra(inv);
     }
-    const reject = (reason: string, message: string): never => {
+    const reject: Reject = (reason, message) => {
       if (round && inv && !inv.participant) this.failParticipant(round, h.agentId, reason, message);
       throw new RejectedUpdateError(reason, message);
     };
