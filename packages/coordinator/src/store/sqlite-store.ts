@@ -265,10 +265,12 @@ export class SqliteStore implements Store {
   }
 
   async saveIdentity(identity: IdentityRecord): Promise<void> {
-    this.db.run(
-      `INSERT INTO identities (name, fingerprint, doc) VALUES (?, ?, ?)
-       ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, doc = excluded.doc`,
-      [identity.name, identity.fingerprint, toJson(identity)],
+    this.write(() =>
+      this.db.run(
+        `INSERT INTO identities (name, fingerprint, doc) VALUES (?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET fingerprint = excluded.fingerprint, doc = excluded.doc`,
+        [identity.name, identity.fingerprint, toJson(identity)],
+      ),
     );
   }
 
@@ -277,11 +279,11 @@ export class SqliteStore implements Store {
   }
 
   async saveEnrollment(e: EnrollmentRecord): Promise<void> {
-    this.db.run('INSERT OR REPLACE INTO enrollments (code_sha256, name, expires_at, doc) VALUES (?, ?, ?, ?)', [e.codeSha256, e.name, e.expiresAt, toJson(e)]);
+    this.write(() => this.db.run('INSERT OR REPLACE INTO enrollments (code_sha256, name, expires_at, doc) VALUES (?, ?, ?, ?)', [e.codeSha256, e.name, e.expiresAt, toJson(e)]));
   }
 
   async deleteEnrollment(codeSha256: string): Promise<void> {
-    this.db.run('DELETE FROM enrollments WHERE code_sha256 = ?', [codeSha256]);
+    this.write(() => this.db.run('DELETE FROM enrollments WHERE code_sha256 = ?', [codeSha256]));
   }
 
   async listEnrollments(): Promise<EnrollmentRecord[]> {
