@@ -101,6 +101,11 @@ function resultParts(g: Gen, d: Def[string], t: GrpcTargets, insider: boolean): 
     metrics: { train_loss: g.num(), [g.str()]: g.num() }, error: g.pick(['', '', 'x'.repeat(5000)]), controlVariateDelta: g.chance(0.2),
     signature: g.bytes(g.pick([0, 64])),
   };
+  // Half the time a header that passes validation, so the upload reaches the run (and is refused there: no such
+  // task, or not this agent's) with a poisoned payload behind it.
+  if (g.chance(0.5))
+    Object.assign(header, { taskId: `task-${g.hex(8)}`, runId: t.runId, round: g.int(5), modelVersion: g.int(5), kind: g.pick(['train', 'evaluate']), numExamples: 100,
+      tensors: [{ name: 'dense/kernel', dtype: 'float32', shape: [784, 128] }], totalBytes: g.pick([4, 401_408, 2 ** 40]), encoding: 'float32-delta', metrics: { train_loss: 1 }, error: '' });
   const chunk = (): Buffer => encode(g, d, { chunk: { offset: g.pick([0, 0, 4, -1, 2 ** 52, g.num()]), data: g.chance(0.7) ? g.floats(g.len(1 << 18)) : g.bytes(g.len(4096)) } });
   const parts: Buffer[] = [];
   const shape = g.int(6);
@@ -179,8 +184,9 @@ export function runGrpcCase(client: grpc.Client, c: GrpcCase, deadlineMs: number
       const code = err?.code ?? grpc.status.OK;
       let accepted = c.mustRefuse && code === grpc.status.OK;
       if (c.method === 'SubmitResult' && code === grpc.status.OK && reply) {
-        const r = defs.AgentService.SubmitResult!.responseDeserialize(reply) as { accepted: boolean };
+        const r = defs.AgentService.SubmitResult!.responseDeserialize(reply) as { accepted: boolean; reason: string; message: string };
         accepted = r.accepted;
+        return resolve({ method: c.method, label: c.label, code, ms: performance.now() - t0, accepted, details: `${r.reason}: ${r.message}`.slice(0, 200) });
       }
       if (c.method === 'Tasks' && data > 0) accepted = true;
       resolve({ method: c.method, label: c.label, code, ms: performance.now() - t0, accepted, details: String(err?.details ?? '').slice(0, 200) });

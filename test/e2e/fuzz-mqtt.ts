@@ -101,8 +101,8 @@ export async function cleanClient(t: MqttTargets, g: Gen, n: number, stats: Mqtt
     const type = stats.pending.get(key);
     if (!type) return;
     stats.pending.delete(key);
-    stats.answers.add(`${type}->${env.t}`);
-    const msg = env.msg as { accepted?: boolean } | undefined;
+    const msg = env.msg as { accepted?: boolean; reason?: string } | undefined;
+    stats.answers.add(`${type}->${env.t}${env.t === 'error' ? `:${env.code}` : type === 'submit' ? `:${msg?.reason}` : ''}`);
     if ((type === 'join' && env.t === 'reply') || (type === 'tasks' && env.t === 'reply') || (type === 'fetch' && env.t === 'model') || (type === 'submit' && msg?.accepted === true))
       stats.accepted.push(`${type} answered ${env.t} ${JSON.stringify(env.msg).slice(0, 200)}`);
   });

@@ -146,10 +146,14 @@ describe('fuzz', () => {
       codes.add(`${o.method}:${grpc.status[o.code]}`);
       if (o.code === grpc.status.DEADLINE_EXCEEDED) hung.add(`${o.method}/${o.label}`);
     }
+    // Refusals by cause: a handler's own exception (a TypeError, say) would show up here as INTERNAL or 'internal'.
+    const causes = new Counts();
+    for (const o of grpcOut) if (o.code === grpc.status.INTERNAL || o.method === 'SubmitResult') causes.add(`${o.method === 'SubmitResult' ? 'SubmitResult' : grpc.status[o.code]}: ${o.details.replace(/"[^"]*"|\d+/g, '_').slice(0, 70)}`);
     const h2Results = new Counts();
     for (const o of h2Out) h2Results.add(`${o.label} -> ${o.result}`);
     const totalMqtt = mqtt.sent.total() + N_VIOLATORS;
     console.log(`gRPC calls ${grpcOut.length}: ${codes}`);
+    console.log(`INTERNAL statuses and SubmitResult replies by cause: ${causes}`);
     console.log(`gRPC calls that hit the client deadline (${DEADLINE_MS} ms): ${hung.total()} ${hung}${skipped ? `; ${skipped} calls skipped after ${MAX_HUNG} hung` : ''}`);
     console.log(`raw HTTP/2 requests ${h2Out.length}: ${h2Results}`);
     console.log(`raw TCP garbage on the gRPC port ${N_TCP}: ${tcp}`);
@@ -167,6 +171,14 @@ describe('fuzz', () => {
     expect(hung.toString()).toBe('');
     expect(h2Out.filter((o) => o.result === 'client-deadline' || o.result.includes('ACCEPTED')).map((o) => `${o.label} -> ${o.result}`)).toEqual([]);
     expect(tcp.get('bad-preface:left-open')).toBe(0);
+    // Refusals come from validation, authentication and the run's checks, never from a handler's own failure.
+    expect(grpcOut.filter((o) => o.code === grpc.status.INTERNAL && !/^Error deserializing request/.test(o.details)).map((o) => `${o.method}: ${o.details}`)).toEqual([]);
+    expect(grpcOut.filter((o) => o.method === 'SubmitResult' && /^internal:/.test(o.details)).map((o) => o.details)).toEqual([]);
+    expect([...mqtt.answers.m.keys()].filter((k) => /E_INTERNAL|:internal/.test(k))).toEqual([]);
+    const perMethod = new Counts();
+    for (const o of grpcOut) perMethod.add(o.method);
+    expect(perMethod.m.size).toBe(17);
+    for (const [m, n] of perMethod.m) expect(n, m).toBeGreaterThan(40);
     expect(mqtt.violators.get('wrong-token:connected') + mqtt.violators.get('not-agent-id:connected')).toBe(0);
     for (const k of ['other-topic', 'status-retained', 'retained-request', 'oversized']) expect(mqtt.violators.get(`${k}:left-open`), k).toBe(0);
     expect(sentBeforeEnd.n).toBeGreaterThan(2000);
