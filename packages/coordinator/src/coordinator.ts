@@ -132,8 +132,10 @@ export class Coordinator {
 
   /**
    * Resumes the runs a previous coordinator process left active (status pending, waiting or running): each starts
-   * again at the round after its last completed one, from the stored model of its latest version. A round that was
-   * in progress when the process died is restarted from its beginning (updates it had accepted are not kept).
+   * again at the round after its last completed one, from the stored model of its latest version. A sync round that
+   * was in progress when the process died continues: the updates it had accepted (spooled before their
+   * acknowledgement) are kept and their agents are not asked again; the others get the same tasks again (same seeds).
+   * An async run folds its saved buffer back in.
    */
   async resumeRuns(): Promise<RunView[]> {
     const resumed: RunView[] = [];
@@ -173,7 +175,7 @@ export class Coordinator {
       ctx.setMessage(`resumed after a coordinator restart at round ${run.round + 1} from version ${run.modelVersion}`);
       await ctx.persist();
       const engine = await this.launch(ctx, blob);
-      log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; an interrupted round restarts from its beginning`);
+      log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; a round in progress keeps the updates it had accepted and sends its task again only to agents it had none from`);
       resumed.push(this.view(engine));
     }
     return resumed;

@@ -57,8 +57,9 @@ identity, and the shared token registers at most --max-token-agents agents (refu
 
 State: runs, rounds, model versions and agents are written to DATA_DIR/fedge.db (SQLite) and models to
 DATA_DIR/models before they are acknowledged. After a crash or restart on the same --data-dir, runs that were
-active resume at the round after their last completed one; a round in progress when the process died starts
-again from its beginning. One coordinator at a time may use a data directory.
+active resume at the round after their last completed one. A round in progress when the process died continues:
+the updates it had accepted are kept and their agents are not asked again; the other agents it had invited get the
+same task again. One coordinator at a time may use a data directory.
 A data directory that cannot be written (full, read-only, I/O error) is an E_STORAGE error naming the path and the
 free space: at start fedge serve exits with code 4; while serving, new runs and uploads are refused and active runs
 are suspended, to resume from their last saved round when the coordinator restarts with space.
