@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL_OPTIONS, loadServices, type JoinReplyMsg } from '@fedge/proto';
 import { Coordinator } from '../../coordinator.js';
 import { startGrpcServer, type GrpcServerHandle } from './server.js';
+import { WATCH_HEARTBEAT_MS } from './admin-service.js';
 
 /** A refusal must arrive within this; the calls themselves allow 10 s, so a missing status shows as DEADLINE_EXCEEDED. */
 const BOUND_MS = 3000;
@@ -87,6 +88,20 @@ describe('gRPC refusals reach the client with their status', () => {
       expect(o.ms).toBeLessThan(BOUND_MS);
     });
   }
+
+  it('WatchRun of a quiet run (waiting for agents) re-sends its state every WATCH_HEARTBEAT_MS', async () => {
+    const run = await coord.startRun({ model: 'mnist-mlp', rounds: 1, agentsPerRound: { min: 5 } });
+    const md = new grpc.Metadata();
+    md.set('authorization', 'Bearer admin-tok');
+    const call = admin.WatchRun!({ runId: run.id }, md) as grpc.ClientReadableStream<unknown>;
+    call.on('error', () => undefined);
+    let n = 0;
+    call.on('data', () => n++);
+    await new Promise((r) => setTimeout(r, WATCH_HEARTBEAT_MS + 1500));
+    call.cancel();
+    await coord.stopRun(run.id);
+    expect(n).toBeGreaterThanOrEqual(2); // the state at once, then at least one heartbeat
+  }, WATCH_HEARTBEAT_MS + 10_000);
 
   it('Tasks that is accepted sends its headers at once, so the agent can tell an open stream from a stuck one', async () => {
     const t0 = Date.now();
