@@ -1,6 +1,9 @@
 // Stragglers benchmark: wall time to a target accuracy with 30% of agents 10x slower (MNIST label shards, mnist-mlp),
-// for sync FedAvg waiting for everyone, sync with over-selection (close on the first results needed), and async FedBuff.
-// Prints a table and writes bench/results/async.json. Usage: node bench/async.mjs [--target 0.95] [--agents 10] [--quick]
+// for sync FedAvg waiting for everyone, sync with over-selection (close on the first results needed), and async mode.
+// Every configuration runs `fedge demo` with its defaults (local training, seed, strategy, async buffer size and
+// staleness); a flag below overrides one. Prints a table and writes bench/results/async.json.
+// Usage: node bench/async.mjs [--target 0.9] [--agents 10] [--rounds 60] [--quick] [--only waitforall,async]
+//        [--epochs E] [--lr X] [--seed N] [--buffer-size K] [--staleness FN] [--strategy S] [--late-staleness FN]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,28 +16,28 @@ const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : def;
 };
+/** `--flag value` when the bench was given it, else nothing: the demo's default applies. */
+const pass = (name, flag = name) => (arg(name) === undefined ? [] : [`--${flag}`, arg(name)]);
 const quick = process.argv.includes('--quick');
 const target = Number(arg('target', quick ? '0.85' : '0.9'));
 const agents = Number(arg('agents', '10'));
 const stragglers = Number(arg('stragglers', '0.3'));
 const slowdown = Number(arg('slowdown', '10'));
 const partition = arg('partition', 'shards');
-const epochs = arg('epochs', '1');
-const lr = arg('lr', '0.1');
-const maxRounds = Number(arg('max-rounds', quick ? '15' : '40'));
+// The cap on rounds (sync) and on versions (async), the same number as in the issue's `--rounds 60`.
+const maxRounds = Number(arg('rounds', quick ? '15' : '60'));
 
 const common = ['demo', '--agents', String(agents), '--stragglers', String(stragglers), '--slowdown', String(slowdown), '--partition', partition,
-  '--model', 'mnist-mlp', '--epochs', epochs, '--lr', lr, '--target-accuracy', String(target), '--seed', '7', '--format', 'json'];
+  '--model', 'mnist-mlp', ...pass('epochs'), ...pass('lr'), '--target-accuracy', String(target), ...pass('seed'), '--format', 'json'];
 const fast = Math.max(1, agents - Math.round(stragglers * agents));
 const configs = [
   { name: 'sync, wait for all', args: ['--rounds', String(maxRounds)] },
   // Invite everyone, close on the first `fast` results: the over-selection factor is agents/fast - 1.
   { name: 'sync, over-selection', args: ['--rounds', String(maxRounds), '--over-selection', String(agents / fast - 1 + 1e-9)] },
   // The same, but late results are folded into the next round instead of dropped: stragglers' labels stay in.
-  { name: 'sync, over-sel + late', args: ['--rounds', String(maxRounds), '--over-selection', String(agents / fast - 1 + 1e-9), '--late-results', 'next-round', '--staleness', arg('late-staleness', 'constant')] },
-  // Versions from every K updates (default K = agents, no staleness discount: measured best on label shards,
-  // where the stragglers hold labels nobody else has); async steps are smaller, so allow more of them.
-  { name: 'async FedBuff', args: ['--mode', 'async', '--rounds', String(maxRounds * 4), '--buffer-size', arg('buffer-size', String(agents)), '--staleness', arg('staleness', 'constant')] },
+  { name: 'sync, over-sel + late', args: ['--rounds', String(maxRounds), '--over-selection', String(agents / fast - 1 + 1e-9), '--late-results', 'next-round', ...pass('late-staleness', 'staleness')] },
+  // Async as `fedge demo --mode async` runs it: bufferSize "auto", the async default strategy and staleness.
+  { name: 'async (defaults)', args: ['--mode', 'async', '--rounds', String(maxRounds), ...pass('buffer-size'), ...pass('staleness'), ...pass('strategy')] },
 ];
 
 // --only wait,async (prefixes of config names) runs a subset; the first one run is the baseline of the ratios.
@@ -53,6 +56,10 @@ for (const c of selected) {
     wallSeconds: r.wallSeconds,
     totalSeconds: r.totalSeconds,
     versions: r.reachedAtVersion ?? r.versions,
+    // What the defaults chose, as the run's config records it (async: "auto" is the K the run picked).
+    strategy: r.strategy,
+    async: r.async ? { ...r.async, staleness: r.staleness } : undefined,
+    curve: (r.metrics ?? []).map((m) => m.centralAccuracy ?? null),
     finalAccuracy: r.finalAccuracy,
     backends: r.agentBackends,
   });
@@ -68,6 +75,6 @@ for (const r of results) {
 mkdirSync(path.join(here, 'results'), { recursive: true });
 writeFileSync(path.join(here, 'results', quick ? 'async-quick.json' : 'async.json'), JSON.stringify({
   date: new Date().toISOString(), node: process.version, cpu: os.cpus()[0]?.model, cores: os.cpus().length,
-  params: { target, agents, stragglers, slowdown, partition, epochs, lr, maxRounds }, results,
+  params: { target, agents, stragglers, slowdown, partition, maxRounds, flags: process.argv.slice(2) }, results,
   ratios: Object.fromEntries(results.map((r) => [r.config, r.reached && base.reached ? r.wallSeconds / base.wallSeconds : null])),
 }, null, 2));

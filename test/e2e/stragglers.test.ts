@@ -4,7 +4,7 @@ import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harnes
 
 afterAll(() => killAll());
 
-interface Participant { name: string; outcome: string; reason?: string; staleness?: number; weight?: number; numExamples?: number; baseVersion?: number }
+interface Participant { name: string; outcome: string; reason?: string; staleness?: number; weight?: number; speedFactor?: number; numExamples?: number; baseVersion?: number }
 interface RunJson {
   status: string;
   metrics: { round: number; completed: number; seconds: number; status: string }[];
@@ -37,7 +37,7 @@ describe('stragglers', () => {
 
     // Async: K = 3 per version; fast agents keep going while the slow ones train on old versions.
     const asyncRun = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--mode', 'async', '--rounds', '25',
-      '--buffer-size', '3', '--max-staleness', '100', '--epochs', '1', '--min-agents', '1', '--watch', '--format', 'json']);
+      '--buffer-size', '3', '--max-staleness', '100', '--staleness', 'polynomial:0.5', '--epochs', '1', '--min-agents', '1', '--watch', '--format', 'json']);
     expect(asyncRun.code, asyncRun.stderr).toBe(0);
     const a = lastJson<RunJson>(asyncRun.stdout);
     expect(a.status).toBe('completed');
@@ -47,9 +47,12 @@ describe('stragglers', () => {
     expect(firstSlow, 'a slow agent update was folded').toBeGreaterThanOrEqual(0);
     expect(firstSlow, 'versions were produced while the stragglers trained').toBeGreaterThanOrEqual(3);
     const slowUpdates = a.roundsDetail.flatMap((r) => r.participants.filter((p) => p.name.startsWith('slow') && p.outcome === 'completed'));
+    // Weight: examples x the staleness discount (1 + tau)^-0.5 x async.speedWeighting's factor, which a 10x
+    // slower agent's update carries (> 1: its task took longer than the median agent's).
     for (const p of slowUpdates) {
       expect(p.staleness!).toBeGreaterThanOrEqual(1);
-      expect(p.weight!).toBeCloseTo(p.numExamples! * (1 + p.staleness!) ** -0.5, 6);
+      expect(p.speedFactor!).toBeGreaterThan(1);
+      expect(p.weight!).toBeCloseTo(p.numExamples! * (1 + p.staleness!) ** -0.5 * p.speedFactor!, 6);
     }
   }, 300_000);
 });

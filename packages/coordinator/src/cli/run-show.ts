@@ -164,7 +164,7 @@ function strategyLines(c: RunView['config']): string[] {
   if (c.mode === 'async') {
     const s = c.staleness;
     const fn = s.fn === 'polynomial' ? `polynomial a ${s.a}` : s.fn === 'hinge' ? `hinge a ${s.a} b ${s.b}` : 'constant';
-    out.push(`async: buffer ${c.async.bufferSize === 'auto' ? 'auto (chosen when the run starts)' : `${c.async.bufferSize} updates`} per version, concurrency ${c.async.concurrency ?? 'all agents'}, staleness ${fn}, max staleness ${c.async.maxStaleness}`);
+    out.push(`async: buffer ${c.async.bufferSize === 'auto' ? 'auto (chosen when the run starts)' : `${c.async.bufferSize} updates`} per version, concurrency ${c.async.concurrency ?? 'all agents'}, staleness ${fn}, max staleness ${c.async.maxStaleness}, speed weighting ${c.async.speedWeighting ? 'on' : 'off'}`);
   }
   return out;
 }

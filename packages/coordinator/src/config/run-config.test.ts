@@ -146,7 +146,7 @@ describe('run config: async defaults', () => {
   it('an async run that names no strategy gets FedAvgM (momentum 0.9) and bufferSize "auto"; sync keeps FedAvg', () => {
     const a = parseRunConfig({ mode: 'async' });
     expect(a.strategy).toEqual({ ...ASYNC_DEFAULT_STRATEGY });
-    expect(a.async).toEqual({ bufferSize: 'auto', maxStaleness: 20 });
+    expect(a.async).toEqual({ bufferSize: 'auto', maxStaleness: 20, speedWeighting: true });
     expect(parseRunConfig({}).strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
     // Options without a name apply to the default; a name (or a number for K) is the user's and wins.
     expect(parseRunConfig({ mode: 'async', strategy: { serverLearningRate: 0.5 } }).strategy).toEqual({ name: 'fedavgm', serverLearningRate: 0.5, momentum: 0.9 });

@@ -1,12 +1,13 @@
 /** The async driver (FedBuff): agents train continuously; every K accepted updates make a new version. */
 import { RejectedUpdateError, type ResultHeaderMsg } from '@fedge/proto';
-import { autoBufferSize, bufferSizeOf } from '../config/run-config.js';
+import { autoBufferSize, bufferSizeOf, SPEED_WEIGHT_MAX } from '../config/run-config.js';
 import type { UpdateSlot } from '../strategy/aggregate.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
 import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote, type Reject } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, LiveView, RunCore } from './run-core.js';
+import type { Participant } from '../store/store.js';
 import type { UploadSink } from './upload.js';
 
 export class AsyncBuffer {
@@ -20,6 +21,9 @@ export class AsyncBuffer {
   private commits: Promise<void> = Promise.resolve();
   /** With a spool: resolves once the last cut version and its record are durable; the next buffer waits for it. */
   private cutPersisted: Promise<void> = Promise.resolve();
+
+  /** Each agent's last task time (seconds from dispatch to its result), for async.speedWeighting. */
+  private readonly taskSeconds = new Map<string, number>();
 
   constructor(private readonly core: RunCore) {
     core.wake = () => this.step?.resolve();
@@ -177,6 +181,19 @@ export class AsyncBuffer {
     await core.ctx.persist();
   }
 
+  /**
+   * async.speedWeighting: this task's time over the median of every agent's last task time, in [1, SPEED_WEIGHT_MAX].
+   * The median is over agents, not tasks, so the many fast agents' tasks do not set it alone; 1 under DP.
+   */
+  private speedFactor(agentId: string, seconds: number): number {
+    this.taskSeconds.set(agentId, seconds);
+    if (!this.core.config.async.speedWeighting || this.core.strategy.privacy) return 1;
+    const times = [...this.taskSeconds.values()].sort((a, b) => a - b);
+    const mid = times.length >> 1;
+    const median = times.length % 2 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
+    return median > 0 ? Math.min(SPEED_WEIGHT_MAX, Math.max(1, seconds / median)) : 1;
+  }
+
   /** Stops dispatching before the step that would exceed privacy.maxEpsilon. */
   private checkPrivacyBudget(step: number): void {
     const { core } = this;
@@ -237,11 +254,12 @@ export class AsyncBuffer {
       if (!buf) throw new RejectedUpdateError('round_closed', 'no round is open');
       const staleness = tau();
       if (staleness > max) throw new RejectedUpdateError('too_stale', `update became ${staleness} versions behind while uploading; async.maxStaleness is ${max}`);
-      const w = { staleness, weight: core.strategy.weightOf(h.numExamples) * stalenessWeight(core.config.staleness, staleness) };
+      const speed = this.speedFactor(h.agentId, (Date.now() - inv.sentAt) / 1000);
+      const w = { staleness, weight: core.strategy.weightOf(h.numExamples) * stalenessWeight(core.config.staleness, staleness) * speed };
       // Async folds at once (spooled or not): its cut is immediate.
-      let note = {};
+      let note: Partial<Participant> = speed > 1 ? { speedFactor: speed } : {};
       if (s) {
-        note = scaledNote(await admitUpdate(core, s, h, inv, buf, inv.task.taskId, w), core.config.strategy.normBound);
+        note = { ...note, ...scaledNote(await admitUpdate(core, s, h, inv, buf, inv.task.taskId, w), core.config.strategy.normBound) };
         core.agg.fold(s, w.weight);
       }
       buf.bytesReceived += h.totalBytes;

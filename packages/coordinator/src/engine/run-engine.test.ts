@@ -76,12 +76,15 @@ async function submit(engine: RunEngine, a: FakeAgent, task: TaskMsg, value: num
   return sink.commit();
 }
 
-/** The expected weights below are FedBuff's step with FedAvg's server step (async runs default to fedavgm). */
+/**
+ * The expected weights below are FedBuff's step with FedAvg's server step (async runs default to fedavgm) and no
+ * speed weighting (its factor depends on how long each fake agent took to answer).
+ */
 const FEDAVG = { name: 'fedavg' } as const;
 
 describe('async buffered aggregation (FedBuff)', () => {
   it('cuts a version from exactly K updates, weighting each by examples x (1 + tau)^-0.5', async () => {
-    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 2, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, staleness: { fn: 'polynomial', a: 0.5 }, rounds: 2, async: { bufferSize: 2, speedWeighting: false }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
     const { a, b, c } = agents as Record<string, FakeAgent>;
     await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
     expect(trainTasks(c)[0]!.modelVersion).toBe(0);
@@ -115,7 +118,7 @@ describe('async buffered aggregation (FedBuff)', () => {
   });
 
   it('an agent dying mid-upload leaves no trace in the model', async () => {
-    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 2, speedWeighting: false }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
     const { a, b, c } = agents as Record<string, FakeAgent>;
     await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
     await submit(engine, a, trainTasks(a)[0]!, 1e6, 1000, { abortHalfway: true });
@@ -140,6 +143,27 @@ describe('async buffered aggregation (FedBuff)', () => {
     expect(run.rounds[0]!.participants.filter((p) => p.outcome === 'completed')).toHaveLength(3);
   });
 
+  it('speedWeighting: a slow agent\'s update weighs (its task time / the median agent\'s) times more, and says so', async () => {
+    const { engine, run, agents, finished } = setup({ mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 3 }, agentsPerRound: { min: 1 } }, ['a', 'b', 'c']);
+    const { a, b, c } = agents as Record<string, FakeAgent>;
+    await until(() => [a, b, c].every((x) => trainTasks(x).length === 1));
+    await submit(engine, a, trainTasks(a)[0]!, 1, 10);
+    await submit(engine, b, trainTasks(b)[0]!, 1, 10);
+    await new Promise((r) => setTimeout(r, 400));
+    await submit(engine, c, trainTasks(c)[0]!, 1, 10);
+    await finished;
+    const ps = run.rounds[0]!.participants;
+    const pc = ps.find((p) => p.name === 'c')!;
+    expect(pc.speedFactor).toBeGreaterThan(1);
+    expect(pc.speedFactor).toBeLessThanOrEqual(10);
+    expect(pc.weight).toBeCloseTo(10 * pc.speedFactor!, 10);
+    // a and b answered at once: at most timer jitter above the median (a, the first, is the median of itself).
+    expect(ps.find((p) => p.name === 'a')).toMatchObject({ weight: 10 });
+    const pb = ps.find((p) => p.name === 'b')!;
+    expect(pb.speedFactor ?? 1).toBeLessThan(pc.speedFactor!);
+    expect(pb.weight).toBeCloseTo(10 * (pb.speedFactor ?? 1), 10);
+  });
+
   it('rejects updates beyond maxStaleness', async () => {
     const { engine, agents } = setup({ mode: 'async', rounds: 5, async: { bufferSize: 1, maxStaleness: 1 }, agentsPerRound: { min: 1 } }, ['a', 'b']);
     const { a, b } = agents as Record<string, FakeAgent>;
@@ -156,7 +180,7 @@ describe('async buffered aggregation (FedBuff)', () => {
 describe('crash safety with a spool', () => {
   it('an async update accepted before a restart is folded into the restored buffer, once', async () => {
     const spool = new DiskSpool(mkdtempSync(path.join(tmpdir(), 'fedge-spool-')));
-    const cfg: RunConfigInput = { mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 2 }, agentsPerRound: { min: 1 } };
+    const cfg: RunConfigInput = { mode: 'async', strategy: FEDAVG, rounds: 1, async: { bufferSize: 2, speedWeighting: false }, agentsPerRound: { min: 1 } };
     const first = setup(cfg, ['a', 'b'], { spool });
     const { a } = first.agents as Record<string, FakeAgent>;
     await until(() => trainTasks(a).length === 1);

@@ -18,6 +18,8 @@ export interface Participant {
   baseVersion?: number;
   staleness?: number;
   weight?: number;
+  /** Async with async.speedWeighting: the factor (>= 1) in `weight` for an agent slower than the fleet's median. */
+  speedFactor?: number;
   /** Data lineage: the fingerprint of the dataset the agent reported when it trained (DataProfile.fingerprint). */
   fingerprint?: string;
 }

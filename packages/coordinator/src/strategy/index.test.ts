@@ -29,7 +29,7 @@ describe('createStrategy', () => {
   });
 
   it('async FedAvg: the buffered step divides the staleness-weighted sum by the examples', () => {
-    const s = createStrategy(parseRunConfig({ mode: 'async' }), deps);
+    const s = createStrategy(parseRunConfig({ mode: 'async', strategy: { name: 'fedavg' } }), deps);
     // Two updates of 10 examples, weights 10 and 5 (a stale one): mean (10*1 + 5*4) / 15 = 2, step 2 * 15 / 20 = 1.5.
     const out = s.aggregateBuffered(new Float32Array([0]), { count: 2, totalWeight: 15, mean: () => new Float32Array([2]) }, [
       { agentId: 'a', numExamples: 10, weight: 10, metrics: {} },
