@@ -121,6 +121,20 @@ describe('IdentityGate', () => {
   });
 });
 
+describe('IdentityGate per-identity limit', () => {
+  it('counts only proven joins: forged joins under a device\'s name do not use up its allowance', async () => {
+    const store = new MemoryStore();
+    const reg = new AgentRegistry(store, 'tok');
+    const gate = new IdentityGate(new IdentityRegistry(store), reg, { ...DEFAULT_JOIN_LIMITS, identityBurst: 2, identityRate: 0.001 });
+    const k = device();
+    const base = { joinToken: '', backend: 'cpu', agentVersion: 't', numExamples: 1, labels: {} };
+    const first = await gate.join({ ...base, ...signed(gate.identities, 'cam', k, { enrollCode: (await gate.identities.enroll('cam')).code }) }, 's');
+    for (let i = 0; i < 5; i++) await expect(gate.join({ ...base, ...signed(gate.identities, 'cam', device()) }, `attacker-${i}`)).rejects.toThrow(/enrolled with key/);
+    await gate.join({ ...base, ...signed(gate.identities, 'cam', k, { agentId: first.agentId }) }, 's');
+    await expect(gate.join({ ...base, ...signed(gate.identities, 'cam', k, { agentId: first.agentId }) }, 's')).rejects.toMatchObject({ code: 'E_RATE_LIMITED', message: expect.stringMatching(/^identity:/) });
+  });
+});
+
 describe('RateLimiter', () => {
   it('allows a burst, then the rate', () => {
     let t = 0;

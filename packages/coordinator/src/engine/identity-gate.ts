@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { FedgeError, LimitError, RejectedUpdateError, signedUpdateRef, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
 import type { AgentRegistry } from './agent-registry.js';
 import { AuthError } from './agent-registry.js';
-import { IdentityRegistry, type JoinCredentials } from './identities.js';
+import { IdentityRegistry, type IdentityView, type JoinCredentials } from './identities.js';
 import { DEFAULT_JOIN_LIMITS, RateLimiter, type JoinLimits } from './join-limits.js';
 import type { UploadSink } from './upload.js';
 import { moduleLogger } from '../log.js';
@@ -36,8 +36,9 @@ export class IdentityGate {
   async join(req: JoinRequestMsg & JoinCredentials, source: string): Promise<ReturnType<AgentRegistry['join']>> {
     this.bySource.take(source);
     if (IdentityRegistry.isIdentityJoin(req)) {
-      this.byIdentity.take(req.name);
       const id = await this.identities.authenticate(req);
+      // Counted once proven: joins forged under a device's name must not use up that device's allowance.
+      this.byIdentity.take(id.name);
       return this.registry.join(req, id.fingerprint);
     }
     if (this.identities.isEnrolled(req.name) || this.identities.isRevoked(req.name))
@@ -50,7 +51,7 @@ export class IdentityGate {
   }
 
   /** Revokes `name` and closes its open sessions at once. */
-  async revoke(name: string): Promise<ReturnType<IdentityRegistry['list']>[number] & { sessionsClosed: number }> {
+  async revoke(name: string): Promise<IdentityView & { sessionsClosed: number }> {
     const v = await this.identities.revoke(name);
     const sessionsClosed = this.registry.cutOff(name, 'identity revoked');
     return { ...v, sessionsClosed };
