@@ -61,4 +61,31 @@ describe('Agent', () => {
     expect(c.joins[1]!.agentId).toBe('agent-1');
     expect(c.fetches).toEqual(['s1', 's2']);
   });
+
+  it('after a join under its id is refused (E_AUTH), joins by name instead of retrying the refused id forever', async () => {
+    const joins: JoinRequestMsg[] = [];
+    const connect = (): CoordinatorConnection => ({
+      join: async (req) => {
+        joins.push(req);
+        // The first rejoin by id is refused, as when another join took the id under this agent's name.
+        if (req.agentId && joins.filter((j) => j.agentId).length === 1) throw new FedgeError('E_AUTH', `agent_secret: missing or wrong for agent_id "${req.agentId}"`);
+        return { agentId: 'agent-1', sessionToken: `s${joins.length}`, coordinatorVersion: 'fake', agentSecret: 'sec' };
+      },
+      challenge: async () => ({ nonce: '', expiresUnixMs: 0 }),
+      // Every session's task stream ends at once, so the agent keeps joining again.
+      tasks: (): TaskStream => ({ cancel: () => undefined, async *[Symbol.asyncIterator]() {} }),
+      fetchModel: async () => new Promise(() => undefined),
+      submit: async () => ({ accepted: true, reason: '', message: '' }),
+      close: () => undefined,
+    });
+    const executor = { trust: { onJoin: () => undefined }, close: async () => undefined } as unknown as TaskExecutor;
+    const data = { train: { n: 10 }, profile: undefined } as unknown as LocalData;
+    const agent = new Agent(connect, data, { name: 'a', backend: 'cpu', executor, minBackoffMs: 10, maxBackoffMs: 20 });
+    void agent.runForever();
+    const t0 = Date.now();
+    while (joins.length < 4 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+    agent.stop();
+    // First join; rejoin with id and secret (refused); by name; then with the new id and secret again.
+    expect(joins.slice(0, 4).map((j) => [j.agentId, j.agentSecret])).toEqual([['', ''], ['agent-1', 'sec'], ['', ''], ['agent-1', 'sec']]);
+  });
 });

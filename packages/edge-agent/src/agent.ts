@@ -116,7 +116,13 @@ export class Agent {
         ...(this.enrollCode && id.enrolledName !== this.opts.name ? { enrollCode: this.enrollCode } : {}),
       });
     }
-    const reply = await conn.join(req);
+    const reply = await conn.join(req).catch((err: unknown) => {
+      // Refused under our id (say its agent_secret no longer matches: another join took the id by our name while we
+      // were away): the next try joins by name, as a restarted process does, and gets the record back once it is not
+      // live. Retrying the refused id would be refused forever.
+      if ((err as { code?: string }).code === 'E_AUTH' && this.agentId) [this.agentId, this.agentSecret] = ['', ''];
+      throw err;
+    });
     if (id && id.enrolledName !== this.opts.name) {
       id.markEnrolled(this.opts.name);
       this.enrollCode = undefined;
