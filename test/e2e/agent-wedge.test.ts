@@ -5,7 +5,7 @@
  * real agent trains on unaffected.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { GrpcConnection } from '@fedge/edge-agent';
+import { GrpcConnection, MqttConnection } from '@fedge/edge-agent';
 import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
 
 afterAll(() => killAll());
@@ -14,14 +14,16 @@ const TOKEN = 'wedge-token';
 
 describe('agent wedge', () => {
   it('a token holder rejoining under a live agent\'s id is refused at once; the real agent completes the run', async () => {
-    const coord = await startCoordinator(['--join-token', TOKEN]);
+    const coord = await startCoordinator(['--join-token', TOKEN, '--mqtt-listen', '127.0.0.1:0']);
     const real = startAgent(coord.address, ['--name', 'real', '--join-token', TOKEN, '--seed', '3']);
     await real.waitFor(/agent online|joined coordinator/);
     const listed = JSON.parse((await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json'])).stdout) as { id: string; name: string }[];
     const id = listed.find((a) => a.name === 'real')!.id;
 
-    const impostor = new GrpcConnection(coord.address);
-    for (const name of ['real', 'impostor']) {
+    // Over either transport: the rule is the coordinator's, not the transport's.
+    const grpc = new GrpcConnection(coord.address);
+    const mqtt = new MqttConnection(coord.mqttUrl!, { joinToken: TOKEN });
+    for (const [impostor, name] of [[grpc, 'real'], [grpc, 'impostor'], [mqtt, 'real']] as const) {
       const t0 = Date.now();
       const err = await impostor
         .join({ name, agentId: id, joinToken: TOKEN, backend: 'rogue', agentVersion: 'test', numExamples: 100, labels: {} })
@@ -31,7 +33,8 @@ describe('agent wedge', () => {
       expect(err!.message).toMatch(new RegExp(`agent_secret: missing or wrong for agent_id "${id}"`));
       expect(Date.now() - t0).toBeLessThan(3000);
     }
-    impostor.close();
+    grpc.close();
+    mqtt.close();
 
     const t0 = Date.now();
     const res = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--rounds', '2', '--min-agents', '1',
