@@ -82,12 +82,11 @@ function fuzzFrame(g: Gen, t: MqttTargets, seq: string): { label: string; payloa
   return { label: type, payload: encodeFrame(env, g.chance(0.2) ? g.floats(g.len(4096)) : undefined), track: type };
 }
 
-/** A client that sends `n` frames on its own request topic and records the answers; the caller ends it (endClean). */
-export async function cleanClient(t: MqttTargets, g: Gen, n: number, stats: MqttStats, tag: string, onSend: () => void = () => undefined): Promise<MqttClient> {
-  const clientId = newAgentClientId();
-  const c = await clientFor(t.url, clientId, t.joinToken);
-  if (c instanceof Error) throw new Error(`fuzz MQTT client could not connect: ${c.message}`);
-  await c.subscribeAsync([mqttTopics.replies(clientId), mqttTopics.tasks(clientId)], { qos: 1 });
+/**
+ * Records the answers on a client's reply topic against `stats.pending`; flags answers that accept what must be
+ * refused. `insider`: the client joined with the real token, so its model downloads may succeed.
+ */
+function listen(c: MqttClient, clientId: string, stats: MqttStats, insider: boolean, onJoin?: (env: MqttEnvelope) => void): void {
   c.on('message', (topic, payload) => {
     let env: MqttEnvelope;
     try {
@@ -96,16 +95,26 @@ export async function cleanClient(t: MqttTargets, g: Gen, n: number, stats: Mqtt
       stats.accepted.push(`undecodable answer on ${topic}`);
       return;
     }
-    if (topic === mqttTopics.tasks(clientId)) return void stats.accepted.push(`a task frame (${env.t}) for a client that never joined`);
+    if (topic === mqttTopics.tasks(clientId)) return void stats.accepted.push(`a task frame (${env.t}) for a client that never asked for tasks`);
+    if (env.id === 'join0' && onJoin) return onJoin(env);
     const key = `${clientId}/${env.id}`;
     const type = stats.pending.get(key);
     if (!type) return;
     stats.pending.delete(key);
     const msg = env.msg as { accepted?: boolean; reason?: string } | undefined;
-    stats.answers.add(`${type}->${env.t}${env.t === 'error' ? `:${env.code}` : type === 'submit' ? `:${msg?.reason}` : ''}`);
-    if ((type === 'join' && env.t === 'reply') || (type === 'tasks' && env.t === 'reply') || (type === 'fetch' && env.t === 'model') || (type === 'submit' && msg?.accepted === true))
+    stats.answers.add(`${insider ? 'insider-' : ''}${type}->${env.t}${env.t === 'error' ? `:${env.code}` : type === 'submit' ? `:${msg?.reason}` : ''}`);
+    if ((type === 'join' && env.t === 'reply') || (type === 'tasks' && env.t === 'reply') || (type === 'fetch' && env.t === 'model' && !insider) || (type === 'submit' && msg?.accepted === true))
       stats.accepted.push(`${type} answered ${env.t} ${JSON.stringify(env.msg).slice(0, 200)}`);
   });
+}
+
+/** A client that sends `n` frames on its own request topic and records the answers; the caller ends it (endClean). */
+export async function cleanClient(t: MqttTargets, g: Gen, n: number, stats: MqttStats, tag: string, onSend: () => void = () => undefined): Promise<MqttClient> {
+  const clientId = newAgentClientId();
+  const c = await clientFor(t.url, clientId, t.joinToken);
+  if (c instanceof Error) throw new Error(`fuzz MQTT client could not connect: ${c.message}`);
+  await c.subscribeAsync([mqttTopics.replies(clientId), mqttTopics.tasks(clientId)], { qos: 1 });
+  listen(c, clientId, stats, false);
   for (let i = 0; i < n; i++) {
     const seq = `${tag}${i}`;
     const f = fuzzFrame(g, t, seq);
@@ -113,6 +122,62 @@ export async function cleanClient(t: MqttTargets, g: Gen, n: number, stats: Mqtt
     stats.sent.add(f.label);
     onSend();
     await c.publishAsync(mqttTopics.requests(clientId), f.payload, { qos: g.pick([0, 1, 1]) });
+  }
+  return c;
+}
+
+/**
+ * A client that joins with the real token (and never asks for tasks, so no round picks it), then sends `n` requests
+ * with its valid session: model downloads of any version or blob, acks beyond what was sent, cancels, uploads that
+ * name no task of it, then stray chunks and ends for them.
+ */
+export async function insiderClient(t: MqttTargets, g: Gen, n: number, stats: MqttStats, tag: string, onSend: () => void = () => undefined): Promise<MqttClient> {
+  const clientId = newAgentClientId();
+  const c = await clientFor(t.url, clientId, t.joinToken);
+  if (c instanceof Error) throw new Error(`fuzz MQTT client could not connect: ${c.message}`);
+  await c.subscribeAsync([mqttTopics.replies(clientId), mqttTopics.tasks(clientId)], { qos: 1 });
+  const joined = new Promise<MqttEnvelope>((resolve) => listen(c, clientId, stats, true, resolve));
+  await c.publishAsync(mqttTopics.requests(clientId), encodeFrame({ t: 'join', id: 'join0', msg: { name: `fz-mqtt-insider-${tag}`, agentId: '', joinToken: t.joinToken, backend: 'fuzz', agentVersion: 'fuzz', numExamples: 0, labels: {} } }), { qos: 1 });
+  const env = await joined;
+  const session = env.msg as { agentId?: string; sessionToken?: string } | undefined;
+  if (env.t !== 'reply' || !session?.agentId || !session.sessionToken) throw new Error(`fuzz MQTT insider could not join: ${JSON.stringify(env).slice(0, 300)}`);
+  const creds = { agentId: session.agentId, sessionToken: session.sessionToken };
+  let last = `${tag}x`;
+  for (let i = 0; i < n; i++) {
+    const seq = `${tag}${i}`;
+    let label: string;
+    let frame: Buffer;
+    switch (g.int(5)) {
+      case 0:
+        label = 'insider-fetch';
+        frame = encodeFrame({ t: 'fetch', id: seq, msg: { ...creds, runId: g.pick([t.runId, `run-${g.hex(8)}`]), modelVersion: g.pick([0, 1, 2, 3, 4, 99, g.num()]), blobSha256: g.pick(['', '', g.hex(64)]) } });
+        stats.pending.set(`${clientId}/${seq}`, 'fetch');
+        last = seq;
+        break;
+      case 1:
+        label = 'insider-ack';
+        frame = encodeFrame({ t: g.pick(['ack', 'cancel'] as const), id: g.pick([last, seq]), offset: g.pick([0, 1 << 20, 2 ** 40, Number.MAX_SAFE_INTEGER]) });
+        break;
+      case 2:
+        label = 'insider-submit';
+        frame = encodeFrame({ t: 'submit', id: seq, msg: { ...creds, taskId: `task-${g.hex(8)}`, runId: t.runId, round: g.int(5), modelVersion: g.int(5), kind: g.pick(['train', 'evaluate']), numExamples: 100,
+          tensors: [{ name: 'dense/kernel', dtype: 'float32', shape: [784, 128] }], totalBytes: g.pick([4, 401_408, 2 ** 40]), encoding: 'float32-delta', metrics: { train_loss: 1 } } });
+        stats.pending.set(`${clientId}/${seq}`, 'submit');
+        last = seq;
+        break;
+      case 3:
+        label = 'insider-chunk';
+        frame = encodeFrame({ t: g.pick(['chunk', 'end'] as const), id: last, offset: g.pick([0, 4, 2 ** 40]) }, g.floats(g.len(65536)));
+        break;
+      default:
+        label = 'insider-tasks-forged';
+        // Another agent's task stream with this client's valid session: refused (the session is not theirs).
+        frame = encodeFrame({ t: 'tasks', id: seq, msg: { agentId: g.pick(t.realAgentIds), sessionToken: creds.sessionToken } });
+        stats.pending.set(`${clientId}/${seq}`, 'tasks');
+    }
+    stats.sent.add(label);
+    onSend();
+    await c.publishAsync(mqttTopics.requests(clientId), frame, { qos: 1 });
   }
   return c;
 }

@@ -1,9 +1,11 @@
 /**
  * Fuzz: a few thousand seeded malformed messages on gRPC (every method, raw HTTP/2, raw TCP) and MQTT (every request
  * type, bad frames, broker rule breaking) while a real 3-agent run on both transports completes. Nothing may crash the
- * coordinator, hang a call past its deadline, or be accepted. FEDGE_FUZZ_SEED=N repeats a run's messages.
+ * coordinator, hang a call past its deadline, or be accepted. FEDGE_FUZZ_SEED=N repeats a run's messages;
+ * FEDGE_FUZZ_LOG=FILE keeps the coordinator's log.
  */
 import * as grpc from '@grpc/grpc-js';
+import { writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect } from 'mqtt';
 import { AdminClient } from '@fedge/coordinator';
@@ -12,7 +14,7 @@ import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harnes
 import { Counts, Gen } from './fuzz-gen.js';
 import { grpcCase, runGrpcCase, type GrpcOutcome, type GrpcTargets } from './fuzz-grpc.js';
 import { H2Pool, rawTcpGarbage, runH2Case, type H2Outcome } from './fuzz-h2.js';
-import { cleanClient, endClean, newMqttStats, violator, type MqttTargets } from './fuzz-mqtt.js';
+import { cleanClient, endClean, insiderClient, newMqttStats, violator, type MqttTargets } from './fuzz-mqtt.js';
 
 const SEED = Number(process.env.FEDGE_FUZZ_SEED ?? 20261130);
 const N_GRPC = 1800;
@@ -123,7 +125,8 @@ describe('fuzz', () => {
         tcp.add(await rawTcpGarbage(coord.address, gtcp, 5000));
       })),
       ...Array.from({ length: MQTT_CLIENTS }, (_, k) => timed(`mqtt${k}`, (async () => {
-        const c = await cleanClient(mt, g(10 + k), N_MQTT_PER_CLIENT, mqtt, `k${k}-`, tick);
+        // The last client joins with the real token first and fuzzes with its valid session.
+        const c = await (k === MQTT_CLIENTS - 1 ? insiderClient : cleanClient)(mt, g(10 + k), N_MQTT_PER_CLIENT, mqtt, `k${k}-`, tick);
         // Answers still on their way; then the client leaves as an agent's last will would say.
         for (let w = 0; w < 100 && [...mqtt.pending.keys()].some((key) => key.startsWith(`${c.options.clientId}/`)); w++) await new Promise((r) => setTimeout(r, 100));
         await endClean(c);
@@ -175,6 +178,9 @@ describe('fuzz', () => {
     expect(grpcOut.filter((o) => o.code === grpc.status.INTERNAL && !/^Error deserializing request/.test(o.details)).map((o) => `${o.method}: ${o.details}`)).toEqual([]);
     expect(grpcOut.filter((o) => o.method === 'SubmitResult' && /^internal:/.test(o.details)).map((o) => o.details)).toEqual([]);
     expect([...mqtt.answers.m.keys()].filter((k) => /E_INTERNAL|:internal/.test(k))).toEqual([]);
+    // A result for the open round from an agent with no task in it is refused as unknown_task, not as a stale round.
+    expect(grpcOut.filter((o) => /round: (\d+) is not open \(current: \1\)/.test(o.details)).map((o) => o.details)).toEqual([]);
+    expect(mqtt.answers.get('insider-submit->reply:unknown_task')).toBeGreaterThan(0);
     const perMethod = new Counts();
     for (const o of grpcOut) perMethod.add(o.method);
     expect(perMethod.m.size).toBe(17);
@@ -195,8 +201,8 @@ describe('fuzz', () => {
     const w = model.weights;
     expect(w.length).toBeGreaterThan(100_000);
     expect(w.every(Number.isFinite)).toBe(true);
-    // No agent but the real ones and the fuzzer's one session was registered.
-    expect((await admin.listAgents()).map((a) => a.name).sort()).toEqual([...REAL, 'fz-insider'].sort());
+    // No agent but the real ones and the fuzzer's two sessions (one per transport) was registered.
+    expect((await admin.listAgents()).map((a) => a.name).sort()).toEqual([...REAL, 'fz-insider', `fz-mqtt-insider-k${MQTT_CLIENTS - 1}-`].sort());
     // The coordinator's retained status was not overwritten by a forged one.
     const status = await new Promise<unknown>((resolve, reject) => {
       const c = connect(coord.mqttUrl!, { clientId: newAgentClientId(), username: MQTT_AGENT_USERNAME, password: TOKEN, reconnectPeriod: 0 });
@@ -210,6 +216,7 @@ describe('fuzz', () => {
     expect(status).toBe(true);
     // The log has no uncaught exception and no handler failure.
     const log = coord.output();
+    if (process.env.FEDGE_FUZZ_LOG) writeFileSync(process.env.FEDGE_FUZZ_LOG, log);
     expect(log).not.toMatch(/uncaught|unhandled|"level":60|handler failed|FATAL ERROR/i);
     expect(coord.child.exitCode).toBeNull();
     console.log(`fuzz test ${((performance.now() - t0) / 1000).toFixed(1)} s; coordinator log: ${log.split('\n').filter((l) => l.includes('"level":40')).length} warnings, ${log.split('\n').filter((l) => l.includes('"level":50')).length} errors`);

@@ -257,6 +257,9 @@ export class SyncRounds {
       if (round && inv && !inv.participant) this.failParticipant(round, h.agentId, reason, message);
       throw new RejectedUpdateError(reason, message);
     };
+    // An agent answering the open round without a task in it (a forged or stray task id) is not late: say so.
+    if (round?.open && !inv && h.round === round.round)
+      throw new RejectedUpdateError('unknown_task', `task_id: "${h.taskId}" is not a task of this agent in round ${h.round}`);
     if (!round || !round.open || !inv || h.round !== inv.task.round)
       throw new RejectedUpdateError('stale_round', `round: ${h.round} is not open (current: ${round?.open ? round.round : 'none'})`);
     if (inv.participant) throw new RejectedUpdateError('duplicate', `a result for this task was already recorded (${inv.participant.outcome})`);
