@@ -219,6 +219,6 @@ describe('fuzz', () => {
     if (process.env.FEDGE_FUZZ_LOG) writeFileSync(process.env.FEDGE_FUZZ_LOG, log);
     expect(log).not.toMatch(/uncaught|unhandled|"level":60|handler failed|FATAL ERROR/i);
     expect(coord.child.exitCode).toBeNull();
-    console.log(`fuzz test ${((performance.now() - t0) / 1000).toFixed(1)} s; coordinator log: ${log.split('\n').filter((l) => l.includes('"level":40')).length} warnings, ${log.split('\n').filter((l) => l.includes('"level":50')).length} errors`);
+    console.log(`fuzz test ${((performance.now() - t0) / 1000).toFixed(1)} s; final accuracy ${run.metrics[3]!.centralAccuracy!.toFixed(4)}; coordinator log: ${log.split('\n').filter((l) => l.includes('"level":40')).length} warnings, ${log.split('\n').filter((l) => l.includes('"level":50')).length} errors`);
   }, 240_000);
 });
