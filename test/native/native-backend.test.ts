@@ -79,7 +79,7 @@ describe.skipIf(!available)(`native TensorFlow backend${skipReason}`, () => {
     await agent.waitFor(/joined coordinator/);
     expect(agent.output()).toMatch(/tfjs backend \(training worker\): native libtensorflow/);
     const list = await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json']);
-    const agents = (JSON.parse(list.stdout) as { agents: { name: string; backend: string }[] }).agents;
+    const agents = JSON.parse(list.stdout) as { name: string; backend: string }[]; // --format json: an array of agents
     expect(agents.find((a) => a.name === 'native-0')?.backend).toBe('tensorflow');
     const table = await fedge(['agent', 'list', '--coordinator', coord.address]);
     expect(table.stdout).toMatch(/native-0.*tensorflow/);
