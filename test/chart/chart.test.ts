@@ -391,6 +391,7 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(c.resources).toEqual({ limits: { memory: '1Gi', 'nvidia.com/gpu': 2 }, requests: { cpu: '100m', memory: '256Mi' } });
     expect(c.args.slice(c.args.indexOf('--backend'), c.args.indexOf('--backend') + 2)).toEqual(['--backend', 'tensorflow']);
     expect(spec.nodeSelector).toEqual({ 'nvidia.com/gpu.present': 'true', 'node-role.kubernetes.io/edge': 'true' });
+    expect(c.env).toContainEqual({ name: 'TF_FORCE_GPU_ALLOW_GROWTH', value: 'true' });
     // No runtime class (the GPU Operator made nvidia the default runtime): none rendered.
     const noClass = podSpec(one(render({ set: ['agent.gpu.enabled=true', 'agent.backend=tensorflow', 'agent.gpu.runtimeClassName='] }), 'DaemonSet', names.agent));
     expect(noClass.runtimeClassName).toBeUndefined();
