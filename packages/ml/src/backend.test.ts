@@ -35,6 +35,11 @@ describe('initBackend', () => {
     expect((await initBackend('wasm')).name).toBe('wasm');
     process.env['FEDGE_BACKEND'] = 'gpu-please';
     await expect(initBackend()).rejects.toMatchObject({ code: 'E_BACKEND' });
+    // An unknown explicit name is refused too; an empty one (FEDGE_BACKEND= through the agent CLI) means auto, which
+    // keeps the current wasm, where both used to fall through every branch to cpu.
+    await expect(initBackend('gpu' as never)).rejects.toMatchObject({ code: 'E_BACKEND', message: expect.stringMatching(/"gpu" is not one of/) });
+    process.env['FEDGE_BACKEND'] = '';
+    expect((await initBackend('' as never)).name).toBe('wasm');
     delete process.env['FEDGE_BACKEND'];
     // Where tfjs-node loads, an explicit `tensorflow` gets it; elsewhere it is an error saying why and how to install
     // it. (Asking `auto` first proved nothing: after an explicit wasm, auto keeps wasm.)

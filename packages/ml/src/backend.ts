@@ -28,7 +28,13 @@ export function backendInfo(): BackendInfo | undefined {
 
 /** Explicit argument wins; `auto`/absent defers to env FEDGE_BACKEND, then to auto-detection. */
 function resolvePreference(pref: BackendPreference | undefined): BackendPreference {
-  if (pref !== undefined && pref !== 'auto') return pref;
+  // '' is "not set" (an empty FEDGE_BACKEND= reaches here as the CLI's default); anything else unknown is an error,
+  // not a silent drop to the slowest backend, which is where an unmatched name used to end up.
+  if (pref) {
+    if (!(PREFERENCES as readonly string[]).includes(pref))
+      throw new FedgeError('E_BACKEND', `backend "${pref}" is not one of ${PREFERENCES.join(', ')}`);
+    if (pref !== 'auto') return pref;
+  }
   const env = process.env['FEDGE_BACKEND']?.trim().toLowerCase();
   if (!env) return 'auto';
   if (!(PREFERENCES as readonly string[]).includes(env))
