@@ -1,6 +1,50 @@
 /** Error classes with stable codes shared by every fedge package. */
 import type { RejectionReason } from './rejection-reasons.js';
 
+/**
+ * Every error code fedge raises, with what it means: the one list (a test checks that every `E_...` code in the
+ * sources is here). Codes are stable across releases; scripts may match on them (`--format json` errors, exit paths).
+ */
+export const ERROR_CODES = {
+  E_VALIDATION: 'a value from a user, a file or the network failed validation (the message names the field and the fix)',
+  E_CONFIG: 'a server option cannot be used as given (e.g. an MQTT listen address)',
+  E_CLI: 'the command line cannot be carried out as given',
+  E_NOT_FOUND: 'a run, model version, agent or identity does not exist',
+  E_REJECTED: 'an update or model payload was refused (the reason is one of REJECTION_REASONS)',
+  E_DATA_STEP: "a run's statistics step could not set it up (no target, a model that does not fit the data...)",
+  E_AUTH: 'a join token, session token, agent secret or signed challenge was missing or wrong',
+  E_NAME_TAKEN: 'another live agent already uses this name',
+  E_ENROLLED: 'the name is already enrolled with another key (revoke it first)',
+  E_REVOKED: 'this device identity was revoked (fedge agent revoke)',
+  E_RATE_LIMITED: 'too many joins from one source or identity; retry later',
+  E_REGISTRY_FULL: "the registry's cap of agents for this credential is reached",
+  E_SIGNATURE: 'a model or update signature does not verify',
+  E_SIGNING_KEY: "the coordinator's model signing key cannot be read or is not ed25519",
+  E_TLS: 'TLS options are incomplete or the TLS handshake failed',
+  E_CONNECTION: 'the coordinator or broker cannot be reached, or the connection was lost',
+  E_UNAVAILABLE: 'the coordinator (or the agents a command waits for) did not answer in time',
+  E_COORDINATOR: 'the coordinator refused a request for a reason without a more specific code',
+  E_INTERNAL: 'an unexpected failure inside fedge (a bug: please report it with the log)',
+  E_BACKEND: 'the requested TensorFlow.js backend cannot be loaded (the message says why and how to install it)',
+  E_STORAGE: 'the data directory cannot be written (no space, read-only, I/O error): new work is refused, runs stay resumable',
+  E_DATA_DIR_LOCKED: 'another fedge serve process uses this data directory',
+  E_STORE_OPEN: 'the store database cannot be opened',
+  E_STORE_CORRUPT: 'the store database failed its integrity check',
+  E_STORE_FOREIGN: 'the file is not a fedge store',
+  E_STORE_SCHEMA_NEWER: 'the store was written by a newer fedge',
+  E_STORE_MIGRATION: 'a store schema migration failed (nothing was changed)',
+  E_STORE_CLOSED: 'the store was used after it was closed',
+  E_MODEL_CORRUPT: 'a stored model file is missing or unreadable',
+  E_MODEL_DIGEST: "a model's bytes do not match the sha256 that names it",
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Whether `code` is one of ERROR_CODES (for codes that arrive from a peer). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
+
 /** Base class: `code` is stable across releases and safe to match on; `message` names the field and the fix. */
 export class FedgeError extends Error {
   readonly code: string;

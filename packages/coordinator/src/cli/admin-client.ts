@@ -8,6 +8,7 @@ import {
   bytesToFloat32,
   grpcTarget,
   idleTimer,
+  isErrorCode,
   loadServices,
   parseGrpcUrl,
   type ChunkMsg,
@@ -15,6 +16,7 @@ import {
   type RunReplyMsg,
 } from '@fedge/proto';
 import type { AgentRecord } from '../store/store.js';
+import { FEDGE_CODE_TRAILER } from '../transport/grpc/errors.js';
 import type { RunView } from '../coordinator.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
@@ -77,7 +79,9 @@ export class AdminClient {
       return new CliError(`TLS to the coordinator at ${this.address} failed (${err.details}); pass --tls-ca FILE (env FEDGE_TLS_CA) with the CA that signed its certificate`, 'E_TLS');
     if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED)
       return new CliError(`cannot reach the coordinator at ${this.address} (${err.details}); start it with \`fedge serve\` or pass --coordinator HOST:PORT (env FEDGE_COORDINATOR)`, 'E_UNAVAILABLE');
-    const code = ({ [grpc.status.INVALID_ARGUMENT]: 'E_VALIDATION', [grpc.status.NOT_FOUND]: 'E_NOT_FOUND', [grpc.status.UNAUTHENTICATED]: 'E_AUTH' } as Record<number, string>)[err.code];
+    // The coordinator's own code when it sent one (its trailer), else one from the gRPC status.
+    const sent = err.metadata?.get(FEDGE_CODE_TRAILER)[0];
+    const code = isErrorCode(sent) ? sent : ({ [grpc.status.INVALID_ARGUMENT]: 'E_VALIDATION', [grpc.status.NOT_FOUND]: 'E_NOT_FOUND', [grpc.status.UNAUTHENTICATED]: 'E_AUTH' } as Record<number, string>)[err.code];
     return new CliError(err.details || err.message, code ?? 'E_COORDINATOR');
   }
 
