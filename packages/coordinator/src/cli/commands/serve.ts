@@ -99,9 +99,6 @@ Environment:
         : undefined;
       const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
       if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
-      logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken, tls: !!tls, mutualTls: !!tls?.clientCa }, `coordinator ready on ${server.address}`);
-      const resumed = await coord.resumeRuns();
-      if (resumed.length) logger.info({ runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) }, `resumed ${resumed.length} run(s)`);
       const shutdown = async (sig: string): Promise<void> => {
         logger.info({ signal: sig }, 'shutting down');
         // Whatever a peer does (a broker that never answers, an upload that never ends), the process ends.
@@ -122,7 +119,12 @@ Environment:
         }
         process.exit(code);
       };
+      // Handlers before the ready line: a supervisor (or a test) that stops the process as soon as it reads "ready"
+      // gets a clean shutdown, not the default SIGTERM death.
       process.once('SIGINT', () => void shutdown('SIGINT'));
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken, tls: !!tls, mutualTls: !!tls?.clientCa }, `coordinator ready on ${server.address}`);
+      const resumed = await coord.resumeRuns();
+      if (resumed.length) logger.info({ runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) }, `resumed ${resumed.length} run(s)`);
     });
 }
