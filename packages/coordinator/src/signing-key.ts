@@ -1,8 +1,9 @@
 /** The coordinator's ed25519 model signing key: loaded from (or created in) DATA_DIR/keys, or ephemeral in memory. */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
+  writeFileDurable,
   FedgeError,
   generateSigningKeyPair,
   publicKeyPem,
@@ -53,12 +54,12 @@ export class ModelSigner {
     } else {
       mkdirSync(path.dirname(keyFile), { recursive: true, mode: 0o700 });
       privateKey = generateSigningKeyPair().privateKey;
-      writeDurable(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+      writeFileDurable(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
       created = true;
     }
     const publicKey = createPublicKey(privateKey);
     const pem = publicKeyPem(publicKey);
-    if (!existsSync(pubFile) || readFileSync(pubFile, 'utf8') !== pem) writeDurable(pubFile, pem, 0o644);
+    if (!existsSync(pubFile) || readFileSync(pubFile, 'utf8') !== pem) writeFileDurable(pubFile, pem, 0o644);
     return { signer: new ModelSigner(privateKey, publicKey, keyFile), created };
   }
 
@@ -87,21 +88,3 @@ export function readPublicKeyPem(dataDir: string): string {
   return publicKeyPem(createPublicKey(createPrivateKey(readFileSync(keyFile))));
 }
 
-/** Temp file, fsync, rename, fsync the directory: a crash never leaves a half-written key. */
-function writeDurable(file: string, text: string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  const dir = openSync(path.dirname(file), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
-}

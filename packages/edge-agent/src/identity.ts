@@ -1,8 +1,9 @@
 /** The agent's per-device identity: an ed25519 key pair in its state directory, signed join proofs and signed updates. */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
+  writeFileDurable,
   FedgeError,
   generateSigningKeyPair,
   mqttEnrollPassword,
@@ -42,7 +43,7 @@ export class AgentIdentity {
       if (!create) return undefined;
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const { privateKey } = generateSigningKeyPair();
-      writeDurable(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
+      writeFileDurable(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 0o600);
       const id = new AgentIdentity(privateKey, dir, undefined);
       log.info({ stateDir: dir, fingerprint: id.fingerprint }, `created the agent key ${id.fingerprint}`);
       return id;
@@ -79,7 +80,7 @@ export class AgentIdentity {
   markEnrolled(name: string): void {
     if (this.enrolledAs === name) return;
     this.enrolledAs = name;
-    writeDurable(path.join(this.stateDir, ENROLLED_FILE), `${JSON.stringify({ name, fingerprint: this.fingerprint, enrolledAt: new Date().toISOString() })}\n`, 0o600);
+    writeFileDurable(path.join(this.stateDir, ENROLLED_FILE), `${JSON.stringify({ name, fingerprint: this.fingerprint, enrolledAt: new Date().toISOString() })}\n`, 0o600);
     log.info({ name, fingerprint: this.fingerprint }, 'enrolled with the coordinator');
   }
 
@@ -108,15 +109,3 @@ export class AgentIdentity {
   }
 }
 
-/** Temp file, fsync, rename: a crash never leaves a half-written key. */
-function writeDurable(file: string, text: string, mode: number): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-}

@@ -4,9 +4,9 @@
  * [Δy | Δc_i] as float32, with c_i ← c_i + Δc_i written only once the coordinator accepted the update (the server's c
  * then includes Δc_i; a lost upload leaves both sides as they were).
  */
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ValidationError, bytesToFloat32, modelDigest, type TaskMsg } from '@fedge/proto';
+import { ValidationError, bytesToFloat32, modelDigest, writeFileDurable, type TaskMsg } from '@fedge/proto';
 import { controlVariateDelta } from '@fedge/ml';
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { Session } from './executor.js';
@@ -62,10 +62,7 @@ export class ControlVariateStore {
     const file = this.file(runId);
     if (!file) return;
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), { mode: 0o600 });
-    chmodSync(tmp, 0o600); // an existing tmp from a crashed write keeps its old mode otherwise
-    renameSync(tmp, file);
+    writeFileDurable(file, new Uint8Array(values.buffer, values.byteOffset, values.byteLength), 0o600);
   }
 }
 

@@ -20,3 +20,4 @@ export * from './identity.js';
 export * from './idle-timer.js';
 export * from './log-redact.js';
 export * from './rejection-reasons.js';
+export * from './durable-file.js';
