@@ -52,6 +52,8 @@ export class Coordinator {
   /** Per-device identities (enrollment, signed joins and updates, revocation) and the join limits. */
   readonly gate: IdentityGate;
   private readonly engines = new Map<string, RunEngine>();
+  /** Strategy blobs (SCAFFOLD's variate) in their downloadable form, built once per blob (see strategyBlob). */
+  private readonly variateDownloads = new WeakMap<ModelBlob, GlobalModel>();
   /** Runs in their statistics step (no engine yet). */
   private readonly preparing: PreparingRuns;
   /** The first failed write of the data directory: from then on new work is refused with it (E_STORAGE). */
@@ -309,7 +311,10 @@ export class Coordinator {
     if (!e) throw new NotFoundError(`run_id: run "${runId}" is not running, so it has no control variate to fetch`);
     const blob = e.strategy.controlVariates?.find(sha256);
     if (!blob) throw new NotFoundError(`blob_sha256: run "${runId}" has no current control variate ${sha256.slice(0, 12)} (its strategy is ${e.run.config.strategy.name}; a newer round may have replaced it)`);
-    return makeGlobalModel(runId, version, blob);
+    // Every agent of the round fetches the same variate: hash and frame it once per blob, not once per download.
+    let g = this.variateDownloads.get(blob);
+    if (!g || g.version !== version || g.header.runId !== runId) this.variateDownloads.set(blob, (g = makeGlobalModel(runId, version, blob)));
+    return g;
   }
 
   private async storedVersion(run: Readonly<RunRecord>, version: number): Promise<GlobalModel> {

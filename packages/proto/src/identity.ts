@@ -27,8 +27,8 @@ export interface JoinProof {
   keyFingerprint: string;
 }
 
-/** What an agent vouches for when it submits a result. */
-export interface SignedUpdateRef {
+/** The fields of a result header that name what an update is and what it claims (both types below take them). */
+interface UpdateIdentity {
   agentId: string;
   taskId: string;
   runId: string;
@@ -38,6 +38,10 @@ export interface SignedUpdateRef {
   kind: string;
   numExamples: number;
   encoding: string;
+}
+
+/** What an agent vouches for when it submits a result. */
+export interface SignedUpdateRef extends UpdateIdentity {
   /** Non-empty for a task the agent could not run. */
   error: string;
   /** sha256 (hex) of the payload bytes exactly as sent. */
@@ -47,15 +51,7 @@ export interface SignedUpdateRef {
 }
 
 /** The header fields an update signature covers besides the payload (what ResultHeaderMsg carries). */
-export interface UpdateHeaderFields {
-  agentId: string;
-  taskId: string;
-  runId: string;
-  round: number;
-  modelVersion: number;
-  kind: string;
-  numExamples: number;
-  encoding: string;
+export interface UpdateHeaderFields extends UpdateIdentity {
   error?: string | undefined;
   tensors?: readonly { name: string; dtype: string; shape: readonly number[] }[] | undefined;
   metrics?: Readonly<Record<string, number>> | undefined;
