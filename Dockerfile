@@ -29,8 +29,8 @@ ENV NODE_ENV=development \
     npm_config_fund=false \
     npm_config_audit=false
 # Manifests first so the dependency layer is cached across source changes.
-# .npmrc matters: it skips onnxruntime-node's CUDA download (npm 10 ignores package.json allowScripts).
-COPY package.json package-lock.json .npmrc tsconfig.json tsconfig.base.json ./
+# (No .npmrc: npm ci --ignore-scripts below already keeps onnxruntime-node's postinstall from downloading CUDA.)
+COPY package.json package-lock.json tsconfig.json tsconfig.base.json ./
 COPY packages/proto/package.json packages/proto/
 COPY packages/ml/package.json packages/ml/
 COPY packages/coordinator/package.json packages/coordinator/
