@@ -9,7 +9,7 @@ export * from './address.js';
 export * from './clip.js';
 export * from './gaussian.js';
 export * from './rng.js';
-export * from './codec.js';
+export * from './codec/index.js';
 export * from './mqtt-topics.js';
 export * from './mqtt-frame.js';
 export * from './signing.js';

@@ -10,8 +10,10 @@ if (process.argv[2] === 'demo') {
   process.env.FEDGE_AGENT_LOG_LEVEL ??= process.env.FEDGE_LOG_LEVEL ?? 'info';
   process.env.FEDGE_LOG_LEVEL ??= 'error';
 }
-// Only `fedge serve` writes logs to stdout; every other command's stdout is its output.
-if (process.argv[2] !== 'serve') process.env.FEDGE_LOG_FD ??= '2';
+// Only `fedge serve` writes logs to stdout; every other command's stdout is its output (and serve's too with
+// --format json). Decided before the logger is imported: it picks its file descriptor once.
+const serveJson = process.argv.slice(3).some((a, i, all) => a === '--format=json' || (a === '--format' && all[i + 1] === 'json'));
+if (process.argv[2] !== 'serve' || serveJson) process.env.FEDGE_LOG_FD ??= '2';
 // Loaded after the log level is settled: the root logger reads it once at import.
 const { serveCommand } = await import('./commands/serve.js');
 const { runCommand } = await import('./commands/run.js');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorFeedback, INT8_BLOCK, createDecoder, encodeUpdate, kthLargestAbs, maxEncodedBytes, type CodecSpec, ENCODING_OF } from './codec.js';
-import { createRng } from './rng.js';
+import { ErrorFeedback, INT8_BLOCK, createDecoder, encodeUpdate, kthLargestAbs, maxEncodedBytes, type CodecSpec, ENCODING_OF } from './index.js';
+import { createRng } from '../rng.js';
 
 function randn(n: number, seed: number, scale = 1): Float32Array {
   const rng = createRng(seed);

@@ -10,7 +10,10 @@
  *   Records are interleaved (not two arrays) so the receiver can scatter each chunk as it arrives.
  * Decoders never buffer more than one block or record across chunk boundaries: memory stays O(model), not O(payload).
  */
-import { RejectedUpdateError } from './errors.js';
+import { RejectedUpdateError } from '../errors.js';
+import type { UpdateDecoder } from './bytes.js';
+import { PIPE_PREFIX, PipelineDecoder, checkPipelineSize, pipelineOfEncoding } from './pipeline.js';
+import { kthLargestAbs, topkCount } from './sparse.js';
 
 export const CODECS = ['float32', 'int8', 'topk'] as const;
 export type CodecName = (typeof CODECS)[number];
@@ -30,11 +33,6 @@ export interface CodecSpec {
 
 export function codecOfEncoding(encoding: string): CodecName | undefined {
   return CODECS.find((c) => ENCODING_OF[c] === encoding);
-}
-
-/** Number of values top-k keeps of n. */
-export function topkCount(n: number, fraction: number): number {
-  return Math.min(n, Math.max(1, Math.ceil(n * fraction)));
 }
 
 /** Exact payload size for float32 and int8; the largest allowed size for top-k (it may send fewer ties-free values). */
@@ -125,63 +123,29 @@ function encodeTopk(x: Float32Array, k: number): Uint8Array {
   return out;
 }
 
-/** The k-th largest |x| (1-based), by iterative quickselect with median-of-three pivots on a copy: O(n) expected. */
-export function kthLargestAbs(x: Float32Array, k: number): number {
-  const a = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) a[i] = Math.abs(x[i]!);
-  // k-th largest = element at index n - k in ascending order.
-  const target = a.length - k;
-  let lo = 0;
-  let hi = a.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const p = median3(a[lo]!, a[mid]!, a[hi]!);
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i]! < p) i++;
-      while (a[j]! > p) j--;
-      if (i <= j) {
-        const t = a[i]!;
-        a[i] = a[j]!;
-        a[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (target <= j) hi = j;
-    else if (target >= i) lo = i;
-    else return a[target]!;
-  }
-  return a[target]!;
-}
-
-const median3 = (a: number, b: number, c: number): number => Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
-
 // ---------------------------------------------------------------------------------------------------------- decode
-
-/** Unpacks an update chunk by chunk into `out`; throws RejectedUpdateError naming what is wrong. */
-export interface UpdateDecoder {
-  write(data: Uint8Array): void;
-  /** Checks that the payload was complete. */
-  end(): void;
-}
 
 /**
  * A decoder for `encoding` writing into `out` (the n = out.length float32 params), after checking that `totalBytes`
  * is a size this codec can have for n params. float32 returns undefined: the caller copies bytes directly.
  */
 export function createDecoder(encoding: string, totalBytes: number, out: Float32Array): UpdateDecoder | undefined {
-  const codec = checkEncodedSize(encoding, totalBytes, out.length);
+  if (encoding.startsWith(PIPE_PREFIX)) return new PipelineDecoder(pipelineOfEncoding(encoding)!, totalBytes, out);
+  const codec = checkEncodedSize(encoding, totalBytes, out.length) as CodecName;
   if (codec === 'float32') return undefined;
   if (codec === 'int8') return new Int8Decoder(out);
   return new TopkDecoder(out, (totalBytes - 4) / 8);
 }
 
 /** Checks that `encoding` is known and `totalBytes` a size it can have for n params; returns the codec. */
-export function checkEncodedSize(encoding: string, totalBytes: number, n: number): CodecName {
+export function checkEncodedSize(encoding: string, totalBytes: number, n: number): string {
+  if (encoding.startsWith(PIPE_PREFIX)) {
+    const p = pipelineOfEncoding(encoding)!;
+    checkPipelineSize(p, totalBytes, n);
+    return p.spec;
+  }
   const codec = codecOfEncoding(encoding);
-  if (!codec) throw new RejectedUpdateError('bad_encoding', `encoding: unknown "${encoding}"; expected one of ${CODECS.map((c) => ENCODING_OF[c]).join(', ')}`);
+  if (!codec) throw new RejectedUpdateError('bad_encoding', `encoding: unknown "${encoding}"; expected one of ${CODECS.map((c) => ENCODING_OF[c]).join(', ')} or ${PIPE_PREFIX}SPEC`);
   if (codec === 'topk') {
     // Counted exactly as the encoder counts (ceil), so the largest fraction allowed is also accepted for odd n.
     const maxCount = topkCount(n, TOPK_MAX_FRACTION);
@@ -295,43 +259,5 @@ class TopkDecoder implements UpdateDecoder {
   end(): void {
     if (this.count < 0 || this.seen !== this.count || this.rec.len !== 0)
       throw new RejectedUpdateError('truncated', `topk-delta: payload ended after ${this.seen} of ${Math.max(this.count, 0)} records`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------- error feedback
-
-/**
- * Error feedback (Seide et al. 2014; Karimireddy et al. 2019): what compression dropped this round is added to the next
- * round's update, so nothing is lost for good and biased codecs like top-k still converge. One per run on an agent.
- */
-export class ErrorFeedback {
-  private residual: Float32Array | undefined;
-
-  /** Adds the carried residual to `delta` in place. */
-  apply(delta: Float32Array): void {
-    const r = this.residual;
-    if (!r || r.length !== delta.length) return;
-    for (let i = 0; i < delta.length; i++) delta[i]! += r[i]!;
-  }
-
-  /** Keeps what was meant (`sent`, before encoding) minus what the receiver will decode from `encoded`. */
-  update(meant: Float32Array, encoded: Uint8Array, encoding: string): void {
-    const decoded = new Float32Array(meant.length);
-    const dec = createDecoder(encoding, encoded.byteLength, decoded);
-    if (dec) {
-      dec.write(encoded);
-      dec.end();
-    } else decoded.set(new Float32Array(encoded.buffer, encoded.byteOffset, meant.length));
-    for (let i = 0; i < meant.length; i++) decoded[i] = meant[i]! - decoded[i]!;
-    this.residual = decoded;
-  }
-
-  /** L2 norm of the residual now carried (0 when none). */
-  norm(): number {
-    const r = this.residual;
-    if (!r) return 0;
-    let s = 0;
-    for (let i = 0; i < r.length; i++) s += r[i]! * r[i]!;
-    return Math.sqrt(s);
   }
 }

@@ -1,5 +1,5 @@
 /** `fedge serve`: runs the coordinator until interrupted. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { parseHostPort } from '@fedge/proto';
 import { Coordinator } from '../../coordinator.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
@@ -11,6 +11,8 @@ import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
 import { loadServerTls } from '../../transport/tls.js';
 import { ModelSigner } from '../../signing-key.js';
 import { DEFAULT_JOIN_LIMITS, parseJoinLimits } from '../../engine/join-limits.js';
+import { COORDINATOR_VERSION } from '../../version.js';
+import { printJson } from '../format.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 /** Below Kubernetes' default 30 s grace period: runs get up to 15 s to stop, each transport a few seconds. */
@@ -33,6 +35,8 @@ export function serveCommand(): Command {
     .option('--tls-cert <file>', 'PEM certificate (chain): gRPC and the embedded MQTT broker speak TLS (grpcs://, mqtts://) (env FEDGE_TLS_CERT)', process.env.FEDGE_TLS_CERT)
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
     .option('--tls-client-ca <file>', 'mutual TLS: require client certificates signed by this CA (env FEDGE_TLS_CLIENT_CA)', process.env.FEDGE_TLS_CLIENT_CA)
+    // The pino lines are JSON already but one per event of every module; json gives scripts a short, stable contract.
+    .addOption(new Option('--format <format>', 'log: pino log lines on stdout; json: JSON lines on stdout, {"event":"ready",...} (addresses, store, TLS, signing key) once listening and {"event":"stopped",...} at exit, with the logs on stderr').choices(['log', 'json']).default('log'))
     .addHelpText(
       'after',
       `
@@ -43,6 +47,7 @@ Examples:
   fedge serve --listen 0.0.0.0:7070 --mqtt-listen 0.0.0.0:1883 --join-token s3cret   # agents over gRPC or MQTT
   fedge serve --mqtt-broker mqtt://fedge:pw@broker.local:1883           # an external broker (e.g. mosquitto)
   fedge serve --no-mqtt                         # gRPC only
+  fedge serve --listen 127.0.0.1:0 --format json | head -1   # {"event":"ready","grpc":"grpc://127.0.0.1:41234",...}
   fedge serve --listen 0.0.0.0:7070 --tls-cert server.pem --tls-key server.key   # agents use grpcs:// / mqtts://
 
 Transports: agents connect over gRPC (--listen) or MQTT. MQTT is on by default through an embedded broker on
@@ -72,7 +77,7 @@ Environment:
   FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; format: 'log' | 'json'; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       // Read once, before anything listens: a bad file stops the start with an error naming its flag.
       const tls = loadServerTls({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa });
@@ -117,6 +122,7 @@ Environment:
           logger.error({ err }, 'shutdown failed');
           code = 1;
         }
+        if (opts.format === 'json') printJson({ event: 'stopped', signal: sig, code });
         process.exit(code);
       };
       // Handlers before the ready line: a supervisor (or a test) that stops the process as soon as it reads "ready"
@@ -124,7 +130,16 @@ Environment:
       process.once('SIGINT', () => void shutdown('SIGINT'));
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
       logger.info({ address: server.address, dataDir: opts.dataDir, store: store ? 'sqlite' : 'memory', joinToken: !!joinToken, tls: !!tls, mutualTls: !!tls?.clientCa }, `coordinator ready on ${server.address}`);
+      if (opts.format === 'json') {
+        printJson({
+          event: 'ready', version: COORDINATOR_VERSION, address: server.address, grpc: `${tls ? 'grpcs' : 'grpc'}://${server.address}`,
+          mqtt: mqtt?.url ?? null, metrics: metrics ? `http://${metrics.address}/metrics` : null, dataDir: opts.dataDir,
+          store: store ? 'sqlite' : 'memory', joinToken: !!joinToken, tls: !!tls, mutualTls: !!tls?.clientCa,
+          signingKey: signing.signer.fingerprint, knownAgents,
+        });
+      }
       const resumed = await coord.resumeRuns();
       if (resumed.length) logger.info({ runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) }, `resumed ${resumed.length} run(s)`);
+      if (opts.format === 'json' && resumed.length) printJson({ event: 'resumed', runs: resumed.map((r) => ({ runId: r.id, round: r.round, version: r.modelVersion })) });
     });
 }
