@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   E_STORE_CLOSED: 'the store was used after it was closed',
   E_MODEL_CORRUPT: 'a stored model file is missing or unreadable',
   E_MODEL_DIGEST: "a model's bytes do not match the sha256 that names it",
+  E_SECAGG: 'a secure-aggregation step was called out of order or would break its privacy rule (e.g. reveal both masks of one agent)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -117,5 +118,17 @@ export class StorageError extends FedgeError {
     this.name = 'StorageError';
     this.path = path;
     this.freeBytes = freeBytes;
+  }
+}
+
+/**
+ * A secure-aggregation state machine refused a call: a stage out of order, or a request that would break privacy
+ * (revealing both the self-mask and the masking key of one agent). Input from the network that fails validation is a
+ * ValidationError instead; a round that cannot complete (too few survivors) is data, not an error.
+ */
+export class SecAggError extends FedgeError {
+  constructor(message: string) {
+    super('E_SECAGG', message);
+    this.name = 'SecAggError';
   }
 }

@@ -21,3 +21,4 @@ export * from './idle-timer.js';
 export * from './log-redact.js';
 export * from './rejection-reasons.js';
 export * from './durable-file.js';
+export * from './secagg/index.js';
