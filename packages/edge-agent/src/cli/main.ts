@@ -55,6 +55,7 @@ interface Opts {
   serveThreads: number;
   serveMaxBodyBytes: number;
   serveMaxBatch: number;
+  serveGrpcPort?: number;
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
@@ -238,7 +239,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     const serving = o.serve
       ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, o.serveActivations === 'static' ? (await encodeLegacy(data)).train : undefined)
       : undefined;
-    if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch });
+    if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, ...(o.serveGrpcPort !== undefined ? { grpcPort: o.serveGrpcPort } : {}) });
     let metrics: AgentMetrics | undefined;
     if (o.metrics) {
       const hp = parseHostPort(o.metrics, '--metrics');

@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseHostPort } from '@fedge/proto';
-import { GlobalModelServer, InferenceServer, ModelSlot, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BATCH, type SessionSettings } from '../serving/index.js';
+import { z } from 'zod';
+import { GlobalModelServer, GrpcInferenceServer, InferenceServer, ModelSlot, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BATCH, type SessionSettings } from '../serving/index.js';
 import { logger } from '../log.js';
 
 const positiveInt = (flag: string) => (v: string): number => {
@@ -14,24 +15,43 @@ const positiveInt = (flag: string) => (v: string): number => {
 
 export const DEFAULT_SERVE_PORT = 8080;
 
+/** The serving options that are not plain counts, checked with zod (the schema names the flag in its message). */
+export const servingOptionsSchema = z.object({
+  grpcPort: z.coerce.number({ message: 'must be a port number' }).int('must be an integer').min(1, 'must be in 1..65535').max(65535, 'must be in 1..65535').optional(),
+});
+
+const grpcPort = (flag: string) => (v: string): number => {
+  const r = servingOptionsSchema.shape.grpcPort.safeParse(v);
+  if (!r.success || r.data === undefined) throw new InvalidArgumentError(`${flag} ${r.success ? 'must be a port number' : r.error.issues[0]!.message}, got "${v}"`);
+  return r.data;
+};
+
 /** Options shared by `serve` and `--serve`. */
 export function addServingOptions(cmd: Command, prefix: '' | 'serve-'): Command {
   return cmd
+    .addOption(new Option(`--${prefix}grpc-port <port>`, 'also serve the KServe v2 gRPC protocol (inference.GRPCInferenceService) on this port, on the HTTP address\'s host (loopback unless you say otherwise)').argParser(grpcPort(`--${prefix}grpc-port`)))
     .addOption(new Option(`--${prefix}threads <n>`, 'onnxruntime intra-op threads per session').default(1).argParser(positiveInt(`--${prefix}threads`)))
     .addOption(new Option(`--${prefix}max-body-bytes <n>`, 'largest accepted request body').default(DEFAULT_MAX_BODY_BYTES).argParser(positiveInt(`--${prefix}max-body-bytes`)))
     .addOption(new Option(`--${prefix}max-batch <n>`, 'largest accepted batch').default(DEFAULT_MAX_BATCH).argParser(positiveInt(`--${prefix}max-batch`)));
 }
 
-export interface ServingFlags { threads: number; maxBodyBytes: number; maxBatch: number }
+export interface ServingFlags { threads: number; maxBodyBytes: number; maxBatch: number; grpcPort?: number }
 
-/** Starts the HTTP server for `slot`; resolves once it listens. */
-export async function startInferenceServer(slot: ModelSlot, listen: string, flags: ServingFlags): Promise<InferenceServer> {
+/** Starts the HTTP server for `slot` (and the gRPC one with `grpcPort`); resolves once they listen. */
+export async function startInferenceServer(slot: ModelSlot, listen: string, flags: ServingFlags): Promise<{ close: () => Promise<void> }> {
   const hp = parseHostPort(listen, '--listen', DEFAULT_SERVE_PORT);
   const server = new InferenceServer(slot, { maxBodyBytes: flags.maxBodyBytes, maxBatch: flags.maxBatch });
-  const addr = await server.listen(hp.host.replace(/^\[|\]$/g, ''), hp.port);
+  const bindHost = hp.host.replace(/^\[|\]$/g, '');
+  const addr = await server.listen(bindHost, hp.port);
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   logger.info({ url: `http://${host}:${addr.port}/v2/models/${slot.name}/infer`, model: slot.name }, 'inference server listening (KServe v2)');
-  return server;
+  let grpcServer: GrpcInferenceServer | undefined;
+  if (flags.grpcPort !== undefined) {
+    grpcServer = new GrpcInferenceServer(slot, { maxBodyBytes: flags.maxBodyBytes, maxBatch: flags.maxBatch });
+    const port = await grpcServer.listen(bindHost, flags.grpcPort);
+    logger.info({ address: `${host}:${port}`, service: 'inference.GRPCInferenceService', model: slot.name }, 'gRPC inference server listening (KServe v2)');
+  }
+  return { close: async () => void (await Promise.all([server.close(), grpcServer?.close()])) };
 }
 
 /** The federating agent's `--serve`: serve every new global version, exported per `quantize`/`activations`. */
@@ -52,7 +72,7 @@ interface ServeOpts extends ServingFlags { model: string; listen: string; name: 
 
 export function serveCommand(): Command {
   const cmd = new Command('serve')
-    .description('serve an ONNX model over HTTP (KServe v2 JSON) without joining a coordinator: air-gapped devices, local testing')
+    .description('serve an ONNX model over HTTP (KServe v2; gRPC too with --grpc-port) without joining a coordinator: air-gapped devices, local testing')
     .requiredOption('--model <file.onnx>', 'ONNX model, e.g. from `fedge model export`')
     .option('--listen <host:port>', 'address to listen on (loopback unless you say otherwise)', `127.0.0.1:${DEFAULT_SERVE_PORT}`)
     .option('--name <name>', 'model name in the URL: /v2/models/NAME/infer', 'fedge')
@@ -67,8 +87,9 @@ Examples:
   curl -s -X POST 127.0.0.1:8080/v2/models/mnist/infer -H 'content-type: application/json' \\
     -d '{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":[0, 0, ...784 values]}]}'
 
-Endpoints: GET /v2/health/live, /v2/health/ready, /v2/models/NAME (inputs, outputs, version),
-POST /v2/models/NAME/infer (batched: shape [N, ...]).`,
+Endpoints: GET /v2/health/live, /v2/health/ready, /v2/models/NAME (inputs, outputs, version), /v2/models/NAME/config,
+POST /v2/models/NAME/infer (batched: shape [N, ...]; JSON or the binary tensor data extension, as tritonclient sends).
+--grpc-port P adds the same protocol over gRPC (inference.GRPCInferenceService; for tritonclient.grpc).`,
   );
   cmd.action(async (o: ServeOpts) => {
     const path = resolve(o.model);

@@ -1,3 +1,4 @@
 export * from './model-slot.js';
 export * from './server.js';
 export * from './global-server.js';
+export * from './grpc-server.js';

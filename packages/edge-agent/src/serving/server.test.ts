@@ -122,6 +122,46 @@ describe('InferenceServer (KServe v2 over real HTTP)', () => {
     expect(server.failures).toBe(0);
   });
 
+  it('takes and returns tensors in the binary tensor data extension, and refuses malformed binary requests', async () => {
+    const x = new Float32Array(test.x.subarray(0, 2 * 784));
+    const raw = Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+    const binPost = (header: Record<string, unknown>, tail: Buffer, headerLength?: string) => {
+      const json = Buffer.from(JSON.stringify(header));
+      return fetch(`${base}/v2/models/mnist/infer`, { method: 'POST', headers: { 'inference-header-content-length': headerLength ?? String(json.length) }, body: Buffer.concat([json, tail]) });
+    };
+    const input = { name: 'input', shape: [2, 784], datatype: 'FP32', parameters: { binary_data_size: raw.length } };
+    const ref = (await post('/v2/models/mnist/infer', inferBody(2))).json['outputs'] as { data: number[] }[];
+    const r = await binPost({ inputs: [input], parameters: { binary_data_output: true } }, raw);
+    expect(r.status).toBe(200);
+    const body = Buffer.from(await r.arrayBuffer());
+    const jsonLen = Number(r.headers.get('inference-header-content-length'));
+    const head = JSON.parse(body.subarray(0, jsonLen).toString()) as { outputs: { name: string; parameters: { binary_data_size: number }; data?: unknown }[] };
+    expect(head.outputs[0]).toMatchObject({ name: 'output', parameters: { binary_data_size: 2 * 10 * 4 } });
+    expect(head.outputs[0]!.data).toBeUndefined();
+    const out = new Float32Array(new Uint8Array(body.subarray(jsonLen)).buffer);
+    expect(Array.from(out)).toEqual(ref[0]!.data);
+    // Binary input, JSON output (binary_data false on the output overrides binary_data_output).
+    const mixed = await binPost({ inputs: [input], outputs: [{ name: 'output', parameters: { binary_data: false } }], parameters: { binary_data_output: true } }, raw);
+    expect(((await mixed.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data).toEqual(ref[0]!.data);
+
+    const cases: [string, () => Promise<Response>, RegExp][] = [
+      ['short binary', () => binPost({ inputs: [input] }, raw.subarray(8)), /only 6264 bytes of binary data remain/],
+      ['trailing bytes', () => binPost({ inputs: [input] }, Buffer.concat([raw, Buffer.alloc(4)])), /4 bytes of binary data after the JSON header belong to no input/],
+      ['size not shape', () => binPost({ inputs: [{ ...input, parameters: { binary_data_size: raw.length - 4 } }] }, raw.subarray(4)), /6268 bytes for 1568 FP32 values \(needs 6272/],
+      ['header length beyond body', () => binPost({ inputs: [input] }, raw, '99999999'), /Inference-Header-Content-Length: "99999999" is not a byte count/],
+      ['no header', () => fetch(`${base}/v2/models/mnist/infer`, { method: 'POST', body: Buffer.concat([Buffer.from(JSON.stringify({ inputs: [input] })), raw]) }), /not valid JSON.*Inference-Header-Content-Length/],
+      ['data and binary', () => binPost({ inputs: [{ ...input, data: [1] }] }, raw), /has both data and binary_data_size/],
+    ];
+    for (const [what, call, message] of cases) {
+      const res = await call();
+      expect(res.status, what).toBe(400);
+      expect(((await res.json()) as { error: string }).error, what).toMatch(message);
+    }
+    const cfg = await get('/v2/models/mnist/config');
+    expect(cfg).toMatchObject({ status: 200, json: { name: 'mnist', platform: 'onnxruntime_onnx', input: [{ name: 'input', data_type: 'TYPE_FP32', dims: [-1, 784] }] } });
+    expect((await get('/v2')).json['extensions']).toContain('binary_tensor_data');
+  });
+
   it('hot-swaps versions under continuous requests without failing one, then rolls back', async () => {
     let stop = false;
     const seen = new Map<string, number>();

@@ -1,6 +1,8 @@
 /**
- * Inference over HTTP in the KServe v2 / Open Inference Protocol JSON form:
+ * Inference over HTTP in the KServe v2 / Open Inference Protocol form (JSON, and the binary tensor data extension
+ * that stock tritonclient uses by default: a JSON header of Inference-Header-Content-Length bytes, raw tensors after):
  *   GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}[/versions/{v}], /v2/models/{name}/ready
+ *   GET  /v2/models/{name}/config     (Triton's model configuration, for tritonclient's get_model_config)
  *   POST /v2/models/{name}[/versions/{v}]/infer
  *   POST /v2/models/{name}/rollback   (fedge extension: make the previous version current again)
  * Request bodies are size-limited and validated with zod; every bad request gets a 4xx and a JSON
@@ -11,9 +13,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
-import type { LoadedModel, ModelSlot, TensorMeta } from './model-slot.js';
+import type { LoadedModel, ModelSlot } from './model-slot.js';
+import { ServingError, SERVER_EXTENSIONS, acquireModel, infer, modelConfig, type DecodedInput, type Leaf } from './infer-core.js';
+import { decodeRaw, elementCount, encodeFp32 } from './binary-data.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_BATCH = 1024;
@@ -24,13 +27,8 @@ export interface InferenceServerOptions {
   onRequest?: (e: { model: string; version: string; batch: number; ms: number }) => void;
 }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
+const HttpError = ServingError;
 
-type Leaf = number | string | null;
 type Nested = Leaf | Nested[];
 const nested: z.ZodType<Nested> = z.lazy(() => z.union([z.number(), z.string(), z.null(), z.array(nested)]));
 
@@ -44,22 +42,24 @@ function badLeaf(data: Nested[], datatype: string): Leaf | undefined {
   return undefined;
 }
 
+const parameters = z.record(z.string(), z.unknown()).optional();
 const inferRequestSchema = z.object({
   id: z.string().optional(),
-  parameters: z.record(z.string(), z.unknown()).optional(),
+  parameters,
   inputs: z
     .array(
       z.object({
         name: z.string(),
         shape: z.array(z.number().int().nonnegative()).min(1),
         datatype: z.string(),
-        parameters: z.record(z.string(), z.unknown()).optional(),
-        data: z.array(nested),
+        parameters,
+        data: z.array(nested).optional(),
       }),
     )
     .min(1),
-  outputs: z.array(z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() })).optional(),
+  outputs: z.array(z.object({ name: z.string(), parameters })).optional(),
 });
+type InferRequest = z.infer<typeof inferRequestSchema>;
 
 function flatten(data: Nested[], out: Leaf[]): void {
   for (const v of data) {
@@ -68,36 +68,42 @@ function flatten(data: Nested[], out: Leaf[]): void {
   }
 }
 
-/** One request input as an ORT tensor, checked against the model's input `spec`; errors name the input and the fix. */
-function toTensor(spec: TensorMeta, inp: { name: string; shape: number[]; datatype: string; data: Nested[] }, index: number, maxBatch: number): ort.Tensor {
-  const kind = spec.parameters?.kind;
-  if (inp.datatype !== spec.datatype) {
-    const how = spec.datatype === 'BYTES' ? `send the ${kind === 'categorical' ? 'column\'s values' : 'values'} as JSON strings` : 'send numbers';
-    throw new HttpError(400, `input "${spec.name}": datatype ${inp.datatype} is not supported; expected ${spec.datatype} (${how})`);
-  }
-  const bad = badLeaf(inp.data, spec.datatype);
-  if (bad !== undefined)
-    throw new HttpError(400, `input "${spec.name}" (inputs.${index}.data): ${spec.datatype} data must be ${spec.datatype === 'BYTES' ? 'strings' : 'numbers'} (null for a missing value), got ${JSON.stringify(bad)}`);
-  // A column sent as a flat list ([N] for [-1, 1]) is what most clients build; take it as N rows.
-  const shape = spec.shape.length === 2 && spec.shape[1] === 1 && inp.shape.length === 1 ? [inp.shape[0]!, 1] : inp.shape;
-  const ok = shape.length === spec.shape.length && spec.shape.every((d, i) => d === -1 || d === shape[i]);
-  if (!ok) {
-    const cols = spec.parameters?.columns;
-    const hint = kind === 'numeric' && cols ? `; one row of ${cols.length} values per example: ${cols.join(', ')}` : '';
-    throw new HttpError(400, `input "${spec.name}": shape ${JSON.stringify(inp.shape)} does not match ${JSON.stringify(spec.shape)} (-1: any batch size${hint})`);
-  }
-  const batch = shape[0]!;
-  if (batch < 1 || batch > maxBatch) throw new HttpError(400, `input "${spec.name}": batch size ${batch} is outside 1..${maxBatch}`);
-  const flat: Leaf[] = [];
-  flatten(inp.data, flat);
-  const want = shape.reduce((a, b) => a * b, 1);
-  if (flat.length !== want) throw new HttpError(400, `input "${spec.name}": ${flat.length} values for shape ${JSON.stringify(inp.shape)} (needs ${want})`);
-  if (spec.datatype === 'BYTES') return new ort.Tensor('string', flat.map((v) => (v === null ? '' : (v as string))), shape);
-  const missing = flat.indexOf(null);
-  // Only the preprocessing's numeric input replaces NaN with the fleet mean; elsewhere NaN would reach the model.
-  if (missing >= 0 && kind !== 'numeric')
-    throw new HttpError(400, `input "${spec.name}": null at position ${missing}; this input has no missing-value handling, send a number`);
-  return new ort.Tensor('float32', Float32Array.from(flat, (v) => (v === null ? NaN : (v as number))), shape);
+/**
+ * The request's inputs decoded: JSON `data`, or with the binary tensor extension (`parameters.binary_data_size`) the
+ * next that many bytes after the JSON header, in input order.
+ */
+function decodeInputs(r: InferRequest, binary: Buffer): DecodedInput[] {
+  let at = 0;
+  const out = r.inputs.map((inp, index): DecodedInput => {
+    const size = inp.parameters?.['binary_data_size'];
+    if (size !== undefined) {
+      const where = `inputs.${index} (binary_data_size ${String(size)})`;
+      if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new HttpError(400, `input "${inp.name}" (${where}): binary_data_size must be a byte count`);
+      if (inp.data !== undefined) throw new HttpError(400, `input "${inp.name}" (inputs.${index}): has both data and binary_data_size; send one`);
+      if (at + size > binary.length)
+        throw new HttpError(400, `input "${inp.name}" (${where}): only ${binary.length - at} bytes of binary data remain after the JSON header (Inference-Header-Content-Length)`);
+      const values = decodeRaw(binary.subarray(at, at + size), inp.datatype, elementCount(inp.shape, `input "${inp.name}"`), `input "${inp.name}" (${where})`);
+      at += size;
+      return { name: inp.name, shape: inp.shape, datatype: inp.datatype, values, where };
+    }
+    if (inp.data === undefined)
+      throw new HttpError(400, `invalid inference request: inputs.${index}.data: required (or parameters.binary_data_size with the binary tensor data extension)`);
+    const bad = badLeaf(inp.data, inp.datatype);
+    if (bad !== undefined)
+      throw new HttpError(400, `input "${inp.name}" (inputs.${index}.data): ${inp.datatype} data must be ${inp.datatype === 'BYTES' ? 'strings' : 'numbers'} (null for a missing value), got ${JSON.stringify(bad)}`);
+    const values: Leaf[] = [];
+    flatten(inp.data, values);
+    return { name: inp.name, shape: inp.shape, datatype: inp.datatype, values, where: `inputs.${index}.data` };
+  });
+  if (at !== binary.length) throw new HttpError(400, `${binary.length - at} bytes of binary data after the JSON header belong to no input (check each input's binary_data_size)`);
+  return out;
+}
+
+/** Whether output `name` goes back as binary: its own `binary_data` parameter, else the request's `binary_data_output`. */
+function wantsBinary(r: InferRequest, name: string): boolean {
+  const own = r.outputs?.find((o) => o.name === name)?.parameters?.['binary_data'];
+  if (typeof own === 'boolean') return own;
+  return r.parameters?.['binary_data_output'] === true;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -185,7 +191,7 @@ export class InferenceServer {
     const method = req.method ?? 'GET';
     if (parts[0] !== 'v2') throw new HttpError(404, `no such endpoint: ${method} ${url.pathname}`);
     // /v2, /v2/health/{live,ready}
-    if (parts.length === 1 && method === 'GET') return send(res, 200, { name: 'fedge-agent', version: '0.1.0', extensions: ['fedge_rollback'] });
+    if (parts.length === 1 && method === 'GET') return send(res, 200, { name: 'fedge-agent', version: '0.1.0', extensions: SERVER_EXTENSIONS });
     if (parts[1] === 'health' && parts.length === 3 && method === 'GET') {
       if (parts[2] === 'live') return send(res, 200, { live: true });
       if (parts[2] === 'ready') return send(res, this.slot.current ? 200 : 503, { ready: !!this.slot.current });
@@ -201,14 +207,14 @@ export class InferenceServer {
     }
     if (name !== this.slot.name) throw new HttpError(404, `unknown model "${name}"; this server serves "${this.slot.name}"`);
     const action = rest.join('/');
-    if (method === 'GET' && (action === '' || action === 'ready')) {
+    if (method === 'GET' && (action === '' || action === 'ready' || action === 'config')) {
       const m = this.slot.acquire(version);
       if (!m) {
         if (action === 'ready') return send(res, 200, { name, ready: false });
         throw new HttpError(404, version ? `model "${name}" has no loaded version "${version}"` : `model "${name}" is not loaded yet`);
       }
       try {
-        return send(res, 200, action === 'ready' ? { name, ready: true } : metadata(this.slot, m));
+        return send(res, 200, action === 'ready' ? { name, ready: true } : action === 'config' ? modelConfig(name, m) : metadata(this.slot, m));
       } finally {
         this.slot.release(m);
       }
@@ -231,11 +237,21 @@ export class InferenceServer {
   private async infer(req: IncomingMessage, res: ServerResponse, name: string, version: string | undefined): Promise<void> {
     const t0 = performance.now();
     const raw = await readBody(req, this.maxBody);
+    // Binary tensor data extension: the JSON header is the first Inference-Header-Content-Length bytes, raw tensors follow.
+    const headerLength = req.headers['inference-header-content-length'];
+    let jsonEnd = raw.length;
+    if (headerLength !== undefined) {
+      const n = Number(headerLength);
+      if (!Number.isSafeInteger(n) || n < 0 || n > raw.length)
+        throw new HttpError(400, `Inference-Header-Content-Length: "${String(headerLength)}" is not a byte count within the ${raw.length}-byte body`);
+      jsonEnd = n;
+    }
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
+      body = JSON.parse(raw.subarray(0, jsonEnd).toString('utf8'));
     } catch (err) {
-      throw new HttpError(400, `request body is not valid JSON: ${(err as Error).message}`);
+      const hint = headerLength === undefined && raw.length > 0 && raw.includes(0) ? ' (binary tensor data needs the Inference-Header-Content-Length header)' : '';
+      throw new HttpError(400, `request body is not valid JSON: ${(err as Error).message}${hint}`);
     }
     const parsed = inferRequestSchema.safeParse(body);
     if (!parsed.success) {
@@ -243,37 +259,27 @@ export class InferenceServer {
       throw new HttpError(400, `invalid inference request: ${issue ? `${issue.path.join('.') || '(body)'}: ${issue.message}` : 'malformed'}`);
     }
     const r = parsed.data;
+    const inputs = decodeInputs(r, raw.subarray(jsonEnd));
     // Reference the model before any await so a concurrent swap cannot release its session under us.
-    const m = this.slot.acquire(version);
-    if (!m) throw new HttpError(404, version ? `model "${name}" has no loaded version "${version}"` : `model "${name}" is not loaded yet`);
+    const m = acquireModel(this.slot, name, version);
     try {
-      const feeds: Record<string, ort.Tensor> = {};
-      let batch = 0;
-      let first = '';
-      const names = m.inputs.map((i) => i.name).join(', ');
-      for (const spec of m.inputs) {
-        const inp = r.inputs.find((i) => i.name === spec.name);
-        if (!inp) throw new HttpError(400, `missing input "${spec.name}" (model inputs: ${names}; GET /v2/models/${name} lists each input's columns)`);
-        const t = toTensor(spec, inp, r.inputs.indexOf(inp), this.maxBatch);
-        const n = t.dims[0]!;
-        if (first && n !== batch) throw new HttpError(400, `input "${spec.name}": batch size ${n} differs from input "${first}" (${batch}); send one row per example in every input`);
-        if (!first) [first, batch] = [spec.name, n];
-        feeds[spec.name] = t;
-      }
-      const extra = r.inputs.find((i) => !m.inputs.some((s) => s.name === i.name));
-      if (extra) throw new HttpError(400, `unknown input "${extra.name}" (model inputs: ${names})`);
-      // KServe v2: without `outputs` every output is returned; an empty list asks for no subset either (onnxruntime
-      // refuses an empty fetch list with a 500). A name asked twice is computed and returned once.
-      const wanted = r.outputs?.length ? [...new Set(r.outputs.map((o) => o.name))] : m.outputs.map((o) => o.name);
-      const unknown = wanted.find((n) => !m.outputs.some((o) => o.name === n));
-      if (unknown) throw new HttpError(400, `unknown output "${unknown}" (model outputs: ${m.outputs.map((o) => o.name).join(', ')})`);
-      const result = await m.session.run(feeds, wanted);
-      const outputs = wanted.map((n) => {
-        const t = result[n]!;
-        return { name: n, datatype: 'FP32', shape: [...t.dims], data: Array.from(t.data as Float32Array) };
+      const result = await infer(m, name, inputs, r.outputs?.map((o) => o.name), this.maxBatch);
+      const blobs: Buffer[] = [];
+      const outputs = result.outputs.map((o) => {
+        if (!wantsBinary(r, o.name)) return { name: o.name, datatype: o.datatype, shape: o.shape, data: Array.from(o.data) };
+        const bytes = encodeFp32(o.data);
+        blobs.push(bytes);
+        return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
       });
-      send(res, 200, { model_name: name, model_version: m.version, ...(r.id !== undefined ? { id: r.id } : {}), outputs });
-      this.opts.onRequest?.({ model: name, version: m.version, batch, ms: performance.now() - t0 });
+      const reply = { model_name: name, model_version: m.version, ...(r.id !== undefined ? { id: r.id } : {}), outputs };
+      if (blobs.length === 0) send(res, 200, reply);
+      else {
+        const json = Buffer.from(JSON.stringify(reply));
+        const total = json.length + blobs.reduce((a, b) => a + b.length, 0);
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': json.length, 'Content-Length': total });
+        res.end(Buffer.concat([json, ...blobs], total));
+      }
+      this.opts.onRequest?.({ model: name, version: m.version, batch: result.batch, ms: performance.now() - t0 });
     } finally {
       this.slot.release(m);
     }
