@@ -3,7 +3,6 @@ import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
-  ErrorFeedback,
   FedgeError,
   createRng,
   UPDATE_ENCODING,
@@ -18,7 +17,8 @@ import type { BackendInfo, BackendPreference } from '@fedge/ml';
 import type { CoordinatorConnection } from './transport/connection.js';
 import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
-import { codecOf, packUpdate } from './privacy.js';
+import { compresses, packUpdate } from './privacy.js';
+import { FeedbackStore } from './feedback-store.js';
 import { ModelTrust } from './model-trust.js';
 import type { EvalMetrics, FromWorker, ToWorker } from './train-worker.js';
 import { attackDelta, isModelAttack, type Attack } from './attack.js';
@@ -193,8 +193,8 @@ class TrainWorker {
 export class TaskExecutor {
   private cached: CachedModel | undefined;
   private trainer: TrainWorker | undefined;
-  /** Error-feedback residual of the run this agent last trained for (one run at a time keeps memory at one model). */
-  private feedback: { runId: string; ef: ErrorFeedback } | undefined;
+  /** Error-feedback residual of the run this agent last trained for (one run at a time keeps memory at one model), on disk. */
+  private readonly feedback: FeedbackStore;
   private readonly slowdown: number;
   private readonly backendPref: BackendPreference;
   private readonly attack: Attack | undefined;
@@ -213,6 +213,7 @@ export class TaskExecutor {
     this.attack = opts.attack;
     this.attackRng = createRng(opts.attackSeed ?? 1);
     this.variates = new ControlVariateStore(opts.stateDir);
+    this.feedback = new FeedbackStore(opts.stateDir);
     this.partialWork = opts.partialWork;
     this.partialRng = createRng(opts.partialWorkSeed ?? 1);
   }
@@ -278,11 +279,14 @@ export class TaskExecutor {
     for (let i = 0; i < weights.length; i++) delta[i] = weights[i]! - global.weights[i]!;
     // Simulated attacker: the delta is replaced before packUpdate, as a modified client would send it.
     if (isModelAttack(this.attack)) attackDelta(delta, this.attack, this.attackRng);
-    const codec = codecOf(c.codec);
+    const feedback = compresses(c.codec) && c.errorFeedback ? this.feedback.get(task.runId, c.efMomentum ?? 0) : undefined;
     // SCAFFOLD sends [Δy | Δc_i] as float32 (the run config refuses compression and DP with it); c_i is saved once accepted.
     const packed = scaffold
       ? { encoding: UPDATE_ENCODING, metrics: { scaffold_ci_norm: scaffold.ciNorm }, ...scaffold.pack(delta, tr.steps, r.learningRate ?? c.learningRate) }
-      : packUpdate(delta, c, codec !== 'float32' && c.errorFeedback ? this.feedbackFor(task.runId) : undefined);
+      : packUpdate(delta, c, feedback);
+    // The residual goes to disk once the coordinator accepted the update it belongs to (a restart continues with it).
+    const keep = packed.onAccepted;
+    const onAccepted = keep && feedback ? () => (keep(), this.feedback.save(task.runId)) : keep;
     const { payload, encoding } = packed;
     Object.assign(metrics, packed.metrics);
     log.info({ runId: task.runId, round: task.round, loss: tr.loss, accuracy: tr.accuracy, seconds: tr.seconds, samplesPerSec: Math.round(tr.samplesPerSec), encoding, bytes: payload.byteLength }, 'trained');
@@ -298,7 +302,7 @@ export class TaskExecutor {
         ...(scaffold ? { controlVariateDelta: true } : {}),
       },
       payload,
-      ...(packed.onAccepted ? { onAccepted: packed.onAccepted } : {}),
+      ...(onAccepted ? { onAccepted } : {}),
     };
   }
 
@@ -318,11 +322,6 @@ export class TaskExecutor {
     }
     this.trainer ??= new TrainWorker(this.data, this.backendPref, this.attack?.kind === 'label-flip');
     return this.trainer;
-  }
-
-  private feedbackFor(runId: string): ErrorFeedback {
-    if (this.feedback?.runId !== runId) this.feedback = { runId, ef: new ErrorFeedback() };
-    return this.feedback.ef;
   }
 
   /** The global model a task (train, evaluate, announce or promote) names, fetched once, signature- and sha256-verified. */

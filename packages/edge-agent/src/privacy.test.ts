@@ -50,8 +50,8 @@ describe('packUpdate: error feedback, then clip, then compress', () => {
   it('what is sent never exceeds the clip norm, for every codec, residual included', () => {
     const n = 5000;
     const S = 0.7;
-    for (const codec of ['float32', 'int8', 'topk'] as const) {
-      const ef = new ErrorFeedback();
+    for (const codec of ['float32', 'int8', 'topk', 'fp16', 'q8', 'q4', 'q2', 'topk:0.05+q8', 'topk:0.01+q2', 'topk:0.2+fp16']) {
+      const ef = new ErrorFeedback({ momentum: codec.includes('q2') ? 0.9 : 0 });
       for (let round = 0; round < 3; round++) {
         const p = packUpdate(ramp(n), { ...base, clipNorm: S, codec, topkFraction: 0.05, errorFeedback: true }, ef);
         expect(l2Norm(decoded(p, n)), `${codec} round ${round}`).toBeLessThanOrEqual(S);
@@ -86,5 +86,10 @@ describe('packUpdate: error feedback, then clip, then compress', () => {
     expect(p.onAccepted).toBeUndefined();
     expect(p.payload.byteLength).toBe(100 + 4);
     expect(() => packUpdate(ramp(100), { ...base, codec: 'zstd' })).toThrow(/task config codec: unknown "zstd"/);
+    expect(() => packUpdate(ramp(100), { ...base, codec: 'topk:0.1+q3' })).toThrow(/task config codec: unknown "topk:0.1\+q3".*unknown stage "q3"/);
+    const q = packUpdate(ramp(5000), { ...base, codec: 'topk:0.001+q8', errorFeedback: true }, ef);
+    expect(q.encoding).toBe('pipe:topk:0.001+q8');
+    expect(q.metrics.compression_ratio).toBe(q.payload.byteLength / 20000); // 5 values: 9 header + ~10 index + 9 value bytes
+    expect(q.metrics.compression_ratio).toBeLessThan(0.002);
   });
 });

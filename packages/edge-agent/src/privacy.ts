@@ -8,9 +8,13 @@ import {
   GaussianSampler,
   ValidationError,
   clipToNorm,
+  encodePipeline,
   encodeUpdate,
+  parsePipeline,
+  pipelineEncoding,
   type CodecName,
   type ErrorFeedback,
+  type Pipeline,
   type TrainConfigMsg,
 } from '@fedge/proto';
 
@@ -46,21 +50,43 @@ export interface PackedUpdate {
  * with a lossy codec that asks for it.
  */
 export function packUpdate(delta: Float32Array, c: TrainConfigMsg, ef?: ErrorFeedback, noise?: GaussianSampler): PackedUpdate {
-  const codec = codecOf(c.codec);
-  const feedback = codec !== 'float32' && c.errorFeedback ? ef : undefined;
+  const uplink = uplinkOf(c.codec);
+  const lossy = uplink.spec !== 'float32';
+  const feedback = lossy && c.errorFeedback ? ef : undefined;
   // What the codec dropped last time goes in before clipping, so the DP bound covers it too.
   feedback?.apply(delta);
   const metrics = privatizeUpdate(delta, c, noise);
-  // The clip norm also bounds what int8 rounding may send (a clipped vector sits on the bound).
-  const payload = encodeUpdate(delta, { codec, topkFraction: c.topkFraction ?? 0.1 }, (c.clipNorm ?? 0) > 0 ? c.clipNorm : undefined);
-  const encoding = ENCODING_OF[codec];
-  if (codec !== 'float32') metrics.compression_ratio = payload.byteLength / delta.byteLength;
+  // The clip norm also bounds what rounding may send (a clipped vector sits on the bound): every codec keeps it.
+  const maxNorm = (c.clipNorm ?? 0) > 0 ? c.clipNorm : undefined;
+  const payload = uplink.pipeline
+    ? encodePipeline(delta, uplink.pipeline, maxNorm !== undefined ? { maxNorm } : {})
+    : encodeUpdate(delta, { codec: uplink.codec!, topkFraction: c.topkFraction ?? 0.1 }, maxNorm);
+  const encoding = uplink.encoding;
+  if (lossy) metrics.compression_ratio = payload.byteLength / delta.byteLength;
   return { payload, encoding, metrics, ...(feedback ? { onAccepted: () => feedback.update(delta, payload, encoding) } : {}) };
 }
 
-/** The task's codec; an unknown one fails the task with a message instead of sending something the coordinator rejects. */
-export function codecOf(name: string | undefined): CodecName {
-  if (!name) return 'float32';
-  if ((CODECS as readonly string[]).includes(name)) return name as CodecName;
-  throw new ValidationError(`task config codec: unknown "${name}"; this agent knows ${CODECS.join(', ')} (upgrade the agent)`);
+/** A task's uplink: today's codec or a pipeline, with the encoding its result carries. */
+export interface Uplink {
+  spec: string;
+  encoding: string;
+  codec?: CodecName;
+  pipeline?: Pipeline;
+}
+
+/** The task's uplink; an unknown one fails the task with a message instead of sending something the coordinator rejects. */
+export function uplinkOf(name: string | undefined): Uplink {
+  if (!name) return { spec: 'float32', encoding: ENCODING_OF.float32, codec: 'float32' };
+  if ((CODECS as readonly string[]).includes(name)) return { spec: name, encoding: ENCODING_OF[name as CodecName], codec: name as CodecName };
+  try {
+    const pipeline = parsePipeline(name, 'uplink', 'task config codec');
+    return { spec: pipeline.spec, encoding: pipelineEncoding(pipeline), pipeline };
+  } catch (err) {
+    throw new ValidationError(`task config codec: unknown "${name}"; this agent knows ${CODECS.join(', ')} and pipelines such as topk:0.01+q8 (upgrade the agent): ${(err as Error).message}`);
+  }
+}
+
+/** True when the task's updates are not plain float32 (error feedback applies). */
+export function compresses(name: string | undefined): boolean {
+  return uplinkOf(name).spec !== 'float32';
 }

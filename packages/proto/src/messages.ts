@@ -57,12 +57,14 @@ export interface TrainConfigMsg {
   noiseStd?: number;
   /** DP: report metric dp_clipped (1 if the update was scaled down) for adaptive clipping. */
   reportClipped?: boolean;
-  /** Update codec (codec.ts); empty or absent: float32. */
+  /** Update codec: float32, int8, topk or a pipeline spec (codec/spec.ts); empty or absent: float32. */
   codec?: string;
   /** topk: fraction of values kept. */
   topkFraction?: number;
   /** Carry what the codec dropped into the next update of the same run. */
   errorFeedback?: boolean;
+  /** DGC momentum correction factor of the error feedback (0 or absent: off). */
+  efMomentum?: number;
   /** JSON of a TaskPayload (task.ts): task and preprocessing. Empty or absent: softmax classification with SGD. */
   taskJson?: string;
   /** SCAFFOLD: sha256 of the server control variate the agent fetches (FetchModel blobSha256) and corrects its steps with. */

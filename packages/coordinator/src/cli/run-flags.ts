@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { intArg, numArg } from './args.js';
-import { LOSSES, METRICS, NORMALIZATIONS, OPTIMIZERS, TASK_TYPES, ValidationError } from '@fedge/proto';
+import { LOSSES, METRICS, NORMALIZATIONS, OPTIMIZERS, TASK_TYPES, ValidationError, parsePipeline } from '@fedge/proto';
 
 export interface RunFlags {
   config?: string;
@@ -26,6 +26,8 @@ export interface RunFlags {
   staleness?: string;
   targetAccuracy?: number;
   compression?: Record<string, unknown>;
+  /** --downlink-compression SPEC: compression.downlink. */
+  downlinkCompression?: string;
   errorFeedback?: boolean;
   strategy?: Record<string, unknown>;
 }
@@ -124,8 +126,12 @@ export function mergeStrategy(cfg: Record<string, unknown>, flag: Record<string,
   cfg.strategy = { ...base, ...(flag ?? {}), ...(serverLr !== undefined ? { serverLearningRate: serverLr } : {}) };
 }
 
-/** `float32` (or `none`), `int8`, or `topk[:fraction]` into the run-config form. */
+/**
+ * --compression SPEC: today's forms (`none`, `int8`, `topk[:fraction]`, 4-byte top-k indices) keep their run-config
+ * form; any other spec is an uplink pipeline (`topk:0.001+q8`, `q4`, `fp16`, ...), checked here.
+ */
 export function parseCompression(v: string): Record<string, unknown> {
+  if (!/^(none|float32|int8|topk(:[^+]*)?)$/.test(v.trim())) return { uplink: parsePipelineFlag(v, '--compression', 'uplink') };
   const [codec, arg] = v.split(':');
   if (codec === 'none' || codec === 'float32') return { codec: 'float32' };
   if (codec === 'int8' && arg === undefined) return { codec };
@@ -136,6 +142,15 @@ export function parseCompression(v: string): Record<string, unknown> {
     return { codec, topkFraction: f };
   }
   throw new InvalidArgumentError(`--compression: use none, int8 or topk[:fraction] (e.g. topk:0.1), got "${v}"`);
+}
+
+/** A pipeline spec flag (--compression, --downlink-compression) in canonical form; a bad one names the flag. */
+export function parsePipelineFlag(v: string, flag: string, direction: 'uplink' | 'downlink'): string {
+  try {
+    return parsePipeline(v, direction, flag).spec;
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 /**
@@ -182,7 +197,8 @@ export function addRunFlags(cmd: Command): Command {
     .option('--concurrency <n>', 'async: agents training at once (default: all available)', intArg('--concurrency'))
     .option('--max-staleness <n>', 'async: reject updates more than n versions behind', intArg('--max-staleness'))
     .option('--staleness <fn>', 'discount of stale updates: polynomial[:a] (default polynomial:0.5), hinge[:a,b], constant', parseStaleness)
-    .option('--compression <codec>', 'update compression: none, int8 (0.25x) or topk[:fraction] (default fraction 0.1)', parseCompression)
+    .option('--compression <spec>', 'update compression: none, int8 (0.25x), topk[:fraction] (4-byte indices), or a pipeline such as topk:0.001+q8, q4, fp16 (stages: topk:F, then float32|fp16|int8|q8|q4|q2)', parseCompression)
+    .option('--downlink-compression <spec>', 'model downloads as deltas from the version the agent holds: delta+fp16, delta+q8 or delta (exact)', (v: string) => parsePipelineFlag(v, '--downlink-compression', 'downlink'))
     .option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...]: fedavg, fedavgm[:momentum=0.9], fedadam|fedyogi|fedadagrad[:lr=0.01,beta1=,beta2=,tau=], fedprox[:mu=0.01], median, trimmed-mean[:beta=0.1], krum[:f=1], multi-krum[:f=,m=], norm-bound:bound=B, scaffold[:lr=1] (sync, SGD agents, float32 updates twice a model\'s size); mu=... (FedProx) adds to any, bound=... (norm bound) to any but scaffold', parseStrategy)
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update');
   return addTaskFlags(cmd);
@@ -247,7 +263,12 @@ export function buildRunConfig(flags: RunFlags & TaskFlags): Record<string, unkn
   merge('async', { bufferSize: flags.bufferSize, concurrency: flags.concurrency, maxStaleness: flags.maxStaleness });
   if (flags.staleness !== undefined) cfg.staleness = flags.staleness;
   // commander sets errorFeedback to true unless --no-error-feedback was given: only the explicit "no" overrides the file.
-  merge('compression', { ...flags.compression, ...(flags.errorFeedback === false ? { errorFeedback: false } : {}) });
+  // --compression replaces the file's uplink in whichever form it was (codec or uplink), not merges into it.
+  if (flags.compression && isObject(cfg.compression)) {
+    const { codec: _c, topkFraction: _t, uplink: _u, ...rest } = cfg.compression;
+    cfg.compression = rest;
+  }
+  merge('compression', { ...flags.compression, downlink: flags.downlinkCompression, ...(flags.errorFeedback === false ? { errorFeedback: false } : {}) });
   mergeStrategy(cfg, flags.strategy);
   return cfg;
 }

@@ -1,6 +1,7 @@
 /** The run configuration: one zod schema, parsed once, with errors that name the option and the fix. */
 import { z } from 'zod';
-import { CODECS, TOPK_MAX_FRACTION, ValidationError } from '@fedge/proto';
+import { ValidationError } from '@fedge/proto';
+import { compressesUplink, compressionSchema, uplinkName, type CompressionConfig } from './compression.js';
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
 
@@ -98,7 +99,7 @@ export const STRATEGY_COMBINATIONS: Record<'sync' | 'async' | 'privacy' | 'local
   privacy: NOT_ROBUST.filter((n) => n !== 'scaffold'),
   /** Local DP (privacy.mode "local"). */
   localPrivacy: NOT_SCAFFOLD,
-  /** compression.codec other than float32 (int8, topk). */
+  /** compression other than float32 (codec int8/topk, or any uplink pipeline but float32). */
   compression: NOT_SCAFFOLD,
 };
 
@@ -169,7 +170,7 @@ function checkStrategyCombination(c: {
   strategy: { name: StrategyName };
   mode: 'sync' | 'async';
   privacy?: { mode?: string } | undefined;
-  compression: { codec: string };
+  compression: CompressionConfig;
   task?: { optimizer?: { name: string } | undefined } | undefined;
   sync?: { lateResults: string };
 }): void {
@@ -183,8 +184,8 @@ function checkStrategyCombination(c: {
     const allowed = STRATEGY_COMBINATIONS[local ? 'localPrivacy' : 'privacy'];
     if (!allowed.includes(name)) refuse(local ? 'privacy mode local (local differential privacy)' : 'privacy mode central (central differential privacy; privacy.mode "local" is allowed)', allowed);
   }
-  if (c.compression.codec !== 'float32' && !STRATEGY_COMBINATIONS.compression.includes(name))
-    refuse(`compression.codec ${c.compression.codec} (its updates must travel as float32; use compression.codec float32)`, STRATEGY_COMBINATIONS.compression);
+  if (compressesUplink(c.compression) && !STRATEGY_COMBINATIONS.compression.includes(name))
+    refuse(`compression.codec ${uplinkName(c.compression)} (its updates must travel as float32; use compression.codec float32)`, STRATEGY_COMBINATIONS.compression);
   // SCAFFOLD corrects plain SGD steps (Karimireddy et al. define it for SGD); agents refuse other optimizers too.
   const opt = c.task?.optimizer?.name;
   if (name === 'scaffold' && opt !== undefined && opt !== 'sgd')
@@ -265,20 +266,10 @@ export const runConfigSchema = z.strictObject({
   /** Differential privacy (see privacy/config.ts and strategy/dp.ts); absent: off. */
   privacy: privacyConfigSchema.optional(),
   /**
-   * How agents pack their updates (see @fedge/proto codec.ts): float32 (none), int8 blocks (0.254x), or top-k sparse
-   * (8 bytes per kept value). With error feedback, what a lossy codec dropped is added to the agent's next update.
+   * How agents pack their updates and receive models (config/compression.ts): codec/topkFraction as before, or
+   * uplink/downlink pipelines ("topk:0.001+q8", "delta+fp16"); error feedback with momentum correction and warm-up.
    */
-  compression: z
-    .strictObject({
-      codec: z.enum(CODECS, { message: `compression.codec: use one of ${CODECS.join(', ')}` }).default('float32'),
-      topkFraction: z
-        .number()
-        .gt(0, `compression.topkFraction: must be in (0, ${TOPK_MAX_FRACTION}]`)
-        .max(TOPK_MAX_FRACTION, `compression.topkFraction: must be in (0, ${TOPK_MAX_FRACTION}]; above it top-k is larger than float32`)
-        .default(0.1),
-      errorFeedback: z.boolean().default(true),
-    })
-    .default({ codec: 'float32', topkFraction: 0.1, errorFeedback: true }),
+  compression: compressionSchema,
 });
 
 /**

@@ -1,7 +1,7 @@
 /** Upload intake shared by both drivers: header checks, staging slots, checks of the complete update, spooling, the sink. */
 import {
+  CODECS,
   RejectedUpdateError,
-  ENCODING_OF,
   type RejectionReason,
   checkEncodedSize,
   clipToNorm,
@@ -11,6 +11,7 @@ import {
   type ResultHeaderMsg,
   type TensorSpec,
 } from '@fedge/proto';
+import { expectedEncoding } from '../config/compression.js';
 import type { Participant } from '../store/store.js';
 import type { UpdateSlot } from '../strategy/aggregate.js';
 import type { OpenRound, Invitee } from './round.js';
@@ -41,9 +42,11 @@ export function checkHeader(core: RunCore, h: ResultHeaderMsg, inv: Invitee, kin
     if (h.totalBytes !== 0) reject('size_mismatch', `total_bytes: an evaluation result carries no payload, got ${h.totalBytes}`);
     return;
   }
-  const codec = core.config.compression.codec;
-  const encoding = ENCODING_OF[codec];
-  if (h.encoding !== encoding) reject('bad_encoding', `encoding: this run's compression.codec is ${codec}, so "${encoding}" is expected; got "${h.encoding}"`);
+  // The task's codec, not the run's: warm-up changes the top-k density round by round.
+  const encoding = expectedEncoding(inv.task.config);
+  const codec = inv.task.config.codec || 'float32';
+  const field = (CODECS as readonly string[]).includes(codec) ? 'codec' : 'uplink';
+  if (h.encoding !== encoding) reject('bad_encoding', `encoding: this run's compression.${field} is ${codec}, so "${encoding}" is expected; got "${h.encoding}"`);
   const mismatch = describeSpecMismatch(core.specs, h.tensors as TensorSpec[]);
   if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
   // SCAFFOLD runs take [delta | control-variate delta] and nothing else; other runs never take the pair.

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SignedModelRef, TaskMsg, TrainConfigMsg } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
+import { trainCodecFields } from '../config/compression.js';
 import type { RunData } from '../store/store.js';
 import type { GlobalModel } from './global-model.js';
 
@@ -51,9 +52,8 @@ export class TaskFactory {
         seed: c.seed * 7919 + r * 101 + i,
         ...this.taskJson,
         ...(kind === 'train' ? this.opts.trainExtras?.() : undefined),
-        ...(kind === 'train' && c.compression.codec !== 'float32'
-          ? { codec: c.compression.codec, topkFraction: c.compression.topkFraction, errorFeedback: c.compression.errorFeedback }
-          : {}),
+        // Warm-up (compression.warmupRounds) makes the top-k density of the codec depend on the round.
+        ...(kind === 'train' ? trainCodecFields(c.compression, r) : {}),
       },
       deadlineUnixMs: deadline,
     };

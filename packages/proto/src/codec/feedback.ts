@@ -91,7 +91,9 @@ export class ErrorFeedback {
   }
 
   /** Restores serialize()'s bytes; a file that does not parse is a ValidationError (the caller starts afresh). */
-  static restore(bytes: Uint8Array, opts: FeedbackOptions = {}): ErrorFeedback {
+  static restore(view: Uint8Array, opts: FeedbackOptions = {}): ErrorFeedback {
+    // A copy: a Buffer's slice() is a view into a shared pool, and the arrays below take whole ArrayBuffers.
+    const bytes = new Uint8Array(view);
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (bytes.byteLength < 13 || dv.getUint32(0, true) !== MAGIC) throw new ValidationError('error-feedback state: not a fedge residual file');
     const n = dv.getUint32(4, true);

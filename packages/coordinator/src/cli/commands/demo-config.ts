@@ -5,7 +5,7 @@ import { applyTaskFlags, mergeStrategy, type RunFlags, type TaskFlags } from '..
 /** The demo's flags: the run flags it shares with `fedge run start` (same meaning), and its own. */
 export interface DemoOpts
   extends Omit<TaskFlags, 'target'>,
-    Pick<RunFlags, 'config' | 'rounds' | 'model' | 'epochs' | 'batchSize' | 'lr' | 'deadline' | 'targetAccuracy' | 'overSelection' | 'lateResults' | 'bufferSize' | 'concurrency' | 'compression' | 'strategy'> {
+    Pick<RunFlags, 'config' | 'rounds' | 'model' | 'epochs' | 'batchSize' | 'lr' | 'deadline' | 'targetAccuracy' | 'overSelection' | 'lateResults' | 'bufferSize' | 'concurrency' | 'compression' | 'downlinkCompression' | 'strategy'> {
   /** As typed (names or indexes): the agents get them as --target too. */
   target?: string[];
   agents: number;
@@ -87,7 +87,10 @@ export function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min
     mode: opts.mode,
     ...(mnist ? {} : { evaluation: { data: opts.data, ...(opts.target ? { target: opts.target } : {}), ...(opts.missing ? { missing: opts.missing } : {}), holdout: { fraction: CENTRAL_HOLDOUT, seed: opts.seed } } }),
     ...(opts.staleness ? { staleness: opts.staleness } : {}),
-    ...(opts.compression ? { compression: { ...opts.compression, errorFeedback: opts.errorFeedback } } : {}),
+    // --compression replaces the file's uplink; --downlink-compression adds to whatever the file says.
+    ...(opts.compression || opts.downlinkCompression
+      ? { compression: { ...(opts.compression ? {} : (base.compression as Record<string, unknown> | undefined)), ...opts.compression, ...(opts.downlinkCompression ? { downlink: opts.downlinkCompression } : {}), errorFeedback: opts.errorFeedback } }
+      : {}),
     ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
     sync: {
       ...sync,

@@ -13,7 +13,7 @@ import { parseFormat, pct, printJson } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
 import { fractionArg, posIntArg, positiveArg } from '../args.js';
-import { addTaskFlags, parseCompression, parseHidden, parseStaleness, parseStrategy, readConfigFile } from '../run-flags.js';
+import { addTaskFlags, parseCompression, parseHidden, parsePipelineFlag, parseStaleness, parseStrategy, readConfigFile } from '../run-flags.js';
 import { CENTRAL_HOLDOUT, dataArgs, demoRunConfig, type DemoOpts } from './demo-config.js';
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
@@ -88,7 +88,8 @@ function demoBase(): Command {
     .addOption(new Option('--staleness <fn>', 'discount of late/stale updates: polynomial[:a], hinge[:a,b], constant').argParser(parseStaleness))
     .addOption(new Option('--server-lr <x>', 'server learning rate applied to each aggregated step (default 1; 0.01 for fedadam/fedyogi/fedadagrad)').argParser(positiveArg('--server-lr')))
     .addOption(new Option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...], e.g. fedavgm, fedadam:lr=0.01, fedprox:mu=0.1 (see fedge run start --help)').argParser(parseStrategy))
-    .addOption(new Option('--compression <codec>', 'update compression: none, int8 or topk[:fraction]').argParser(parseCompression))
+    .addOption(new Option('--compression <spec>', 'update compression: none, int8, topk[:fraction] or a pipeline such as topk:0.001+q8, q4, fp16').argParser(parseCompression))
+    .addOption(new Option('--downlink-compression <spec>', 'model downloads as deltas from the version an agent holds: delta+fp16, delta+q8 or delta').argParser((v: string) => parsePipelineFlag(v, '--downlink-compression', 'downlink')))
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update')
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
@@ -102,6 +103,7 @@ Examples:
   fedge demo --agents 6 --stragglers 0.33 --slowdown 10 --mode async --rounds 40 --target-accuracy 0.9
   fedge demo --agents 6 --stragglers 0.33 --deadline 5 --over-selection 0.5 --late-results next-round
   fedge demo --compression topk:0.05 --rounds 20         # agents send 5% of their update (error feedback on)
+  fedge demo --compression topk:0.001+q8 --downlink-compression delta+fp16   # >1000x smaller updates, half-size model deltas
   fedge demo --agents 10 --attackers 0.3 --attack sign-flip:10   # 3 simulated attackers: watch FedAvg fail
   fedge demo --data csv:houses.csv --target price --task regression --rounds 30
   fedge demo --data csv:examples/breast-cancer/breast-cancer.csv --target diagnosis --task binary --format json
