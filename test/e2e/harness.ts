@@ -63,14 +63,16 @@ export function startProcess(script: string, args: string[], env: Record<string,
  * Starts `fedge serve` on an ephemeral loopback port and returns its address. MQTT stays off unless `extraArgs`
  * ask for it (e.g. `--mqtt-listen 127.0.0.1:0`): tests must not grab the machine's default port 1883.
  */
-export async function startCoordinator(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Proc & { address: string; mqttUrl?: string }> {
+export async function startCoordinator(extraArgs: string[] = [], env: Record<string, string> = {}): Promise<Proc & { address: string; mqttUrl?: string; uiUrl?: string }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'fedge-e2e-'));
   const mqtt = extraArgs.some((a) => a.startsWith('--mqtt') || a === '--no-mqtt') ? [] : ['--no-mqtt'];
   const p = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...mqtt, ...extraArgs], env);
   const line = await p.waitFor(/coordinator ready on/);
   const address = /ready on ([\d.]+:\d+)/.exec(line)![1]!;
   const mqttUrl = /MQTT broker on (mqtt:\/\/[\d.]+:\d+)/.exec(p.output())?.[1];
-  return { ...p, address, ...(mqttUrl ? { mqttUrl } : {}) };
+  // With --ui: the dashboard's base URL (logged before the ready line).
+  const uiUrl = /dashboard on (https?:\/\/[\d.]+:\d+)/.exec(p.output())?.[1];
+  return { ...p, address, ...(mqttUrl ? { mqttUrl } : {}), ...(uiUrl ? { uiUrl } : {}) };
 }
 
 /** `address`: HOST:PORT of the gRPC listener, or a full URL (mqtt://HOST:PORT) to pick another transport. */

@@ -13,6 +13,8 @@ import { ModelSigner } from '../../signing-key.js';
 import { DEFAULT_JOIN_LIMITS, parseJoinLimits } from '../../engine/join-limits.js';
 import { COORDINATOR_VERSION } from '../../version.js';
 import { printJson } from '../format.js';
+import { DEFAULT_UI_PORT, parseUiOptions } from '../../ui/options.js';
+import { startUiServer } from '../../ui/server.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 /** Below Kubernetes' default 30 s grace period: runs get up to 15 s to stop, each transport a few seconds. */
@@ -25,6 +27,7 @@ export function serveCommand(): Command {
     .option('--data-dir <dir>', 'coordinator state: runs, agents and metrics (fedge.db), models (models/<sha256>.bin), final models (runs/)', process.env.FEDGE_DATA_DIR ?? '.fedge')
     .option('--in-memory', 'keep run state in memory only (lost when the process ends; nothing resumes after a restart)')
     .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
+    .option('--ui <host:port>', `serve the web dashboard (runs, agents, models) at http://HOST:PORT, https:// with --tls-cert (off unless given; a bare PORT binds loopback; e.g. 127.0.0.1:${DEFAULT_UI_PORT}; env FEDGE_UI)`, process.env.FEDGE_UI)
     .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN); enrolled devices (fedge agent enroll) join with their own key instead')
     .option('--max-token-agents <n>', `agents the shared join token may register; enrolled devices do not count (default ${DEFAULT_JOIN_LIMITS.maxTokenAgents}; env FEDGE_MAX_TOKEN_AGENTS)`, process.env.FEDGE_MAX_TOKEN_AGENTS)
     .option('--join-rate <per-second>', `joins (and challenges) one source address may make per second on average (default ${DEFAULT_JOIN_LIMITS.sourceRate}; each enrolled identity also ${DEFAULT_JOIN_LIMITS.identityRate}/s; env FEDGE_JOIN_RATE)`, process.env.FEDGE_JOIN_RATE)
@@ -48,6 +51,7 @@ Examples:
   fedge serve --mqtt-broker mqtt://fedge:pw@broker.local:1883           # an external broker (e.g. mosquitto)
   fedge serve --no-mqtt                         # gRPC only
   fedge serve --listen 127.0.0.1:0 --format json | head -1   # {"event":"ready","grpc":"grpc://127.0.0.1:41234",...}
+  FEDGE_ADMIN_TOKEN=adm1n fedge serve --ui 127.0.0.1:${DEFAULT_UI_PORT}   # dashboard; its promote/rollback buttons ask for the admin token
   fedge serve --listen 0.0.0.0:7070 --tls-cert server.pem --tls-key server.key   # agents use grpcs:// / mqtts://
 
 Transports: agents connect over gRPC (--listen) or MQTT. MQTT is on by default through an embedded broker on
@@ -74,14 +78,16 @@ Environment:
   FEDGE_JOIN_TOKEN   require this token from agents (same as --join-token)
   FEDGE_ADMIN_TOKEN  require this token from admin commands (fedge run ..., fedge agent ...)
   FEDGE_MQTT_LISTEN, FEDGE_MQTT_BROKER   as --mqtt-listen, --mqtt-broker
+  FEDGE_UI           as --ui (the dashboard's write actions need FEDGE_ADMIN_TOKEN)
   FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; format: 'log' | 'json'; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       // Read once, before anything listens: a bad file stops the start with an error naming its flag.
       const tls = loadServerTls({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa });
       const metricsListen = opts.metrics ? parseHostPort(opts.metrics, '--metrics', DEFAULT_METRICS_PORT) : undefined;
+      const { ui: uiListen } = parseUiOptions(opts);
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
       const joinLimits = parseJoinLimits(opts);
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
@@ -104,6 +110,9 @@ Environment:
         : undefined;
       const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
       if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
+      const ui = uiListen ? await startUiServer(coord, uiListen, { adminToken: process.env.FEDGE_ADMIN_TOKEN || undefined, tls }) : undefined;
+      if (ui) logger.info({ url: ui.url, exposed: uiListen!.exposed, writeActions: !!process.env.FEDGE_ADMIN_TOKEN }, `dashboard on ${ui.url}/`);
+      if (ui && uiListen!.exposed) logger.warn({ url: ui.url }, 'the dashboard listens beyond loopback: anyone who reaches it can read runs, agents and models (write actions still need the admin token); put it behind an authenticating proxy');
       const shutdown = async (sig: string): Promise<void> => {
         logger.info({ signal: sig }, 'shutting down');
         // Whatever a peer does (a broker that never answers, an upload that never ends), the process ends.
@@ -117,6 +126,7 @@ Environment:
           await server.close();
           await mqtt?.close();
           await metrics?.close();
+          await ui?.close();
           store?.close();
         } catch (err) {
           logger.error({ err }, 'shutdown failed');

@@ -2,7 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
 import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
-import type { Coordinator } from '../../coordinator.js';
+import type { Coordinator, RunView } from '../../coordinator.js';
 import { AuthError } from '../../engine/agent-registry.js';
 import { refuse, toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
@@ -10,13 +10,32 @@ import { writeModelStream } from './stream-write.js';
 /** How often WatchRun re-sends a run's state when nothing changed (the CLI's idle timeout is several times this). */
 export const WATCH_HEARTBEAT_MS = 10_000;
 
+/** Whether an `authorization` value ("Bearer TOKEN" or TOKEN) carries `adminToken`, compared in constant time. */
+export function adminTokenMatches(authorization: string, adminToken: string): boolean {
+  const a = Buffer.from(authorization.replace(/^Bearer /, ''));
+  const b = Buffer.from(adminToken);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 export function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): void {
   if (adminToken === undefined) return;
-  const got = String(md.get('authorization')[0] ?? '').replace(/^Bearer /, '');
-  const a = Buffer.from(got);
-  const b = Buffer.from(adminToken);
-  if (a.length !== b.length || !timingSafeEqual(a, b))
+  if (!adminTokenMatches(String(md.get('authorization')[0] ?? ''), adminToken))
     throw new AuthError('admin token missing or wrong: set FEDGE_ADMIN_TOKEN to the coordinator\'s admin token');
+}
+
+/**
+ * PromoteModel's request as promoteModel options (0 means unset, as proto3 sends it). The dashboard's promote and
+ * canary actions go through here too, so both apply the same defaults and the same evaluation gate.
+ */
+export function promoteModelRequest(coord: Coordinator, req: PromoteModelRequestMsg): Promise<RunView> {
+  const canary = Number(req.canary ?? 0);
+  const margin = Number(req.margin ?? 0);
+  return coord.promoteModel(req.runId, {
+    version: Number(req.modelVersion ?? 0),
+    ...(canary > 0 ? { canary } : {}),
+    ...(margin !== 0 ? { margin } : {}),
+    ...(req.force ? { force: true } : {}),
+  });
 }
 
 export function unary<Req, Res>(adminToken: string | undefined, fn: (req: Req) => Promise<Res> | Res) {
@@ -48,17 +67,7 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
     })),
     GetRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.getRun(req.runId)) })),
     StopRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.stopRun(req.runId)) })),
-    PromoteModel: unary<PromoteModelRequestMsg, RunReplyMsg>(adminToken, async (req) => {
-      const canary = Number(req.canary ?? 0);
-      const margin = Number(req.margin ?? 0);
-      const run = await coord.promoteModel(req.runId, {
-        version: Number(req.modelVersion ?? 0),
-        ...(canary > 0 ? { canary } : {}),
-        ...(margin !== 0 ? { margin } : {}),
-        ...(req.force ? { force: true } : {}),
-      });
-      return { runJson: JSON.stringify(run) };
-    }),
+    PromoteModel: unary<PromoteModelRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await promoteModelRequest(coord, req)) })),
     RollbackModel: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.rollbackModel(req.runId)) })),
     ListAgents: unary<object, ListAgentsReplyMsg>(adminToken, () => ({
       agentsJson: coord.listAgents().map((a) => JSON.stringify(a)),

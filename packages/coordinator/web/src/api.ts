@@ -1,0 +1,115 @@
+/** The dashboard's view of the coordinator API (/api/...): the shapes of the CLI's JSON the page reads, and fetch helpers. */
+
+export interface Participant { name: string; outcome: 'completed' | 'rejected' | 'dropped' | 'late'; reason?: string; staleness?: number; seconds?: number }
+
+export interface RoundRecord {
+  round: number;
+  version?: number;
+  status: 'completed' | 'failed';
+  reason?: string;
+  seconds: number;
+  participants: Participant[];
+  trainLoss?: number;
+  federatedAccuracy?: number;
+  centralAccuracy?: number;
+  federatedMetrics?: Record<string, number>;
+  centralMetrics?: Record<string, number>;
+  bytesReceived: number;
+  bytesSent: number;
+  stalenessHistogram?: Record<string, number>;
+  epsilon?: number;
+}
+
+export interface RunConfig {
+  model: unknown;
+  rounds: number;
+  mode?: 'sync' | 'async';
+  strategy: { name: string } & Record<string, unknown>;
+  task?: { metrics?: string[] };
+  privacy?: { maxEpsilon?: number; delta: number; mode: string };
+  compression?: unknown;
+}
+
+/** GET /api/runs/RUN = `fedge run show RUN --format json`. */
+export interface RunSummary {
+  id: string;
+  status: string;
+  statusMessage?: string;
+  round: number;
+  rounds: number;
+  modelVersion: number;
+  accuracy?: number;
+  latestMetrics?: Record<string, number>;
+  elapsedSeconds?: number;
+  config: RunConfig;
+  roundsDetail: RoundRecord[];
+  data?: { task: { metrics: string[] } };
+  live?: unknown;
+}
+
+/** GET /api/agents = `fedge agent list --format json`. */
+export interface Agent {
+  id: string;
+  name: string;
+  status: string;
+  backend: string;
+  agentVersion: string;
+  transport?: string;
+  servedVersion?: number;
+  lastSeen: string;
+  currentTask?: string;
+  tasksCompleted: number;
+  tasksFailed: number;
+  drift?: string[];
+}
+
+/** GET /api/models = `fedge model list --format json`. */
+export interface ModelEntry {
+  runId: string;
+  runStatus: string;
+  version: number;
+  sha256: string;
+  round: number;
+  parent?: number;
+  createdAt: string;
+  centralAccuracy?: number;
+  federatedAccuracy?: number;
+  latest: boolean;
+  serving?: 'promoted' | 'canary';
+}
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+async function parse<T>(res: Response): Promise<T> {
+  const body = (await res.json()) as T & { error?: { code: string; message: string } };
+  if (!res.ok) throw new ApiError(res.status, body.error?.code ?? 'E_HTTP', body.error?.message ?? res.statusText);
+  return body;
+}
+
+export async function get<T>(path: string): Promise<T> {
+  return parse<T>(await fetch(path, { headers: { accept: 'application/json' } }));
+}
+
+/** A write action with the admin token the user typed (kept in this page's memory only). */
+export async function post<T>(path: string, body: unknown, token: string): Promise<T> {
+  return parse<T>(await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) }));
+}
+
+/** The task's metric names (accuracy for runs without a task), as `fedge run show` picks them. */
+export function metricNames(r: RunSummary): string[] {
+  return r.data?.task.metrics ?? r.config.task?.metrics ?? ['accuracy'];
+}
+
+/** A round's value of `name`, federated or central (accuracy also from the plain accuracy fields). */
+export function metricOf(x: RoundRecord, name: string, source: 'federated' | 'central'): number | undefined {
+  const m = source === 'federated' ? x.federatedMetrics : x.centralMetrics;
+  const v = m?.[name] ?? (name === 'accuracy' ? (source === 'federated' ? x.federatedAccuracy : x.centralAccuracy) : undefined);
+  return v === null ? undefined : v;
+}
+
+/** Metrics where lower is better (the rest: higher). */
+export const LOWER_IS_BETTER = new Set(['loss', 'rmse', 'mae', 'mse', 'logloss']);

@@ -1,0 +1,136 @@
+/**
+ * End to end: the web dashboard of `fedge serve --ui` in headless Chromium. A coordinator and three agents run a
+ * federation; the run page's metric chart gains a point per round with no reload, the agents table lists every
+ * agent, a promotion confirmed on the models page shows in `fedge model show`, and the API's JSON equals the CLI's.
+ * A screenshot of the run page is written to test-output/dashboard/ (and to docs/dashboard.png with
+ * FEDGE_DOCS_SCREENSHOT=1).
+ */
+import { copyFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { launchChromium } from './browser.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT = path.join(root, 'test-output', 'dashboard');
+const TOKEN = 'dashboard-e2e-admin';
+const ROUNDS = 4;
+
+let browser: Browser | undefined;
+afterAll(async () => {
+  await browser?.close();
+  killAll();
+});
+
+describe('dashboard', () => {
+  it('follows a run live, lists the agents, promotes from the page, and serves the CLI\'s JSON', { timeout: 120_000 }, async () => {
+    const t0 = Date.now();
+    const phases: string[] = [];
+    const phase = (name: string): number => phases.push(`${name} ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const env = { FEDGE_ADMIN_TOKEN: TOKEN };
+    const coord = await startCoordinator(['--ui', '127.0.0.1:0'], env);
+    expect(coord.uiUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const ui = coord.uiUrl!;
+    const names = ['dash-0', 'dash-1', 'dash-2'];
+    const agents = names.map((n, i) => startAgent(coord.address, ['--name', n, '--partition', 'iid', '--num-partitions', '12', '--partition-id', String(i), '--seed', '7']));
+    browser = await launchChromium();
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const problems: string[] = [];
+    page.on('console', (m) => {
+      // The one 401 is the promotion tried below before the token is entered.
+      if ((m.type() === 'error' && !/status of 401/.test(m.text())) || /Content Security Policy/i.test(m.text())) problems.push(m.text());
+    });
+
+    page.on('pageerror', (e) => problems.push(e.message));
+    phase('coordinator and browser up');
+    await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
+    phase('agents joined');
+    const cli = (args: string[]) => fedge([...args, '--coordinator', coord.address, '--format', 'json'], env);
+
+    // The agents table lists every agent.
+    await page.goto(`${ui}/#/agents`);
+    await page.waitForFunction((n) => document.querySelectorAll('#agents tbody tr').length === n, names.length, { timeout: 20_000 });
+    const listed = await page.$$eval('#agents tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+    expect(listed.sort()).toEqual(names);
+
+    const started = await cli(['run', 'start', '--model', 'mnist-mlp', '--rounds', String(ROUNDS), '--min-agents', '3', '--epochs', '1', '--lr', '0.1']);
+    expect(started.code, started.stderr).toBe(0);
+    const runId = lastJson<{ id: string }>(started.stdout).id;
+    phase('run started');
+
+    // The run page: the accuracy chart's point count, read as the rounds finish, on one page load.
+    await page.goto(`${ui}/#/run/${runId}`);
+    await page.evaluate(() => ((window as unknown as { loadMarker: number }).loadMarker = 1));
+    const seen: number[] = [];
+    const chart = '[data-chart="metric-accuracy"]';
+    const deadline = Date.now() + 75_000;
+    for (;;) {
+      const n = Number((await page.getAttribute(chart, 'data-points').catch(() => null)) ?? -1);
+      if (n >= 0 && seen.at(-1) !== n) seen.push(n);
+      if (n >= ROUNDS) break;
+      if (Date.now() > deadline) throw new Error(`the accuracy chart reached ${seen.at(-1)} points of ${ROUNDS}: saw ${seen.join(', ')}`);
+      await page.waitForTimeout(100);
+    }
+    // One point per round, added while the page stayed open (not all at once at the end, no reload).
+    expect(seen.at(-1)).toBe(ROUNDS);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(seen.filter((n) => n > 0 && n < ROUNDS).length, `point counts seen: ${seen.join(', ')}`).toBeGreaterThanOrEqual(2);
+    expect(await page.evaluate(() => (window as unknown as { loadMarker?: number }).loadMarker)).toBe(1);
+    await page.waitForFunction(() => /completed/.test(document.querySelector('#run-head h1')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    for (const key of ['train-loss', 'participants', 'bytes', 'compression', 'duration'])
+      expect(Number(await page.getAttribute(`[data-chart="${key}"]`, 'data-points')), key).toBe(ROUNDS);
+    phase('run completed');
+    mkdirSync(OUT, { recursive: true });
+    const shot = path.join(OUT, 'run-page.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    if (process.env.FEDGE_DOCS_SCREENSHOT) copyFileSync(shot, path.join(root, 'docs', 'dashboard.png'));
+
+    // The API's JSON equals the CLI's for the same (finished) run, agents and registry.
+    const api = async (p: string): Promise<unknown> => (await fetch(ui + p)).json();
+    const show = await cli(['run', 'show', runId]);
+    expect(show.code, show.stderr).toBe(0);
+    expect(await api(`/api/runs/${runId}`)).toEqual(lastJson(show.stdout));
+    const models = await cli(['model', 'list']);
+    expect(await api('/api/models')).toEqual(lastJson(models.stdout));
+    const runs = await cli(['run', 'list']);
+    expect(await api('/api/runs')).toEqual(lastJson(runs.stdout));
+    // Agents report in now and then (lastSeen): equal on one of a few tries.
+    let agentsEqual = false;
+    for (let i = 0; i < 5 && !agentsEqual; i++) {
+      const before = await api('/api/agents');
+      const list = await cli(['agent', 'list']);
+      const after = await api('/api/agents');
+      const want = lastJson<unknown>(list.stdout);
+      agentsEqual = JSON.stringify(before) === JSON.stringify(want) || JSON.stringify(after) === JSON.stringify(want);
+      if (!agentsEqual && i === 4) expect(after).toEqual(want);
+    }
+    expect(agentsEqual).toBe(true);
+    // Writes need the token.
+    const bare = await fetch(`${ui}/api/runs/${runId}/promote`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"version":1}' });
+    expect(bare.status).toBe(401);
+
+    phase('API = CLI checked');
+    // Promote the latest version from the models page: refused without the token, done with it after confirming.
+    await page.goto(`${ui}/#/models/${runId}`);
+    const promote = `button[data-action="promote"][data-version="${ROUNDS}"]`;
+    await page.click(promote);
+    await page.click('#confirm-ok');
+    await page.waitForFunction(() => /E_AUTH/.test(document.querySelector('#action-status')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    await page.fill('#token', TOKEN);
+    await page.click(promote);
+    expect(await page.textContent('#confirm-text')).toContain(`Promote version ${ROUNDS} of ${runId}`);
+    await page.click('#confirm-ok');
+    await page.waitForFunction(() => /promoted/.test(document.querySelector('#action-status')?.textContent ?? ''), undefined, { timeout: 10_000 });
+    const shown = await cli(['model', 'show', String(ROUNDS), '--run', runId]);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(lastJson<{ serving?: string }>(shown.stdout).serving).toBe('promoted');
+    await page.waitForFunction((v) => /promoted/.test(document.querySelector(`#models tbody tr:has(button[data-version="${v}"])`)?.textContent ?? ''), ROUNDS, { timeout: 10_000 });
+
+    // The page never tripped its own CSP (no inline script or style) nor threw.
+    expect(problems).toEqual([]);
+    phase('promoted from the page');
+    console.log(`dashboard e2e: ${phases.join(', ')}; accuracy chart point counts seen: ${seen.join(', ')}; screenshot ${path.relative(root, shot)}`);
+  });
+});
