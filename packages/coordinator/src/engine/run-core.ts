@@ -302,6 +302,8 @@ export class RunCore {
     record.participants = round.participants();
     if (round.failures.length) record.reason ??= summarizeFailures(round.failures);
     this.ctx.recordRound(record, this.global.version);
+    // Every result of a sync round is in: the federated evaluation of the version it trained from is complete.
+    if (this.config.mode === 'sync') this.checkFederatedTarget(round.baseVersion);
     this.log.info(
       {
         round: record.round,
@@ -364,8 +366,20 @@ export class RunCore {
     this.evalParts.set(version, parts);
     const combined = combineMetrics(parts, this.metricTask);
     const examples = parts.reduce((s, p) => s + p.n, 0);
-    const rec = this.ctx.setFederated(version, combined, examples);
-    if (!this.config.centralEvaluation || !this.deps.evaluateCentral) this.checkTarget(version, rec?.round ?? 0, combined);
+    this.ctx.setFederated(version, combined, examples);
+    // A sync version is judged once the round that trained from it has closed (checkFederatedTarget), on every agent's
+    // held-out rows: checked here, the first agents' share alone could end the run with a value the version's own
+    // record contradicts. Async has no point at which a version's evaluation is complete, so it judges what has come in.
+    if (this.config.mode === 'async') this.checkFederatedTarget(version);
+  }
+
+  /** stopAt on the federated evaluation of `version` as far as it has come in, unless a central evaluation judges versions. */
+  checkFederatedTarget(version: number): void {
+    if (this.config.centralEvaluation && this.deps.evaluateCentral) return;
+    const parts = this.evalParts.get(version);
+    if (!parts?.length) return;
+    const round = this.run.rounds.find((x) => x.version === version)?.round ?? 0;
+    this.checkTarget(version, round, combineMetrics(parts, this.metricTask));
   }
 
   // ---------------------------------------------------------------- late and outstanding tasks

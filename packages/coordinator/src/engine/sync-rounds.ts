@@ -213,6 +213,7 @@ export class SyncRounds {
     round.close('deadline');
     core.current = undefined;
     for (const a of round.accepted) core.noteEval(round.baseVersion, a.metrics);
+    core.checkFederatedTarget(round.baseVersion);
     await core.persist();
   }
 
