@@ -8,6 +8,7 @@ import type { LocalData } from './data.js';
 import { moduleLogger } from './log.js';
 import type { GlobalModelServer } from './serving/global-server.js';
 import type { AgentIdentity } from './identity.js';
+import { SecAggSession } from './secagg.js';
 
 const log = moduleLogger('agent');
 
@@ -39,6 +40,11 @@ export interface SimulationOptions {
   failRate?: number;
   /** Per task: probability of dropping the connection mid-task, then reconnecting with backoff. */
   disconnectRate?: number;
+  /**
+   * Secure aggregation: per training task, the probability of dropping out right after the masked input was
+   * accepted (no unmask shares are sent), as a device that goes offline would.
+   */
+  secaggDropout?: number;
   /** Seeds the fault draws so a simulation repeats exactly. */
   seed?: number;
 }
@@ -173,7 +179,13 @@ export class Agent {
       const sim = this.opts.simulate;
       const disconnect = task.kind === 'train' && (sim?.disconnectRate ?? 0) > this.faultRng();
       const fail = task.kind === 'train' && (sim?.failRate ?? 0) > this.faultRng();
-      const { header, payload, onAccepted } = await this.executor.run(task, conn, s, ctl.signal);
+      // Secure aggregation: its key stages run while the model trains; the result is masked before it is sent.
+      const secagg = SecAggSession.of(task, conn, s);
+      secagg?.start();
+      const dropout = secagg !== undefined && (sim?.secaggDropout ?? 0) > this.faultRng();
+      const result = await this.executor.run(task, conn, s, ctl.signal);
+      const { header, payload } = secagg ? await secagg.mask(result.header, result.payload) : result;
+      const onAccepted = result.onAccepted;
       this.serve(task, conn, s); // the task's model is verified and cached by now
       if (ctl.signal.aborted) return;
       if (disconnect) {
@@ -189,6 +201,9 @@ export class Agent {
       if (reply.accepted) {
         onAccepted?.();
         log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
+        if (secagg && dropout) log.warn({ runId: task.runId, round: task.round }, 'simulated secagg dropout: no unmask shares sent');
+        // The result is in: a failed unmask (the round failed, the stage closed) is not a failed task.
+        else if (secagg) await secagg.unmask().catch((err: Error) => log.warn({ runId: task.runId, round: task.round, err: err.message }, 'secagg: unmask not sent'));
       }
       else log.warn({ runId: task.runId, round: task.round, reason: reply.reason, message: reply.message }, 'result rejected');
     } catch (err) {

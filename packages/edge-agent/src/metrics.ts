@@ -143,6 +143,8 @@ export class AgentMetrics {
         }
       },
       challenge: (name) => conn.challenge(name),
+      // Stage messages are small (keys, share boxes); the masked input, the large part, is counted by submit.
+      secagg: (req, deadline) => conn.secagg(req, deadline),
       close: () => conn.close(),
     };
   }

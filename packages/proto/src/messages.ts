@@ -9,6 +9,9 @@ export interface ModelHeaderMsg {
   tensors: TensorSpecMsg[];
   totalBytes: number;
   sha256: string;
+  /** Empty or absent: the payload is the weights; "chain:..." a delta chain from baseVersion (codec/downlink.ts). */
+  encoding?: string;
+  baseVersion?: number;
 }
 
 export interface ChunkMsg { header?: ModelHeaderMsg | null; offset: number; data: Buffer }
@@ -69,6 +72,8 @@ export interface TrainConfigMsg {
   taskJson?: string;
   /** SCAFFOLD: sha256 of the server control variate the agent fetches (FetchModel blobSha256) and corrects its steps with. */
   controlVariateSha256?: string;
+  /** Secure aggregation: JSON of the round's secagg parameters (secagg-wire.ts); empty or absent: no secagg. */
+  secaggJson?: string;
 }
 /**
  * `announce`: a new global version exists (run, version, sha256); no result is expected. `promote`: serve this
@@ -95,6 +100,9 @@ export interface FetchModelRequestMsg {
   modelVersion: number;
   /** Non-empty: fetch this strategy blob of the run (SCAFFOLD's server control variate) by sha256 instead of a version. */
   blobSha256?: string;
+  /** The version the agent holds (haveSha256 non-empty): the model may come as a delta chain from it. */
+  haveVersion?: number;
+  haveSha256?: string;
 }
 export interface ResultHeaderMsg {
   agentId: string;
@@ -113,11 +121,16 @@ export interface ResultHeaderMsg {
   error?: string;
   /** SCAFFOLD: the payload is [model delta | control-variate delta] (2 x the model's values, float32). */
   controlVariateDelta?: boolean;
+  /** Secure aggregation: neighbors whose share box did not open (the masked input's `rejected`). */
+  secaggRejected?: string[];
   /** Enrolled agents: ed25519 over updateSigningMessage (identity.ts); base64 text over MQTT. */
   signature?: Uint8Array | string | undefined;
 }
 export interface ResultPartMsg { header?: ResultHeaderMsg | null; chunk?: ChunkMsg | null; part?: 'header' | 'chunk' }
 export interface SubmitReplyMsg { accepted: boolean; reason: string; message: string }
+/** Secure aggregation: one stage message (agent -> coordinator) and the next stage's input (the reply). */
+export interface SecAggRequestMsg { agentId: string; sessionToken: string; runId: string; taskId: string; round: number; stage: string; payloadJson: string }
+export interface SecAggReplyMsg { accepted: boolean; reason: string; message: string; payloadJson: string }
 
 export interface StartRunRequestMsg { configJson: string }
 export interface RunReplyMsg { runJson: string }

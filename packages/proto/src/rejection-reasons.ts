@@ -32,6 +32,7 @@ export const REJECTION_REASONS = {
   agent_failed: 'the agent reported that it could not run the task (the message says why)',
   bad_signature: "an enrolled agent's result signature is missing or does not verify",
   revoked: "the agent's identity was revoked",
+  secagg_refused: 'a masked input the secure-aggregation round cannot sum: the agent did not share keys in time, sent it twice, or a neighbor reported its share box as tampered',
   internal: 'the coordinator failed while taking the upload (its log says why)',
 } as const;
 

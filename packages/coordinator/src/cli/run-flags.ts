@@ -30,6 +30,8 @@ export interface RunFlags {
   downlinkCompression?: string;
   errorFeedback?: boolean;
   strategy?: Record<string, unknown>;
+  /** Secure aggregation with the defaults (a --config file's secureAggregation block keeps its settings). */
+  secagg?: boolean;
 }
 
 /** The task flags (`addTaskFlags`): each lands in the run config's task, stopAt, model or evaluation. */
@@ -200,7 +202,8 @@ export function addRunFlags(cmd: Command): Command {
     .option('--compression <spec>', 'update compression: none, int8 (0.25x), topk[:fraction] (4-byte indices), or a pipeline such as topk:0.001+q8, q4, fp16 (stages: topk:F, then float32|fp16|int8|q8|q4|q2)', parseCompression)
     .option('--downlink-compression <spec>', 'model downloads as deltas from the version the agent holds: delta+fp16, delta+q8 or delta (exact)', (v: string) => parsePipelineFlag(v, '--downlink-compression', 'downlink'))
     .option('--strategy <spec>', 'aggregation strategy NAME[:k=v,...]: fedavg, fedavgm[:momentum=0.9], fedadam|fedyogi|fedadagrad[:lr=0.01,beta1=,beta2=,tau=], fedprox[:mu=0.01], median, trimmed-mean[:beta=0.1], krum[:f=1], multi-krum[:f=,m=], norm-bound:bound=B, scaffold[:lr=1] (sync, SGD agents, float32 updates twice a model\'s size); mu=... (FedProx) adds to any, bound=... (norm bound) to any but scaffold', parseStrategy)
-    .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update');
+    .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update')
+    .option('--secagg', 'secure aggregation: agents mask their updates so the coordinator learns only each round\'s weighted sum (sync; fedavg/fedavgm/fedadam/fedyogi/fedadagrad/fedprox; threshold and neighbors from the number of agents, or secureAggregation in --config)');
   return addTaskFlags(cmd);
 }
 
@@ -270,6 +273,7 @@ export function buildRunConfig(flags: RunFlags & TaskFlags): Record<string, unkn
   }
   merge('compression', { ...flags.compression, downlink: flags.downlinkCompression, ...(flags.errorFeedback === false ? { errorFeedback: false } : {}) });
   mergeStrategy(cfg, flags.strategy);
+  if (flags.secagg && !isObject(cfg.secureAggregation)) cfg.secureAggregation = {};
   return cfg;
 }
 

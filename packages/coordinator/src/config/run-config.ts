@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ValidationError } from '@fedge/proto';
 import { compressesUplink, compressionSchema, uplinkName, type CompressionConfig } from './compression.js';
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
+import { checkSecureAggregation, secureAggregationSchema } from './secagg-config.js';
 import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
 
 const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
@@ -265,6 +266,8 @@ export const runConfigSchema = z.strictObject({
     .default({ fn: 'polynomial', a: 0.5 }),
   /** Differential privacy (see privacy/config.ts and strategy/dp.ts); absent: off. */
   privacy: privacyConfigSchema.optional(),
+  /** Secure aggregation (config/secagg-config.ts, engine/secagg-round.ts): the coordinator learns only each round's sum; absent: off. */
+  secureAggregation: secureAggregationSchema.optional(),
   /**
    * How agents pack their updates and receive models (config/compression.ts): codec/topkFraction as before, or
    * uplink/downlink pipelines ("topk:0.001+q8", "delta+fp16"); error feedback with momentum correction and warm-up.
@@ -343,6 +346,7 @@ export function parseRunConfig(input: unknown): RunConfig {
     );
   checkStrategyCombination(c);
   checkPrivacyConfig(c);
+  checkSecureAggregation(c);
   checkTaskConfig(c);
   return { ...c, minResults };
 }

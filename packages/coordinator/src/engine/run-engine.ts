@@ -4,7 +4,7 @@
  * Aggregation streams; failures are recorded as data; the record is written only through the RunContext.
  */
 import { EventEmitter } from 'node:events';
-import type { ModelBlob, ResultHeaderMsg, StorageError } from '@fedge/proto';
+import type { ModelBlob, ResultHeaderMsg, SecAggReplyMsg, SecAggRequestMsg, StorageError } from '@fedge/proto';
 import type { RunRecord } from '../store/store.js';
 import type { Strategy } from '../strategy/strategy.js';
 import { AsyncBuffer } from './async-buffer.js';
@@ -161,6 +161,11 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.rounds.agentGone(agentId, reason);
   }
 
+  /** A download of `want` as a delta chain from the version an agent holds, or undefined: send the full model. */
+  downlinkChain(haveVersion: number, haveSha: string, want: GlobalModel): { encoding: string; payload: Uint8Array } | undefined {
+    return this.core.downlink?.chain(haveVersion, haveSha, want);
+  }
+
   /** Records a model download so the round's bytes-on-the-wire figure is right. */
   noteModelSent(bytes: number): void {
     if (this.core.current) this.core.current.bytesSent += bytes;
@@ -170,6 +175,12 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   rejectTask(agentId: string, taskId: string, reason: string, message: string): void {
     if (this.buffer?.rejectTask(agentId, taskId, reason, message)) return;
     this.rounds.rejectTask(agentId, taskId, reason, message);
+  }
+
+  /** A secure-aggregation stage message (sync rounds only: the config refuses secureAggregation with async mode). */
+  async secagg(req: SecAggRequestMsg): Promise<SecAggReplyMsg> {
+    if (this.buffer) return { accepted: false, reason: 'unknown_task', message: 'this run is async: it has no secure aggregation', payloadJson: '' };
+    return this.rounds.secagg(req);
   }
 
   /**

@@ -1,5 +1,5 @@
 /** The sync driver: rounds with a deadline, over-selection and late results; also every evaluation round (final evaluation). */
-import { RejectedUpdateError, createRng, type ResultHeaderMsg } from '@fedge/proto';
+import { RejectedUpdateError, createRng, type ResultHeaderMsg, type SecAggReplyMsg, type SecAggRequestMsg } from '@fedge/proto';
 import type { OpenRoundState } from '../store/store.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
@@ -7,7 +7,10 @@ import type { CandidateAgent } from '../strategy/strategy.js';
 import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote, type Reject } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, RunCore } from './run-core.js';
-import type { UploadSink } from './upload.js';
+import { StagedUpload, type UploadSink } from './upload.js';
+import { SecAggRound, roundParams } from './secagg-round.js';
+import { MaskedSlots, addMaskedInput, checkMaskedHeader, type MaskedSlot } from './secagg-intake.js';
+import type { AggregateOutcome } from '../strategy/strategy.js';
 
 export class SyncRounds {
   static traits(): DriverTraits {
@@ -16,6 +19,12 @@ export class SyncRounds {
 
   /** sync.lateResults "next-round": an agent still training when its round closes may fold its result into the next. */
   private readonly carryLate: boolean;
+  /**
+   * Secure aggregation (run config secureAggregation): the round's protocol state, kept until the next round starts so
+   * late stage calls are answered; its cohort's task ids; the masked inputs' staging buffers.
+   */
+  private sec: { round: number; state: SecAggRound; tasks: Map<string, string> } | undefined;
+  private maskedSlots: MaskedSlots | undefined;
 
   constructor(private readonly core: RunCore) {
     const c = core.config;
@@ -63,7 +72,9 @@ export class SyncRounds {
     const { core } = this;
     const c = core.config;
     core.ctx.setStatus('running', `round ${r}/${c.rounds}`);
-    const spool = core.deps.spool;
+    // Never durable under secure aggregation: no update is kept, and a round cut by a restart starts over with new keys
+    // (masks are never reused), since a restarted coordinator has none of the round's protocol state.
+    const spool = c.secureAggregation ? undefined : core.deps.spool;
     const resumed = spool && core.run.openRound?.round === r ? core.run.openRound : undefined;
     let invited: CandidateAgent[];
     let target = Infinity;
@@ -87,11 +98,16 @@ export class SyncRounds {
         await core.ctx.persist();
       }
     }
-    const round = this.openRound(r, 'train', invited, c.roundDeadlineSeconds, target, resumed);
-    core.log.info({ round: r, agents: invited.map((a) => a.name), target, baseVersion: round.baseVersion }, 'round started');
+    const secStart = c.secureAggregation ? this.startSecAgg(r, invited) : undefined;
+    const cohort = secStart && !secStart.ok ? [] : invited;
+    const round = this.openRound(r, 'train', cohort, c.roundDeadlineSeconds, target, resumed);
+    core.log.info({ round: r, agents: invited.map((a) => a.name), target, baseVersion: round.baseVersion, secureAggregation: secStart?.ok ? secStart.state.params : undefined }, 'round started');
     await round.settled;
     round.close('deadline');
     core.current = undefined;
+    // Unmasking waits for the survivors' shares (stage deadline); a stopped run ends the protocol at once.
+    if (secStart?.ok && core.stopCtl.signal.aborted) secStart.state.abort('run stopped');
+    const unmasked = secStart?.ok && !core.stopCtl.signal.aborted ? await secStart.state.finish() : undefined;
     // A stopped run ends here: the interrupted round made no model and is not a failed round.
     if (core.stopCtl.signal.aborted) return;
     const durable = spool && core.run.openRound?.round === r ? core.run.openRound : undefined;
@@ -102,8 +118,20 @@ export class SyncRounds {
     core.live = { ...core.live, phase: 'aggregating' };
     const t0 = performance.now();
     const base = core.globalModel.blob.weights;
-    let outcome;
-    if (core.keepsUpdates) {
+    let outcome: AggregateOutcome;
+    if (secStart) {
+      if (!secStart.ok) outcome = { ok: false, reason: `secure aggregation could not start: ${secStart.reason}` };
+      else if (!unmasked?.ok) outcome = { ok: false, reason: `secure aggregation: ${unmasked?.reason ?? 'no result'}` };
+      else {
+        // The unmasked weighted mean is what a plaintext round's streamed mean would be: the strategy takes it as such
+        // (central DP adds its noise to it here, after unmasking: mean x weight sum is the sum it noises).
+        const res = unmasked;
+        const survivors = new Set(res.survivors);
+        const kept = round.accepted.filter((a) => survivors.has(a.agentId));
+        core.log.info({ round: r, survivors: res.survivors.length, dropped: res.dropped.length, weightSum: res.weightSum }, 'secagg: unmasked the round\'s sum');
+        outcome = core.strategy.aggregate(base, { count: kept.length, totalWeight: res.weightSum, mean: () => res.mean }, kept, round.failures);
+      }
+    } else if (core.keepsUpdates) {
       // Every accepted update of the round (a resumed round's include those spooled before the restart), read in chunks.
       const kept = durable ? durable.accepted.map((a) => ({ name: a.name, file: a.file, weight: a.weight })) : round.spooled;
       const source = core.spoolSource(kept);
@@ -174,7 +202,13 @@ export class SyncRounds {
     chosen.forEach((agent, i) => {
       // Task seeds follow the persisted invitation order, so a resumed round trains exactly as the original would.
       const index = resumed?.invitees.find((x) => x.name === agent.name)?.index ?? i;
-      round.invitees.set(agent.id, { agent, task: core.tasks.round(kind, core.globalModel, r, index, deadline), state: 'invited', sentAt: Date.now(), baseVersion: core.globalModel.version });
+      const task = core.tasks.round(kind, core.globalModel, r, index, deadline);
+      // Secure aggregation: the round's parameters and stage deadlines ride with each training task.
+      if (kind === 'train' && this.sec?.round === r) {
+        task.config = { ...task.config, secaggJson: JSON.stringify(this.sec.state.task()) };
+        this.sec.tasks.set(agent.id, task.taskId);
+      }
+      round.invitees.set(agent.id, { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: core.globalModel.version });
     });
     chosen.forEach((agent) => {
       const task = round.invitees.get(agent.id)!.task;
@@ -195,6 +229,7 @@ export class SyncRounds {
         core.log.warn({ round: r, name: x.name }, 'invitee did not reconnect after the restart');
       }
     }
+    if (kind === 'train' && this.sec?.round === r) this.sec.state.onFail = () => round.close('deadline', (inv) => this.lateHandler(inv));
     if (chosen.length === 0) round.close('deadline');
     core.live = { phase: kind === 'train' ? 'training' : 'evaluating', round: r, deadline, participants: round.live() };
     core.emit();
@@ -222,6 +257,8 @@ export class SyncRounds {
   /** A disconnected invitee of the open round is dropped; the round goes on. */
   agentGone(agentId: string, reason: string): void {
     const { core } = this;
+    // Even after its masked input: the unmask stage stops waiting for an agent that is gone.
+    this.sec?.state.agentOut(agentId);
     if (core.outstanding.has(agentId)) core.outstanding.delete(agentId);
     const round = core.current;
     const inv = round?.invitees.get(agentId);
@@ -264,6 +301,7 @@ export class SyncRounds {
     if (!round || !round.open || !inv || h.round !== inv.task.round)
       throw new RejectedUpdateError('stale_round', `round: ${h.round} is not open (current: ${round?.open ? round.round : 'none'})`);
     if (inv.participant) throw new RejectedUpdateError('duplicate', `a result for this task was already recorded (${inv.participant.outcome})`);
+    if (this.sec?.round === round.round && round.kind === 'train') return this.beginMasked(h, inv, round, this.sec.state, reject);
     checkHeader(core, h, inv, round.kind, reject);
     const staleness = round.baseVersion - inv.baseVersion;
     const w = { staleness, weight: core.strategy.weightOf(h.numExamples) * stalenessWeight(core.config.staleness, staleness) };
@@ -292,10 +330,84 @@ export class SyncRounds {
     });
   }
 
+  // ---------------------------------------------------------------- secure aggregation
+
+  /** The round's protocol state for this cohort, or why it cannot run (too few agents for the parameters). */
+  private startSecAgg(r: number, cohort: readonly CandidateAgent[]): { ok: true; state: SecAggRound } | { ok: false; reason: string } {
+    const { core } = this;
+    const c = core.config;
+    const cfg = c.secureAggregation!;
+    this.sec?.state.abort('a new round started');
+    this.sec = undefined;
+    try {
+      // Central DP weighs every update 1 (strategy.weightOf), and clips each to privacy.clipNorm in L2, so no
+      // coordinate of an honest update exceeds it: the quantization range then costs nothing.
+      const uniform = core.strategy.weightOf(2) === 1 && core.strategy.weightOf(3) === 1;
+      const params = roundParams(cfg, cohort.length, { uniformWeights: uniform, clipDefault: c.privacy?.clipNorm ?? 1 });
+      const now = Date.now();
+      const roundEnd = now + c.roundDeadlineSeconds * 1000;
+      const advertiseBy = Math.min(now + cfg.advertiseSeconds * 1000, roundEnd);
+      const shareBy = Math.min(advertiseBy + cfg.shareSeconds * 1000, roundEnd);
+      this.maskedSlots ??= new MaskedSlots(core.agg.numParams, params.bits);
+      const state = new SecAggRound(params, core.agg.numParams, new Set(cohort.map((a) => a.id)), { advertiseBy, shareBy, maskedInputBy: roundEnd, unmaskSeconds: cfg.unmaskSeconds }, core.log.child({ round: r, secagg: true }));
+      this.sec = { round: r, state, tasks: new Map() };
+      return { ok: true, state };
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message };
+    }
+  }
+
+  /** A masked input: staged in one of a few buffers as it streams, added to the round's running sum when complete. */
+  private async beginMasked(h: ResultHeaderMsg, inv: Invitee, round: OpenRound, sec: SecAggRound, reject: Reject): Promise<UploadSink> {
+    const { core } = this;
+    checkMaskedHeader(core, h, inv, sec, reject);
+    inv.state = 'uploading';
+    core.refreshLive();
+    const ctl = new AbortController();
+    inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
+    // A pool sized for this run's ring (one per run: bits are fixed by the config).
+    const slots = this.maskedSlots!;
+    const slot = await slots.acquire(ctl.signal);
+    const open = (): boolean => round.open && !inv.participant;
+    if (!open()) {
+      slots.release(slot);
+      throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
+    }
+    const sink = new StagedUpload(h.totalBytes, slot, undefined, {
+      isOpen: open,
+      onComplete: () => {
+        addMaskedInput(sec, h.agentId, slot as MaskedSlot, h.secaggRejected ?? []);
+        round.bytesReceived += h.totalBytes;
+        // The weight is inside the masked input; metrics weigh each agent alike (its example count is not sent).
+        const w = { staleness: 0, weight: 1 };
+        round.resolve(h.agentId, accepted(core, h, inv, w), { agentId: h.agentId, numExamples: 1, weight: 1, metrics: h.metrics, baseVersion: inv.baseVersion });
+        core.noteEval(inv.baseVersion, h.metrics);
+        core.deps.registry.release(h.agentId, inv.task.taskId, true);
+        core.refreshLive();
+      },
+      onReject: (reason, message) => this.failParticipant(round, h.agentId, reason, message),
+      onAbort: (reason) => {
+        if (!inv.participant && round.open) this.failParticipant(round, h.agentId, 'upload_aborted', `upload aborted: ${reason}`, 'dropped');
+      },
+      release: (s) => slots.release(s as MaskedSlot),
+    });
+    inv.abortUpload = (why) => sink.abort(why);
+    return sink;
+  }
+
+  /** A stage message of a cohort agent: answered when its stage closes (advertise, share, survivors) or at once (unmask). */
+  secagg(req: SecAggRequestMsg): Promise<SecAggReplyMsg> | SecAggReplyMsg {
+    const sec = this.sec;
+    if (!sec || sec.round !== req.round || sec.tasks.get(req.agentId) !== req.taskId)
+      return { accepted: false, reason: 'unknown_task', message: `task_id: "${req.taskId}" is not a secure-aggregation task of this agent in round ${req.round}${sec ? ` (current: ${sec.round})` : ''}`, payloadJson: '' };
+    return sec.state.handle(req);
+  }
+
   private failParticipant(round: OpenRound, agentId: string, reason: string, message: string, outcome: 'rejected' | 'dropped' = 'rejected'): void {
     const { core } = this;
     const inv = round.invitees.get(agentId);
     if (!inv || inv.participant) return;
+    this.sec?.state.agentOut(agentId);
     core.log.warn({ agentId, name: inv.agent.name, round: round.round, reason, message }, 'result rejected');
     round.resolve(agentId, { agentId, name: inv.agent.name, outcome, reason: `${reason}: ${message}` });
     core.deps.registry.release(agentId, inv.task.taskId, false);

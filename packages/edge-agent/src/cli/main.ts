@@ -59,6 +59,7 @@ interface Opts {
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
+  secaggDropout?: number;
   partialWork?: number;
   attack?: Attack;
   tlsCa?: string;
@@ -140,6 +141,7 @@ const program = new Command('fedge-agent')
   })
   .option('--fail-rate <p>', 'simulation: probability of abandoning a training task without a result', rate('--fail-rate'))
   .option('--disconnect-rate <p>', 'simulation: probability of dropping the connection mid-task', rate('--disconnect-rate'))
+  .option('--secagg-dropout <p>', 'simulation: in a secure-aggregation round, probability of dropping out right after the masked input was accepted (no unmask shares)', rate('--secagg-dropout'))
   .option('--partial-work <p>', 'simulation: a straggler. Per training task, with probability P train only a uniformly random number of epochs in [1, E-1] of the task\'s E, and send that (FedProx\'s systems heterogeneity)', rate('--partial-work'))
   .option('--attack <kind>', 'simulation: a malicious agent. sign-flip[:SCALE] sends -SCALE x its update (default 1), gaussian:STD sends N(0, STD^2) noise, constant:VALUE sends VALUE for every parameter, label-flip trains on flipped labels (held-out evaluation stays honest)', (v): Attack => {
     try {
@@ -267,6 +269,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
         ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
         ...(o.failRate !== undefined ? { failRate: o.failRate } : {}),
         ...(o.disconnectRate !== undefined ? { disconnectRate: o.disconnectRate } : {}),
+        ...(o.secaggDropout !== undefined ? { secaggDropout: o.secaggDropout } : {}),
         seed: o.seed * 1000 + o.partitionId + 1,
       },
     });

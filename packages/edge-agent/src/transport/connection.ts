@@ -8,6 +8,8 @@ import {
   type JoinRequestMsg,
   type ModelHeaderMsg,
   type ResultHeaderMsg,
+  type SecAggReplyMsg,
+  type SecAggRequestMsg,
   type SubmitReplyMsg,
   type TaskMsg,
 } from '@fedge/proto';
@@ -43,7 +45,13 @@ export interface CoordinatorConnection {
   challenge(name: string): Promise<ChallengeReplyMsg>;
   tasks(agentId: string, sessionToken: string): TaskStream;
   /** A model version, or with `blobSha256` a strategy blob of the run (SCAFFOLD's server control variate), same header and chunks. */
-  fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number; blobSha256?: string }): Promise<FetchedModel>;
+  /** haveVersion/haveSha256: the version held, so the model may come as a delta chain (header.encoding; gRPC only). */
+  fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number; blobSha256?: string; haveVersion?: number; haveSha256?: string }): Promise<FetchedModel>;
   submit(header: ResultHeaderMsg, payload: Uint8Array): Promise<SubmitReplyMsg>;
+  /**
+   * One secure-aggregation stage message; the reply comes when the stage has closed. `deadline` (unix ms, the
+   * stage's own plus a margin) bounds the call: a coordinator that never answers fails it with E_CONNECTION.
+   */
+  secagg(req: SecAggRequestMsg, deadline: number): Promise<SecAggReplyMsg>;
   close(): void;
 }

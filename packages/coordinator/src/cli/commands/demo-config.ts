@@ -24,6 +24,10 @@ export interface DemoOpts
   staleness?: Record<string, unknown>;
   serverLr?: number;
   errorFeedback: boolean;
+  /** Secure aggregation (run config secureAggregation with its defaults, or the --config file's block). */
+  secagg?: boolean;
+  /** With --secagg: each agent drops out after sending its masked input with this probability (simulated). */
+  dropoutRate?: number;
 }
 
 /**
@@ -92,6 +96,7 @@ export function demoRunConfig(opts: DemoOpts, base: Record<string, unknown>, min
       ? { compression: { ...(opts.compression ? {} : (base.compression as Record<string, unknown> | undefined)), ...opts.compression, ...(opts.downlinkCompression ? { downlink: opts.downlinkCompression } : {}), errorFeedback: opts.errorFeedback } }
       : {}),
     ...(opts.targetAccuracy !== undefined ? { targetAccuracy: opts.targetAccuracy } : {}),
+    ...(opts.secagg ? { secureAggregation: { ...((base.secureAggregation ?? {}) as Record<string, unknown>) } } : {}),
     sync: {
       ...sync,
       ...(opts.overSelection !== undefined ? { overSelection: opts.overSelection } : {}),

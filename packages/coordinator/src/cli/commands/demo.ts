@@ -91,6 +91,8 @@ function demoBase(): Command {
     .addOption(new Option('--compression <spec>', 'update compression: none, int8, topk[:fraction] or a pipeline such as topk:0.001+q8, q4, fp16').argParser(parseCompression))
     .addOption(new Option('--downlink-compression <spec>', 'model downloads as deltas from the version an agent holds: delta+fp16, delta+q8 or delta').argParser((v: string) => parsePipelineFlag(v, '--downlink-compression', 'downlink')))
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update')
+    .option('--secagg', 'secure aggregation: agents mask their updates, the coordinator learns only each round\'s weighted sum')
+    .addOption(new Option('--dropout-rate <p>', 'with --secagg: each agent drops out after sending its masked input with this probability (simulated)').argParser(fractionArg('--dropout-rate')))
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
     .addHelpText(
@@ -105,6 +107,7 @@ Examples:
   fedge demo --compression topk:0.05 --rounds 20         # agents send 5% of their update (error feedback on)
   fedge demo --compression topk:0.001+q8 --downlink-compression delta+fp16   # >1000x smaller updates, half-size model deltas
   fedge demo --agents 10 --attackers 0.3 --attack sign-flip:10   # 3 simulated attackers: watch FedAvg fail
+  fedge demo --agents 8 --secagg --dropout-rate 0.3     # secure aggregation; 30% drop out after their masked input
   fedge demo --data csv:houses.csv --target price --task regression --rounds 30
   fedge demo --data csv:examples/breast-cancer/breast-cancer.csv --target diagnosis --task binary --format json
   fedge demo --config examples/auto-mpg/run.json --data csv:examples/auto-mpg/auto-mpg.csv --target mpg --missing mean
@@ -119,6 +122,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
     .action(async (opts: DemoOpts) => {
       const t0 = performance.now();
       const base = opts.config ? readConfigFile(opts.config) : {};
+      if (opts.dropoutRate !== undefined && !opts.secagg) throw new ValidationError('--dropout-rate: simulates agents dropping out of secure aggregation after their masked input; add --secagg');
       const attack = await demoAttack(opts);
       const nAttackers = attack ? Math.round((opts.attackers ?? 0) * opts.agents) : 0;
       const mnist = opts.data === 'mnist';
@@ -161,6 +165,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
             ...(slow && opts.slowdown > 1 ? ['--slowdown', String(opts.slowdown)] : []),
             ...(attacker && attack ? ['--attack', attack] : []),
             ...(opts.failRate ? ['--fail-rate', String(opts.failRate)] : []),
+            ...(opts.dropoutRate ? ['--secagg-dropout', String(opts.dropoutRate)] : []),
           ];
           const child = spawn(
             process.execPath,

@@ -20,6 +20,7 @@ import {
   mqttTopics,
   parseOrThrow,
   resultHeaderSchema,
+  secaggRequestSchema,
   signatureToJson,
   tasksRequestSchema,
   type MqttEnvelope,
@@ -302,6 +303,19 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     );
   };
 
+  /** A secure-aggregation stage message: the reply goes out when the stage has closed (or at once, refused). */
+  const onSecAgg = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
+    try {
+      const req = parseOrThrow(secaggRequestSchema, env.msg, 'secagg');
+      boundAgent(peer, req.agentId);
+      const r = await coord.secagg(req);
+      if (peers.get(peer.clientId) === peer) reply(peer, { t: 'reply', id, msg: r });
+    } catch (err) {
+      log.warn({ clientId: peer.clientId, agentId: peer.agentId, err: (err as Error).message }, 'secagg stage refused');
+      reply(peer, errorEnvelope(id, err));
+    }
+  };
+
   const onMessage = (topic: string, payload: Buffer): void => {
     const clientId = clientIdOfRequestTopic(topic);
     if (!clientId || departed.has(clientId)) return;
@@ -357,6 +371,9 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       case 'submit':
         if (peer.uploads.has(id)) return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `id: upload "${id}" is already in progress`)));
         return onSubmit(peer, id, env);
+      case 'secagg':
+        void onSecAgg(peer, id, env);
+        return;
       case 'chunk':
         return peer.uploads.get(id)?.chunk?.(env.offset, body);
       case 'end':

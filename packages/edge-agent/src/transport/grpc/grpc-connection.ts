@@ -15,7 +15,11 @@ import {
   type ModelHeaderMsg,
   type ResultHeaderMsg,
   type ResultPartMsg,
+  type SecAggReplyMsg,
+  type SecAggRequestMsg,
   type SubmitReplyMsg,
+  parseOrThrow,
+  secaggReplySchema,
   type TaskMsg,
 } from '@fedge/proto';
 import type { CoordinatorConnection, FetchedModel, TaskStream } from '../connection.js';
@@ -202,6 +206,19 @@ export class GrpcConnection implements CoordinatorConnection {
         }
         call.end();
       })();
+    });
+  }
+
+  secagg(req: SecAggRequestMsg, deadline: number): Promise<SecAggReplyMsg> {
+    return new Promise((resolve, reject) => {
+      this.client.SecAgg!(req, { deadline }, (err: grpc.ServiceError | null, res: SecAggReplyMsg) => {
+        if (err) return reject(wrap(err));
+        try {
+          resolve(parseOrThrow(secaggReplySchema, res, 'secagg_reply'));
+        } catch (e) {
+          reject(e);
+        }
+      });
     });
   }
 

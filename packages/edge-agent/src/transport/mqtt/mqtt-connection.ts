@@ -24,8 +24,11 @@ import {
   type MqttEnvelope,
   type MqttFrame,
   type ResultHeaderMsg,
+  type SecAggReplyMsg,
+  type SecAggRequestMsg,
   type SubmitReplyMsg,
   type TaskMsg,
+  secaggReplySchema,
 } from '@fedge/proto';
 import { checkModelHeader, type CoordinatorConnection, type FetchedModel, type TaskStream } from '../connection.js';
 import { ModelReceivers, type ModelReceiver } from '../model-receiver.js';
@@ -128,6 +131,12 @@ export class MqttConnection implements CoordinatorConnection {
     // JSON envelope: signature bytes travel as base64 (signatureToJson), not as a Buffer's JSON form.
     const f = await this.call('join', { msg: { ...req, signature: signatureToJson(asBytes(req.signature)) } }, REPLY_TIMEOUT_MS);
     return parseOrThrow(joinReplySchema, f.env.msg, 'join_reply');
+  }
+
+  /** The reply is held by the coordinator until the stage closes: the call waits until the stage's deadline. */
+  async secagg(req: SecAggRequestMsg, deadline: number): Promise<SecAggReplyMsg> {
+    const f = await this.call('secagg', { msg: req }, Math.max(1000, deadline - Date.now()));
+    return parseOrThrow(secaggReplySchema, f.env.msg, 'secagg_reply');
   }
 
   async challenge(name: string): Promise<ChallengeReplyMsg> {
@@ -279,7 +288,7 @@ export class MqttConnection implements CoordinatorConnection {
   }
 
   /** Sends a request and resolves with its first reply (or rejects with the coordinator's error). */
-  private async call(t: 'join' | 'tasks' | 'challenge', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
+  private async call(t: 'join' | 'tasks' | 'challenge' | 'secagg', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
     await this.ready;
     const id = this.newId();
     return new Promise<MqttFrame>((resolve, reject) => {

@@ -1,0 +1,264 @@
+/** One secure-aggregation round at the coordinator: the library's SecAggServer driven by stage deadlines and agents' held stage calls. */
+import {
+  SecAggError,
+  SecAggServer,
+  ValidationError,
+  secaggParams,
+  secaggToJson,
+  type SecAggAdvertise,
+  type SecAggParams,
+  type SecAggShareKeys,
+  type SecAggUnmask,
+  type SecAggRefusal,
+  type SecAggReplyMsg,
+  type SecAggRequestMsg,
+  type SecAggResult,
+  type SecAggTask,
+} from '@fedge/proto';
+import type { SecureAggregationConfig } from '../config/secagg-config.js';
+import type { Logger } from '../log.js';
+
+type Phase = 'advertise' | 'share' | 'masked' | 'unmask' | 'done';
+
+const refused = (reason: SecAggRefusal, message: string): SecAggReplyMsg => ({ accepted: false, reason, message, payloadJson: '' });
+const replyWith = (payload: unknown): SecAggReplyMsg => ({ accepted: true, reason: '', message: '', payloadJson: payload === undefined ? '' : secaggToJson(payload) });
+
+/** The round's parameters from the run config and the cohort size (library defaults for what the config leaves out). */
+export function roundParams(cfg: SecureAggregationConfig, n: number, opts: { uniformWeights: boolean; clipDefault: number }): SecAggParams {
+  const neighbors = cfg.neighbors !== undefined ? Math.min(cfg.neighbors, n - 1) : undefined;
+  return secaggParams(n, {
+    ...(neighbors !== undefined ? { neighbors } : {}),
+    ...(cfg.threshold !== undefined ? { threshold: cfg.threshold } : {}),
+    bits: cfg.bits,
+    // Under central DP every update weighs 1: a maximum weight of 1 spends the whole grid on the update.
+    maxWeight: opts.uniformWeights ? 1 : cfg.maxWeight,
+    clipRange: cfg.clip ?? opts.clipDefault,
+  });
+}
+
+/**
+ * Stages: advertise and share run while agents train (each closes when every agent still in the round answered or at
+ * its deadline); masked inputs arrive as uploads (secagg-intake.ts) until the round's own deadline; then unmask. An
+ * agent's stage call is answered when its stage closes, with what it needs next. A stage below the threshold fails
+ * the round (onFail), and every held call is answered with round_failed.
+ */
+export class SecAggRound {
+  readonly server: SecAggServer;
+  private phase: Phase = 'advertise';
+  private failure: string | undefined;
+  /** Agents of the cohort no longer in it (failed, rejected, disconnected): stages do not wait for them. */
+  private readonly out = new Set<string>();
+  private readonly sent = { advertise: new Set<string>(), share: new Set<string>(), unmask: new Set<string>() };
+  private readonly held = { advertise: new Map<string, (r: SecAggReplyMsg) => void>(), share: new Map<string, (r: SecAggReplyMsg) => void>(), survivors: new Map<string, (r: SecAggReplyMsg) => void>() };
+  private readonly answers = { advertise: new Map<string, unknown>(), share: new Map<string, unknown>(), survivors: new Map<string, unknown>() };
+  private readonly timers: NodeJS.Timeout[] = [];
+  private unmaskDone: (() => void) | undefined;
+  /** Called once when a stage fails (the driver closes the round). */
+  onFail: (reason: string) => void = () => undefined;
+
+  constructor(
+    readonly params: SecAggParams,
+    numParams: number,
+    /** Agent ids of the cohort. */
+    readonly cohort: ReadonlySet<string>,
+    readonly deadlines: { advertiseBy: number; shareBy: number; maskedInputBy: number; unmaskSeconds: number },
+    private readonly log: Logger,
+  ) {
+    this.server = new SecAggServer(params, { length: numParams });
+    this.timers.push(setTimeout(() => this.closeAdvertise(), Math.max(0, deadlines.advertiseBy - Date.now())));
+    this.timers.push(setTimeout(() => this.closeShare(), Math.max(0, deadlines.shareBy - Date.now())));
+  }
+
+  /** TrainConfig.secagg_json of the cohort's tasks. */
+  task(): SecAggTask {
+    const p = this.params;
+    const d = this.deadlines;
+    return { nAgents: p.nAgents, threshold: p.threshold, neighbors: p.neighbors, bits: p.bits, maxWeight: p.maxWeight, clipRange: p.clipRange, advertiseBy: d.advertiseBy, shareBy: d.shareBy, maskedInputBy: d.maskedInputBy, unmaskSeconds: d.unmaskSeconds };
+  }
+
+  get failed(): string | undefined {
+    return this.failure;
+  }
+
+  /** May a masked input of `agentId` still be summed? */
+  takesMaskedInput(agentId: string): boolean {
+    return this.phase === 'masked' && this.failure === undefined && this.cohort.has(agentId);
+  }
+
+  /** Adds a complete masked input to the running sum (the library refuses one it cannot unmask). */
+  addMasked(agentId: string, y: Uint32Array, rejected: string[]): void {
+    if (!this.takesMaskedInput(agentId)) throw new SecAggError(this.failure ?? `the masked-input stage is not open (stage ${this.phase})`);
+    this.server.addMaskedInput(agentId, { y, rejected });
+  }
+
+  /** An agent left the cohort: stages stop waiting for it. */
+  agentOut(agentId: string): void {
+    if (!this.cohort.has(agentId) || this.out.has(agentId)) return;
+    this.out.add(agentId);
+    this.maybeClose();
+  }
+
+  /** One stage message of a cohort agent; resolves when the stage is over. */
+  async handle(req: SecAggRequestMsg): Promise<SecAggReplyMsg> {
+    const id = req.agentId;
+    if (!this.cohort.has(id)) return refused('unknown_task', `agent ${id} is not in the secure-aggregation cohort of round ${req.round}`);
+    if (this.failure) return refused('round_failed', this.failure);
+    let payload: unknown;
+    try {
+      payload = req.payloadJson ? JSON.parse(req.payloadJson) : undefined;
+    } catch (err) {
+      return refused('malformed', `payload_json: not JSON (${(err as Error).message})`);
+    }
+    try {
+      switch (req.stage) {
+        case 'advertise':
+          return await this.advertise(id, payload);
+        case 'share':
+          return await this.share(id, payload);
+        case 'survivors':
+          return await this.survivors(id);
+        case 'unmask':
+          return this.unmask(id, payload);
+      }
+      return refused('malformed', `stage: "${String(req.stage)}" is not a stage`);
+    } catch (err) {
+      if (err instanceof ValidationError) return refused('malformed', err.message);
+      if (err instanceof SecAggError) return refused(/already/.test(err.message) ? 'duplicate' : 'out_of_order', err.message);
+      throw err;
+    }
+  }
+
+  private advertise(id: string, payload: unknown): Promise<SecAggReplyMsg> | SecAggReplyMsg {
+    if (this.phase !== 'advertise') return refused('stage_closed', `the advertise stage of this round is over (deadline ${new Date(this.deadlines.advertiseBy).toISOString()})`);
+    if (this.sent.advertise.has(id)) return refused('duplicate', 'this agent already advertised its keys');
+    this.server.collectAdvertise(id, (payload ?? {}) as SecAggAdvertise);
+    this.sent.advertise.add(id);
+    const p = this.hold('advertise', id);
+    this.maybeClose();
+    return p;
+  }
+
+  private share(id: string, payload: unknown): Promise<SecAggReplyMsg> | SecAggReplyMsg {
+    if (this.phase === 'advertise') return refused('out_of_order', 'the advertise stage is still open');
+    if (this.phase !== 'share') return refused('stage_closed', 'the share stage of this round is over');
+    if (!this.answers.advertise.has(id)) return refused('stage_closed', 'this agent did not advertise keys in time');
+    this.server.collectShares(id, (payload ?? {}) as SecAggShareKeys);
+    this.sent.share.add(id);
+    const p = this.hold('share', id);
+    this.maybeClose();
+    return p;
+  }
+
+  private survivors(id: string): Promise<SecAggReplyMsg> | SecAggReplyMsg {
+    if (this.phase === 'unmask' || this.phase === 'done') {
+      const a = this.answers.survivors.get(id);
+      return a ? replyWith(a) : refused('stage_closed', 'nothing is asked of this agent in the unmask stage');
+    }
+    return this.hold('survivors', id);
+  }
+
+  private unmask(id: string, payload: unknown): SecAggReplyMsg {
+    if (this.phase !== 'unmask') return refused(this.phase === 'done' ? 'stage_closed' : 'out_of_order', `the round is at stage ${this.phase}, not unmask`);
+    this.server.collectUnmask(id, (payload ?? {}) as SecAggUnmask);
+    this.sent.unmask.add(id);
+    this.maybeClose();
+    return replyWith(undefined);
+  }
+
+  /** The masked-input stage is over (the round settled): ask for shares, wait for them (or the deadline), unmask. */
+  async finish(): Promise<SecAggResult | { ok: false; reason: string }> {
+    if (this.failure) return { ok: false, reason: this.failure };
+    // A round that settled before its key stages closed (every agent failed early) closes them now.
+    this.closeAdvertise();
+    this.closeShare();
+    if (this.failure) return { ok: false, reason: this.failure };
+    const closed = this.server.closeMaskedInput();
+    if (!closed.ok) return this.fail(closed.reason);
+    this.phase = 'unmask';
+    for (const [id, r] of closed.requests) this.answers.survivors.set(id, r);
+    this.release('survivors');
+    await new Promise<void>((resolve) => {
+      this.unmaskDone = resolve;
+      this.timers.push(setTimeout(resolve, this.deadlines.unmaskSeconds * 1000));
+      this.maybeClose();
+    });
+    this.phase = 'done';
+    this.dispose();
+    const result = this.server.finalize();
+    if (!result.ok) this.failure = result.reason;
+    return result;
+  }
+
+  /** Ends the round without a result (run stopped): held calls are answered, timers cleared. */
+  abort(reason: string): void {
+    if (this.phase === 'done') return;
+    this.fail(reason);
+  }
+
+  private hold(stage: keyof SecAggRound['held'], id: string): Promise<SecAggReplyMsg> {
+    return new Promise((resolve) => this.held[stage].set(id, resolve));
+  }
+
+  /** Answers every held call of a stage with its answer (or stage_closed for an agent the stage left out). */
+  private release(stage: keyof SecAggRound['held']): void {
+    for (const [id, resolve] of this.held[stage]) {
+      const a = this.answers[stage].get(id);
+      resolve(a !== undefined ? replyWith(a) : refused('stage_closed', `the ${stage} stage closed without this agent`));
+    }
+    this.held[stage].clear();
+  }
+
+  private inCohort(): string[] {
+    return [...this.cohort].filter((id) => !this.out.has(id));
+  }
+
+  private maybeClose(): void {
+    const live = this.inCohort();
+    if (this.phase === 'advertise' && live.every((id) => this.sent.advertise.has(id))) this.closeAdvertise();
+    if (this.phase === 'share' && live.filter((id) => this.answers.advertise.has(id)).every((id) => this.sent.share.has(id))) this.closeShare();
+    if (this.phase === 'unmask' && [...this.answers.survivors.keys()].filter((id) => !this.out.has(id)).every((id) => this.sent.unmask.has(id))) this.unmaskDone?.();
+  }
+
+  private closeAdvertise(): void {
+    if (this.phase !== 'advertise' || this.failure) return;
+    const r = this.server.closeAdvertise();
+    if (!r.ok) return void this.fail(r.reason);
+    this.phase = 'share';
+    for (const [id, req] of r.requests) this.answers.advertise.set(id, req);
+    this.log.debug({ advertised: r.requests.size, cohort: this.cohort.size }, 'secagg: advertise stage closed');
+    this.release('advertise');
+    this.maybeClose();
+  }
+
+  private closeShare(): void {
+    if (this.phase === 'advertise') this.closeAdvertise();
+    if (this.phase !== 'share' || this.failure) return;
+    const r = this.server.routeShares();
+    if (!r.ok) return void this.fail(r.reason);
+    this.phase = 'masked';
+    for (const [id, routed] of r.routed) this.answers.share.set(id, routed);
+    this.log.debug({ shared: r.routed.size, cohort: this.cohort.size }, 'secagg: share stage closed');
+    this.release('share');
+  }
+
+  private fail(reason: string): { ok: false; reason: string } {
+    if (!this.failure) {
+      this.failure = reason;
+      this.log.warn({ reason }, 'secagg: round failed');
+      this.phase = 'done';
+      this.dispose();
+      for (const stage of ['advertise', 'share', 'survivors'] as const) {
+        for (const resolve of this.held[stage].values()) resolve(refused('round_failed', reason));
+        this.held[stage].clear();
+      }
+      this.unmaskDone?.();
+      this.onFail(reason);
+    }
+    return { ok: false, reason: this.failure };
+  }
+
+  private dispose(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.length = 0;
+  }
+}
