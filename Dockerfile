@@ -46,6 +46,7 @@ RUN npx tsc -b \
  && npm prune --omit=dev --ignore-scripts \
  && npm cache clean --force \
  && rm -rf packages/*/src packages/*/tsconfig.json packages/*/dist/.tsbuildinfo \
+ && rm -rf packages/coordinator/web/src packages/coordinator/web/tsconfig.json packages/coordinator/web/dist/.tsbuildinfo \
  && rm -rf node_modules/onnxruntime-node/bin/napi-v*/darwin node_modules/onnxruntime-node/bin/napi-v*/win32
 
 # ---- optional: the native backend (FEDGE_NATIVE=1). The libraries are copied into node_modules (FEDGE_NATIVE_COPY),

@@ -107,6 +107,10 @@ const VARIANTS: Record<string, Overrides> = {
   serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
   mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
   tls: { set: ['coordinator.tls.existingSecret=fedge-tls'] },
+  ui: {
+    set: ['coordinator.ui.enabled=true', 'coordinator.ui.ingress.enabled=true', 'coordinator.ui.ingress.host=fedge.example.com', 'networkPolicy.enabled=true'],
+    values: { coordinator: { ui: { ingress: { annotations: { 'traefik.ingress.kubernetes.io/router.entrypoints': 'websecure' }, tls: [{ secretName: 'fedge-ui-tls', hosts: ['fedge.example.com'] }] } } } },
+  },
   identity: { set: ['agent.identity.enabled=true', 'agent.identity.enrollmentSecret=fedge-enroll'] },
   gpu: {
     set: ['agent.gpu.enabled=true', 'agent.gpu.count=2', 'agent.backend=tensorflow'],
@@ -497,6 +501,38 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(container(one(rendered('defaults'), 'DaemonSet', names.agent), 'agent').args).not.toContain('--tls-ca');
   });
 
+  it('serves the dashboard on Service port ui only with coordinator.ui.enabled, with a Traefik Ingress and a NetworkPolicy rule when asked', () => {
+    const objs = rendered('ui');
+    const c = container(one(objs, 'StatefulSet', names.coordinator), 'coordinator');
+    expect(c.args.slice(c.args.indexOf('--ui'), c.args.indexOf('--ui') + 2)).toEqual(['--ui', '0.0.0.0:8080']);
+    expect(c.ports).toContainEqual({ name: 'ui', containerPort: 8080, protocol: 'TCP' });
+    const svc = one(objs, 'Service', names.coordinator);
+    expect(svc.spec.ports.find((p: Obj) => p.name === 'ui')).toEqual({ name: 'ui', port: 8080, targetPort: 'ui', protocol: 'TCP', appProtocol: 'http' });
+    const ing = one(objs, 'Ingress', `${names.coordinator}-ui`);
+    expect(ing.spec.ingressClassName).toBe('traefik');
+    expect(ing.metadata.annotations).toEqual({ 'traefik.ingress.kubernetes.io/router.entrypoints': 'websecure' });
+    expect(ing.spec.tls).toEqual([{ secretName: 'fedge-ui-tls', hosts: ['fedge.example.com'] }]);
+    expect(ing.spec.rules).toEqual([{ host: 'fedge.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: names.coordinator, port: { name: 'ui' } } } }] } }]);
+    // NetworkPolicy: the ui port is open to the cluster (Traefik lives in kube-system) unless uiFrom narrows it.
+    const rule = one(objs, 'NetworkPolicy', names.coordinator).spec.ingress.find((r: Obj) => r.ports[0].port === 'ui');
+    expect(rule.from).toEqual([{ namespaceSelector: {} }]);
+    const narrowed = render({ set: ['coordinator.ui.enabled=true', 'networkPolicy.enabled=true'], values: { networkPolicy: { uiFrom: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } } }] } } });
+    expect(one(narrowed, 'NetworkPolicy', names.coordinator).spec.ingress.find((r: Obj) => r.ports[0].port === 'ui').from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } } }]);
+    // With coordinator.tls the dashboard is HTTPS: Traefik is told so on the Service.
+    const tls = render({ set: ['coordinator.ui.enabled=true', 'coordinator.tls.existingSecret=fedge-tls'] });
+    const tlsSvc = one(tls, 'Service', names.coordinator);
+    expect(tlsSvc.metadata.annotations).toEqual({ 'traefik.ingress.kubernetes.io/service.serversscheme': 'https' });
+    expect(tlsSvc.spec.ports.find((p: Obj) => p.name === 'ui').appProtocol).toBe('https');
+    // The dashboard alone (no ingress) adds no Ingress; off by default: no flag, no port, no Ingress.
+    expect(find(render({ set: ['coordinator.ui.enabled=true'] }), 'Ingress')).toEqual([]);
+    expect(find(render({ set: ['coordinator.ui.ingress.enabled=true'] }), 'Ingress')).toEqual([]);
+    const plain = rendered('defaults');
+    expect(container(one(plain, 'StatefulSet', names.coordinator), 'coordinator').args).not.toContain('--ui');
+    expect(one(plain, 'Service', names.coordinator).spec.ports.map((p: Obj) => p.name)).not.toContain('ui');
+    expect(one(plain, 'Service', names.coordinator).metadata.annotations).toBeUndefined();
+    expect(find(plain, 'Ingress')).toEqual([]);
+  });
+
   it('rejects wrong types and unknown keys with a schema error', () => {
     const cases: Array<[Overrides, RegExp]> = [
       [{ set: ['coordinator.replicas=two'] }, /\/coordinator\/replicas.*want integer/],
@@ -512,6 +548,10 @@ describe('helm chart deploy/k3s/fedge', () => {
       [{ set: ['agent.coordinatorAddress=http://coord:7070'] }, /\/agent\/coordinatorAddress/],
       [{ set: ['agent.transport=amqp'] }, /\/agent\/transport/],
       [{ set: ['coordinator.persistence.size=lots'] }, /\/coordinator\/persistence\/size/],
+      [{ set: ['coordinator.ui.enabled=yes'] }, /\/coordinator\/ui\/enabled.*want boolean/],
+      [{ set: ['coordinator.ui.port=0'] }, /\/coordinator\/ui\/port/],
+      [{ set: ['coordinator.ui.ingress.host=https://fedge.example.com'] }, /\/coordinator\/ui\/ingress\/host/],
+      [{ set: ['coordinator.ui.ingres.enabled=true'] }, /at '\/coordinator\/ui'.*additional properties 'ingres' not allowed/],
     ];
     for (const [o, message] of cases) {
       const r = template(o);
