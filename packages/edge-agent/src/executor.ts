@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   FedgeError,
+  RejectedUpdateError,
+  applyChain,
   createRng,
   UPDATE_ENCODING,
   ValidationError,
@@ -335,12 +337,33 @@ export class TaskExecutor {
     this.trust.check(task);
     const c = this.cached;
     if (c && c.runId === task.runId && c.version === task.modelVersion && c.sha256 === task.modelSha256) return c;
-    const { header, bytes, sha256 } = await conn.fetchModel({ agentId: s.agentId, sessionToken: s.sessionToken, runId: task.runId, modelVersion: task.modelVersion });
-    // Never train on a model whose bytes differ from what the coordinator announced (the transport may have hashed them on arrival).
-    const digest = sha256 ?? modelDigest(header.topologyJson, header.tensors as never, bytes);
+    const req = { agentId: s.agentId, sessionToken: s.sessionToken, runId: task.runId, modelVersion: task.modelVersion };
+    // Holding an older version of the run: the coordinator may send the deltas from it (compression.downlink).
+    const held = c && c.runId === task.runId && c.version < task.modelVersion ? c : undefined;
+    if (held) {
+      try {
+        const got = await conn.fetchModel({ ...req, haveVersion: held.version, haveSha256: held.sha256 });
+        if (got.header.encoding) return this.keep(task, got.header, applyChain(held.weights, got.header.encoding, got.bytes));
+        return this.keep(task, got.header, bytesToFloat32(got.bytes), got.sha256);
+      } catch (err) {
+        // A corrupted or mismatching delta is refused like a corrupted model; the full model may still be fine.
+        if (!(err instanceof ValidationError || err instanceof RejectedUpdateError)) throw err;
+        log.warn({ runId: task.runId, version: task.modelVersion, from: held.version, err: err.message }, 'model delta refused: fetching the full model');
+      }
+    }
+    const { header, bytes, sha256 } = await conn.fetchModel(req);
+    if (header.encoding) throw new ValidationError(`model download of ${task.runId} v${task.modelVersion}: a delta (${header.encoding}) came for a request that held no version`);
+    return this.keep(task, header, bytesToFloat32(bytes), sha256);
+  }
+
+  /** Caches the model after checking its sha256 against the signed task: never train on bytes the coordinator did not vouch for. */
+  private keep(task: TaskMsg, header: ModelHeaderMsg, weights: Float32Array, transportSha?: string): CachedModel {
+    // The transport may have hashed the bytes on arrival; a reconstructed model is hashed here.
+    const digest = transportSha ?? modelDigest(header.topologyJson, header.tensors as never, new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength));
     if (digest !== header.sha256 || digest !== task.modelSha256)
       throw new ValidationError(`model sha256 mismatch for ${task.runId} v${task.modelVersion}: got ${digest.slice(0, 12)}, announced ${task.modelSha256.slice(0, 12)}`);
-    this.cached = { runId: task.runId, version: task.modelVersion, sha256: digest, header, weights: bytesToFloat32(bytes) };
+    const h = header.encoding ? { ...header, totalBytes: weights.byteLength, encoding: '', baseVersion: 0 } : header;
+    this.cached = { runId: task.runId, version: task.modelVersion, sha256: digest, header: h, weights };
     return this.cached;
   }
 }

@@ -9,6 +9,9 @@ export interface ModelHeaderMsg {
   tensors: TensorSpecMsg[];
   totalBytes: number;
   sha256: string;
+  /** Empty or absent: the payload is the weights; "chain:..." a delta chain from baseVersion (codec/downlink.ts). */
+  encoding?: string;
+  baseVersion?: number;
 }
 
 export interface ChunkMsg { header?: ModelHeaderMsg | null; offset: number; data: Buffer }
@@ -97,6 +100,9 @@ export interface FetchModelRequestMsg {
   modelVersion: number;
   /** Non-empty: fetch this strategy blob of the run (SCAFFOLD's server control variate) by sha256 instead of a version. */
   blobSha256?: string;
+  /** The version the agent holds (haveSha256 non-empty): the model may come as a delta chain from it. */
+  haveVersion?: number;
+  haveSha256?: string;
 }
 export interface ResultHeaderMsg {
   agentId: string;

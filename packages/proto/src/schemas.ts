@@ -46,6 +46,8 @@ export const fetchModelRequestSchema = z.object({
   runId: id,
   modelVersion: int.nonnegative(),
   blobSha256: z.union([z.literal(''), z.string().regex(/^[0-9a-f]{64}$/, 'blob_sha256: 64 lowercase hex digits, or empty for a model version')]).default(''),
+  haveVersion: int.nonnegative().default(0),
+  haveSha256: z.union([z.literal(''), z.string().regex(/^[0-9a-f]{64}$/, 'have_sha256: 64 lowercase hex digits, or empty when the agent holds no version')]).default(''),
 });
 
 export const resultHeaderSchema = z.object({
@@ -74,6 +76,8 @@ export const modelHeaderSchema = z.object({
   tensors: z.array(tensorSpecMsgSchema).min(1).max(MAX_TENSORS),
   totalBytes: int.nonnegative(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex digits'),
+  encoding: z.string().max(200).default(''),
+  baseVersion: int.nonnegative().default(0),
 });
 
 /** A path element (a record key is the peer's own text) or message clipped to `max` characters. */

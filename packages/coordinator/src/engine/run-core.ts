@@ -10,6 +10,7 @@ import { stalenessHistogram } from '../strategy/staleness.js';
 import type { AggregateView, Strategy } from '../strategy/strategy.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { makeGlobalModel, type GlobalModel } from './global-model.js';
+import { DownlinkDeltas } from './downlink.js';
 import type { OpenRound, Invitee } from './round.js';
 import type { RunContext } from './run-context.js';
 import { LEGACY_METRIC_TASK, combineMetrics, stripPrefix, type MetricPart, type MetricTask } from './task-metrics.js';
@@ -83,6 +84,7 @@ export class RunCore {
   readonly stopCtl = new AbortController();
   private global!: GlobalModel;
   private readonly versions = new Map<number, GlobalModel>();
+  private downlinkState: DownlinkDeltas | null | undefined;
   /** The open round (sync, and the final evaluation) or the buffer being filled (async). */
   current: OpenRound | undefined;
   /** Sync: tasks of closed rounds whose results may still be folded into the next round. Async: tasks in flight. */
@@ -172,9 +174,20 @@ export class RunCore {
     };
   }
 
+  /** compression.downlink: publishes versions agents rebuild bit-exactly from deltas, and keeps those deltas. */
+  get downlink(): DownlinkDeltas | undefined {
+    if (this.downlinkState === undefined) {
+      const spec = this.run.config.compression.downlink;
+      this.downlinkState = spec ? new DownlinkDeltas(spec) : null;
+    }
+    return this.downlinkState ?? undefined;
+  }
+
   /** Makes `weights` the next global model (in memory); registering and evaluating it is the caller's next step. */
   nextVersion(weights: Float32Array): GlobalModel {
-    const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights });
+    // With a lossy downlink the version is what agents reconstruct (previous + decoded delta), so its sha256 holds for them.
+    const published = this.downlink?.publish(this.global, weights) ?? weights;
+    const next = makeGlobalModel(this.run.id, this.global.version + 1, { ...this.global.blob, weights: published });
     // The strategy state that produced it (server optimizer moments) is saved with its record.
     this.ctx.stageStrategyState(next.version);
     this.setGlobal(next);

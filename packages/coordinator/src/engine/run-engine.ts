@@ -161,6 +161,11 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     this.rounds.agentGone(agentId, reason);
   }
 
+  /** A download of `want` as a delta chain from the version an agent holds, or undefined: send the full model. */
+  downlinkChain(haveVersion: number, haveSha: string, want: GlobalModel): { encoding: string; payload: Uint8Array } | undefined {
+    return this.core.downlink?.chain(haveVersion, haveSha, want);
+  }
+
   /** Records a model download so the round's bytes-on-the-wire figure is right. */
   noteModelSent(bytes: number): void {
     if (this.core.current) this.core.current.bytesSent += bytes;

@@ -8,3 +8,4 @@ export { VALUE_CODECS, valueCodec, type ValueCodec } from './values.js';
 export { QUANT_BLOCK, QuantCodec } from './quantize.js';
 export * from './feedback.js';
 export { toHalf, fromHalf } from './half.js';
+export * from './downlink.js';

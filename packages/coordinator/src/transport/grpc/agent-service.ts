@@ -102,7 +102,11 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
           const req = parseOrThrow(fetchModelRequestSchema, call.request, 'fetch_model');
           coord.registry.verify(req.agentId, req.sessionToken);
           const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion, req.blobSha256);
-          const sent = await writeModelStream(call, model.header, model.bytes, () => call.cancelled);
+          // compression.downlink: the deltas from the version the agent holds, when kept and smaller than the model.
+          const chain = !req.blobSha256 && req.haveSha256 ? engine?.downlinkChain(req.haveVersion, req.haveSha256, model) : undefined;
+          const sent = chain
+            ? await writeModelStream(call, { ...model.header, totalBytes: chain.payload.byteLength, encoding: chain.encoding, baseVersion: req.haveVersion }, chain.payload, () => call.cancelled)
+            : await writeModelStream(call, model.header, model.bytes, () => call.cancelled);
           engine?.noteModelSent(sent);
           call.end();
         } catch (err) {
