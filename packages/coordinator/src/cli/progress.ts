@@ -3,6 +3,7 @@ import type { RoundRecord } from '../store/store.js';
 import type { RunView } from '../coordinator.js';
 import { metricsOf } from '../config/task-config.js';
 import { duration, metricText, pct } from './format.js';
+import { roundTrafficText } from './traffic.js';
 
 /** The metrics a run with a task reports (its resolved task, else its config's); undefined for runs without a task (MNIST). */
 export function taskMetricNames(run: Pick<RunView, 'data' | 'config'>): readonly string[] | undefined {
@@ -54,6 +55,7 @@ export function roundLine(r: RoundRecord, total: number, unit = 'round', metrics
     staleness(r),
     r.trainLoss !== undefined ? `loss ${r.trainLoss.toFixed(4)}` : undefined,
     metrics ? roundMetricText(r, metrics) : r.centralAccuracy !== undefined ? `accuracy ${pct(r.centralAccuracy)}` : undefined,
+    roundTrafficText(r),
     `${r.seconds.toFixed(1)}s`,
   ];
   const line = parts.filter(Boolean).join('  ');

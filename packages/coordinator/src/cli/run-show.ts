@@ -5,6 +5,8 @@ import type { RoundRecord, RunData } from '../store/store.js';
 import { modelLabel } from '../config/run-config.js';
 import { duration, metricText, metricValue, num, pct, shortHash, sig, table } from './format.js';
 import { statusLine, taskMetricNames, timing } from './progress.js';
+import { trafficLine } from './traffic.js';
+import { compressesUplink, uplinkName } from '../config/compression.js';
 
 /** A wide CSV or a big vocabulary would scroll the rounds away: tables stop here (--format json has every row). */
 const MAX_ROWS = 40;
@@ -175,6 +177,10 @@ export function renderRunShow(r: RunView): string[] {
   lines.push(`model ${model}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
   if (r.live) lines.push(statusLine(r));
   lines.push(...strategyLines(r.config));
+  const cmp = r.config.compression;
+  if (compressesUplink(cmp) || cmp.downlink) lines.push(`compression: uplink ${uplinkName(cmp)}${cmp.errorFeedback ? ' with error feedback' : ''}${cmp.momentum ? ` (momentum ${cmp.momentum})` : ''}${cmp.warmupRounds ? `, warm-up ${cmp.warmupRounds} rounds` : ''}; downlink ${cmp.downlink ?? 'full float32 models'}`);
+  const wire = trafficLine(r.rounds);
+  if (wire) lines.push(wire);
   const dp = r.config.privacy;
   if (dp)
     lines.push(

@@ -30,6 +30,8 @@ export class OpenRound {
   readonly spooled: SpooledUpdate[] = [];
   bytesReceived = 0;
   bytesSent = 0;
+  /** The downloads' size as full float32 models (bytesSent is less with compression.downlink). */
+  bytesSentDense = 0;
   private settle!: () => void;
   readonly settled = new Promise<void>((r) => (this.settle = r));
 

@@ -347,6 +347,9 @@ export class RunCore {
       participants: round.participants(),
       bytesReceived: round.bytesReceived,
       bytesSent: round.bytesSent,
+      // Ratios to dense float32: every accepted update as n float32 values, every download as the full model.
+      ...(round.bytesReceived > 0 ? { bytesReceivedDense: round.accepted.length * 4 * this.agg.numParams } : {}),
+      ...(round.bytesSent > 0 ? { bytesSentDense: round.bytesSentDense } : {}),
       stalenessHistogram: stalenessHistogram(round.accepted.map((a) => round.baseVersion - (a.baseVersion ?? round.baseVersion))),
     };
     const tl = weightedMetric(entries, 'train_loss');

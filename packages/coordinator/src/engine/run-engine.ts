@@ -167,8 +167,10 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
   }
 
   /** Records a model download so the round's bytes-on-the-wire figure is right. */
-  noteModelSent(bytes: number): void {
-    if (this.core.current) this.core.current.bytesSent += bytes;
+  noteModelSent(bytes: number, dense = bytes): void {
+    if (!this.core.current) return;
+    this.core.current.bytesSent += bytes;
+    this.core.current.bytesSentDense += dense;
   }
 
   /** Rejects an agent's current task (used when its result header could not even be parsed). */

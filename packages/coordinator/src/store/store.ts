@@ -51,6 +51,9 @@ export interface RoundRecord {
   centralMetrics?: Record<string, number>;
   bytesReceived: number;
   bytesSent: number;
+  /** What the accepted updates / the model downloads would have weighed as dense float32 (issue 14's ratios). */
+  bytesReceivedDense?: number;
+  bytesSentDense?: number;
   aggregationMs?: number;
   /** Updates per staleness (versions behind), e.g. {"0": 2, "3": 1}. */
   stalenessHistogram?: Record<string, number>;

@@ -13,6 +13,7 @@ import { parseFormat, pct, printJson } from '../format.js';
 import { ProgressPrinter } from '../progress.js';
 import { runSummary } from './run.js';
 import { fractionArg, posIntArg, positiveArg } from '../args.js';
+import { traffic, type Traffic } from '../traffic.js';
 import { addTaskFlags, parseCompression, parseHidden, parsePipelineFlag, parseStaleness, parseStrategy, readConfigFile } from '../run-flags.js';
 import { CENTRAL_HOLDOUT, dataArgs, demoRunConfig, type DemoOpts } from './demo-config.js';
 
@@ -251,6 +252,8 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           backend: [...new Set(coord.listAgents().map((a) => a.backend))].sort().join(','),
           agentBackends: [...new Set(coord.listAgents().map((a) => a.backend))],
           metrics: runSummary(final).metrics,
+          // Bytes on the wire ÷ the same updates / downloads as dense float32 (compression.uplink / downlink).
+          ...pickRatios(traffic(final.rounds)),
         };
         if (opts.format === 'json') printJson(result);
         else {
@@ -265,6 +268,10 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
         await cleanup();
       }
     });
+}
+
+function pickRatios(t: Traffic): { uplinkRatio: number | null; downlinkRatio: number | null; uplinkBytes: number; downlinkBytes: number } {
+  return { uplinkRatio: t.uplinkRatio, downlinkRatio: t.downlinkRatio, uplinkBytes: t.uplinkBytes, downlinkBytes: t.downlinkBytes };
 }
 
 function withoutLoss(m: Record<string, number> | undefined): Record<string, number> | null {

@@ -107,7 +107,7 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
           const sent = chain
             ? await writeModelStream(call, { ...model.header, totalBytes: chain.payload.byteLength, encoding: chain.encoding, baseVersion: req.haveVersion }, chain.payload, () => call.cancelled)
             : await writeModelStream(call, model.header, model.bytes, () => call.cancelled);
-          engine?.noteModelSent(sent);
+          engine?.noteModelSent(sent, chain && sent === chain.payload.byteLength ? model.bytes.byteLength : sent);
           call.end();
         } catch (err) {
           refuse(call, err);
