@@ -122,3 +122,31 @@ describe('agent records', () => {
     expect(reg.list()[0]!.data).toEqual({ format: 'csv', n: 2, columns: 2, fingerprint: 'd'.repeat(64) });
   });
 });
+
+describe('the statistics step of a private run', () => {
+  const privacy = (statisticsClipNorm: number, noiseMultiplier: number) => ({ mode: 'central', clipNorm: 1, noiseMultiplier, statisticsClipNorm });
+  const rows = (k: number, f: (i: number) => number) => Array.from({ length: k }, (_, i) => f(i));
+
+  it('refuses statistics that are mostly noise (raw values clipped to a small norm), naming the column and the fixes', async () => {
+    // Two agents of 60 rows with values near 1000: one agent's (count, sum, sumSq) has norm ~6e7, clipped to 5.
+    const p = (fp: string, off: number) => profile([num('size', rows(60, (i) => 900 + ((i * 7 + off) % 200))), num('price', rows(60, (i) => i))], fp);
+    const reg = fleet([p('a', 0), p('b', 3)]);
+    const config = parseRunConfig({ task: { type: 'regression', target: 'price' }, privacy: privacy(5, 1) });
+    await expect(runDataStep(config, reg.available(), reg, undefined)).rejects.toThrow(
+      /privacy\.statisticsClipNorm: the noised statistics of column 'size' are mostly noise \(count \d+ for 120 examples\).*task\.statistics/,
+    );
+  });
+
+  it('accepts statistics whose clip norm covers an agent\'s vector: the noised mean and std are near the exact ones', async () => {
+    // Values in [0, 1]: one agent's vector is (60, ~30, ~20), norm ~70, under the clip norm 100; noise std 1.
+    const p = (fp: string, off: number) => profile([num('size', rows(60, (i) => ((i * 7 + off) % 60) / 60)), num('price', rows(60, (i) => i))], fp);
+    const reg = fleet([p('a', 0), p('b', 3)]);
+    const { data } = await runDataStep(parseRunConfig({ task: { type: 'regression', target: 'price' }, privacy: privacy(100, 0.01) }), reg.available(), reg, undefined);
+    expect(data.statisticsNoiseStd).toBe(1);
+    const size = data.preprocessing.features.find((f) => f.name === 'size') as { shift: number; scale: number };
+    expect(size.shift).toBeGreaterThan(0.45);
+    expect(size.shift).toBeLessThan(0.54);
+    expect(size.scale).toBeGreaterThan(0.2);
+    expect(size.scale).toBeLessThan(0.4);
+  });
+});

@@ -9,7 +9,7 @@ import { normalizationOf, resolveTask, targetNames } from '../config/task-config
 import type { AgentRecord, RunData } from '../store/store.js';
 import type { AgentRegistry } from './agent-registry.js';
 import { initialModel, ml } from './ml-hooks.js';
-import { applyUserStatistics, columnsNeedingStatistics, noiseNumericStatistics } from './private-stats.js';
+import { applyUserStatistics, columnsNeedingStatistics, noiseNumericStatistics, unusableStatistics } from './private-stats.js';
 
 /** Columns as a comparable key: an agent may join a prepared run only with exactly this schema. */
 function schemaKey(columns: readonly Pick<ColumnProfile, 'name' | 'type'>[]): string {
@@ -176,6 +176,8 @@ export async function runDataStep(config: RunConfig, agents: readonly AgentRecor
       if (p.statisticsClipNorm === undefined)
         throw new DataStepError(`privacy.statisticsClipNorm: this private run normalizes ${needed.join(', ')} with fleet statistics; give an L2 bound on one agent's (count, sum, sum of squares) over those columns, or your own task.statistics (mean, std per column), or task.normalization "none"`);
       const noised = noiseNumericStatistics(combined.accepted.map((e) => e.profile), statistics, needed, p.statisticsClipNorm, p.noiseMultiplier);
+      const unusable = unusableStatistics(noised, needed, combined.n, p.statisticsClipNorm);
+      if (unusable) throw new DataStepError(unusable);
       statistics = noised.columns;
       noiseStd = noised.noiseStd;
       pre = build(statistics);

@@ -61,6 +61,28 @@ export function noiseNumericStatistics(
   return { columns, noiseStd: std, clipped };
 }
 
+/**
+ * Why the noised statistics cannot normalize the data, or undefined. Post-processing of the mechanism's output (costs no
+ * privacy): a column's noised count far from the fleet's example count (public: agents report it when they join) means
+ * its statistics are mostly noise, because each agent's vector was clipped far below its norm (the norm grows with the
+ * rows and the square of raw values: 100 rows of values near 100 have a sum of squares of 1e6) or the noise is large
+ * next to the data. Normalizing with them scales features by noise and the run learns nothing, so the step refuses.
+ */
+export function unusableStatistics(noised: NoisedStatistics, names: readonly string[], examples: number, clipNorm: number): string | undefined {
+  for (const c of noised.columns) {
+    if (c.type !== 'numeric' || !names.includes(c.name)) continue;
+    // A column's count is at most the examples (fewer where values are missing); a quarter allows 75% missing.
+    if (c.count >= examples / 4 && c.count <= 2 * examples) continue;
+    return (
+      `privacy.statisticsClipNorm: the noised statistics of column '${c.name}' are mostly noise (count ${c.count} for ${examples} examples): ` +
+      `each agent's (count, sum, sum of squares) over the normalized columns is clipped to L2 norm ${clipNorm}, then noise of std ${noised.noiseStd} is added, ` +
+      `so raw values or a clip norm far below one agent's norm leave nothing of the data. Give task.statistics (your own mean and std per column, no privacy cost), ` +
+      `or scale the features beforehand (e.g. to [0, 1]; --scale) with privacy.statisticsClipNorm above one agent's norm, or task.normalization "none"`
+    );
+  }
+  return undefined;
+}
+
 /** Numeric feature columns the run normalizes with fleet statistics (not covered by task.statistics). */
 export function columnsNeedingStatistics(pre: Preprocessing, combined: readonly ColumnProfile[], task: TaskConfig | undefined): string[] {
   if (pre.normalization === 'none') return [];
