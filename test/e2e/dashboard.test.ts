@@ -54,8 +54,11 @@ describe('dashboard', () => {
     await page.waitForFunction((n) => document.querySelectorAll('#agents tbody tr').length === n, names.length, { timeout: 20_000 });
     const listed = await page.$$eval('#agents tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
     expect(listed.sort()).toEqual(names);
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: path.join(OUT, 'agents.png') });
 
-    const started = await cli(['run', 'start', '--model', 'mnist-mlp', '--rounds', String(ROUNDS), '--min-agents', '3', '--epochs', '1', '--lr', '0.1']);
+    // Top-k uploads, so the run page has a compression ratio to plot (no DP: with 3 agents its noise stops learning).
+    const started = await cli(['run', 'start', '--model', 'mnist-mlp', '--rounds', String(ROUNDS), '--min-agents', '3', '--epochs', '1', '--lr', '0.1', '--compression', 'topk:0.1']);
     expect(started.code, started.stderr).toBe(0);
     const runId = lastJson<{ id: string }>(started.stdout).id;
     phase('run started');
@@ -78,23 +81,25 @@ describe('dashboard', () => {
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(seen.filter((n) => n > 0 && n < ROUNDS).length, `point counts seen: ${seen.join(', ')}`).toBeGreaterThanOrEqual(2);
     expect(await page.evaluate(() => (window as unknown as { loadMarker?: number }).loadMarker)).toBe(1);
+    // No privacy, no async: no epsilon chart, no staleness histogram.
+    expect(await page.$$('[data-chart="epsilon"], [data-chart="staleness"]')).toEqual([]);
     await page.waitForFunction(() => /completed/.test(document.querySelector('#run-head h1')?.textContent ?? ''), undefined, { timeout: 20_000 });
     for (const key of ['train-loss', 'participants', 'bytes', 'compression', 'duration'])
       expect(Number(await page.getAttribute(`[data-chart="${key}"]`, 'data-points')), key).toBe(ROUNDS);
     phase('run completed');
-    mkdirSync(OUT, { recursive: true });
     const shot = path.join(OUT, 'run-page.png');
     await page.screenshot({ path: shot, fullPage: true });
-    if (process.env.FEDGE_DOCS_SCREENSHOT) copyFileSync(shot, path.join(root, 'docs', 'dashboard.png'));
+    if (process.env.FEDGE_DOCS_SCREENSHOT) {
+      mkdirSync(path.join(root, 'docs'), { recursive: true });
+      copyFileSync(shot, path.join(root, 'docs', 'dashboard.png'));
+    }
 
     // The API's JSON equals the CLI's for the same (finished) run, agents and registry.
     const api = async (p: string): Promise<unknown> => (await fetch(ui + p)).json();
-    const show = await cli(['run', 'show', runId]);
+    const [show, models, runs] = await Promise.all([cli(['run', 'show', runId]), cli(['model', 'list']), cli(['run', 'list'])]);
     expect(show.code, show.stderr).toBe(0);
     expect(await api(`/api/runs/${runId}`)).toEqual(lastJson(show.stdout));
-    const models = await cli(['model', 'list']);
     expect(await api('/api/models')).toEqual(lastJson(models.stdout));
-    const runs = await cli(['run', 'list']);
     expect(await api('/api/runs')).toEqual(lastJson(runs.stdout));
     // Agents report in now and then (lastSeen): equal on one of a few tries.
     let agentsEqual = false;
@@ -112,6 +117,13 @@ describe('dashboard', () => {
     expect(bare.status).toBe(401);
 
     phase('API = CLI checked');
+    // The runs list: the run with its status, mode, strategy, round/version and best metric.
+    await page.goto(`${ui}/#/runs`);
+    await page.waitForSelector(`#runs a[href="#/run/${runId}"]`, { timeout: 10_000 });
+    const row = (await page.textContent(`#runs tbody tr:has(a[href="#/run/${runId}"])`)) ?? '';
+    expect(row).toMatch(new RegExp(`${runId}completedsyncfedavg${ROUNDS}/${ROUNDS} · v${ROUNDS}accuracy \\d+\\.\\d+%`));
+    await page.screenshot({ path: path.join(OUT, 'runs.png') });
+
     // Promote the latest version from the models page: refused without the token, done with it after confirming.
     await page.goto(`${ui}/#/models/${runId}`);
     const promote = `button[data-action="promote"][data-version="${ROUNDS}"]`;
@@ -127,6 +139,8 @@ describe('dashboard', () => {
     expect(shown.code, shown.stderr).toBe(0);
     expect(lastJson<{ serving?: string }>(shown.stdout).serving).toBe('promoted');
     await page.waitForFunction((v) => /promoted/.test(document.querySelector(`#models tbody tr:has(button[data-version="${v}"])`)?.textContent ?? ''), ROUNDS, { timeout: 10_000 });
+
+    await page.screenshot({ path: path.join(OUT, 'models.png') });
 
     // The page never tripped its own CSP (no inline script or style) nor threw.
     expect(problems).toEqual([]);

@@ -58,7 +58,7 @@ function options(spec: ChartSpec, width: number): UPlot.Options {
     legend: { show: true },
     axes: [
       { label: spec.xLabel, stroke: '#555', grid: { stroke: '#eee' }, incrs: WHOLE },
-      { stroke: '#555', grid: { stroke: '#eee' }, size: 60, ...(spec.integerY ? { incrs: WHOLE } : {}), ...(spec.yFormat ? { values: (_u: UPlot, vals: number[]) => vals.map((v) => spec.yFormat!(v)) } : {}) },
+      { stroke: '#555', grid: { stroke: '#eee' }, size: 76, ...(spec.integerY ? { incrs: WHOLE } : {}), ...(spec.yFormat ? { values: (_u: UPlot, vals: number[]) => vals.map((v) => spec.yFormat!(v)) } : {}) },
     ],
     series: [
       { label: spec.xLabel },

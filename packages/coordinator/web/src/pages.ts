@@ -20,22 +20,29 @@ export function renderRuns(main: HTMLElement, runs: RunSummary[]): void {
   main.replaceChildren(el('h1', {}, 'Runs'), runs.length ? table(['run', 'status', 'mode', 'strategy', 'round / version', 'best metric', 'epsilon'], rows, { id: 'runs' }) : el('p', {}, 'No runs yet: start one with fedge run start.'));
 }
 
+/** Columns of fields only some coordinators report (transport, served version, drift) appear when an agent has them. */
+const OPTIONAL_AGENT_COLUMNS: [string, (a: Agent) => string | undefined][] = [
+  ['transport', (a) => a.transport],
+  ['version served', (a) => (a.servedVersion === undefined ? undefined : String(a.servedVersion))],
+  ['drift', (a) => a.drift?.join(', ')],
+];
+
 export function renderAgents(main: HTMLElement, agents: Agent[]): void {
+  const optional = OPTIONAL_AGENT_COLUMNS.filter(([, get]) => agents.some((a) => get(a) !== undefined));
   const rows = agents.map((a) => [
     a.name,
     badge(a.status),
     a.backend,
-    a.transport ?? '',
-    a.servedVersion === undefined ? '' : String(a.servedVersion),
+    a.agentVersion,
+    ...optional.map(([, get]) => get(a) ?? ''),
     el('span', { title: a.lastSeen }, ago(a.lastSeen) ?? ''),
     a.currentTask ?? 'idle',
     String(a.tasksCompleted),
     String(a.tasksFailed),
-    a.drift?.join(', ') ?? '',
   ]);
   main.replaceChildren(
     el('h1', {}, `Agents (${agents.length})`),
-    table(['name', 'status', 'backend', 'transport', 'version served', 'last seen', 'task', 'done', 'failed', 'drift'], rows, { id: 'agents' }),
+    table(['name', 'status', 'backend', 'agent version', ...optional.map(([name]) => name), 'last seen', 'task', 'done', 'failed'], rows, { id: 'agents' }),
   );
 }
 
