@@ -102,6 +102,17 @@ describe('TLS on the coordinator listeners', () => {
     for (const n of ['n-grpc', 'n-mqtt']) expect(list.stdout).not.toContain(n);
     const refused = await fedge(['agent', 'list', '--coordinator', grpcs, '--tls-ca', f('ca.pem')]);
     expect(refused.code).not.toBe(0);
+    // run export and model export --run reach an mTLS coordinator too (issue 18: they had no --tls-cert/--tls-key).
+    const run = await fedge(['run', 'start', '--coordinator', grpcs, ...client, '--model', 'mnist-mlp', '--rounds', '1', '--min-agents', '9', '--format', 'json']);
+    expect(run.code, run.stderr).toBe(0);
+    const runId = (JSON.parse(run.stdout) as { id: string }).id;
+    const csv = await fedge(['run', 'export', runId, '--coordinator', grpcs, ...client]);
+    expect(csv.code, csv.stderr).toBe(0);
+    expect(csv.stdout).toMatch(/^round,/);
+    const onnx = path.join(mkdtempSync(path.join(tmpdir(), 'fedge-mtls-')), 'm.onnx');
+    const exp = await fedge(['model', 'export', '--run', runId, '--version', '0', '--coordinator', grpcs, ...client, '-o', onnx, '--format', 'json']);
+    expect(exp.code, exp.stderr).toBe(0);
+    expect((JSON.parse(exp.stdout) as { bytes: number }).bytes).toBeGreaterThan(1000);
     for (const a of [...ok, ...noCert]) a.child.kill('SIGKILL');
     coord.child.kill('SIGTERM');
     expect(await coord.exited).toBe(0);

@@ -21,4 +21,5 @@ export * from './idle-timer.js';
 export * from './log-redact.js';
 export * from './rejection-reasons.js';
 export * from './durable-file.js';
+export * from './cli-completion.js';
 export * from './secagg/index.js';

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 /** The `fedge` CLI: coordinator lifecycle (serve, demo) and noun groups for runs and agents. */
-import { COORDINATOR_VERSION } from '../version.js';
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { FedgeError } from '@fedge/proto';
 
 // The demo prints its own progress; the coordinator's info logs would bury it (FEDGE_LOG_LEVEL still wins).
@@ -15,38 +14,8 @@ if (process.argv[2] === 'demo') {
 const serveJson = process.argv.slice(3).some((a, i, all) => a === '--format=json' || (a === '--format' && all[i + 1] === 'json'));
 if (process.argv[2] !== 'serve' || serveJson) process.env.FEDGE_LOG_FD ??= '2';
 // Loaded after the log level is settled: the root logger reads it once at import.
-const { serveCommand } = await import('./commands/serve.js');
-const { runCommand } = await import('./commands/run.js');
-const { agentCommand } = await import('./commands/agent.js');
-const { demoCommand } = await import('./commands/demo.js');
-const { privacyCommand } = await import('./commands/privacy.js');
-const { modelCommand } = await import('./commands/model.js');
-
-const program = new Command('fedge')
-  .description('fedge: federated learning across fleets of edge devices')
-  .version(COORDINATOR_VERSION)
-  .showHelpAfterError('(add --help for usage and examples)')
-  .addHelpText(
-    'after',
-    `
-Examples:
-  fedge demo                                     # local federation on MNIST, no setup
-  fedge serve --listen 127.0.0.1:7070            # start a coordinator
-  fedge-agent --coordinator grpc://127.0.0.1:7070 --data mnist --partition iid --num-partitions 3 --partition-id 0
-  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch
-  fedge run list
-  fedge agent list --format json
-  fedge model export --run RUN_ID --format onnx --quantize int8 -o model.int8.onnx
-  fedge privacy epsilon --sampling-rate 0.1 --noise-multiplier 1.1 --steps 100 --delta 1e-5`,
-  );
-program.addCommand(serveCommand());
-program.addCommand(runCommand());
-program.addCommand(agentCommand());
-program.addCommand(demoCommand());
-program.addCommand(privacyCommand());
-program.addCommand(modelCommand());
-// Root options (--version) only before the subcommand: `fedge model export --version V` is the subcommand's.
-program.enablePositionalOptions();
+const { createProgram } = await import('./program.js');
+const program = createProgram();
 program.exitOverride();
 
 try {

@@ -11,6 +11,7 @@ import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js'
 import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
+import { completionCommand } from './completion.js';
 import { homedir, hostname } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -329,7 +330,7 @@ function coordinatorConnector(url: string, joinToken: string | undefined, tls: C
 
 addServingOptions(program, 'serve-');
 // Agent options (--name, --version, ...) before `serve` belong to the agent, after it to `serve`.
-program.enablePositionalOptions().addCommand(serveCommand());
+program.enablePositionalOptions().addCommand(serveCommand()).addCommand(completionCommand(program));
 
 try {
   await program.parseAsync(process.argv);

@@ -6,16 +6,14 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { preprocessingSchema, resolvedTaskSchema, ValidationError, type ModelBlob, type Preprocessing, type ResolvedTask } from '@fedge/proto';
-import { printJson } from '../format.js';
-import { withClient } from './common.js';
-import { DEFAULT_COORDINATOR } from '../admin-client.js';
+import { parseFormat, printJson, type OutputFormat } from '../format.js';
+import { withClient, withConnectionOptions } from './common.js';
 import { addRegistryCommands } from './model-registry.js';
 
 interface ExportOpts {
   run?: string;
   version?: number;
   model?: string;
-  format: 'onnx';
   quantize: 'none' | 'int8';
   activations: 'dynamic' | 'static';
   calibration?: string;
@@ -24,6 +22,11 @@ interface ExportOpts {
   output: string;
   coordinator: string;
   tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** The printed summary; 'onnx' (the file format, this flag's first meaning) prints the table form. */
+  format: OutputFormat | 'onnx';
+  /** Deprecated alias of --format json. */
   json?: boolean;
 }
 
@@ -60,8 +63,8 @@ function runMeta(runId: string, run: unknown): ExportMeta | undefined {
 
 export function modelCommand(): Command {
   const model = new Command('model').description('the model registry (list, show) and export of global models for serving');
-  model.addHelpText('after', '\nExamples:\n  fedge model export --run run-1a2b3c4d --format onnx --quantize int8 -o model.int8.onnx\n  fedge model export --model .fedge/runs/run-1a2b3c4d/model --format onnx -o model.onnx');
-  model
+  model.addHelpText('after', '\nExamples:\n  fedge model list\n  fedge model export --run run-1a2b3c4d --quantize int8 -o model.int8.onnx --format json\n  fedge model export --model .fedge/runs/run-1a2b3c4d/model -o model.onnx');
+  const exp = model
     .command('export')
     .description('convert a run\'s global model or a saved tfjs model to ONNX (float32, or int8 with --quantize int8)')
     .option('--run <id>', 'export this run\'s global model, fetched from the coordinator')
@@ -71,23 +74,24 @@ export function modelCommand(): Command {
       return n;
     })
     .option('--model <path>', 'a tfjs model directory or model.json as saved by a run (e.g. the modelPath `fedge demo` prints)')
-    .addOption(new Option('--format <format>', 'output model format').choices(['onnx']).default('onnx'))
+    // --format was the model file's format (always onnx): still accepted, it changes nothing.
+    .addOption(new Option('--format <format>', 'printed summary: table or json (the file is ONNX; --format onnx is still accepted)').default('table').argParser((v): OutputFormat | 'onnx' => (v === 'onnx' ? v : parseFormat(v))))
     .addOption(new Option('--quantize <kind>', 'weights: float32 (none) or int8 per output channel').choices(['none', 'int8']).default('none'))
     .addOption(new Option('--activations <mode>', 'int8 activations: quantized per call (dynamic) or with ranges calibrated on --calibration data (static)').choices(['dynamic', 'static']).default('dynamic'))
     .option('--calibration <data>', 'calibration data for --activations static, any data spec (mnist, csv:PATH, npy:X,Y, images:DIR, idx:I,L), encoded with the model\'s preprocessing')
     .option('--no-preprocessing', 'export the bare model on encoded inputs, without the run\'s (or preprocessing.json\'s) preprocessing in front')
     .requiredOption('-o, --output <file>', 'ONNX file to write')
-    .option('--coordinator <host:port>', 'coordinator address for --run (env FEDGE_COORDINATOR); grpcs://HOST:PORT for TLS', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
-    .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s certificate; implies TLS (env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
-    .option('--json', 'print a JSON summary (path, bytes, quantization, input/output, source) instead of a line')
+    .option('--json', 'deprecated: use --format json (a JSON summary: path, bytes, quantization, inputs/outputs, source)');
+  withConnectionOptions(exp, 'for --run')
     .addHelpText(
       'after',
       `
 Examples:
-  fedge model export --run run-1a2b3c4d --format onnx -o model.onnx
-  fedge model export --run run-1a2b3c4d --version 12 --format onnx --quantize int8 -o model.int8.onnx
-  fedge model export --model .fedge/runs/run-1a2b3c4d/model/model.json --format onnx --quantize int8 -o m.onnx
-  fedge model export --model ./model --quantize int8 --activations static --calibration mnist -o m.onnx --json
+  fedge model export --run run-1a2b3c4d -o model.onnx
+  fedge model export --run run-1a2b3c4d --version 12 --quantize int8 -o model.int8.onnx
+  fedge model export --model .fedge/runs/run-1a2b3c4d/model/model.json --quantize int8 -o m.onnx
+  fedge model export --model ./model --quantize int8 --activations static --calibration mnist -o m.onnx --format json
+  fedge model export --run run-1a2b3c4d --coordinator grpcs://coord:7070 --tls-ca ca.pem --tls-cert me.pem --tls-key me.key -o m.onnx
 
 A run with preprocessing (its record's data.preprocessing, or preprocessing.json beside --model) is exported with
 it: the file takes raw columns (FP32 "numeric" with the numeric columns in order, NaN for missing; one string input
@@ -98,6 +102,8 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080`,
     )
     .action(async (o: ExportOpts) => {
+      if (o.json) process.stderr.write('warning: fedge model export --json is deprecated; use --format json\n');
+      const format: OutputFormat = o.json ? 'json' : o.format === 'onnx' ? 'table' : o.format;
       if ((o.run === undefined) === (o.model === undefined)) throw new ValidationError('give exactly one of --run ID or --model PATH');
       if (o.version !== undefined && o.run === undefined) throw new ValidationError('--version needs --run');
       if (o.activations === 'static' && o.quantize !== 'int8') throw new ValidationError('--activations static needs --quantize int8');
@@ -108,7 +114,8 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
       let meta: ExportMeta | undefined;
       if (o.run !== undefined) {
         const runId = o.run;
-        const { m, run } = await withClient({ coordinator: o.coordinator, format: 'table', ...(o.tlsCa ? { tlsCa: o.tlsCa } : {}) }, async (c) => ({
+        const conn = { coordinator: o.coordinator, format, ...(o.tlsCa ? { tlsCa: o.tlsCa } : {}), ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}), ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}) };
+        const { m, run } = await withClient(conn, async (c) => ({
           m: await c.fetchRunModel(runId, o.version ?? 0),
           run: o.preprocessing ? await c.getRun(runId) : undefined,
         }));
@@ -142,7 +149,7 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
         inputs: e.inputs, outputs: e.outputs, columns: e.columns, preprocessing: !!meta?.preprocessing, source,
       };
       const list = (ts: { name: string; datatype: string; shape: number[] }[]) => ts.map((t) => `${t.name} ${t.datatype} ${JSON.stringify(t.shape)}`).join(', ');
-      if (o.json) printJson(summary);
+      if (format === 'json') printJson(summary);
       else process.stdout.write(`wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB, ${e.quantization}${meta?.preprocessing ? ', with preprocessing' : ''}; inputs ${list(e.inputs)}; outputs ${list(e.outputs)})\n`);
     });
   addRegistryCommands(model);

@@ -2,15 +2,22 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_COORDINATOR } from '../admin-client.js';
 import { roundMetrics, roundsCsv, writeMlflow } from '../tracking-export.js';
 import type { RunView } from '../../coordinator.js';
 import { parseRunConfig } from '../../config/run-config.js';
-import { printJson } from '../format.js';
+import { ValidationError } from '@fedge/proto';
+import { parseFormat, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter, timing } from '../progress.js';
 import { renderRunList, renderRunShow } from '../run-show.js';
 import { addRunFlags, buildRunConfig, type RunFlags, type TaskFlags } from '../run-flags.js';
-import { withAdminOptions, withClient, type AdminOpts } from './common.js';
+import { withAdminOptions, withClient, withConnectionOptions, type AdminOpts } from './common.js';
+
+const EXPORT_TARGETS = ['csv', 'mlflow'] as const;
+type ExportTarget = (typeof EXPORT_TARGETS)[number];
+
+function parseExportFormat(v: string): OutputFormat | ExportTarget {
+  return v === 'csv' || v === 'mlflow' ? v : parseFormat(v);
+}
 
 function latestAccuracy(r: RunView): number | undefined {
   const done = r.rounds.filter((x) => x.status === 'completed');
@@ -133,28 +140,36 @@ Task flags change single settings of the file's task (the rest of it stays).`,
     console.log(`stopping ${r.id} (${r.status})`);
   });
 
-  run
-    .command('export')
-    .argument('<run>', 'run id')
-    .description('export per-round metrics for experiment tracking: CSV, or an MLflow file store (mlruns/0/<run_id>/)')
-    .option('--coordinator <host:port>', 'coordinator address (env FEDGE_COORDINATOR); grpcs://HOST:PORT for TLS', process.env.FEDGE_COORDINATOR ?? DEFAULT_COORDINATOR)
-    .option('--tls-ca <file>', 'PEM CA that signed the coordinator\'s certificate; implies TLS (env FEDGE_TLS_CA)', process.env.FEDGE_TLS_CA)
-    .addOption(new Option('--format <format>', 'csv or mlflow').choices(['csv', 'mlflow']).default('csv'))
-    .option('-o, --output <path>', 'csv: the file (default stdout); mlflow: the directory that gets mlruns/ (default .)')
-    .addHelpText('after', '\nExamples:\n  fedge run export run-1a2b3c4d --format csv -o rounds.csv\n  fedge run export run-1a2b3c4d --format mlflow -o . && mlflow ui --backend-store-uri ./mlruns')
-    .action(async (id: string, opts: { coordinator: string; format: 'csv' | 'mlflow'; output?: string; tlsCa?: string }) => {
-      const r = await withClient({ coordinator: opts.coordinator, format: 'table', ...(opts.tlsCa ? { tlsCa: opts.tlsCa } : {}) }, (c) => c.getRun(id));
-      if (opts.format === 'csv') {
-        const csv = roundsCsv(r);
-        if (!opts.output || opts.output === '-') process.stdout.write(csv);
-        else {
-          await writeFile(opts.output, csv);
-          console.error(`wrote ${r.rounds.length} rounds of ${r.id} to ${opts.output}`);
-        }
-        return;
-      }
-      const dir = await writeMlflow(r, opts.output ?? '.');
-      console.error(`wrote MLflow run ${path.basename(dir)} (${r.id}) to ${dir}; view it with: mlflow ui --backend-store-uri ${path.dirname(path.dirname(dir))}`);
-    });
+  withConnectionOptions(
+    run
+      .command('export')
+      .argument('<run>', 'run id')
+      .description('export per-round metrics for experiment tracking: CSV, or an MLflow file store (mlruns/0/<run_id>/)')
+      .addOption(new Option('--to <target>', 'what to write: csv or mlflow').choices(EXPORT_TARGETS).default('csv'))
+      .option('-o, --output <path>', 'csv: the file (default stdout); mlflow: the directory that gets mlruns/ (default .)')
+      // csv/mlflow were this flag's values before --to: still accepted, with a warning, so scripts keep working.
+      .addOption(new Option('--format <format>', 'printed summary: table or json (csv and mlflow: deprecated spelling of --to)').default('table').argParser(parseExportFormat))
+      .addHelpText('after', '\nExamples:\n  fedge run export run-1a2b3c4d --to csv -o rounds.csv\n  fedge run export run-1a2b3c4d > rounds.csv                       # CSV on stdout\n  fedge run export run-1a2b3c4d --to mlflow -o . --format json      # {"run", "to", "path", "rounds"}\n  MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri ./mlruns   # MLflow 3 reads a file store only so\n  mlflow migrate-filestore --source ./mlruns --target sqlite:///mlflow.db   # or move it into a database once\n  fedge serve --mlflow-tracking-uri http://mlflow:5000                   # or log runs live to a tracking server'),
+  ).action(async (id: string, opts: Omit<AdminOpts, 'format'> & { to: ExportTarget; output?: string; format: OutputFormat | ExportTarget }) => {
+    let format: OutputFormat = 'table';
+    let to = opts.to;
+    if (opts.format === 'csv' || opts.format === 'mlflow') {
+      process.stderr.write(`warning: fedge run export --format ${opts.format} is deprecated; use --to ${opts.format} (--format now picks the printed summary: table or json)\n`);
+      to = opts.format;
+    } else format = opts.format;
+    const toStdout = to === 'csv' && (!opts.output || opts.output === '-');
+    if (toStdout && format === 'json') throw new ValidationError('--format json prints a JSON summary on stdout, where the CSV would go: give the CSV a file with -o FILE');
+    const r = await withClient({ ...opts, format }, (c) => c.getRun(id));
+    let written: string;
+    if (to === 'csv') {
+      const csv = roundsCsv(r);
+      if (toStdout) return void process.stdout.write(csv);
+      written = path.resolve(opts.output!);
+      await writeFile(written, csv);
+    } else written = await writeMlflow(r, opts.output ?? '.');
+    if (format === 'json') return printJson({ run: r.id, to, path: written, rounds: r.rounds.length });
+    const view = to === 'mlflow' ? `; view it with: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri ${path.dirname(path.dirname(written))}` : '';
+    console.error(`wrote ${r.rounds.length} rounds of ${r.id} to ${written}${view}`);
+  });
   return run;
 }
