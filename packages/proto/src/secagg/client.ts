@@ -52,6 +52,8 @@ export class SecAggClient {
   /** Neighbors whose ciphertexts were routed to it: exactly the agents it exchanges pairwise masks with. */
   private partners: string[] = [];
   private rejected: string[] = [];
+  /** nacl.box keys with each neighbor, agreed once in shareKeys and reused to open its ciphertext. */
+  private readonly boxKeys = new Map<string, Uint8Array>();
 
   constructor(id: string, params: SecAggParams) {
     checkParams(params);
@@ -98,7 +100,9 @@ export class SecAggClient {
     const shares = req.neighbors.map((n, i) => {
       const nonce = new Uint8Array(randomBytes(24));
       const plain = encodeSharePlaintext({ owner: this.id, holder: n.id, b: bShares[i + 1]!.y, s: sShares[i + 1]!.y });
-      return { to: n.id, nonce, ciphertext: nacl.box.after(plain, nonce, boxKey(this.cPriv, n.cPk)) };
+      const key = boxKey(this.cPriv, n.cPk);
+      this.boxKeys.set(n.id, key);
+      return { to: n.id, nonce, ciphertext: nacl.box.after(plain, nonce, key) };
     });
     return { shares };
   }
@@ -116,11 +120,11 @@ export class SecAggClient {
     const rejected: string[] = [];
     const seen = new Set<string>();
     for (const c of msg.shares) {
-      const n = this.neighbors.get(c.from);
-      if (!n) throw new ValidationError(`secagg routed shares: ${c.from} is not a neighbor of ${this.id}`);
+      const key = this.boxKeys.get(c.from);
+      if (!key) throw new ValidationError(`secagg routed shares: ${c.from} is not a neighbor of ${this.id}`);
       if (seen.has(c.from)) throw new ValidationError(`secagg routed shares: two ciphertexts from ${c.from}`);
       seen.add(c.from);
-      const opened = nacl.box.open.after(c.ciphertext, c.nonce, boxKey(this.cPriv, n.cPk));
+      const opened = nacl.box.open.after(c.ciphertext, c.nonce, key);
       const plain = opened ? decodeSharePlaintext(opened) : undefined;
       if (!plain || plain.owner !== c.from || plain.holder !== this.id || plain.b.length !== 33 || plain.s.length !== 33) {
         rejected.push(c.from);

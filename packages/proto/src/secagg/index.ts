@@ -25,7 +25,7 @@
 export { secaggParams, checkParams, quantLevels, majorityThreshold, type SecAggParams, type SecAggParamsOptions } from './params.js';
 export { neighborGraph, graphSeedBytes } from './graph.js';
 export { shamirSplit, shamirCombine, SHAMIR_PRIME, SHARE_BYTES, type ShamirShare } from './shamir.js';
-export { prgExpand, prgStream, applyMasks, ringMask, PRG_ALGORITHM, PRG_ALGORITHMS, PRG_CHUNK, type PrgAlgorithm, type PrgStream, type MaskTerm } from './prg.js';
+export { prgExpand, prgStream, applyMasks, ringMask, PRG_ALGORITHM, PRG_ALGORITHMS, PRG_CHUNK, type PrgAlgorithm, type PrgStream, type MaskTerm, type ApplyMasksOptions } from './prg.js';
 export { quantizeInto, dequantizeSum, quantizationBound, type Rounding, type Dequantized } from './quantize.js';
 export { SecAggClient, pairSign } from './client.js';
 export { SecAggServer, type SecAggServerOptions, type SecAggFailure } from './server.js';

@@ -13,8 +13,10 @@ const seed = (s: string) => new Uint8Array(createHash('sha256').update(s).digest
 const digest = (a: Uint32Array) => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
 
 describe('prg', () => {
-  it('is AES-128-CTR keyed by the first 16 seed bytes (FIPS-197 known answer: AES_0(0) = 66e94bd4...)', () => {
-    expect(Array.from(prgExpand(new Uint8Array(32), 4), (v) => v.toString(16))).toEqual(['d44be966', '3b2c8aef', '59fa4c88', '2e2b34ca']);
+  it('is ChaCha20 keyed by the seed, nonce and counter 0 (RFC 8439 A.1 test vector 1: 76b8e0ad...)', () => {
+    expect(Array.from(prgExpand(new Uint8Array(32), 4), (v) => v.toString(16))).toEqual(['ade0b876', '903df1a0', 'e56a5d40', '28bd8653']);
+    // AES-128-CTR, kept as a measured alternative: FIPS-197 AES_0(0) = 66e94bd4...
+    expect(Array.from(prgExpand(new Uint8Array(32), 4, 32, 'aes-128-ctr'), (v) => v.toString(16))).toEqual(['d44be966', '3b2c8aef', '59fa4c88', '2e2b34ca']);
   });
 
   it('gives the same values whatever the chunking, and reduces mod 2^bits', () => {
@@ -49,6 +51,23 @@ describe('prg', () => {
     expect(acc[n - 1]).toBe(((n - 1) * 2654435761 + x[n - 1]! + y[n - 1]!) % 2 ** 32);
     applyMasks(acc, [{ seed: seed('y'), sign: -1 }, { seed: seed('x'), sign: -1 }]);
     expect(digest(acc)).toBe(before);
+  });
+
+  it('split over worker threads gives the same sum as one thread, for every OpenSSL algorithm', () => {
+    for (const algorithm of ['chacha20', 'aes-128-ctr', 'aes-256-ctr'] as const) {
+      const n = 100_003; // not a multiple of 16: the last range is short; 9 negative and 18 positive terms: full groups of 8 of each sign
+      const terms = Array.from({ length: 27 }, (_, j) => ({ seed: seed(`t${j}`), sign: (j % 3 === 0 ? -1 : 1) as 1 | -1 }));
+      const one = Uint32Array.from({ length: n }, (_, i) => i);
+      const three = Uint32Array.from({ length: n }, (_, i) => i);
+      applyMasks(one, terms, { algorithm });
+      applyMasks(three, terms, { algorithm, threads: 3, minParallelWork: 0 });
+      expect(digest(three)).toBe(digest(one));
+      // and equal to expanding each seed from the start
+      const e = prgExpand(terms[1]!.seed, n, 32, algorithm);
+      const zero = new Uint32Array(n);
+      applyMasks(zero, [terms[1]!], { algorithm, threads: 2, minParallelWork: 0 });
+      expect(digest(zero)).toBe(digest(e));
+    }
   });
 
   it('is identical in another process', () => {

@@ -1,18 +1,24 @@
 /** The masking PRG: a 32-byte seed expands to uint32 values (mod 2^bits by the caller), identical in every process. */
 import { createCipheriv, type Cipher } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import { endianness } from 'node:os';
 import nacl from 'tweetnacl';
 
 /**
- * Candidates measured by bench/secagg-prg.mjs (bench/results/secagg-prg.json). AES-CTR uses the CPU's AES
- * instructions through OpenSSL; tweetnacl's XSalsa20 is plain JavaScript (nacl.lowlevel.crypto_stream, not in its
- * typings) and an order of magnitude slower.
+ * Candidates measured by bench/secagg-prg.mjs (bench/results/secagg-prg.json): OpenSSL's ChaCha20, AES-128-CTR and
+ * AES-256-CTR through node:crypto, and tweetnacl's XSalsa20 (nacl.lowlevel.crypto_stream, plain JavaScript, not in
+ * its typings), which is about 20x slower than any of them.
  */
 export const PRG_ALGORITHMS = ['aes-128-ctr', 'aes-256-ctr', 'chacha20', 'xsalsa20-tweetnacl'] as const;
 export type PrgAlgorithm = (typeof PRG_ALGORITHMS)[number];
 
-/** The one used by the protocol: every agent and the coordinator must use the same (see the bench for why). */
-export const PRG_ALGORITHM: PrgAlgorithm = 'aes-128-ctr';
+/**
+ * The one used by the protocol (every agent and the coordinator must use the same). On the x86 coordinator, with
+ * AES instructions, ChaCha20 and AES-CTR tie (about 2 ms per 6.65 MB mask each); edge CPUs without them
+ * (Raspberry Pi 4's Cortex-A72, many phones' cores) run AES in software several times slower, ChaCha20 does not
+ * need them, and it takes the whole 32-byte seed as its key. Zero IV: every seed keys exactly one stream.
+ */
+export const PRG_ALGORITHM: PrgAlgorithm = 'chacha20';
 
 /** Elements per keystream block: 64 KiB of keystream plus the same of the sum stay in L2 while every seed is applied. */
 export const PRG_CHUNK = 1 << 14;
@@ -44,7 +50,7 @@ function cipherStream(cipher: Cipher): PrgStream {
   };
 }
 
-/** Opens a keystream for `seed` (32 bytes). Only the first 16 bytes key AES-128: seeds are hashes or random. */
+/** Opens a keystream for `seed` (32 bytes; AES-128 takes its first 16). */
 export function prgStream(seed: Uint8Array, algorithm: PrgAlgorithm = PRG_ALGORITHM): PrgStream {
   if (seed.length !== 32) throw new RangeError(`prg seed: need 32 bytes, got ${seed.length}`);
   switch (algorithm) {
@@ -100,22 +106,142 @@ export interface MaskTerm {
   sign: 1 | -1;
 }
 
+export interface ApplyMasksOptions {
+  algorithm?: PrgAlgorithm;
+  /** Threads to split the range over (the caller's included); default 1. */
+  threads?: number;
+  /** Below this many keystream values in all (terms x length) one thread is used: a worker costs ~50-100 ms to start. */
+  minParallelWork?: number;
+}
+
 /**
  * acc += sum of sign * PRG(seed) over all terms, mod 2^32 (reduce mod 2^bits once at the end: 2^bits divides 2^32).
- * Chunk by chunk, so each chunk of `acc` stays in cache while every term's keystream is added to it.
+ * With `threads` > 1 and enough work, the range is split across worker threads (the coordinator's unmask); the
+ * result is bit-identical to the single-thread one.
  */
-export function applyMasks(acc: Uint32Array, terms: readonly MaskTerm[], algorithm: PrgAlgorithm = PRG_ALGORITHM): void {
+export function applyMasks(acc: Uint32Array, terms: readonly MaskTerm[], opts: ApplyMasksOptions = {}): void {
   if (terms.length === 0) return;
-  const streams = terms.map((t) => prgStream(t.seed, algorithm));
-  const n = acc.length;
-  for (let o = 0; o < n; o += PRG_CHUNK) {
-    const len = Math.min(PRG_CHUNK, n - o);
+  const algorithm = opts.algorithm ?? PRG_ALGORITHM;
+  const threads = opts.threads ?? 1;
+  if (algorithm === 'xsalsa20-tweetnacl') {
+    // Measured alternative only: tweetnacl's stream cannot start mid-stream, so it runs serially, term by term.
+    for (const t of terms) {
+      const s = prgStream(t.seed, algorithm);
+      for (let o = 0; o < acc.length; o += PRG_CHUNK) {
+        const len = Math.min(PRG_CHUNK, acc.length - o);
+        const ks = s.next(len);
+        for (let i = 0; i < len; i++) acc[o + i] = (acc[o + i]! + t.sign * ks[i]!) >>> 0;
+      }
+    }
+    return;
+  }
+  const seeds = terms.map((t) => t.seed);
+  const signs = terms.map((t) => t.sign);
+  const parts = terms.length * acc.length >= (opts.minParallelWork ?? 200_000_000) ? Math.max(1, Math.min(threads, 8)) : 1;
+  if (parts === 1) {
+    maskRange(createCipheriv, new Int32Array(acc.buffer, acc.byteOffset, acc.length), 0, acc.length, seeds, signs, algorithm, PRG_CHUNK);
+    return;
+  }
+  // Workers write into shared memory: copy acc into a SharedArrayBuffer unless it already is one.
+  const shared = acc.buffer instanceof SharedArrayBuffer ? acc : new Uint32Array(new SharedArrayBuffer(acc.byteLength));
+  if (shared !== acc) shared.set(acc);
+  // Split points on 16-element boundaries: one ChaCha20 block (64 bytes) and four AES blocks.
+  const per = Math.ceil(acc.length / parts / 16) * 16;
+  const flags = new Int32Array(new SharedArrayBuffer(8 * parts));
+  const workers: Worker[] = [];
+  for (let p = 1; p < parts; p++) {
+    const start = Math.min(acc.length, p * per);
+    const end = Math.min(acc.length, start + per);
+    workers.push(
+      new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { buffer: shared.buffer, byteOffset: shared.byteOffset, length: shared.length, start, end, seeds, signs, algorithm, chunk: PRG_CHUNK, flags: flags.buffer, slot: p, source: maskRange.toString() },
+      }),
+    );
+  }
+  try {
+    maskRange(createCipheriv, new Int32Array(shared.buffer, shared.byteOffset, shared.length), 0, Math.min(acc.length, per), seeds, signs, algorithm, PRG_CHUNK);
+    // Block until every worker has finished its range (the coordinator's finalize is synchronous by design).
+    for (let p = 1; p < parts; p++) {
+      while (Atomics.load(flags, 2 * p) === 0) Atomics.wait(flags, 2 * p, 0, 1000);
+      if (flags[2 * p + 1] !== 1) throw new Error(`secagg applyMasks: worker ${p} failed`);
+    }
+  } finally {
+    for (const w of workers) void w.terminate();
+  }
+  if (shared !== acc) acc.set(shared);
+}
+
+// The worker evaluates maskRange from its source text (so the same code runs in vitest, from TypeScript, and from
+// dist), then flags done (slot 2p = 1) and success (slot 2p + 1 = 1).
+const WORKER_SOURCE = `
+const { workerData: d } = require('node:worker_threads');
+const { createCipheriv } = require('node:crypto');
+const flags = new Int32Array(d.flags);
+try {
+  const maskRange = (0, eval)('(' + d.source + ')');
+  maskRange(createCipheriv, new Int32Array(d.buffer, d.byteOffset, d.length), d.start, d.end, d.seeds, d.signs, d.algorithm, d.chunk);
+  flags[2 * d.slot + 1] = 1;
+} catch (e) {
+  flags[2 * d.slot + 1] = 2;
+} finally {
+  Atomics.store(flags, 2 * d.slot, 1);
+  Atomics.notify(flags, 2 * d.slot);
+}`;
+
+/**
+ * acc[start..end) += sum of signs[j] * PRG(seeds[j]) over that range, mod 2^32. Self-contained (no imports, no
+ * outer names) because worker threads run it from its source text. Chunk by chunk, so each chunk of acc stays in
+ * cache while every keystream is added to it; same-sign keystreams are added eight at a time, so acc is loaded and
+ * stored once per eight masks. Int32 views and |0 keep the JIT on 32-bit integer adds, which wrap mod 2^32 (the
+ * ring operation itself); sums of up to four int32 are exact in a double before |0.
+ */
+function maskRange(
+  cipheriv: typeof createCipheriv,
+  acc: Int32Array,
+  start: number,
+  end: number,
+  seeds: readonly Uint8Array[],
+  signs: readonly number[],
+  algorithm: string,
+  chunk: number,
+): void {
+  if (start >= end) return;
+  // Position every keystream at element `start` (a multiple of 16): ChaCha20's IV starts with a 32-bit little-endian
+  // block counter (64-byte blocks); AES-CTR's IV is a 128-bit big-endian counter of 16-byte blocks.
+  const iv = Buffer.alloc(16);
+  if (algorithm === 'chacha20') iv.writeUInt32LE(start / 16, 0);
+  else iv.writeUInt32BE(start / 4, 12);
+  const open = (seed: Uint8Array) =>
+    algorithm === 'chacha20' ? cipheriv('chacha20', seed, iv) : algorithm === 'aes-256-ctr' ? cipheriv('aes-256-ctr', seed, iv) : cipheriv('aes-128-ctr', seed.subarray(0, 16), iv);
+  const order = [...seeds.keys()].sort((x, y) => signs[y]! - signs[x]!);
+  const groups: { sign: number; idx: number[] }[] = [];
+  for (const j of order) {
+    const last = groups[groups.length - 1];
+    if (last && last.sign === signs[j] && last.idx.length < 8) last.idx.push(j);
+    else groups.push({ sign: signs[j]!, idx: [j] });
+  }
+  const streams = seeds.map(open);
+  const zero = Buffer.alloc(chunk * 4);
+  const next = (j: number, len: number): Int32Array => {
+    const out = streams[j]!.update(len === chunk ? zero : zero.subarray(0, len * 4));
+    return out.byteOffset % 4 === 0 ? new Int32Array(out.buffer, out.byteOffset, len) : new Int32Array(Uint8Array.from(out).buffer, 0, len);
+  };
+  for (let o = start; o < end; o += chunk) {
+    const len = Math.min(chunk, end - o);
     const a = acc.subarray(o, o + len);
-    for (let j = 0; j < terms.length; j++) {
-      const ks = streams[j]!.next(len);
-      // Uint32Array stores wrap mod 2^32 (ToUint32), so plain + and - are the ring operations.
-      if (terms[j]!.sign > 0) for (let i = 0; i < len; i++) a[i] += ks[i]!;
-      else for (let i = 0; i < len; i++) a[i] -= ks[i]!;
+    for (const g of groups) {
+      if (g.idx.length === 8) {
+        const [k0, k1, k2, k3, k4, k5, k6, k7] = g.idx.map((j) => next(j, len)) as [Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array];
+        if (g.sign > 0) for (let i = 0; i < len; i++) a[i] = (a[i]! + ((k0[i]! + k1[i]! + k2[i]! + k3[i]!) | 0) + ((k4[i]! + k5[i]! + k6[i]! + k7[i]!) | 0)) | 0;
+        else for (let i = 0; i < len; i++) a[i] = (a[i]! - ((k0[i]! + k1[i]! + k2[i]! + k3[i]!) | 0) - ((k4[i]! + k5[i]! + k6[i]! + k7[i]!) | 0)) | 0;
+      } else {
+        for (const j of g.idx) {
+          const k = next(j, len);
+          if (g.sign > 0) for (let i = 0; i < len; i++) a[i] = (a[i]! + k[i]!) | 0;
+          else for (let i = 0; i < len; i++) a[i] = (a[i]! - k[i]!) | 0;
+        }
+      }
     }
   }
 }

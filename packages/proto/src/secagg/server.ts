@@ -1,5 +1,6 @@
 /** The coordinator's side of one secure-aggregation round: routes boxes it cannot read, sums masked inputs, unmasks. */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { SecAggError, ValidationError } from '../errors.js';
 import { parseOrThrow } from '../schemas.js';
 import { pairSign } from './client.js';
@@ -38,6 +39,8 @@ export interface SecAggServerOptions {
   length: number;
   /** Seed of the neighbor graph; random when absent. A number is hashed (JSON-friendly configs). */
   graphSeed?: Uint8Array | number;
+  /** Threads for removing masks in finalize (the PRG expansion dominates); default min(4, available cores). */
+  threads?: number;
 }
 
 /**
@@ -50,6 +53,7 @@ export class SecAggServer {
   readonly params: SecAggParams;
   readonly length: number;
   readonly graphSeed: Uint8Array | number;
+  private readonly threads: number;
   private stage: Stage = 'advertise';
   private readonly keys = new Map<string, SecAggAdvertise>();
   private x = new Map<string, number>();
@@ -76,6 +80,7 @@ export class SecAggServer {
     this.params = params;
     this.length = opts.length;
     this.graphSeed = opts.graphSeed ?? new Uint8Array(randomBytes(32));
+    this.threads = opts.threads ?? Math.min(4, availableParallelism());
   }
 
   private expect(stage: Stage, what: string): void {
@@ -148,7 +153,8 @@ export class SecAggServer {
       routed.set(id, { shares: from.map((f) => ({ from: f, ...box.get(f)! })) });
     }
     this.inbox.clear();
-    this.sum = new Uint32Array(this.length + 1);
+    // Shared memory: finalize's worker threads remove masks in place.
+    this.sum = new Uint32Array(new SharedArrayBuffer(4 * (this.length + 1)));
     this.stage = 'masked';
     return { ok: true, routed };
   }
@@ -245,7 +251,7 @@ export class SecAggServer {
       for (const u of live) terms.push({ seed: maskSeed(priv, this.keys.get(u)!.sPk), sign: pairSign(u, v) > 0 ? -1 : 1 });
     }
     const sum = this.sum!;
-    applyMasks(sum, terms);
+    applyMasks(sum, terms, { threads: this.threads });
     if (this.params.bits < 32) {
       const m = ringMask(this.params.bits);
       for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! & m;

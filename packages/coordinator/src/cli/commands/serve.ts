@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { parseHostPort } from '@fedge/proto';
 import { Coordinator } from '../../coordinator.js';
+import { parseMlflowUri } from '../../config/tracking-config.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
 import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
@@ -38,6 +39,7 @@ export function serveCommand(): Command {
     .option('--tls-cert <file>', 'PEM certificate (chain): gRPC and the embedded MQTT broker speak TLS (grpcs://, mqtts://) (env FEDGE_TLS_CERT)', process.env.FEDGE_TLS_CERT)
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
     .option('--tls-client-ca <file>', 'mutual TLS: require client certificates signed by this CA (env FEDGE_TLS_CLIENT_CA)', process.env.FEDGE_TLS_CLIENT_CA)
+    .option('--mlflow-tracking-uri <url>', 'log every run live to this MLflow tracking server (params, metrics per round, final model and ONNX as artifacts); a run config\'s tracking.mlflow overrides it (env FEDGE_MLFLOW_TRACKING_URI)', process.env.FEDGE_MLFLOW_TRACKING_URI)
     // The pino lines are JSON already but one per event of every module; json gives scripts a short, stable contract.
     .addOption(new Option('--format <format>', 'log: pino log lines on stdout; json: JSON lines on stdout, {"event":"ready",...} (addresses, store, TLS, signing key) once listening and {"event":"stopped",...} at exit, with the logs on stderr').choices(['log', 'json']).default('log'))
     .addHelpText(
@@ -82,7 +84,8 @@ Environment:
   FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; mlflowTrackingUri?: string }) => {
+      const mlflowTrackingUri = opts.mlflowTrackingUri ? parseMlflowUri(opts.mlflowTrackingUri, '--mlflow-tracking-uri') : undefined;
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       // Read once, before anything listens: a bad file stops the start with an error naming its flag.
       const tls = loadServerTls({ cert: opts.tlsCert, key: opts.tlsKey, clientCa: opts.tlsClientCa });
@@ -95,7 +98,7 @@ Environment:
       // Model signing key: the data dir's (created on first start), so signatures stay valid across restarts.
       const signing = store ? await guardStorage(opts.dataDir, () => ModelSigner.loadOrCreate(opts.dataDir)) : { signer: ModelSigner.ephemeral(), created: false };
       logger.info({ fingerprint: signing.signer.fingerprint, key: signing.signer.source, created: signing.created }, `model signing key ${signing.signer.fingerprint}`);
-      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), joinLimits });
+      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), joinLimits, ...(mlflowTrackingUri ? { mlflowTrackingUri } : {}) });
       // Before the server listens, so that an agent reconnecting at once finds its old record.
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);
