@@ -89,5 +89,5 @@ export function readCsvColumns(path: string, shown: string, o: LoadTableOptions)
     }
     return { name, type: 'numeric', values };
   });
-  return { columns, defaultTargets, where, format: 'csv', source: shown, hash: createHash('sha256').update('csv\0').update(bytes) };
+  return { columns, defaultTargets, where, lines: rowLine, format: 'csv', source: shown, hash: createHash('sha256').update('csv\0').update(bytes) };
 }

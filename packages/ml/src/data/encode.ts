@@ -2,7 +2,7 @@
 import { ValidationError, type Preprocessing, type TaskType } from '@fedge/proto';
 import type { Dataset } from '../dataset.js';
 import { resizeBilinear } from './images.js';
-import { findColumn, type RawColumn, type RawTable } from './table.js';
+import { exampleWhere, findColumn, type RawColumn, type RawTable } from './table.js';
 
 function column(t: RawTable, name: string, role: string): RawColumn {
   const c = findColumn(t, name);
@@ -60,7 +60,7 @@ function encodeX(t: RawTable, pre: Preprocessing): Float32Array {
 function targetReader(t: RawTable, pre: Preprocessing, k: number): (i: number) => number {
   const spec = pre.targets[k]!;
   const c = column(t, spec.name, 'target');
-  const at = (i: number): string => `${t.source}: example ${i} (0-based, after partition and holdout), target '${spec.name}'`;
+  const at = (i: number): string => `${exampleWhere(t, i)}, target '${spec.name}'`;
   if (spec.kind === 'categorical') {
     if (c.type !== 'categorical') throw new ValidationError(`${t.source}: target '${spec.name}' is ${c.type} here, categorical in the fleet's preprocessing (pass --categorical ${spec.name})`);
     const index = new Map(spec.values.map((v, j) => [v, j]));
@@ -93,7 +93,7 @@ export function encodeTable(t: RawTable, pre: Preprocessing, task: { type: TaskT
     for (let i = 0; i < t.n; i++) {
       const v = read(i);
       if (!Number.isInteger(v) || v < 0 || v >= task.outputs)
-        throw new ValidationError(`${t.source}: example ${i} (0-based, after partition and holdout), target '${pre.targets[0]!.name}': class ${v} is outside 0..${task.outputs - 1} (the model has ${task.outputs} classes); fix the label or give the model more outputs`);
+        throw new ValidationError(`${exampleWhere(t, i)}, target '${pre.targets[0]!.name}': class ${v} is outside 0..${task.outputs - 1} (the model has ${task.outputs} classes); fix the label or give the model more outputs`);
       y[i] = v;
     }
     return { ...base, y, numClasses: task.outputs };
@@ -107,7 +107,7 @@ export function encodeTable(t: RawTable, pre: Preprocessing, task: { type: TaskT
     for (let i = 0; i < t.n; i++) {
       const v = read(i);
       if (task.type !== 'regression' && v !== 0 && v !== 1)
-        throw new ValidationError(`${t.source}: example ${i} (0-based, after partition and holdout), target '${pre.targets[j]!.name}': ${v} is not 0 or 1, as ${task.type} needs`);
+        throw new ValidationError(`${exampleWhere(t, i)}, target '${pre.targets[j]!.name}': ${v} is not 0 or 1, as ${task.type} needs`);
       y[i * k + j] = v;
     }
   }

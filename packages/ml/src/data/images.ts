@@ -123,6 +123,7 @@ export function readImageColumns(dir: string, shown: string, o: LoadTableOptions
     ],
     defaultTargets: ['label'],
     where: (row, col) => `${shown}/${files[row]!.rel}${col === 1 ? ' (label)' : ''}`,
+    files: files.map((f) => f.rel),
     imageShape: [h, w, c],
     format: 'images',
     source: shown,

@@ -31,6 +31,10 @@ export interface LoadedColumns {
   defaultTargets: string[];
   /** Where row `row` (0-based, of `columns`) of column `col` came from, for messages: "data.csv:12:3 (bmi)". */
   where(row: number, col: number): string;
+  /** csv: the 1-based file line of each row, so later messages (a label the task cannot take) can name it too. */
+  lines?: readonly number[];
+  /** images: each row's file, relative to the folder. */
+  files?: readonly string[];
   imageShape?: [number, number, number];
   format: string;
   source: string;
@@ -144,5 +148,10 @@ export function finishTable(l: LoadedColumns, o: LoadTableOptions): RawTable {
     format: l.format,
     fingerprint,
     source: l.source,
+    origin: {
+      rows: rows ? Int32Array.from(rows) : Int32Array.from({ length: n }, (_, r) => r),
+      ...(l.lines ? { lines: Int32Array.from(l.lines) } : {}),
+      ...(l.files ? { files: [...l.files] } : {}),
+    },
   };
 }

@@ -26,6 +26,27 @@ export interface RawTable {
   fingerprint: string;
   /** What was loaded (the --data spec), for messages. */
   source: string;
+  /** Where each example came from, for messages naming it (see exampleWhere); absent for tables built by hand. */
+  origin?: RowOrigin;
+}
+
+/**
+ * Plain data (tables travel to the training worker): `rows` holds each example's 0-based row in the loaded file(s),
+ * `lines` (csv) the 1-based file line and `files` (images) the file of every loaded row, indexed by `rows`.
+ */
+export interface RowOrigin {
+  rows: Int32Array;
+  lines?: Int32Array;
+  files?: string[];
+}
+
+/** Example `i` for a message: "data.csv:12", "images/3/0003.png", "x.npy,y.npy: row 7", or its index in this table. */
+export function exampleWhere(t: RawTable, i: number): string {
+  const r = t.origin?.rows[i];
+  if (r === undefined) return `${t.source}: example ${i} (0-based, after partition and holdout)`;
+  if (t.origin!.lines) return `${t.source}:${t.origin!.lines[r]}`;
+  if (t.origin!.files) return `${t.source}/${t.origin!.files[r]}`;
+  return `${t.source}: row ${r}`;
 }
 
 /** A new fingerprint for data derived from `parent` by `how` (a partition, a split): lineage stays traceable. */
@@ -56,7 +77,8 @@ export function subsetTable(t: RawTable, idx: readonly number[], how?: string): 
     idx.forEach((i, k) => v.set(c.values.subarray(i * c.width, (i + 1) * c.width), k * c.width));
     return { ...c, values: v };
   });
-  return { ...t, n: idx.length, columns, fingerprint: deriveFingerprint(t.fingerprint, how ?? `subset of ${idx.length} rows`) };
+  const origin = t.origin ? { ...t.origin, rows: Int32Array.from(idx, (i) => t.origin!.rows[i]!) } : undefined;
+  return { ...t, n: idx.length, columns, ...(origin ? { origin } : {}), fingerprint: deriveFingerprint(t.fingerprint, how ?? `subset of ${idx.length} rows`) };
 }
 
 /**
