@@ -1,0 +1,96 @@
+/**
+ * Secure aggregation end to end with real processes, over gRPC and over MQTT: 8 agents of which 3 (the nearest to 30%
+ * that drops every round) drop out after their masked input was accepted. Rounds complete at the threshold (5 of 8
+ * unmask) and accuracy rises; with the threshold above the survivors the round fails as data and the run goes on.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fedge, killAll, lastJson, startAgent, startCoordinator, type Proc } from './harness.js';
+
+interface RunJson {
+  status: string;
+  statusMessage?: string;
+  initialAccuracy?: number;
+  metrics: { status: string; completed: number; centralAccuracy?: number }[];
+  roundsDetail: { status?: string; reason?: string; participants: { name: string; outcome: string; reason?: string }[] }[];
+}
+
+afterAll(() => killAll());
+
+const N = 8;
+const DROPPING = 3;
+
+/** A run config file: secure aggregation with a short unmask stage (the dropouts never answer it). */
+function configFile(extra: Record<string, unknown> = {}): string {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'fedge-secagg-e2e-')), 'run.json');
+  writeFileSync(file, JSON.stringify({ secureAggregation: { unmaskSeconds: 4, ...extra } }));
+  return file;
+}
+
+/** 8 agents on `url`; the first DROPPING drop out after every masked input. */
+async function startFleet(url: string, tag: string): Promise<Proc[]> {
+  const agents = Array.from({ length: N }, (_, i) =>
+    startAgent(url, ['--name', `${tag}-${i}${i < DROPPING ? '-drop' : ''}`, '--num-partitions', String(N), '--partition-id', String(i), '--seed', '1',
+      ...(i < DROPPING ? ['--secagg-dropout', '1'] : [])]),
+  );
+  // Eight processes loading tfjs and MNIST at once: slow on a busy 2-core machine.
+  await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/, 180_000)));
+  return agents;
+}
+
+async function runSecagg(address: string, rounds: number, config: string): Promise<RunJson> {
+  const res = await fedge(['run', 'start', '--coordinator', address, '--secagg', '--config', config, '--model', 'mnist-mlp', '--rounds', String(rounds),
+    '--min-agents', String(N), '--epochs', '1', '--lr', '0.1', '--deadline', '60', '--watch', '--format', 'json']);
+  expect(res.code, res.stderr).toBe(0);
+  return lastJson<RunJson>(res.stdout);
+}
+
+/** Every round completed with all 8 masked inputs in the sum, and the model learned. */
+function expectLearned(run: RunJson, rounds: number): void {
+  expect(run.status).toBe('completed');
+  expect(run.metrics.map((m) => [m.status, m.completed])).toEqual(Array.from({ length: rounds }, () => ['completed', N]));
+  const acc = run.metrics.map((m) => m.centralAccuracy!);
+  expect(run.initialAccuracy!).toBeLessThan(0.3);
+  expect(acc[0]!).toBeGreaterThan(run.initialAccuracy! + 0.3);
+  expect(acc.at(-1)!).toBeGreaterThan(0.85);
+}
+
+function dropouts(agents: Proc[]): number {
+  return agents.reduce((n, a) => n + (a.output().match(/simulated secagg dropout/g)?.length ?? 0), 0);
+}
+
+describe('secure aggregation end to end', () => {
+  it('gRPC: 8 agents, 3 dropping after their masked input: rounds complete at the threshold and accuracy rises; above it the round fails as data and the run goes on', async () => {
+    const coord = await startCoordinator();
+    const agents = await startFleet(`grpc://${coord.address}`, 'g');
+    const run = await runSecagg(coord.address, 2, configFile());
+    expectLearned(run, 2);
+    expect(dropouts(agents)).toBe(2 * DROPPING);
+    // Survivors sent their unmask shares; the coordinator never asked a dropout twice.
+    expect(agents[DROPPING]!.output()).toMatch(/secagg: unmask shares sent/);
+
+    // Threshold 6 of 8 with 3 dropouts: the self masks cannot be removed. Both rounds fail, recorded, and the run ends
+    // normally (not as a failed run), its model untouched.
+    const failing = await runSecagg(coord.address, 2, configFile({ threshold: 6 }));
+    expect(failing.status).toBe('completed');
+    expect(failing.metrics.map((m) => m.status)).toEqual(['failed', 'failed']);
+    for (const r of failing.roundsDetail) expect(r.reason).toMatch(/secure aggregation: .*threshold is 6/);
+    expect(failing.statusMessage).toMatch(/completed 0 of 2 rounds/);
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
+    for (const a of agents) a.child.kill('SIGTERM');
+  }, 300_000);
+
+  it('MQTT: the same fleet over the embedded broker completes its rounds with 3 dropouts', async () => {
+    const coord = await startCoordinator(['--mqtt-listen', '127.0.0.1:0']);
+    const agents = await startFleet(coord.mqttUrl!, 'm');
+    const run = await runSecagg(coord.address, 2, configFile());
+    expectLearned(run, 2);
+    expect(dropouts(agents)).toBe(2 * DROPPING);
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
+    for (const a of agents) a.child.kill('SIGTERM');
+  }, 300_000);
+});
