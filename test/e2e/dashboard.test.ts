@@ -54,6 +54,11 @@ describe('dashboard', () => {
     await page.waitForFunction((n) => document.querySelectorAll('#agents tbody tr').length === n, names.length, { timeout: 20_000 });
     const listed = await page.$$eval('#agents tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
     expect(listed.sort()).toEqual(names);
+    // The transport column appears once agents report one: these three joined over gRPC.
+    const headers = await page.$$eval('#agents thead th', (ths) => ths.map((th) => th.textContent));
+    const col = headers.indexOf('transport');
+    expect(col, headers.join(', ')).toBeGreaterThan(0);
+    expect(await page.$$eval(`#agents tbody tr td:nth-child(${col + 1})`, (tds) => tds.map((td) => td.textContent))).toEqual(names.map(() => 'grpc'));
     mkdirSync(OUT, { recursive: true });
     await page.screenshot({ path: path.join(OUT, 'agents.png') });
 

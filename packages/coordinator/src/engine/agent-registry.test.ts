@@ -30,6 +30,17 @@ describe('AgentRegistry names', () => {
     expect(reg.list()[0]!.tasksCompleted).toBe(1);
   });
 
+  it('records the transport of the latest task channel (an agent may move from gRPC to MQTT)', () => {
+    const reg = new AgentRegistry(new MemoryStore());
+    const a = reg.join(req('edge-1'));
+    reg.attach(a.agentId, channel());
+    expect(reg.list()[0]!.transport).toBeUndefined();
+    reg.attach(a.agentId, { ...channel(), transport: 'grpc' });
+    expect(reg.list()[0]!.transport).toBe('grpc');
+    reg.attach(a.agentId, { ...channel(), transport: 'mqtt' });
+    expect(reg.list()[0]!.transport).toBe('mqtt');
+  });
+
   it('a reconnect with its own id is never a clash', () => {
     const reg = new AgentRegistry(new MemoryStore());
     const a = reg.join(req('edge-1'));

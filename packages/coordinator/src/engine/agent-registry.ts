@@ -9,6 +9,8 @@ import { moduleLogger } from '../log.js';
 export interface AgentChannel {
   send(task: TaskMsg): void;
   close(reason: string): void;
+  /** Which transport carries it: recorded on the agent (fedge agent list, the dashboard). */
+  readonly transport?: 'grpc' | 'mqtt';
 }
 
 export class AuthError extends FedgeError {
@@ -177,6 +179,7 @@ export class AgentRegistry extends EventEmitter<{
     a.channel = channel;
     delete a.joiningSince;
     a.record.status = 'online';
+    if (channel.transport) a.record.transport = channel.transport;
     delete a.busyWith;
     delete a.record.currentTask;
     if (old && old !== channel) {

@@ -165,6 +165,8 @@ export interface AgentRecord {
   currentTask?: string;
   tasksCompleted: number;
   tasksFailed: number;
+  /** The transport of its latest task channel (an agent may move between gRPC and MQTT across reconnects). */
+  transport?: 'grpc' | 'mqtt';
   /** What the agent said of its data at its last join: format, training examples, columns, dataset fingerprint. */
   data?: { format: string; n: number; columns: number; fingerprint: string };
   /** Fingerprint of the enrolled key it joined with (IdentityRecord); absent: it joined with the shared token. */

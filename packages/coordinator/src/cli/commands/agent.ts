@@ -21,6 +21,7 @@ function agentsTable(agents: AgentRecord[]): string {
       status: a.status,
       auth: a.identity ? `key ${a.identity}` : 'token',
       backend: a.backend,
+      transport: a.transport,
       examples: a.numExamples,
       data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
       task: a.currentTask ?? 'idle',
@@ -28,7 +29,7 @@ function agentsTable(agents: AgentRecord[]): string {
       failed: a.tasksFailed,
       'last seen': a.lastSeen,
     })),
-    ['id', 'name', 'status', 'auth', 'backend', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
+    ['id', 'name', 'status', 'auth', 'backend', 'transport', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
   );
 }
 

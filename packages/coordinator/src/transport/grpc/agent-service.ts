@@ -67,6 +67,7 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
       const { agentId } = req;
       let closed = false;
       const channel = {
+        transport: 'grpc' as const,
         send: (task: TaskMsg) => {
           if (closed) throw new Error('channel closed');
           call.write(task);

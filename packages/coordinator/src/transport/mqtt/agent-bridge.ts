@@ -180,6 +180,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       const topic = mqttTopics.tasks(peer.clientId);
       let closed = false;
       const channel: AgentChannel = {
+        transport: 'mqtt',
         send: (task: TaskMsg) => {
           if (closed) throw new Error('channel closed');
           // JSON envelope: the signature bytes travel as base64 (signatureToJson), not as a Buffer's JSON form.
