@@ -5,7 +5,10 @@
  * A screenshot of the run page is written to test-output/dashboard/ (and to docs/dashboard.png with
  * FEDGE_DOCS_SCREENSHOT=1).
  */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -150,6 +153,32 @@ describe('dashboard', () => {
     // The page never tripped its own CSP (no inline script or style) nor threw.
     expect(problems).toEqual([]);
     phase('promoted from the page');
+    // A clean stop with the page's event stream still open (the server ends its streams instead of waiting on them).
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
     console.log(`dashboard e2e: ${phases.join(', ')}; accuracy chart point counts seen: ${seen.join(', ')}; screenshot ${path.relative(root, shot)}`);
+  });
+
+  it('is served over HTTPS with fedge serve\'s TLS flags', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fedge-dash-tls-'));
+    const f = (n: string): string => path.join(dir, n);
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('key.pem'), '-out', f('cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'pipe' });
+    const coord = await startCoordinator(['--ui', '127.0.0.1:0', '--tls-cert', f('cert.pem'), '--tls-key', f('key.pem')]);
+    expect(coord.uiUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const ca = readFileSync(f('cert.pem'));
+    const get = (p: string): Promise<{ status: number; type: string; body: string }> =>
+      new Promise((resolve, reject) => {
+        https.get(coord.uiUrl! + p, { ca }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+        }).on('error', reject);
+      });
+    expect(await get('/api/runs')).toEqual({ status: 200, type: 'application/json; charset=utf-8', body: '[]' });
+    expect((await get('/')).body).toContain('<script type="module" src="/js/app.js"></script>');
+    // Plain HTTP on the TLS port gets no dashboard.
+    await expect(fetch(coord.uiUrl!.replace('https:', 'http:') + '/api/runs').then((r) => r.status)).rejects.toThrow();
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
   });
 });

@@ -3,6 +3,11 @@
  * request validation, the static file table, event streams and the --ui option. The CLI-equality and browser checks
  * are in test/e2e/dashboard.test.ts.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Coordinator, RunView } from '../coordinator.js';
 import { parseRunConfig } from '../config/run-config.js';
@@ -157,6 +162,50 @@ describe('dashboard server', () => {
     while (!/event: agents/.test(got)) got += new TextDecoder().decode((await reader.read()).value);
     expect(got).toMatch(/event: runs\ndata: \[\{"id":"run-1"/);
     ac.abort();
+  });
+});
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl (as test/e2e/tls.test.ts does). */
+function certificates(): Record<'ca' | 'serverCert' | 'serverKey' | 'clientCert' | 'clientKey', Buffer> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fedge-ui-tls-'));
+  const f = (n: string): string => path.join(dir, n);
+  const openssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '1', '-subj', '/CN=fedge ui test ca');
+  writeFileSync(f('san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+  for (const [name, cn, ext] of [['server', '127.0.0.1', ['-extfile', f('san.ext')]], ['client', 'operator', []]] as const) {
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${cn}`);
+    openssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.pem`), '-days', '1', ...ext);
+  }
+  const r = (n: string): Buffer => readFileSync(f(n));
+  return { ca: r('ca.pem'), serverCert: r('server.pem'), serverKey: r('server.key'), clientCert: r('client.pem'), clientKey: r('client.key') };
+}
+
+function httpsGet(url: string, opts: { ca: Buffer; cert?: Buffer; key?: Buffer }): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, opts, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('dashboard over TLS (fedge serve --tls-cert/--tls-key)', () => {
+  it('serves the page and the API over HTTPS, and with a client CA only to browsers presenting a certificate from it', async () => {
+    const c = certificates();
+    const { coord } = stubCoordinator();
+    server = await startUiServer(coord, { host: '127.0.0.1', port: 0 }, { adminToken: TOKEN, tls: { cert: c.serverCert, key: c.serverKey } });
+    expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const page = await httpsGet(`${server.url}/`, { ca: c.ca });
+    expect(page.status).toBe(200);
+    expect(page.headers['content-security-policy']).toBe(SECURITY_HEADERS['content-security-policy']);
+    expect(JSON.parse((await httpsGet(`${server.url}/api/runs`, { ca: c.ca })).body)).toMatchObject([{ id: 'run-1' }]);
+    await server.close();
+    server = await startUiServer(coord, { host: '127.0.0.1', port: 0 }, { adminToken: TOKEN, tls: { cert: c.serverCert, key: c.serverKey, clientCa: c.ca } });
+    await expect(httpsGet(`${server.url}/api/runs`, { ca: c.ca })).rejects.toThrow();
+    expect((await httpsGet(`${server.url}/api/runs`, { ca: c.ca, cert: c.clientCert, key: c.clientKey })).status).toBe(200);
   });
 });
 
