@@ -7,7 +7,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fedge, killAll, lastJson, startAgent, startCoordinator, type Proc } from './harness.js';
+import { FEDGE, fedge, freePort, killAll, lastJson, startAgent, startCoordinator, startProcess, type Proc } from './harness.js';
 
 interface RunJson {
   status: string;
@@ -82,6 +82,43 @@ describe('secure aggregation end to end', () => {
     expect(await coord.exited).toBe(0);
     for (const a of agents) a.child.kill('SIGTERM');
   }, 300_000);
+
+  it('a coordinator killed mid-round restarts that round from the start with new keys, and the run completes', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'fedge-secagg-restart-'));
+    const address = `127.0.0.1:${await freePort()}`;
+    const serve = (): Proc => startProcess(FEDGE, ['serve', '--listen', address, '--data-dir', dataDir, '--no-mqtt']);
+    let coord = serve();
+    await coord.waitFor(/coordinator ready on/);
+    // Slower training (the math is unchanged) so the kill lands while round 2's agents train, keys already exchanged.
+    const agents = Array.from({ length: 4 }, (_, i) =>
+      startAgent(address, ['--name', `r-${i}`, '--num-partitions', '4', '--partition-id', String(i), '--seed', '3', '--slowdown', '3']));
+    await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/, 180_000)));
+    const started = await fedge(['run', 'start', '--coordinator', address, '--secagg', '--config', configFile(), '--model', 'mnist-mlp', '--rounds', '3',
+      '--min-agents', '4', '--epochs', '1', '--lr', '0.1', '--format', 'json']);
+    expect(started.code, started.stderr).toBe(0);
+    const id = lastJson<{ id: string }>(started.stdout).id;
+    await coord.waitFor(/"round":2,[^\n]*"msg":"round started"/, 180_000);
+    await Promise.all(agents.map((a) => a.waitFor(/"round":2,[^\n]*"msg":"task received"/, 60_000)));
+    await new Promise((r) => setTimeout(r, 500));
+    coord.child.kill('SIGKILL');
+    await coord.exited;
+    coord = serve();
+    await coord.waitFor(/coordinator ready on/);
+    let run: RunJson & { round?: number } = { status: 'running', metrics: [], roundsDetail: [] };
+    for (let i = 0; i < 900 && !['completed', 'failed'].includes(run.status); i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const r = await fedge(['run', 'show', id, '--coordinator', address, '--format', 'json']);
+      if (r.code === 0) run = lastJson(r.stdout);
+    }
+    expect(run.status).toBe('completed');
+    // Round 2 is recorded once, completed with all four masked inputs: the interrupted attempt left nothing behind.
+    expect(run.metrics.map((m) => [m.status, m.completed])).toEqual([['completed', 4], ['completed', 4], ['completed', 4]]);
+    // Each agent got round 2 twice: a new task, so a new SecAggClient with fresh keys and seeds (no mask reused).
+    for (const a of agents) expect(a.output().match(/"round":2,[^\n]*"kind":"train"[^\n]*"msg":"task received"/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
+    coord.child.kill('SIGTERM');
+    await coord.exited;
+    for (const a of agents) a.child.kill('SIGTERM');
+  }, 400_000);
 
   it('MQTT: the same fleet over the embedded broker completes its rounds with 3 dropouts', async () => {
     const coord = await startCoordinator(['--mqtt-listen', '127.0.0.1:0']);
