@@ -11,6 +11,16 @@
  * Stage messages are plain objects (Uint8Array fields); each has a zod schema (secagg*Schema) that also reads the
  * base64 strings secaggToJson writes. A masked vector travels as bytes: maskedToBytes / maskedFromBytes.
  *
+ * Threat model. Honest-but-curious coordinator and broker, and up to t - 1 colluding agents in any neighborhood:
+ * they learn the sum of the survivors' weighted updates and nothing else about an individual update (each masked
+ * input is uniform in Z_{2^bits}^(m+1) to them). Because t is a strict majority of each secret's k + 1 holders, a
+ * coordinator that lies about who dropped cannot collect both the self-mask shares and the key shares of one agent
+ * (an honest holder in both majorities refuses to reveal both: SecAggClient.unmask). Not covered: a coordinator
+ * that forges the roster (there is no consistency round with signatures, Bonawitz et al. 2017 section 4.2 "active
+ * adversary"), and malicious agents: any agent can corrupt the sum (its input is masked, so no norm or range check
+ * can run on it at the coordinator; clipping happens on the agent) or falsely report a neighbor's box as tampered
+ * to have that neighbor dropped.
+ *
  * Changes from the brief's sketch, and why:
  * - shareKeys takes a SecAggShareKeysRequest { x, neighbors } built by SecAggServer.closeAdvertise (the agent's own
  *   Shamir x and its k neighbors' keys), not the whole roster and graph: an agent's message stays O(k), not O(n).
