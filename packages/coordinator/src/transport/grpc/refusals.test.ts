@@ -79,6 +79,8 @@ describe('gRPC refusals reach the client with their status', () => {
     ['FetchRunModel without the admin token', () => streamOutcome(admin, 'FetchRunModel', { runId: 'r1', modelVersion: 0 }), grpc.status.UNAUTHENTICATED, /admin token/],
     ['FetchRunModel of an unknown run', () => streamOutcome(admin, 'FetchRunModel', { runId: 'no-such-run', modelVersion: 0 }, bearer('admin-tok')), grpc.status.NOT_FOUND, /no-such-run/],
     ['ListRuns with a wrong admin token', () => unaryOutcome(admin, 'ListRuns', {}, bearer('wrong')), grpc.status.UNAUTHENTICATED, /admin token/],
+    ['SecAgg with a malformed request', () => unaryOutcome(agents, 'SecAgg', { agentId: '', sessionToken: '', runId: '', taskId: '', round: 0, stage: 'nope', payloadJson: '' }), grpc.status.INVALID_ARGUMENT, /secagg/],
+    ['SecAgg with a wrong session token', () => unaryOutcome(agents, 'SecAgg', { agentId: joined.agentId, sessionToken: 'abcd', runId: 'r1', taskId: 't1', round: 1, stage: 'advertise', payloadJson: '{}' }), grpc.status.UNAUTHENTICATED, /session_token/],
   ];
   for (const [what, call, code, details] of cases) {
     it(what, async () => {
@@ -102,6 +104,16 @@ describe('gRPC refusals reach the client with their status', () => {
     await coord.stopRun(run.id);
     expect(n).toBeGreaterThanOrEqual(2); // the state at once, then at least one heartbeat
   }, WATCH_HEARTBEAT_MS + 10_000);
+
+  it('SecAgg for a run that is not active is refused at once, as a reply with its reason (not a held call)', async () => {
+    const t0 = Date.now();
+    const r = await new Promise<{ accepted: boolean; reason: string; message: string }>((resolve, reject) =>
+      agents.SecAgg!({ agentId: joined.agentId, sessionToken: joined.sessionToken, runId: 'no-such-run', taskId: 't1', round: 1, stage: 'advertise', payloadJson: '{}' }, { deadline: Date.now() + 10_000 },
+        (err: grpc.ServiceError | null, res: { accepted: boolean; reason: string; message: string }) => (err ? reject(err) : resolve(res))));
+    expect(r).toMatchObject({ accepted: false, reason: 'unknown_task' });
+    expect(r.message).toMatch(/no-such-run/);
+    expect(Date.now() - t0).toBeLessThan(BOUND_MS);
+  });
 
   it('Tasks that is accepted sends its headers at once, so the agent can tell an open stream from a stuck one', async () => {
     const t0 = Date.now();
