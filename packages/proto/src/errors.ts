@@ -127,8 +127,15 @@ export class StorageError extends FedgeError {
  * ValidationError instead; a round that cannot complete (too few survivors) is data, not an error.
  */
 export class SecAggError extends FedgeError {
-  constructor(message: string) {
+  /**
+   * What went wrong, for transports mapping it to a refusal: a call before or after its stage (out_of_order), a
+   * second message of one stage (duplicate), an agent the round no longer sums (dropped: no shares sent in time, or
+   * reported for a box that did not open), one not in the round's roster (not_in_round), or the privacy rule (privacy).
+   */
+  readonly kind: 'out_of_order' | 'duplicate' | 'dropped' | 'not_in_round' | 'privacy';
+  constructor(message: string, kind: SecAggError['kind'] = 'out_of_order') {
     super('E_SECAGG', message);
     this.name = 'SecAggError';
+    this.kind = kind;
   }
 }

@@ -166,7 +166,7 @@ export class SecAggClient {
     const survivors = new Set(req.survivors);
     const both = req.dropped.filter((d) => survivors.has(d));
     if (both.length > 0)
-      throw new SecAggError(`secagg agent ${this.id}: unmask request names ${both.join(', ')} both survivor and dropped; revealing both shares would expose that agent's input, so nothing is revealed`);
+      throw new SecAggError(`secagg agent ${this.id}: unmask request names ${both.join(', ')} both survivor and dropped; revealing both shares would expose that agent's input, so nothing is revealed`, 'privacy');
     this.step(['received', 'masked'], 'unmasked', 'unmask');
     const bShares = [...survivors].flatMap((o) => (this.held.has(o) ? [{ owner: o, share: this.held.get(o)!.b }] : []));
     const sShares = [...new Set(req.dropped)].flatMap((o) => (this.held.has(o) ? [{ owner: o, share: this.held.get(o)!.s }] : []));

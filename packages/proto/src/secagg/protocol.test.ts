@@ -228,11 +228,12 @@ describe('secure aggregation round', () => {
     const c0 = cs[0]!;
     c0.receiveShares(routed.routed.get(c0.id)!);
     expect(() => c0.unmask({ survivors: [id(1), id(2)], dropped: [id(2)] })).toThrow(/agent-02 both survivor and dropped/);
+    expect(() => c0.unmask({ survivors: [id(1)], dropped: [id(1)] })).toThrow(expect.objectContaining({ kind: 'privacy' }));
     const ans = c0.unmask({ survivors: [id(1)], dropped: [id(2)] });
     expect(ans.bShares.map((s) => s.owner)).toEqual([id(1)]);
     expect(ans.sShares.map((s) => s.owner)).toEqual([id(2)]);
     expect(() => c0.unmask({ survivors: [id(2)], dropped: [id(1)] })).toThrow(expect.objectContaining({ code: 'E_SECAGG' }));
     expect(() => c0.maskedInput(new Float32Array(3), 1)).toThrow(/cannot run at stage 'unmasked'/);
-    expect(() => server.collectAdvertise('late', cs[1]!.advertise())).toThrow(expect.objectContaining({ code: 'E_SECAGG' }));
+    expect(() => server.collectAdvertise('late', cs[1]!.advertise())).toThrow(expect.objectContaining({ code: 'E_SECAGG', kind: 'out_of_order' }));
   });
 });

@@ -96,8 +96,8 @@ export class SecAggServer {
   collectAdvertise(id: string, msg: SecAggAdvertise): void {
     this.expect('advertise', `advertise from ${id}`);
     const m = parseOrThrow(secaggAdvertiseSchema, msg, `secagg advertise from ${id}`);
-    if (this.keys.has(id)) throw new SecAggError(`secagg round: ${id} already advertised`);
-    if (this.keys.size >= this.params.nAgents) throw new SecAggError(`secagg round: ${id} would be agent ${this.keys.size + 1}, params allow nAgents = ${this.params.nAgents}`);
+    if (this.keys.has(id)) throw new SecAggError(`secagg round: ${id} already advertised`, 'duplicate');
+    if (this.keys.size >= this.params.nAgents) throw new SecAggError(`secagg round: ${id} would be agent ${this.keys.size + 1}, params allow nAgents = ${this.params.nAgents}`, 'not_in_round');
     this.keys.set(id, m);
   }
 
@@ -125,8 +125,8 @@ export class SecAggServer {
     this.expect('share', `shares from ${id}`);
     const m = parseOrThrow(secaggShareKeysSchema, msg, `secagg shares from ${id}`);
     const nb = this.graph.get(id);
-    if (!nb) throw new SecAggError(`secagg round: ${id} is not in this round's roster (it did not advertise in time)`);
-    if (this.sharers.has(id)) throw new SecAggError(`secagg round: ${id} already sent its shares`);
+    if (!nb) throw new SecAggError(`secagg round: ${id} is not in this round's roster (it did not advertise in time)`, 'not_in_round');
+    if (this.sharers.has(id)) throw new SecAggError(`secagg round: ${id} already sent its shares`, 'duplicate');
     const to = new Set(m.shares.map((s) => s.to));
     const missing = nb.filter((n) => !to.has(n));
     if (to.size !== m.shares.length || missing.length > 0 || to.size !== nb.length)
@@ -167,9 +167,9 @@ export class SecAggServer {
   addMaskedInput(id: string, msg: SecAggMaskedInput): void {
     this.expect('masked', `masked input from ${id}`);
     const m = parseOrThrow(secaggMaskedInputSchema, msg, `secagg masked input from ${id}`);
-    if (!this.partners.has(id)) throw new SecAggError(`secagg round: ${id} sent no shares this round, so its masked input cannot be unmasked`);
-    if (this.added.has(id)) throw new SecAggError(`secagg round: ${id} already sent its masked input`);
-    if (this.excluded.has(id)) throw new SecAggError(`secagg round: ${id} is dropped (a neighbor could not open its share box)`);
+    if (!this.partners.has(id)) throw new SecAggError(`secagg round: ${id} sent no shares this round, so its masked input cannot be unmasked`, 'dropped');
+    if (this.added.has(id)) throw new SecAggError(`secagg round: ${id} already sent its masked input`, 'duplicate');
+    if (this.excluded.has(id)) throw new SecAggError(`secagg round: ${id} is dropped (a neighbor could not open its share box)`, 'dropped');
     const y = m.y;
     if (y.length !== this.length + 1) throw new ValidationError(`secagg masked input from ${id}: ${y.length} values, need model length + 1 = ${this.length + 1}`);
     const sum = this.sum!;
@@ -210,8 +210,8 @@ export class SecAggServer {
     this.expect('unmask', `unmask from ${id}`);
     const m = parseOrThrow(secaggUnmaskSchema, msg, `secagg unmask from ${id}`);
     const req = this.requests.get(id);
-    if (!req) throw new SecAggError(`secagg round: nothing was asked of ${id} in the unmask stage`);
-    if (this.answered.has(id)) throw new SecAggError(`secagg round: ${id} already sent its unmask shares`);
+    if (!req) throw new SecAggError(`secagg round: nothing was asked of ${id} in the unmask stage`, 'not_in_round');
+    if (this.answered.has(id)) throw new SecAggError(`secagg round: ${id} already sent its unmask shares`, 'duplicate');
     const askB = new Set(req.survivors);
     const askS = new Set(req.dropped);
     for (const s of m.bShares) if (!askB.has(s.owner)) throw new ValidationError(`secagg unmask from ${id}: b-share of ${s.owner} was not asked for`);
