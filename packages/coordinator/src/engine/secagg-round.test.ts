@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { SecAggClient, secaggParams, secaggToJson, type SecAggReplyMsg, type SecAggRequestMsg, type SecAggStage } from '@fedge/proto';
+import { moduleLogger } from '../log.js';
+import { SecAggRound } from './secagg-round.js';
+
+const M = 64;
+const log = moduleLogger('test');
+
+function setup(n: number, opts: { advertiseMs?: number; shareMs?: number; unmaskSeconds?: number } = {}) {
+  const ids = Array.from({ length: n }, (_, i) => `agent-${i}`);
+  const params = secaggParams(n, { clipRange: 1, maxWeight: 1000 });
+  const now = Date.now();
+  const round = new SecAggRound(params, M, new Set(ids), {
+    advertiseBy: now + (opts.advertiseMs ?? 5000),
+    shareBy: now + (opts.advertiseMs ?? 5000) + (opts.shareMs ?? 5000),
+    maskedInputBy: now + 60_000,
+    unmaskSeconds: opts.unmaskSeconds ?? 5,
+  }, log);
+  const clients = new Map(ids.map((id) => [id, new SecAggClient(id, params)]));
+  const req = (id: string, stage: SecAggStage, payload: unknown): SecAggRequestMsg => ({ agentId: id, sessionToken: 's', runId: 'r', taskId: `t-${id}`, round: 1, stage, payloadJson: payload === undefined ? '' : secaggToJson(payload) });
+  return { ids, params, round, clients, req };
+}
+
+const parse = (r: SecAggReplyMsg): unknown => {
+  expect(r, r.message).toMatchObject({ accepted: true });
+  return JSON.parse(r.payloadJson);
+};
+
+describe('SecAggRound (coordinator stage driver)', () => {
+  it('closes each stage as soon as every agent answered, sums masked inputs and unmasks the weighted mean', async () => {
+    const { ids, round, clients, req } = setup(4);
+    const t0 = Date.now();
+    const adv = await Promise.all(ids.map((id) => round.handle(req(id, 'advertise', clients.get(id)!.advertise()))));
+    const routed = await Promise.all(ids.map((id, i) => round.handle(req(id, 'share', clients.get(id)!.shareKeys(parse(adv[i]!) as never)))));
+    expect(Date.now() - t0).toBeLessThan(2000); // not the 5 s deadlines
+    const updates = ids.map((_, i) => Float32Array.from({ length: M }, (_, k) => ((k % 7) - 3) * 0.01 * (i + 1)));
+    const weights = [10, 20, 30, 40];
+    ids.forEach((id, i) => {
+      const c = clients.get(id)!;
+      c.receiveShares(parse(routed[i]!) as never);
+      const m = c.maskedInput(updates[i]!, weights[i]!, 'nearest');
+      round.addMasked(id, m.y, m.rejected);
+    });
+    const done = round.finish();
+    const asked = await Promise.all(ids.map((id) => round.handle(req(id, 'survivors', undefined))));
+    const sent = await Promise.all(ids.map((id, i) => round.handle(req(id, 'unmask', clients.get(id)!.unmask(parse(asked[i]!) as never)))));
+    for (const r of sent) expect(r).toMatchObject({ accepted: true });
+    const res = await done;
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    const W = weights.reduce((a, b) => a + b, 0);
+    for (let k = 0; k < M; k++) {
+      const want = updates.reduce((s, u, i) => s + weights[i]! * u[k]!, 0) / W;
+      expect(Math.abs(res.mean[k]! - want)).toBeLessThan(1e-5);
+    }
+    expect(res.weightSum).toBeCloseTo(W, 3);
+  });
+
+  it('refuses strangers, duplicates and bad JSON as replies with their reason; a late advertiser finds its stage closed', async () => {
+    const { ids, round, clients, req } = setup(4, { advertiseMs: 300 });
+    expect(await round.handle(req('intruder', 'advertise', new SecAggClient('intruder', clients.get(ids[0]!)!.params).advertise()))).toMatchObject({ accepted: false, reason: 'unknown_task' });
+    expect(await round.handle({ ...req(ids[1]!, 'advertise', undefined), payloadJson: '{not json' })).toMatchObject({ accepted: false, reason: 'malformed' });
+    expect(await round.handle(req(ids[1]!, 'advertise', { cPk: 'AAAA', sPk: 'AAAA' }))).toMatchObject({ accepted: false, reason: 'malformed' });
+    // Three advertise; the fourth stays silent until the deadline closes the stage without it.
+    const held = ids.slice(0, 3).map((id) => round.handle(req(id, 'advertise', clients.get(id)!.advertise())));
+    expect(await round.handle(req(ids[0]!, 'advertise', new SecAggClient(ids[0]!, clients.get(ids[0]!)!.params).advertise()))).toMatchObject({ accepted: false, reason: 'duplicate' });
+    const replies = await Promise.all(held);
+    for (const r of replies) expect((parse(r) as { neighbors: unknown[] }).neighbors).toHaveLength(2);
+    expect(await round.handle(req(ids[3]!, 'advertise', clients.get(ids[3]!)!.advertise()))).toMatchObject({ accepted: false, reason: 'stage_closed' });
+    round.abort('test over');
+  });
+
+  it('an agent leaving the cohort does not hold a stage; below the threshold the round fails and held calls are answered round_failed', async () => {
+    const { ids, round, clients, req } = setup(4); // threshold 3
+    let failed: string | undefined;
+    round.onFail = (reason) => (failed = reason);
+    const held = round.handle(req(ids[0]!, 'advertise', clients.get(ids[0]!)!.advertise()));
+    const held2 = round.handle(req(ids[1]!, 'advertise', clients.get(ids[1]!)!.advertise()));
+    round.agentOut(ids[2]!);
+    round.agentOut(ids[3]!); // two advertised, the others are gone: the stage closes now, below threshold 3
+    expect(await held).toMatchObject({ accepted: false, reason: 'round_failed' });
+    expect(await held2).toMatchObject({ accepted: false, reason: 'round_failed' });
+    expect(failed).toMatch(/2 agents advertised keys, threshold is 3/);
+    expect(await round.finish()).toMatchObject({ ok: false });
+    expect(round.takesMaskedInput(ids[0]!)).toBe(false);
+  });
+});
