@@ -19,6 +19,7 @@ import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, save
 import { eligibleFor, needsDataStep } from './engine/data-step.js';
 import { PreparingRuns } from './engine/prepare.js';
 import { moduleLogger } from './log.js';
+import { mlflowTarget, trackRun, type MlflowTracker } from './tracking/index.js';
 import { ModelSigner } from './signing-key.js';
 import { IdentityRegistry, type JoinCredentials } from './engine/identities.js';
 import { IdentityGate } from './engine/identity-gate.js';
@@ -34,6 +35,8 @@ export interface CoordinatorOptions {
   signer?: ModelSigner;
   /** Join rate limits and the shared token's registration cap (default DEFAULT_JOIN_LIMITS). */
   joinLimits?: JoinLimits;
+  /** MLflow tracking server every run is logged to unless its config's tracking.mlflow names another (fedge serve --mlflow-tracking-uri). */
+  mlflowTrackingUri?: string;
 }
 
 /** A run record plus what is happening right now (only while it is active). */
@@ -52,6 +55,8 @@ export class Coordinator {
   /** Per-device identities (enrollment, signed joins and updates, revocation) and the join limits. */
   readonly gate: IdentityGate;
   private readonly engines = new Map<string, RunEngine>();
+  /** Live MLflow tracking of runs (tracking/), flushed when the coordinator closes. */
+  private readonly trackers: MlflowTracker[] = [];
   /** Strategy blobs (SCAFFOLD's variate) in their downloadable form, built once per blob (see strategyBlob). */
   private readonly variateDownloads = new WeakMap<ModelBlob, GlobalModel>();
   /** Runs in their statistics step (no engine yet). */
@@ -127,6 +132,9 @@ export class Coordinator {
       onStorageFault: (f) => this.onStorageFault(f),
     });
     this.engines.set(run.id, engine);
+    const target = mlflowTarget(config, this.opts.mlflowTrackingUri);
+    // Attached before execute() so the first round's metrics are seen; the tracker never delays the run.
+    if (target) this.trackers.push(trackRun(engine, target));
     // execute() never rejects (failures end up in the run record); a bug that made it would be logged, not fatal.
     engine.execute().catch((err: unknown) => log.error({ runId: run.id, err }, 'run engine failed'));
     return engine;
@@ -457,6 +465,16 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
+    try {
+      await this.closeRuns();
+    } finally {
+      // What the tracking servers have not taken yet gets a few seconds (a run's end, its artifacts), then is dropped.
+      await Promise.all(this.trackers.map((t) => t.flush(5_000)));
+      for (const t of this.trackers) t.close();
+    }
+  }
+
+  private async closeRuns(): Promise<void> {
     await this.preparing.close();
     const active = [...this.engines.values()].filter((e) => !e.isFinished());
     const ended = active.map((e) => new Promise<void>((r) => (e.isFinished() ? r() : e.once('end', () => r()))));

@@ -1,6 +1,8 @@
 /**
  * `fedge run export`: a run's per-round metrics as CSV, or as an MLflow file-store run (`mlruns/0/<run_id>/`) that
- * `mlflow ui --backend-store-uri DIR/mlruns` reads: meta.yaml, params/<key>, tags/<key> and metrics/<key> files with
+ * `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri DIR/mlruns` reads (MLflow 3 refuses file stores without
+ * that variable; `mlflow migrate-filestore` moves one into SQLite; live logging to a tracking server is
+ * tracking/mlflow-tracker.ts): meta.yaml, params/<key>, tags/<key> and metrics/<key> files with
  * `timestamp value step` lines (timestamp in ms, step = round). Runs with a task add their task metrics, the resolved
  * task and preprocessing (params), each agent's dataset fingerprint (tags) and statistics/lineage JSON (artifacts).
  */
@@ -95,9 +97,9 @@ export function flattenParams(v: unknown, prefix = '', out: Record<string, strin
 }
 
 const yamlString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
-const ms = (iso: string | undefined): number | undefined => (iso ? Date.parse(iso) : undefined);
+export const ms = (iso: string | undefined): number | undefined => (iso ? Date.parse(iso) : undefined);
 /** MLflow keys: alphanumerics, _ - . space / only. */
-const safeKey = (k: string): string => k.replace(/[^A-Za-z0-9_\-. /]/g, '_');
+export const safeKey = (k: string): string => k.replace(/[^A-Za-z0-9_\-. /]/g, '_');
 
 /** MLflow RunStatus: RUNNING 1, SCHEDULED 2, FINISHED 3, FAILED 4, KILLED 5. */
 const STATUS: Record<RunRecord['status'], number> = { pending: 2, waiting: 1, running: 1, completed: 3, failed: 4, stopped: 5 };
@@ -112,6 +114,7 @@ export const MLFLOW_METRICS: Record<string, (r: RoundRecord) => number | undefin
   central_accuracy: (r) => r.centralAccuracy,
   epsilon: (r) => r.epsilon,
   clip_norm: (r) => r.clipNorm,
+  participants: (r) => r.participants.length,
   completed: (r) => roundMetrics(r).completed,
   failed: (r) => roundMetrics(r).failed,
   bytes_sent: (r) => r.bytesSent,
@@ -168,7 +171,16 @@ export async function writeMlflow(run: RunRecord, dir: string): Promise<string> 
   );
   const params = { ...flattenParams(run.config), ...(run.data ? dataParams(run.data) : {}) };
   for (const [k, v] of Object.entries(params)) await writeFile(path.join(runDir, 'params', safeKey(k).slice(0, MAX_KEY)), v.slice(0, MAX_PARAM_VALUE));
-  const tags: Record<string, string> = {
+  const tags = mlflowTags(run);
+  for (const [k, v] of Object.entries(tags)) await writeFile(path.join(runDir, 'tags', k), v.slice(0, MAX_TAG_VALUE));
+  for (const [name, lines] of metricSeries(run, start)) await writeFile(path.join(runDir, 'metrics', name), `${lines.join('\n')}\n`);
+  if (run.data) await writeArtifacts(run, path.join(runDir, 'artifacts'));
+  return runDir;
+}
+
+/** The run's MLflow tags: who made it, its fedge id, status and model, and its data lineage. */
+export function mlflowTags(run: RunRecord): Record<string, string> {
+  return {
     'mlflow.runName': run.id,
     'mlflow.user': 'fedge',
     'mlflow.source.name': 'fedge',
@@ -179,16 +191,12 @@ export async function writeMlflow(run: RunRecord, dir: string): Promise<string> 
     'fedge.model_version': String(run.modelVersion),
     ...(run.data ? lineageTags(run.data) : {}),
   };
-  for (const [k, v] of Object.entries(tags)) await writeFile(path.join(runDir, 'tags', k), v.slice(0, MAX_TAG_VALUE));
-  for (const [name, lines] of metricSeries(run, start)) await writeFile(path.join(runDir, 'metrics', name), `${lines.join('\n')}\n`);
-  if (run.data) await writeArtifacts(run, path.join(runDir, 'artifacts'));
-  return runDir;
 }
 
 /** MLflow's limits (mlflow/utils/validation.py): longer params are refused by a tracking server, so cut here. */
-const MAX_KEY = 250;
-const MAX_PARAM_VALUE = 6000;
-const MAX_TAG_VALUE = 5000;
+export const MAX_KEY = 250;
+export const MAX_PARAM_VALUE = 6000;
+export const MAX_TAG_VALUE = 5000;
 
 /**
  * Every metric series, name -> "timestamp value step" lines: the fixed ones, then each task metric per source
@@ -199,17 +207,29 @@ export function metricSeries(run: Pick<RunRecord, 'rounds'>, start: number): Map
   // Per series: round record index -> value, in record order.
   const series = new Map<string, Map<number, number>>();
   run.rounds.forEach((r, i) => {
-    const put = (name: string, v: number | undefined): void => {
-      if (v === undefined || !Number.isFinite(v)) return;
+    for (const [name, v] of Object.entries(roundMetricValues(r))) {
       const s = series.get(name) ?? new Map<number, number>();
       series.set(name, s);
-      if (!s.has(i)) s.set(i, v);
-    };
-    for (const [name, get] of Object.entries(MLFLOW_METRICS)) put(name, get(r));
-    for (const [prefix, key] of SOURCES) for (const [m, v] of Object.entries(r[key] ?? {})) put(safeKey(`${prefix}_${m}`), v);
+      s.set(i, v);
+    }
   });
   const line = (i: number, v: number): string => `${ms(run.rounds[i]!.endedAt) ?? start} ${v} ${run.rounds[i]!.round}`;
   return new Map([...series].map(([name, s]) => [name, [...s].map(([i, v]) => line(i, v))]));
+}
+
+/**
+ * One round's MLflow metrics, name -> value (finite values only): the fixed series, then each task metric per source
+ * (train_rmse, federated_f1, central_r2; train_loss and central_accuracy are shared with the fixed series, so a value
+ * the record holds twice is kept once). The file export and live tracking (tracking/mlflow-tracker.ts) both use it.
+ */
+export function roundMetricValues(r: RoundRecord): Record<string, number> {
+  const out: Record<string, number> = {};
+  const put = (name: string, v: number | undefined): void => {
+    if (v !== undefined && Number.isFinite(v) && !(name in out)) out[name] = v;
+  };
+  for (const [name, get] of Object.entries(MLFLOW_METRICS)) put(name, get(r));
+  for (const [prefix, key] of SOURCES) for (const [m, v] of Object.entries(r[key] ?? {})) put(safeKey(`${prefix}_${m}`), v);
+  return out;
 }
 
 /** The task and preprocessing as resolved by the statistics step (defaults filled in), next to the config's params. */

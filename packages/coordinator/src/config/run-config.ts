@@ -5,6 +5,7 @@ import { compressesUplink, compressionSchema, uplinkName, type CompressionConfig
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 import { checkSecureAggregation, secureAggregationSchema } from './secagg-config.js';
 import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
+import { trackingSchema } from './tracking-config.js';
 
 const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 
@@ -266,6 +267,8 @@ export const runConfigSchema = z.strictObject({
     .default({ fn: 'polynomial', a: 0.5 }),
   /** Differential privacy (see privacy/config.ts and strategy/dp.ts); absent: off. */
   privacy: privacyConfigSchema.optional(),
+  /** Live experiment tracking (config/tracking-config.ts): the MLflow server and experiment the run is logged to as it goes. */
+  tracking: trackingSchema.optional(),
   /** Secure aggregation (config/secagg-config.ts, engine/secagg-round.ts): the coordinator learns only each round's sum; absent: off. */
   secureAggregation: secureAggregationSchema.optional(),
   /**
