@@ -56,6 +56,28 @@ describe('SecAggRound (coordinator stage driver)', () => {
     expect(res.weightSum).toBeCloseTo(W, 3);
   });
 
+  it('unmasking ends once every secret has its threshold of shares: survivors that dropped out are not waited for', async () => {
+    const { ids, round, clients, req, params } = setup(5, { unmaskSeconds: 30 });
+    expect(params.threshold).toBe(3);
+    const adv = await Promise.all(ids.map((id) => round.handle(req(id, 'advertise', clients.get(id)!.advertise()))));
+    const routed = await Promise.all(ids.map((id, i) => round.handle(req(id, 'share', clients.get(id)!.shareKeys(parse(adv[i]!) as never)))));
+    const update = new Float32Array(M).fill(0.25);
+    ids.forEach((id, i) => {
+      clients.get(id)!.receiveShares(parse(routed[i]!) as never);
+      const m = clients.get(id)!.maskedInput(update, 100, 'nearest');
+      round.addMasked(id, m.y, m.rejected);
+    });
+    const t0 = Date.now();
+    const done = round.finish();
+    // Two of the five never send their unmask shares (they dropped after their masked input).
+    const asked = await Promise.all(ids.slice(2).map((id) => round.handle(req(id, 'survivors', undefined))));
+    await Promise.all(ids.slice(2).map((id, i) => round.handle(req(id, 'unmask', clients.get(id)!.unmask(parse(asked[i]!) as never)))));
+    const res = await done;
+    expect(Date.now() - t0).toBeLessThan(3000); // not the 30 s unmask deadline
+    expect(res.ok).toBe(true);
+    if (res.ok) for (const v of res.mean) expect(v).toBeCloseTo(0.25, 5);
+  });
+
   it('refuses strangers, duplicates and bad JSON as replies with their reason; a late advertiser finds its stage closed', async () => {
     const { ids, round, clients, req } = setup(4, { advertiseMs: 300 });
     expect(await round.handle(req('intruder', 'advertise', new SecAggClient('intruder', clients.get(ids[0]!)!.params).advertise()))).toMatchObject({ accepted: false, reason: 'unknown_task' });

@@ -53,6 +53,11 @@ export class SecAggRound {
   private readonly answers = { advertise: new Map<string, unknown>(), share: new Map<string, unknown>(), survivors: new Map<string, unknown>() };
   private readonly timers: NodeJS.Timeout[] = [];
   private unmaskDone: (() => void) | undefined;
+  /**
+   * Unmask stage: shares still missing per secret (self-mask seeds of survivors, masking keys of dropped agents whose
+   * pairwise masks are in the sum). When none is missing the stage closes without waiting for holders that dropped out.
+   */
+  private missing: { b: Map<string, number>; s: Map<string, number> } | undefined;
   /** Called once when a stage fails (the driver closes the round). */
   onFail: (reason: string) => void = () => undefined;
 
@@ -159,8 +164,12 @@ export class SecAggRound {
 
   private unmask(id: string, payload: unknown): SecAggReplyMsg {
     if (this.phase !== 'unmask') return refused(this.phase === 'done' ? 'stage_closed' : 'out_of_order', `the round is at stage ${this.phase}, not unmask`);
-    this.server.collectUnmask(id, (payload ?? {}) as SecAggUnmask);
+    const msg = (payload ?? {}) as SecAggUnmask;
+    this.server.collectUnmask(id, msg);
     this.sent.unmask.add(id);
+    // Taken by the library, so well-formed and asked for: count what it brings towards each secret's threshold.
+    for (const x of msg.bShares) this.missing?.b.set(x.owner, (this.missing.b.get(x.owner) ?? 0) - 1);
+    for (const x of msg.sShares) this.missing?.s.set(x.owner, (this.missing.s.get(x.owner) ?? 0) - 1);
     this.maybeClose();
     return replyWith(undefined);
   }
@@ -175,7 +184,13 @@ export class SecAggRound {
     const closed = this.server.closeMaskedInput();
     if (!closed.ok) return this.fail(closed.reason);
     this.phase = 'unmask';
-    for (const [id, r] of closed.requests) this.answers.survivors.set(id, r);
+    const t = this.params.threshold;
+    this.missing = { b: new Map(), s: new Map() };
+    for (const [id, r] of closed.requests) {
+      this.answers.survivors.set(id, r);
+      for (const o of r.survivors) this.missing.b.set(o, t);
+      for (const o of r.dropped) this.missing.s.set(o, t);
+    }
     this.release('survivors');
     await new Promise<void>((resolve) => {
       this.unmaskDone = resolve;
@@ -216,7 +231,11 @@ export class SecAggRound {
     const live = this.inCohort();
     if (this.phase === 'advertise' && live.every((id) => this.sent.advertise.has(id))) this.closeAdvertise();
     if (this.phase === 'share' && live.filter((id) => this.answers.advertise.has(id)).every((id) => this.sent.share.has(id))) this.closeShare();
-    if (this.phase === 'unmask' && [...this.answers.survivors.keys()].filter((id) => !this.out.has(id)).every((id) => this.sent.unmask.has(id))) this.unmaskDone?.();
+    if (this.phase !== 'unmask') return;
+    const everyone = [...this.answers.survivors.keys()].filter((id) => !this.out.has(id)).every((id) => this.sent.unmask.has(id));
+    // Every secret has its t shares: the holders still silent (dropouts) cannot change the result, so do not wait for them.
+    const enough = this.missing !== undefined && [...this.missing.b.values(), ...this.missing.s.values()].every((n) => n <= 0);
+    if (everyone || enough) this.unmaskDone?.();
   }
 
   private closeAdvertise(): void {
