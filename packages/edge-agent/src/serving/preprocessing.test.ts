@@ -98,6 +98,30 @@ describe('serving a model with preprocessing', () => {
     expect((flat.json['outputs'] as { data: number[] }[])[0]!.data).toEqual(out.data);
   });
 
+  it('takes BYTES and FP32 inputs in the binary tensor data extension (length-prefixed strings, NaN for missing)', async () => {
+    const json = await call('POST', '/v2/models/houses/infer', { inputs: [rows.numeric, rows.zone] });
+    const num = Float32Array.of(1200, 1990, NaN, 2001, 2500, NaN);
+    const zone = Buffer.concat(['R2', 'C', 'unknown'].flatMap((z) => {
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(Buffer.byteLength(z));
+      return [len, Buffer.from(z)];
+    }));
+    const header = Buffer.from(JSON.stringify({ inputs: [
+      { name: 'numeric', shape: [3, 2], datatype: 'FP32', parameters: { binary_data_size: num.byteLength } },
+      { name: 'zone', shape: [3, 1], datatype: 'BYTES', parameters: { binary_data_size: zone.length } },
+    ] }));
+    const post = (tail: Buffer) => fetch(`${base}/v2/models/houses/infer`, { method: 'POST', headers: { 'Inference-Header-Content-Length': String(header.length) }, body: Buffer.concat([header, tail]) });
+    const r = await post(Buffer.concat([Buffer.from(num.buffer), zone]));
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data).toEqual((json.json['outputs'] as { data: number[] }[])[0]!.data);
+    // A string whose length prefix runs past the data.
+    const bad = Buffer.from(zone);
+    bad.writeUInt32LE(99, 0);
+    const b = await post(Buffer.concat([Buffer.from(num.buffer), bad]));
+    expect(b.status).toBe(400);
+    expect(((await b.json()) as { error: string }).error).toMatch(/input "zone" .*BYTES element 0 declares 99 bytes/);
+  });
+
   it('answers bad raw inputs with a 400 naming the input and the fix', async () => {
     const cases: [string, unknown[], RegExp][] = [
       ['categorical as FP32', [rows.numeric, { ...rows.zone, datatype: 'FP32', data: [1, 2, 3] }], /input "zone": datatype FP32 is not supported; expected BYTES \(send the column's values as JSON strings\)/],
