@@ -61,7 +61,8 @@ export class SecAggSession {
 
   /** The session of a secagg training task; undefined for every other task. */
   static of(task: TaskMsg, conn: CoordinatorConnection, s: Session): SecAggSession | undefined {
-    const json = task.kind === 'train' ? task.config.secaggJson : undefined;
+    // Optional chaining: a task without a config (older coordinators' cancel/announce forms, test fakes) has no secagg.
+    const json = task.kind === 'train' ? task.config?.secaggJson : undefined;
     if (!json) return undefined;
     let raw: unknown;
     try {
