@@ -16,6 +16,9 @@ export interface RoundRecord {
   centralMetrics?: Record<string, number>;
   bytesReceived: number;
   bytesSent: number;
+  /** What the accepted updates / downloads would weigh as dense float32 (absent on older records: uncompressed). */
+  bytesReceivedDense?: number;
+  bytesSentDense?: number;
   stalenessHistogram?: Record<string, number>;
   epsilon?: number;
 }

@@ -29,6 +29,8 @@ export interface ChartSpec {
   yFormat?: (v: number) => string;
   /** Counts: ticks on whole numbers only. */
   integerY?: boolean;
+  /** The y axis starts at 0 (counts, ratios), not at the smallest value. */
+  fromZero?: boolean;
 }
 
 interface Live {
@@ -54,7 +56,11 @@ function options(spec: ChartSpec, width: number): UPlot.Options {
   return {
     width: Math.max(MIN_WIDTH, width),
     height: HEIGHT,
-    scales: { x: { time: false } },
+    scales: {
+      // Bars are centred on their x: half a step of room at both ends so the first and last are not cut in half.
+      x: { time: false, ...(spec.series.some((s) => s.bars) ? { range: (_u: UPlot, min: number, max: number): UPlot.Range.MinMax => [min - 0.5, max + 0.5] } : {}) },
+      ...(spec.fromZero ? { y: { range: (_u: UPlot, _min: number, max: number): UPlot.Range.MinMax => [0, max > 0 ? max * 1.1 : 1] } } : {}),
+    },
     legend: { show: true },
     axes: [
       { label: spec.xLabel, stroke: '#555', grid: { stroke: '#eee' }, incrs: WHOLE },

@@ -14,12 +14,14 @@ const OUTCOMES = [['completed', GREEN], ['late', AMBER], ['dropped', GREY], ['re
 
 const val = (v: number | undefined | null): number | null => (v === undefined || v === null || !Number.isFinite(v) ? null : v);
 
-/** Model bytes per download over update bytes per upload: how much smaller an update travels than the model. */
-function compressionRatio(x: RoundRecord): number | null {
-  const invited = x.participants.length;
-  const uploads = x.participants.filter((p) => p.outcome === 'completed' || p.outcome === 'rejected').length;
-  if (!invited || !uploads || !x.bytesSent || !x.bytesReceived) return null;
-  return x.bytesSent / invited / (x.bytesReceived / uploads);
+/**
+ * Bytes on the wire over what they weigh as dense float32, as `fedge run show` prints it ("0.1x"); records from
+ * before the dense counters count as uncompressed (cli/traffic.ts does the same).
+ */
+function wireRatio(x: RoundRecord, direction: 'up' | 'down'): number | null {
+  const sent = direction === 'up' ? x.bytesReceived : x.bytesSent;
+  const dense = (direction === 'up' ? x.bytesReceivedDense : x.bytesSentDense) ?? sent;
+  return sent > 0 && dense > 0 ? sent / dense : null;
 }
 
 export function chartSpecs(r: RunSummary): ChartSpec[] {
@@ -49,10 +51,11 @@ export function chartSpecs(r: RunSummary): ChartSpec[] {
   }
   specs.push({
     key: 'participants',
-    title: 'participants per round',
+    title: `participants per ${xLabel}`,
     xLabel,
     series: OUTCOMES.map(([o, color]) => ({ label: o, color })),
     integerY: true,
+    fromZero: true,
     data: [xs, ...OUTCOMES.map(([o]) => rounds.map((x) => x.participants.filter((p) => p.outcome === o).length))],
   });
   specs.push({
@@ -63,12 +66,20 @@ export function chartSpecs(r: RunSummary): ChartSpec[] {
     data: [xs, rounds.map((x) => x.bytesReceived), rounds.map((x) => x.bytesSent)],
     yFormat: (v) => bytes(v) ?? '',
   });
-  specs.push({ key: 'compression', title: 'compression ratio (model bytes per download / update bytes per upload)', xLabel, series: [{ label: 'ratio', color: GREEN }], data: [xs, rounds.map(compressionRatio)] });
+  specs.push({
+    key: 'compression',
+    title: 'compression: bytes on the wire / dense float32',
+    xLabel,
+    series: [{ label: 'uplink', color: BLUE }, { label: 'downlink', color: ORANGE }],
+    data: [xs, rounds.map((x) => wireRatio(x, 'up')), rounds.map((x) => wireRatio(x, 'down'))],
+    yFormat: (v) => `${Number(v.toPrecision(2))}x`,
+    fromZero: true,
+  });
   if (async) {
     const hist = new Map<number, number>();
     for (const x of rounds) for (const [s, n] of Object.entries(x.stalenessHistogram ?? {})) hist.set(Number(s), (hist.get(Number(s)) ?? 0) + n);
     const keys = [...hist.keys()].sort((a, b) => a - b);
-    specs.push({ key: 'staleness', title: 'staleness of folded updates (versions behind)', xLabel: 'staleness', series: [{ label: 'updates', color: AMBER, bars: true }], integerY: true, data: [keys, keys.map((k) => hist.get(k)!)] });
+    specs.push({ key: 'staleness', title: 'staleness of folded updates (versions behind)', xLabel: 'staleness', series: [{ label: 'updates', color: AMBER, bars: true }], integerY: true, fromZero: true, data: [keys, keys.map((k) => hist.get(k)!)] });
   }
   specs.push({ key: 'duration', title: `${xLabel} duration (s)`, xLabel, series: [{ label: 'seconds', color: GREY }], data: [xs, rounds.map((x) => x.seconds)] });
   return specs;
