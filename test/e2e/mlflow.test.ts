@@ -80,7 +80,8 @@ afterAll(async () => {
 async function federate(coordArgs: string[], configFile: string): Promise<{ coord: Awaited<ReturnType<typeof startCoordinator>>; run: Promise<{ run: NonNullable<typeof liveRun>; seconds: number }> }> {
   const coord = await startCoordinator(coordArgs);
   const agents = [0, 1].map((i) => startAgent(coord.address, ['--name', `m-${i}`, '--partition', 'iid', '--num-partitions', '2', '--partition-id', String(i), '--seed', '4']));
-  await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/)));
+  // Generous: an agent loads tfjs and MNIST first, which took over a minute on a 2-core machine at load average 55.
+  await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/, 240_000)));
   const t0 = performance.now();
   const run = fedge(['run', 'start', '--coordinator', coord.address, '--config', configFile, '--model', 'mnist-mlp', '--rounds', String(ROUNDS), '--min-agents', '2', '--epochs', '1', '--lr', '0.1', '--watch', '--format', 'json']).then((res) => {
     expect(res.code, res.stderr).toBe(0);
