@@ -192,7 +192,7 @@ export function addRunFlags(cmd: Command): Command {
     .option('--deadline <seconds>', 'round deadline in seconds; agents still training then are recorded as late', numArg('--deadline'))
     .option('--seed <n>', 'seed for agent sampling and local shuffling', intArg('--seed'))
     .option('--target-accuracy <a>', 'stop as soon as the global model reaches this accuracy (0-1)', numArg('--target-accuracy'))
-    .option('--mode <mode>', "sync (rounds) or async (buffered aggregation, FedBuff; defaults: buffer of min(agents, 10) updates, fedavgm at server lr 0.1, slow agents' updates weighted by their task time)")
+    .option('--mode <mode>', "sync (rounds) or async (buffered aggregation, FedBuff; defaults: buffer of min(agents, 10) updates, fedadam at server lr 0.005, slow agents' updates weighted by their task time)")
     .option('--over-selection <f>', 'sync: invite this fraction more agents and close on the first results needed', numArg('--over-selection'))
     .option('--late-results <policy>', 'sync: discard late results, or fold them into the next round (next-round)')
     .option('--buffer-size <k>', 'async: updates per new global version (default: auto, min(concurrency, 10), chosen when the run starts)', intArg('--buffer-size'))

@@ -134,7 +134,7 @@ describe('fedge run show: strategy and async buffer', () => {
     const config = parseRunConfig({ model: 'mnist-mlp', rounds: 2, mode: 'async' });
     config.async.bufferSize = 10; // as the async driver records "auto"
     const out = renderRunShow({ ...legacyRun, config }).join('\n');
-    expect(out).toContain('strategy fedavgm (serverLearningRate 0.1, momentum 0.9)');
+    expect(out).toContain('strategy fedadam (serverLearningRate 0.005, beta1 0.9, beta2 0.99, tau 0.001)');
     expect(out).toContain('async: buffer 10 updates per version, concurrency all agents, staleness polynomial a 0.5, max staleness 20, speed weighting on');
   });
 });

@@ -143,13 +143,14 @@ describe('run config: robust strategies and normBound', () => {
 });
 
 describe('run config: async defaults', () => {
-  it('an async run that names no strategy gets FedAvgM (momentum 0.9) and bufferSize "auto"; sync keeps FedAvg', () => {
+  it('an async run that names no strategy gets FedAdam (server lr 0.005) and bufferSize "auto"; sync keeps FedAvg', () => {
     const a = parseRunConfig({ mode: 'async' });
-    expect(a.strategy).toEqual({ ...ASYNC_DEFAULT_STRATEGY });
+    expect(a.strategy).toEqual({ ...ASYNC_DEFAULT_STRATEGY, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
+    expect(a.strategy).toMatchObject({ name: 'fedadam', serverLearningRate: 0.005 });
     expect(a.async).toEqual({ bufferSize: 'auto', maxStaleness: 20, speedWeighting: true });
     expect(parseRunConfig({}).strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
     // Options without a name apply to the default; a name (or a number for K) is the user's and wins.
-    expect(parseRunConfig({ mode: 'async', strategy: { serverLearningRate: 0.5 } }).strategy).toEqual({ name: 'fedavgm', serverLearningRate: 0.5, momentum: 0.9 });
+    expect(parseRunConfig({ mode: 'async', strategy: { serverLearningRate: 0.02 } }).strategy).toEqual({ name: 'fedadam', serverLearningRate: 0.02, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
     expect(parseRunConfig({ mode: 'async', strategy: { name: 'fedavg' } }).strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });
     expect(parseRunConfig({ mode: 'async', strategy: { name: 'fedavgm' } }).strategy).toEqual({ name: 'fedavgm', serverLearningRate: 1, momentum: 0.9 });
     expect(parseRunConfig({ mode: 'async', async: { bufferSize: 4 } }).async.bufferSize).toBe(4);

@@ -77,7 +77,7 @@ async function submit(engine: RunEngine, a: FakeAgent, task: TaskMsg, value: num
 }
 
 /**
- * The expected weights below are FedBuff's step with FedAvg's server step (async runs default to fedavgm) and no
+ * The expected weights below are FedBuff's step with FedAvg's server step (async runs default to fedadam) and no
  * speed weighting (its factor depends on how long each fake agent took to answer).
  */
 const FEDAVG = { name: 'fedavg' } as const;

@@ -22,9 +22,9 @@ describe('fedge demo run config', () => {
     expect([flags.epochs, flags.batchSize, flags.learningRate]).toEqual([3, 64, 0.05]);
   });
 
-  it('--mode async with no strategy or buffer flags: fedavgm and an automatic buffer size; flags win', () => {
+  it('--mode async with no strategy or buffer flags: fedadam and an automatic buffer size; flags win', () => {
     const c = parseRunConfig(demoRunConfig(opts({ mode: 'async' }), {}, 4, 1));
-    expect(c.strategy).toEqual({ name: 'fedavgm', serverLearningRate: ASYNC_DEFAULT_STRATEGY.serverLearningRate, momentum: 0.9 });
+    expect(c.strategy).toEqual({ name: 'fedadam', serverLearningRate: ASYNC_DEFAULT_STRATEGY.serverLearningRate, beta1: 0.9, beta2: 0.99, tau: 1e-3 });
     expect(c.async.bufferSize).toBe('auto');
     const set = parseRunConfig(demoRunConfig(opts({ mode: 'async', strategy: { name: 'fedavg' }, bufferSize: 3 }), {}, 4, 1));
     expect(set.strategy).toEqual({ name: 'fedavg', serverLearningRate: 1 });

@@ -74,7 +74,7 @@ function demoBase(): Command {
     .addOption(new Option('--batch-size <n>', 'local batch size (default 32; mnist-cnn: 10)').argParser(posIntArg('--batch-size')))
     .option('--lr <x>', 'local learning rate of SGD (default: 0.2 for mnist-mlp, 0.1 for mnist-cnn; other data without --lr or an optimizer: Adam at 0.01)', (v) => Number(v))
     .addOption(new Option('--seed <n>', 'seed for partitions, sampling and shuffling').default(42).argParser(posIntArg('--seed')))
-    .addOption(new Option('--mode <mode>', "sync (rounds) or async (buffered aggregation, FedBuff; defaults: buffer of min(agents, 10) updates, fedavgm at server lr 0.1, slow agents' updates weighted by their task time)").choices(['sync', 'async']).default('sync'))
+    .addOption(new Option('--mode <mode>', "sync (rounds) or async (buffered aggregation, FedBuff; defaults: buffer of min(agents, 10) updates, fedadam at server lr 0.005, slow agents' updates weighted by their task time)").choices(['sync', 'async']).default('sync'))
     .addOption(new Option('--stragglers <fraction>', 'fraction of agents that are slow (simulated)').default(0).argParser(fractionArg('--stragglers')))
     .addOption(new Option('--slowdown <factor>', 'how many times slower the stragglers train').default(10).argParser(positiveArg('--slowdown')))
     .addOption(new Option('--attackers <fraction>', 'fraction of agents that are simulated attackers (the first round(F x agents)); FedAvg has no defence against them').argParser(fractionArg('--attackers')))
