@@ -32,7 +32,7 @@ describe('coordinator metrics', () => {
     const m = createCoordinatorMetrics({ defaultMetrics: false });
     const run = mnistRun({
       round: 2, modelVersion: 2,
-      rounds: [rec(1), rec(2, { epsilon: 1.25 })],
+      rounds: [rec(1), rec(2, { epsilon: 1.25, bytesSentDense: 400, bytesReceivedDense: 4000 })],
       versions: [0, 1, 2].map((version) => ({ version, sha256: 'f'.repeat(64), round: version, createdAt: '' })),
     });
     m.update([run], [{ id: 'a', name: 'a', status: 'online', backend: 'wasm', agentVersion: '', numExamples: 1, labels: {}, joinedAt: '', lastSeen: '', tasksCompleted: 0, tasksFailed: 0 }]);
@@ -46,6 +46,9 @@ describe('coordinator metrics', () => {
     expect(text).toContain('fedge_rejected_updates_total{run_id="run-x",reason="non_finite"} 2');
     expect(text).toContain('fedge_bytes_sent_total{run_id="run-x"} 200');
     expect(text).toContain('fedge_bytes_received_total{run_id="run-x"} 80');
+    // The dense float32 equivalents: round 2 was compressed, round 1 (no dense figure) counts as sent.
+    expect(text).toContain('fedge_bytes_sent_float32_total{run_id="run-x"} 500');
+    expect(text).toContain('fedge_bytes_received_float32_total{run_id="run-x"} 4040');
     expect(text).toContain('fedge_aggregation_seconds_count{run_id="run-x"} 2');
     expect(text).toContain('fedge_aggregation_seconds_sum{run_id="run-x"} 0.04');
     expect(text).toContain('fedge_update_seconds_bucket{le="2.5",run_id="run-x"} 2');

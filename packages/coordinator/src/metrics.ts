@@ -56,6 +56,9 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   const rejected = new Counter({ name: 'fedge_rejected_updates_total', help: 'Updates rejected, by reason', labelNames: ['run_id', 'reason'], registers });
   const bytesSent = new Counter({ name: 'fedge_bytes_sent_total', help: 'Model bytes sent to agents', labelNames: ['run_id'], registers });
   const bytesReceived = new Counter({ name: 'fedge_bytes_received_total', help: 'Update bytes received from agents', labelNames: ['run_id'], registers });
+  // The same traffic as dense float32 (compression.uplink / downlink): the ratio is fedge_bytes_*_total over these.
+  const bytesSentDense = new Counter({ name: 'fedge_bytes_sent_float32_total', help: 'What the model downloads would weigh as full float32 models', labelNames: ['run_id'], registers });
+  const bytesReceivedDense = new Counter({ name: 'fedge_bytes_received_float32_total', help: 'What the accepted updates would weigh as dense float32', labelNames: ['run_id'], registers });
   const aggregation = new Histogram({
     name: 'fedge_aggregation_seconds', help: 'Time to aggregate a round', labelNames: ['run_id'], registers,
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
@@ -72,7 +75,7 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
     labelNames: ['run_id', 'metric', 'source'], registers,
   });
   const epsilon = new Gauge({ name: 'fedge_epsilon', help: 'Differential privacy: epsilon spent so far (at the run\'s delta)', labelNames: ['run_id'], registers });
-  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, aggregation, updates, central, federated, taskMetric, epsilon];
+  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, bytesSentDense, bytesReceivedDense, aggregation, updates, central, federated, taskMetric, epsilon];
 
   return {
     registry,
@@ -88,6 +91,8 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
         versions.inc({ run_id }, r.versions.length);
         let sent = 0;
         let received = 0;
+        let sentDense = 0;
+        let receivedDense = 0;
         let lastCentral = r.versions.find((v) => v.version === 0)?.centralAccuracy;
         let lastFederated: number | undefined;
         let lastEpsilon: number | undefined;
@@ -95,6 +100,8 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
           rounds.inc({ run_id, status: rec.status });
           sent += rec.bytesSent;
           received += rec.bytesReceived;
+          sentDense += rec.bytesSentDense ?? rec.bytesSent;
+          receivedDense += rec.bytesReceivedDense ?? rec.bytesReceived;
           if (rec.aggregationMs !== undefined) aggregation.observe({ run_id }, rec.aggregationMs / 1000);
           for (const p of rec.participants) {
             participants.inc({ run_id, outcome: p.outcome });
@@ -107,6 +114,8 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
         }
         bytesSent.inc({ run_id }, sent);
         bytesReceived.inc({ run_id }, received);
+        bytesSentDense.inc({ run_id }, sentDense);
+        bytesReceivedDense.inc({ run_id }, receivedDense);
         if (lastCentral !== undefined && Number.isFinite(lastCentral)) central.set({ run_id }, lastCentral);
         if (lastFederated !== undefined) federated.set({ run_id }, lastFederated);
         if (lastEpsilon !== undefined) epsilon.set({ run_id }, lastEpsilon);
