@@ -1,6 +1,7 @@
 // Edge serving benchmark: float32 vs int8 ONNX (fedge exporter) on onnxruntime-node, CPU, one intra-op thread.
 // p50/p99 latency at batch 1, throughput at batch 64, model sizes, top-1 agreement on held-out digits, RSS.
 // Usage: node bench/serving.mjs [--iters 2000] [--out bench/results/serving.json]
+//        node bench/serving.mjs --smoke --out /tmp/s.json   (bench:smoke: tiny training and timing, figures meaningless)
 import { writeFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import * as ml from '@fedge/ml';
@@ -9,11 +10,14 @@ const arg = (k, d) => {
   const i = process.argv.indexOf(k);
   return i > 0 ? process.argv[i + 1] : d;
 };
-const ITERS = Number(arg('--iters', 2000));
+const SMOKE = process.argv.includes('--smoke');
+const ITERS = Number(arg('--iters', SMOKE ? 20 : 2000));
 const OUT = arg('--out', 'bench/results/serving.json');
 
 await ml.initBackend('wasm');
-const { train, test } = ml.loadMnist();
+const mnist = ml.loadMnist();
+const train = mnist.train;
+const test = SMOKE ? ml.subset(mnist.test, Array.from({ length: 100 }, (_, i) => i)) : mnist.test;
 const pct = (a, p) => a[Math.min(a.length - 1, Math.floor(p * a.length))];
 const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
 
@@ -24,7 +28,7 @@ async function measure(bytes, optimization) {
   const rssLoaded = rssMiB();
   const x1 = new ort.Tensor('float32', test.x.slice(0, 784), [1, 784]);
   const x64 = new ort.Tensor('float32', test.x.slice(0, 64 * 784), [64, 784]);
-  for (let i = 0; i < 200; i++) await s.run({ input: x1 });
+  for (let i = 0; i < (SMOKE ? 5 : 200); i++) await s.run({ input: x1 });
   const lat = [];
   for (let i = 0; i < ITERS; i++) {
     const t = process.hrtime.bigint();
@@ -63,17 +67,18 @@ const argmax = (v, r) => {
   return b;
 };
 
+const CALIBRATION = SMOKE ? 64 : 512;
 const results = { machine: { cpus: (await import('node:os')).cpus()[0]?.model, ort: ort.env.versions, node: process.version }, iters: ITERS, models: {} };
 for (const name of ['mnist-mlp', 'mnist-cnn']) {
   const model = ml.createBuiltinModel(name, 1);
-  const n = name === 'mnist-cnn' ? 1000 : 3000;
+  const n = SMOKE ? 100 : name === 'mnist-cnn' ? 1000 : 3000;
   await ml.trainLocal(model, ml.subset(train, Array.from({ length: n }, (_, i) => i)), { epochs: 1, batchSize: 20, learningRate: 0.05, seed: 1 });
   const blob = ml.modelToBlob(model);
   const variants = {
     float32: ml.exportOnnx(blob),
     'int8-dynamic': ml.exportOnnx(blob, { quantize: 'int8' }),
     ...(name === 'mnist-cnn' ? { 'int8-dense-only': ml.exportOnnx(blob, { quantize: 'int8', quantizeConv: false }) } : {}),
-    'int8-static': ml.exportOnnx(blob, { quantize: 'int8', activations: 'static', activationRanges: await ml.calibrateActivationRanges(blob, train.x.subarray(0, 512 * 784), 512) }),
+    'int8-static': ml.exportOnnx(blob, { quantize: 'int8', activations: 'static', activationRanges: await ml.calibrateActivationRanges(blob, train.x.subarray(0, CALIBRATION * 784), CALIBRATION) }),
   };
   const r = {};
   for (const [v, e] of Object.entries(variants)) {

@@ -39,6 +39,8 @@ async function pathServer() {
   };
   const coord = {
     registry: { verify() {} },
+    // The admin service reads the identity store when it is registered; this bench never calls it.
+    gate: { identities: {} },
     fetchModel: async () => ({ model: { header, bytes }, engine: undefined }),
     beginUpload: async (h) => sink(h.totalBytes),
     recordMalformed() {},
