@@ -25,11 +25,38 @@ export type MlflowRunInfo = z.infer<typeof runInfo>;
 
 export const MLFLOW_LIMITS = { metricsPerBatch: 1000, paramsPerBatch: 100, tagsPerBatch: 100, keyLength: 250, paramValue: 6000, tagValue: 5000 } as const;
 
+/** The URL without user:password, for logs and params. */
+export function redactUri(uri: string): string {
+  try {
+    const u = new URL(uri);
+    u.username = '';
+    u.password = '';
+    return u.toString().replace(/\/+$/, '');
+  } catch {
+    return uri;
+  }
+}
+
+/**
+ * The Authorization header MLflow's own client would send: user:password in the URL, else MLflow's environment
+ * variables MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (basic auth) or MLFLOW_TRACKING_TOKEN (bearer).
+ */
+function authorization(u: URL, env: NodeJS.ProcessEnv): string | undefined {
+  const basic = (user: string, pass: string) => `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+  if (u.username) return basic(decodeURIComponent(u.username), decodeURIComponent(u.password));
+  if (env['MLFLOW_TRACKING_USERNAME']) return basic(env['MLFLOW_TRACKING_USERNAME'], env['MLFLOW_TRACKING_PASSWORD'] ?? '');
+  if (env['MLFLOW_TRACKING_TOKEN']) return `Bearer ${env['MLFLOW_TRACKING_TOKEN']}`;
+  return undefined;
+}
+
 export class MlflowClient {
   private readonly base: string;
+  private readonly auth: string | undefined;
 
-  constructor(trackingUri: string, private readonly timeoutMs = 10_000) {
-    this.base = trackingUri.replace(/\/+$/, '');
+  constructor(trackingUri: string, private readonly timeoutMs = 10_000, env: NodeJS.ProcessEnv = process.env) {
+    // fetch refuses URLs with credentials: they travel as a header instead.
+    this.auth = authorization(new URL(trackingUri), env);
+    this.base = redactUri(trackingUri);
   }
 
   private async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, body: unknown, schema: z.ZodType<T> | undefined, contentType = 'application/json'): Promise<T> {
@@ -37,7 +64,7 @@ export class MlflowClient {
     try {
       res = await fetch(`${this.base}${path}`, {
         method,
-        headers: body === undefined ? {} : { 'content-type': contentType },
+        headers: { ...(body === undefined ? {} : { 'content-type': contentType }), ...(this.auth ? { authorization: this.auth } : {}) },
         ...(body === undefined ? {} : { body: body instanceof Uint8Array ? body : JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });

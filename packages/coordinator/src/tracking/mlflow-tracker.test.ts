@@ -8,15 +8,15 @@ import { MlflowTracker } from './mlflow-tracker.js';
 import { roundMetricValues } from '../cli/tracking-export.js';
 
 /** A stand-in for the tracking server's REST API that records what it is sent (the e2e test uses the real one). */
-function fakeMlflow(): { server: Server; calls: { path: string; body: Record<string, unknown> }[]; refuse: Set<string> } {
-  const calls: { path: string; body: Record<string, unknown> }[] = [];
+function fakeMlflow(): { server: Server; calls: { path: string; body: Record<string, unknown>; auth?: string }[]; refuse: Set<string> } {
+  const calls: { path: string; body: Record<string, unknown>; auth?: string }[] = [];
   const refuse = new Set<string>();
   const server = createServer((req, res) => {
     let text = '';
     req.on('data', (c: Buffer) => (text += c.toString()));
     req.on('end', () => {
       const path = (req.url ?? '').split('?')[0]!;
-      calls.push({ path, body: text && req.headers['content-type'] === 'application/json' ? (JSON.parse(text) as Record<string, unknown>) : {} });
+      calls.push({ path, body: text && req.headers['content-type'] === 'application/json' ? (JSON.parse(text) as Record<string, unknown>) : {}, ...(req.headers.authorization ? { auth: req.headers.authorization } : {}) });
       const reply = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       if (refuse.has(path)) return reply(400, { error_code: 'INVALID_PARAMETER_VALUE', message: 'refused by the test' });
       if (path.endsWith('/experiments/get-by-name')) return reply(404, { error_code: 'RESOURCE_DOES_NOT_EXIST', message: 'no' });
@@ -100,5 +100,22 @@ describe('MlflowTracker', () => {
     expect(cap.warnings().map((w) => w.msg)).toEqual([expect.stringMatching(/refused an update; dropped it/)]);
     expect(u.dropped.refused).toBeGreaterThan(0);
     u.close();
+  });
+
+  it('sends credentials from the URL as basic auth, and keeps them out of logs and params', async () => {
+    const fake = fakeMlflow();
+    servers.push(fake.server);
+    const port = await listen(fake.server);
+    const cap = logCapture();
+    const r = run(1);
+    (r.config as unknown as Record<string, unknown>)['tracking'] = { mlflow: `http://fedge:s3cret@127.0.0.1:${port}` };
+    const t = new MlflowTracker({ uri: `http://fedge:s3cret@127.0.0.1:${port}`, experiment: 'e' }, { log: cap.log });
+    t.start(r);
+    expect(await t.flush(5_000)).toBe(true);
+    expect(fake.calls.length).toBeGreaterThan(4);
+    for (const c of fake.calls) expect(c.auth).toBe(`Basic ${Buffer.from('fedge:s3cret').toString('base64')}`);
+    expect(JSON.stringify(cap.lines)).not.toContain('s3cret');
+    expect(JSON.stringify(fake.calls.map((c) => c.body))).not.toContain('s3cret');
+    t.close();
   });
 });

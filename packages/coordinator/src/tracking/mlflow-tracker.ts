@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { RunRecord } from '../store/store.js';
 import { MAX_KEY, MAX_PARAM_VALUE, MAX_TAG_VALUE, dataParams, flattenParams, mlflowTags, ms, roundMetricValues, safeKey } from '../cli/tracking-export.js';
-import { MLFLOW_LIMITS, MlflowClient, MlflowHttpError, type MlflowMetric, type MlflowRunInfo, type MlflowTag } from './mlflow-client.js';
+import { MLFLOW_LIMITS, MlflowClient, MlflowHttpError, redactUri, type MlflowMetric, type MlflowRunInfo, type MlflowTag } from './mlflow-client.js';
 
 export interface MlflowTarget { uri: string; experiment: string }
 export interface Artifact { path: string; bytes: Uint8Array }
@@ -38,11 +38,14 @@ const tagList = (t: Record<string, string>): MlflowTag[] => Object.entries(t).ma
 
 export class MlflowTracker {
   private readonly client: MlflowClient;
+  /** The server's URL as logs show it (no credentials). */
+  private readonly uri: string;
   private readonly ops: Op[] = [];
   /** `${metric}@${step}` -> the value last queued, so an update re-queues only what changed. */
   private readonly queued = new Map<string, number>();
   private run: MlflowRunInfo | undefined;
   private paramsDue = false;
+  private warnedRefusal = false;
   private paramsSent = 0;
   private working = false;
   private closed = false;
@@ -55,11 +58,13 @@ export class MlflowTracker {
 
   constructor(readonly target: MlflowTarget, private readonly opts: MlflowTrackerOptions) {
     this.client = new MlflowClient(target.uri, opts.timeoutMs ?? 10_000);
+    this.uri = redactUri(target.uri);
   }
 
   /** The run started (or resumed): its MLflow run is found by its fedge id or created, with params and tags. */
   start(run: Readonly<RunRecord>): void {
     const params = { ...flattenParams(run.config), ...(run.data ? dataParams(run.data) : {}) };
+    if (params['tracking.mlflow']) params['tracking.mlflow'] = redactUri(params['tracking.mlflow']);
     this.push({
       kind: 'start',
       name: runName(run),
@@ -114,7 +119,7 @@ export class MlflowTracker {
   close(): void {
     this.closed = true;
     this.wake?.();
-    if (this.ops.length) this.opts.log.info({ mlflow: this.target.uri, pending: this.ops.length, runId: this.run?.run_id }, 'MLflow tracking: closing with updates not delivered');
+    if (this.ops.length) this.opts.log.info({ mlflow: this.uri, pending: this.ops.length, runId: this.run?.run_id }, 'MLflow tracking: closing with updates not delivered');
   }
 
   private push(op: Op): void {
@@ -153,8 +158,8 @@ export class MlflowTracker {
         this.ops.shift();
         this.delivered++;
         if (this.failures > 0) {
-          warnedServers.delete(this.target.uri);
-          this.opts.log.info({ mlflow: this.target.uri, retries: this.failures, droppedMetrics: this.dropped.metrics }, 'MLflow tracking server answers again; sending what was buffered');
+          warnedServers.delete(this.uri);
+          this.opts.log.info({ mlflow: this.uri, retries: this.failures, droppedMetrics: this.dropped.metrics }, 'MLflow tracking server answers again; sending what was buffered');
           this.failures = 0;
         }
       } catch (err) {
@@ -167,14 +172,17 @@ export class MlflowTracker {
           this.ops.splice(0, n);
           this.dropped.refused += n;
           if (dead) this.closed = true;
-          this.opts.log.warn({ mlflow: this.target.uri, op: op.kind, err: e.message }, dead ? 'MLflow tracking: the server refused to start the run; this run is not tracked' : 'MLflow tracking: the server refused an update; dropped it');
+          // One warning per run: a server that refuses every log-batch (a permission, a limit) must not warn per round.
+          const level = this.warnedRefusal ? 'debug' : 'warn';
+          this.warnedRefusal = true;
+          this.opts.log[level]({ mlflow: this.uri, op: op.kind, err: e.message, refused: this.dropped.refused }, dead ? 'MLflow tracking: the server refused to start the run; this run is not tracked' : 'MLflow tracking: the server refused an update; dropped it (further refusals are logged at debug level)');
           continue;
         }
         this.failures++;
-        if (!warnedServers.has(this.target.uri)) {
-          warnedServers.add(this.target.uri);
-          this.opts.log.warn({ mlflow: this.target.uri, err: e.message }, `MLflow tracking server unreachable; the run goes on, updates are buffered (up to ${this.opts.maxBufferedMetrics ?? 10_000} metrics) and retried with backoff`);
-        } else this.opts.log.debug({ mlflow: this.target.uri, err: e.message, failures: this.failures }, 'MLflow tracking: retrying');
+        if (!warnedServers.has(this.uri)) {
+          warnedServers.add(this.uri);
+          this.opts.log.warn({ mlflow: this.uri, err: e.message }, `MLflow tracking server unreachable; the run goes on, updates are buffered (up to ${this.opts.maxBufferedMetrics ?? 10_000} metrics) and retried with backoff`);
+        } else this.opts.log.debug({ mlflow: this.uri, err: e.message, failures: this.failures }, 'MLflow tracking: retrying');
         const b = this.opts.backoff ?? { initialMs: 1000, maxMs: 30_000 };
         await this.sleep(Math.min(b.maxMs, b.initialMs * 2 ** Math.min(this.failures - 1, 20)));
       }
@@ -232,7 +240,7 @@ export class MlflowTracker {
       this.run = existing ?? (await this.client.createRun(experimentId, op.name, op.startTime, op.tags.slice(0, MLFLOW_LIMITS.tagsPerBatch)));
       // A resumed run was ended (KILLED) when the previous coordinator stopped: it runs again.
       if (existing) await this.client.updateRun(existing.run_id, 'RUNNING');
-      this.opts.log.info({ mlflow: this.target.uri, experiment: this.target.experiment, experimentId, mlflowRunId: this.run.run_id, resumed: !!existing }, 'MLflow tracking: logging this run');
+      this.opts.log.info({ mlflow: this.uri, experiment: this.target.experiment, experimentId, mlflowRunId: this.run.run_id, resumed: !!existing }, 'MLflow tracking: logging this run');
     }
     // A retry after a partial failure continues here: the run exists, the params may not all be logged yet.
     while (this.paramsDue && this.paramsSent < op.params.length) {
