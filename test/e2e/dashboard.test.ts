@@ -37,7 +37,9 @@ describe('dashboard', () => {
     expect(coord.uiUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const ui = coord.uiUrl!;
     const names = ['dash-0', 'dash-1', 'dash-2'];
-    const agents = names.map((n, i) => startAgent(coord.address, ['--name', n, '--partition', 'iid', '--num-partitions', '12', '--partition-id', String(i), '--seed', '7']));
+    // A twelfth of MNIST each, trained at half speed: rounds of a second or two, long enough for the page (loaded
+    // after the run starts) to see the chart grow one point at a time.
+    const agents = names.map((n, i) => startAgent(coord.address, ['--name', n, '--partition', 'iid', '--num-partitions', '12', '--partition-id', String(i), '--seed', '7', '--slowdown', '2']));
     browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const problems: string[] = [];
