@@ -19,7 +19,8 @@ import {
   type SecAggUnmaskRequest,
 } from './messages.js';
 import { checkParams, type SecAggParams } from './params.js';
-import { applyMasks, ringMask, type MaskTerm } from './prg.js';
+import { applyMasks, applyMasksAsync } from './mask.js';
+import { ringMask, type MaskTerm } from './prg.js';
 import { quantizeInto, type Rounding } from './quantize.js';
 import { shamirSplit } from './shamir.js';
 
@@ -143,12 +144,28 @@ export class SecAggClient {
    * length update.length + 1. `rounding` is for tests; agents keep the default (stochastic, unbiased).
    */
   maskedInput(update: Float32Array, weight: number, rounding: Rounding = 'stochastic'): SecAggMaskedInput {
+    const { y, terms } = this.quantized(update, weight, rounding);
+    applyMasks(y, terms);
+    return this.reduced(y);
+  }
+
+  /** maskedInput with the k + 1 mask expansions on a worker thread (the agent's event loop keeps running). */
+  async maskedInputAsync(update: Float32Array, weight: number, rounding: Rounding = 'stochastic'): Promise<SecAggMaskedInput> {
+    const { y, terms } = this.quantized(update, weight, rounding);
+    await applyMasksAsync(y, terms);
+    return this.reduced(y);
+  }
+
+  private quantized(update: Float32Array, weight: number, rounding: Rounding): { y: Uint32Array; terms: MaskTerm[] } {
     this.step('received', 'masked', 'maskedInput');
     const y = new Uint32Array(update.length + 1);
     quantizeInto(y, update, weight, this.params, rounding);
     const terms: MaskTerm[] = [{ seed: this.b, sign: 1 }];
     for (const v of this.partners) terms.push({ seed: maskSeed(this.sPriv, this.neighbors.get(v)!.sPk), sign: pairSign(this.id, v) });
-    applyMasks(y, terms);
+    return { y, terms };
+  }
+
+  private reduced(y: Uint32Array): SecAggMaskedInput {
     if (this.params.bits < 32) {
       const m = ringMask(this.params.bits);
       for (let i = 0; i < y.length; i++) y[i] = y[i]! & m;

@@ -8,6 +8,8 @@
  *   receiveShares(routed); maskedInput(update, weight) -> addMaskedInput(id, m) ... closeMaskedInput() -> per agent SecAggUnmaskRequest
  *   unmask(req)            -> collectUnmask(id, m)      ... finalize()        -> SecAggResult
  * A close*() below threshold, and finalize(), answer { ok: false, reason } instead of throwing: the round fails as data.
+ * finalizeAsync() and maskedInputAsync() do the same with the PRG work (seconds at 100 agents for the coordinator)
+ * on worker threads, so a server's event loop keeps running; finalize() splits it over threads too but blocks.
  * Stage messages are plain objects (Uint8Array fields); each has a zod schema (secagg*Schema) that also reads the
  * base64 strings secaggToJson writes. A masked vector travels as bytes: maskedToBytes / maskedFromBytes.
  *
@@ -35,7 +37,8 @@
 export { secaggParams, checkParams, quantLevels, majorityThreshold, type SecAggParams, type SecAggParamsOptions } from './params.js';
 export { neighborGraph, graphSeedBytes } from './graph.js';
 export { shamirSplit, shamirCombine, SHAMIR_PRIME, SHARE_BYTES, type ShamirShare } from './shamir.js';
-export { prgExpand, prgStream, applyMasks, ringMask, PRG_ALGORITHM, PRG_ALGORITHMS, PRG_CHUNK, type PrgAlgorithm, type PrgStream, type MaskTerm, type ApplyMasksOptions } from './prg.js';
+export { prgExpand, prgStream, ringMask, PRG_ALGORITHM, PRG_ALGORITHMS, PRG_CHUNK, type PrgAlgorithm, type PrgStream, type MaskTerm } from './prg.js';
+export { applyMasks, applyMasksAsync, type ApplyMasksOptions } from './mask.js';
 export { quantizeInto, dequantizeSum, quantizationBound, type Rounding, type Dequantized } from './quantize.js';
 export { SecAggClient, pairSign } from './client.js';
 export { SecAggServer, type SecAggServerOptions, type SecAggFailure } from './server.js';

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { applyMasks, prgExpand, PRG_ALGORITHMS, PRG_CHUNK, prgStream } from './prg.js';
+import { applyMasks, applyMasksAsync } from './mask.js';
+import { prgExpand, PRG_ALGORITHMS, PRG_CHUNK, prgStream } from './prg.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const seed = (s: string) => new Uint8Array(createHash('sha256').update(s).digest());
@@ -67,6 +68,22 @@ describe('prg', () => {
       const zero = new Uint32Array(n);
       applyMasks(zero, [terms[1]!], { algorithm, threads: 2, minParallelWork: 0 });
       expect(digest(zero)).toBe(digest(e));
+    }
+  });
+
+  it('applyMasksAsync (every range on a worker, the event loop free) gives the same sum', async () => {
+    const n = 70_001;
+    const terms = Array.from({ length: 11 }, (_, j) => ({ seed: seed(`a${j}`), sign: (j % 2 ? -1 : 1) as 1 | -1 }));
+    const sync = Uint32Array.from({ length: n }, (_, i) => i * 7);
+    applyMasks(sync, terms);
+    for (const threads of [1, 3]) {
+      const async = Uint32Array.from({ length: n }, (_, i) => i * 7);
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 0);
+      await applyMasksAsync(async, terms, { threads });
+      clearInterval(timer);
+      expect(digest(async)).toBe(digest(sync));
+      expect(ticks, 'the event loop ran while the workers worked').toBeGreaterThan(0);
     }
   });
 

@@ -215,6 +215,30 @@ describe('secure aggregation round', () => {
     expect(chi2(new Uint8Array(q.buffer))).toBeGreaterThan(100 * LIMIT);
   });
 
+  it('maskedInputAsync and finalizeAsync (mask work on worker threads) give the same FedAvg', async () => {
+    const n = 6;
+    const m = 3000;
+    const params = secaggParams(n, { clipRange: 1, maxWeight: 1000 });
+    const server = new SecAggServer(params, { length: m, threads: 2 });
+    const cs = all(n).map((a) => new SecAggClient(a, params));
+    for (const c of cs) server.collectAdvertise(c.id, c.advertise());
+    const adv = server.closeAdvertise();
+    if (!adv.ok) throw new Error(adv.reason);
+    for (const c of cs) server.collectShares(c.id, c.shareKeys(adv.requests.get(c.id)!));
+    const routed = server.routeShares();
+    if (!routed.ok) throw new Error(routed.reason);
+    const updates = new Map(cs.map((c, i) => [c.id, Float32Array.from({ length: m }, (_, j) => Math.cos(i + j))]));
+    const weights = new Map(cs.map((c, i) => [c.id, 10 + i]));
+    for (const c of cs) c.receiveShares(routed.routed.get(c.id)!);
+    for (const c of cs.slice(1)) server.addMaskedInput(c.id, await c.maskedInputAsync(updates.get(c.id)!, weights.get(c.id)!));
+    const um = server.closeMaskedInput();
+    if (!um.ok) throw new Error(um.reason);
+    for (const c of cs) server.collectUnmask(c.id, c.unmask(um.requests.get(c.id)!));
+    const result = await server.finalizeAsync();
+    expectFedAvg({ result, updates, weights, params, refused: [] }, all(n).slice(1));
+    await expect(server.finalizeAsync()).rejects.toThrow(/needs stage 'unmask'/);
+  });
+
   it('unmask refuses to reveal both shares of one agent, and answers only once', () => {
     const params = secaggParams(4);
     const server = new SecAggServer(params, { length: 3 });

@@ -22,7 +22,8 @@ import {
   type SecAggUnmaskRequest,
 } from './messages.js';
 import { checkParams, type SecAggParams } from './params.js';
-import { applyMasks, ringMask, type MaskTerm } from './prg.js';
+import { applyMasks, applyMasksAsync } from './mask.js';
+import { ringMask, type MaskTerm } from './prg.js';
 import { dequantizeSum } from './quantize.js';
 import { shamirCombine, type ShamirShare } from './shamir.js';
 
@@ -230,6 +231,27 @@ export class SecAggServer {
    * rebuilt key does not match the key that agent advertised.
    */
   finalize(): SecAggResult {
+    const terms = this.unmaskTerms();
+    if (!Array.isArray(terms)) return terms;
+    applyMasks(this.sum!, terms, { threads: this.threads });
+    return this.decode();
+  }
+
+  /**
+   * finalize with the mask removal (seconds of PRG work at 100 agents) on worker threads: the caller's event loop
+   * keeps serving while it runs. Same result. Only the share combining and key agreements (well under a second at
+   * 100 agents) run on the caller's thread.
+   */
+  async finalizeAsync(): Promise<SecAggResult> {
+    const terms = this.unmaskTerms();
+    if (!Array.isArray(terms)) return terms;
+    this.stage = 'done'; // no second finalize while the workers run
+    await applyMasksAsync(this.sum!, terms, { threads: this.threads });
+    return this.decode();
+  }
+
+  /** The masks to take out of the sum, or the failure (fewer than t shares, or a rebuilt key that does not match). */
+  private unmaskTerms(): MaskTerm[] | (SecAggResult & SecAggFailure) {
     this.expect('unmask', 'finalize');
     const t = this.params.threshold;
     const terms: MaskTerm[] = [];
@@ -250,8 +272,12 @@ export class SecAggServer {
       // Survivor u added pairSign(u, v) * PRG(s_uv); take it out.
       for (const u of live) terms.push({ seed: maskSeed(priv, this.keys.get(u)!.sPk), sign: pairSign(u, v) > 0 ? -1 : 1 });
     }
+    return terms;
+  }
+
+  /** Reduces the unmasked sum mod 2^bits and decodes it. */
+  private decode(): SecAggResult {
     const sum = this.sum!;
-    applyMasks(sum, terms, { threads: this.threads });
     if (this.params.bits < 32) {
       const m = ringMask(this.params.bits);
       for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! & m;
