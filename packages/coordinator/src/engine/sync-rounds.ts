@@ -178,6 +178,8 @@ export class SyncRounds {
 
   /** What becomes of an agent still training when its round closes: carried to the next round, or cancelled. */
   private lateHandler(inv: Invitee): string {
+    // Secure aggregation: a late agent never sends unmask shares (it sends them only after its masked input is in).
+    this.sec?.state.agentOut(inv.agent.id);
     if (this.carryLate && !this.core.stopCtl.signal.aborted) {
       this.core.outstanding.set(inv.agent.id, inv);
       return 'its result will be folded into the next round';
