@@ -78,6 +78,31 @@ describe('SecAggRound (coordinator stage driver)', () => {
     if (res.ok) for (const v of res.mean) expect(v).toBeCloseTo(0.25, 5);
   });
 
+  it('an agent that shared keys but sent no masked input (late) has its pairwise masks removed from its key shares', async () => {
+    const { ids, round, clients, req } = setup(5);
+    const adv = await Promise.all(ids.map((id) => round.handle(req(id, 'advertise', clients.get(id)!.advertise()))));
+    const routed = await Promise.all(ids.map((id, i) => round.handle(req(id, 'share', clients.get(id)!.shareKeys(parse(adv[i]!) as never)))));
+    const late = ids[4]!;
+    const on = ids.slice(0, 4);
+    const updates = on.map((_, i) => new Float32Array(M).fill(0.1 * (i + 1)));
+    on.forEach((id, i) => {
+      clients.get(id)!.receiveShares(parse(routed[i]!) as never);
+      const m = clients.get(id)!.maskedInput(updates[i]!, 50, 'nearest');
+      round.addMasked(id, m.y, m.rejected);
+    });
+    round.agentOut(late); // the round closed while it trained (SyncRounds' late handler)
+    const done = round.finish();
+    const asked = await Promise.all(on.map((id) => round.handle(req(id, 'survivors', undefined))));
+    for (const a of asked) expect((parse(a) as { dropped: string[] }).dropped).toEqual([late]);
+    await Promise.all(on.map((id, i) => round.handle(req(id, 'unmask', clients.get(id)!.unmask(parse(asked[i]!) as never)))));
+    const res = await done;
+    expect(res.ok).toBe(true);
+    if (res.ok) {
+      expect(res.dropped).toEqual([late]);
+      for (const v of res.mean) expect(v).toBeCloseTo(0.25, 5); // mean of 0.1, 0.2, 0.3, 0.4 at equal weights
+    }
+  });
+
   it('refuses strangers, duplicates and bad JSON as replies with their reason; a late advertiser finds its stage closed', async () => {
     const { ids, round, clients, req } = setup(4, { advertiseMs: 300 });
     expect(await round.handle(req('intruder', 'advertise', new SecAggClient('intruder', clients.get(ids[0]!)!.params).advertise()))).toMatchObject({ accepted: false, reason: 'unknown_task' });
