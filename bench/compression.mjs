@@ -40,12 +40,15 @@ const CONFIGS = {
   int8: { uplink: 'int8', downlink: DOWNLINK },
   q4: { uplink: 'q4', downlink: DOWNLINK },
   'topk1%': { uplink: 'topk:0.01', downlink: DOWNLINK },
+  'topk1%+q8': { uplink: 'topk:0.01+q8', downlink: DOWNLINK },
   'topk0.1%+q8': { uplink: 'topk:0.001+q8', downlink: DOWNLINK },
   // DGC's momentum correction and warm-up (density 17.8%, 3.2%, 0.56%, then 0.1%). Agents train with plain SGD, so
   // the correction adds momentum rather than preserving the optimizer's: 0.5, not DGC's 0.9 (a 10x effective step).
   'topk0.1%+q8+mc+wu': { uplink: 'topk:0.001+q8', downlink: DOWNLINK, momentum: Number(args.momentum ?? 0.5), warmupRounds: Number(args.warmup ?? 3) },
 };
-const ONLY = args.only ? String(args.only).split(',') : Object.keys(CONFIGS);
+// --codecs (the flag of the earlier version of this bench): none is float32, other names as above.
+const pick = args.only ?? args.codecs;
+const ONLY = pick ? String(pick).split(',').map((c) => (c === 'none' ? 'float32' : c)) : Object.keys(CONFIGS);
 for (const name of ONLY) if (!(name in CONFIGS)) throw new Error(`--only: unknown config "${name}"; known: ${Object.keys(CONFIGS).join(', ')}`);
 
 const results = [];
