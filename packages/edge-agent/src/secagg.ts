@@ -95,7 +95,8 @@ export class SecAggSession {
     if (!this.keys) this.start();
     await this.keys;
     const delta = bytesToFloat32(payload);
-    const m = this.client.maskedInput(delta, header.numExamples);
+    // Mask generation on worker threads: the agent's event loop (keepalives, its inference server) keeps running.
+    const m = await this.client.maskedInputAsync(delta, header.numExamples);
     const bytes = maskedToBytes(m.y, this.t.bits);
     return {
       header: { ...header, numExamples: 0, encoding: SECAGG_ENCODING, totalBytes: bytes.byteLength, secaggRejected: m.rejected },

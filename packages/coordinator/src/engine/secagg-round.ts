@@ -20,6 +20,15 @@ import type { Logger } from '../log.js';
 
 type Phase = 'advertise' | 'share' | 'masked' | 'unmask' | 'done';
 
+/** The library's refusal kinds as the stage reply's reasons. */
+const REFUSAL_OF: Record<SecAggError['kind'], SecAggRefusal> = {
+  out_of_order: 'out_of_order',
+  duplicate: 'duplicate',
+  dropped: 'stage_closed',
+  not_in_round: 'unknown_task',
+  privacy: 'malformed',
+};
+
 const refused = (reason: SecAggRefusal, message: string): SecAggReplyMsg => ({ accepted: false, reason, message, payloadJson: '' });
 const replyWith = (payload: unknown): SecAggReplyMsg => ({ accepted: true, reason: '', message: '', payloadJson: payload === undefined ? '' : secaggToJson(payload) });
 
@@ -128,7 +137,7 @@ export class SecAggRound {
       return refused('malformed', `stage: "${String(req.stage)}" is not a stage`);
     } catch (err) {
       if (err instanceof ValidationError) return refused('malformed', err.message);
-      if (err instanceof SecAggError) return refused(/already/.test(err.message) ? 'duplicate' : 'out_of_order', err.message);
+      if (err instanceof SecAggError) return refused(REFUSAL_OF[err.kind], err.message);
       throw err;
     }
   }
@@ -199,7 +208,8 @@ export class SecAggRound {
     });
     this.phase = 'done';
     this.dispose();
-    const result = this.server.finalize();
+    // The mask removal runs on worker threads (seconds at 100 agents): uploads and stage calls keep being served.
+    const result = await this.server.finalizeAsync();
     if (!result.ok) this.failure = result.reason;
     return result;
   }
