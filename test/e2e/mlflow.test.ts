@@ -161,6 +161,7 @@ describe('MLflow tracking against a real mlflow server', () => {
     const nobody = `http://127.0.0.1:${await freePort()}`;
     const { coord, run } = await federate(['--mlflow-tracking-uri', nobody], config);
     const { seconds } = await run;
+    console.log(`mlflow e2e: ${ROUNDS}-round run ${liveSeconds.toFixed(1)} s with the tracking server up, ${seconds.toFixed(1)} s with it down`);
     // Retries back off 1 s, 2 s, 4 s... up to 30 s: a run that waited on them would be far slower than the live one.
     expect(seconds, `run took ${seconds.toFixed(1)} s with the server down vs ${liveSeconds.toFixed(1)} s with it up`).toBeLessThan(liveSeconds * 1.5 + 10);
     const warnings = coord.output().split('\n').filter((l) => /"level":40/.test(l) && /MLflow/.test(l));

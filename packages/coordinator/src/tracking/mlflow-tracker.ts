@@ -44,9 +44,10 @@ export class MlflowTracker {
   /** `${metric}@${step}` -> the value last queued, so an update re-queues only what changed. */
   private readonly queued = new Map<string, number>();
   private run: MlflowRunInfo | undefined;
+  /** A new MLflow run's params still to log (a resumed run's were logged when it started), and how many went. */
   private paramsDue = false;
-  private warnedRefusal = false;
   private paramsSent = 0;
+  private warnedRefusal = false;
   private working = false;
   private closed = false;
   private failures = 0;
