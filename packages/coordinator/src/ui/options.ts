@@ -13,6 +13,11 @@ export interface UiListen {
 
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/;
 
+/** Whether a host (as in HOST:PORT or a Host header's name; IPv6 in brackets) is this machine's loopback. */
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK.test(host.toLowerCase());
+}
+
 /**
  * "HOST:PORT", or a bare port (bound to loopback: the read API has no token, so the network gets it only when asked
  * with an explicit host such as 0.0.0.0).
@@ -28,7 +33,7 @@ export const uiListenSchema = z
       return z.NEVER;
     }
     const host = m[1] ?? '127.0.0.1';
-    return { host, port, exposed: !LOOPBACK.test(host) };
+    return { host, port, exposed: !isLoopbackHost(host) };
   });
 
 /** The serve options the dashboard adds; `ui` absent means no dashboard (the default). */

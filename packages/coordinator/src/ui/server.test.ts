@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -131,6 +132,20 @@ describe('dashboard server', () => {
     expect(res.status).toBe(400);
     expect((await post(`${url}/api/runs/nope/promote`, { version: 1 }, TOKEN)).status).toBe(404);
     expect((await fetch(`${url}/api/runs/run-1/promote`)).status).toBe(405);
+  });
+
+  it('bound to loopback, answers only requests addressed to a loopback name (DNS rebinding)', async () => {
+    const { url } = await start();
+    const port = new URL(url).port;
+    const get = (host: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, path: '/api/runs', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'LOCALHOST', `127.1.2.3:${port}`]) expect(await get(host), host).toBe(200);
+    for (const host of [`attacker.example:${port}`, 'attacker.example', `127.0.0.1.attacker.example:${port}`]) expect(await get(host), host).toBe(421);
   });
 
   it('reads: runs, a run, agents and models; an unknown run is 404', async () => {

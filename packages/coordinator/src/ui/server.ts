@@ -12,6 +12,7 @@ import type { ServerTls } from '../transport/tls.js';
 import { agentsJson, authorizeWrite, modelsJson, parsePromoteBody, promote, rollback, runJson, runsJson } from './api.js';
 import { hasAppBundle, loadAssets, type Asset } from './assets.js';
 import { OverviewStream, streamRun } from './events.js';
+import { isLoopbackHost } from './options.js';
 
 const log = moduleLogger('ui');
 
@@ -119,7 +120,13 @@ export async function startUiServer(coord: Coordinator, listen: { host: string; 
     ],
   };
 
+  // DNS rebinding: a site whose name a browser resolved to 127.0.0.1 would be same-origin with a loopback dashboard
+  // and could read its API. Bound to loopback, it answers only requests addressed to a loopback name.
+  const loopbackOnly = isLoopbackHost(listen.host);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const hostName = (req.headers.host ?? '').replace(/:\d+$/, '');
+    if (loopbackOnly && !isLoopbackHost(hostName))
+      return sendJson(res, 421, { error: { code: 'E_VALIDATION', message: `host: "${hostName}" is not an address of this dashboard, which listens on loopback; open it as http://127.0.0.1:PORT/ (or bind --ui to the address you use)` } });
     const url = new URL(req.url ?? '/', 'http://dashboard');
     const method = req.method === 'HEAD' ? 'GET' : req.method;
     if (method === 'GET' && !url.pathname.startsWith('/api/')) {
