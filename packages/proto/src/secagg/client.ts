@@ -1,5 +1,5 @@
 /** The agent's side of one secure-aggregation round (Bonawitz et al. 2017 with SecAgg+ neighborhoods): a state machine. */
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
 import { SecAggError, ValidationError } from '../errors.js';
 import { parseOrThrow } from '../schemas.js';
@@ -70,10 +70,10 @@ export class SecAggClient {
     this.stage = to;
   }
 
-  /** Stage 0: the two fresh public keys for this round. */
+  /** Stage 0: the two fresh public keys for this round and the commitment to b. */
   advertise(): SecAggAdvertise {
     this.step('new', 'advertised', 'advertise');
-    return { cPk: this.cKeys.publicKey, sPk: this.sKeys.publicKey };
+    return { cPk: this.cKeys.publicKey, sPk: this.sKeys.publicKey, bCommit: new Uint8Array(createHash('sha256').update(this.b).digest()) };
   }
 
   /**

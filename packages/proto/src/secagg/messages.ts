@@ -1,10 +1,16 @@
 /** Secure aggregation stage messages: plain objects with Uint8Array fields, and the zod schemas that check them. */
 import { z } from 'zod';
 
-/** An agent's two fresh X25519 public keys for one round: cPk encrypts its share ciphertexts, sPk agrees pairwise masks. */
+/**
+ * An agent's two fresh X25519 public keys for one round (cPk encrypts its share ciphertexts, sPk agrees pairwise
+ * masks) and bCommit = SHA-256 of its self-mask seed b, so the coordinator can tell a correctly rebuilt b from one
+ * spoiled by a wrong share (b is 256 random bits: the hash gives nothing away). Optional on the wire for agents that
+ * predate it; without it a wrong b-share silently spoils the sum.
+ */
 export interface SecAggAdvertise {
   cPk: Uint8Array;
   sPk: Uint8Array;
+  bCommit?: Uint8Array | undefined;
 }
 
 /** One agent of the round as its neighbors see it: x is its 1-based Shamir x-coordinate (unique in the round). */
@@ -107,7 +113,7 @@ const CIPHERTEXT = secaggBytes(undefined, 4096);
 const SHARE = secaggBytes(33);
 const MAX_LIST = 1_000_000;
 
-export const secaggAdvertiseSchema = z.object({ cPk: KEY, sPk: KEY });
+export const secaggAdvertiseSchema = z.object({ cPk: KEY, sPk: KEY, bCommit: secaggBytes(32).optional() });
 export const secaggRosterEntrySchema = z.object({ id: ID, x: z.number().int().min(1).max(2 ** 31), cPk: KEY, sPk: KEY });
 export const secaggShareKeysRequestSchema = z.object({ x: z.number().int().min(1).max(2 ** 31), neighbors: z.array(secaggRosterEntrySchema).max(MAX_LIST) });
 export const secaggShareKeysSchema = z.object({ shares: z.array(z.object({ to: ID, nonce: NONCE, ciphertext: CIPHERTEXT })).max(MAX_LIST) });

@@ -16,6 +16,7 @@ import {
   secaggUnmaskSchema,
   type SecAggResult,
   type SecAggRoutedShares,
+  type SecAggUnmask,
 } from './messages.js';
 import { secaggParams, type SecAggParams } from './params.js';
 import { quantizationBound } from './quantize.js';
@@ -40,6 +41,8 @@ interface Plan {
   /** Observe each masked input as the coordinator receives it. */
   onMasked?: (id: string, y: Uint32Array) => void;
   update?: (agent: number, m: number) => Float32Array;
+  /** Change a holder's unmask answer before the coordinator sees it. */
+  onUnmask?: (holder: string, m: SecAggUnmask) => void;
 }
 
 const id = (i: number) => `agent-${String(i).padStart(2, '0')}`;
@@ -88,6 +91,7 @@ function runRound(plan: Plan) {
   for (const [a, req] of um.requests) {
     if (skip(plan.noUnmask, a) || skip(plan.noMasked, a)) continue;
     const ans = clients.get(a)!.unmask(wire(plan.viaJson, req, secaggUnmaskRequestSchema));
+    plan.onUnmask?.(a, ans);
     server.collectUnmask(a, wire(plan.viaJson, ans, secaggUnmaskSchema));
   }
   return { result: server.finalize(), updates, weights, params, refused };
@@ -237,6 +241,20 @@ describe('secure aggregation round', () => {
     const result = await server.finalizeAsync();
     expectFedAvg({ result, updates, weights, params, refused: [] }, all(n).slice(1));
     await expect(server.finalizeAsync()).rejects.toThrow(/needs stage 'unmask'/);
+  });
+
+  it('a wrong b-share or key share in the unmask stage is stepped over when more than t arrived, else the round fails naming the owner', () => {
+    const spoil = (m: { bShares: { owner: string; share: Uint8Array }[]; sShares: { owner: string; share: Uint8Array }[] }, kind: 'bShares' | 'sShares', owner: string) => {
+      const s = m[kind].find((x) => x.owner === owner);
+      if (s) s.share = Uint8Array.from(s.share, (v, i) => (i === 32 ? v ^ 1 : v));
+    };
+    // n = 10, t = 6: 10 holders answer, one of them lies about agent-02's b and agent-05's key.
+    const r = runRound({ n: 10, noMasked: [id(5)], onUnmask: (holder, m) => holder === id(0) && (spoil(m, 'bShares', id(2)), spoil(m, 'sShares', id(5))) });
+    expectFedAvg(r, all(10).filter((a) => a !== id(5)));
+    // Exactly t answers for agent-02's b, one of them wrong: no window avoids it.
+    const params = secaggParams(10, { threshold: 6 });
+    const r2 = runRound({ n: 10, params, noUnmask: [id(6), id(7), id(8), id(9)], onUnmask: (holder, m) => holder === id(0) && spoil(m, 'bShares', id(2)) });
+    expect(r2.result).toMatchObject({ ok: false, reason: 'the self-mask shares of agent-02 do not rebuild the seed it committed to (wrong shares from its holders)' });
   });
 
   it('unmask refuses to reveal both shares of one agent, and answers only once', () => {

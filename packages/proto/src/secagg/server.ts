@@ -1,5 +1,5 @@
 /** The coordinator's side of one secure-aggregation round: routes boxes it cannot read, sums masked inputs, unmasks. */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { SecAggError, ValidationError } from '../errors.js';
 import { parseOrThrow } from '../schemas.js';
@@ -114,7 +114,7 @@ export class SecAggServer {
     this.graph = neighborGraph(this.graphSeed, ids, this.params.neighbors);
     const requests = new Map<string, SecAggShareKeysRequest>();
     for (const id of ids) {
-      const neighbors = this.graph.get(id)!.map((n) => ({ id: n, x: this.x.get(n)!, ...this.keys.get(n)! }));
+      const neighbors = this.graph.get(id)!.map((n) => ({ id: n, x: this.x.get(n)!, cPk: this.keys.get(n)!.cPk, sPk: this.keys.get(n)!.sPk }));
       requests.set(id, { x: this.x.get(id)!, neighbors });
     }
     this.stage = 'share';
@@ -258,7 +258,10 @@ export class SecAggServer {
     for (const u of this.survivors) {
       const shares = this.bShares.get(u) ?? [];
       if (shares.length < t) return this.fail(`self mask of ${u} cannot be removed: ${shares.length} shares arrived, threshold is ${t}`);
-      terms.push({ seed: shamirCombine(shares, t), sign: -1 });
+      const commit = this.keys.get(u)!.bCommit;
+      const b = rebuild(shares, t, commit ? (s) => equalBytes(sha256(s), commit) : () => true);
+      if (!b) return this.fail(`the self-mask shares of ${u} do not rebuild the seed it committed to (wrong shares from its holders)`);
+      terms.push({ seed: b, sign: -1 });
     }
     const surv = new Set(this.survivors);
     for (const v of this.dropped) {
@@ -266,8 +269,8 @@ export class SecAggServer {
       if (live.length === 0) continue;
       const shares = this.sShares.get(v) ?? [];
       if (shares.length < t) return this.fail(`pairwise masks of dropped ${v} cannot be removed: ${shares.length} key shares arrived, threshold is ${t}`);
-      const sk = shamirCombine(shares, t);
-      if (!equalBytes(x25519PublicOf(sk), this.keys.get(v)!.sPk)) return this.fail(`the key shares of dropped ${v} do not rebuild the key it advertised (a holder sent a wrong share)`);
+      const sk = rebuild(shares, t, (s) => equalBytes(x25519PublicOf(s), this.keys.get(v)!.sPk));
+      if (!sk) return this.fail(`the key shares of dropped ${v} do not rebuild the key it advertised (wrong shares from its holders)`);
       const priv = x25519Private(sk);
       // Survivor u added pairSign(u, v) * PRG(s_uv); take it out.
       for (const u of live) terms.push({ seed: maskSeed(priv, this.keys.get(u)!.sPk), sign: pairSign(u, v) > 0 ? -1 : 1 });
@@ -293,6 +296,25 @@ export class SecAggServer {
     this.sum = undefined;
     return { ok: false, reason, survivors: this.survivors, dropped: this.dropped };
   }
+}
+
+/**
+ * The secret from t of the shares that passes `check` (its public key or commitment). The first t usually do; when
+ * a holder sent a wrong share, the windows shares[i..i+t) (cyclic) are tried in turn, so with more than t shares one
+ * wrong share is always stepped over. undefined when none passes.
+ */
+function rebuild(shares: ShamirShare[], t: number, check: (secret: Uint8Array) => boolean): Uint8Array | undefined {
+  const tries = shares.length > t ? shares.length : 1;
+  for (let i = 0; i < tries; i++) {
+    const pick = Array.from({ length: t }, (_, j) => shares[(i + j) % shares.length]!);
+    const s = shamirCombine(pick, t);
+    if (check(s)) return s;
+  }
+  return undefined;
+}
+
+function sha256(b: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(b).digest());
 }
 
 function push<T>(m: Map<string, T[]>, k: string, v: T): void {
