@@ -83,6 +83,7 @@ export function serveCommand(): Command {
     `
 Examples:
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist
+  fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8000 --grpc-port 8001 --name mnist   # Triton's ports, HTTP + gRPC
   curl -s 127.0.0.1:8080/v2/models/mnist
   curl -s -X POST 127.0.0.1:8080/v2/models/mnist/infer -H 'content-type: application/json' \\
     -d '{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":[0, 0, ...784 values]}]}'
