@@ -33,6 +33,8 @@
  *   `weightSum`, instead of a `sum` field holding a mean.
  * - The masked input carries `rejected` (senders whose share box did not open) besides `y`.
  * - secaggParams' result also has nAgents: the quantization grid depends on it (quantLevels).
+ * - advertise() also returns bCommit (SHA-256 of the self-mask seed) so the coordinator can verify a rebuilt seed
+ *   and step over a wrong share; finalizeAsync / maskedInputAsync keep the event loop free.
  */
 export { secaggParams, checkParams, quantLevels, majorityThreshold, type SecAggParams, type SecAggParamsOptions } from './params.js';
 export { neighborGraph, graphSeedBytes } from './graph.js';
