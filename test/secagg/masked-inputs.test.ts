@@ -108,14 +108,17 @@ describe('secure aggregation: what the coordinator sees', () => {
         }
       })();
     });
-    for (const a of agents) a.catch(() => undefined);
+    // An agent loop that fails (a refused stage, say) ends the test with its error instead of a run that never finishes.
+    const failures: unknown[] = [];
+    for (const a of agents) a.catch((err: unknown) => failures.push(err));
 
     const run = await coord.startRun({ rounds: 1, agentsPerRound: { min: N }, centralEvaluation: false, secureAggregation: { unmaskSeconds: 3 } });
     let view = await coord.getRun(run.id);
-    for (let t = 0; t < 600 && !['completed', 'failed', 'stopped'].includes(view.status); t++) {
+    for (let t = 0; t < 1200 && failures.length === 0 && !['completed', 'failed', 'stopped'].includes(view.status); t++) {
       await new Promise((r) => setTimeout(r, 100));
       view = await coord.getRun(run.id);
     }
+    expect(failures).toEqual([]);
     expect(view.status).toBe('completed');
     expect(view.rounds[0]).toMatchObject({ status: 'completed', version: 1 });
     expect(received.size).toBe(N);

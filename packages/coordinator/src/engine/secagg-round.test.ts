@@ -73,7 +73,8 @@ describe('SecAggRound (coordinator stage driver)', () => {
     const asked = await Promise.all(ids.slice(2).map((id) => round.handle(req(id, 'survivors', undefined))));
     await Promise.all(ids.slice(2).map((id, i) => round.handle(req(id, 'unmask', clients.get(id)!.unmask(parse(asked[i]!) as never)))));
     const res = await done;
-    expect(Date.now() - t0).toBeLessThan(3000); // not the 30 s unmask deadline
+    // Not the 30 s unmask deadline (finalize's worker threads take seconds to start on a loaded machine).
+    expect(Date.now() - t0).toBeLessThan(15_000);
     expect(res.ok).toBe(true);
     if (res.ok) for (const v of res.mean) expect(v).toBeCloseTo(0.25, 5);
   });

@@ -172,7 +172,9 @@ export class SecAggRound {
   }
 
   private unmask(id: string, payload: unknown): SecAggReplyMsg {
-    if (this.phase !== 'unmask') return refused(this.phase === 'done' ? 'stage_closed' : 'out_of_order', `the round is at stage ${this.phase}, not unmask`);
+    // The stage ended as soon as every secret had its threshold of shares: later ones are not needed (nor refused).
+    if (this.phase === 'done') return { accepted: true, reason: '', message: 'not needed: the round already had enough shares', payloadJson: '' };
+    if (this.phase !== 'unmask') return refused('out_of_order', `the round is at stage ${this.phase}, not unmask`);
     const msg = (payload ?? {}) as SecAggUnmask;
     this.server.collectUnmask(id, msg);
     this.sent.unmask.add(id);
