@@ -50,7 +50,7 @@ async function runSecagg(address: string, rounds: number, config: string): Promi
 /** Every round completed with all 8 masked inputs in the sum, and the model learned. */
 function expectLearned(run: RunJson, rounds: number): void {
   expect(run.status).toBe('completed');
-  expect(run.metrics.map((m) => [m.status, m.completed])).toEqual(Array.from({ length: rounds }, () => ['completed', N]));
+  expect(run.metrics.map((m) => [m.status, m.completed]), JSON.stringify(run.roundsDetail.map((r) => r.reason))).toEqual(Array.from({ length: rounds }, () => ['completed', N]));
   const acc = run.metrics.map((m) => m.centralAccuracy!);
   expect(run.initialAccuracy!).toBeLessThan(0.3);
   expect(acc[0]!).toBeGreaterThan(run.initialAccuracy! + 0.3);
@@ -112,7 +112,7 @@ describe('secure aggregation end to end', () => {
     }
     expect(run.status).toBe('completed');
     // Round 2 is recorded once, completed with all four masked inputs: the interrupted attempt left nothing behind.
-    expect(run.metrics.map((m) => [m.status, m.completed])).toEqual([['completed', 4], ['completed', 4], ['completed', 4]]);
+    expect(run.metrics.map((m) => [m.status, m.completed]), JSON.stringify(run.roundsDetail.map((r) => r.reason))).toEqual([['completed', 4], ['completed', 4], ['completed', 4]]);
     // Each agent got round 2 twice: a new task, so a new SecAggClient with fresh keys and seeds (no mask reused).
     for (const a of agents) expect(a.output().match(/"round":2,[^\n]*"kind":"train"[^\n]*"msg":"task received"/g)?.length ?? 0).toBeGreaterThanOrEqual(2);
     coord.child.kill('SIGTERM');
