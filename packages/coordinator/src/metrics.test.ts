@@ -140,3 +140,15 @@ describe('task metrics', () => {
     expect(expositionProblems('# TYPE a gauge\na{x="1"} two\n')).toEqual(['bad value: a{x="1"} two']);
   });
 });
+
+describe('prom-client default metrics', () => {
+  it('exposes no gauge named like a counter (promtool check metrics; issue 18), the per-type gauges stay', async () => {
+    const m = createCoordinatorMetrics();
+    m.update([], []);
+    const text = await m.registry.metrics();
+    const gaugesWithTotal = [...text.matchAll(/^# TYPE (\S+_total) gauge$/gm)].map((x) => x[1]);
+    expect(gaugesWithTotal).toEqual([]);
+    expect(text).toMatch(/^# TYPE fedge_coordinator_nodejs_active_handles gauge$/m);
+    expect(text).toMatch(/^# TYPE fedge_coordinator_process_cpu_seconds_total counter$/m);
+  });
+});

@@ -36,6 +36,9 @@ export function latestTaskMetrics(r: Pick<RunRecord, 'versions' | 'rounds'>, sou
   return best?.metrics;
 }
 
+/** prom-client default metrics that are gauges with a counter's _total suffix (their per-type gauges stay). */
+export const UNLINTED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'] as const;
+
 export interface CoordinatorMetrics {
   registry: Registry;
   /** Refreshes every metric from `runs` and `agents` (called before each scrape). */
@@ -45,7 +48,12 @@ export interface CoordinatorMetrics {
 export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}): CoordinatorMetrics {
   const registry = new Registry();
   const registers = [registry];
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'fedge_coordinator_' });
+  if (opts.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'fedge_coordinator_' });
+    // prom-client also exports each of these per-type gauges' sum as a gauge named *_total, which Prometheus
+    // reserves for counters (promtool check metrics flags it). The sum is sum(fedge_coordinator_nodejs_active_handles).
+    for (const name of UNLINTED_DEFAULT_METRICS) registry.removeSingleMetric(`fedge_coordinator_${name}`);
+  }
   const runs = new Gauge({ name: 'fedge_runs', help: 'Runs by status', labelNames: ['status'], registers });
   const agents = new Gauge({ name: 'fedge_agents', help: 'Known agents by status', labelNames: ['status'], registers });
   const round = new Gauge({ name: 'fedge_run_round', help: 'Last completed round (sync) or aggregation step (async) of a run', labelNames: ['run_id'], registers });
