@@ -91,6 +91,10 @@ describe('dashboard', () => {
     expect(seen).toEqual([...seen].sort((a, b) => a - b));
     expect(seen.filter((n) => n > 0 && n < ROUNDS).length, `point counts seen: ${seen.join(', ')}`).toBeGreaterThanOrEqual(2);
     expect(await page.evaluate(() => (window as unknown as { loadMarker?: number }).loadMarker)).toBe(1);
+    // Who took part: a square per invited agent and round, its name and outcome on hover.
+    const dots = await page.$$eval('.strip-row:last-child .dot', (ds) => ds.map((d) => d.getAttribute('title') ?? ''));
+    expect(dots.map((t) => t.split(':')[0]).sort()).toEqual(names);
+    for (const t of dots) expect(t).toMatch(/^dash-\d: completed, \d+\.\d s$/);
     // No privacy, no async: no epsilon chart, no staleness histogram.
     expect(await page.$$('[data-chart="epsilon"], [data-chart="staleness"]')).toEqual([]);
     await page.waitForFunction(() => /completed/.test(document.querySelector('#run-head h1')?.textContent ?? ''), undefined, { timeout: 20_000 });

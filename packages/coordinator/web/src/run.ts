@@ -99,6 +99,8 @@ export function bestMetric(r: RunSummary): { name: string; value: number | undef
 
 function participantsStrip(r: RunSummary): HTMLElement {
   const rows = r.roundsDetail.slice(-30).reverse();
+  // Sync rounds record staleness 0 for everyone: only async versions say how far behind an update was.
+  const async = r.config.mode === 'async';
   return el(
     'section',
     { class: 'strip' },
@@ -109,7 +111,7 @@ function participantsStrip(r: RunSummary): HTMLElement {
         { class: 'strip-row' },
         el('span', { class: 'strip-label' }, `${r.config.mode === 'async' ? 'v' : 'r'}${r.config.mode === 'async' ? x.version ?? x.round : x.round}`),
         ...x.participants.map((p) =>
-          el('span', { class: `dot dot-${p.outcome}`, title: `${p.name}: ${p.outcome}${p.reason ? ` (${p.reason})` : ''}${p.staleness !== undefined ? `, staleness ${p.staleness}` : ''}${p.seconds !== undefined ? `, ${p.seconds.toFixed(1)} s` : ''}` }),
+          el('span', { class: `dot dot-${p.outcome}`, title: `${p.name}: ${p.outcome}${p.reason ? ` (${p.reason})` : ''}${async && p.staleness !== undefined ? `, staleness ${p.staleness}` : ''}${p.seconds !== undefined ? `, ${p.seconds.toFixed(1)} s` : ''}` }),
         ),
         x.status === 'failed' ? el('span', { class: 'strip-failed', title: x.reason ?? '' }, `failed: ${x.reason ?? ''}`) : undefined,
       ),
