@@ -30,7 +30,8 @@ const ROUNDS = Number(args.rounds ?? 20);
 const AGENTS = Number(args.agents ?? 10);
 const PARTITION = args.partition ?? 'shards';
 const SEED = Number(args.seed ?? 42);
-const DOWNLINK = args.downlink ?? 'delta+q8';
+// "off": full float32 model downloads in every configuration (isolates the uplink's effect on accuracy).
+const DOWNLINK = args.downlink === 'off' ? undefined : (args.downlink ?? 'delta+q8');
 const OUT = args.out ?? path.join(ROOT, 'bench/results/compression.json');
 
 /** name -> the run config's compression block (float32: none at all, the baseline both directions). */

@@ -52,7 +52,7 @@ const reason = (f: () => unknown): string => {
 };
 
 const UPLINK = ['float32', 'fp16', 'int8', 'q8', 'q4', 'q2', 'topk:0.01', 'topk:0.1+fp16', 'topk:0.001+q8', 'topk:0.05+q4', 'topk:0.3+q2', 'topk:0.5+int8'];
-const DOWNLINK = ['delta+fp16', 'delta+q8', 'delta', 'fp16'];
+const DOWNLINK = ['delta+fp16', 'delta+q8', 'delta', 'delta+q4'];
 
 describe('pipeline specs', () => {
   it('parses stages into a canonical spec', () => {
@@ -72,6 +72,7 @@ describe('pipeline specs', () => {
     expect(() => parsePipeline('q8+q4')).toThrow(/must come last and at most once/);
     expect(() => parsePipeline('delta+fp16')).toThrow(/compression.uplink: "delta" is for the downlink/);
     expect(() => parsePipeline('delta+topk:0.1', 'downlink')).toThrow(/compression.downlink: topk on the downlink/);
+    expect(() => parsePipeline('q8', 'downlink')).toThrow(/compression.downlink: "q8": a downlink pipeline .* starts with delta/);
     expect(() => parsePipeline('')).toThrow(/compression.uplink: empty/);
     expect(() => parsePipeline('fp16:3')).toThrow(/"fp16" takes no argument/);
   });

@@ -67,6 +67,8 @@ export function pipelineSchema(option: string, direction: Direction) {
         p.values = v;
       }
     }
+    if (direction === 'downlink' && !p.delta)
+      return fail(`"${text}": a downlink pipeline sends the difference from the agent's model, so it starts with delta (delta+fp16, delta+q8); leave the option out for full float32 models`);
     if (p.delta && direction === 'downlink' && p.topk !== undefined)
       return fail('topk on the downlink would drop parts of the model the agent trains from; use delta+fp16 or delta+q8');
     const values = p.values ?? 'float32';
