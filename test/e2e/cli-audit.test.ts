@@ -152,6 +152,27 @@ describe('fedge --format json against a real coordinator', () => {
     expect(events[1]!.code).toBe(0);
   });
 
+  it('fedge-agent serve --format json: a ready line with the URL and tensors on stdout, a stopped line at exit', async () => {
+    const { createBuiltinModel, exportOnnx, initBackend, modelToBlob } = await import('@fedge/ml');
+    await initBackend('cpu');
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'fedge-audit-serve-')), 'm.onnx');
+    const m = createBuiltinModel('mnist-mlp', 5);
+    writeFileSync(file, exportOnnx(modelToBlob(m), { quantize: 'none' }).bytes);
+    m.dispose();
+    const serve = startProcess(FEDGE_AGENT, ['serve', '--model', file, '--listen', '127.0.0.1:0', '--format', 'json']);
+    const stdout: string[] = [];
+    serve.child.stdout!.on('data', (b: Buffer) => stdout.push(b.toString()));
+    await serve.waitFor(/"event":"ready"/);
+    const ready = JSON.parse(stdout.join('').trim().split('\n')[0]!) as { url: string; inputs: { name: string }[] };
+    expect(ready.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect((await fetch(`${ready.url}/v2/health/ready`)).status).toBe(200);
+    expect(ready.inputs[0]!.name).toBe('input');
+    serve.child.kill('SIGTERM');
+    expect(await serve.exited).toBe(0);
+    const events = stdout.join('').trim().split('\n').map((l) => (JSON.parse(l) as { event: string }).event);
+    expect(events).toEqual(['ready', 'stopped']);
+  });
+
   it('run export: --format csv still works, with a deprecation warning; --format json with CSV on stdout is refused', async () => {
     const coord = await startCoordinator();
     const r = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--rounds', '1', '--min-agents', '3', '--format', 'json']);

@@ -38,7 +38,7 @@ export function addServingOptions(cmd: Command, prefix: '' | 'serve-'): Command 
 export interface ServingFlags { threads: number; maxBodyBytes: number; maxBatch: number; grpcPort?: number }
 
 /** Starts the HTTP server for `slot` (and the gRPC one with `grpcPort`); resolves once they listen. */
-export async function startInferenceServer(slot: ModelSlot, listen: string, flags: ServingFlags): Promise<{ close: () => Promise<void> }> {
+export async function startInferenceServer(slot: ModelSlot, listen: string, flags: ServingFlags): Promise<{ close: () => Promise<void>; url: string; grpc?: string }> {
   const hp = parseHostPort(listen, '--listen', DEFAULT_SERVE_PORT);
   const server = new InferenceServer(slot, { maxBodyBytes: flags.maxBodyBytes, maxBatch: flags.maxBatch });
   const bindHost = hp.host.replace(/^\[|\]$/g, '');
@@ -46,12 +46,14 @@ export async function startInferenceServer(slot: ModelSlot, listen: string, flag
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   logger.info({ url: `http://${host}:${addr.port}/v2/models/${slot.name}/infer`, model: slot.name }, 'inference server listening (KServe v2)');
   let grpcServer: GrpcInferenceServer | undefined;
+  let grpc: string | undefined;
   if (flags.grpcPort !== undefined) {
     grpcServer = new GrpcInferenceServer(slot, { maxBodyBytes: flags.maxBodyBytes, maxBatch: flags.maxBatch });
     const port = await grpcServer.listen(bindHost, flags.grpcPort);
-    logger.info({ address: `${host}:${port}`, service: 'inference.GRPCInferenceService', model: slot.name }, 'gRPC inference server listening (KServe v2)');
+    grpc = `${host}:${port}`;
+    logger.info({ address: grpc, service: 'inference.GRPCInferenceService', model: slot.name }, 'gRPC inference server listening (KServe v2)');
   }
-  return { close: async () => void (await Promise.all([server.close(), grpcServer?.close()])) };
+  return { close: async () => void (await Promise.all([server.close(), grpcServer?.close()])), url: `http://${host}:${addr.port}`, ...(grpc ? { grpc } : {}) };
 }
 
 /** The federating agent's `--serve`: serve every new global version, exported per `quantize`/`activations`. */
@@ -68,7 +70,7 @@ export function createGlobalModelServer(
   });
 }
 
-interface ServeOpts extends ServingFlags { model: string; listen: string; name: string; version: string }
+interface ServeOpts extends ServingFlags { model: string; listen: string; name: string; version: string; format: 'log' | 'json' }
 
 export function serveCommand(): Command {
   const cmd = new Command('serve')
@@ -76,13 +78,16 @@ export function serveCommand(): Command {
     .requiredOption('--model <file.onnx>', 'ONNX model, e.g. from `fedge model export`')
     .option('--listen <host:port>', 'address to listen on (loopback unless you say otherwise)', `127.0.0.1:${DEFAULT_SERVE_PORT}`)
     .option('--name <name>', 'model name in the URL: /v2/models/NAME/infer', 'fedge')
-    .option('--version <v>', 'version reported for the model', '1');
+    .option('--version <v>', 'version reported for the model', '1')
+    // Logs move to stderr with json (log.ts reads --format from argv before anything logs).
+    .addOption(new Option('--format <format>', 'log: pino log lines on stdout; json: JSON lines on stdout, {"event":"ready",...} (url, grpc, model, version, inputs, outputs) once listening and {"event":"stopped"} at exit, logs on stderr').choices(['log', 'json']).default('log'));
   addServingOptions(cmd, '');
   cmd.addHelpText(
     'after',
     `
 Examples:
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist
+  fedge-agent serve --model model.onnx --listen 127.0.0.1:0 --format json | head -1   # {"event":"ready","url":...}
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8000 --grpc-port 8001 --name mnist   # Triton's ports, HTTP + gRPC
   curl -s 127.0.0.1:8080/v2/models/mnist
   curl -s -X POST 127.0.0.1:8080/v2/models/mnist/infer -H 'content-type: application/json' \\
@@ -99,9 +104,11 @@ POST /v2/models/NAME/infer (batched: shape [N, ...]; JSON or the binary tensor d
     const m = await slot.load(bytes, o.version, { file: path });
     logger.info({ model: o.name, version: o.version, bytes: m.bytes, inputs: m.inputs, outputs: m.outputs }, 'model loaded');
     const server = await startInferenceServer(slot, o.listen, o);
+    const json = (v: unknown): void => void (o.format === 'json' && process.stdout.write(`${JSON.stringify(v)}\n`));
+    json({ event: 'ready', url: server.url, grpc: server.grpc ?? null, model: o.name, version: o.version, bytes: m.bytes, inputs: m.inputs, outputs: m.outputs });
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping');
-      void server.close().then(() => slot.close()).then(() => process.exit(0));
+      void server.close().then(() => slot.close()).then(() => (json({ event: 'stopped', signal: sig }), process.exit(0)));
       setTimeout(() => process.exit(0), 2000).unref();
     };
     process.once('SIGINT', () => stop('SIGINT'));
