@@ -23,7 +23,7 @@ const BENCHES = {
   aggregate: { args: ['--reps', '1', '--no-sweep'], expose: true },
   async: { args: ['--quick', '--agents', '3', '--slowdown', '2', '--rounds', '1', '--async-rounds', '2', '--target', '0.5', '--only', 'waitforall,async'] },
   backends: { args: ['--seconds', '0.5', '--backends', 'wasm', '--demo-rounds', '0'] },
-  compression: { args: ['--rounds', '1', '--agents', '2', '--codecs', 'none,int8'] },
+  compression: { args: ['--model', 'mnist-mlp', '--rounds', '1', '--agents', '2', '--codecs', 'none,int8'] },
   'coordinator-rss': { args: ['--agents', '3'] },
   'fedprox-synthetic': { args: ['--rounds', '2', '--epochs', '1'] },
   'fedprox-synthetic-agents': { args: ['--rounds', '1', '--epochs', '1', '--arms', 'fedprox-mu1'] },
