@@ -436,6 +436,8 @@ export class Coordinator {
   async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
     this.refuseIfStorageFailed();
     const agent = this.registry.verify(h.agentId, h.sessionToken);
+    // Not a result: the promoted run is usually finished, so this needs no active engine (enrolled agents sign it too).
+    if (h.kind === 'serving') return this.gate.guardUpload(h, agent.name, servingReport(this.registry, h));
     const e = this.engines.get(h.runId);
     if (!e) throw new RejectedUpdateError('unknown_run', `run_id: run "${h.runId}" is not active`);
     return this.gate.guardUpload(h, agent.name, await e.beginUpload(h));
@@ -505,3 +507,17 @@ export class Coordinator {
   }
 }
 
+/** The sink of a `serving` report: no payload; on commit the registry records what the agent serves. */
+function servingReport(registry: AgentRegistry, h: ResultHeaderMsg): UploadSink {
+  if (h.totalBytes !== 0) throw new RejectedUpdateError('malformed', `total_bytes: a serving report carries no payload (0), got ${h.totalBytes}`);
+  return {
+    write: () => {
+      throw new RejectedUpdateError('oversized', 'a serving report carries no payload');
+    },
+    commit: async () => {
+      registry.noteServing(h.agentId, h.runId, h.modelVersion);
+      return { accepted: true, reason: '', message: '' };
+    },
+    abort: () => {},
+  };
+}

@@ -61,6 +61,9 @@ export class Agent {
   private readonly executor: TaskExecutor;
   private readonly faultRng: () => number;
   private enrollCode: string | undefined;
+  /** The global version the model server loaded last (and the task that brought it): reported to the coordinator. */
+  private served: { runId: string; version: number; taskId: string } | undefined;
+  private reports: Promise<void> = Promise.resolve();
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
     this.executor = opts.executor ?? new TaskExecutor(data, { slowdown: opts.simulate?.slowdown ?? 1 });
@@ -140,6 +143,8 @@ export class Agent {
     const s: Session = { agentId: reply.agentId, sessionToken: reply.sessionToken };
     log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: this.data.train.n }, 'joined coordinator');
     onJoined();
+    // A new session starts with no served version on the coordinator's side: tell it what is loaded.
+    if (this.served) this.reportServed(conn, s);
     const t0 = Date.now();
     const stream = conn.tasks(s.agentId, s.sessionToken);
     this.streamCancel = () => stream.cancel();
@@ -256,7 +261,34 @@ export class Agent {
     void srv.offer(ref, async () => {
       const g = await this.executor.verifiedModel(task, conn, s);
       return { topology: JSON.parse(g.header.topologyJson) as unknown, tensors: g.header.tensors as never, weights: g.weights };
-    }, promoted);
+    }, promoted).then(() => {
+      // Offers load one at a time, so right after this one settles `loaded` is still it if it was loaded.
+      if (srv.loaded !== ref) return;
+      this.served = { runId: ref.runId, version: ref.version, taskId: task.taskId };
+      this.reportServed(conn, s);
+    });
+  }
+
+  /**
+   * Tells the coordinator which version is served now (`fedge agent list`, the dashboard): a payload-less `serving`
+   * submit, queued so reports arrive in load order. Best effort: an older coordinator refuses it as malformed.
+   */
+  private reportServed(conn: CoordinatorConnection, s: Session): void {
+    this.reports = this.reports.then(async () => {
+      const v = this.served;
+      if (!v || this.stopped) return;
+      const header: ResultHeaderMsg = {
+        agentId: s.agentId, sessionToken: s.sessionToken, taskId: v.taskId, runId: v.runId, round: 0, modelVersion: v.version,
+        kind: 'serving', numExamples: 0, tensors: [], totalBytes: 0, encoding: '', metrics: {},
+      };
+      const empty = new Uint8Array(0);
+      try {
+        const r = await conn.submit(this.opts.identity ? this.opts.identity.signResult(header, empty) : header, empty);
+        if (!r.accepted) log.warn({ runId: v.runId, version: v.version, reason: r.reason, message: r.message }, 'coordinator refused the serving report');
+      } catch (err) {
+        log.warn({ runId: v.runId, version: v.version, err: (err as Error).message }, 'could not report the served version');
+      }
+    });
   }
 }
 

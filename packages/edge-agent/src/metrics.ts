@@ -135,10 +135,11 @@ export class AgentMetrics {
         try {
           const reply = await conn.submit(header, payload);
           this.bytesUp += payload.byteLength;
-          this.resultSubmitted(header, reply.accepted);
+          // A serving report is not a task result (no task was counted for it).
+          if (header.kind !== 'serving') this.resultSubmitted(header, reply.accepted);
           return reply;
         } catch (err) {
-          this.taskFailed(header.kind);
+          if (header.kind !== 'serving') this.taskFailed(header.kind);
           throw err;
         }
       },

@@ -111,7 +111,8 @@ export interface ResultHeaderMsg {
   runId: string;
   round: number;
   modelVersion: number;
-  kind: 'train' | 'evaluate';
+  /** 'serving': no task result but a report that the agent now serves run_id's model_version (no payload). */
+  kind: 'train' | 'evaluate' | 'serving';
   numExamples: number;
   tensors: TensorSpecMsg[];
   totalBytes: number;

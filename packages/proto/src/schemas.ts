@@ -57,7 +57,9 @@ export const resultHeaderSchema = z.object({
   runId: id,
   round: int.nonnegative(),
   modelVersion: int.nonnegative(),
-  kind: z.enum(['train', 'evaluate']),
+  // 'serving': a payload-less report of the global version the agent now serves (Coordinator.beginUpload); older
+  // coordinators refuse it as malformed, which the agent only logs.
+  kind: z.enum(['train', 'evaluate', 'serving']),
   numExamples: int.nonnegative().max(1e12),
   tensors: z.array(tensorSpecMsgSchema).max(MAX_TENSORS),
   totalBytes: int.nonnegative(),

@@ -101,3 +101,30 @@ describe('AgentRegistry rejoin by id', () => {
     expect(() => reg.join({ ...req('edge-1', a.agentId), agentSecret: a.agentSecret })).toThrow(/agent_secret/);
   });
 });
+
+describe('AgentRegistry served version', () => {
+  it('records the version an agent reports serving, persists it, and clears it on the next join until reported again', async () => {
+    const store = new MemoryStore();
+    const reg = new AgentRegistry(store);
+    const a = reg.join(req('edge-1'));
+    const b = reg.join(req('edge-2'));
+    let changes = 0;
+    reg.on('changed', () => changes++);
+    reg.noteServing(a.agentId, 'run-1', 3);
+    reg.noteServing(a.agentId, 'run-1', 3); // the same report again changes nothing
+    expect(changes).toBe(1);
+    reg.noteServing(a.agentId, 'run-1', 2); // a rollback: older versions are recorded too
+    const byName = (r: AgentRegistry, n: string) => r.list().find((x) => x.name === n)!;
+    expect(byName(reg, 'edge-1')).toMatchObject({ servedRun: 'run-1', servedVersion: 2 });
+    expect(byName(reg, 'edge-2').servedVersion).toBeUndefined();
+    reg.noteServing('agent-unknown', 'run-1', 1); // ignored, no throw
+    await new Promise((r) => setTimeout(r, 10)); // persisted in the background
+    const restarted = new AgentRegistry(store);
+    restarted.restore(await store.listAgents());
+    expect(byName(restarted, 'edge-1')).toMatchObject({ status: 'offline', servedRun: 'run-1', servedVersion: 2 });
+    // A new session: the agent process may have restarted with nothing loaded; it reports again once it serves.
+    restarted.join(req('edge-1'));
+    expect(byName(restarted, 'edge-1').servedVersion).toBeUndefined();
+    expect(b.agentId).not.toBe(a.agentId);
+  });
+});

@@ -206,6 +206,17 @@ export class AgentRegistry extends EventEmitter<{
     this.emit('changed');
   }
 
+  /** Records the global version an agent reports it now serves (a `serving` report, after it loaded the model). */
+  noteServing(agentId: string, runId: string, version: number): void {
+    const a = this.agents.get(agentId);
+    if (!a || (a.record.servedRun === runId && a.record.servedVersion === version)) return;
+    a.record.servedRun = runId;
+    a.record.servedVersion = version;
+    log.info({ agentId, name: a.record.name, runId, version }, 'agent serves a new global model version');
+    void this.persist(agentId);
+    this.emit('changed');
+  }
+
   /** The data profile the agent reported at its last join, if any. */
   profile(agentId: string): DataProfile | undefined {
     return this.agents.get(agentId)?.profile;

@@ -171,6 +171,9 @@ export interface AgentRecord {
   data?: { format: string; n: number; columns: number; fingerprint: string };
   /** Fingerprint of the enrolled key it joined with (IdentityRecord); absent: it joined with the shared token. */
   identity?: string;
+  /** The global model version the agent serves (`--serve`) and its run, as it last reported; cleared by a new join until it reports again. */
+  servedVersion?: number;
+  servedRun?: string;
   /**
    * sha256 (hex) of the agent_secret its first join returned: a rejoin with this agent's id must present the secret,
    * so a holder of the shared join token cannot take over a live agent's id (and session). Never listed.

@@ -24,12 +24,13 @@ function agentsTable(agents: AgentRecord[]): string {
       transport: a.transport,
       examples: a.numExamples,
       data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
+      serving: a.servedVersion !== undefined ? `v${a.servedVersion} ${a.servedRun ?? ''}`.trim() : '',
       task: a.currentTask ?? 'idle',
       done: a.tasksCompleted,
       failed: a.tasksFailed,
       'last seen': a.lastSeen,
     })),
-    ['id', 'name', 'status', 'auth', 'backend', 'transport', 'examples', 'data', 'task', 'done', 'failed', 'last seen'],
+    ['id', 'name', 'status', 'auth', 'backend', 'transport', 'examples', 'data', 'serving', 'task', 'done', 'failed', 'last seen'],
   );
 }
 
