@@ -1,7 +1,7 @@
 /**
  * End to end: the web dashboard of `fedge serve --ui` in headless Chromium. A coordinator and three agents run a
  * federation; the run page's metric chart gains a point per round with no reload, the agents table lists every
- * agent, a promotion confirmed on the models page shows in `fedge model show`, and the API's JSON equals the CLI's.
+ * agent (and the version the serving one reports), a promotion confirmed on the models page shows in `fedge model show`, and the API's JSON equals the CLI's.
  * A screenshot of the run page is written to test-output/dashboard/ (and to docs/dashboard.png with
  * FEDGE_DOCS_SCREENSHOT=1).
  */
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { fedge, freePort, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
 import { launchChromium } from './browser.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -39,7 +39,10 @@ describe('dashboard', () => {
     const names = ['dash-0', 'dash-1', 'dash-2'];
     // A twelfth of MNIST each, trained at half speed: rounds of a second or two, long enough for the page (loaded
     // after the run starts) to see the chart grow one point at a time.
-    const agents = names.map((n, i) => startAgent(coord.address, ['--name', n, '--partition', 'iid', '--num-partitions', '12', '--partition-id', String(i), '--seed', '7', '--slowdown', '2']));
+    // dash-0 also serves the global model: the agents table shows the version it reports serving.
+    const servePort = await freePort();
+    const agents = names.map((n, i) => startAgent(coord.address, ['--name', n, '--partition', 'iid', '--num-partitions', '12', '--partition-id', String(i), '--seed', '7', '--slowdown', '2',
+      ...(i === 0 ? ['--serve', `127.0.0.1:${servePort}`] : [])]));
     browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const problems: string[] = [];
@@ -155,6 +158,19 @@ describe('dashboard', () => {
     await page.waitForFunction((v) => /promoted/.test(document.querySelector(`#models tbody tr:has(button[data-version="${v}"])`)?.textContent ?? ''), ROUNDS, { timeout: 10_000 });
 
     await page.screenshot({ path: path.join(OUT, 'models.png') });
+
+    // The agents table's 'version served' (live, no reload): the promoted version for the serving agent, none for the others.
+    await page.goto(`${ui}/#/agents`);
+    const servedCells = (): Promise<string[]> => page.evaluate((ns) => {
+      const c = [...document.querySelectorAll('#agents thead th')].map((th) => th.textContent).indexOf('version served');
+      const rows = [...document.querySelectorAll('#agents tbody tr')];
+      return ns.map((n) => (c < 0 ? '?' : rows.find((tr) => tr.children[0]?.textContent === n)?.children[c]?.textContent ?? '?'));
+    }, names);
+    await page.waitForFunction((v) => {
+      const c = [...document.querySelectorAll('#agents thead th')].map((th) => th.textContent).indexOf('version served');
+      return c >= 0 && [...document.querySelectorAll('#agents tbody tr')].some((tr) => tr.children[0]?.textContent === 'dash-0' && tr.children[c]?.textContent === v);
+    }, String(ROUNDS), { timeout: 30_000 }).catch(() => undefined);
+    expect(await servedCells()).toEqual([String(ROUNDS), '–', '–']); // the table shows an empty cell as a dash
 
     // The page never tripped its own CSP (no inline script or style) nor threw.
     expect(problems).toEqual([]);
