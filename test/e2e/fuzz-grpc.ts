@@ -42,7 +42,7 @@ export interface GrpcOutcome {
 const svc = loadServices();
 type Def = Record<string, { path: string; requestStream: boolean; responseStream: boolean; requestSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>;
 const defs = { AgentService: svc.AgentService.service as unknown as Def, AdminService: svc.AdminService.service as unknown as Def };
-const METHODS = [...Object.keys(defs.AgentService).map((m) => ['AgentService', m] as const), ...Object.keys(defs.AdminService).map((m) => ['AdminService', m] as const)];
+export const METHODS = [...Object.keys(defs.AgentService).map((m) => ['AgentService', m] as const), ...Object.keys(defs.AdminService).map((m) => ['AdminService', m] as const)];
 
 /** Encodes `value` as `method`'s request; values the encoder itself refuses become raw protobuf garbage. */
 function encode(g: Gen, d: Def[string], value: unknown): Buffer {
