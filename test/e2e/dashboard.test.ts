@@ -1,7 +1,8 @@
 /**
  * End to end: the web dashboard of `fedge serve --ui` in headless Chromium. A coordinator and three agents run a
  * federation; the run page's metric chart gains a point per round with no reload, the agents table lists every
- * agent (and the version the serving one reports), a promotion confirmed on the models page shows in `fedge model show`, and the API's JSON equals the CLI's.
+ * agent (and the version the serving one reports), a promotion confirmed on the models page shows in
+ * `fedge model show`, and the API's JSON equals the CLI's.
  * A screenshot of the run page is written to test-output/dashboard/ (and to docs/dashboard.png with
  * FEDGE_DOCS_SCREENSHOT=1).
  */
