@@ -2,7 +2,7 @@
  * Compression pipelines end to end with real processes: two MNIST agents send top-k 1% + 8-bit stochastic updates
  * and receive models as fp16 deltas (compression.downlink). One agent is killed -9 after two rounds and restarted: its
  * error-feedback residual file (written atomically after each accepted update) is read back, and the run completes
- * and learns; a second run discards the first run's residual.
+ * and learns; a second run discards the first run's residual. Over MQTT, agents receive delta+q8 chains the same way.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -93,4 +93,29 @@ describe('compression pipelines', () => {
     await again.waitFor(/discarding the error-feedback residual of another run/, 120_000);
     for (let t = 0; (await show(second)).status === 'running' && t < 400; t++) await sleep(500);
   }, 900_000);
+
+  it('over MQTT too: agents holding the previous version get delta+q8 chains (downlink well below 1x) and the run learns', async () => {
+    const coord = await startCoordinator(['--mqtt-listen', '127.0.0.1:0']);
+    const agents = [0, 1].map((i) => startAgent(coord.mqttUrl!, ['--name', `mq-dl-${i}`, '--num-partitions', '2', '--partition-id', String(i), '--seed', '4']));
+    await Promise.all(agents.map((a) => a.waitFor(/joined coordinator/, 240_000)));
+    const res = await fedge(['run', 'start', '--coordinator', coord.address, '--model', 'mnist-mlp', '--rounds', '3', '--min-agents', '2', '--epochs', '1',
+      '--lr', '0.1', '--deadline', '120', '--downlink-compression', 'delta+q8', '--watch', '--format', 'json']);
+    expect(res.code, res.stderr).toBe(0);
+    const run = lastJson<RunJson & { initialAccuracy?: number; roundsDetail: { round: number; status: string; bytesSent: number; bytesSentDense?: number }[] }>(res.stdout);
+    expect(run.status).toBe('completed');
+    const rounds = run.roundsDetail.filter((r) => r.status === 'completed');
+    expect(rounds.map((r) => r.round)).toEqual([1, 2, 3]);
+    const ratios = rounds.map((r) => r.bytesSent / (r.bytesSentDense ?? r.bytesSent));
+    console.log(`compression e2e (MQTT, delta+q8): per-round downlink ratio ${ratios.map((x) => x.toFixed(3)).join(' ')}; accuracy ${run.initialAccuracy?.toFixed(3)} -> ${run.metrics.map((m) => m.centralAccuracy?.toFixed(3)).join(' ')}`);
+    // Round 1: fresh agents get the full model (1x). Then each holds the previous version: an 8-bit delta is ~0.25x.
+    expect(ratios[0]).toBeCloseTo(1, 5);
+    for (const x of ratios.slice(1)) expect(x).toBeLessThan(0.35);
+    const total = rounds.reduce((a, r) => a + r.bytesSent, 0) / rounds.reduce((a, r) => a + (r.bytesSentDense ?? r.bytesSent), 0);
+    expect(total).toBeLessThan(0.6);
+    // The chains rebuilt the signed versions: no agent refused one and fell back to the full model.
+    for (const a of agents) expect(a.output()).not.toMatch(/model delta refused/);
+    expect(run.metrics.at(-1)!.centralAccuracy!).toBeGreaterThan(run.initialAccuracy! + 0.3);
+    const text = await fedge(['run', 'show', run.id, '--coordinator', coord.address]);
+    expect(text.stdout).toMatch(/traffic: uplink .*, downlink .*\(0\.\d+x\)/);
+  }, 600_000);
 });

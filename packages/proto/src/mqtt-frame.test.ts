@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AckSchedule, MQTT_FRAME_VERSION, MQTT_WINDOW_BYTES, SendWindow, decodeFrame, encodeFrame, mqttQos } from './mqtt-frame.js';
 import { CHUNK_BYTES } from './grpc-loader.js';
+import { fetchModelRequestSchema, parseOrThrow } from './schemas.js';
 
 describe('mqtt framing', () => {
   it('round-trips an envelope and a binary body without copying on decode', () => {
@@ -35,6 +36,23 @@ describe('mqtt framing', () => {
     expect(() => decodeFrame(encodeFrame({ t: 'ack', id: 'r/1' }))).toThrow(/^frame\.id:/);
     expect(() => decodeFrame(encodeFrame({ t: 'ack', id: 'r1', offset: -1 }))).toThrow(/^frame\.offset:/);
     expect(() => decodeFrame(encodeFrame({ t: 'ack', id: 'r1', offset: 1.5 }))).toThrow(/^frame\.offset:/);
+  });
+});
+
+describe('mqtt fetch request', () => {
+  const base = { agentId: 'agent-1', sessionToken: 'tok', runId: 'run-1', modelVersion: 5 };
+  const fetchMsg = (msg: unknown): unknown => decodeFrame(encodeFrame({ t: 'fetch', id: 'f1', msg })).env.msg;
+
+  it('carries the held version (compression.downlink) through the envelope; an older agent that names none gets the defaults', () => {
+    const sha = 'ab'.repeat(32);
+    expect(parseOrThrow(fetchModelRequestSchema, fetchMsg({ ...base, haveVersion: 4, haveSha256: sha }), 'fetch_model')).toMatchObject({ modelVersion: 5, haveVersion: 4, haveSha256: sha });
+    expect(parseOrThrow(fetchModelRequestSchema, fetchMsg(base), 'fetch_model')).toMatchObject({ haveVersion: 0, haveSha256: '', blobSha256: '' });
+  });
+
+  it('refuses a malformed held version, naming the field', () => {
+    expect(() => parseOrThrow(fetchModelRequestSchema, fetchMsg({ ...base, haveVersion: 4, haveSha256: 'XYZ' }), 'fetch_model')).toThrow(/haveSha256/);
+    expect(() => parseOrThrow(fetchModelRequestSchema, fetchMsg({ ...base, haveVersion: -1, haveSha256: 'ab'.repeat(32) }), 'fetch_model')).toThrow(/haveVersion/);
+    expect(() => parseOrThrow(fetchModelRequestSchema, fetchMsg({ ...base, haveVersion: '4' }), 'fetch_model')).toThrow(/haveVersion/);
   });
 });
 

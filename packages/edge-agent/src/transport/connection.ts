@@ -45,7 +45,7 @@ export interface CoordinatorConnection {
   challenge(name: string): Promise<ChallengeReplyMsg>;
   tasks(agentId: string, sessionToken: string): TaskStream;
   /** A model version, or with `blobSha256` a strategy blob of the run (SCAFFOLD's server control variate), same header and chunks. */
-  /** haveVersion/haveSha256: the version held, so the model may come as a delta chain (header.encoding; gRPC only). */
+  /** haveVersion/haveSha256: the version held, so the model may come as a delta chain (header.encoding; gRPC and MQTT). */
   fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number; blobSha256?: string; haveVersion?: number; haveSha256?: string }): Promise<FetchedModel>;
   submit(header: ResultHeaderMsg, payload: Uint8Array): Promise<SubmitReplyMsg>;
   /**

@@ -215,9 +215,12 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       boundAgent(peer, req.agentId);
       coord.registry.verify(req.agentId, req.sessionToken);
       const { model, engine } = await coord.fetchModel(req.runId, req.modelVersion, req.blobSha256);
-      reply(peer, { t: 'model', id, msg: model.header });
+      // compression.downlink, as over gRPC: the deltas from the version the agent holds, when kept and smaller than the model.
+      const chain = !req.blobSha256 && req.haveSha256 ? engine?.downlinkChain(req.haveVersion, req.haveSha256, model) : undefined;
+      const payload = chain ? chain.payload : model.bytes;
+      reply(peer, { t: 'model', id, msg: chain ? { ...model.header, totalBytes: payload.byteLength, encoding: chain.encoding, baseVersion: req.haveVersion } : model.header });
       try {
-        for (const { offset, data } of chunkBytes(model.bytes, CHUNK_BYTES)) {
+        for (const { offset, data } of chunkBytes(payload, CHUNK_BYTES)) {
           clearTimeout(idle);
           idle = setTimeout(() => d.window.fail(new TransferAbortedError(`no ack for ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
           await d.window.reserve(offset + data.byteLength);
@@ -226,7 +229,8 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
         }
         reply(peer, { t: 'end', id });
       } finally {
-        engine?.noteModelSent(sent);
+        // A whole chain counts as the full model it stands for in the dense figure (bytesSentDense), like gRPC's.
+        engine?.noteModelSent(sent, chain && sent === payload.byteLength ? model.bytes.byteLength : sent);
       }
     } catch (err) {
       if (!(err instanceof TransferAbortedError)) reply(peer, errorEnvelope(id, err));

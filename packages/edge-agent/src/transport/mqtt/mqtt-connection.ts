@@ -166,7 +166,8 @@ export class MqttConnection implements CoordinatorConnection {
     };
   }
 
-  async fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number }): Promise<FetchedModel> {
+  /** haveVersion/haveSha256 ride in the fetch envelope's msg (fetchModelRequestSchema): the model may come as a delta chain. */
+  async fetchModel(req: { agentId: string; sessionToken: string; runId: string; modelVersion: number; blobSha256?: string; haveVersion?: number; haveSha256?: string }): Promise<FetchedModel> {
     await this.ready;
     const id = this.newId();
     return new Promise<FetchedModel>((resolve, reject) => {
