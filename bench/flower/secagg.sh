@@ -6,6 +6,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [ -x "$HERE/.venv/bin/python" ] || bash "$HERE/setup.sh"
 "$HERE/.venv/bin/python" -c 'import ray' 2>/dev/null || "$HERE/.venv/bin/python" -m pip install --quiet "flwr[simulation]==1.41.0"
 for n in "${@:-10 50}"; do for d in 0 0.3; do
+  rm -f "/tmp/flower-secagg-$n-$d.json"   # a failed run must not leave an older row to be collected
   "$HERE/.venv/bin/python" "$HERE/secagg_bench.py" --agents $n --dropout $d --rounds "${ROUNDS:-2}" \
     --out "/tmp/flower-secagg-$n-$d.json"
 done; done
@@ -29,6 +30,7 @@ for n in " ".join(ns).split():
             "unmaskStageWallSMedian": m(lambda x: x["stageWallS"]["unmask"]),
             "unmaskServerComputeSMedian": m(lambda x: x["unmaskServerComputeS"]),
             "unmaskServerCpuSMedian": m(lambda x: x["unmaskServerCpuS"]),
+            "aggregateFitSMedian": m(lambda x: x["aggregateFitS"]),
             "maskedStageWallSMedian": m(lambda x: x["stageWallS"]["masked"]),
             "survivors": later[-1]["survivors"],
             "maskedUpBytesPerClient": later[-1]["maskedUpBytesPerClientMedian"],
@@ -45,7 +47,7 @@ json.dump({
     "engine": "flwr.simulation.run_simulation (Simulation Runtime, ray backend, 1 CPU per client actor, ray num_cpus=2)",
     "workflow": "DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=n, reconstruction_threshold=floor(n/2)+1, timeout=300)) + secaggplus_mod, other parameters Flower's defaults (clipping_range 8, quantization_range 2^22, modulus_range 2^32)",
     "dropoutMethod": "the last round(n*dropout) clients raise in fit(), i.e. in the collect-masked-vectors stage (they never send a masked input); Flower has no dropout simulation of its own",
-    "notes": "Times from a SecAggPlusWorkflow subclass wrapping each stage (perf_counter / process_time of the server process; clients run in ray worker processes). unmaskServerComputeS = unmask stage wall minus time inside grid.send_and_receive (the server removing masks + aggregate_fit). Bytes are protobuf sizes of flwr Messages (message_to_proto(m).ByteSize()), per surviving client, summed over the 4 stages; the masked stage's download carries the global model. loadavg1 at start/end is in each row.",
+    "notes": "Times from a SecAggPlusWorkflow subclass wrapping each stage (perf_counter / process_time of the server process; clients run in ray worker processes). unmaskServerComputeS = unmask stage wall minus time inside grid.send_and_receive (the server removing masks + dequantizing + FedAvg.aggregate_fit, the latter also timed alone as aggregateFitS). The check against the plaintext mean runs after the simulation, outside every timed stage. Bytes are protobuf sizes of flwr Messages (message_to_proto(m).ByteSize()), per surviving client, summed over the 4 stages; the masked stage's download carries the global model. loadavg1 at start/end is in each row.",
     "rows": rows,
 }, open(out, "w"), indent=2)
 print("wrote", out)
