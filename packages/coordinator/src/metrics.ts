@@ -4,7 +4,7 @@
  * and survive a coordinator restart with a durable store (counters count over all runs the store holds).
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOn } from '@fedge/proto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Coordinator, RunView } from './coordinator.js';
 import type { AgentRecord, RunRecord } from './store/store.js';
@@ -163,17 +163,8 @@ export async function startMetricsServer(coord: Coordinator, listen: { host: str
       }
     })();
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host.replace(/^\[|\]$/g, ''), () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address() as AddressInfo;
-  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return {
-    address: `${host}:${a.port}`,
+    address: await listenOn(server, listen.host, listen.port),
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }

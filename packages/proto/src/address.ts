@@ -1,4 +1,5 @@
 /** Parses coordinator addresses (grpc://HOST:PORT or HOST:PORT) and listen addresses. */
+import type { AddressInfo, Server } from 'node:net';
 import { ValidationError } from './errors.js';
 
 export interface HostPort { host: string; port: number }
@@ -24,4 +25,19 @@ export function parseGrpcUrl(value: string, field: string, defaultPort?: number)
 /** The grpc-js target string for a host and port. */
 export function grpcTarget(hp: HostPort): string {
   return `${hp.host}:${hp.port}`;
+}
+
+/**
+ * Starts `server` (http, https or net) on host:port, brackets of an IPv6 host stripped, and resolves with the bound
+ * address as HOST:PORT (IPv6 bracketed, the real port when 0 was asked); a bind error rejects instead of throwing later.
+ */
+export function listenOn(server: Server, host: string, port: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host.replace(/^\[|\]$/g, ''), () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      resolve(`${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+    });
+  });
 }

@@ -4,8 +4,7 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { FedgeError, ValidationError } from '@fedge/proto';
+import { FedgeError, ValidationError, listenOn } from '@fedge/proto';
 import type { Coordinator } from '../coordinator.js';
 import { moduleLogger } from '../log.js';
 import type { ServerTls } from '../transport/tls.js';
@@ -148,17 +147,9 @@ export async function startUiServer(coord: Coordinator, listen: { host: string; 
   const server: Server = tls
     ? createHttpsServer({ cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, onRequest)
     : createHttpServer(onRequest);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host.replace(/^\[|\]$/g, ''), () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address() as AddressInfo;
-  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  const address = await listenOn(server, listen.host, listen.port);
   return {
-    url: `${tls ? 'https' : 'http'}://${host}:${a.port}`,
+    url: `${tls ? 'https' : 'http'}://${address}`,
     close: () =>
       new Promise<void>((resolve) => {
         overview.stop();
