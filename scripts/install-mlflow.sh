@@ -7,20 +7,5 @@
 #   bash scripts/install-mlflow.sh          # venv in ${FEDGE_CACHE_DIR:-~/.cache/fedge}/venv-mlflow
 set -euo pipefail
 
-MLFLOW_VERSION="${FEDGE_MLFLOW_VERSION:-3.17.2}"
-VENV="${FEDGE_CACHE_DIR:-$HOME/.cache/fedge}/venv-mlflow"
-STAMP="$VENV/.fedge-mlflow-$MLFLOW_VERSION"
-say() { echo "install-mlflow: $*"; }
-
-if [[ -f "$STAMP" && -x "$VENV/bin/mlflow" ]]; then
-  say "mlflow $MLFLOW_VERSION is already in $VENV"
-  exit 0
-fi
-command -v python3 >/dev/null 2>&1 || { echo "install-mlflow: python3 is needed (>= 3.10) to install mlflow" >&2; exit 1; }
-start=$(date +%s)
-rm -rf "$VENV"
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "mlflow==$MLFLOW_VERSION"
-"$VENV/bin/mlflow" --version >/dev/null
-touch "$STAMP"
-say "installed mlflow $MLFLOW_VERSION in $VENV in $(( $(date +%s) - start )) s"
+source "$(dirname "$0")/lib/pinned-venv.sh"
+pinned_venv mlflow "${FEDGE_MLFLOW_VERSION:-3.17.2}" venv-mlflow 'import mlflow' -- "mlflow==${FEDGE_MLFLOW_VERSION:-3.17.2}"

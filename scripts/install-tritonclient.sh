@@ -8,20 +8,5 @@
 #   bash scripts/install-tritonclient.sh    # venv in ${FEDGE_CACHE_DIR:-~/.cache/fedge}/venv-triton
 set -euo pipefail
 
-TRITON_VERSION="${FEDGE_TRITONCLIENT_VERSION:-2.73.0}"
-VENV="${FEDGE_CACHE_DIR:-$HOME/.cache/fedge}/venv-triton"
-STAMP="$VENV/.fedge-tritonclient-$TRITON_VERSION"
-say() { echo "install-tritonclient: $*"; }
-
-if [[ -f "$STAMP" && -x "$VENV/bin/python" ]]; then
-  say "tritonclient $TRITON_VERSION is already in $VENV"
-  exit 0
-fi
-command -v python3 >/dev/null 2>&1 || { echo "install-tritonclient: python3 is needed to install tritonclient" >&2; exit 1; }
-start=$(date +%s)
-rm -rf "$VENV"
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "tritonclient[http,grpc]==$TRITON_VERSION" numpy
-"$VENV/bin/python" -c "import tritonclient.http, tritonclient.grpc, numpy"
-touch "$STAMP"
-say "installed tritonclient $TRITON_VERSION in $VENV in $(( $(date +%s) - start )) s"
+source "$(dirname "$0")/lib/pinned-venv.sh"
+pinned_venv tritonclient "${FEDGE_TRITONCLIENT_VERSION:-2.73.0}" venv-triton 'import tritonclient.http, tritonclient.grpc, numpy' -- "tritonclient[http,grpc]==${FEDGE_TRITONCLIENT_VERSION:-2.73.0}" numpy
