@@ -45,9 +45,13 @@ describe('InferenceServer (KServe v2 over real HTTP)', () => {
   it('is live before a model is loaded, ready after', async () => {
     expect(await get('/v2/health/live')).toEqual({ status: 200, json: { live: true } });
     expect((await get('/v2/health/ready')).status).toBe(503);
+    // The Kubernetes-style aliases answer the same, with the reason for not being ready.
+    expect(await get('/healthz')).toEqual({ status: 200, json: { live: true } });
+    expect(await get('/readyz')).toEqual({ status: 503, json: { ready: false, reason: 'no model version loaded yet' } });
     expect((await get('/v2/models/mnist')).status).toBe(404);
     await slot.load(models[0]!, '1', { quantization: 'none' });
     expect(await get('/v2/health/ready')).toEqual({ status: 200, json: { ready: true } });
+    expect(await get('/readyz')).toEqual({ status: 200, json: { ready: true } });
     expect(await get('/v2/models/mnist/ready')).toEqual({ status: 200, json: { name: 'mnist', ready: true } });
   });
 

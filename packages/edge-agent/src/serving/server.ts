@@ -1,7 +1,7 @@
 /**
  * Inference over HTTP in the KServe v2 / Open Inference Protocol form (JSON, and the binary tensor data extension
  * that stock tritonclient uses by default: a JSON header of Inference-Header-Content-Length bytes, raw tensors after):
- *   GET  /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}[/versions/{v}], /v2/models/{name}/ready
+ *   GET  /v2/health/live, /v2/health/ready (also /healthz, /readyz), /v2, /v2/models/{name}[/versions/{v}], /v2/models/{name}/ready
  *   GET  /v2/models/{name}/config     (Triton's model configuration, for tritonclient's get_model_config)
  *   POST /v2/models/{name}[/versions/{v}]/infer
  *   POST /v2/models/{name}/rollback   (fedge extension: make the previous version current again)
@@ -189,12 +189,14 @@ export class InferenceServer {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     const method = req.method ?? 'GET';
+    // /healthz and /readyz (the names Kubernetes probes use) answer as /v2/health/live and /v2/health/ready.
+    if (method === 'GET' && (url.pathname === '/healthz' || url.pathname === '/readyz')) parts.splice(0, parts.length, 'v2', 'health', url.pathname === '/healthz' ? 'live' : 'ready');
     if (parts[0] !== 'v2') throw new HttpError(404, `no such endpoint: ${method} ${url.pathname}`);
     // /v2, /v2/health/{live,ready}
     if (parts.length === 1 && method === 'GET') return send(res, 200, { name: 'fedge-agent', version: '0.1.0', extensions: SERVER_EXTENSIONS });
     if (parts[1] === 'health' && parts.length === 3 && method === 'GET') {
       if (parts[2] === 'live') return send(res, 200, { live: true });
-      if (parts[2] === 'ready') return send(res, this.slot.current ? 200 : 503, { ready: !!this.slot.current });
+      if (parts[2] === 'ready') return send(res, this.slot.current ? 200 : 503, this.slot.current ? { ready: true } : { ready: false, reason: 'no model version loaded yet' });
     }
     if (parts[1] !== 'models' || parts.length < 3) throw new HttpError(404, `no such endpoint: ${method} ${url.pathname}`);
     const name = parts[2]!;
