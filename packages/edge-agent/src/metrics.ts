@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ResultHeaderMsg, TaskMsg } from '@fedge/proto';
+import { answerHealth, type Readiness, type ResultHeaderMsg, type TaskMsg } from '@fedge/proto';
 import type { CoordinatorConnection, TaskStream } from './transport/connection.js';
 
 const TRAIN_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -31,6 +31,8 @@ export class AgentMetrics {
   bytesUp = 0;
   bytesDown = 0;
   joins = 0;
+  /** Per-version serving figures (with --serve): fedge_serving_* by the version that answered. */
+  serving: { render(): string[] } | undefined;
   /** The served model version (with --serve), read at scrape time. */
   servedVersion: (() => { version: string; run?: string } | undefined) | undefined;
 
@@ -101,6 +103,7 @@ export class AgentMetrics {
       const v = served ? Number(served.version) : NaN;
       metric('fedge_agent_served_model_version', 'gauge', 'Global model version being served (--serve); NaN before the first.', [[served?.run ? { run_id: served.run } : {}, v]]);
     }
+    if (this.serving) out.push(...this.serving.render());
     return `${out.join('\n')}\n`;
   }
 
@@ -151,16 +154,17 @@ export class AgentMetrics {
   }
 }
 
-/** Serves GET /metrics on host:port; resolves with the bound address. */
-export async function startMetricsServer(metrics: AgentMetrics, host: string, port: number): Promise<{ server: Server; address: AddressInfo }> {
+/** Serves GET /metrics, and the probes GET /healthz and /readyz (health.ts), on host:port; resolves with the bound address. */
+export async function startMetricsServer(metrics: AgentMetrics, host: string, port: number, readiness: () => Readiness = () => ({ ready: true })): Promise<{ server: Server; address: AddressInfo }> {
   const server = createServer((req, res) => {
+    if (answerHealth(req, res, readiness)) return;
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
       res.end(metrics.render());
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('not found: GET /metrics\n');
+    res.end('not found: GET /metrics, /healthz or /readyz\n');
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

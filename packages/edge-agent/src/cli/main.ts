@@ -57,6 +57,7 @@ interface Opts {
   serveMaxBodyBytes: number;
   serveMaxBatch: number;
   serveGrpcPort?: number;
+  serveAbFraction?: number;
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
@@ -135,6 +136,7 @@ const program = new Command('fedge-agent')
   .option('--serve-name <name>', 'model name for --serve: /v2/models/NAME/infer', 'fedge')
   .addOption(new Option('--serve-quantize <kind>', 'weights of the served ONNX model').choices(['none', 'int8']).default('int8'))
   .addOption(new Option('--serve-activations <mode>', 'int8 activations: per call (dynamic) or calibrated on the local training split (static)').choices(['dynamic', 'static']).default('dynamic'))
+  .addOption(new Option('--serve-ab-fraction <f>', 'A/B test locally: send this fraction (0..1) of requests to the newest loaded version and the rest to the one before, sticky by x-request-id (a coordinator canary overrides it)').argParser(rate('--serve-ab-fraction')))
   .option('--slowdown <factor>', 'simulation: train this many times slower, like a weaker device', (v) => {
     const n = Number(v);
     if (!(n >= 1)) throw new InvalidArgumentError(`--slowdown must be a number >= 1, got "${v}"`);
@@ -242,6 +244,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     const serving = o.serve
       ? createGlobalModelServer(o.serveName, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, quantize: o.serveQuantize, activations: o.serveActivations }, o.serveActivations === 'static' ? (await encodeLegacy(data)).train : undefined)
       : undefined;
+    if (serving && o.serveAbFraction !== undefined) serving.slot.abFraction = o.serveAbFraction;
     if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, ...(o.serveGrpcPort !== undefined ? { grpcPort: o.serveGrpcPort } : {}) });
     let metrics: AgentMetrics | undefined;
     if (o.metrics) {
@@ -249,6 +252,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       metrics = new AgentMetrics({ backend: backend.name, name: o.name, version: '0.1.0' });
       if (serving) {
         const slot = serving.slot;
+        metrics.serving = slot.stats;
         metrics.servedVersion = () => {
           const c = slot.current;
           return c ? { version: c.version, ...(c.info.run !== undefined ? { run: String(c.info.run) } : {}) } : undefined;

@@ -11,7 +11,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { z } from 'zod';
 import type { ModelSlot } from './model-slot.js';
-import { ServingError, SERVER_EXTENSIONS, acquireModel, infer, type DecodedInput } from './infer-core.js';
+import { ServingError, SERVER_EXTENSIONS, acquireModel, type DecodedInput } from './infer-core.js';
+import { inferRouted } from './routed-infer.js';
 import { decodeRaw, elementCount, encodeFp32 } from './binary-data.js';
 
 const PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto', 'grpc_predict_v2.proto');
@@ -117,19 +118,15 @@ export class GrpcInferenceServer {
         }
         const r = parsed.data;
         const inputs = decodeInputs(r, this.opts.maxBodyBytes);
-        const m = acquireModel(slot, r.model_name, r.model_version || undefined);
-        try {
-          const res = await infer(m, r.model_name, inputs, r.outputs.map((o) => o.name), this.opts.maxBatch);
-          return {
-            model_name: r.model_name,
-            model_version: m.version,
-            id: r.id,
-            outputs: res.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape })),
-            raw_output_contents: res.outputs.map((o) => encodeFp32(o.data)),
-          };
-        } finally {
-          slot.release(m);
-        }
+        // No version named: the A/B split (if any) picks one, sticky by the request id.
+        const res = await inferRouted(slot, { name: r.model_name, version: r.model_version || undefined, requestId: r.id || undefined, inputs, outputs: r.outputs.map((o) => o.name), maxBatch: this.opts.maxBatch });
+        return {
+          model_name: r.model_name,
+          model_version: res.version,
+          id: r.id,
+          outputs: res.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: o.shape })),
+          raw_output_contents: res.outputs.map((o) => encodeFp32(o.data)),
+        };
       }),
     });
     this.server = server;

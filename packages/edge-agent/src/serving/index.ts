@@ -2,3 +2,5 @@ export * from './model-slot.js';
 export * from './server.js';
 export * from './global-server.js';
 export * from './grpc-server.js';
+export * from './ab-split.js';
+export * from './serving-stats.js';

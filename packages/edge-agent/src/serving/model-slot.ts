@@ -7,6 +7,8 @@
 import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { parseColumns, readOnnxMetadata, type ColumnInfo } from './onnx-meta.js';
+import { pickVersion, type SplitConfig } from './ab-split.js';
+import { ServingStats } from './serving-stats.js';
 
 /**
  * A served tensor as KServe v2 metadata lists it. `parameters` (a fedge extension, from the export's fedge.inputs /
@@ -100,8 +102,38 @@ export class ModelSlot {
   current: LoadedModel | undefined;
   previous: LoadedModel | undefined;
   swaps = 0;
+  /** Per-version outcomes, latency and predictions of the requests this slot answered (both protocols). */
+  readonly stats = new ServingStats();
+  /** A/B split set by the coordinator's canary (setSplit); wins over abFraction. */
+  split: SplitConfig | undefined;
+  /** `--serve-ab-fraction F`: without a canary split, F of requests go to the newest loaded version, the rest to the one before. */
+  abFraction: number | undefined;
 
   constructor(readonly name: string, private readonly settings: SessionSettings = {}) {}
+
+  /** Sets (or clears) the A/B split; a new split starts a new health window. */
+  setSplit(split: SplitConfig | undefined): void {
+    this.split = split;
+    this.stats.resetWindow();
+  }
+
+  /** The split in force: the canary's, else the flag's once two versions are loaded. */
+  activeSplit(): SplitConfig | undefined {
+    if (this.split) return this.split;
+    if (this.abFraction === undefined || !this.current || !this.previous) return undefined;
+    return { stable: this.previous.version, candidate: this.current.version, fraction: this.abFraction, source: 'flag' };
+  }
+
+  /**
+   * The version that answers a request naming none: the split's pick for `requestId` (sticky), or undefined (the
+   * current version) when there is no split or the pick is no longer loaded.
+   */
+  route(requestId?: string): string | undefined {
+    const s = this.activeSplit();
+    if (!s) return undefined;
+    const v = pickVersion(s, requestId);
+    return v === this.current?.version || v === this.previous?.version ? v : undefined;
+  }
 
   /** Creates a session for `onnx` and makes it current; the old current becomes `previous`. */
   async load(onnx: Uint8Array, version: string, info: Record<string, string | number> = {}): Promise<LoadedModel> {
@@ -132,6 +164,8 @@ export class ModelSlot {
     this.current = next;
     this.swaps++;
     if (dropped) this.retire(dropped);
+    // The flag's split now compares another pair of versions.
+    if (this.abFraction !== undefined && !this.split) this.stats.resetWindow();
     return next;
   }
 

@@ -15,7 +15,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { LoadedModel, ModelSlot } from './model-slot.js';
-import { ServingError, SERVER_EXTENSIONS, acquireModel, infer, modelConfig, type DecodedInput, type Leaf } from './infer-core.js';
+import { ServingError, SERVER_EXTENSIONS, modelConfig, type DecodedInput, type Leaf } from './infer-core.js';
+import { inferRouted } from './routed-infer.js';
 import { decodeRaw, elementCount, encodeFp32 } from './binary-data.js';
 
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -262,28 +263,27 @@ export class InferenceServer {
     }
     const r = parsed.data;
     const inputs = decodeInputs(r, raw.subarray(jsonEnd));
-    // Reference the model before any await so a concurrent swap cannot release its session under us.
-    const m = acquireModel(this.slot, name, version);
-    try {
-      const result = await infer(m, name, inputs, r.outputs?.map((o) => o.name), this.maxBatch);
-      const blobs: Buffer[] = [];
-      const outputs = result.outputs.map((o) => {
-        if (!wantsBinary(r, o.name)) return { name: o.name, datatype: o.datatype, shape: o.shape, data: Array.from(o.data) };
-        const bytes = encodeFp32(o.data);
-        blobs.push(bytes);
-        return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
-      });
-      const reply = { model_name: name, model_version: m.version, ...(r.id !== undefined ? { id: r.id } : {}), outputs };
-      if (blobs.length === 0) send(res, 200, reply);
-      else {
-        const json = Buffer.from(JSON.stringify(reply));
-        const total = json.length + blobs.reduce((a, b) => a + b.length, 0);
-        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': json.length, 'Content-Length': total });
-        res.end(Buffer.concat([json, ...blobs], total));
-      }
-      this.opts.onRequest?.({ model: name, version: m.version, batch: result.batch, ms: performance.now() - t0 });
-    } finally {
-      this.slot.release(m);
+    // Sticky A/B routing: the x-request-id header, else the KServe request id.
+    const header = req.headers['x-request-id'];
+    const requestId = (Array.isArray(header) ? header[0] : header) || r.id;
+    const result = await inferRouted(this.slot, { name, version, requestId, inputs, outputs: r.outputs?.map((o) => o.name), maxBatch: this.maxBatch });
+    const blobs: Buffer[] = [];
+    const outputs = result.outputs.map((o) => {
+      if (!wantsBinary(r, o.name)) return { name: o.name, datatype: o.datatype, shape: o.shape, data: Array.from(o.data) };
+      const bytes = encodeFp32(o.data);
+      blobs.push(bytes);
+      return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
+    });
+    const reply = { model_name: name, model_version: result.version, ...(r.id !== undefined ? { id: r.id } : {}), outputs };
+    // The version that answered, for clients that read headers only (binary replies, proxies, A/B dashboards).
+    res.setHeader('x-model-version', result.version);
+    if (blobs.length === 0) send(res, 200, reply);
+    else {
+      const json = Buffer.from(JSON.stringify(reply));
+      const total = json.length + blobs.reduce((a, b) => a + b.length, 0);
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': json.length, 'Content-Length': total });
+      res.end(Buffer.concat([json, ...blobs], total));
     }
+    this.opts.onRequest?.({ model: name, version: result.version, batch: result.batch, ms: performance.now() - t0 });
   }
 }
