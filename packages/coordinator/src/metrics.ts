@@ -4,7 +4,7 @@
  * and survive a coordinator restart with a durable store (counters count over all runs the store holds).
  */
 import { createServer, type Server } from 'node:http';
-import { listenOn } from '@fedge/proto';
+import { answerHealth, listenOn, type Readiness } from '@fedge/proto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Coordinator, RunView } from './coordinator.js';
 import type { AgentRecord, RunRecord } from './store/store.js';
@@ -138,19 +138,36 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   };
 }
 
+/**
+ * Whether the coordinator can do its job. `fedge serve` opens the metrics listener only once the store is open and
+ * gRPC (and MQTT) listen, and closes them only after `stopping` is set; what can still go wrong in between is the
+ * data directory: after a failed write new runs and uploads are refused until a restart.
+ */
+export function coordinatorReadiness(coord: Pick<Coordinator, 'storageError'>, s: { stopping?: boolean }): Readiness {
+  if (s.stopping) return { ready: false, reason: 'shutting down' };
+  const fault = coord.storageError;
+  if (fault) return { ready: false, reason: `data directory failed a write: ${fault.message}` };
+  return { ready: true };
+}
+
 export interface MetricsServer {
   /** HOST:PORT actually listened on. */
   address: string;
   close(): Promise<void>;
 }
 
-/** Serves GET /metrics for `coord` on host:port (port 0: any free port). */
-export async function startMetricsServer(coord: Coordinator, listen: { host: string; port: number }): Promise<MetricsServer> {
+/**
+ * Serves GET /metrics for `coord` on host:port (port 0: any free port), and the probes GET /healthz (the process
+ * answers) and GET /readyz (`readiness`; without one: ready unless the data directory failed a write).
+ */
+export async function startMetricsServer(coord: Coordinator, listen: { host: string; port: number }, readiness?: () => Readiness): Promise<MetricsServer> {
   const metrics = createCoordinatorMetrics();
+  const ready = readiness ?? ((): Readiness => coordinatorReadiness(coord, {}));
   const server: Server = createServer((req, res) => {
+    if (answerHealth(req, res, ready)) return;
     const url = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' || url !== '/metrics') {
-      res.writeHead(url === '/metrics' ? 405 : 404, { 'content-type': 'text/plain' }).end(url === '/metrics' ? 'method not allowed\n' : 'not found; metrics are at /metrics\n');
+      res.writeHead(url === '/metrics' ? 405 : 404, { 'content-type': 'text/plain' }).end(url === '/metrics' ? 'method not allowed\n' : 'not found; metrics are at /metrics, probes at /healthz and /readyz\n');
       return;
     }
     void (async () => {

@@ -6,6 +6,7 @@ export * from './schemas.js';
 export * from './chunking.js';
 export * from './grpc-loader.js';
 export * from './address.js';
+export * from './health.js';
 export * from './clip.js';
 export * from './gaussian.js';
 export * from './rng.js';

@@ -17,6 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AgentIdentity } from '../identity.js';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
+import { AgentHealth } from '../health.js';
 import { AttackSpecError, describeAttack, parseAttack, type Attack } from '../attack.js';
 
 const int = (flag: string, min: number) => (v: string): number => {
@@ -246,6 +247,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       : undefined;
     if (serving && o.serveAbFraction !== undefined) serving.slot.abFraction = o.serveAbFraction;
     if (serving && o.serve) await startInferenceServer(serving.slot, o.serve, { threads: o.serveThreads, maxBodyBytes: o.serveMaxBodyBytes, maxBatch: o.serveMaxBatch, ...(o.serveGrpcPort !== undefined ? { grpcPort: o.serveGrpcPort } : {}) });
+    // GET /readyz on the metrics listener: joined (or reconnecting within the grace) and, serving, a model loaded.
+    const health = new AgentHealth(serving ? { servedVersion: () => serving.slot.current?.version } : {});
     let metrics: AgentMetrics | undefined;
     if (o.metrics) {
       const hp = parseHostPort(o.metrics, '--metrics');
@@ -258,11 +261,11 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
           return c ? { version: c.version, ...(c.info.run !== undefined ? { run: String(c.info.run) } : {}) } : undefined;
         };
       }
-      const { address } = await startMetricsServer(metrics, hp.host.replace(/^\[|\]$/g, ''), hp.port);
+      const { address } = await startMetricsServer(metrics, hp.host.replace(/^\[|\]$/g, ''), hp.port, () => health.readiness());
       logger.info({ address: `${address.address}:${address.port}` }, `metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`);
     }
     const m = metrics;
-    const agent = new Agent(() => (m ? m.instrument(connect()) : connect()), data, {
+    const agent = new Agent(health.observe(() => (m ? m.instrument(connect()) : connect())), data, {
       ...(serving ? { serving } : {}),
       executor,
       name: o.name,

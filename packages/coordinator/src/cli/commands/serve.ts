@@ -8,7 +8,7 @@ import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { guardStorage } from '../../store/storage-error.js';
-import { DEFAULT_METRICS_PORT, startMetricsServer } from '../../metrics.js';
+import { DEFAULT_METRICS_PORT, coordinatorReadiness, startMetricsServer } from '../../metrics.js';
 import { loadServerTls } from '../../transport/tls.js';
 import { ModelSigner } from '../../signing-key.js';
 import { DEFAULT_JOIN_LIMITS, parseJoinLimits } from '../../engine/join-limits.js';
@@ -111,13 +111,16 @@ Environment:
             ...(tls ? { tls } : {}),
           })
         : undefined;
-      const metrics = metricsListen ? await startMetricsServer(coord, metricsListen) : undefined;
+      // GET /readyz turns 503 as soon as shutdown starts, so Kubernetes stops routing agents here before gRPC closes.
+      let stopping = false;
+      const metrics = metricsListen ? await startMetricsServer(coord, metricsListen, () => coordinatorReadiness(coord, { stopping })) : undefined;
       if (metrics) logger.info({ address: metrics.address }, `metrics on http://${metrics.address}/metrics`);
       const ui = uiListen ? await startUiServer(coord, uiListen, { adminToken: process.env.FEDGE_ADMIN_TOKEN || undefined, tls }) : undefined;
       if (ui) logger.info({ url: ui.url, exposed: uiListen!.exposed, writeActions: !!process.env.FEDGE_ADMIN_TOKEN }, `dashboard on ${ui.url}/`);
       if (ui && uiListen!.exposed) logger.warn({ url: ui.url }, 'the dashboard listens beyond loopback: anyone who reaches it can read runs, agents and models (write actions still need the admin token); put it behind an authenticating proxy');
       const shutdown = async (sig: string): Promise<void> => {
         logger.info({ signal: sig }, 'shutting down');
+        stopping = true;
         // Whatever a peer does (a broker that never answers, an upload that never ends), the process ends.
         setTimeout(() => {
           logger.error({ signal: sig }, `shutdown did not finish within ${SHUTDOWN_BOUND_MS / 1000} s; exiting anyway`);
