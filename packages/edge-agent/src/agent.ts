@@ -113,7 +113,8 @@ export class Agent {
       numExamples: this.data.train.n,
       labels: this.opts.labels ?? {},
       // Schema, statistics and fingerprint of the local data: the coordinator's statistics step combines the fleet's.
-      dataProfileJson: JSON.stringify(this.data.profile),
+      // A simulated echo agent without --data has no columns: it reports no profile rather than one the coordinator refuses.
+      dataProfileJson: this.data.profile.columns.length ? JSON.stringify(this.data.profile) : '',
     };
     const id = this.opts.identity;
     if (id) {

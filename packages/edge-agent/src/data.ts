@@ -30,6 +30,11 @@ export interface LocalData {
  * partitions never overlap), then split into train and holdout, then the training split is profiled.
  */
 export async function loadLocalData(o: DataOptions): Promise<LocalData> {
+  return localDataOf(await loadFleetTable(o), o);
+}
+
+/** The whole table the --data flags name (minus the central holdout): a simulated fleet loads it once for every partition. */
+export async function loadFleetTable(o: DataOptions): Promise<RawTable> {
   const ml = await import('@fedge/ml');
   const opts: LoadTableOptions = {
     ...(o.target?.length ? { target: o.target } : {}),
@@ -42,6 +47,12 @@ export async function loadLocalData(o: DataOptions): Promise<LocalData> {
   };
   let table = await ml.loadTable(o.spec, opts);
   if (o.centralHoldout !== undefined) table = ml.splitTable(table, o.centralHoldout, o.seed).train;
+  return table;
+}
+
+/** This agent's partition of `table` (loadFleetTable), split into train and holdout, the training split profiled. */
+export async function localDataOf(table: RawTable, o: DataOptions): Promise<LocalData> {
+  const ml = await import('@fedge/ml');
   const part = ml.partitionTable(table, {
     kind: o.partition,
     numPartitions: o.numPartitions,

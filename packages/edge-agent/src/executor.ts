@@ -73,6 +73,8 @@ export interface ExecutorOptions {
   partialWork?: number;
   /** Seed of the partial-work draws; default 1. */
   partialWorkSeed?: number;
+  /** A simulated fleet (fleet.ts): train on this worker, shared by all its agents, instead of one of our own; `dataKey` names our data. */
+  shared?: { worker: SharedTrainWorker; dataKey: string };
 }
 
 /**
@@ -191,6 +193,43 @@ class TrainWorker {
   }
 }
 
+/**
+ * One training worker (one tfjs backend, one built model) for all the agents of a simulated fleet. The worker keeps
+ * one model whose weights each task sets, so tasks go through it one at a time, each with its agent's splits.
+ */
+export class SharedTrainWorker {
+  private w: TrainWorker | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly data: LocalData, private readonly backend: BackendPreference) {}
+
+  start(): Promise<BackendInfo> {
+    return this.worker().ready;
+  }
+
+  task(t: Omit<TaskToWorker, 'type' | 'id'>, signal: AbortSignal): Promise<WorkerResult> {
+    const run = this.queue.then(() => this.worker().task(t, signal));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    const w = this.w;
+    this.w = undefined;
+    await w?.terminate();
+  }
+
+  private worker(): TrainWorker {
+    if (this.w?.dead) {
+      log.warn({ reason: this.w.dead.message }, 'starting a new shared training worker');
+      void this.w.terminate();
+      this.w = undefined;
+    }
+    this.w ??= new TrainWorker(this.data, this.backend, false);
+    return this.w;
+  }
+}
+
 /** Runs tasks one at a time; evaluation and training happen in a worker thread that keeps one built tfjs model per topology. */
 export class TaskExecutor {
   private cached: CachedModel | undefined;
@@ -207,6 +246,7 @@ export class TaskExecutor {
   private readonly variates: ControlVariateStore;
   /** Every model is signature-checked against this before it is fetched, trained on or served. */
   readonly trust: ModelTrust;
+  private readonly shared: ExecutorOptions['shared'];
 
   constructor(private readonly data: LocalData, opts: ExecutorOptions = {}) {
     this.slowdown = opts.slowdown ?? 1;
@@ -218,6 +258,7 @@ export class TaskExecutor {
     this.feedback = new FeedbackStore(opts.stateDir);
     this.partialWork = opts.partialWork;
     this.partialRng = createRng(opts.partialWorkSeed ?? 1);
+    this.shared = opts.shared;
   }
 
   /**
@@ -225,7 +266,7 @@ export class TaskExecutor {
    * the agent reports. Tasks call this themselves; call it early to fail fast and to learn the backend.
    */
   start(): Promise<BackendInfo> {
-    return this.worker().ready;
+    return this.shared ? this.shared.worker.start() : this.worker().ready;
   }
 
   /** Terminates the training worker; a task still running fails. A later task starts a new worker. */
@@ -247,7 +288,9 @@ export class TaskExecutor {
     const scaffold = train && c.controlVariateSha256 ? await scaffoldTask(this.variates, conn, s, task, global.weights.length) : undefined;
     const epochs = train ? this.epochsToRun(c.epochs) : c.epochs;
     if (epochs < c.epochs) log.info({ runId: task.runId, round: task.round, epochs, asked: c.epochs }, 'simulated straggler: partial work');
-    const r = await this.worker().task({
+    const sh = this.shared;
+    const r = await (sh ? sh.worker : this.worker()).task({
+      ...(sh && this.data ? { data: { key: sh.dataKey, train: this.data.train, holdout: this.data.holdout } } : {}),
       topologyJson: global.header.topologyJson,
       tensors: global.header.tensors,
       // A copy goes (transferred, not cloned again): the cached global stays here for the delta and for serving.

@@ -5,7 +5,8 @@ import { LOG_REDACT_CENSOR, LOG_REDACT_PATHS } from '@fedge/proto';
 /** The root logger's options; the redaction list is the coordinator's too (proto log-redact.ts). */
 export const loggerOptions: LoggerOptions = {
   name: 'fedge-agent',
-  level: process.env.FEDGE_LOG_LEVEL ?? 'info',
+  // A simulated fleet (--simulate N) logs warnings only: thousands of agents logging every task would drown its own lines.
+  level: process.env.FEDGE_LOG_LEVEL ?? (process.argv.some((a) => a === '--simulate' || a.startsWith('--simulate=')) ? 'warn' : 'info'),
   redact: { paths: [...LOG_REDACT_PATHS], censor: LOG_REDACT_CENSOR },
 };
 

@@ -25,6 +25,8 @@ export type ToWorker =
       taskJson?: string;
       /** SCAFFOLD: c − c_i, added to every SGD gradient (transferred). */
       controlCorrection?: Float32Array;
+      /** A simulated fleet's agent (fleet.ts): its own splits instead of the init data; `key` names them for the encoding cache. */
+      data?: { key: string; train: RawTable; holdout: RawTable };
     }
   /** Stop task `id`: trainLocal checks between batches, so training ends within one batch. */
   | { type: 'abort'; id: number };
@@ -48,7 +50,7 @@ if (port) {
   let raw: { train: RawTable; holdout: RawTable } | undefined;
   let labelFlip = false;
   /** The splits encoded for the last task payload (or the legacy encoding, key ''): rounds of one run reuse them. */
-  let encoded: { key: string; train: Dataset; holdout: Dataset; payload?: TaskPayload } | undefined;
+  let encoded: { key: string; dataKey: string; train: Dataset; holdout: Dataset; payload?: TaskPayload } | undefined;
   let cached: { topologyJson: string; model: tf.LayersModel } | undefined;
   const running = new Map<number, AbortController>();
   const send = (m: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
@@ -58,7 +60,7 @@ if (port) {
     running.set(m.id, ctl);
     try {
       if (!raw) throw new Error('training worker: task before init');
-      const data = await encode(raw, m.taskJson ?? '');
+      const data = await encode(m.data ?? raw, m.taskJson ?? '', m.data?.key ?? '');
       const task = data.payload?.task;
       if (cached?.topologyJson !== m.topologyJson) {
         // One built model per topology: rounds of the same run only swap weights, as before the worker.
@@ -92,14 +94,14 @@ if (port) {
   }
 
   /** Encodes the raw splits with the task's preprocessing (fleet normalization, vocabularies); errors name the column and row. */
-  async function encode(r: { train: RawTable; holdout: RawTable }, taskJson: string): Promise<NonNullable<typeof encoded>> {
-    if (encoded?.key === taskJson) return encoded;
+  async function encode(r: { train: RawTable; holdout: RawTable }, taskJson: string, dataKey: string): Promise<NonNullable<typeof encoded>> {
+    if (encoded?.key === taskJson && encoded.dataKey === dataKey) return encoded;
     encoded = undefined;
     if (!taskJson) {
       const legacy = await encodeLegacy(r);
       // Legacy encoding: class indices when the target is one, else a regression value.
       const train = labelFlip ? flipLabels(legacy.train, legacy.train.numClasses > 0 ? 'classification' : 'regression') : legacy.train;
-      encoded = { key: '', train, holdout: legacy.holdout };
+      encoded = { key: '', dataKey, train, holdout: legacy.holdout };
       return encoded;
     }
     let json: unknown;
@@ -122,7 +124,7 @@ if (port) {
       // Row numbers count within the split: say which one, or a held-out row reads like a training row.
       throw err instanceof ValidationError ? new ValidationError(`held-out split (--holdout): ${err.message}`) : err;
     }
-    encoded = { key: taskJson, payload, train, holdout };
+    encoded = { key: taskJson, dataKey, payload, train, holdout };
     return encoded;
   }
 

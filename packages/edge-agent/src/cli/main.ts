@@ -69,6 +69,9 @@ interface Opts {
   tlsCert?: string;
   tlsKey?: string;
   coordinatorKey?: string;
+  simulate?: number;
+  echo?: boolean;
+  simulateRate: number;
 }
 
 /** A comma-separated list option: `--features a,b,c`. */
@@ -147,6 +150,9 @@ const program = new Command('fedge-agent')
   .option('--disconnect-rate <p>', 'simulation: probability of dropping the connection mid-task', rate('--disconnect-rate'))
   .option('--secagg-dropout <p>', 'simulation: in a secure-aggregation round, probability of dropping out right after the masked input was accepted (no unmask shares)', rate('--secagg-dropout'))
   .option('--partial-work <p>', 'simulation: a straggler. Per training task, with probability P train only a uniformly random number of epochs in [1, E-1] of the task\'s E, and send that (FedProx\'s systems heterogeneity)', rate('--partial-work'))
+  .option('--simulate <n>', 'simulation: run N virtual agents in this process, each its own connection, session and partition i of N (named NAME-i); they train serially on one shared worker, or with --echo send a fixed update', int('--simulate', 1))
+  .option('--echo', 'with --simulate: do not train; download and verify the model, then send a fixed small delta of its shape (thousands of agents fit one machine; --data optional)')
+  .addOption(new Option('--simulate-rate <n>', 'with --simulate: virtual agents started per second').default(500).argParser(int('--simulate-rate', 1)))
   .option('--attack <kind>', 'simulation: a malicious agent. sign-flip[:SCALE] sends -SCALE x its update (default 1), gaussian:STD sends N(0, STD^2) noise, constant:VALUE sends VALUE for every parameter, label-flip trains on flipped labels (held-out evaluation stays honest)', (v): Attack => {
     try {
       return parseAttack(v, '--attack');
@@ -197,8 +203,25 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
   .action(async (o: Opts) => {
     // Checked here, not with requiredOption: commander would demand them of the `serve` subcommand too.
     if (!o.coordinator) program.error("error: required option '--coordinator <url>' not specified");
-    if (!o.data) program.error("error: required option '--data <spec>' not specified");
     const joinToken = o.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
+    if (o.echo && o.simulate === undefined) program.error('error: --echo simulates agents: use it with --simulate N');
+    if (o.simulate !== undefined) {
+      const tls = loadClientTls({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey });
+      const { runSimulation } = await import('./simulate.js');
+      await runSimulation({
+        count: o.simulate,
+        echo: !!o.echo,
+        namePrefix: o.name,
+        ...(o.data ? { data: { spec: o.data, partition: o.partition, seed: o.seed, holdoutFraction: o.holdout, ...(o.centralHoldout !== undefined ? { centralHoldout: o.centralHoldout } : {}), ...(o.alpha !== undefined ? { alpha: o.alpha } : {}), ...(o.target ? { target: o.target } : {}), ...(o.features ? { features: o.features } : {}), ...(o.categorical ? { categorical: o.categorical } : {}), ...(o.missing !== undefined ? { missing: o.missing } : {}), ...(o.scale !== undefined ? { scale: o.scale } : {}) } } : {}),
+        backend: o.backend,
+        ...(joinToken ? { joinToken } : {}),
+        startRate: o.simulateRate,
+        seed: o.seed,
+        connect: coordinatorConnector(o.coordinator, joinToken, tls, undefined, true),
+      });
+      process.exit(0);
+    }
+    if (!o.data) program.error("error: required option '--data <spec>' not specified");
     // The code is a secret: read here, handed to the agent, never logged.
     const enrollCode = o.enrollCode ?? process.env.FEDGE_ENROLL_CODE ?? readCodeFile(o.enrollCodeFile);
     // Read once at start: a missing or mismatched file stops the agent here, not at every reconnect.
@@ -314,7 +337,7 @@ function loadIdentity(stateDir: string, name: string, enrollCode: string | undef
 }
 
 /** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc://, grpcs:// (TLS) or none for gRPC. */
-function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttPassword?: (clientId: string) => string): () => CoordinatorConnection {
+function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttPassword?: (clientId: string) => string, ownSocket = false): () => CoordinatorConnection {
   if (isMqttUrl(url)) {
     let u: URL;
     try {
@@ -332,7 +355,7 @@ function coordinatorConnector(url: string, joinToken: string | undefined, tls: C
   const target = grpcTarget(hp);
   // As for the admin CLI: grpcs:// or any --tls-* option means TLS.
   const grpcTls = hp.tls || tls ? (tls ?? {}) : undefined;
-  return () => new GrpcConnection(target, grpcTls);
+  return () => new GrpcConnection(target, grpcTls, {}, ownSocket);
 }
 
 addServingOptions(program, 'serve-');

@@ -68,13 +68,17 @@ export class GrpcConnection implements CoordinatorConnection {
   private readonly tls: boolean;
   private readonly timeouts: GrpcTimeouts;
 
-  /** `tls` absent: plaintext (grpc://); present, even empty: TLS (grpcs://), with the system's CAs unless `tls.ca`. */
-  constructor(target: string, tls?: ClientTls, timeouts: Partial<GrpcTimeouts> = {}) {
+  /**
+   * `tls` absent: plaintext (grpc://); present, even empty: TLS (grpcs://), with the system's CAs unless `tls.ca`.
+   * `ownSocket`: a connection of its own instead of grpc-js' process-wide one per target (simulated fleets, where
+   * each virtual agent must cost the coordinator what a device would).
+   */
+  constructor(target: string, tls?: ClientTls, timeouts: Partial<GrpcTimeouts> = {}, ownSocket = false) {
     this.timeouts = { ...GRPC_TIMEOUTS, ...timeouts };
     const { AgentService } = loadServices();
     this.tls = !!tls;
     const creds = tls ? grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null) : grpc.credentials.createInsecure();
-    this.client = new AgentService(target, creds, CHANNEL_OPTIONS) as unknown as AnyClient;
+    this.client = new AgentService(target, creds, ownSocket ? { ...CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 } : CHANNEL_OPTIONS) as unknown as AnyClient;
   }
 
   join(req: JoinRequestMsg): Promise<JoinReplyMsg> {
