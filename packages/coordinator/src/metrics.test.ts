@@ -55,9 +55,33 @@ describe('coordinator metrics', () => {
     expect(text).toContain('fedge_central_accuracy{run_id="run-x"} 0.7');
     expect(text).toContain('fedge_epsilon{run_id="run-x"} 1.25');
     expect(expositionProblems(text)).toEqual([]);
+    // No privacy budget and no promotion: no series to compare against.
+    expect(text).not.toMatch(/fedge_epsilon_max\{|fedge_promoted_\w+\{/);
     // A second scrape reports the same totals, not doubled ones.
     m.update([run], []);
     expect(await m.registry.metrics()).toContain('fedge_rounds_total{run_id="run-x",status="completed"} 2');
+  });
+});
+
+describe('coordinator metrics the alert rules compare against', () => {
+  it('exposes privacy.maxEpsilon and the promoted version with its central accuracy', async () => {
+    const m = createCoordinatorMetrics({ defaultMetrics: false });
+    const run: RunView = {
+      ...mnistRun({
+        round: 2, modelVersion: 2, rounds: [rec(1), rec(2)],
+        versions: [0, 1, 2].map((version) => ({ version, sha256: 'f'.repeat(64), round: version, createdAt: '', ...(version === 1 ? { centralAccuracy: 0.61 } : {}) })),
+      }),
+      config: parseRunConfig({ model: 'mnist-mlp', rounds: 3, privacy: { clipNorm: 1, noiseMultiplier: 1, maxEpsilon: 8 } }),
+      promotion: { version: 1, history: [] },
+    };
+    m.update([run], []);
+    const text = await m.registry.metrics();
+    expect(text).toContain('fedge_epsilon_max{run_id="run-x"} 8');
+    expect(text).toContain('fedge_promoted_model_version{run_id="run-x"} 1');
+    expect(text).toContain('fedge_promoted_central_accuracy{run_id="run-x"} 0.61');
+    // The latest evaluated version (2), which FedgeNewVersionWorseThanPromoted compares with the promoted one.
+    expect(text).toContain('fedge_central_accuracy{run_id="run-x"} 0.7');
+    expect(expositionProblems(text)).toEqual([]);
   });
 });
 

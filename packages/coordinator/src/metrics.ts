@@ -83,7 +83,11 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
     labelNames: ['run_id', 'metric', 'source'], registers,
   });
   const epsilon = new Gauge({ name: 'fedge_epsilon', help: 'Differential privacy: epsilon spent so far (at the run\'s delta)', labelNames: ['run_id'], registers });
-  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, bytesSentDense, bytesReceivedDense, aggregation, updates, central, federated, taskMetric, epsilon];
+  // The alert rules compare against these (deploy/k3s/fedge/alerts): budget used, and a new version vs the promoted one.
+  const epsilonMax = new Gauge({ name: 'fedge_epsilon_max', help: 'Differential privacy: the run\'s budget, privacy.maxEpsilon (runs that set one)', labelNames: ['run_id'], registers });
+  const promoted = new Gauge({ name: 'fedge_promoted_model_version', help: 'Version serving agents are promoted to (fedge model promote); absent before the first promotion', labelNames: ['run_id'], registers });
+  const promotedCentral = new Gauge({ name: 'fedge_promoted_central_accuracy', help: 'Central accuracy of the promoted version (compare with fedge_central_accuracy of the latest)', labelNames: ['run_id'], registers });
+  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, bytesSentDense, bytesReceivedDense, aggregation, updates, central, federated, taskMetric, epsilon, epsilonMax, promoted, promotedCentral];
 
   return {
     registry,
@@ -127,6 +131,14 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
         if (lastCentral !== undefined && Number.isFinite(lastCentral)) central.set({ run_id }, lastCentral);
         if (lastFederated !== undefined) federated.set({ run_id }, lastFederated);
         if (lastEpsilon !== undefined) epsilon.set({ run_id }, lastEpsilon);
+        const maxEpsilon = r.config.privacy?.maxEpsilon;
+        if (maxEpsilon !== undefined) epsilonMax.set({ run_id }, maxEpsilon);
+        const p = r.promotion?.version;
+        if (p !== undefined) {
+          promoted.set({ run_id }, p);
+          const acc = r.versions.find((v) => v.version === p)?.centralAccuracy ?? r.rounds.find((x) => x.version === p)?.centralAccuracy;
+          if (acc !== undefined && Number.isFinite(acc)) promotedCentral.set({ run_id }, acc);
+        }
         for (const source of ['central', 'federated'] as const)
           for (const [metric, v] of Object.entries(latestTaskMetrics(r, source) ?? {}))
             if (METRIC_LABEL.test(metric) && Number.isFinite(v)) taskMetric.set({ run_id, metric, source }, v);
