@@ -121,6 +121,7 @@ describe('fedge --format json against a real coordinator', () => {
       'model export': ['model', 'export', '--run', runId, ...c, '-o', path.join(out, 'm.onnx')],
       'model promote': ['model', 'promote', '2', '--run', runId, '--force', ...c],
       'model rollback': ['model', 'rollback', '--run', runId, ...c],
+      'model gc': ['model', 'gc', '--dry-run', ...c],
       demo: ['demo', '--agents', '2', '--rounds', '1', '--data-dir', path.join(out, 'demo')],
     };
     const printing = all.map(({ path: p }) => p.join(' ')).filter((p) => !NOT_JSON[p] && p !== 'serve');

@@ -6,6 +6,8 @@ import { NotFoundError, type JoinRequestMsg, type ModelBlob, type ResultHeaderMs
 import { parseRunConfig, type RunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
+import { ModelRetention, type GcResult } from './engine/retention.js';
+import { DEFAULT_KEEP_LAST, type KeepLast } from './config/retention.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
 import { RunEngine, type LiveView } from './engine/run-engine.js';
 import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
@@ -37,6 +39,8 @@ export interface CoordinatorOptions {
   joinLimits?: JoinLimits;
   /** MLflow tracking server every run is logged to unless its config's tracking.mlflow names another (fedge serve --mlflow-tracking-uri). */
   mlflowTrackingUri?: string;
+  /** Versions of each run whose weights the store keeps besides pinned ones, unless the run's config says (fedge serve --keep-versions). */
+  keepLast?: KeepLast;
 }
 
 /** A run record plus what is happening right now (only while it is active). */
@@ -55,6 +59,8 @@ export class Coordinator {
   /** Per-device identities (enrollment, signed joins and updates, revocation) and the join limits. */
   readonly gate: IdentityGate;
   private readonly engines = new Map<string, RunEngine>();
+  /** Model retention: frees old versions' weights after each round and on `fedge model gc` (engine/retention.ts). */
+  readonly retention: ModelRetention;
   /** Live MLflow tracking of runs (tracking/), flushed when the coordinator closes. */
   private readonly trackers: MlflowTracker[] = [];
   /** Strategy blobs (SCAFFOLD's variate) in their downloadable form, built once per blob (see strategyBlob). */
@@ -69,6 +75,12 @@ export class Coordinator {
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
     this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
+    this.retention = new ModelRetention({
+      store: this.store,
+      defaultKeepLast: opts.keepLast ?? DEFAULT_KEEP_LAST,
+      served: (runId) => this.registry.list().filter((a) => a.servedRun === runId && a.servedVersion !== undefined).map((a) => a.servedVersion!),
+      liveShas: () => new Set([...this.engines.values()].flatMap((e) => e.run.versions.filter((v) => !v.collected).map((v) => v.sha256))),
+    });
     this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c), onStorageFault: (f) => this.onStorageFault(f) });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
@@ -130,6 +142,7 @@ export class Coordinator {
       // Otherwise a robust strategy's round keeps its updates here until the round is folded.
       scratchDir: path.resolve(this.opts.dataDir, 'tmp'),
       onStorageFault: (f) => this.onStorageFault(f),
+      afterVersion: async (c) => void (await this.retention.collect(c)),
     });
     this.engines.set(run.id, engine);
     const target = mlflowTarget(config, this.opts.mlflowTrackingUri);
@@ -326,6 +339,15 @@ export class Coordinator {
   }
 
   private async storedVersion(run: Readonly<RunRecord>, version: number): Promise<GlobalModel> {
+    const rec = run.versions.find((x) => x.version === version);
+    if (rec?.collected) {
+      const kept = this.retention.keepLastOf(run);
+      throw new NotFoundError(
+        `model_version: version ${version} of run ${run.id} was removed by model retention at ${rec.collected.at} (keepLast ${rec.collected.keepLast}; ` +
+          `the run now keeps ${kept === 'all' ? 'every version' : `the last ${kept} versions`} plus promoted, canary, best and served ones). Its record (sha256, metrics) remains; ` +
+          `see fedge model list --run ${run.id}. To keep more, set retention.keepLast in the run config or fedge serve --keep-versions.`,
+      );
+    }
     const held = this.engines.get(run.id)?.modelVersion(version);
     if (held) return held;
     const v = run.versions.find((x) => x.version === version);
@@ -382,6 +404,20 @@ export class Coordinator {
     const told = await this.announcePromoted(run, opts.version, plan.announceTo);
     log.info({ runId, version: opts.version, canary: plan.state.canary?.agentNames, told }, plan.announceTo ? 'model canary started' : 'model promoted');
     return engine ? this.view(engine) : structuredClone(run);
+  }
+
+  /**
+   * `fedge model gc`: applies retention to one run or all (keepLast: the run's own setting unless given), and
+   * finishes deletions an earlier pass left (a crash between marking and deleting).
+   */
+  async gcModels(opts: { runId?: string; keepLast?: KeepLast; dryRun?: boolean }): Promise<GcResult[]> {
+    const ids = opts.runId !== undefined ? [opts.runId] : (await this.store.listRuns()).map((r) => r.id);
+    const out: GcResult[] = [];
+    for (const id of ids) {
+      const { ctx } = await this.runContext(id);
+      out.push(await this.retention.collect(ctx, { ...(opts.keepLast !== undefined ? { keepLast: opts.keepLast } : {}), dryRun: !!opts.dryRun, retry: true }));
+    }
+    return out;
   }
 
   /** Returns serving agents to the previous promoted version, or withdraws an open canary. */

@@ -55,7 +55,7 @@ export class SecAggSession {
     private readonly conn: CoordinatorConnection,
     private readonly s: Session,
   ) {
-    const params: SecAggParams = { nAgents: t.nAgents, threshold: t.threshold, neighbors: t.neighbors, bits: t.bits, maxWeight: t.maxWeight, clipRange: t.clipRange };
+    const params: SecAggParams = { nAgents: t.nAgents, threshold: t.threshold, neighbors: t.neighbors, bits: t.bits, maxWeight: t.maxWeight, clipRange: t.clipRange, levels: t.levels };
     this.client = new SecAggClient(s.agentId, params);
   }
 

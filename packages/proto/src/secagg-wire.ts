@@ -61,6 +61,8 @@ export const secaggTaskSchema = z.object({
   maxWeight: z.number().positive().max(1e12),
   /** Every coordinate of the update is clipped to [-clipRange, clipRange] before quantization. */
   clipRange: z.number().positive().max(1e9),
+  /** A fixed grid 0..levels per agent (int8 mode: 255; bits is then the smallest ring for nAgents of them). */
+  levels: z.number().int().min(1).max(2 ** 31).optional(),
   advertiseBy: z.number().int().nonnegative(),
   shareBy: z.number().int().nonnegative(),
   /** The round's deadline: the masked input must be in by then. */

@@ -18,6 +18,7 @@ import {
 import type { AgentRecord } from '../store/store.js';
 import { FEDGE_CODE_TRAILER } from '../transport/grpc/errors.js';
 import type { RunView } from '../coordinator.js';
+import type { GcResult } from '../engine/retention.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
 
@@ -105,6 +106,11 @@ export class AdminClient {
   }
   async rollbackModel(runId: string): Promise<RunView> {
     return JSON.parse((await this.call<RunReplyMsg>('RollbackModel', { runId })).runJson) as RunView;
+  }
+  /** fedge model gc: retention applied to one run or all; keepLast undefined: each run's own setting. */
+  async gcModels(opts: { runId?: string; keepLast?: number | 'all'; dryRun?: boolean }): Promise<GcResult[]> {
+    const req = { runId: opts.runId ?? '', keepLast: opts.keepLast === undefined ? '' : String(opts.keepLast), dryRun: !!opts.dryRun };
+    return JSON.parse((await this.call<{ resultsJson: string }>('GcModels', req)).resultsJson) as GcResult[];
   }
   async listAgents(): Promise<AgentRecord[]> {
     const r = await this.call<{ agentsJson: string[] }>('ListAgents', {});

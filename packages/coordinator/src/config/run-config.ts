@@ -6,6 +6,7 @@ import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 import { checkSecureAggregation, secureAggregationSchema } from './secagg-config.js';
 import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
 import { trackingSchema } from './tracking-config.js';
+import { retentionSchema } from './retention.js';
 
 const BUILTIN_MODEL_NAMES = ['mnist-mlp', 'mnist-cnn'] as const;
 
@@ -276,6 +277,8 @@ export const runConfigSchema = z.strictObject({
    * uplink/downlink pipelines ("topk:0.001+q8", "delta+fp16"); error feedback with momentum correction and warm-up.
    */
   compression: compressionSchema,
+  /** Model retention (config/retention.ts): how many versions' weights the store keeps; absent: the coordinator's default. */
+  retention: retentionSchema.optional(),
 });
 
 /**

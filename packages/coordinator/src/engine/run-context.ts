@@ -217,6 +217,12 @@ export class RunContext {
     });
   }
 
+  /** Model retention: these versions' weights are about to be deleted (persist before deleting them). */
+  markCollected(versions: readonly number[], keepLast: number | 'all'): void {
+    const at = new Date().toISOString();
+    for (const v of this.record.versions) if (versions.includes(v.version) && !v.collected) v.collected = { at, keepLast };
+  }
+
   /** A version's central evaluation (version 0's is recorded without its metrics' accuracy fallback, as it always was). */
   setCentral(version: number, ev: CentralEval): void {
     const rec = this.record.versions.find((v) => v.version === version);

@@ -50,6 +50,8 @@ export interface RunEngineDeps {
    * suspends its runs (this one included), which stay resumable.
    */
   onStorageFault?: (err: StorageError) => void;
+  /** After each finished round's record is saved: model retention (engine/retention.ts) frees old versions' weights. */
+  afterVersion?: (ctx: RunContext) => Promise<void>;
 }
 
 export interface LiveView {
@@ -331,6 +333,8 @@ export class RunCore {
       this.traits.published,
     );
     await this.persist();
+    // Retention must never fail a round: a failed pass leaves blobs that the next one (or fedge model gc) frees.
+    await this.deps.afterVersion?.(this.ctx).catch((err: unknown) => this.log.warn({ err }, 'model retention failed; old versions are kept for now'));
   }
 
   /** A draft record of a closed round or full buffer (not in the run until finishRecord). */

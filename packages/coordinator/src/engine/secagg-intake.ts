@@ -5,7 +5,7 @@ import {
   SecAggError,
   ValidationError,
   describeSpecMismatch,
-  maskedByteWidth,
+  maskedByteLength,
   maskedFromBytes,
   type ResultHeaderMsg,
   type TensorSpec,
@@ -23,7 +23,7 @@ export class MaskedSlot implements UpdateSlot {
   readonly view: Float32Array;
 
   constructor(readonly numParams: number, readonly bits: number) {
-    this.bytes = new Uint8Array((numParams + 1) * maskedByteWidth(bits));
+    this.bytes = new Uint8Array(maskedByteLength(bits, numParams + 1));
     this.view = new Float32Array(0);
   }
 
@@ -33,9 +33,9 @@ export class MaskedSlot implements UpdateSlot {
     this.bytes.set(data, byteOffset);
   }
 
-  /** The masked vector (a view when the ring is 32 bits: no copy of a model-sized buffer). */
+  /** The masked vector (a view when the ring is 32 bits: no copy of a model-sized buffer; smaller rings are unpacked). */
   vector(): Uint32Array {
-    return maskedByteWidth(this.bits) === 4 ? new Uint32Array(this.bytes.buffer, 0, this.numParams + 1) : maskedFromBytes(this.bytes, this.bits, this.numParams + 1);
+    return this.bits === 32 ? new Uint32Array(this.bytes.buffer, 0, this.numParams + 1) : maskedFromBytes(this.bytes, this.bits, this.numParams + 1);
   }
 }
 
@@ -47,7 +47,7 @@ export class MaskedSlots {
   private readonly free: MaskedSlot[] = [];
   private readonly waiting: { resolve: (s: MaskedSlot) => void; reject: (e: unknown) => void; signal: AbortSignal; onAbort: () => void }[] = [];
 
-  constructor(numParams: number, bits: number, slots = 2) {
+  constructor(numParams: number, readonly bits: number, slots = 2) {
     for (let i = 0; i < slots; i++) this.free.push(new MaskedSlot(numParams, bits));
   }
 
@@ -83,8 +83,8 @@ export function checkMaskedHeader(core: RunCore, h: ResultHeaderMsg, inv: Invite
   if (h.encoding !== SECAGG_ENCODING) reject('bad_encoding', `encoding: this run uses secure aggregation, so "${SECAGG_ENCODING}" is expected; got "${h.encoding}" (is the agent too old for secagg?)`);
   const mismatch = describeSpecMismatch(core.specs, h.tensors as TensorSpec[]);
   if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
-  const want = (core.agg.numParams + 1) * maskedByteWidth(sec.params.bits);
-  if (h.totalBytes !== want) reject('size_mismatch', `total_bytes: a masked input of this model is ${want} bytes ((${core.agg.numParams} values + the weight) x ${maskedByteWidth(sec.params.bits)}), got ${h.totalBytes}`);
+  const want = maskedByteLength(sec.params.bits, core.agg.numParams + 1);
+  if (h.totalBytes !== want) reject('size_mismatch', `total_bytes: a masked input of this model is ${want} bytes ((${core.agg.numParams} values + the weight) x ${sec.params.bits} bits), got ${h.totalBytes}`);
   if (!sec.takesMaskedInput(h.agentId)) reject('secagg_refused', sec.failed ? `the round's secure aggregation failed: ${sec.failed}` : 'the masked-input stage of this round is not open');
 }
 

@@ -33,14 +33,18 @@ const refused = (reason: SecAggRefusal, message: string): SecAggReplyMsg => ({ a
 const replyWith = (payload: unknown): SecAggReplyMsg => ({ accepted: true, reason: '', message: '', payloadJson: payload === undefined ? '' : secaggToJson(payload) });
 
 /** The round's parameters from the run config and the cohort size (library defaults for what the config leaves out). */
-export function roundParams(cfg: SecureAggregationConfig, n: number, opts: { uniformWeights: boolean; clipDefault: number }): SecAggParams {
+export function roundParams(cfg: SecureAggregationConfig, n: number, opts: { uniformWeights: boolean; clipDefault: number; cohortMaxExamples?: number | undefined }): SecAggParams {
   const neighbors = cfg.neighbors !== undefined ? Math.min(cfg.neighbors, n - 1) : undefined;
+  const int8 = cfg.quantization === 'int8';
+  // int8 mode has 255 levels for weight x update: a loose maxWeight would leave a typical agent a few of them, so it
+  // defaults to the cohort's largest registered example count (public: agents register it when they join).
+  const maxWeight = cfg.maxWeight ?? (int8 && opts.cohortMaxExamples ? Math.max(1, Math.round(opts.cohortMaxExamples)) : 100_000);
   return secaggParams(n, {
     ...(neighbors !== undefined ? { neighbors } : {}),
     ...(cfg.threshold !== undefined ? { threshold: cfg.threshold } : {}),
-    bits: cfg.bits,
+    ...(int8 ? { quantization: 'int8' as const } : { bits: cfg.bits ?? 32 }),
     // Under central DP every update weighs 1: a maximum weight of 1 spends the whole grid on the update.
-    maxWeight: opts.uniformWeights ? 1 : cfg.maxWeight,
+    maxWeight: opts.uniformWeights ? 1 : maxWeight,
     clipRange: cfg.clip ?? opts.clipDefault,
   });
 }
@@ -87,7 +91,7 @@ export class SecAggRound {
   task(): SecAggTask {
     const p = this.params;
     const d = this.deadlines;
-    return { nAgents: p.nAgents, threshold: p.threshold, neighbors: p.neighbors, bits: p.bits, maxWeight: p.maxWeight, clipRange: p.clipRange, advertiseBy: d.advertiseBy, shareBy: d.shareBy, maskedInputBy: d.maskedInputBy, unmaskSeconds: d.unmaskSeconds };
+    return { nAgents: p.nAgents, threshold: p.threshold, neighbors: p.neighbors, bits: p.bits, maxWeight: p.maxWeight, clipRange: p.clipRange, ...(p.levels !== undefined ? { levels: p.levels } : {}), advertiseBy: d.advertiseBy, shareBy: d.shareBy, maskedInputBy: d.maskedInputBy, unmaskSeconds: d.unmaskSeconds };
   }
 
   get failed(): string | undefined {

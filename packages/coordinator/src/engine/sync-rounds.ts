@@ -204,7 +204,7 @@ export class SyncRounds {
     chosen.forEach((agent, i) => {
       // Task seeds follow the persisted invitation order, so a resumed round trains exactly as the original would.
       const index = resumed?.invitees.find((x) => x.name === agent.name)?.index ?? i;
-      const task = core.tasks.round(kind, core.globalModel, r, index, deadline);
+      const task = core.tasks.round(kind, core.globalModel, r, index, deadline, agent.name);
       // Secure aggregation: the round's parameters and stage deadlines ride with each training task.
       if (kind === 'train' && this.sec?.round === r) {
         task.config = { ...task.config, secaggJson: JSON.stringify(this.sec.state.task()) };
@@ -345,12 +345,14 @@ export class SyncRounds {
       // Central DP weighs every update 1 (strategy.weightOf), and clips each to privacy.clipNorm in L2, so no
       // coordinate of an honest update exceeds it: the quantization range then costs nothing.
       const uniform = core.strategy.weightOf(2) === 1 && core.strategy.weightOf(3) === 1;
-      const params = roundParams(cfg, cohort.length, { uniformWeights: uniform, clipDefault: c.privacy?.clipNorm ?? 1 });
+      const cohortMaxExamples = Math.max(0, ...cohort.map((a) => a.numExamples || 0));
+      const params = roundParams(cfg, cohort.length, { uniformWeights: uniform, clipDefault: c.privacy?.clipNorm ?? 1, cohortMaxExamples });
       const now = Date.now();
       const roundEnd = now + c.roundDeadlineSeconds * 1000;
       const advertiseBy = Math.min(now + cfg.advertiseSeconds * 1000, roundEnd);
       const shareBy = Math.min(advertiseBy + cfg.shareSeconds * 1000, roundEnd);
-      this.maskedSlots ??= new MaskedSlots(core.agg.numParams, params.bits);
+      // int8 mode derives the ring from the cohort's size, so a round's bits may differ from the last one's.
+      if (this.maskedSlots?.bits !== params.bits) this.maskedSlots = new MaskedSlots(core.agg.numParams, params.bits);
       const state = new SecAggRound(params, core.agg.numParams, new Set(cohort.map((a) => a.id)), { advertiseBy, shareBy, maskedInputBy: roundEnd, unmaskSeconds: cfg.unmaskSeconds }, core.log.child({ round: r, secagg: true }));
       this.sec = { round: r, state, tasks: new Map() };
       return { ok: true, state };

@@ -1,6 +1,6 @@
 /** In-memory Store: the default for `fedge serve` and demos; state ends with the process. */
 import type { ModelBlob } from '@fedge/proto';
-import type { AgentRecord, EnrollmentRecord, IdentityRecord, RunRecord, Store } from './store.js';
+import { runReferences, type AgentRecord, type EnrollmentRecord, type IdentityRecord, type RunRecord, type Store } from './store.js';
 
 const clone = <T>(v: T): T => structuredClone(v);
 
@@ -31,6 +31,17 @@ export class MemoryStore implements Store {
   }
   async getModel(sha256: string): Promise<ModelBlob | undefined> {
     return this.models.get(sha256);
+  }
+  async modelReferenced(sha256: string): Promise<boolean> {
+    return [...this.runs.values()].some((r) => runReferences(r, sha256));
+  }
+  async modelBytes(sha256: string): Promise<number | undefined> {
+    return this.models.get(sha256)?.weights.byteLength;
+  }
+  async deleteModel(sha256: string): Promise<number> {
+    const blob = this.models.get(sha256);
+    this.models.delete(sha256);
+    return blob?.weights.byteLength ?? 0;
   }
   async saveAgent(agent: AgentRecord): Promise<void> {
     this.agents.set(agent.id, clone(agent));

@@ -8,7 +8,7 @@
  * and the directory is fsynced. The header is written before the weights, so a `.bin` that exists is complete.
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { FedgeError, blobDigest, modelDigest, type ModelBlob, type TensorSpec } from '@fedge/proto';
@@ -93,6 +93,24 @@ export class ModelStore {
     await writeFileAtomic(p.header, JSON.stringify(header));
     await writeFileAtomic(p.weights, bytes);
     return bytes.byteLength;
+  }
+
+  /**
+   * Removes the model's files (weights first: a header without weights reads as "not stored"); returns the weight
+   * bytes freed, 0 when it was not stored. Idempotent, so a removal interrupted by a crash is finished by the next.
+   */
+  async delete(sha256: string): Promise<number> {
+    const p = this.paths(sha256);
+    let bytes = 0;
+    try {
+      bytes = (await stat(p.weights)).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await rm(p.weights, { force: true });
+    await rm(p.header, { force: true });
+    await fsyncDir(this.dir);
+    return bytes;
   }
 
   /** The model named `sha256`, or undefined when it was never stored. Throws E_MODEL_CORRUPT when the files do not hash to their name. */

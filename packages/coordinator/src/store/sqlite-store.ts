@@ -250,6 +250,30 @@ export class SqliteStore implements Store {
     return this.models.get(sha256);
   }
 
+  async modelReferenced(sha256: string): Promise<boolean> {
+    // versions_by_sha256 finds the version rows; strategy state sha256s live in the runs' documents.
+    const rows = this.db.all('SELECT doc FROM versions WHERE sha256 = ?', [sha256]) as Row[];
+    if (rows.some((r) => !fromJson<ModelVersionRecord>(r.doc).collected)) return true;
+    return !!this.db.get('SELECT 1 AS x FROM runs WHERE instr(doc, ?) > 0', [sha256]);
+  }
+
+  async modelBytes(sha256: string): Promise<number | undefined> {
+    const row = this.db.get('SELECT bytes FROM models WHERE sha256 = ?', [sha256]) as Row | null;
+    return row ? Number(row.bytes) : undefined;
+  }
+
+  async deleteModel(sha256: string): Promise<number> {
+    // Files first, then the row: a crash in between leaves a row without files, which the next delete finishes.
+    let bytes: number;
+    try {
+      bytes = await this.models.delete(sha256);
+    } catch (err) {
+      throw storageError(err, this.models.dir) ?? err;
+    }
+    this.write(() => this.db.run('DELETE FROM models WHERE sha256 = ?', [sha256]));
+    return bytes;
+  }
+
   async saveAgent(agent: AgentRecord): Promise<void> {
     this.write(() =>
       this.db.run(

@@ -73,6 +73,12 @@ export interface ModelVersionRecord {
   federatedAccuracy?: number;
   centralMetrics?: Record<string, number>;
   federatedMetrics?: Record<string, number>;
+  /**
+   * Set when model retention (engine/retention.ts) removed this version's weights: the record stays (lineage,
+   * metrics, sha256 for delta downloads), the blob is gone. Saved before the blob is deleted, so a record without
+   * this mark always has its blob.
+   */
+  collected?: { at: string; keepLast: number | 'all' };
   /** Not stored: the coordinator's ed25519 signature (hex) of this version, filled in by getRun (fedge model show). */
   signature?: string;
 }
@@ -210,6 +216,15 @@ export interface Store {
   /** Stores a model by content; returns its sha256. Idempotent. */
   putModel(sha256: string, blob: ModelBlob): Promise<void>;
   getModel(sha256: string): Promise<ModelBlob | undefined>;
+  /**
+   * Whether any saved version record not marked `collected` (of any run), or any run's strategy state, names the
+   * model: retention deletes a blob only when nothing does.
+   */
+  modelReferenced(sha256: string): Promise<boolean>;
+  /** The weight bytes of a stored model, undefined when it is not stored (cheap: no read of the weights). */
+  modelBytes(sha256: string): Promise<number | undefined>;
+  /** Deletes a stored model; returns the weight bytes freed (0 when it was not stored). Idempotent. */
+  deleteModel(sha256: string): Promise<number>;
   saveAgent(agent: AgentRecord): Promise<void>;
   listAgents(): Promise<AgentRecord[]>;
   saveIdentity(identity: IdentityRecord): Promise<void>;
@@ -217,4 +232,9 @@ export interface Store {
   saveEnrollment(e: EnrollmentRecord): Promise<void>;
   deleteEnrollment(codeSha256: string): Promise<void>;
   listEnrollments(): Promise<EnrollmentRecord[]>;
+}
+
+/** Whether `run` still needs the blob `sha256`: a version not collected, or its strategy state (moments, control variate). */
+export function runReferences(run: Pick<RunRecord, 'versions' | 'serverOptState' | 'scaffoldState'>, sha256: string): boolean {
+  return run.versions.some((v) => v.sha256 === sha256 && !v.collected) || run.serverOptState?.sha256 === sha256 || run.scaffoldState?.sha256 === sha256;
 }

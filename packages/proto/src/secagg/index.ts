@@ -36,7 +36,7 @@
  * - advertise() also returns bCommit (SHA-256 of the self-mask seed) so the coordinator can verify a rebuilt seed
  *   and step over a wrong share; finalizeAsync / maskedInputAsync keep the event loop free.
  */
-export { secaggParams, checkParams, quantLevels, majorityThreshold, type SecAggParams, type SecAggParamsOptions } from './params.js';
+export { secaggParams, checkParams, quantLevels, ringBitsFor, INT8_LEVELS, majorityThreshold, type SecAggParams, type SecAggParamsOptions } from './params.js';
 export { neighborGraph, graphSeedBytes } from './graph.js';
 export { shamirSplit, shamirCombine, SHAMIR_PRIME, SHARE_BYTES, type ShamirShare } from './shamir.js';
 export { prgExpand, prgStream, ringMask, PRG_ALGORITHM, PRG_ALGORITHMS, PRG_CHUNK, type PrgAlgorithm, type PrgStream, type MaskTerm } from './prg.js';
@@ -44,5 +44,5 @@ export { applyMasks, applyMasksAsync, type ApplyMasksOptions } from './mask.js';
 export { quantizeInto, dequantizeSum, quantizationBound, type Rounding, type Dequantized } from './quantize.js';
 export { SecAggClient, pairSign } from './client.js';
 export { SecAggServer, type SecAggServerOptions, type SecAggFailure } from './server.js';
-export { maskedToBytes, maskedFromBytes, maskedByteWidth } from './wire.js';
+export { maskedToBytes, maskedFromBytes, maskedByteLength } from './wire.js';
 export * from './messages.js';

@@ -152,6 +152,13 @@ describe('secure aggregation round', () => {
     expectFedAvg(runRound({ n: 8, params, viaJson: true, noMasked: [id(3)] }), all(8).filter((a) => a !== id(3)));
   });
 
+  it('int8 mode: a 12-bit ring for 10 agents, packed at 1.5 bytes a value, unmasks to FedAvg within the int8 bound with dropouts', () => {
+    const params = secaggParams(10, { quantization: 'int8', clipRange: 1, maxWeight: 200 });
+    expect(params.bits).toBe(12);
+    expect(maskedToBytes(new Uint32Array(1000), 12)).toHaveLength(1500);
+    expectFedAvg(runRound({ n: 10, params, viaJson: true, noMasked: [id(2)], noUnmask: [id(5)] }), all(10).filter((a) => a !== id(2)));
+  });
+
   it('below threshold the round fails as data at each stage, naming the counts', () => {
     const p = secaggParams(10, { threshold: 6 });
     const r1 = runRound({ n: 10, params: p, noAdvertise: all(5) });

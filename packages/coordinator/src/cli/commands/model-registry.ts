@@ -71,7 +71,8 @@ export function addRegistryCommands(model: Command): void {
           sha256: e.sha256.slice(0, 12),
           central: pct(e.centralAccuracy),
           federated: pct(e.federatedAccuracy),
-          serving: e.serving,
+          // A version whose weights retention freed (fedge model gc) keeps its row.
+          serving: e.serving ?? (e.collected ? 'collected' : undefined),
           created: e.createdAt,
         })),
         ['run', 'version', 'round', 'parent', 'sha256', 'central', 'federated', 'serving', 'created'],

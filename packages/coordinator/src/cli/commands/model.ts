@@ -9,6 +9,7 @@ import { preprocessingSchema, resolvedTaskSchema, ValidationError, type ModelBlo
 import { parseFormat, printJson, type OutputFormat } from '../format.js';
 import { withClient, withConnectionOptions } from './common.js';
 import { addRegistryCommands } from './model-registry.js';
+import { addGcCommand } from './model-gc.js';
 
 interface ExportOpts {
   run?: string;
@@ -153,5 +154,6 @@ Supported layers: Dense, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Reshap
       else process.stdout.write(`wrote ${out} (${(e.bytes.length / 1024).toFixed(1)} KiB, ${e.quantization}${meta?.preprocessing ? ', with preprocessing' : ''}; inputs ${list(e.inputs)}; outputs ${list(e.outputs)})\n`);
     });
   addRegistryCommands(model);
+  addGcCommand(model);
   return model;
 }

@@ -7,6 +7,7 @@ import { startGrpcServer } from '../../transport/grpc/server.js';
 import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
+import { DEFAULT_KEEP_LAST, parseKeepLast } from '../../config/retention.js';
 import { guardStorage } from '../../store/storage-error.js';
 import { DEFAULT_METRICS_PORT, coordinatorReadiness, startMetricsServer } from '../../metrics.js';
 import { loadServerTls } from '../../transport/tls.js';
@@ -27,6 +28,7 @@ export function serveCommand(): Command {
     .option('--listen <host:port>', 'address to listen on; 0.0.0.0 exposes it to the network (use inside containers)', process.env.FEDGE_LISTEN ?? DEFAULT_LISTEN)
     .option('--data-dir <dir>', 'coordinator state: runs, agents and metrics (fedge.db), models (models/<sha256>.bin), final models (runs/)', process.env.FEDGE_DATA_DIR ?? '.fedge')
     .option('--in-memory', 'keep run state in memory only (lost when the process ends; nothing resumes after a restart)')
+    .option('--keep-versions <K|all>', `model retention: keep the weights of each run's last K versions (plus promoted, canary, best and served ones) unless the run config's retention.keepLast says otherwise; "all" keeps every version (default ${DEFAULT_KEEP_LAST}; env FEDGE_KEEP_VERSIONS)`, process.env.FEDGE_KEEP_VERSIONS)
     .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
     .option('--ui <host:port>', `serve the web dashboard (runs, agents, models) at http://HOST:PORT, https:// with --tls-cert (off unless given; a bare PORT binds loopback; e.g. 127.0.0.1:${DEFAULT_UI_PORT}; env FEDGE_UI)`, process.env.FEDGE_UI)
     .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN); enrolled devices (fedge agent enroll) join with their own key instead')
@@ -84,7 +86,7 @@ Environment:
   FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; mlflowTrackingUri?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; keepVersions?: string; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; mlflowTrackingUri?: string }) => {
       const mlflowTrackingUri = opts.mlflowTrackingUri ? parseMlflowUri(opts.mlflowTrackingUri, '--mlflow-tracking-uri') : undefined;
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       // Read once, before anything listens: a bad file stops the start with an error naming its flag.
@@ -98,7 +100,7 @@ Environment:
       // Model signing key: the data dir's (created on first start), so signatures stay valid across restarts.
       const signing = store ? await guardStorage(opts.dataDir, () => ModelSigner.loadOrCreate(opts.dataDir)) : { signer: ModelSigner.ephemeral(), created: false };
       logger.info({ fingerprint: signing.signer.fingerprint, key: signing.signer.source, created: signing.created }, `model signing key ${signing.signer.fingerprint}`);
-      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), joinLimits, ...(mlflowTrackingUri ? { mlflowTrackingUri } : {}) });
+      const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), ...(opts.keepVersions !== undefined ? { keepLast: parseKeepLast(opts.keepVersions, '--keep-versions') } : {}), joinLimits, ...(mlflowTrackingUri ? { mlflowTrackingUri } : {}) });
       // Before the server listens, so that an agent reconnecting at once finds its old record.
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
 import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator, RunView } from '../../coordinator.js';
+import { parseKeepLast } from '../../config/retention.js';
 import { AuthError } from '../../engine/agent-registry.js';
 import { refuse, toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
@@ -22,6 +23,10 @@ export function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): v
   if (!adminTokenMatches(String(md.get('authorization')[0] ?? ''), adminToken))
     throw new AuthError('admin token missing or wrong: set FEDGE_ADMIN_TOKEN to the coordinator\'s admin token');
 }
+
+/** GcModels (admin.proto): keep_last "" means each run's own retention setting. */
+interface GcModelsRequestMsg { runId: string; keepLast: string; dryRun: boolean }
+interface GcModelsReplyMsg { resultsJson: string }
 
 /**
  * PromoteModel's request as promoteModel options (0 means unset, as proto3 sends it). The dashboard's promote and
@@ -69,6 +74,11 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
     StopRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.stopRun(req.runId)) })),
     PromoteModel: unary<PromoteModelRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await promoteModelRequest(coord, req)) })),
     RollbackModel: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.rollbackModel(req.runId)) })),
+    GcModels: unary<GcModelsRequestMsg, GcModelsReplyMsg>(adminToken, async (req) => ({
+      resultsJson: JSON.stringify(
+        await coord.gcModels({ ...(req.runId ? { runId: req.runId } : {}), ...(req.keepLast ? { keepLast: parseKeepLast(req.keepLast, 'keep_last') } : {}), dryRun: req.dryRun }),
+      ),
+    })),
     ListAgents: unary<object, ListAgentsReplyMsg>(adminToken, () => ({
       agentsJson: coord.listAgents().map((a) => JSON.stringify(a)),
     })),

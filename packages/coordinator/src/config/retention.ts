@@ -1,0 +1,27 @@
+/** Model retention settings (run config `retention`, `fedge serve --keep-versions`, `fedge model gc --keep-last`). */
+import { z } from 'zod';
+import { ValidationError } from '@fedge/proto';
+
+/**
+ * Versions of a run whose weights are kept besides the pinned ones (promoted, canary, best, served): enough to
+ * roll back or export a recent version, few enough that a 92 MiB model over hundreds of rounds stays bounded.
+ */
+export const DEFAULT_KEEP_LAST = 5;
+
+export type KeepLast = number | 'all';
+
+const keepLastSchema = z.union([z.number().int().min(1).max(1_000_000), z.literal('all')], {
+  message: 'retention.keepLast: use a whole number of versions >= 1, or "all" to keep every version',
+});
+
+/** Run config `retention`; absent: the coordinator's default (fedge serve --keep-versions, else DEFAULT_KEEP_LAST). */
+export const retentionSchema = z.strictObject({ keepLast: keepLastSchema });
+
+export type RetentionConfig = z.infer<typeof retentionSchema>;
+
+/** A --keep-versions / --keep-last value from the command line: a whole number >= 1 or "all". */
+export function parseKeepLast(v: string, flag: string): KeepLast {
+  const parsed = keepLastSchema.safeParse(v === 'all' ? v : Number(v));
+  if (!parsed.success || (v !== 'all' && !/^\d+$/.test(v))) throw new ValidationError(`${flag} must be a whole number of versions >= 1 or "all", got "${v}"`);
+  return parsed.data;
+}
