@@ -262,7 +262,7 @@ export class Agent {
     void srv.offer(ref, async () => {
       const g = await this.executor.verifiedModel(task, conn, s);
       return { topology: JSON.parse(g.header.topologyJson) as unknown, tensors: g.header.tensors as never, weights: g.weights };
-    }, promoted).then(() => {
+    }, promoted, undefined, canarySplit(task, promoted)).then(() => {
       // Offers load one at a time, so right after this one settles `loaded` is still it if it was loaded.
       if (srv.loaded !== ref) return;
       this.served = { runId: ref.runId, version: ref.version, taskId: task.taskId };
@@ -291,6 +291,11 @@ export class Agent {
       }
     });
   }
+}
+
+/** A canary promote's A/B split: the promoted version answers canaryFraction of requests, stableVersion the rest. */
+function canarySplit(task: TaskMsg, promoted: boolean): { stable: number; fraction: number } | undefined {
+  return promoted && task.canaryFraction ? { stable: task.stableVersion ?? 0, fraction: task.canaryFraction } : undefined;
 }
 
 /** The task payload's task and preprocessing, so the served ONNX takes raw feature values; undefined for legacy runs. */

@@ -92,6 +92,9 @@ export interface TaskMsg {
   deadlineUnixMs: number;
   /** ed25519 signature of (runId, modelVersion, modelSha256) by the coordinator (signing.ts); absent on cancel. */
   modelSignature?: Uint8Array;
+  /** A canary promote: serve modelVersion to this fraction of requests, stableVersion to the rest (0 or absent: alone). */
+  canaryFraction?: number;
+  stableVersion?: number;
 }
 export interface FetchModelRequestMsg {
   agentId: string;

@@ -20,6 +20,9 @@ export interface ExportSettings {
 
 export interface VersionRef { runId: string; version: number; sha256: string }
 
+/** A canary promote's A/B split: the offered version gets `fraction` of requests, `stable` (loaded before it) the rest. */
+export interface CanarySplit { stable: number; fraction: number }
+
 /** What the run's task payload says about the model (TaskPayload in @fedge/proto, TrainConfig.task_json). */
 export interface ServingMeta { task?: ResolvedTask; preprocessing?: Preprocessing }
 
@@ -27,6 +30,8 @@ export class GlobalModelServer {
   private chain: Promise<void> = Promise.resolve();
   private latest: VersionRef | undefined;
   loaded: VersionRef | undefined;
+  /** The version loaded before `loaded` (the slot's previous): a rollback to it is a swap, not an export. */
+  private before: VersionRef | undefined;
   /** Runs with a promoted version: only promote offers count for them (the coordinator decides what is served). */
   private readonly pinned = new Set<string>();
   /**
@@ -57,16 +62,27 @@ export class GlobalModelServer {
    * `meta`: the run's task and preprocessing (remembered for the run, see setRunMeta); the export then takes raw
    * columns. Without it (and none remembered) the model is served on its encoded input, as before.
    */
-  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false, meta?: ServingMeta): Promise<void> {
+  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false, meta?: ServingMeta, split?: CanarySplit): Promise<void> {
     if (meta) this.setRunMeta(v.runId, meta);
     if (promoted) {
       this.pinned.add(v.runId);
       const l = this.latest;
-      if (l && l.runId === v.runId && l.version === v.version && l.sha256 === v.sha256) return this.chain;
+      // Already loaded or queued: only the split changes (a canary started, completed or widened on the same version).
+      if (l && same(l, v)) return (this.chain = this.chain.then(() => this.applySplit(v, split)));
     } else if (!this.wants(v)) return this.chain;
     this.latest = v;
     this.chain = this.chain.then(async () => {
       if (this.latest !== v) return; // superseded while waiting
+      const prev = this.slot.previous;
+      if (this.before && same(this.before, v) && prev?.version === String(v.version)) {
+        // A rollback to the version loaded before (a failed canary): swap at once instead of exporting it again, so
+        // the broken version stops answering now.
+        this.slot.rollback();
+        [this.loaded, this.before] = [v, this.loaded];
+        this.applySplit(v, split);
+        log.info({ runId: v.runId, version: v.version }, 'serving the previous version again (swapped back)');
+        return;
+      }
       const t0 = performance.now();
       const m = this.runMeta.get(v.runId);
       try {
@@ -84,7 +100,8 @@ export class GlobalModelServer {
         });
         const exportMs = performance.now() - t0;
         await this.slot.load(e.bytes, String(v.version), { run: v.runId, global_version: v.version, source_sha256: v.sha256, quantization: e.quantization });
-        this.loaded = v;
+        [this.before, this.loaded] = [this.loaded, v];
+        this.applySplit(v, split);
         log.info({ runId: v.runId, version: v.version, bytes: e.bytes.length, quantization: e.quantization, inputs: e.inputs.map((i) => i.name), outputs: e.outputs.map((o) => o.name), exportMs: Math.round(exportMs), totalMs: Math.round(performance.now() - t0) }, 'serving new global model version');
       } catch (err) {
         // Keep serving what is loaded; a later version gets its own chance.
@@ -94,4 +111,24 @@ export class GlobalModelServer {
     });
     return this.chain;
   }
+
+  /** Sets the canary's split for `v` (loaded now), or clears a canary split when the promote carries none. */
+  private applySplit(v: VersionRef, split: CanarySplit | undefined): void {
+    if (!this.loaded || !same(this.loaded, v)) return;
+    if (split && split.fraction > 0) {
+      const stable = String(split.stable);
+      if (this.slot.previous?.version !== stable) {
+        // The coordinator sends the stable version first; without it loaded the candidate answers alone here.
+        log.warn({ runId: v.runId, version: v.version, stable: split.stable }, 'canary: the stable version is not loaded; serving the candidate alone');
+        return;
+      }
+      this.slot.setSplit({ stable, candidate: String(v.version), fraction: split.fraction, source: 'canary' });
+      log.info({ runId: v.runId, candidate: v.version, stable: split.stable, fraction: split.fraction }, 'canary: A/B split set');
+    } else if (this.slot.split) {
+      this.slot.setSplit(undefined);
+      log.info({ runId: v.runId, version: v.version }, 'canary over: serving one version');
+    }
+  }
 }
+
+const same = (a: VersionRef, b: VersionRef): boolean => a.runId === b.runId && a.version === b.version && a.sha256 === b.sha256;
