@@ -124,3 +124,10 @@ export class Counts {
     return [...this.m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}=${v}`).join(' ');
   }
 }
+
+/** A status report body: valid, malformed or hostile (the credentials around it are forged, so it must be refused). */
+export function reportBody(g: Gen, runId: string): string {
+  return g.pick(['', '{', '{}', 'null', '[]', JSON.stringify({ served: { runId, version: 1 } }), JSON.stringify({ served: { runId: g.str(), version: g.num() } }),
+    JSON.stringify({ drift: { runId, version: 1, window: g.num(), features: [{ feature: g.str(), reference: g.pick(['own', 'fleet', 'x']), psi: g.num(), ks: g.num(), pValue: g.num() }], prediction: [] } }),
+    JSON.stringify({ health: { versions: [{ version: 1, requests: g.num(), errors: g.num(), p50Ms: g.num(), p99Ms: g.num() }] } }), 'x'.repeat(g.pick([10, (1 << 20) + 1])), g.str()]);
+}

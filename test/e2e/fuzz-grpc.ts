@@ -5,7 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadServices } from '@fedge/proto';
-import { Gen } from './fuzz-gen.js';
+import { Gen, reportBody } from './fuzz-gen.js';
 
 /** What the fuzzer knows of the real run: ids to forge, and one agent session of its own (never a task channel). */
 export interface GrpcTargets {
@@ -80,6 +80,7 @@ function requestValue(g: Gen, method: string, t: GrpcTargets, insider: boolean):
         challengeNonce: g.pick(['', g.hex(32), g.str()]), challengeTimeUnixMs: g.num(), signature: g.bytes(g.pick([0, 64, 65, 1000])),
       };
     case 'Challenge': return { name: g.str() };
+    case 'Report': return { ...creds, bodyJson: reportBody(g, t.runId) };
     case 'Tasks': return creds;
     case 'FetchModel': return { ...creds, runId, modelVersion: g.pick([0, 1, 2, g.num()]), blobSha256: g.pick(['', '', g.hex(64), g.str()]) };
     case 'StartRun': return { configJson: g.pick(['', '{', 'null', '42', '[]', '"mnist-mlp"', '{"model":"mnist-mlp","rounds":-1}', '{"model":"mnist-mlp","rounds":1e308}', '{"model":{"builtin":"../../x"}}', '{"model":"mnist-mlp","learningRate":"NaN","rounds":"x"}', `{"model":"mnist-mlp","strategy":"${g.hex(6)}"}`, g.str()]) };

@@ -5,7 +5,7 @@
 import { connect as netConnect } from 'node:net';
 import { connect, type MqttClient } from 'mqtt';
 import { MQTT_AGENT_USERNAME, MQTT_FRAME_VERSION, decodeFrame, encodeFrame, mqttTopics, newAgentClientId, type MqttEnvelope } from '@fedge/proto';
-import { Counts, Gen } from './fuzz-gen.js';
+import { Counts, Gen, reportBody } from './fuzz-gen.js';
 
 export interface MqttTargets {
   url: string;
@@ -15,7 +15,7 @@ export interface MqttTargets {
 }
 
 /** Requests the bridge must answer (reply or error) whatever their fields; what an answer must never be. */
-const ANSWERED = ['challenge', 'join', 'tasks', 'fetch', 'submit', 'reply', 'error', 'model', 'task', 'close', 'status'] as const;
+const ANSWERED = ['challenge', 'join', 'tasks', 'fetch', 'submit', 'report', 'reply', 'error', 'model', 'task', 'close', 'status'] as const;
 
 export interface MqttStats {
   sent: Counts;
@@ -56,6 +56,7 @@ function requestMsg(g: Gen, type: string, t: MqttTargets): unknown {
     case 'submit':
       return { ...creds, taskId: `task-${g.hex(8)}`, runId: t.runId, round: g.num(), modelVersion: g.num(), kind: g.pick(['train', 'evaluate', 'x']), numExamples: g.num(),
         tensors: [{ name: 'w', dtype: 'float32', shape: [g.pick([1, 2 ** 40])] }], totalBytes: g.num(), encoding: 'float32-delta', metrics: { train_loss: g.pick([NaN, 1]) } };
+    case 'report': return { ...creds, bodyJson: reportBody(g, t.runId) };
     default: return g.pick([undefined, null, 42, 'x', [], { runId: t.runId }]);
   }
 }
@@ -103,7 +104,7 @@ function listen(c: MqttClient, clientId: string, stats: MqttStats, insider: bool
     stats.pending.delete(key);
     const msg = env.msg as { accepted?: boolean; reason?: string } | undefined;
     stats.answers.add(`${insider ? 'insider-' : ''}${type}->${env.t}${env.t === 'error' ? `:${env.code}` : type === 'submit' ? `:${msg?.reason}` : ''}`);
-    if ((type === 'join' && env.t === 'reply') || (type === 'tasks' && env.t === 'reply') || (type === 'fetch' && env.t === 'model' && !insider) || (type === 'submit' && msg?.accepted === true))
+    if ((type === 'join' && env.t === 'reply') || (type === 'tasks' && env.t === 'reply') || (type === 'report' && env.t === 'reply') || (type === 'fetch' && env.t === 'model' && !insider) || (type === 'submit' && msg?.accepted === true))
       stats.accepted.push(`${type} answered ${env.t} ${JSON.stringify(env.msg).slice(0, 200)}`);
   });
 }

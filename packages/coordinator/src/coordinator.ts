@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
-import { NotFoundError, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, type SecAggReplyMsg, type SecAggRequestMsg, RejectedUpdateError, type StorageError } from '@fedge/proto';
+import { NotFoundError, type AgentReportMsg, type ReportReplyMsg, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, type SecAggReplyMsg, type SecAggRequestMsg, RejectedUpdateError, type StorageError } from '@fedge/proto';
 import { parseRunConfig, type RunConfig } from './config/run-config.js';
 import type { AgentRecord, RunRecord, Store } from './store/store.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -26,6 +26,8 @@ import { ModelSigner } from './signing-key.js';
 import { IdentityRegistry, type JoinCredentials } from './engine/identities.js';
 import { IdentityGate } from './engine/identity-gate.js';
 import type { JoinLimits } from './engine/join-limits.js';
+import { ReportDispatcher } from './engine/reports.js';
+import { registerReportHandlers } from './engine/report-handlers.js';
 
 export interface CoordinatorOptions {
   store?: Store;
@@ -58,6 +60,8 @@ export class Coordinator {
   readonly signer: ModelSigner;
   /** Per-device identities (enrollment, signed joins and updates, revocation) and the join limits. */
   readonly gate: IdentityGate;
+  /** Agent status reports: section -> handler (report-handlers.ts registers them). */
+  readonly reports: ReportDispatcher;
   private readonly engines = new Map<string, RunEngine>();
   /** Model retention: frees old versions' weights after each round and on `fedge model gc` (engine/retention.ts). */
   readonly retention: ModelRetention;
@@ -75,6 +79,8 @@ export class Coordinator {
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
     this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
+    this.reports = new ReportDispatcher(this.registry);
+    registerReportHandlers(this.reports, { registry: this.registry });
     this.retention = new ModelRetention({
       store: this.store,
       defaultKeepLast: opts.keepLast ?? DEFAULT_KEEP_LAST,
@@ -469,11 +475,18 @@ export class Coordinator {
     return e.secagg(req);
   }
 
+  /**
+   * An agent's status report (served version, drift, health): every section goes to its handler; the reply carries
+   * what the coordinator has for the agent. Refused (E_AUTH, E_VALIDATION) before any handler runs. The session token
+   * is the authentication, as for SecAgg: an enrolled agent's session came from a join signed with its key.
+   */
+  async report(req: AgentReportMsg): Promise<ReportReplyMsg> {
+    return { bodyJson: JSON.stringify(await this.reports.dispatch(req)) };
+  }
+
   async beginUpload(h: ResultHeaderMsg): Promise<UploadSink> {
     this.refuseIfStorageFailed();
     const agent = this.registry.verify(h.agentId, h.sessionToken);
-    // Not a result: the promoted run is usually finished, so this needs no active engine (enrolled agents sign it too).
-    if (h.kind === 'serving') return this.gate.guardUpload(h, agent.name, servingReport(this.registry, h));
     const e = this.engines.get(h.runId);
     if (!e) throw new RejectedUpdateError('unknown_run', `run_id: run "${h.runId}" is not active`);
     return this.gate.guardUpload(h, agent.name, await e.beginUpload(h));
@@ -543,17 +556,3 @@ export class Coordinator {
   }
 }
 
-/** The sink of a `serving` report: no payload; on commit the registry records what the agent serves. */
-function servingReport(registry: AgentRegistry, h: ResultHeaderMsg): UploadSink {
-  if (h.totalBytes !== 0) throw new RejectedUpdateError('malformed', `total_bytes: a serving report carries no payload (0), got ${h.totalBytes}`);
-  return {
-    write: () => {
-      throw new RejectedUpdateError('oversized', 'a serving report carries no payload');
-    },
-    commit: async () => {
-      registry.noteServing(h.agentId, h.runId, h.modelVersion);
-      return { accepted: true, reason: '', message: '' };
-    },
-    abort: () => {},
-  };
-}

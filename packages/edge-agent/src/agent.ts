@@ -1,6 +1,7 @@
 /** The agent daemon: join, follow the task stream, run tasks one at a time, reconnect with backoff. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRng, taskPayloadSchema, type JoinRequestMsg, type ResultHeaderMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
+import { Reporter } from './reporter.js';
 import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
 import { ModelSignatureError } from './model-trust.js';
@@ -30,6 +31,8 @@ export interface AgentOptions {
   identity?: AgentIdentity;
   /** One-time code from `fedge agent enroll`: sent with the first join only; a secret, never logged. */
   enrollCode?: string;
+  /** Status reports every this many ms besides on change (default REPORT_INTERVAL_MS, 15 s). */
+  reportIntervalMs?: number;
 }
 
 /** Makes an agent behave like a slow or flaky device. */
@@ -61,15 +64,17 @@ export class Agent {
   private readonly executor: TaskExecutor;
   private readonly faultRng: () => number;
   private enrollCode: string | undefined;
-  /** The global version the model server loaded last (and the task that brought it): reported to the coordinator. */
-  private served: { runId: string; version: number; taskId: string } | undefined;
-  private reports: Promise<void> = Promise.resolve();
+  /** The global version the model server loaded last: the `served` section of every status report. */
+  private served: { runId: string; version: number } | undefined;
+  /** Status reports to the coordinator; other modules add their sections (drift, health) with reporter.section(). */
+  readonly reporter: Reporter;
 
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
     this.executor = opts.executor ?? new TaskExecutor(data, { slowdown: opts.simulate?.slowdown ?? 1 });
     // Seeded per agent (createRng mixes the seed, so agents seeded 1, 2, 3... draw independent faults).
     this.faultRng = createRng(opts.simulate?.seed ?? 1);
     this.enrollCode = opts.enrollCode;
+    this.reporter = new Reporter(opts.reportIntervalMs).section('served', () => this.served && { ...this.served });
   }
 
   /** Runs until stop(); connection failures are retried with exponential backoff and jitter. */
@@ -87,6 +92,7 @@ export class Agent {
         if (this.stopped) break;
         log.warn({ err: (err as Error).message, retryInMs: backoff }, 'coordinator unreachable or session lost; retrying');
       } finally {
+        this.reporter.detach();
         conn.close();
       }
       await sleep(backoff * (0.5 + Math.random() / 2));
@@ -98,6 +104,7 @@ export class Agent {
     this.stopped = true;
     this.current?.ctl.abort(new Error('agent stopping'));
     this.streamCancel?.();
+    this.reporter.detach();
     // The training worker goes with the agent (a task still running was just aborted).
     void this.executor.close();
   }
@@ -144,8 +151,8 @@ export class Agent {
     const s: Session = { agentId: reply.agentId, sessionToken: reply.sessionToken };
     log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: this.data.train.n }, 'joined coordinator');
     onJoined();
-    // A new session starts with no served version on the coordinator's side: tell it what is loaded.
-    if (this.served) this.reportServed(conn, s);
+    // A new session starts with no served version on the coordinator's side: a report now tells it what is loaded.
+    this.reporter.attach(conn, s);
     const t0 = Date.now();
     const stream = conn.tasks(s.agentId, s.sessionToken);
     this.streamCancel = () => stream.cancel();
@@ -172,6 +179,7 @@ export class Agent {
       queue = queue.then(() => this.handle(task, conn, s));
     }
     await queue;
+    this.reporter.detach();
     return (Date.now() - t0) / 1000;
   }
 
@@ -265,37 +273,10 @@ export class Agent {
     }, promoted, undefined, canarySplit(task, promoted)).then(() => {
       // Offers load one at a time, so right after this one settles `loaded` is still it if it was loaded.
       if (srv.loaded !== ref) return;
-      this.served = { runId: ref.runId, version: ref.version, taskId: task.taskId };
-      this.reportServed(conn, s);
+      this.served = { runId: ref.runId, version: ref.version };
+      this.reporter.poke();
     });
   }
-
-  /**
-   * Tells the coordinator which version is served now (`fedge agent list`, the dashboard): a payload-less `serving`
-   * submit, queued so reports arrive in load order. Best effort: an older coordinator refuses it as malformed.
-   */
-  private reportServed(conn: CoordinatorConnection, s: Session): void {
-    this.reports = this.reports.then(async () => {
-      const v = this.served;
-      if (!v || this.stopped) return;
-      const header: ResultHeaderMsg = {
-        agentId: s.agentId, sessionToken: s.sessionToken, taskId: v.taskId, runId: v.runId, round: 0, modelVersion: v.version,
-        kind: 'serving', numExamples: 0, tensors: [], totalBytes: 0, encoding: '', metrics: {},
-      };
-      const empty = new Uint8Array(0);
-      try {
-        const r = await conn.submit(this.opts.identity ? this.opts.identity.signResult(header, empty) : header, empty);
-        if (!r.accepted) log.warn({ runId: v.runId, version: v.version, reason: r.reason, message: r.message }, 'coordinator refused the serving report');
-      } catch (err) {
-        log.warn({ runId: v.runId, version: v.version, err: (err as Error).message }, 'could not report the served version');
-      }
-    });
-  }
-}
-
-/** A canary promote's A/B split: the promoted version answers canaryFraction of requests, stableVersion the rest. */
-function canarySplit(task: TaskMsg, promoted: boolean): { stable: number; fraction: number } | undefined {
-  return promoted && task.canaryFraction ? { stable: task.stableVersion ?? 0, fraction: task.canaryFraction } : undefined;
 }
 
 /** The task payload's task and preprocessing, so the served ONNX takes raw feature values; undefined for legacy runs. */

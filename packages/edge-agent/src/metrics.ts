@@ -138,17 +138,17 @@ export class AgentMetrics {
         try {
           const reply = await conn.submit(header, payload);
           this.bytesUp += payload.byteLength;
-          // A serving report is not a task result (no task was counted for it).
-          if (header.kind !== 'serving') this.resultSubmitted(header, reply.accepted);
+          this.resultSubmitted(header, reply.accepted);
           return reply;
         } catch (err) {
-          if (header.kind !== 'serving') this.taskFailed(header.kind);
+          this.taskFailed(header.kind);
           throw err;
         }
       },
       challenge: (name) => conn.challenge(name),
       // Stage messages are small (keys, share boxes); the masked input, the large part, is counted by submit.
       secagg: (req, deadline) => conn.secagg(req, deadline),
+      report: (req) => conn.report(req),
       close: () => conn.close(),
     };
   }

@@ -24,3 +24,4 @@ export * from './rejection-reasons.js';
 export * from './durable-file.js';
 export * from './cli-completion.js';
 export * from './secagg/index.js';
+export * from './report/index.js';

@@ -114,8 +114,7 @@ export interface ResultHeaderMsg {
   runId: string;
   round: number;
   modelVersion: number;
-  /** 'serving': no task result but a report that the agent now serves run_id's model_version (no payload). */
-  kind: 'train' | 'evaluate' | 'serving';
+  kind: 'train' | 'evaluate';
   numExamples: number;
   tensors: TensorSpecMsg[];
   totalBytes: number;
@@ -135,6 +134,9 @@ export interface SubmitReplyMsg { accepted: boolean; reason: string; message: st
 /** Secure aggregation: one stage message (agent -> coordinator) and the next stage's input (the reply). */
 export interface SecAggRequestMsg { agentId: string; sessionToken: string; runId: string; taskId: string; round: number; stage: string; payloadJson: string }
 export interface SecAggReplyMsg { accepted: boolean; reason: string; message: string; payloadJson: string }
+/** Agent status (report/): body_json holds the sections; the reply's body_json what the coordinator has for the agent. */
+export interface AgentReportMsg { agentId: string; sessionToken: string; bodyJson: string }
+export interface ReportReplyMsg { bodyJson: string }
 
 export interface StartRunRequestMsg { configJson: string }
 export interface RunReplyMsg { runJson: string }

@@ -23,12 +23,12 @@ export const MQTT_WINDOW_BYTES = 8 * CHUNK_BYTES;
 /**
  * agent -> coordinator: challenge (a nonce for a signed join; identity.ts), join, tasks, fetch (model download), ack (download credit), cancel (abandon a download),
  * submit (upload header), chunk, end (upload complete), secagg (a secure-aggregation stage message; its reply comes
- * when the stage has closed), gone (last will / clean close).
+ * when the stage has closed), report (agent status, report/), gone (last will / clean close).
  * coordinator -> agent: reply, error, model (download header), chunk, end, ack (upload credit), task, close (task
  * stream ended), status (retained, coordinator online or not).
  */
 export const MQTT_MESSAGE_TYPES = [
-  'challenge', 'join', 'tasks', 'fetch', 'ack', 'cancel', 'submit', 'chunk', 'end', 'secagg', 'gone',
+  'challenge', 'join', 'tasks', 'fetch', 'ack', 'cancel', 'submit', 'chunk', 'end', 'secagg', 'report', 'gone',
   'reply', 'error', 'model', 'task', 'close', 'status',
 ] as const;
 export type MqttMessageType = (typeof MQTT_MESSAGE_TYPES)[number];

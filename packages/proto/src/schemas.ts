@@ -57,9 +57,8 @@ export const resultHeaderSchema = z.object({
   runId: id,
   round: int.nonnegative(),
   modelVersion: int.nonnegative(),
-  // 'serving': a payload-less report of the global version the agent now serves (Coordinator.beginUpload); older
-  // coordinators refuse it as malformed, which the agent only logs.
-  kind: z.enum(['train', 'evaluate', 'serving']),
+  // What an agent serves goes by the Report RPC (report/), no longer as a payload-less 'serving' result.
+  kind: z.enum(['train', 'evaluate']),
   numExamples: int.nonnegative().max(1e12),
   tensors: z.array(tensorSpecMsgSchema).max(MAX_TENSORS),
   totalBytes: int.nonnegative(),

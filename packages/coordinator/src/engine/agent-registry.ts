@@ -206,7 +206,7 @@ export class AgentRegistry extends EventEmitter<{
     this.emit('changed');
   }
 
-  /** Records the global version an agent reports it now serves (a `serving` report, after it loaded the model). */
+  /** Records the global version an agent reports it now serves (a report's `served` section, after it loaded the model). */
   noteServing(agentId: string, runId: string, version: number): void {
     const a = this.agents.get(agentId);
     if (!a || (a.record.servedRun === runId && a.record.servedVersion === version)) return;

@@ -3,6 +3,8 @@ import {
   FedgeError,
   modelHeaderSchema,
   parseOrThrow,
+  type AgentReportMsg,
+  type ReportReplyMsg,
   type ChallengeReplyMsg,
   type JoinReplyMsg,
   type JoinRequestMsg,
@@ -53,5 +55,7 @@ export interface CoordinatorConnection {
    * stage's own plus a margin) bounds the call: a coordinator that never answers fails it with E_CONNECTION.
    */
   secagg(req: SecAggRequestMsg, deadline: number): Promise<SecAggReplyMsg>;
+  /** An agent status report (report/); a refusal rejects (E_AUTH: join again; E_VALIDATION: the body was wrong). */
+  report(req: AgentReportMsg): Promise<ReportReplyMsg>;
   close(): void;
 }

@@ -1,7 +1,10 @@
-/** gRPC AgentService: maps Join, Tasks, FetchModel and SubmitResult onto the transport-agnostic coordinator. */
+/** gRPC AgentService: maps Join, Tasks, FetchModel, SubmitResult, SecAgg and Report onto the transport-agnostic coordinator. */
 import * as grpc from '@grpc/grpc-js';
 import {
   RejectedUpdateError,
+  agentReportSchema,
+  type AgentReportMsg,
+  type ReportReplyMsg,
   challengeRequestSchema,
   type ChallengeReplyMsg,
   type ChallengeRequestMsg,
@@ -124,6 +127,18 @@ export function agentServiceHandlers(coord: Coordinator): grpc.UntypedServiceImp
           cb(null, await coord.secagg(req));
         } catch (err) {
           log.warn({ peer: call.getPeer(), code: (err as { code?: string }).code, err: (err as Error).message }, 'secagg stage refused');
+          cb(toServiceError(err));
+        }
+      })();
+    },
+
+    /** Agent status (served version, drift, health); a refusal is a status (UNAUTHENTICATED, INVALID_ARGUMENT). */
+    Report(call: grpc.ServerUnaryCall<AgentReportMsg, ReportReplyMsg>, cb: grpc.sendUnaryData<ReportReplyMsg>) {
+      void (async () => {
+        try {
+          cb(null, await coord.report(parseOrThrow(agentReportSchema, call.request, 'report')));
+        } catch (err) {
+          log.warn({ peer: call.getPeer(), code: (err as { code?: string }).code, err: (err as Error).message }, 'report refused');
           cb(toServiceError(err));
         }
       })();

@@ -21,6 +21,7 @@ import {
   parseOrThrow,
   resultHeaderSchema,
   secaggRequestSchema,
+  agentReportSchema,
   signatureToJson,
   tasksRequestSchema,
   type MqttEnvelope,
@@ -321,6 +322,19 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     }
   };
 
+  /** An agent status report (report/); refused with an error envelope naming the field or the session problem. */
+  const onReport = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
+    try {
+      const req = parseOrThrow(agentReportSchema, env.msg, 'report');
+      boundAgent(peer, req.agentId);
+      const r = await coord.report(req);
+      if (peers.get(peer.clientId) === peer) reply(peer, { t: 'reply', id, msg: r });
+    } catch (err) {
+      log.warn({ clientId: peer.clientId, agentId: peer.agentId, err: (err as Error).message }, 'report refused');
+      reply(peer, errorEnvelope(id, err));
+    }
+  };
+
   const onMessage = (topic: string, payload: Buffer): void => {
     const clientId = clientIdOfRequestTopic(topic);
     if (!clientId || departed.has(clientId)) return;
@@ -378,6 +392,9 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
         return onSubmit(peer, id, env);
       case 'secagg':
         void onSecAgg(peer, id, env);
+        return;
+      case 'report':
+        void onReport(peer, id, env);
         return;
       case 'chunk':
         return peer.uploads.get(id)?.chunk?.(env.offset, body);

@@ -8,6 +8,8 @@ import {
   chunkBytes,
   idleTimer,
   loadServices,
+  type AgentReportMsg,
+  type ReportReplyMsg,
   type ChallengeReplyMsg,
   type ChunkMsg,
   type JoinReplyMsg,
@@ -50,6 +52,9 @@ export interface GrpcTimeouts {
   submitIdleMs: number;
 }
 export const GRPC_TIMEOUTS: GrpcTimeouts = { tasksOpenMs: 15_000, fetchIdleMs: 60_000, submitIdleMs: 5 * 60_000 };
+
+/** A report is small and answered at once; one that takes longer is dropped (the next heartbeat sends a fresh one). */
+const REPORT_TIMEOUT_MS = 10_000;
 
 const stalled = (what: string, ms: number): ConnectionError =>
   new ConnectionError(`${what}: nothing from the coordinator for ${ms / 1000} s; giving up on this call`, grpc.status.DEADLINE_EXCEEDED);
@@ -222,6 +227,15 @@ export class GrpcConnection implements CoordinatorConnection {
         } catch (e) {
           reject(e);
         }
+      });
+    });
+  }
+
+  report(req: AgentReportMsg): Promise<ReportReplyMsg> {
+    return new Promise((resolve, reject) => {
+      this.client.Report!(req, { deadline: Date.now() + REPORT_TIMEOUT_MS }, (err: grpc.ServiceError | null, res: ReportReplyMsg) => {
+        if (err) return reject(wrap(err));
+        resolve({ bodyJson: String(res?.bodyJson ?? '') });
       });
     });
   }

@@ -25,6 +25,8 @@ import {
   type MqttFrame,
   type ResultHeaderMsg,
   type SecAggReplyMsg,
+  type AgentReportMsg,
+  type ReportReplyMsg,
   type SecAggRequestMsg,
   type SubmitReplyMsg,
   type TaskMsg,
@@ -137,6 +139,12 @@ export class MqttConnection implements CoordinatorConnection {
   async secagg(req: SecAggRequestMsg, deadline: number): Promise<SecAggReplyMsg> {
     const f = await this.call('secagg', { msg: req }, Math.max(1000, deadline - Date.now()));
     return parseOrThrow(secaggReplySchema, f.env.msg, 'secagg_reply');
+  }
+
+  async report(req: AgentReportMsg): Promise<ReportReplyMsg> {
+    const f = await this.call('report', { msg: req }, REPLY_TIMEOUT_MS);
+    const m = f.env.msg as { bodyJson?: unknown } | undefined;
+    return { bodyJson: typeof m?.bodyJson === 'string' ? m.bodyJson : '' };
   }
 
   async challenge(name: string): Promise<ChallengeReplyMsg> {
@@ -289,7 +297,7 @@ export class MqttConnection implements CoordinatorConnection {
   }
 
   /** Sends a request and resolves with its first reply (or rejects with the coordinator's error). */
-  private async call(t: 'join' | 'tasks' | 'challenge' | 'secagg', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
+  private async call(t: 'join' | 'tasks' | 'challenge' | 'secagg' | 'report', env: Omit<MqttEnvelope, 't' | 'id'>, timeoutMs: number): Promise<MqttFrame> {
     await this.ready;
     const id = this.newId();
     return new Promise<MqttFrame>((resolve, reject) => {

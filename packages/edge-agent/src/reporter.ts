@@ -1,0 +1,128 @@
+/**
+ * The agent's status report (Report RPC / MQTT `report`): built from section providers every heartbeat and whenever
+ * poke() says something changed; the coordinator's reply goes to the reply listeners (e.g. the fleet drift reference).
+ */
+import {
+  MAX_REPORT_BODY_CHARS,
+  parseReportBody,
+  parseReportReplyBody,
+  type ReportBody,
+  type ReportReplyBody,
+  type ReportSectionName,
+} from '@fedge/proto';
+import type { CoordinatorConnection } from './transport/connection.js';
+import type { Session } from './executor.js';
+import { moduleLogger } from './log.js';
+
+const log = moduleLogger('reporter');
+
+/** Every heartbeat a report goes out even if nothing changed: the coordinator's view stays fresh after its restart. */
+export const REPORT_INTERVAL_MS = 15_000;
+
+type Provider<K extends ReportSectionName> = () => ReportBody[K] | undefined;
+
+export class Reporter {
+  private readonly providers = new Map<ReportSectionName, Provider<ReportSectionName>>();
+  /** Sections sent once (a training profile): kept until a report carrying them is accepted. */
+  private readonly pending = new Map<ReportSectionName, unknown>();
+  private readonly listeners: ((reply: ReportReplyBody) => void)[] = [];
+  private link: { conn: CoordinatorConnection; session: Session; timer: NodeJS.Timeout } | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private queued = false;
+  /** Reports the coordinator accepted (tests, the agent's metrics). */
+  sent = 0;
+
+  constructor(private readonly intervalMs = REPORT_INTERVAL_MS) {}
+
+  /** Registers the provider of a section, called for every report; undefined leaves the section out. */
+  section<K extends ReportSectionName>(name: K, provider: Provider<K>): this {
+    if (this.providers.has(name)) throw new Error(`report section "${name}" already has a provider`);
+    this.providers.set(name, provider as Provider<ReportSectionName>);
+    return this;
+  }
+
+  /** Sends `value` as section `name` in the next report (replacing one not yet sent), then forgets it. */
+  once<K extends ReportSectionName>(name: K, value: NonNullable<ReportBody[K]>): void {
+    this.pending.set(name, value);
+    this.poke();
+  }
+
+  onReply(fn: (reply: ReportReplyBody) => void): void {
+    this.listeners.push(fn);
+  }
+
+  /** Starts reporting on a new session: one report now, then every heartbeat. */
+  attach(conn: CoordinatorConnection, session: Session): void {
+    this.detach();
+    const timer = setInterval(() => this.poke(), this.intervalMs);
+    timer.unref();
+    this.link = { conn, session, timer };
+    this.poke();
+  }
+
+  detach(): void {
+    if (this.link) clearInterval(this.link.timer);
+    this.link = undefined;
+  }
+
+  /** Something in a section changed: report soon. Reports go one at a time, in order; pokes meanwhile make one more. */
+  poke(): void {
+    if (!this.link || this.queued) return;
+    this.queued = true;
+    this.chain = this.chain.then(async () => {
+      this.queued = false;
+      await this.send();
+    });
+  }
+
+  /** Resolves when the reports asked for so far have been sent (or failed). */
+  flush(): Promise<void> {
+    return this.chain;
+  }
+
+  /** The body as it would be sent now (validated: a provider's bug is logged, not sent). */
+  body(): { json: string; once: [ReportSectionName, unknown][] } | undefined {
+    const body: Record<string, unknown> = {};
+    for (const [name, p] of this.providers) {
+      const v = p();
+      if (v !== undefined) body[name] = v;
+    }
+    const once = [...this.pending.entries()];
+    for (const [name, v] of once) body[name] = v;
+    let json = JSON.stringify(body);
+    if (json.length > MAX_REPORT_BODY_CHARS) {
+      // The one-shot sections (profiles) are the large ones: drop them rather than the status.
+      log.warn({ chars: json.length, limit: MAX_REPORT_BODY_CHARS, dropped: once.map(([n]) => n) }, 'report body over the limit; one-shot sections dropped');
+      for (const [name] of once) {
+        delete body[name];
+        this.pending.delete(name);
+      }
+      json = JSON.stringify(body);
+    }
+    try {
+      parseReportBody(json);
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'report body does not match its schema; not sent');
+      return undefined;
+    }
+    return { json, once: once.filter(([n]) => n in body) };
+  }
+
+  private async send(): Promise<void> {
+    const link = this.link;
+    if (!link) return;
+    const b = this.body();
+    if (!b) return;
+    try {
+      const r = await link.conn.report({ agentId: link.session.agentId, sessionToken: link.session.sessionToken, bodyJson: b.json });
+      this.sent++;
+      // Unless a newer value replaced it meanwhile.
+      for (const [name, v] of b.once) if (this.pending.get(name) === v) this.pending.delete(name);
+      const reply = parseReportReplyBody(r.bodyJson);
+      for (const fn of this.listeners) fn(reply);
+    } catch (err) {
+      // The next heartbeat sends a fresh report; a lost session is the task stream's to notice.
+      log.warn({ err: (err as Error).message, code: (err as { code?: string }).code }, 'status report not delivered');
+    }
+  }
+}
