@@ -218,6 +218,16 @@ export const runConfigSchema = z.strictObject({
   waitForAgentsSeconds: z.number().positive().max(7 * 24 * 3600).default(3600),
   centralEvaluation: z.boolean().default(true),
   seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+  /**
+   * How agents' training seeds are picked: "invitation" (the invitation index in the round) or "agent" (a hash of the
+   * agent's name: the same whichever coordinator invites it, so a tree of aggregator sites reproduces a flat federation).
+   */
+  taskSeeds: z.enum(['invitation', 'agent'], { message: 'taskSeeds: use "invitation" or "agent"' }).default('invitation'),
+  /**
+   * Set by an aggregator site (fedge serve --upstream) on the one-round sub-run it starts for a root task: the root's
+   * run, round and task, and the root round's seed base (agents seed as under taskSeeds "agent"). Not for users.
+   */
+  upstream: z.strictObject({ runId: z.string().min(1).max(256), round: z.number().int().min(0), taskId: z.string().min(1).max(512), site: z.string().min(1).max(256), seedBase: z.number().int() }).optional(),
   /** Stop as soon as the global model reaches this accuracy (central evaluation, else federated). */
   targetAccuracy: z.number().gt(0).max(1).optional(),
   /** What to learn: task type, target column(s), loss, optimizer, metrics, normalization (task-config.ts). */

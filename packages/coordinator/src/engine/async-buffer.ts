@@ -95,7 +95,7 @@ export class AsyncBuffer {
       for (const agent of free) {
         if (core.outstanding.size >= limit) break;
         const deadline = Date.now() + core.config.roundDeadlineSeconds * 1000;
-        const task = core.tasks.round('train', core.globalModel, core.current.round, core.outstanding.size, deadline);
+        const task = core.tasks.round('train', core.globalModel, core.current.round, core.outstanding.size, deadline, agent.name);
         const inv: Invitee = { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: core.globalModel.version };
         core.outstanding.set(agent.id, inv);
         if (!core.deps.registry.assign(agent.id, task)) {

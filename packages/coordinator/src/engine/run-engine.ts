@@ -94,7 +94,8 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       await core.evaluateInitial();
       await (this.buffer ?? this.rounds).run();
       core.cancelOutstanding('run finished');
-      if (!aborted()) await this.rounds.finalEvaluation();
+      // A site's sub-run is one round of its root's run: the root evaluates, the site only trains.
+      if (!aborted() && !c.upstream) await this.rounds.finalEvaluation();
       // A suspended run never reads as stopped, not even in a save racing its end: that would not resume.
       if (aborted()) ctx.setStatus(this.suspended ? 'running' : 'stopped');
       else {

@@ -11,6 +11,22 @@ export function taskPayloadJson(data: RunData | undefined): { taskJson?: string 
   return data ? { taskJson: JSON.stringify({ task: data.task, preprocessing: data.preprocessing }) } : {};
 }
 
+/**
+ * With taskSeeds "agent" (and in an aggregator site's sub-run) an agent's training seed is the round's base plus this
+ * offset of its name (FNV-1a): the same agent trains with the same seed whichever coordinator or invitation order it
+ * gets the task from, so a tree of sites trains exactly as a flat federation of the same agents.
+ */
+export function agentSeedOffset(name: string): number {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(name, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h;
+}
+
+/** The seed base of round `r`: what invitation index or agent offset is added to. */
+export function roundSeedBase(c: Pick<RunConfig, 'seed'>, r: number): number {
+  return c.seed * 7919 + r * 101;
+}
+
 export interface TaskFactoryOptions {
   /** Signs (run, version, sha256) for every task that names a model, so agents can check the coordinator made it. */
   signModel?: (ref: SignedModelRef) => Uint8Array;
@@ -33,9 +49,14 @@ export class TaskFactory {
     return this.opts.signModel ? { modelSignature: this.opts.signModel({ runId: this.run.id, version, sha256 }) } : {};
   }
 
-  /** A training or evaluation task on `model` for round `r`; `i` (the invitation index) picks the agent's seed. */
-  round(kind: 'train' | 'evaluate', model: GlobalModel, r: number, i: number, deadline: number): TaskMsg {
+  /**
+   * A training or evaluation task on `model` for round `r`; `i` (the invitation index) picks the agent's seed, or with
+   * taskSeeds "agent" (and in a site's sub-run, whose base is the root's) `agentName` does.
+   */
+  round(kind: 'train' | 'evaluate', model: GlobalModel, r: number, i: number, deadline: number, agentName?: string): TaskMsg {
     const c = this.run.config;
+    const base = c.upstream ? c.upstream.seedBase : roundSeedBase(c, r);
+    const byName = (c.taskSeeds === 'agent' || c.upstream !== undefined) && agentName !== undefined;
     return {
       taskId: `${this.run.id}.${kind}.${r}.${randomUUID().slice(0, 8)}`,
       runId: this.run.id,
@@ -49,7 +70,7 @@ export class TaskFactory {
         epochs: c.epochs,
         batchSize: c.batchSize,
         learningRate: c.learningRate,
-        seed: c.seed * 7919 + r * 101 + i,
+        seed: base + (byName ? agentSeedOffset(agentName) : i),
         ...this.taskJson,
         ...(kind === 'train' ? this.opts.trainExtras?.() : undefined),
         // Warm-up (compression.warmupRounds) makes the top-k density of the codec depend on the round.

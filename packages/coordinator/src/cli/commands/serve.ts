@@ -17,6 +17,8 @@ import { COORDINATOR_VERSION } from '../../version.js';
 import { printJson } from '../format.js';
 import { DEFAULT_UI_PORT, parseUiOptions } from '../../ui/options.js';
 import { startUiServer } from '../../ui/server.js';
+import { parseSiteOptions } from '../../site/site-options.js';
+import { startSite } from '../../site/start-site.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 /** Below Kubernetes' default 30 s grace period: runs get up to 15 s to stop, each transport a few seconds. */
@@ -42,6 +44,12 @@ export function serveCommand(): Command {
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
     .option('--tls-client-ca <file>', 'mutual TLS: require client certificates signed by this CA (env FEDGE_TLS_CLIENT_CA)', process.env.FEDGE_TLS_CLIENT_CA)
     .option('--mlflow-tracking-uri <url>', 'log every run live to this MLflow tracking server (params, metrics per round, final model and ONNX as artifacts); a run config\'s tracking.mlflow overrides it (env FEDGE_MLFLOW_TRACKING_URI)', process.env.FEDGE_MLFLOW_TRACKING_URI)
+    .option('--upstream <url>', 'aggregator site: join this root coordinator (grpc://HOST:PORT) as one agent and run each of its training tasks as a round on this coordinator\'s agents (env FEDGE_UPSTREAM)', process.env.FEDGE_UPSTREAM)
+    .option('--name <site>', 'with --upstream: the site\'s name, the agent name it joins the root with (env FEDGE_SITE_NAME)', process.env.FEDGE_SITE_NAME)
+    .option('--upstream-join-token <token>', 'with --upstream: the root\'s join token (env FEDGE_UPSTREAM_JOIN_TOKEN)', process.env.FEDGE_UPSTREAM_JOIN_TOKEN)
+    .option('--site-fraction <f>', 'with --upstream: share of this site\'s agents invited per root task (default 1)')
+    .option('--site-min-agents <n>', 'with --upstream: agents a site round needs (and online before joining the root; default 1)')
+    .option('--site-deadline <seconds>', 'with --upstream: the site round\'s deadline, at most the root task\'s (default 600)')
     // The pino lines are JSON already but one per event of every module; json gives scripts a short, stable contract.
     .addOption(new Option('--format <format>', 'log: pino log lines on stdout; json: JSON lines on stdout, {"event":"ready",...} (addresses, store, TLS, signing key) once listening and {"event":"stopped",...} at exit, with the logs on stderr').choices(['log', 'json']).default('log'))
     .addHelpText(
@@ -57,6 +65,13 @@ Examples:
   fedge serve --listen 127.0.0.1:0 --format json | head -1   # {"event":"ready","grpc":"grpc://127.0.0.1:41234",...}
   FEDGE_ADMIN_TOKEN=adm1n fedge serve --ui 127.0.0.1:${DEFAULT_UI_PORT}   # dashboard; its promote/rollback buttons ask for the admin token
   fedge serve --listen 0.0.0.0:7070 --tls-cert server.pem --tls-key server.key   # agents use grpcs:// / mqtts://
+  fedge serve --listen 0.0.0.0:7071 --upstream grpc://root.example:7070 --name factory-1 --site-min-agents 3   # an aggregator site
+
+Aggregator sites: with --upstream the coordinator joins the root as one agent named --name. Each training task of
+the root runs as a one-round run here (its own sampling, deadline and stragglers) from the root's model, and the
+site answers with one update: its agents' example-weighted mean delta and their total examples, so the root's
+FedAvg over sites equals FedAvg over all their agents (with taskSeeds "agent" in the root's run config, exactly).
+
 
 Transports: agents connect over gRPC (--listen) or MQTT. MQTT is on by default through an embedded broker on
 ${DEFAULT_MQTT_LISTEN} (loopback; if that default port is taken, a warning is logged and gRPC carries on alone).
@@ -87,6 +102,7 @@ Environment:
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
     .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; keepVersions?: string; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; mlflowTrackingUri?: string }) => {
+      const site = parseSiteOptions(opts);
       const mlflowTrackingUri = opts.mlflowTrackingUri ? parseMlflowUri(opts.mlflowTrackingUri, '--mlflow-tracking-uri') : undefined;
       const listen = parseHostPort(opts.listen, '--listen', 7070);
       // Read once, before anything listens: a bad file stops the start with an error naming its flag.
@@ -101,6 +117,8 @@ Environment:
       const signing = store ? await guardStorage(opts.dataDir, () => ModelSigner.loadOrCreate(opts.dataDir)) : { signer: ModelSigner.ephemeral(), created: false };
       logger.info({ fingerprint: signing.signer.fingerprint, key: signing.signer.source, created: signing.created }, `model signing key ${signing.signer.fingerprint}`);
       const coord = new Coordinator({ dataDir: opts.dataDir, signer: signing.signer, ...(store ? { store, resumeOnRestart: true } : {}), ...(joinToken ? { joinToken } : {}), ...(opts.keepVersions !== undefined ? { keepLast: parseKeepLast(opts.keepVersions, '--keep-versions') } : {}), joinLimits, ...(mlflowTrackingUri ? { mlflowTrackingUri } : {}) });
+      // An aggregator site joins its root once its own agents are online (start-site.ts).
+      const siteLink = site ? startSite(coord, site) : undefined;
       // Before the server listens, so that an agent reconnecting at once finds its old record.
       const knownAgents = store ? await coord.restoreAgents() : 0;
       if (knownAgents) logger.info({ agents: knownAgents }, `restored ${knownAgents} known agent(s), offline until they reconnect`);
@@ -130,6 +148,7 @@ Environment:
         }, SHUTDOWN_BOUND_MS).unref();
         let code = 0;
         try {
+          siteLink?.stop();
           await coord.close();
           await server.close();
           await mqtt?.close();

@@ -1,0 +1,119 @@
+/**
+ * An aggregator site's task executor: each training task of the root becomes a one-round sub-run on this
+ * coordinator's own agents (its sampling, deadline and stragglers), answered with ONE update: the sub-run's
+ * example-weighted mean delta and the total weight, so the root's FedAvg over sites is FedAvg over all their agents.
+ */
+import { UPDATE_ENCODING, ValidationError, type ModelBlob, type ResultHeaderMsg, type TaskMsg, type TensorSpec } from '@fedge/proto';
+import { TaskExecutor, type LocalData } from '@fedge/edge-agent';
+import type { Coordinator, RunView } from '../coordinator.js';
+import type { Participant } from '../store/store.js';
+import { agentSeedOffset } from '../engine/tasks.js';
+import { logger } from '../log.js';
+import type { SiteOptions } from './site-options.js';
+
+const log = logger.child({ module: 'site' });
+
+/** Seconds kept from the root task's deadline for the site's upload to the root. */
+const UPLOAD_MARGIN_SECONDS = 2;
+
+type RunArgs = Parameters<TaskExecutor['run']>;
+type RunResult = Awaited<ReturnType<TaskExecutor['run']>>;
+
+/** A site trains nothing itself: the base executor only fetches and verifies the root's models (never starts a worker). */
+function noLocalData(site: string): LocalData {
+  const table = { n: 0, columns: [], targets: [], format: 'site', fingerprint: '0'.repeat(64), source: `site ${site}` };
+  return { train: table, holdout: table, description: `aggregator site ${site}`, profile: { format: 'site', n: 0, columns: [], targets: [], fingerprint: '0'.repeat(64) } };
+}
+
+/** What a root task asks that a site cannot forward to its sub-run yet; undefined when it can run it. */
+function unsupported(task: TaskMsg): string | undefined {
+  const c = task.config;
+  if (task.kind !== 'train') return `${task.kind} tasks (the root's federated evaluation) are not run by sites yet`;
+  if (c.taskJson) return 'runs with a data step (task.*) are not forwarded to sites yet';
+  if (c.clipNorm || c.noiseStd) return 'differential privacy (clipNorm/noiseStd) is not forwarded to sites yet';
+  if (c.codec && c.codec !== 'float32') return `compression (codec ${c.codec}) is not forwarded to sites yet`;
+  if (c.controlVariateSha256) return 'SCAFFOLD is not supported through sites';
+  if (c.secaggJson) return 'secure aggregation is not supported through sites';
+  return undefined;
+}
+
+/** Example-weighted means of the metrics of the completed participants (a site's result reads like one agent's). */
+function weightedMetrics(done: Participant[]): Record<string, number> {
+  const sums = new Map<string, { s: number; w: number }>();
+  for (const p of done) {
+    const w = p.numExamples ?? 0;
+    for (const [k, v] of Object.entries(p.metrics ?? {})) {
+      if (!Number.isFinite(v) || w <= 0) continue;
+      const e = sums.get(k) ?? { s: 0, w: 0 };
+      e.s += v * w;
+      e.w += w;
+      sums.set(k, e);
+    }
+  }
+  return Object.fromEntries([...sums].map(([k, e]) => [k, e.s / e.w]));
+}
+
+export class SiteExecutor extends TaskExecutor {
+  constructor(private readonly coord: Coordinator, private readonly o: SiteOptions) {
+    super(noLocalData(o.name));
+  }
+
+  /** Connected agents of this site and their examples: what its join to the root reports. */
+  describe(): { numExamples: number; labels: Record<string, string> } {
+    const agents = this.coord.listAgents().filter((a) => a.status !== 'offline');
+    return { numExamples: agents.reduce((s, a) => s + (a.numExamples ?? 0), 0), labels: { 'fedge.site': this.o.name, 'fedge.site-agents': String(agents.length) } };
+  }
+
+  override async run(...[task, conn, s, signal]: RunArgs): Promise<RunResult> {
+    const why = unsupported(task);
+    if (why) throw new ValidationError(`site ${this.o.name}: ${why}`);
+    const global = await this.verifiedModel(task, conn, s);
+    const left = task.deadlineUnixMs > 0 ? (task.deadlineUnixMs - Date.now()) / 1000 - UPLOAD_MARGIN_SECONDS : Infinity;
+    const deadline = Math.min(this.o.deadlineSeconds, left);
+    if (!(deadline > 0)) throw new ValidationError(`site ${this.o.name}: the root's deadline leaves no time for a round here`);
+    const c = task.config;
+    const initial: ModelBlob = { topology: JSON.parse(global.header.topologyJson) as unknown, tensors: global.header.tensors as TensorSpec[], weights: global.weights.slice() };
+    const view = await this.coord.startRun({
+      name: `${this.o.name}: ${task.runId} round ${task.round}`,
+      rounds: 1,
+      epochs: c.epochs,
+      batchSize: c.batchSize,
+      learningRate: c.learningRate,
+      agentsPerRound: { fraction: this.o.fraction, min: this.o.minAgents },
+      roundDeadlineSeconds: deadline,
+      waitForAgentsSeconds: deadline,
+      centralEvaluation: false,
+      // The root seeded this site's task with its round's base plus the site's own name offset: the base is what the
+      // site's agents add their offsets to, so each trains with the seed it would get from the root directly.
+      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name) },
+    }, initial);
+    const stop = (): void => void this.coord.stopRun(view.id).catch(() => undefined);
+    signal.addEventListener('abort', stop, { once: true });
+    let done: RunView;
+    try {
+      done = await this.coord.waitForRun(view.id);
+    } finally {
+      signal.removeEventListener('abort', stop);
+    }
+    const round = done.rounds[0];
+    if (done.status !== 'completed' || round?.status !== 'completed' || round.version === undefined)
+      throw new Error(`site ${this.o.name}: sub-run ${view.id} ${done.status}: ${round?.reason ?? done.statusMessage ?? 'no round completed'}`);
+    const after = (await this.coord.runModel(view.id, round.version)).blob.weights;
+    const before = global.weights;
+    if (after.length !== before.length) throw new Error(`site ${this.o.name}: sub-run ${view.id} changed the model size (${before.length} -> ${after.length} weights)`);
+    // The sub-run's mean as its version applied it: v1 = fl(v0 + mean), so v1 - v0 differs from the mean by that one
+    // rounding (<= half an ulp of v1); the root then adds the same sum to the same v0 a flat federation would.
+    const delta = new Float32Array(before.length);
+    for (let i = 0; i < delta.length; i++) delta[i] = after[i]! - before[i]!;
+    const completed = round.participants.filter((p) => p.outcome === 'completed');
+    const numExamples = completed.reduce((sum, p) => sum + (p.numExamples ?? 0), 0);
+    const metrics = { ...weightedMetrics(completed), site_participants: completed.length, site_invited: round.participants.length };
+    log.info({ runId: task.runId, round: task.round, subRun: view.id, participants: completed.length, numExamples }, 'site round done: sending the sum to the root');
+    const payload = new Uint8Array(delta.buffer);
+    const header: ResultHeaderMsg = {
+      agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
+      kind: 'train', numExamples, tensors: global.header.tensors, totalBytes: payload.byteLength, encoding: UPDATE_ENCODING, metrics,
+    };
+    return { header, payload };
+  }
+}
