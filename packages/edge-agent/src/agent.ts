@@ -33,6 +33,11 @@ export interface AgentOptions {
   enrollCode?: string;
   /** Status reports every this many ms besides on change (default REPORT_INTERVAL_MS, 15 s). */
   reportIntervalMs?: number;
+  /**
+   * What a join reports, read at every join; default: the local data's size and `labels`. An aggregator site (fedge
+   * serve --upstream) has no data of its own: it reports its agents' examples and counts, which change between joins.
+   */
+  describe?: () => { numExamples: number; labels: Record<string, string> };
 }
 
 /** Makes an agent behave like a slow or flaky device. */
@@ -69,8 +74,10 @@ export class Agent {
   /** Status reports to the coordinator; other modules add their sections (drift, health) with reporter.section(). */
   readonly reporter: Reporter;
 
-  constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData, private readonly opts: AgentOptions) {
-    this.executor = opts.executor ?? new TaskExecutor(data, { slowdown: opts.simulate?.slowdown ?? 1 });
+  /** `data` may be absent only with `opts.executor` and `opts.describe` (an aggregator site trains nothing itself). */
+  constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData | undefined, private readonly opts: AgentOptions) {
+    if (!data && !(opts.executor && opts.describe)) throw new Error('Agent: without local data, give options.executor and options.describe');
+    this.executor = opts.executor ?? new TaskExecutor(data!, { slowdown: opts.simulate?.slowdown ?? 1 });
     // Seeded per agent (createRng mixes the seed, so agents seeded 1, 2, 3... draw independent faults).
     this.faultRng = createRng(opts.simulate?.seed ?? 1);
     this.enrollCode = opts.enrollCode;
@@ -110,6 +117,7 @@ export class Agent {
   }
 
   private async session(conn: CoordinatorConnection, onJoined: () => void): Promise<number> {
+    const described = this.opts.describe?.();
     const req: JoinRequestMsg = {
       name: this.opts.name,
       agentId: this.agentId,
@@ -117,11 +125,11 @@ export class Agent {
       joinToken: this.opts.joinToken ?? '',
       backend: this.opts.backend,
       agentVersion: AGENT_VERSION,
-      numExamples: this.data.train.n,
-      labels: this.opts.labels ?? {},
+      numExamples: described?.numExamples ?? this.data?.train.n ?? 0,
+      labels: described?.labels ?? this.opts.labels ?? {},
       // Schema, statistics and fingerprint of the local data: the coordinator's statistics step combines the fleet's.
       // A simulated echo agent without --data has no columns: it reports no profile rather than one the coordinator refuses.
-      dataProfileJson: this.data.profile.columns.length ? JSON.stringify(this.data.profile) : '',
+      dataProfileJson: this.data?.profile.columns.length ? JSON.stringify(this.data.profile) : '',
     };
     const id = this.opts.identity;
     if (id) {
@@ -149,7 +157,7 @@ export class Agent {
     this.agentId = reply.agentId;
     this.agentSecret = reply.agentSecret ?? '';
     const s: Session = { agentId: reply.agentId, sessionToken: reply.sessionToken };
-    log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: this.data.train.n }, 'joined coordinator');
+    log.info({ agentId: s.agentId, coordinatorVersion: reply.coordinatorVersion, backend: this.opts.backend, examples: req.numExamples }, 'joined coordinator');
     onJoined();
     // A new session starts with no served version on the coordinator's side: a report now tells it what is loaded.
     this.reporter.attach(conn, s);
