@@ -287,6 +287,11 @@ export class Agent {
   }
 }
 
+/** A canary promote's A/B split: the promoted version answers canaryFraction of requests, stableVersion the rest. */
+function canarySplit(task: TaskMsg, promoted: boolean): { stable: number; fraction: number } | undefined {
+  return promoted && task.canaryFraction ? { stable: task.stableVersion ?? 0, fraction: task.canaryFraction } : undefined;
+}
+
 /** The task payload's task and preprocessing, so the served ONNX takes raw feature values; undefined for legacy runs. */
 function servingMeta(task: TaskMsg): { task: TaskPayload['task']; preprocessing: TaskPayload['preprocessing'] } | undefined {
   if (!task.config?.taskJson) return undefined;
