@@ -95,13 +95,16 @@ export class Coordinator {
     this.registry.on('online', (agentId) => void this.announcePromotionsTo(agentId));
   }
 
-  /** Validates the config, builds the initial model (version 0) and starts the run in the background. */
-  async startRun(configInput: unknown): Promise<RunView> {
+  /**
+   * Validates the config, builds the initial model (version 0) and starts the run in the background. `initial` gives
+   * version 0 instead (an aggregator site's sub-run starts from the root's version; the config's model is not built).
+   */
+  async startRun(configInput: unknown, initial?: ModelBlob): Promise<RunView> {
     this.refuseIfStorageFailed();
     const config = parseRunConfig(configInput);
     // The built-in MLP is sized from the data, so it is made by the statistics step; other models load now (fail fast).
-    const blob = await initialModel(config);
-    if (blob) await precheckModel(config, blob);
+    const blob = initial ?? await initialModel(config);
+    if (blob && !initial) await precheckModel(config, blob);
     await precheckEvaluation(config);
     const run: RunRecord = {
       id: `run-${randomUUID().slice(0, 8)}`,
