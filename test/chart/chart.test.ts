@@ -130,6 +130,8 @@ const VARIANTS: Record<string, Overrides> = {
       'agent.data=csv:/data/local.csv',
       'agent.dataVolume.type=hostPath',
       'agent.dataVolume.hostPath.path=/srv/fedge',
+      'prometheusRule.enabled=true',
+      'grafanaDashboard.enabled=true',
     ],
     setString: ['agent.nodeSelector.node-role\\.kubernetes\\.io/edge=true'],
     values: { agent: { tolerations: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' }], extraArgs: ['--holdout', '0.2'] } },
@@ -300,7 +302,9 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(c.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data' });
     expect(podSpec(sts).volumes.find((v: Obj) => v.name === 'data'), 'data comes from the claim, not a pod volume').toBeUndefined();
     expect(c.ports.map((p: Obj) => [p.name, p.containerPort])).toEqual([['grpc', 7070], ['metrics', 9464]]);
-    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) expect(c[probe]?.tcpSocket?.port, probe).toBe('grpc');
+    // Metrics on (the default): the probes ask the metrics listener (/healthz, /readyz); test/chart/observability.test.ts
+    // sends them to a real coordinator.
+    for (const [probe, p] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz'], ['startupProbe', '/healthz']] as const) expect(c[probe]?.httpGet, probe).toEqual({ path: p, port: 'metrics' });
     expect(podSpec(sts).terminationGracePeriodSeconds).toBe(60);
 
     const svc = one(objs, 'Service', names.coordinator);
@@ -353,8 +357,9 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(args.slice(args.indexOf('--serve'), args.indexOf('--serve') + 4)).toEqual(['--serve', '0.0.0.0:8080', '--serve-name', 'mnist']);
     expect(args).not.toContain('--metrics');
     expect(c.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/v2/health/ready', port: 'http' });
-    expect(c.livenessProbe.httpGet).toEqual({ path: '/v2/health/live', port: 'http' });
+    // /readyz and /healthz of the serving port (aliases of /v2/health/ready and /live): ready once a model is loaded.
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
     const svc = one(objs, 'Service', names.agent);
     expect(svc.spec.ports.map((p: Obj) => [p.name, p.port, p.targetPort])).toEqual([['http', 8080, 'http']]);
     expect(svc.spec.selector['app.kubernetes.io/component']).toBe('agent');
