@@ -3,10 +3,13 @@
 //
 // Run: npx tsc -b packages/proto && node bench/secagg.mjs
 // Flags: --agents 10,50,100  --dropouts 0,0.3  --params 1663370  --out FILE
+//        --quantization ring,int8: ring (default) is the 32-bit ring at the finest grid it holds; int8 is 8-bit levels
+//        (0..255 at the clip range's scale) in the smallest ring that sums the cohort, ceil(log2(n x 255 + 1)) bits,
+//        packed at exactly that width (12 bits for 10 agents: 0.375x the float32 bytes plus stage messages).
 //        --dropout-stage masked|unmask: where dropouts happen. masked (default): after sharing keys, before the
 //        masked input -- the coordinator's worst case (it rebuilds the dropped agents' keys and removes one pairwise
 //        mask per (dropped, surviving neighbor) pair). unmask: after sending the masked input (inputs are in the sum).
-// Internal: --child N,RATE,STAGE (one configuration; spawned by the main run, one process each, so peak RSS is
+// Internal: --child N,RATE,STAGE,QUANT (one configuration; spawned by the main run, one process each, so peak RSS is
 //           that configuration's).
 //
 // Agents are SecAggClient objects in the child process, each doing the full protocol (no training: the update is
@@ -46,8 +49,9 @@ function update(seed) {
   return f;
 }
 
-function child(n, rate, stage) {
-  const params = P.secaggParams(n, { clipRange: 0.1, maxWeight: 10_000 });
+function child(n, rate, stage, quant) {
+  // int8: maxWeight is the cohort's largest weight (as the coordinator derives it), so the heaviest agent gets all 255 levels.
+  const params = quant === 'int8' ? P.secaggParams(n, { quantization: 'int8', clipRange: 0.1, maxWeight: 1000 }) : P.secaggParams(n, { clipRange: 0.1, maxWeight: 10_000 });
   const ids = Array.from({ length: n }, (_, i) => `agent-${String(i).padStart(3, '0')}`);
   const rng = P.createRng(n * 1000 + Math.round(rate * 100));
   const order = [...ids].sort(() => rng() - 0.5);
@@ -132,7 +136,7 @@ function child(n, rate, stage) {
   const perAgentUp = median(live.map((a) => up.get(a)));
   const perAgentDown = median(live.map((a) => down.get(a)));
   return {
-    agents: n, dropout: rate, dropoutStage: stage, params: M, neighbors: params.neighbors, threshold: params.threshold, bits: params.bits,
+    agents: n, dropout: rate, dropoutStage: stage, quantization: quant, params: M, neighbors: params.neighbors, threshold: params.threshold, bits: params.bits,
     survivors: res.survivors.length, droppedCount: res.dropped.length,
     agentCpuMsMedian: median(live.map((a) => agentCpu.get(a))), maskedInputCpuMsMedian: median(maskCpu),
     bytesUpPerAgent: perAgentUp, bytesDownPerAgent: perAgentDown, plaintextBytes: plain,
@@ -145,26 +149,29 @@ function child(n, rate, stage) {
 }
 
 if (args.includes('--child')) {
-  const [n, rate, stage] = option('--child', '').split(',');
-  process.stdout.write('RESULT ' + JSON.stringify(child(Number(n), Number(rate), stage)) + '\n');
+  const [n, rate, stage, quant] = option('--child', '').split(',');
+  process.stdout.write('RESULT ' + JSON.stringify(child(Number(n), Number(rate), stage, quant ?? 'ring')) + '\n');
 } else {
   const agents = option('--agents', '10,50,100').split(',').map(Number);
   const drops = option('--dropouts', '0,0.3').split(',').map(Number);
   const stage = option('--dropout-stage', 'masked');
+  const quants = option('--quantization', 'ring').split(',');
+  for (const q of quants) if (!['ring', 'int8'].includes(q)) throw new Error(`--quantization: ring or int8, got ${q}`);
   const out = option('--out', path.join(HERE, 'results', 'secagg.json'));
   const rows = [];
-  const hdr = ['agents', 'drop', 'k', 't', 'agent CPU', 'masked in.', 'up/plain', '(up+down)/plain', 'coord. add (CPU)', 'finalize wall (CPU)', 'unmask stage', 'peak RSS', 'max err', 'bound'];
+  const hdr = ['agents', 'drop', 'quant.', 'bits', 'k', 't', 'agent CPU', 'masked in.', 'up/plain', '(up+down)/plain', 'coord. add (CPU)', 'finalize wall (CPU)', 'unmask stage', 'peak RSS', 'max err', 'bound'];
   console.log(hdr.join(' | '));
   for (const n of agents)
-    for (const d of drops) {
+    for (const d of drops)
+    for (const q of quants) {
       const t0 = Date.now();
-      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', `${n},${d},${stage}`, '--params', String(M)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', `${n},${d},${stage},${q}`, '--params', String(M)], { encoding: 'utf8', maxBuffer: 1 << 24 });
       const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
       if (!line) throw new Error(`child ${n},${d} failed (${r.status}): ${r.stderr}`);
       const x = { ...JSON.parse(line.slice(7)), wallSeconds: (Date.now() - t0) / 1000, loadavg1: os.loadavg()[0] };
       rows.push(x);
       console.log(
-        [x.agents, `${x.dropout * 100}%`, x.neighbors, x.threshold, `${(x.agentCpuMsMedian / 1000).toFixed(2)} s`, `${(x.maskedInputCpuMsMedian / 1000).toFixed(2)} s`,
+        [x.agents, `${x.dropout * 100}%`, x.quantization, x.bits, x.neighbors, x.threshold, `${(x.agentCpuMsMedian / 1000).toFixed(2)} s`, `${(x.maskedInputCpuMsMedian / 1000).toFixed(2)} s`,
           `${x.upRatio.toFixed(3)}x`, `${x.upDownRatio.toFixed(3)}x`, `${(x.coordinatorAddInputsCpuMs / 1000).toFixed(2)} s`, `${(x.coordinatorFinalizeMs / 1000).toFixed(2)} s (${(x.coordinatorFinalizeCpuMs / 1000).toFixed(2)} s)`,
           `${(x.coordinatorUnmaskStageMs / 1000).toFixed(2)} s`, `${x.peakRssMB.toFixed(0)} MB`, x.maxAbsErrorOfMean.toExponential(1), x.boundOfMean.toExponential(1)].join(' | '),
       );

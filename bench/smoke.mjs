@@ -39,7 +39,7 @@ const BENCHES = {
   tasks: { args: ['--examples', 'wine', '--seeds', '1', '--agents', '2'] },
   transport: { env: { BENCH_MB: '2', BENCH_REPS: '1' } },
   // Added by other work (issue 13, secure aggregation): run when the file exists.
-  secagg: { args: ['--params', '10000', '--agents', '3', '--dropouts', '0'], optional: true },
+  secagg: { args: ['--params', '10000', '--agents', '3', '--dropouts', '0', '--quantization', 'ring,int8'], optional: true },
   'secagg-prg': { args: ['--reps', '1'], optional: true },
 };
 /** Modules bench files import, not benchmarks. */
