@@ -25,3 +25,4 @@ export * from './durable-file.js';
 export * from './cli-completion.js';
 export * from './secagg/index.js';
 export * from './report/index.js';
+export * from './drift/index.js';

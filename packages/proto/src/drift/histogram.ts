@@ -1,0 +1,60 @@
+/**
+ * Histograms on shared bin edges: counts only, so profiles from many agents (or windows) merge exactly by summing.
+ *
+ * `edges` are the inner edges e0 < e1 < ... < e(m-1); they make m + 1 bins: (-inf, e0), [e0, e1), ..., [e(m-1), +inf).
+ * The two tails catch every value outside the fleet's range, so a shifted input is counted, never dropped.
+ */
+import { ValidationError } from '../errors.js';
+
+/** The bin a value falls in (binary search; NaN has no bin: -1). */
+export function binIndex(edges: readonly number[], v: number): number {
+  if (Number.isNaN(v)) return -1;
+  let lo = 0;
+  let hi = edges.length;
+  // First edge greater than v: the number of edges <= v is the bin.
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (edges[mid]! <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Empty counts for `edges` (edges.length + 1 bins). */
+export function emptyCounts(edges: readonly number[]): number[] {
+  return new Array<number>(edges.length + 1).fill(0);
+}
+
+/** Counts of `values` on `edges`; NaN values are skipped (a missing value is not a drift signal here). */
+export function histogram(values: Iterable<number>, edges: readonly number[]): number[] {
+  const c = emptyCounts(edges);
+  for (const v of values) {
+    const i = binIndex(edges, v);
+    if (i >= 0) c[i]!++;
+  }
+  return c;
+}
+
+function sameLength(a: readonly number[], b: readonly number[], what: string): void {
+  if (a.length !== b.length) throw new ValidationError(`${what}: ${a.length} bins vs ${b.length}; histograms merge only on the same edges`);
+}
+
+/** a + b, bin by bin (exact: integer counts). */
+export function mergeCounts(a: readonly number[], b: readonly number[], what = 'histogram'): number[] {
+  sameLength(a, b, what);
+  return a.map((x, i) => x + b[i]!);
+}
+
+/** Adds b into a in place (the fleet reference's running sum). */
+export function addCountsInto(a: number[], b: readonly number[], what = 'histogram'): void {
+  sameLength(a, b, what);
+  for (let i = 0; i < a.length; i++) a[i]! += b[i]!;
+}
+
+export const total = (c: readonly number[]): number => c.reduce((s, x) => s + x, 0);
+
+/** Proportions of each bin (all zeros for an empty histogram). */
+export function proportions(c: readonly number[]): number[] {
+  const n = total(c);
+  return c.map((x) => (n > 0 ? x / n : 0));
+}
