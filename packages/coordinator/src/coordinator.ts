@@ -11,7 +11,8 @@ import { DEFAULT_KEEP_LAST, type KeepLast } from './config/retention.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
 import { RunEngine, type LiveView } from './engine/run-engine.js';
 import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
-import { planPromotion, planRollback, type PromoteOptions } from './engine/promotion.js';
+import { planCanaryEnd, planPromotion, planRollback, type PromoteOptions, type PromotionPlan } from './engine/promotion.js';
+import { CanaryController } from './engine/canary-controller.js';
 import type { UploadSink } from './engine/upload.js';
 import { createStrategy } from './strategy/index.js';
 import type { Strategy } from './strategy/strategy.js';
@@ -60,6 +61,8 @@ export class Coordinator {
   readonly signer: ModelSigner;
   /** Per-device identities (enrollment, signed joins and updates, revocation) and the join limits. */
   readonly gate: IdentityGate;
+  /** Self-healing canaries: judged on agents' health reports, rolled back or completed by themselves. */
+  readonly canaries: CanaryController;
   /** Agent status reports: section -> handler (report-handlers.ts registers them). */
   readonly reports: ReportDispatcher;
   private readonly engines = new Map<string, RunEngine>();
@@ -79,8 +82,9 @@ export class Coordinator {
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
     this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
+    this.canaries = new CanaryController({ end: (runId, outcome, reason) => this.endCanary(runId, outcome, reason) });
     this.reports = new ReportDispatcher(this.registry);
-    registerReportHandlers(this.reports, { registry: this.registry });
+    registerReportHandlers(this.reports, { registry: this.registry, canaries: this.canaries });
     this.retention = new ModelRetention({
       store: this.store,
       defaultKeepLast: opts.keepLast ?? DEFAULT_KEEP_LAST,
@@ -171,6 +175,8 @@ export class Coordinator {
    */
   async resumeRuns(): Promise<RunView[]> {
     const resumed: RunView[] = [];
+    // Self-healing canaries in progress (usually of finished runs): their timers again, from the stored deadline.
+    for (const run of await this.store.listRuns()) if (run.promotion?.canary?.auto) this.canaries.watch(run, true);
     for (const run of await this.store.listRuns()) {
       if (!['pending', 'waiting', 'running'].includes(run.status) || this.engines.has(run.id) || this.preparing.has(run.id)) continue;
       const ctx = new RunContext(run, this.store);
@@ -384,11 +390,42 @@ export class Coordinator {
     return this.registry.announce(task, only);
   }
 
+  /**
+   * A self-healing canary's announcements: the stable version first (agents that follow the latest version may serve
+   * another), then the candidate with the A/B split, so each agent serves both and compares them on its own traffic.
+   */
+  private async announceCanary(run: Readonly<RunRecord>, version: number, split: NonNullable<PromotionPlan['split']>, only: readonly string[]): Promise<number> {
+    await this.announcePromoted(run, split.stable, only);
+    const g = await this.storedVersion(run, version);
+    const round = run.versions.find((v) => v.version === version)?.round ?? 0;
+    const task = new TaskFactory(run, { signModel: (ref) => this.signer.sign(ref) }).promote(g, round);
+    return this.registry.announce({ ...task, canaryFraction: split.fraction, stableVersion: split.stable }, only);
+  }
+
+  /** Ends a self-healing canary (the controller's verdict): rolls its agents back to the stable version, or completes it. */
+  private async endCanary(runId: string, outcome: 'completed' | 'rolled-back', reason: string): Promise<void> {
+    const { ctx } = await this.runContext(runId);
+    const run = ctx.run;
+    if (!run.promotion?.canary?.auto) return;
+    const candidate = run.promotion.canary.version;
+    const plan = planCanaryEnd(run, outcome, reason);
+    ctx.setPromotion(plan.state);
+    await ctx.persist();
+    const told = await this.announcePromoted(run, plan.version, plan.announceTo);
+    if (outcome === 'rolled-back') log.warn({ runId, candidate, stable: plan.version, told, reason }, `canary of version ${candidate} rolled back: ${reason}`);
+    else log.info({ runId, version: candidate, told, reason }, `canary of version ${candidate} completed: ${reason}`);
+  }
+
   private async announcePromotionsTo(agentId: string): Promise<void> {
     try {
       for (const run of await this.listRuns()) {
         const p = run.promotion;
         if (!p) continue;
+        const auto = p.canary?.auto;
+        if (auto && p.canary!.agents.includes(agentId)) {
+          await this.announceCanary(run, p.canary!.version, { stable: auto.stable, fraction: p.canary!.fraction }, [agentId]);
+          continue;
+        }
         const v = p.canary?.agents.includes(agentId) ? p.canary.version : p.version;
         if (v !== undefined) await this.announcePromoted(run, v, [agentId]);
       }
@@ -408,9 +445,12 @@ export class Coordinator {
     const online = this.registry.list().filter((a) => a.status === 'online').map((a) => ({ id: a.id, name: a.name }));
     const plan = planPromotion(run, online, opts);
     await this.storedVersion(run, opts.version); // fail before recording a version agents could not fetch
+    // Promoting over a self-healing canary (completing it by hand, or another version) ends its watch.
+    this.canaries.unwatch(runId);
     ctx.setPromotion(plan.state);
     await ctx.persist();
-    const told = await this.announcePromoted(run, opts.version, plan.announceTo);
+    const told = plan.split ? await this.announceCanary(run, opts.version, plan.split, plan.announceTo ?? []) : await this.announcePromoted(run, opts.version, plan.announceTo);
+    if (plan.split) this.canaries.watch(run);
     log.info({ runId, version: opts.version, canary: plan.state.canary?.agentNames, told }, plan.announceTo ? 'model canary started' : 'model promoted');
     return engine ? this.view(engine) : structuredClone(run);
   }
@@ -435,6 +475,7 @@ export class Coordinator {
     const run = ctx.run;
     const plan = planRollback(run);
     await this.storedVersion(run, plan.version);
+    this.canaries.unwatch(runId);
     ctx.setPromotion(plan.state);
     await ctx.persist();
     const told = await this.announcePromoted(run, plan.version, plan.announceTo);
@@ -519,6 +560,7 @@ export class Coordinator {
   }
 
   async close(): Promise<void> {
+    this.canaries.close();
     try {
       await this.closeRuns();
     } finally {

@@ -89,15 +89,23 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   const promotedCentral = new Gauge({ name: 'fedge_promoted_central_accuracy', help: 'Central accuracy of the promoted version (compare with fedge_central_accuracy of the latest)', labelNames: ['run_id'], registers });
   const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, bytesSentDense, bytesReceivedDense, aggregation, updates, central, federated, taskMetric, epsilon, epsilonMax, promoted, promotedCentral];
 
+  // Self-healing canaries and the run's promotion gate; label `run` (not run_id): the alert rules are written on these names.
+  const canaryActive = new Gauge({ name: 'fedge_canary_active', help: 'A canary rollout is in progress for this run and version (1)', labelNames: ['run', 'version'], registers });
+  const canaryRollbacks = new Counter({ name: 'fedge_canary_rollbacks_total', help: 'Self-healing canaries rolled back because a health threshold was crossed', labelNames: ['run'], registers });
+  const gateFailed = new Gauge({ name: 'fedge_promotion_gate_failed', help: 'The run\'s promotion gate (config promotion.minMetric) failed at its end (1) or passed (0)', labelNames: ['run'], registers });
+  const promotionMetrics = [canaryActive, canaryRollbacks, gateFailed];
+
   return {
     registry,
     update(runList, agentList) {
       for (const m of all) m.reset();
+      for (const m of promotionMetrics) m.reset();
       const byStatus = new Map<string, number>();
       for (const s of ['pending', 'waiting', 'running', 'completed', 'failed', 'stopped']) byStatus.set(s, 0);
       for (const r of runList) {
         byStatus.set(r.status, (byStatus.get(r.status) ?? 0) + 1);
         const run_id = r.id;
+        promotionFigures(r, canaryActive, canaryRollbacks, gateFailed);
         round.set({ run_id }, r.round);
         version.set({ run_id }, r.modelVersion);
         versions.inc({ run_id }, r.versions.length);
@@ -196,4 +204,13 @@ export async function startMetricsServer(coord: Coordinator, listen: { host: str
     address: await listenOn(server, listen.host, listen.port),
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
+}
+
+/** The canary and promotion-gate figures of one run (fedge_canary_*, fedge_promotion_gate_failed), from its record. */
+function promotionFigures(r: RunRecord, active: Gauge, rollbacks: Counter, gate: Gauge): void {
+  const p = r.promotion;
+  if (p?.canary) active.set({ run: r.id, version: String(p.canary.version) }, 1);
+  const n = p?.history.filter((h) => h.action === 'rollback' && h.auto).length ?? 0;
+  if (p) rollbacks.inc({ run: r.id }, n);
+  if (r.promotionGate) gate.set({ run: r.id }, r.promotionGate.passed ? 0 : 1);
 }

@@ -149,7 +149,7 @@ export interface EnrollAgentReplyMsg { name: string; code: string; expiresUnixMs
 export interface ListIdentitiesReplyMsg { identitiesJson: string[] }
 export interface RevokeAgentRequestMsg { name: string }
 export interface IdentityReplyMsg { identityJson: string }
-export interface PromoteModelRequestMsg { runId: string; modelVersion: number; canary: number; margin: number; force: boolean }
+export interface PromoteModelRequestMsg { runId: string; modelVersion: number; canary: number; margin: number; force: boolean; autoJson?: string }
 
 /** Encoding of update payloads: float32 model delta (new weights minus the global model the task carried). */
 export const UPDATE_ENCODING = 'float32-delta';

@@ -18,6 +18,7 @@ import {
 import type { AgentRecord } from '../store/store.js';
 import { FEDGE_CODE_TRAILER } from '../transport/grpc/errors.js';
 import type { RunView } from '../coordinator.js';
+import type { CanaryAutoOptions } from '../engine/canary.js';
 import type { GcResult } from '../engine/retention.js';
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
@@ -100,8 +101,8 @@ export class AdminClient {
   async stopRun(runId: string): Promise<RunView> {
     return JSON.parse((await this.call<RunReplyMsg>('StopRun', { runId })).runJson) as RunView;
   }
-  async promoteModel(runId: string, version: number, opts: { canary?: number; margin?: number; force?: boolean } = {}): Promise<RunView> {
-    const req = { runId, modelVersion: version, canary: opts.canary ?? 0, margin: opts.margin ?? 0, force: opts.force ?? false };
+  async promoteModel(runId: string, version: number, opts: { canary?: number; margin?: number; force?: boolean; auto?: CanaryAutoOptions } = {}): Promise<RunView> {
+    const req = { runId, modelVersion: version, canary: opts.canary ?? 0, margin: opts.margin ?? 0, force: opts.force ?? false, autoJson: opts.auto ? JSON.stringify(opts.auto) : '' };
     return JSON.parse((await this.call<RunReplyMsg>('PromoteModel', req)).runJson) as RunView;
   }
   async rollbackModel(runId: string): Promise<RunView> {

@@ -4,7 +4,7 @@
  * (canary-controller.ts) feeds reports in, keeps the timers and acts on the verdict; this file decides.
  */
 import { z } from 'zod';
-import { ValidationError } from '@fedge/proto';
+import { ValidationError, formatZodError } from '@fedge/proto';
 
 /** What makes a canary fail; any one figure over its limit rolls it back at once. */
 export interface CanaryThresholds {
@@ -41,6 +41,19 @@ export const canaryAutoSchema = z.strictObject({
   minRequests: z.number().int().min(1).max(1e9).optional(),
 });
 export type CanaryAutoOptions = z.output<typeof canaryAutoSchema>;
+
+/** PromoteModelRequest.auto_json, checked: errors name the field (auto_json.maxErrorRate: ...). */
+export function parseCanaryAuto(json: string): CanaryAutoOptions {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new ValidationError(`auto_json: not JSON: ${(err as Error).message}`);
+  }
+  const r = canaryAutoSchema.safeParse(raw);
+  if (!r.success) throw new ValidationError(formatZodError(r.error, 'auto_json'));
+  return r.data;
+}
 
 export function thresholdsOf(o: CanaryAutoOptions): CanaryThresholds {
   return {

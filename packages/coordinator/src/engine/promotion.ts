@@ -5,6 +5,7 @@
  */
 import { createRng, ValidationError } from '@fedge/proto';
 import type { ModelVersionRecord, PromotionState, RunRecord } from '../store/store.js';
+import { thresholdsOf, type CanaryAutoOptions } from './canary.js';
 
 export interface PromoteOptions {
   version: number;
@@ -16,6 +17,11 @@ export interface PromoteOptions {
   force?: boolean;
   /** Reason recorded in history. */
   at?: string;
+  /**
+   * Self-healing canary (needs `canary`): every online agent serves the version to `canary` of its requests beside the
+   * stable one and reports health; rolled back at once on a crossed threshold, completed after the window.
+   */
+  auto?: CanaryAutoOptions;
 }
 
 export interface OnlineAgent { id: string; name: string }
@@ -57,6 +63,8 @@ export interface PromotionPlan {
   state: PromotionState;
   /** Who is told: every online agent (undefined) or only these agent ids. */
   announceTo?: string[];
+  /** A self-healing canary: agents get `stable` first, then the version with this A/B split. */
+  split?: { stable: number; fraction: number };
 }
 
 /**
@@ -73,6 +81,33 @@ export function planPromotion(run: RunRecord, online: OnlineAgent[], opts: Promo
   const history = [...(prev?.history ?? [])];
   const completing = prev?.canary?.version === opts.version && opts.canary === undefined;
   if (!completing && !opts.force) checkGate(run, opts.version, prev?.version, opts.margin ?? 0);
+  if (opts.auto) {
+    if (opts.canary === undefined || !(opts.canary > 0 && opts.canary < 1)) throw new ValidationError(`--auto needs --canary F with 0 < F < 1 (the fraction of requests the candidate answers), got ${opts.canary ?? 'none'}`);
+    if (prev?.canary) throw new ValidationError(`run ${run.id} already has a canary of version ${prev.canary.version}; complete it (fedge model promote ${prev.canary.version}) or roll it back first`);
+    // The stable side: the promoted version, or (first promotion) the latest, which agents following the run serve.
+    const stable = prev?.version ?? run.versions.at(-1)?.version;
+    if (stable === undefined || stable === opts.version)
+      throw new ValidationError(`version ${opts.version} is already what serving agents of ${run.id} get; a canary needs another stable version (promote it without --canary)`);
+    if (online.length === 0) throw new ValidationError('--canary: no agents are online to receive the canary');
+    const agents = [...online].sort((a, b) => a.name.localeCompare(b.name));
+    const startedAt = at;
+    const deadline = new Date(Date.parse(at) + opts.auto.windowMs).toISOString();
+    history.push({ action: 'canary', version: opts.version, at, fraction: opts.canary, agents: agents.map((a) => a.name), auto: true, ...(opts.force ? { forced: true } : {}) });
+    return {
+      state: {
+        version: stable,
+        ...(prev?.version !== undefined && prev.previous !== undefined ? { previous: prev.previous } : {}),
+        canary: {
+          version: opts.version, fraction: opts.canary, agents: agents.map((a) => a.id), agentNames: agents.map((a) => a.name),
+          auto: { stable, windowMs: opts.auto.windowMs, startedAt, deadline, thresholds: thresholdsOf(opts.auto) },
+        },
+        ...(prev?.lastCanary ? { lastCanary: prev.lastCanary } : {}),
+        history,
+      },
+      announceTo: agents.map((a) => a.id),
+      split: { stable, fraction: opts.canary },
+    };
+  }
   if (opts.canary !== undefined) {
     const chosen = selectCanary(online, opts.canary, run.config.seed * 31 + opts.version);
     if (chosen.length === 0) throw new ValidationError('--canary: no agents are online to receive the canary');
@@ -89,7 +124,7 @@ export function planPromotion(run: RunRecord, online: OnlineAgent[], opts: Promo
   }
   history.push({ action: 'promote', version: opts.version, at, ...(opts.force ? { forced: true } : {}) });
   const previous = prev?.version !== undefined && prev.version !== opts.version ? prev.version : prev?.previous;
-  return { state: { version: opts.version, ...(previous !== undefined ? { previous } : {}), history } };
+  return { state: { version: opts.version, ...(previous !== undefined ? { previous } : {}), ...(prev?.lastCanary ? { lastCanary: prev.lastCanary } : {}), history } };
 }
 
 /**
@@ -103,11 +138,25 @@ export function planRollback(run: RunRecord, at = new Date().toISOString()): Pro
   if (p.canary) {
     if (p.version === undefined) throw new ValidationError(`run ${run.id}: the canary of version ${p.canary.version} has no earlier promoted version to return to`);
     history.push({ action: 'rollback', version: p.version, at, from: p.canary.version });
-    return { version: p.version, state: { version: p.version, ...(p.previous !== undefined ? { previous: p.previous } : {}), history }, announceTo: p.canary.agents };
+    return { version: p.version, state: { version: p.version, ...(p.previous !== undefined ? { previous: p.previous } : {}), ...(p.lastCanary ? { lastCanary: p.lastCanary } : {}), history }, announceTo: p.canary.agents };
   }
   if (p.previous === undefined || p.version === undefined) throw new ValidationError(`run ${run.id}: version ${p.version ?? '-'} is the first promotion; there is no previous version to roll back to`);
   history.push({ action: 'rollback', version: p.previous, at, from: p.version });
   // The previous of the restored version is the one promoted before it in history, if any.
   const before = [...history].reverse().find((h) => h.action !== 'canary' && h.version !== p.previous && h.version !== p.version)?.version;
   return { version: p.previous, state: { version: p.previous, ...(before !== undefined ? { previous: before } : {}), history } };
+}
+
+/**
+ * The end of a self-healing canary: `completed` promotes its version to every agent, `rolled-back` returns its agents
+ * to the stable version; either way the history entry and lastCanary say why (the verdict's reason and figures).
+ */
+export function planCanaryEnd(run: RunRecord, outcome: 'completed' | 'rolled-back', reason: string, at = new Date().toISOString()): PromotionPlan & { version: number } {
+  const c = run.promotion?.canary;
+  if (!c?.auto) throw new ValidationError(`run ${run.id} has no self-healing canary in progress`);
+  const plan = outcome === 'completed' ? { ...planPromotion(run, [], { version: c.version, at }), version: c.version } : planRollback(run, at);
+  const last = plan.state.history.at(-1)!;
+  Object.assign(last, { auto: true, reason });
+  plan.state.lastCanary = { version: c.version, outcome, reason, at };
+  return plan;
 }

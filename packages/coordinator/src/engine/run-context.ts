@@ -1,5 +1,5 @@
 /** The only writer of a run's record: named transitions on the in-memory RunRecord and one persist() that saves it. */
-import type { OpenRoundState, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
+import type { OpenRoundState, PromotionGateRecord, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
 import type { ModelBlob } from '@fedge/proto';
 import { stateBlobRefs, type StateBlob, type Strategy, type StrategyState } from '../strategy/strategy.js';
 import type { GlobalModel } from './global-model.js';
@@ -185,6 +185,10 @@ export class RunContext {
 
   setPromotion(state: PromotionState): void {
     this.record.promotion = state;
+  }
+
+  setPromotionGate(gate: PromotionGateRecord): void {
+    this.record.promotionGate = gate;
   }
 
   // ---------------------------------------------------------------- rounds and versions

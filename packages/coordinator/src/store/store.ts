@@ -106,6 +106,8 @@ export interface RunRecord {
    * agents follow every new version; afterwards only promotions (and rollbacks) are announced to them.
    */
   promotion?: PromotionState;
+  /** The run config's promotion gate, once the run ended (config.promotion.auto). */
+  promotionGate?: PromotionGateRecord;
   /**
    * Differential privacy: the strategy's accounting state (composed steps, fixed denominator q * N, current clip norm),
    * saved with every run save and before a new version is released, so a restarted coordinator continues the run.
@@ -147,8 +149,37 @@ export interface PromotionState {
   /** The version promoted before `version` (what `fedge model rollback` returns to). */
   previous?: number;
   /** A rollout in progress: `version` went to these agents (ids, and names for people) only. */
-  canary?: { version: number; fraction: number; agents: string[]; agentNames: string[] };
-  history: { action: 'promote' | 'canary' | 'rollback'; version: number; at: string; from?: number; fraction?: number; agents?: string[]; forced?: boolean }[];
+  canary?: { version: number; fraction: number; agents: string[]; agentNames: string[]; auto?: CanaryAutoState };
+  /** How the last self-healing canary ended, and why (fedge model show). */
+  lastCanary?: { version: number; outcome: 'completed' | 'rolled-back'; reason: string; at: string };
+  history: { action: 'promote' | 'canary' | 'rollback'; version: number; at: string; from?: number; fraction?: number; agents?: string[]; forced?: boolean; auto?: boolean; reason?: string }[];
+}
+
+/**
+ * A self-healing canary (fedge model promote --auto, or the run config's promotion): every online serving agent sends
+ * `fraction` of its requests to the canary version beside `stable` and reports health; the coordinator rolls back at
+ * once when a threshold is crossed and completes the rollout at `deadline` otherwise.
+ */
+export interface CanaryAutoState {
+  stable: number;
+  windowMs: number;
+  startedAt: string;
+  /** When the rollout completes if nothing failed; a restarted coordinator re-arms its timer from here. */
+  deadline: string;
+  thresholds: { maxErrorRate: number; maxLatencyRatio: number; maxDrift: number; minAccuracyDelta?: number; minRequests: number };
+}
+
+/** The run config's promotion gate at the run's end (fedge run show): promoted through a canary, or why not. */
+export interface PromotionGateRecord {
+  at: string;
+  passed: boolean;
+  /** The run's best version by its task metric (undefined: none was evaluated). */
+  version?: number;
+  metric: string;
+  value?: number;
+  min: number;
+  /** Why it failed, or what was started. */
+  message: string;
 }
 
 export interface OpenRoundState {

@@ -11,6 +11,7 @@ import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js'
 import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
+import { reportHealth } from '../serving/health-report.js';
 import { completionCommand } from './completion.js';
 import { homedir, hostname } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
@@ -304,6 +305,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
         seed: o.seed * 1000 + o.partitionId + 1,
       },
     });
+    // Serving figures per version in every status report; often during a coordinator canary (its evidence).
+    if (serving) reportHealth(agent.reporter, serving.slot);
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping');
       agent.stop();

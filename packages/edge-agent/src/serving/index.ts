@@ -4,3 +4,4 @@ export * from './global-server.js';
 export * from './grpc-server.js';
 export * from './ab-split.js';
 export * from './serving-stats.js';
+export * from './health-report.js';

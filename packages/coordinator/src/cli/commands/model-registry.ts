@@ -9,6 +9,7 @@ import type { RunView } from '../../coordinator.js';
 import type { ModelVersionRecord } from '../../store/store.js';
 import { pct, printJson, table } from '../format.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
+import { DEFAULT_THRESHOLDS, parseDuration, type CanaryAutoOptions } from '../../engine/canary.js';
 
 export interface RegistryEntry extends ModelVersionRecord {
   runId: string;
@@ -21,6 +22,10 @@ export interface RegistryEntry extends ModelVersionRecord {
   epsilon?: number;
   /** fedge model show: fingerprint of the key that made `signature` (sha256 of the raw ed25519 key, 16 hex). */
   keyFingerprint?: string;
+  /** The open canary of this version: its request fraction and, for a self-healing one, the stable version, window and thresholds. */
+  canary?: { fraction: number; agents: string[]; auto?: NonNullable<NonNullable<RunView['promotion']>['canary']>['auto'] };
+  /** How this version's last self-healing canary ended, and why. */
+  lastCanary?: NonNullable<RunView['promotion']>['lastCanary'];
 }
 
 /** The registry entries of `runs`, oldest run first, versions ascending. */
@@ -38,6 +43,8 @@ export function registryEntries(runs: RunView[]): RegistryEntry[] {
         ...(rec?.federatedExamples !== undefined ? { federatedExamples: rec.federatedExamples } : {}),
         ...(rec?.epsilon !== undefined ? { epsilon: rec.epsilon } : {}),
         ...(v.signature && r.signingKeyFingerprint ? { keyFingerprint: r.signingKeyFingerprint } : {}),
+        ...(r.promotion?.canary?.version === v.version ? { canary: { fraction: r.promotion.canary.fraction, agents: r.promotion.canary.agentNames, ...(r.promotion.canary.auto ? { auto: r.promotion.canary.auto } : {}) } } : {}),
+        ...(r.promotion?.lastCanary?.version === v.version ? { lastCanary: r.promotion.lastCanary } : {}),
       };
     }),
   );
@@ -107,6 +114,8 @@ export function addRegistryCommands(model: Command): void {
       ['federated accuracy', pct(e.federatedAccuracy)],
       ['train loss', e.trainLoss],
       ['epsilon', e.epsilon],
+      ['canary', e.canary && (e.canary.auto ? `self-healing: ${(e.canary.fraction * 100).toFixed(0)}% of requests beside version ${e.canary.auto.stable} on ${e.canary.agents.join(', ')}; completes at ${e.canary.auto.deadline} unless error rate > ${e.canary.auto.thresholds.maxErrorRate}, p99 ratio > ${e.canary.auto.thresholds.maxLatencyRatio}, drift > ${e.canary.auto.thresholds.maxDrift}${e.canary.auto.thresholds.minAccuracyDelta !== undefined ? `, accuracy delta < ${e.canary.auto.thresholds.minAccuracyDelta}` : ''}` : `on ${e.canary.agents.join(', ')}`)],
+      ['last canary', e.lastCanary && `${e.lastCanary.outcome} at ${e.lastCanary.at}: ${e.lastCanary.reason}`],
     ];
     for (const [k, v] of rows) if (v !== undefined) console.log(`${k.padEnd(19)} ${v}`);
   });
@@ -142,17 +151,26 @@ Reads DATA_DIR/${SIGNING_PUB_FILE} (written by fedge serve on first start, with 
       .option('--canary <fraction>', 'announce to this fraction of online agents first (0 < F < 1); promote again without --canary to complete', parseFraction)
       .option('--margin <m>', 'evaluation gate: accuracy must reach the current promoted version\'s + m (0..1)', parseFraction, 0)
       .option('--force', 'skip the evaluation gate')
+      .option('--auto', 'self-healing canary (with --canary F): every serving agent sends F of its requests to the version beside the stable one and reports health; rolled back at once when a threshold is crossed, completed when --window passes')
+      .option('--window <duration>', 'with --auto: how long the canary must stay healthy before it completes (30s, 10m, 1h)', '10m')
+      .option('--max-error-rate <r>', `with --auto: candidate errors and NaN/Inf outputs over its requests (default ${DEFAULT_THRESHOLDS.maxErrorRate})`, parseFraction)
+      .option('--max-latency-ratio <x>', `with --auto: candidate p99 over the stable version's on the same agent (default ${DEFAULT_THRESHOLDS.maxLatencyRatio})`, parsePositive('--max-latency-ratio'))
+      .option('--max-drift <p>', `with --auto: prediction drift vs the stable version, PSI of predicted classes (default ${DEFAULT_THRESHOLDS.maxDrift})`, parsePositive('--max-drift'))
+      .option('--min-accuracy-delta <d>', 'with --auto: candidate accuracy minus stable accuracy must be at least d, e.g. -0.02 (agents\' holdouts, else the run\'s evaluations; default: not checked)', parseDelta)
+      .option('--min-requests <n>', `with --auto: candidate requests before error rate and drift are judged (default ${DEFAULT_THRESHOLDS.minRequests})`, parsePositive('--min-requests'))
       .description('promote a version: serving agents switch to it (from the first promotion on they follow promotions, not every new version)')
       .addHelpText(
         'after',
-        '\nExamples:\n  fedge model promote 12 --run run-1a2b3c4d\n  fedge model promote 14 --run run-1a2b3c4d --canary 0.25 --margin 0.01\n  fedge model promote 14 --run run-1a2b3c4d          # completes the canary rollout\n  fedge model promote 9 --run run-1a2b3c4d --force --format json',
+        '\nExamples:\n  fedge model promote 12 --run run-1a2b3c4d\n  fedge model promote 14 --run run-1a2b3c4d --canary 0.25 --margin 0.01\n  fedge model promote 14 --run run-1a2b3c4d          # completes the canary rollout\n  fedge model promote 9 --run run-1a2b3c4d --force --format json\n  fedge model promote 15 --run run-1a2b3c4d --canary 0.2 --auto --window 10m --max-error-rate 0.01 --max-latency-ratio 2\n  fedge model show 15 --run run-1a2b3c4d              # the canary\'s state, then how it ended and why\n\nWithout --auto, --canary F sends the version to a fraction F of the online agents. With --auto it is a fraction F\nof requests on every serving agent (A/B split, sticky by x-request-id), so each agent compares the candidate with\nthe stable version on the same traffic; fedge_canary_active{run,version} and fedge_canary_rollbacks_total{run} on\nthe coordinator\'s /metrics follow it.',
       ),
-  ).action(async (version: number, opts: AdminOpts & { run: string; canary?: number; margin: number; force?: boolean }) => {
+  ).action(async (version: number, opts: AdminOpts & { run: string; canary?: number; margin: number; force?: boolean; auto?: boolean; window: string; maxErrorRate?: number; maxLatencyRatio?: number; maxDrift?: number; minAccuracyDelta?: number; minRequests?: number }) => {
+    const auto = opts.auto ? autoOptions(opts) : undefined;
     const run = await withClient(opts, (c) =>
-      c.promoteModel(opts.run, version, { ...(opts.canary !== undefined ? { canary: opts.canary } : {}), margin: opts.margin, ...(opts.force ? { force: true } : {}) }),
+      c.promoteModel(opts.run, version, { ...(opts.canary !== undefined ? { canary: opts.canary } : {}), margin: opts.margin, ...(opts.force ? { force: true } : {}), ...(auto ? { auto } : {}) }),
     );
     if (opts.format === 'json') return printJson(run.promotion);
     const p = run.promotion;
+    if (p?.canary?.auto && p.canary.version === version) return console.log(`version ${version} of ${run.id} answers ${(p.canary.fraction * 100).toFixed(0)}% of requests beside version ${p.canary.auto.stable} on ${p.canary.agentNames.join(', ')}; completes at ${p.canary.auto.deadline} if healthy, rolls back at once otherwise (fedge model show ${version} --run ${run.id})`);
     if (p?.canary?.version === version) console.log(`version ${version} of ${run.id} is a canary on ${p.canary.agentNames.join(', ')}; the others keep ${p.version ?? 'following the latest version'}`);
     else console.log(`version ${version} of ${run.id} is promoted; serving agents switch to it${p?.previous !== undefined ? ` (rollback returns to ${p.previous})` : ''}`);
   });
@@ -175,3 +193,30 @@ const parseFraction = (v: string): number => {
   if (!Number.isFinite(n) || n < 0 || n > 1) throw new ValidationError(`expected a number in [0, 1], got "${v}"`);
   return n;
 };
+
+const parsePositive = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!(Number.isFinite(n) && n > 0)) throw new ValidationError(`${flag} must be a positive number, got "${v}"`);
+  return n;
+};
+
+const parseDelta = (v: string): number => {
+  const n = Number(v);
+  if (!(Number.isFinite(n) && n >= -1 && n <= 1)) throw new ValidationError(`--min-accuracy-delta must be in [-1, 1] (e.g. -0.02: at most 2 points worse), got "${v}"`);
+  return n;
+};
+
+/** The --auto flags as the admin API's auto options; --auto without --canary is refused here with the fix. */
+function autoOptions(o: { canary?: number; window: string; maxErrorRate?: number; maxLatencyRatio?: number; maxDrift?: number; minAccuracyDelta?: number; minRequests?: number }): CanaryAutoOptions {
+  if (o.canary === undefined) throw new ValidationError('--auto needs --canary F: the fraction of requests the candidate answers, e.g. --canary 0.2 --auto');
+  if (o.minRequests !== undefined && !Number.isInteger(o.minRequests)) throw new ValidationError(`--min-requests must be an integer, got ${o.minRequests}`);
+  if (o.maxLatencyRatio !== undefined && o.maxLatencyRatio < 1) throw new ValidationError(`--max-latency-ratio must be >= 1 (candidate p99 / stable p99), got ${o.maxLatencyRatio}`);
+  return {
+    windowMs: parseDuration(o.window, '--window'),
+    ...(o.maxErrorRate !== undefined ? { maxErrorRate: o.maxErrorRate } : {}),
+    ...(o.maxLatencyRatio !== undefined ? { maxLatencyRatio: o.maxLatencyRatio } : {}),
+    ...(o.maxDrift !== undefined ? { maxDrift: o.maxDrift } : {}),
+    ...(o.minAccuracyDelta !== undefined ? { minAccuracyDelta: o.minAccuracyDelta } : {}),
+    ...(o.minRequests !== undefined ? { minRequests: o.minRequests } : {}),
+  };
+}

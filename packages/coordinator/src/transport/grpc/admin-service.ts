@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
 import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator, RunView } from '../../coordinator.js';
+import { parseCanaryAuto } from '../../engine/canary.js';
 import { parseKeepLast } from '../../config/retention.js';
 import { AuthError } from '../../engine/agent-registry.js';
 import { refuse, toServiceError } from './errors.js';
@@ -35,11 +36,13 @@ interface GcModelsReplyMsg { resultsJson: string }
 export function promoteModelRequest(coord: Coordinator, req: PromoteModelRequestMsg): Promise<RunView> {
   const canary = Number(req.canary ?? 0);
   const margin = Number(req.margin ?? 0);
+  const auto = req.autoJson ? parseCanaryAuto(req.autoJson) : undefined;
   return coord.promoteModel(req.runId, {
     version: Number(req.modelVersion ?? 0),
     ...(canary > 0 ? { canary } : {}),
     ...(margin !== 0 ? { margin } : {}),
     ...(req.force ? { force: true } : {}),
+    ...(auto ? { auto } : {}),
   });
 }
 
