@@ -6,6 +6,7 @@ import { modelLabel } from '../config/run-config.js';
 import { duration, metricText, metricValue, num, pct, shortHash, sig, table } from './format.js';
 import { statusLine, taskMetricNames, timing } from './progress.js';
 import { trafficLine } from './traffic.js';
+import { secaggLines } from './secagg-show.js';
 import { compressesUplink, uplinkName } from '../config/compression.js';
 
 /** A wide CSV or a big vocabulary would scroll the rounds away: tables stop here (--format json has every row). */
@@ -190,8 +191,8 @@ export function renderRunShow(r: RunView): string[] {
     if (r.config.task && !r.endedAt) lines.push(`task ${r.config.task.type}: waiting for the statistics step (the agents' data schemas and statistics)`);
     if (r.config.task && r.rounds.length === 0) return lines; // no rounds before the statistics step: nothing to tabulate
     lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : roundsTable(r, ACCURACY_COLUMNS));
-    return [...lines, ...lineageLines(r.rounds)];
+    return [...lines, ...lineageLines(r.rounds), ...secaggLines(r.rounds)];
   }
-  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds));
+  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds), ...secaggLines(r.rounds));
   return lines;
 }

@@ -6,9 +6,9 @@ import { SecAggRound } from './secagg-round.js';
 const M = 64;
 const log = moduleLogger('test');
 
-function setup(n: number, opts: { advertiseMs?: number; shareMs?: number; unmaskSeconds?: number } = {}) {
+function setup(n: number, opts: { advertiseMs?: number; shareMs?: number; unmaskSeconds?: number; threshold?: number } = {}) {
   const ids = Array.from({ length: n }, (_, i) => `agent-${i}`);
-  const params = secaggParams(n, { clipRange: 1, maxWeight: 1000 });
+  const params = secaggParams(n, { clipRange: 1, maxWeight: 1000, ...(opts.threshold !== undefined ? { threshold: opts.threshold, neighbors: n - 1 } : {}) });
   const now = Date.now();
   const round = new SecAggRound(params, M, new Set(ids), {
     advertiseBy: now + (opts.advertiseMs ?? 5000),
@@ -131,5 +131,42 @@ describe('SecAggRound (coordinator stage driver)', () => {
     expect(failed).toMatch(/2 agents advertised keys, threshold is 3/);
     expect(await round.finish()).toMatchObject({ ok: false });
     expect(round.takesMaskedInput(ids[0]!)).toBe(false);
+  });
+
+  it('stats for the round record: no shares, dropped before the input, a tampered sender excluded, a survivor silent in unmask', async () => {
+    const { ids, round, clients, req } = setup(8, { threshold: 3, unmaskSeconds: 30 });
+    const [a0, a1, , , , a5, a6, a7] = ids as [string, string, string, string, string, string, string, string];
+    const adv = await Promise.all(ids.map((id) => round.handle(req(id, 'advertise', clients.get(id)!.advertise()))));
+    const sharing = ids.filter((id) => id !== a7);
+    const routedP = sharing.map((id) => round.handle(req(id, 'share', clients.get(id)!.shareKeys(parse(adv[ids.indexOf(id)]!) as never))));
+    round.agentOut(a7); // advertised, never shared
+    const routed = new Map((await Promise.all(routedP)).map((r, i) => [sharing[i]!, parse(r) as { shares: { from: string; ciphertext: string }[] }]));
+    // a1's box to a0 arrives with one byte flipped: a0's MAC check fails and it reports a1 with its masked input.
+    const box = routed.get(a0)!.shares.find((x) => x.from === a1)!;
+    const ct = Buffer.from(box.ciphertext, 'base64');
+    ct[5] = ct[5]! ^ 1;
+    box.ciphertext = ct.toString('base64');
+    const update = new Float32Array(M).fill(0.2);
+    for (const id of sharing) clients.get(id)!.receiveShares(routed.get(id) as never);
+    for (const id of [a0, a1, ...ids.slice(2, 6)]) {
+      const m = clients.get(id)!.maskedInput(update, 100, 'nearest');
+      if (id === a1) expect(() => round.addMasked(id, m.y, m.rejected)).toThrow(/a neighbor could not open its share box/);
+      else round.addMasked(id, m.y, m.rejected);
+    }
+    round.agentOut(a6); // shared keys, no masked input (late)
+    const done = round.finish();
+    const answering = [a0, ...ids.slice(2, 5)]; // a5 is a survivor that never answers the unmask stage
+    const asked = await Promise.all(answering.map((id) => round.handle(req(id, 'survivors', undefined))));
+    await Promise.all(answering.map((id, i) => round.handle(req(id, 'unmask', clients.get(id)!.unmask(parse(asked[i]!) as never)))));
+    const res = await done;
+    expect(res.ok, res.ok ? '' : res.reason).toBe(true);
+    if (res.ok) for (const v of res.mean) expect(v).toBeCloseTo(0.2, 5);
+    const st = round.stats((id) => `name-${id}`);
+    expect(st).toMatchObject({
+      bits: 32, quantization: 'ring', threshold: 3, cohort: 8, advertised: 8, shared: 7, survivors: 5,
+      droppedBeforeShares: 1, droppedBeforeInput: 2, droppedAfterInput: 1, tampered: [`name-${a1}`], tamperedExcluded: [`name-${a1}`], refusedInputs: 1,
+    });
+    expect(st.unmaskSeconds).toBeGreaterThan(0);
+    void a5;
   });
 });

@@ -17,6 +17,7 @@ import {
 } from '@fedge/proto';
 import type { SecureAggregationConfig } from '../config/secagg-config.js';
 import type { Logger } from '../log.js';
+import type { SecAggRoundStats } from '../store/store.js';
 
 type Phase = 'advertise' | 'share' | 'masked' | 'unmask' | 'done';
 
@@ -73,6 +74,10 @@ export class SecAggRound {
   private missing: { b: Map<string, number>; s: Map<string, number> } | undefined;
   /** Called once when a stage fails (the driver closes the round). */
   onFail: (reason: string) => void = () => undefined;
+  /** Masked inputs the library refused, and when the unmask stage began and the sum was unmasked (for the record). */
+  private refusedInputs = 0;
+  private unmaskStarted: number | undefined;
+  private unmaskEnded: number | undefined;
 
   constructor(
     readonly params: SecAggParams,
@@ -105,8 +110,38 @@ export class SecAggRound {
 
   /** Adds a complete masked input to the running sum (the library refuses one it cannot unmask). */
   addMasked(agentId: string, y: Uint32Array, rejected: string[]): void {
-    if (!this.takesMaskedInput(agentId)) throw new SecAggError(this.failure ?? `the masked-input stage is not open (stage ${this.phase})`);
-    this.server.addMaskedInput(agentId, { y, rejected });
+    try {
+      if (!this.takesMaskedInput(agentId)) throw new SecAggError(this.failure ?? `the masked-input stage is not open (stage ${this.phase})`);
+      this.server.addMaskedInput(agentId, { y, rejected });
+    } catch (err) {
+      this.refusedInputs++;
+      throw err;
+    }
+    if (rejected.length) this.log.warn({ agentId, rejected }, 'secagg: an agent reports share boxes that did not open (tampered or forged); senders not yet in the sum are dropped');
+  }
+
+  /** The round's counts for its record; `nameOf` turns agent ids into the names people know. */
+  stats(nameOf: (id: string) => string = (id) => id): SecAggRoundStats {
+    const s = this.server.stats();
+    const p = this.params;
+    const answered = this.sent.unmask;
+    return {
+      bits: p.bits,
+      quantization: p.levels !== undefined ? 'int8' : 'ring',
+      threshold: p.threshold,
+      cohort: this.cohort.size,
+      advertised: s.advertised.length,
+      shared: s.shared.length,
+      survivors: s.survivors.length,
+      droppedBeforeInput: s.dropped.length,
+      droppedBeforeShares: this.cohort.size - s.shared.length,
+      // Only once the unmask stage ran is "no shares" a dropout after the input.
+      droppedAfterInput: this.unmaskStarted !== undefined ? s.survivors.filter((a) => !answered.has(a)).length : 0,
+      tampered: s.reported.map(nameOf),
+      tamperedExcluded: s.excluded.map(nameOf),
+      refusedInputs: this.refusedInputs,
+      ...(this.unmaskStarted !== undefined && this.unmaskEnded !== undefined ? { unmaskSeconds: (this.unmaskEnded - this.unmaskStarted) / 1000 } : {}),
+    };
   }
 
   /** An agent left the cohort: stages stop waiting for it. */
@@ -199,6 +234,7 @@ export class SecAggRound {
     const closed = this.server.closeMaskedInput();
     if (!closed.ok) return this.fail(closed.reason);
     this.phase = 'unmask';
+    this.unmaskStarted = performance.now();
     const t = this.params.threshold;
     this.missing = { b: new Map(), s: new Map() };
     for (const [id, r] of closed.requests) {
@@ -216,6 +252,7 @@ export class SecAggRound {
     this.dispose();
     // The mask removal runs on worker threads (seconds at 100 agents): uploads and stage calls keep being served.
     const result = await this.server.finalizeAsync();
+    this.unmaskEnded = performance.now();
     if (!result.ok) this.failure = result.reason;
     return result;
   }

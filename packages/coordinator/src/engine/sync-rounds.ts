@@ -145,6 +145,7 @@ export class SyncRounds {
     const record = core.roundRecord(round);
     record.aggregationMs = performance.now() - t0;
     core.recordSpent(record);
+    if (secStart?.ok) record.secagg = secStart.state.stats((id) => round.invitees.get(id)?.agent.name ?? id);
     if (outcome.ok) await core.publishVersion(outcome.weights, record);
     else {
       record.status = 'failed';

@@ -60,6 +60,34 @@ export interface RoundRecord {
   /** Differential privacy: epsilon spent after this round (at config.privacy.delta) and the clip norm it used. */
   epsilon?: number;
   clipNorm?: number;
+  /** Secure aggregation: how far the round's cohort got through the protocol, and the unmask stage's time. */
+  secagg?: SecAggRoundStats;
+}
+
+/** One secure-aggregation round's counts (agents of the cohort; names where a person needs to know who). */
+export interface SecAggRoundStats {
+  /** The ring's bits and the grid: 'int8' (0..255 per agent) or 'ring' (the finest grid the ring holds). */
+  bits: number;
+  quantization: 'int8' | 'ring';
+  threshold: number;
+  cohort: number;
+  advertised: number;
+  shared: number;
+  /** Masked inputs in the unmasked sum. */
+  survivors: number;
+  /** Sent their shares but no masked input reached the sum: their pairwise masks were removed from it. */
+  droppedBeforeInput: number;
+  /** In the cohort but never sent their shares (or keys): nothing of theirs is in the sum. */
+  droppedBeforeShares: number;
+  /** Input in the sum but no unmask shares by the time the stage closed (it closes once every secret has t shares). */
+  droppedAfterInput: number;
+  /** Agents a neighbor reported for a share box that failed its MAC (tampered or forged); excluded ones were dropped. */
+  tampered: string[];
+  tamperedExcluded: string[];
+  /** Masked inputs the coordinator refused (an excluded sender, a closed stage). */
+  refusedInputs: number;
+  /** From the masked-input stage's close to the unmasked sum (waiting for shares + removing the masks). */
+  unmaskSeconds?: number;
 }
 
 export interface ModelVersionRecord {

@@ -68,6 +68,8 @@ export class SecAggServer {
   private readonly added = new Set<string>();
   /** Reported by a neighbor for a ciphertext that did not open, before their own input arrived: never added. */
   private readonly excluded = new Set<string>();
+  /** Every sender some neighbor reported for a box that did not open (excluded or, if already summed, kept). */
+  private readonly reported = new Set<string>();
   private survivors: string[] = [];
   private dropped: string[] = [];
   private requests = new Map<string, SecAggUnmaskRequest>();
@@ -182,7 +184,28 @@ export class SecAggServer {
     for (let i = 0; i < y.length; i++) sum[i] += y[i]!;
     this.added.add(id);
     const mine = new Set(this.partners.get(id));
-    for (const r of m.rejected) if (mine.has(r) && !this.added.has(r)) this.excluded.add(r);
+    for (const r of m.rejected) {
+      if (!mine.has(r)) continue;
+      this.reported.add(r);
+      if (!this.added.has(r)) this.excluded.add(r);
+    }
+  }
+
+  /**
+   * Who got how far, for the round's record: advertised keys, sent shares, input in the sum (survivors once the
+   * masked-input stage closed), sent shares but no input in the sum (dropped), reported for a share box that did not
+   * open, and of those the ones excluded (reported before their own input arrived).
+   */
+  stats(): { advertised: string[]; shared: string[]; survivors: string[]; dropped: string[]; reported: string[]; excluded: string[] } {
+    const inSum = [...this.added].sort();
+    return {
+      advertised: [...this.keys.keys()].sort(),
+      shared: [...this.sharers].sort(),
+      survivors: inSum,
+      dropped: [...this.sharers].filter((a) => !this.added.has(a)).sort(),
+      reported: [...this.reported].sort(),
+      excluded: [...this.excluded].sort(),
+    };
   }
 
   /**
