@@ -27,17 +27,17 @@ function agent(address: string, i: number): Proc {
   return startAgent(address, ['--name', `t-${i}`, '--partition', 'iid', '--num-partitions', String(AGENTS), '--partition-id', String(i), '--seed', '5']);
 }
 
-function config(minAgents: number): string {
+function config(minAgents: number, extra: Record<string, unknown> = {}): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'fedge-tiers-')), 'run.json');
   writeFileSync(file, JSON.stringify({
     model: 'mnist-mlp', rounds: ROUNDS, epochs: 1, batchSize: 32, learningRate: 0.1, seed: 11, taskSeeds: 'agent',
-    agentsPerRound: { fraction: 1, min: minAgents }, centralEvaluation: false, roundDeadlineSeconds: 120,
+    agentsPerRound: { fraction: 1, min: minAgents }, centralEvaluation: false, roundDeadlineSeconds: 120, ...extra,
   }));
   return file;
 }
 
-async function runTo(address: string, minAgents: number): Promise<{ run: RunJson; weights: Float32Array }> {
-  const res = await fedge(['run', 'start', '--coordinator', address, '--config', config(minAgents), '--watch', '--format', 'json']);
+async function runTo(address: string, minAgents: number, extra: Record<string, unknown> = {}): Promise<{ run: RunJson; weights: Float32Array }> {
+  const res = await fedge(['run', 'start', '--coordinator', address, '--config', config(minAgents, extra), '--watch', '--format', 'json']);
   expect(res.code, res.stderr).toBe(0);
   const run = lastJson<RunJson>(res.stdout);
   expect(run.status).toBe('completed');
@@ -87,4 +87,33 @@ describe('aggregator tiers', () => {
     // Not vacuous: the model moved from its initial weights in both federations.
     expect(flat.run.metrics.every((m) => m.status === 'completed')).toBe(true);
   }, 180_000);
+
+  it('a site whose own round fails answers with an error result and the root round goes on with the other site', async () => {
+    const root = await startCoordinator();
+    // site-b's only agent trains 30x slower than site-b's 3 s deadline allows: its sub-round fails.
+    const [a, b] = await Promise.all([
+      startCoordinator(['--upstream', `grpc://${root.address}`, '--name', 'site-a']),
+      startCoordinator(['--upstream', `grpc://${root.address}`, '--name', 'site-b', '--site-deadline', '3']),
+    ]);
+    agent(a.address, 0);
+    startAgent(b.address, ['--name', 't-slow', '--partition', 'iid', '--num-partitions', String(AGENTS), '--partition-id', '1', '--seed', '5', '--slowdown', '30']);
+    await Promise.all([a, b].map((s) => s.waitFor(/joined coordinator/)));
+    const t0 = Date.now();
+    const { run } = await runTo(root.address, 2, { rounds: 1, minResults: 1 });
+    const seconds = (Date.now() - t0) / 1000;
+    const r1 = run.roundsDetail[0]!;
+    const byName = Object.fromEntries(r1.participants.map((p) => [p.name, p]));
+    expect(run.metrics[0]!.status).toBe('completed');
+    expect(byName['site-a']!.outcome).toBe('completed');
+    expect(byName['site-a']!.metrics?.site_participants).toBe(1);
+    // An agent's error result is recorded as rejected (reason agent_failed), with the site's message.
+    expect(byName['site-b']!.outcome).toBe('rejected');
+    expect(byName['site-b']!.reason).toMatch(/site site-b: sub-run run-\w+/);
+    // The failure arrived as a result, not by the root's 120 s deadline.
+    expect(seconds).toBeLessThan(60);
+    const show = await fedge(['run', 'show', run.id, '--coordinator', root.address]);
+    expect(show.stdout).toMatch(/site-a\s+completed\s+1\/1/);
+    expect(show.stdout).toMatch(/site-b\s+rejected\s+.*sub-run/);
+  }, 120_000);
 });
+

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../config/run-config.js';
 import type { RunView } from '../coordinator.js';
 import type { RoundRecord, RunData } from '../store/store.js';
-import { headlineMetric, moments, renderRunList, renderRunShow } from './run-show.js';
+import { headlineMetric, moments, renderRunList, renderRunShow, siteLines } from './run-show.js';
 
 const FP_A = 'a1b2c3d4e5f6'.repeat(5) + 'abcd';
 const FP_B = '0f1e2d3c4b5a'.repeat(5) + '9876';
@@ -153,5 +153,22 @@ describe('fedge run list', () => {
     const out = renderRunList([legacyRun]);
     expect(out).toMatch(/^ID\s+STATUS\s+MODEL\s+ROUND\s+ACCURACY\s+ELAPSED\s+CREATED$/m);
     expect(out).toMatch(/^run-mnist\s+completed\s+mnist-mlp\s+2\/2\s+95\.69%\s+/m);
+  });
+});
+
+describe('fedge run show: aggregator sites', () => {
+  it('lists each site of each round with its agents, examples and, for a failed site, the reason', () => {
+    const r = round(1, {
+      participants: [
+        { agentId: 's-a', name: 'site-a', outcome: 'completed', numExamples: 30_000, metrics: { site_participants: 3, site_invited: 3 } },
+        { agentId: 's-b', name: 'site-b', outcome: 'rejected', reason: 'agent_failed: site site-b: sub-run run-1 completed: round 1 got 0 of 1 results' },
+        { agentId: 'e-c', name: 'edge-c', outcome: 'completed', numExamples: 7 },
+      ],
+    });
+    const text = siteLines([r]).join('\n');
+    expect(text).toMatch(/site-a\s+completed\s+3\/3\s+30000/);
+    expect(text).toMatch(/site-b\s+rejected\s+.*sub-run run-1/);
+    expect(text).not.toContain('edge-c');
+    expect(siteLines([round(1)])).toEqual([]);
   });
 });

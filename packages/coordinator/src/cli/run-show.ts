@@ -158,6 +158,20 @@ function lineageLines(rounds: readonly RoundRecord[]): string[] {
   return rows.length ? ['', 'which data trained each version', table(rows, ['version', 'round', 'data'])] : [];
 }
 
+/**
+ * A root's rounds per aggregator site (fedge serve --upstream): a site's result carries its round's completed and
+ * invited agents (site_participants, site_invited) and their examples; a failed site its reason. [] without sites.
+ */
+export function siteLines(rounds: readonly RoundRecord[]): string[] {
+  const isSite = (p: RoundRecord['participants'][number]): boolean => p.metrics?.site_participants !== undefined || /\bsite \S+: sub-run /.test(p.reason ?? '');
+  const rows = rounds.flatMap((x) => x.participants.filter(isSite).map((p) => ({
+    round: x.round, site: p.name, outcome: p.outcome,
+    agents: p.metrics?.site_participants !== undefined ? `${p.metrics.site_participants}/${p.metrics.site_invited ?? '?'}` : '',
+    examples: p.numExamples, reason: p.reason,
+  })));
+  return rows.length ? ['', 'aggregator sites (agents: completed/invited in the site\'s own round)', table(rows, ['round', 'site', 'outcome', 'agents', 'examples', 'reason'])] : [];
+}
+
 /** The whole human-readable `fedge run show`; runs without a task print exactly what they always did. */
 /** The server strategy (unless plain FedAvg) and, for async runs, the buffer: what the defaults chose is visible here. */
 function strategyLines(c: RunView['config']): string[] {
@@ -191,8 +205,8 @@ export function renderRunShow(r: RunView): string[] {
     if (r.config.task && !r.endedAt) lines.push(`task ${r.config.task.type}: waiting for the statistics step (the agents' data schemas and statistics)`);
     if (r.config.task && r.rounds.length === 0) return lines; // no rounds before the statistics step: nothing to tabulate
     lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : roundsTable(r, ACCURACY_COLUMNS));
-    return [...lines, ...lineageLines(r.rounds), ...secaggLines(r.rounds)];
+    return [...lines, ...lineageLines(r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds)];
   }
-  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds), ...secaggLines(r.rounds));
+  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds));
   return lines;
 }
