@@ -112,6 +112,7 @@ const VARIANTS: Record<string, Overrides> = {
     values: { coordinator: { ui: { ingress: { annotations: { 'traefik.ingress.kubernetes.io/router.entrypoints': 'websecure' }, tls: [{ secretName: 'fedge-ui-tls', hosts: ['fedge.example.com'] }] } } } },
   },
   identity: { set: ['agent.identity.enabled=true', 'agent.identity.enrollmentSecret=fedge-enroll'] },
+  site: { set: ['coordinator.upstream=grpc://fedge-root.example:7070', 'coordinator.siteName=factory-1', 'coordinator.site.minAgents=3', 'coordinator.site.upstreamJoinTokenSecret=root-join'] },
   gpu: {
     set: ['agent.gpu.enabled=true', 'agent.gpu.count=2', 'agent.backend=tensorflow'],
     setString: ['agent.gpu.nodeSelector.nvidia\\.com/gpu\\.present=true', 'agent.nodeSelector.node-role\\.kubernetes\\.io/edge=true'],
@@ -266,7 +267,8 @@ describe('helm chart deploy/k3s/fedge', () => {
           const tokens = (c.env ?? []).filter((e: Obj) => /TOKEN/.test(e.name));
           for (const e of tokens) {
             expect(e.value, `${at} ${e.name}`).toBeUndefined();
-            expect(e.valueFrom?.secretKeyRef?.name, `${at} ${e.name}`).toBe(secretName);
+            // A site's token for its root lives in a Secret of its own (coordinator.site.upstreamJoinTokenSecret).
+            expect(e.valueFrom?.secretKeyRef?.name, `${at} ${e.name}`).toBe(e.name === 'FEDGE_UPSTREAM_JOIN_TOKEN' ? 'root-join' : secretName);
           }
           const join = tokens.find((e: Obj) => e.name === 'FEDGE_JOIN_TOKEN');
           expect(join?.valueFrom.secretKeyRef.key, at).toBe(keys.join);
@@ -421,6 +423,20 @@ describe('helm chart deploy/k3s/fedge', () => {
     expect(container(one(render({ values: { coordinator: { joinLimits: { rate: 2.5 } } } }), 'StatefulSet', names.coordinator), 'coordinator').args).toContain('2.5');
     expect(template({ set: ['coordinator.joinLimits.burst=0'] }).stderr).toMatch(/burst/);
     expect(template({ set: ['coordinator.joinLimits.rate=fast'] }).stderr).toMatch(/rate/);
+  });
+
+  it('makes the release an aggregator site of a root only with coordinator.upstream (fedge serve --upstream --name), the root\'s token from a Secret', () => {
+    const args: string[] = container(one(rendered('defaults'), 'StatefulSet', names.coordinator), 'coordinator').args;
+    expect(args.filter((a) => /^--(upstream|name|site-)/.test(a))).toEqual([]);
+    const c = container(one(rendered('site'), 'StatefulSet', names.coordinator), 'coordinator');
+    const site = c.args as string[];
+    const flag = (f: string): string | undefined => site[site.indexOf(f) + 1];
+    expect([flag('--upstream'), flag('--name'), flag('--site-min-agents'), flag('--site-fraction'), flag('--site-deadline')]).toEqual(['grpc://fedge-root.example:7070', 'factory-1', '3', '1', '600']);
+    expect((c.env as Obj[]).find((e) => e.name === 'FEDGE_UPSTREAM_JOIN_TOKEN')?.valueFrom.secretKeyRef).toEqual({ name: 'root-join', key: 'joinToken' });
+    // The site's own agents still join this release's coordinator.
+    expect(container(one(rendered('site'), 'DaemonSet', names.agent), 'agent').args.join(' ')).toContain(names.coordinator);
+    expect(template({ set: ['coordinator.upstream=grpc://root:7070'] }).stderr).toMatch(/coordinator.siteName/);
+    expect(template({ set: ['coordinator.upstream=http://root:7070', 'coordinator.siteName=x'] }).stderr).toMatch(/upstream/);
   });
 
   it('uses only flags the CLIs really have', () => {
