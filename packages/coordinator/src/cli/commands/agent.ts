@@ -23,7 +23,8 @@ function agentsTable(agents: AgentRecord[]): string {
       backend: a.backend,
       transport: a.transport,
       examples: a.numExamples,
-      data: a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
+      // An aggregator site (fedge serve --upstream) has no data of its own: the agents behind it, as of its last join.
+      data: a.labels['fedge.site-agents'] !== undefined ? `site of ${a.labels['fedge.site-agents']} agents` : a.data ? `${a.data.format} ${a.data.columns} cols ${shortHash(a.data.fingerprint)}` : '',
       serving: a.servedVersion !== undefined ? `v${a.servedVersion} ${a.servedRun ?? ''}`.trim() : '',
       task: a.currentTask ?? 'idle',
       done: a.tasksCompleted,
