@@ -115,5 +115,21 @@ describe('aggregator tiers', () => {
     expect(show.stdout).toMatch(/site-a\s+completed\s+1\/1/);
     expect(show.stdout).toMatch(/site-b\s+rejected\s+.*sub-run/);
   }, 120_000);
+
+  it('an async root (FedBuff) runs on sync sites: each buffered update is one site round', async () => {
+    const root = await startCoordinator();
+    const sites = await Promise.all(['site-a', 'site-b'].map((name) => startCoordinator(['--upstream', `grpc://${root.address}`, '--name', name])));
+    sites.forEach((s, i) => agent(s.address, i));
+    await Promise.all(sites.map((s) => s.waitFor(/joined coordinator/)));
+    const { run } = await runTo(root.address, 2, { mode: 'async', rounds: 3, strategy: { name: 'fedavg' }, async: { bufferSize: 2 } });
+    expect(run.metrics.filter((m) => m.status === 'completed')).toHaveLength(3);
+    const parts = run.roundsDetail.flatMap((r) => r.participants.filter((p) => p.outcome === 'completed'));
+    expect(parts.length).toBeGreaterThanOrEqual(6);
+    for (const p of parts) {
+      expect(['site-a', 'site-b']).toContain(p.name);
+      expect(p.metrics?.site_participants).toBe(1);
+      expect(p.numExamples).toBeGreaterThan(1000);
+    }
+  }, 150_000);
 });
 
