@@ -1,9 +1,10 @@
 /** A real Mosquitto broker on a loopback port for e2e tests (installed by scripts/install-mosquitto.sh), restartable on the same port. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './harness.js';
 
 /** The mosquitto binary, or undefined when it is not installed. */
@@ -35,14 +36,57 @@ function listening(port: number): Promise<boolean> {
 
 const running = new Set<ChildProcess>();
 
-/** Starts Mosquitto with anonymous access and no persistence (a restart forgets retained messages, as a default install does). */
-export async function startMosquitto(): Promise<Mosquitto> {
+/** fedge's shipped Mosquitto configuration (deploy/mosquitto): the main file and the ACL, used in place. */
+export const SHIPPED_MOSQUITTO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../deploy/mosquitto');
+
+export interface MosquittoOptions {
+  /**
+   * Run deploy/mosquitto/mosquitto.conf and its ACL (by path, not a copy) instead of an anonymous broker, with these
+   * MQTT users (name -> password, written with mosquitto_passwd). Only the listener port, the password file's path,
+   * the ACL's path and logging are changed; a shipped file that no longer has those lines fails here.
+   */
+  shipped?: { users: Record<string, string> };
+  /** log_type all: every PUBLISH in and out with its size, so a test can see a transfer in flight. */
+  verbose?: boolean;
+}
+
+/** The shipped mosquitto.conf with this broker's port, password file and logging. */
+function shippedConfig(port: number, passwd: string, verbose: boolean): string {
+  let conf = readFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'mosquitto.conf'), 'utf8');
+  const swap = (re: RegExp, line: string): void => {
+    if (!re.test(conf)) throw new Error(`deploy/mosquitto/mosquitto.conf has no line matching ${re}; update test/e2e/mosquitto.ts with it`);
+    conf = conf.replace(re, line);
+  };
+  swap(/^listener 1883 127\.0\.0\.1$/m, `listener ${port} 127.0.0.1`);
+  swap(/^password_file .*$/m, `password_file ${passwd}`);
+  swap(/^acl_file .*$/m, `acl_file ${path.join(SHIPPED_MOSQUITTO_DIR, 'acl')}`);
+  swap(/^log_dest syslog$/m, 'log_dest stdout');
+  return verbose ? `${conf}\nlog_type all\n` : conf;
+}
+
+/**
+ * Starts Mosquitto on a free loopback port: by default with anonymous access and no persistence (a restart forgets
+ * retained messages, as a default install does); with `shipped`, fedge's own configuration and ACL.
+ */
+export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
   const bin = mosquittoBinary();
   if (!bin) throw new Error('mosquitto is not installed: run `bash scripts/install-mosquitto.sh` (CI does)');
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'fedge-mosquitto-'));
   const conf = path.join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n`);
+  if (opts.shipped) {
+    const passwd = path.join(dir, 'passwd');
+    for (const [i, [user, pw]] of Object.entries(opts.shipped.users).entries()) {
+      const r = spawnSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', passwd, user, pw], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`mosquitto_passwd failed (${r.status}): ${r.stderr}`);
+    }
+    // The broker may drop root privileges to the mosquitto user before it reads the file.
+    chmodSync(dir, 0o755);
+    chmodSync(passwd, 0o644);
+    writeFileSync(conf, shippedConfig(port, passwd, !!opts.verbose));
+  } else {
+    writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n${opts.verbose ? 'log_type all\n' : ''}`);
+  }
   let child: ChildProcess | undefined;
   let out = '';
   const start = async (): Promise<void> => {
