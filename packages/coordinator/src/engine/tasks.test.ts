@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../config/run-config.js';
 import { makeGlobalModel } from './global-model.js';
-import { TaskFactory, taskPayloadJson } from './tasks.js';
+import { TaskFactory, agentSeedOffset, roundSeedBase, taskPayloadJson } from './tasks.js';
 
 const model = makeGlobalModel('run-t', 3, { topology: {}, tensors: [{ name: 'w', dtype: 'float32', shape: [4] }], weights: new Float32Array(4) });
 const sign = (ref: { runId: string; version: number; sha256: string }): Uint8Array => new TextEncoder().encode(`${ref.runId}/${ref.version}/${ref.sha256}`);
@@ -34,4 +34,19 @@ describe('TaskFactory', () => {
     expect(p.config.taskJson).toBe(a.config.taskJson);
     expect(p.modelSignature).toBeDefined();
   });
+
+  it('taskSeeds agent: the seed follows the agent name, not the invitation; a site sub-run adds it to the root round\'s base', () => {
+    const byName = new TaskFactory({ id: 'run-n', config: parseRunConfig({ seed: 5, taskSeeds: 'agent' }) });
+    const a0 = byName.round('train', model, 2, 0, 99, 'edge-a').config.seed;
+    expect(byName.round('train', model, 2, 7, 99, 'edge-a').config.seed).toBe(a0);
+    expect(a0).toBe(roundSeedBase({ seed: 5 }, 2) + agentSeedOffset('edge-a'));
+    expect(byName.round('train', model, 2, 0, 99, 'edge-b').config.seed).not.toBe(a0);
+    // The site's sub-run (config.upstream) seeds its agents as the root would have: root base + name offset.
+    const rootBase = roundSeedBase({ seed: 5 }, 2);
+    const sub = new TaskFactory({ id: 'run-s', config: parseRunConfig({ seed: 1, upstream: { runId: 'run-root', round: 2, taskId: 't', site: 'site-a', seedBase: rootBase } }) });
+    expect(sub.round('train', model, 1, 3, 99, 'edge-a').config.seed).toBe(a0);
+    // Default (invitation): the index, as runs always did.
+    expect(tasks.round('train', model, 2, 3, 99, 'edge-a').config.seed).toBe(rootBase + 3);
+  });
 });
+
