@@ -97,6 +97,7 @@ describe('metrics the alert rules and the dashboard query', () => {
     expect(agentMetrics).toMatch(/^fedge_serving_requests_total\{version="\d+",outcome="invalid"\} 1$/m);
     expect(coordMetrics).toMatch(/^fedge_epsilon_max\{run_id="run-[0-9a-f]+"\} 100$/m);
     expect(coordMetrics).toMatch(/^fedge_promoted_model_version\{run_id="run-[0-9a-f]+"\} 1$/m);
+    expect(coordMetrics).toMatch(/^fedge_canary_active\{run="run-[0-9a-f]+",version="2"\} 1$/m);
   });
 });
 
