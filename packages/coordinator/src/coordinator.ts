@@ -29,6 +29,7 @@ import { IdentityGate } from './engine/identity-gate.js';
 import type { JoinLimits } from './engine/join-limits.js';
 import { ReportDispatcher } from './engine/reports.js';
 import { registerReportHandlers } from './engine/report-handlers.js';
+import { DriftBook } from './engine/drift-book.js';
 
 export interface CoordinatorOptions {
   store?: Store;
@@ -65,6 +66,8 @@ export class Coordinator {
   readonly canaries: CanaryController;
   /** Agent status reports: section -> handler (report-handlers.ts registers them). */
   readonly reports: ReportDispatcher;
+  /** Data drift: agents' training profiles, the fleet reference per run (engine/drift-book.ts). */
+  readonly drift: DriftBook;
   private readonly engines = new Map<string, RunEngine>();
   /** Model retention: frees old versions' weights after each round and on `fedge model gc` (engine/retention.ts). */
   readonly retention: ModelRetention;
@@ -84,7 +87,14 @@ export class Coordinator {
     this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
     this.canaries = new CanaryController({ end: (runId, outcome, reason) => this.endCanary(runId, outcome, reason) });
     this.reports = new ReportDispatcher(this.registry);
-    registerReportHandlers(this.reports, { registry: this.registry, canaries: this.canaries });
+    this.drift = new DriftBook({
+      runContext: async (id) => {
+        const { ctx, engine } = await this.runContext(id);
+        return { ctx, live: !!engine && !engine.isFinished() };
+      },
+      getRun: (id) => this.getRun(id),
+    });
+    registerReportHandlers(this.reports, { registry: this.registry, canaries: this.canaries, drift: this.drift });
     this.retention = new ModelRetention({
       store: this.store,
       defaultKeepLast: opts.keepLast ?? DEFAULT_KEEP_LAST,

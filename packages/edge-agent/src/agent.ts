@@ -2,6 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRng, taskPayloadSchema, type JoinRequestMsg, type ResultHeaderMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
 import { Reporter } from './reporter.js';
+import { TrainingProfiles } from './drift/training-profile.js';
 import type { CoordinatorConnection } from './transport/connection.js';
 import { TaskExecutor, type Session } from './executor.js';
 import { ModelSignatureError } from './model-trust.js';
@@ -68,6 +69,8 @@ export class Agent {
   private streamCancel: (() => void) | undefined;
   private readonly executor: TaskExecutor;
   private readonly faultRng: () => number;
+  /** Data drift: this agent's training profile of each run, sent once in a status report (the fleet reference's part). */
+  private readonly profiles = new TrainingProfiles();
   private enrollCode: string | undefined;
   /** The global version the model server loaded last: the `served` section of every status report. */
   private served: { runId: string; version: number } | undefined;
@@ -222,6 +225,8 @@ export class Agent {
       const reply = await conn.submit(this.opts.identity ? this.opts.identity.signResult(header, payload) : header, payload);
       if (reply.accepted) {
         onAccepted?.();
+        const profile = this.profiles.forTask(task, this.data?.train);
+        if (profile) this.reporter.once('profile', profile);
         log.info({ runId: task.runId, round: task.round, kind: task.kind, ms: Date.now() - t0 }, 'result accepted');
         if (secagg && dropout) log.warn({ runId: task.runId, round: task.round }, 'simulated secagg dropout: no unmask shares sent');
         // The result is in: a failed unmask (the round failed, the stage closed) is not a failed task.

@@ -68,7 +68,7 @@ describe('Reporter', () => {
 
   it('hands the coordinator\'s reply to listeners; a provider\'s invalid section is not sent', async () => {
     r = new Reporter(60_000).section('served', () => ({ runId: 'run 1', version: -1 }));
-    const { conn, sent } = fakeConn(JSON.stringify({ fleetReference: { runId: 'run-1', agents: 2, profile: { examples: 5, features: [] } } }));
+    const { conn, sent } = fakeConn(JSON.stringify({ fleetReference: { runId: 'run-1', key: 'k1', agents: 2, profile: { examples: 5, features: [] } } }));
     r.attach(conn, session);
     await r.flush();
     expect(sent).toEqual([]);

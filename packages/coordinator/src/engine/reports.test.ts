@@ -49,7 +49,7 @@ describe('agent reports', () => {
     const d = new ReportDispatcher(coord.registry);
     const seen: string[] = [];
     d.on('served', (s, agent) => void seen.push(`${agent.name}:${s.runId}@${s.version}`));
-    d.on('health', () => ({ fleetReference: { runId: 'run-z', agents: 1, profile: { examples: 3, features: [{ feature: 'f', counts: [1, 2] }] } } }));
+    d.on('health', () => ({ fleetReference: { runId: 'run-z', key: 'k', agents: 1, profile: { examples: 3, features: [{ feature: 'f', counts: [1, 2] }] } } }));
     expect(() => d.on('served', () => undefined)).toThrow(/already has a handler/);
     const a = await join('edge-r4');
     const reply = await d.dispatch({ agentId: a.agentId, sessionToken: a.sessionToken, bodyJson: JSON.stringify({ served: { runId: 'run-z', version: 7 }, health: { versions: [] } }) });

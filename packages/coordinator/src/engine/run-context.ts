@@ -1,5 +1,5 @@
 /** The only writer of a run's record: named transitions on the in-memory RunRecord and one persist() that saves it. */
-import type { OpenRoundState, PromotionGateRecord, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
+import type { DriftProfileRecord, OpenRoundState, PromotionGateRecord, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
 import type { ModelBlob } from '@fedge/proto';
 import { stateBlobRefs, type StateBlob, type Strategy, type StrategyState } from '../strategy/strategy.js';
 import type { GlobalModel } from './global-model.js';
@@ -181,6 +181,11 @@ export class RunContext {
   setData(data: RunData, state?: StrategyState): void {
     this.record.data = data;
     if (state) Object.assign(this.record, state);
+  }
+
+  /** An agent's training profile for drift (replaces its earlier one; saved with the next persist). */
+  setDriftProfile(agentName: string, rec: DriftProfileRecord): void {
+    (this.record.driftProfiles ??= {})[agentName] = rec;
   }
 
   setPromotion(state: PromotionState): void {

@@ -1,5 +1,5 @@
 /** The one interface all run state goes through, so a durable store can replace the in-memory one without engine changes. */
-import type { ColumnProfile, ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
+import type { ColumnProfile, DataProfileCounts, ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 
 export type RunStatus = 'pending' | 'waiting' | 'running' | 'completed' | 'failed' | 'stopped';
@@ -153,7 +153,14 @@ export interface RunRecord {
   reachedTarget?: { version: number; round: number; accuracy: number; seconds: number; metric?: string; value?: number };
   /** The statistics step before round 1: what the run learns and from which data. Absent on runs without a task. */
   data?: RunData;
+  /**
+   * Data drift: each agent's training profile for this run (histograms on the run's shared bins, counts only), by
+   * agent name, as its latest training task computed it. The fleet reference is their sum (drift/profile.ts).
+   */
+  driftProfiles?: Record<string, DriftProfileRecord>;
 }
+
+export interface DriftProfileRecord { round: number; at: string; profile: DataProfileCounts }
 
 /** Written once by the statistics step (before round 1), read by every task and by `fedge run show`. */
 export interface RunData {

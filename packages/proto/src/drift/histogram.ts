@@ -26,10 +26,11 @@ export function emptyCounts(edges: readonly number[]): number[] {
 }
 
 /** Counts of `values` on `edges`; NaN values are skipped (a missing value is not a drift signal here). */
-export function histogram(values: Iterable<number>, edges: readonly number[]): number[] {
+export function histogram(values: ArrayLike<number>, edges: readonly number[]): number[] {
   const c = emptyCounts(edges);
-  for (const v of values) {
-    const i = binIndex(edges, v);
+  // An index loop: a typed array of pixels (millions of values) is read in place, never copied.
+  for (let k = 0; k < values.length; k++) {
+    const i = binIndex(edges, values[k]!);
     if (i >= 0) c[i]!++;
   }
   return c;

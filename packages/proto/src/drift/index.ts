@@ -2,3 +2,5 @@
 export * from './histogram.js';
 export * from './psi.js';
 export * from './ks.js';
+export * from './spec.js';
+export * from './profile.js';

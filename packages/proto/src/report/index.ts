@@ -38,6 +38,8 @@ export const REPORT_SECTIONS = Object.keys(reportBodySchema.shape) as ReportSect
 /** The fleet reference of a run: the sum of its agents' training profiles (counts only). */
 export const fleetReferenceSchema = z.strictObject({
   runId: reportIdSchema,
+  /** Changes whenever an agent's profile in the sum does (agents send it back in served.fleetReferenceKey). */
+  key: z.string().min(1).max(128),
   /** Agents whose profiles are in the sum. */
   agents: z.number().int().min(0),
   profile: dataProfileCountsSchema,
