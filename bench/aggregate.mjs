@@ -1,7 +1,8 @@
-// Benchmark of StreamingFedAvg: fold / ingest+fold bandwidth vs memcpy, both kernels, and coordinator RSS flat in the number of updates.
+// Benchmark of StreamingFedAvg: fold / ingest+fold bandwidth vs memcpy, both kernels, a model-size sweep, and coordinator RSS flat in the number of updates.
 //
 // Run: npx tsc -b packages/coordinator && node --expose-gc bench/aggregate.mjs   (or: npm run bench:aggregate)
-// Flags: --reps N (default 9)   --no-sweep (skip the working-set sweep)   --out FILE
+// Flags: --reps N (default 9)   --no-sweep (skip the size sweep)   --sizes 1,4,16,64,128 (MiB, the sweep's)
+//        --clock cpu|wall (default cpu: this process's CPU time, which a busy shared machine disturbs far less)   --out FILE
 // Internal: --rss-child UPDATES  (one RSS measurement; spawned by the main run, one process per figure)
 //
 // Everything is measured in one process run so the ratios compare like with like on the
@@ -39,8 +40,17 @@ function fillRandom(f32, seed) {
   return f32;
 }
 
-const now = () => process.hrtime.bigint();
-const secondsSince = (t0) => Number(now() - t0) / 1e9;
+// CPU time of this process (user + system, all threads) or wall time; the figures below are
+// bytes per second of the chosen clock. The work is single-threaded and memory- or compute-bound,
+// so on an idle machine the two agree; on a shared one, CPU time leaves out the time waiting for a core.
+const CLOCK = process.argv.includes('--clock') ? process.argv[process.argv.indexOf('--clock') + 1] : 'cpu';
+if (CLOCK !== 'cpu' && CLOCK !== 'wall') throw new Error(`--clock: cpu or wall, got ${CLOCK}`);
+const now = () => {
+  if (CLOCK === 'wall') return Number(process.hrtime.bigint()) / 1e9;
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const secondsSince = (t0) => now() - t0;
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -120,6 +130,29 @@ function memcpyRep(dst, srcA, srcB, times) {
   return gbps(times * dst.byteLength, secondsSince(t0));
 }
 
+/**
+ * One update through the engine's path: acquire a slot, write it in CHUNK-byte chunks, validate,
+ * fold, release. `viaView`: the path as it was before write() checked as it copied: chunks copied
+ * through the view (unchecked), then a scan of the whole slot. `copyOnly`: the chunks copied in
+ * through the view and nothing else (the copy's share of the path).
+ */
+async function fullPath(agg, src, weight, { validate = true, viaView = false, copyOnly = false } = {}) {
+  const slot = await agg.acquire();
+  if (copyOnly) viaView = true;
+  const bytes = src.byteLength;
+  const view = viaView ? new Uint8Array(slot.view.buffer, slot.view.byteOffset, bytes) : null;
+  for (let off = 0; off < bytes; off += CHUNK) {
+    const chunk = src.subarray(off, Math.min(off + CHUNK, bytes));
+    if (view) view.set(chunk, off);
+    else slot.write(off, chunk);
+  }
+  if (!copyOnly) {
+    if (validate && agg.firstNonFinite(slot) !== -1) throw new Error('non-finite');
+    agg.fold(slot, weight);
+  }
+  agg.release(slot);
+}
+
 async function kernelFigures(kernel) {
   const agg = StreamingFedAvg.create(NUM_PARAMS, { kernel, slots: 2 });
   const weights = Array.from({ length: UPDATES }, (_, k) => 1 + ((k * 37) % 1000)); // example counts
@@ -166,21 +199,14 @@ async function kernelFigures(kernel) {
   agg.release(a);
   agg.release(b);
 
-  // Phase 2 — what the coordinator does per update: lease a slot, copy 1 MiB chunks in,
-  // (validate,) fold, release. Four distinct source updates: with acc + 2 slots that is more
-  // than the L3 holds, so chunks do not come from cache-hot memory.
+  // Phase 2 — what the coordinator does per update: lease a slot, copy 1 MiB chunks in (write()
+  // checks each piece as it copies), validate, fold, release. Four distinct source updates: with
+  // acc + 2 slots that is more than the L3 holds, so chunks do not come from cache-hot memory.
   const sources = [3, 4, 5, 6].map((seed) => new Uint8Array(fillRandom(new Float32Array(NUM_PARAMS), seed).buffer));
   const ingest = async (validate) => {
     agg.reset();
     const t0 = now();
-    for (let k = 0; k < UPDATES; k++) {
-      const slot = await agg.acquire();
-      const src = sources[k & 3];
-      for (let off = 0; off < MODEL_BYTES; off += CHUNK) slot.write(off, src.subarray(off, Math.min(off + CHUNK, MODEL_BYTES)));
-      if (validate && agg.firstNonFinite(slot) !== -1) throw new Error('non-finite');
-      agg.fold(slot, weights[k]);
-      agg.release(slot);
-    }
+    for (let k = 0; k < UPDATES; k++) await fullPath(agg, sources[k & 3], weights[k], { validate });
     return gbps(UPDATES * MODEL_BYTES, secondsSince(t0));
   };
   await ingest(true);
@@ -211,47 +237,70 @@ async function kernelFigures(kernel) {
 }
 
 /**
- * fold/memcpy as a function of model size (wasm-simd): the ratio depends on which cache
- * level holds the working set, which is the main thing to know when reading the ratio above.
+ * By model size (wasm-simd): fold and the full per-update path against memcpy, all interleaved
+ * within each repetition. fold: one resident slot folded into acc (acc + slot working set, like
+ * memcpy's src + dst). Full path from 4 distinct source updates, as in phase 2: "scan" (the path
+ * before: copy the chunks in, then scan the slot, then fold) and "check" (write() checks each piece
+ * as it copies, then fold: what every upload does now). "copy" is the chunks copied into the slot
+ * and nothing else: with fold, it bounds the path (two passes over the update: 1/(1/copy + 1/fold)).
  */
-async function sizeSweep() {
+async function sizeSweep(sizes) {
   const rows = [];
-  for (const mib of [0.25, 1, MODEL_BYTES / 2 ** 20, 32, 128]) {
+  for (const mib of sizes) {
     const n = Math.round((mib * 2 ** 20) / 4);
     const agg = StreamingFedAvg.create(n, { kernel: 'wasm-simd', slots: 2 });
-    const a = await agg.acquire();
-    const b = await agg.acquire();
-    fillRandom(a.view, 1);
-    fillRandom(b.view, 2);
     const dst = new Float32Array(n);
-    const srcA = fillRandom(new Float32Array(n), 3);
-    const srcB = fillRandom(new Float32Array(n), 4);
-    const times = Math.max(8, Math.round((400 * 2 ** 20) / (n * 4))); // ~400 MB per rep
-    const foldRep = (second) => {
+    const src = fillRandom(new Float32Array(n), 3);
+    const sources = [5, 6, 7, 8].map((seed) => new Uint8Array(fillRandom(new Float32Array(n), seed).buffer));
+    const times = Math.max(4, Math.round((400 * 2 ** 20) / (n * 4))); // ~400 MiB of update per figure and rep
+    const resident = await agg.acquire();
+    fillRandom(resident.view, 1);
+    const foldRep = () => {
       agg.reset();
       const t0 = now();
-      for (let k = 0; k < times; k++) agg.fold(k & 1 ? second : a, 1 + k);
+      for (let k = 0; k < times; k++) agg.fold(resident, 1 + k);
       return gbps(times * n * 4, secondsSince(t0));
     };
-    const s = { fold: [], copy: [], foldAlt: [], copyAlt: [] };
+    const pathRep = async (how) => {
+      agg.reset();
+      const t0 = now();
+      for (let k = 0; k < times; k++) await fullPath(agg, sources[k & 3], 1 + k, how);
+      return gbps(times * n * 4, secondsSince(t0));
+    };
+    const s = { memcpy: [], fold: [], copy: [], scan: [], check: [] };
     for (let r = -1; r < REPS; r++) {
-      const f = foldRep(a);
-      const c = memcpyRep(dst, srcA, srcA, times);
-      const fa = foldRep(b);
-      const ca = memcpyRep(dst, srcA, srcB, times);
-      if (r >= 0) (s.fold.push(f), s.copy.push(c), s.foldAlt.push(fa), s.copyAlt.push(ca)); // r = -1 is warm-up
+      // r = -1 is warm-up (tiers the wasm and JS up); the order rotates so no figure always runs first
+      const figures = [
+        ['memcpy', async () => memcpyRep(dst, src, src, times)],
+        ['fold', async () => foldRep()],
+        ['copy', () => pathRep({ copyOnly: true })],
+        ['scan', () => pathRep({ viaView: true })],
+        ['check', () => pathRep({})],
+      ];
+      const rot = ((r % figures.length) + figures.length) % figures.length;
+      for (const [name, run] of [...figures.slice(rot), ...figures.slice(0, rot)]) {
+        const v = await run();
+        if (r >= 0) s[name].push(v);
+      }
     }
+    agg.release(resident);
     agg.dispose();
     gc();
     const m = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
     rows.push({
       modelMiB: mib,
+      updatesPerRep: times,
+      memcpyGBps: m.memcpy,
       foldGBps: m.fold,
-      memcpyGBps: m.copy,
-      ratio: m.fold / m.copy,
-      foldAltGBps: m.foldAlt,
-      memcpyAltGBps: m.copyAlt,
-      ratioAlt: m.foldAlt / m.copyAlt,
+      copyGBps: m.copy,
+      pathScanGBps: m.scan,
+      pathCheckGBps: m.check,
+      foldOverMemcpy: m.fold / m.memcpy,
+      copyOverMemcpy: m.copy / m.memcpy,
+      twoPassBoundOverMemcpy: 1 / (1 / m.copy + 1 / m.fold) / m.memcpy,
+      pathScanOverMemcpy: m.scan / m.memcpy,
+      pathCheckOverMemcpy: m.check / m.memcpy,
+      samples: s,
     });
   }
   return rows;
@@ -293,7 +342,7 @@ function table(headers, rows) {
 const started = new Date();
 console.log(`StreamingFedAvg benchmark: ${UPDATES} updates x ${NUM_PARAMS.toLocaleString('en')} float32 params (${(MODEL_BYTES / 2 ** 20).toFixed(2)} MiB), median of ${REPS} reps`);
 const info = machine();
-console.log(`${info.cpu}, ${info.cores} cores, L3 ${info.l3Cache ?? '?'}, node ${info.node}\n`);
+console.log(`${info.cpu}, ${info.cores} cores, L3 ${info.l3Cache ?? '?'}, node ${info.node}, clock ${CLOCK}, load ${os.loadavg()[0].toFixed(1)}\n`);
 
 const kernels = [];
 for (const kernel of ['wasm-simd', 'js']) {
@@ -317,15 +366,18 @@ console.log('GB/s = 10^9 bytes of update per second. memcpy measured in the same
 
 let sweep = null;
 if (!flag('--no-sweep')) {
-  sweep = await sizeSweep();
-  console.log('fold/memcpy by model size (wasm-simd): which cache level holds the working set decides the ratio');
+  const sizes = option('--sizes', '1,4,16,64,128').split(',').map(Number);
+  sweep = await sizeSweep(sizes);
+  console.log('by model size (wasm-simd), GB/s of update and ratio to memcpy in the same reps; full path = acquire, 1 MiB chunks in, check, fold, release:');
+  console.log('  scan = copy in, scan the slot, fold (the path before)   check = write() checks as it copies, fold (the path now)   copy = the chunks copied in, nothing else');
   console.log(
     table(
-      ['model MiB', 'fold GB/s', 'memcpy GB/s', 'fold/memcpy', 'fold 2-slot GB/s', 'memcpy 2-src GB/s', '2-slot/2-src'],
-      sweep.map((r) => [fmt(r.modelMiB), fmt(r.foldGBps), fmt(r.memcpyGBps), fmt(r.ratio, 3), fmt(r.foldAltGBps), fmt(r.memcpyAltGBps), fmt(r.ratioAlt, 3)]),
+      ['model MiB', 'memcpy', 'fold', 'copy', 'path scan', 'path check', 'fold/memcpy', 'copy/memcpy', 'two-pass bound', 'scan/memcpy', 'check/memcpy'],
+      sweep.map((r) => [fmt(r.modelMiB), fmt(r.memcpyGBps), fmt(r.foldGBps), fmt(r.copyGBps), fmt(r.pathScanGBps), fmt(r.pathCheckGBps), fmt(r.foldOverMemcpy, 3), fmt(r.copyOverMemcpy, 3), fmt(r.twoPassBoundOverMemcpy, 3), fmt(r.pathScanOverMemcpy, 3), fmt(r.pathCheckOverMemcpy, 3)]),
     ),
   );
-  console.log('');
+  console.log('two-pass bound = 1/(1/copy + 1/fold) / memcpy: the path copies the update in and folds it, two passes at those speeds.');
+  console.log('Goals (issue 16): fold/memcpy >= 0.8 and full path/memcpy >= 0.5 at every size.\n');
 }
 
 const rss10 = rssChild(10);
@@ -353,8 +405,8 @@ const out = {
   benchmark: 'aggregate',
   date: started.toISOString(),
   machine: info,
-  config: { numParams: NUM_PARAMS, modelBytes: MODEL_BYTES, updates: UPDATES, chunkBytes: CHUNK, reps: REPS, slots: 2 },
-  units: { throughput: 'GB/s = 1e9 bytes of update per second', rss: 'bytes' },
+  config: { numParams: NUM_PARAMS, modelBytes: MODEL_BYTES, updates: UPDATES, chunkBytes: CHUNK, reps: REPS, slots: 2, clock: CLOCK, loadAverage: os.loadavg() },
+  units: { throughput: `GB/s = 1e9 bytes of update per second of ${CLOCK === 'cpu' ? 'process CPU time' : 'wall time'}`, rss: 'bytes' },
   kernels,
   sizeSweep: sweep,
   rss,

@@ -20,7 +20,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Every bench with its smoke parameters; a bench file missing from this list fails the smoke run. */
 const BENCHES = {
-  aggregate: { args: ['--reps', '1', '--no-sweep'], expose: true },
+  aggregate: { args: ['--reps', '1', '--sizes', '1'], expose: true },
   async: { args: ['--quick', '--agents', '3', '--slowdown', '2', '--rounds', '1', '--async-rounds', '2', '--target', '0.5', '--only', 'waitforall,async'] },
   backends: { args: ['--seconds', '0.5', '--backends', 'wasm', '--demo-rounds', '0'] },
   compression: { args: ['--model', 'mnist-mlp', '--rounds', '1', '--agents', '2', '--codecs', 'none,int8'] },

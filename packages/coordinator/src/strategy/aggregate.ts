@@ -1,6 +1,9 @@
 /** Streaming weighted FedAvg (fold each validated update into one float32 accumulator as it arrives) plus pure reference aggregators. */
 
 import { instantiateSimdKernels, simdSupported, wasmApi, WASM_MAX_PAGES, WASM_PAGE_BYTES, type SimdKernels, type WasmMemory } from './simd.js';
+import { firstNonFiniteJs, SlotLease, type UpdateSlot } from './update-slot.js';
+
+export type { UpdateSlot } from './update-slot.js';
 
 // Memory model. The accumulator and a fixed number of staging slots live in ONE memory
 // allocated up front: [acc | slot 0 | slot 1 | ...], each region 64-byte aligned.
@@ -10,17 +13,10 @@ import { instantiateSimdKernels, simdSupported, wasmApi, WASM_MAX_PAGES, WASM_PA
 //    beyond `slots` wait in acquire() (FIFO), which is the backpressure on the network.
 //  - The memory never grows, so Float32Array views on it never detach, and the SIMD
 //    kernel reads slots in place (no copy between "received" and "folded").
+//  - write() checks each piece for NaN/±Inf as it lands, while it is in cache
+//    (update-slot.ts), so validating a complete update does not read it again.
 
 export type KernelKind = 'wasm-simd' | 'js';
-
-/** A leased staging buffer for one in-progress update. Invalid after release(). */
-export interface UpdateSlot {
-  readonly numParams: number;
-  /** The slot's float32 params (length numParams), inside the aggregator's memory. */
-  readonly view: Float32Array;
-  /** Copies a chunk in at byteOffset; throws RangeError if it would overflow, Error if the slot was released. */
-  write(byteOffset: number, bytes: Uint8Array): void;
-}
 
 export interface StreamingFedAvgOptions {
   /** Staging slots = uploads in flight at once (default 2). */
@@ -33,31 +29,6 @@ export interface StreamingFedAvgOptions {
 const REGION_ALIGN = 64;
 
 const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
-
-/** One lease of a slot. A fresh object per acquire(), so a stale handle held by a dead upload cannot write into the next upload. */
-class SlotLease implements UpdateSlot {
-  live = true;
-  readonly #bytes: Uint8Array;
-
-  constructor(
-    readonly owner: StreamingFedAvg,
-    readonly index: number,
-    /** Byte address of the slot in the memory (what the wasm kernels take). */
-    readonly ptr: number,
-    readonly numParams: number,
-    readonly view: Float32Array,
-  ) {
-    this.#bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-  }
-
-  write(byteOffset: number, bytes: Uint8Array): void {
-    if (!this.live) throw new Error('UpdateSlot.write: slot was released');
-    if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + bytes.byteLength > this.#bytes.byteLength) {
-      throw new RangeError(`UpdateSlot.write: ${bytes.byteLength} bytes at offset ${byteOffset} overflow a ${this.#bytes.byteLength}-byte slot`);
-    }
-    this.#bytes.set(bytes, byteOffset);
-  }
-}
 
 interface Waiter {
   resolve(slot: UpdateSlot): void;
@@ -160,14 +131,13 @@ export class StreamingFedAvg {
     }
   }
 
-  /** Index of the first NaN/±Inf in the slot, or -1. */
+  /** Index of the first NaN/±Inf in the slot, or -1: what write() found as it copied the update in, else a scan of the slot. */
   firstNonFinite(slot: UpdateSlot): number {
     const lease = this.#own(slot, 'firstNonFinite', true);
+    const checked = lease.checkedFirstNonFinite();
+    if (checked !== undefined) return checked;
     if (this.#simd !== null) return this.#simd.firstNonFinite(lease.ptr, this.numParams);
-    // Exponent-bits test on the raw words: one AND + compare, no float compares.
-    const bits = new Int32Array(lease.view.buffer, lease.view.byteOffset, this.numParams);
-    for (let i = 0; i < bits.length; i++) if ((bits[i]! & 0x7f800000) === 0x7f800000) return i;
-    return -1;
+    return firstNonFiniteJs(lease.view, 0, this.numParams);
   }
 
   /** acc += weight * slot (float32), count++, totalWeight += weight. weight must be finite and > 0. */
@@ -253,7 +223,7 @@ export class StreamingFedAvg {
   }
 
   #lease(index: number): SlotLease {
-    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!);
+    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!, this.#simd);
     this.#leases[index] = lease;
     return lease;
   }
