@@ -31,7 +31,7 @@ export function serveCommand(): Command {
     .option('--data-dir <dir>', 'coordinator state: runs, agents and metrics (fedge.db), models (models/<sha256>.bin), final models (runs/)', process.env.FEDGE_DATA_DIR ?? '.fedge')
     .option('--in-memory', 'keep run state in memory only (lost when the process ends; nothing resumes after a restart)')
     .option('--keep-versions <K|all>', `model retention: keep the weights of each run's last K versions (plus promoted, canary, best and served ones) unless the run config's retention.keepLast says otherwise; "all" keeps every version (default ${DEFAULT_KEEP_LAST}; env FEDGE_KEEP_VERSIONS)`, process.env.FEDGE_KEEP_VERSIONS)
-    .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
+    .option('--metrics <host:port>', `serve Prometheus metrics at http://HOST:PORT/metrics, and the probes /healthz and /readyz (off unless given; e.g. 127.0.0.1:${DEFAULT_METRICS_PORT}; env FEDGE_METRICS)`, process.env.FEDGE_METRICS)
     .option('--ui <host:port>', `serve the web dashboard (runs, agents, models) at http://HOST:PORT, https:// with --tls-cert (off unless given; a bare PORT binds loopback; e.g. 127.0.0.1:${DEFAULT_UI_PORT}; env FEDGE_UI)`, process.env.FEDGE_UI)
     .option('--join-token <token>', 'shared secret agents must present to join (env FEDGE_JOIN_TOKEN); enrolled devices (fedge agent enroll) join with their own key instead')
     .option('--max-token-agents <n>', `agents the shared join token may register; enrolled devices do not count (default ${DEFAULT_JOIN_LIMITS.maxTokenAgents}; env FEDGE_MAX_TOKEN_AGENTS)`, process.env.FEDGE_MAX_TOKEN_AGENTS)
