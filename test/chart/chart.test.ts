@@ -106,6 +106,7 @@ const VARIANTS: Record<string, Overrides> = {
   serviceMonitor: { set: ['serviceMonitor.enabled=true', 'agent.metrics.enabled=true'], values: { serviceMonitor: { labels: { release: 'kube-prometheus-stack' } } } },
   serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
   mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
+  mosquitto: { set: ['mosquitto.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true', 'mosquitto.tls.existingSecret=mq-tls'] },
   tls: { set: ['coordinator.tls.existingSecret=fedge-tls'] },
   ui: {
     set: ['coordinator.ui.enabled=true', 'coordinator.ui.ingress.enabled=true', 'coordinator.ui.ingress.host=fedge.example.com', 'networkPolicy.enabled=true'],
@@ -271,7 +272,8 @@ describe('helm chart deploy/k3s/fedge', () => {
             expect(e.valueFrom?.secretKeyRef?.name, `${at} ${e.name}`).toBe(e.name === 'FEDGE_UPSTREAM_JOIN_TOKEN' ? 'root-join' : secretName);
           }
           const join = tokens.find((e: Obj) => e.name === 'FEDGE_JOIN_TOKEN');
-          expect(join?.valueFrom.secretKeyRef.key, at).toBe(keys.join);
+          // The Mosquitto broker itself runs no fedge process: only its password-file init container reads the token.
+          if (c.name !== 'mosquitto') expect(join?.valueFrom.secretKeyRef.key, at).toBe(keys.join);
           const admin = tokens.find((e: Obj) => e.name === 'FEDGE_ADMIN_TOKEN');
           if (w.kind === 'StatefulSet') expect(admin?.valueFrom.secretKeyRef.key, at).toBe(keys.admin);
           else expect(admin, `${at}: agents do not get the admin token`).toBeUndefined();
@@ -495,6 +497,48 @@ describe('helm chart deploy/k3s/fedge', () => {
     const r = template({ set: ['agent.transport=mqtt'] });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/agent.transport is mqtt: set coordinator.mqtt.enabled=true/);
+  });
+
+  it('runs the shipped Mosquitto config only with mosquitto.enabled: coordinator and agents use it, passwords from Secrets, ACL unchanged', () => {
+    const objs = rendered('mosquitto');
+    const mq = `${RELEASE}-mosquitto`;
+    const sts = container(one(objs, 'StatefulSet', names.coordinator), 'coordinator');
+    expect(sts.args).not.toContain('--no-mqtt');
+    expect(sts.args).not.toContain('--mqtt-listen');
+    const env = Object.fromEntries((sts.env as Obj[]).map((e) => [e.name, e]));
+    expect(env.FEDGE_MQTT_BROKER.value).toBe(`mqtt://fedge-coordinator:$(FEDGE_MQTT_BROKER_PASSWORD)@${mq}.${NAMESPACE}.svc:1883`);
+    expect(env.FEDGE_MQTT_BROKER_PASSWORD.valueFrom.secretKeyRef).toEqual({ name: mq, key: 'coordinator-password' });
+    expect(Buffer.from(one(objs, 'Secret', mq).data['coordinator-password'], 'base64').toString()).toMatch(/^[A-Za-z0-9]{32}$/);
+    const agentArgs: string[] = container(one(objs, 'DaemonSet', names.agent), 'agent').args;
+    expect(agentArgs[agentArgs.indexOf('--coordinator') + 1]).toBe(`mqtt://${mq}.${NAMESPACE}.svc:1883`);
+    // The ConfigMap is deploy/mosquitto's: the ACL byte for byte, the config with only listener, paths and logging changed.
+    const cm = one(objs, 'ConfigMap', mq).data;
+    expect(cm.acl.trim()).toBe(readFileSync(path.join(ROOT, 'deploy/mosquitto/acl'), 'utf8').trim());
+    const shipped = readFileSync(path.join(ROOT, 'deploy/mosquitto/mosquitto.conf'), 'utf8').trim().split('\n');
+    const conf = (cm['mosquitto.conf'] as string).trim().split('\n');
+    const changed = shipped.map((l, i) => [l, conf[i]]).filter(([a, b]) => a !== b);
+    expect(changed).toEqual([
+      ['password_file /etc/mosquitto/fedge/passwd', 'password_file /mosquitto/auth/passwd'],
+      ['acl_file /etc/mosquitto/fedge/acl', 'acl_file /mosquitto/config/acl'],
+      ['listener 1883 127.0.0.1', 'listener 1883 0.0.0.0'],
+      ['log_dest syslog', 'log_dest stdout'],
+    ]);
+    expect(conf.slice(shipped.length).join('\n').trim()).toMatch(/^# TLS listener.*\nlistener 8883 0\.0\.0\.0\ncertfile \/mosquitto\/tls\/tls\.crt\nkeyfile \/mosquitto\/tls\/tls\.key/);
+    expect(cm['mosquitto.conf']).toMatch(/^allow_anonymous false$/m);
+    // No password in any argument: the init container writes the file from env (Secrets) and hashes it.
+    const dep = one(objs, 'Deployment', mq);
+    const init = dep.spec.template.spec.initContainers[0];
+    expect(init.env.map((e: Obj) => [e.name, e.valueFrom.secretKeyRef.name])).toEqual([['COORDINATOR_PASSWORD', mq], ['FEDGE_JOIN_TOKEN', names.secret]]);
+    expect(init.command).toEqual(['sh', '/mosquitto/config/passwd.sh']);
+    expect(cm['passwd.sh']).toMatch(/"\$COORDINATOR_PASSWORD" "\$FEDGE_JOIN_TOKEN" > \/mosquitto\/auth\/passwd\nmosquitto_passwd -U \/mosquitto\/auth\/passwd/);
+    expect(one(objs, 'Service', mq).spec.ports.map((p: Obj) => [p.name, p.port])).toEqual([['mqtt', 1883], ['mqtts', 8883]]);
+    const np = one(objs, 'NetworkPolicy', mq).spec.ingress;
+    expect(np[0].from.map((f: Obj) => f.podSelector.matchLabels['app.kubernetes.io/component'])).toEqual(['coordinator', 'agent']);
+    // Off by default; and one broker at a time.
+    expect(find(rendered('defaults'), 'Deployment')).toEqual([]);
+    const both = template({ set: ['mosquitto.enabled=true', 'coordinator.mqtt.enabled=true'] });
+    expect(both.status).not.toBe(0);
+    expect(both.stderr).toMatch(/choose one broker/);
   });
 
   it('serves TLS from coordinator.tls.existingSecret; agents dial grpcs:// / mqtts:// trusting only its CA, never mounting the key', () => {

@@ -104,6 +104,8 @@ Coordinator address for the agents.
 {{- $s := ternary "s" "" (and .Values.coordinator.enabled (ne .Values.coordinator.tls.existingSecret "")) }}
 {{- if .Values.agent.coordinatorAddress }}
 {{- .Values.agent.coordinatorAddress }}
+{{- else if and (eq .Values.agent.transport "mqtt") .Values.mosquitto.enabled }}
+{{- include "fedge.mosquittoAgentUrl" . }}
 {{- else if eq .Values.agent.transport "mqtt" }}
 {{- printf "mqtt%s://%s.%s.svc:%d" $s (include "fedge.componentName" (dict "ctx" . "component" "coordinator")) .Release.Namespace (int .Values.coordinator.mqtt.port) }}
 {{- else }}
