@@ -35,6 +35,8 @@ describe('judgeCanary', () => {
     expect(judgeCanary([slow('a', 40), slow('b', 5), slow('c', 5)], t).state).toBe('healthy');
     const v = judgeCanary([slow('a', 40), slow('b', 40)], t);
     expect(v.state === 'failing' && v.reason).toMatch(/^p99 latency 10\.00x the stable version's > max 3x/);
+    // Under LATENCY_MIN_REQUESTS on an agent its p99 is one slow request: not judged.
+    expect(judgeCanary([{ ...healthy('a'), candidate: fig(30, 0, 40, [3, 3, 3, 3, 3, 3, 3, 3, 3, 3]) }], t).figures.latencyRatio).toBeUndefined();
   });
 
   it('judges accuracy at once, from holdouts or else the run\'s evaluations', () => {
@@ -74,5 +76,19 @@ describe('parseDuration and thresholds', () => {
 
   it('fills unset thresholds with the defaults', () => {
     expect(thresholdsOf({ windowMs: 1000, maxErrorRate: 0.5 })).toEqual({ ...DEFAULT_THRESHOLDS, maxErrorRate: 0.5 });
+  });
+});
+
+describe('psiExcess', () => {
+  it('is about 0 for two samples of one distribution, and large for a collapsed one', async () => {
+    const { psiExcess } = await import('./canary.js');
+    // 120 vs 104 draws of a uniform 10-class distribution: raw PSI is noise of ~0.16, the excess ~0.
+    let seed = 1;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const draw = (n: number) => { const c = new Array(10).fill(0); for (let i = 0; i < n; i++) c[Math.floor(rnd() * 10)]++; return c; };
+    let worst = 0;
+    for (let t = 0; t < 50; t++) worst = Math.max(worst, psiExcess(draw(120), draw(104)));
+    expect(worst).toBeLessThan(0.25);
+    expect(psiExcess(draw(120), [104])).toBeGreaterThan(1);
   });
 });

@@ -12,7 +12,7 @@ export interface CanaryThresholds {
   maxErrorRate: number;
   /** Candidate p99 latency over the stable version's on the same agent (median over agents). */
   maxLatencyRatio: number;
-  /** Prediction drift of the candidate against the stable version: PSI of the predicted classes (classification), or the shift of the mean output in stable standard deviations (one output). */
+  /** Prediction drift of the candidate against the stable version: PSI of the predicted classes beyond sampling noise (psiExcess; classification), or the shift of the mean output in stable standard deviations (one output). */
   maxDrift: number;
   /** Candidate accuracy minus stable accuracy must be at least this (e.g. -0.02); agents' labelled holdouts, else the run's evaluations. */
   minAccuracyDelta?: number;
@@ -107,6 +107,19 @@ export function psi(expected: number[], actual: number[]): number {
   return s;
 }
 
+/**
+ * PSI beyond what sampling alone gives: two samples of one distribution have E[PSI] ~ (K-1)(1/n1 + 1/n2) (PSI is
+ * about a chi-square over n), which with a few hundred predictions is already near the 0.25 band. Subtracting it
+ * lets a canary judge drift early without flagging two equal models on small counts.
+ */
+export function psiExcess(expected: number[], actual: number[]): number {
+  const k = Math.max(expected.length, actual.length);
+  const n1 = expected.reduce((a, b) => a + b, 0);
+  const n2 = actual.reduce((a, b) => a + b, 0);
+  if (n1 === 0 || n2 === 0) return 0;
+  return Math.max(0, psi(expected, actual) - (k - 1) * (1 / n1 + 1 / n2));
+}
+
 const sumClasses = (list: (number[] | undefined)[]): number[] => {
   const out: number[] = [];
   for (const c of list) c?.forEach((n, i) => (out[i] = (out[i] ?? 0) + n));
@@ -118,6 +131,12 @@ const median = (xs: number[]): number => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
+
+/**
+ * Requests per version on an agent before its p99 counts: below ~50 the p99 is the slowest single request, and on a
+ * busy device one scheduling hiccup would roll back a healthy candidate.
+ */
+export const LATENCY_MIN_REQUESTS = 50;
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
@@ -135,12 +154,12 @@ export function judgeCanary(evidence: AgentEvidence[], t: CanaryThresholds, runA
   if (candidateRequests > 0) figures.errorRate = errors / candidateRequests;
   // Latency on the same device and traffic: per agent, then the median, so one busy device does not decide alone.
   const ratios = evidence
-    .filter((e) => e.candidate?.p99Ms !== undefined && e.stable?.p99Ms !== undefined && e.stable.p99Ms > 0 && e.candidate.requests >= Math.min(t.minRequests, 10) && e.stable.requests >= 10)
+    .filter((e) => e.candidate?.p99Ms !== undefined && e.stable?.p99Ms !== undefined && e.stable.p99Ms > 0 && e.candidate.requests >= LATENCY_MIN_REQUESTS && e.stable.requests >= LATENCY_MIN_REQUESTS)
     .map((e) => e.candidate!.p99Ms! / e.stable!.p99Ms!);
   if (ratios.length) figures.latencyRatio = median(ratios);
   const cc = sumClasses(cand.map((f) => f.classes));
   const sc = sumClasses(stab.map((f) => f.classes));
-  if (cc.length && sc.length) figures.drift = psi(sc, cc);
+  if (cc.length && sc.length) figures.drift = psiExcess(sc, cc);
   else {
     const cs = cand.map((f) => f.scalar).filter((x) => x && x.n > 0);
     const ss = stab.map((f) => f.scalar).filter((x) => x && x.n > 1);

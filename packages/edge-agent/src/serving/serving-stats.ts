@@ -12,6 +12,11 @@ const OUTCOMES: Outcome[] = ['ok', 'error', 'nan', 'invalid'];
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 /** Latencies kept per version for the window's percentiles: enough for a stable p99, bounded memory. */
 const RING = 2048;
+/**
+ * The first requests a version answers in a window are left out of its percentiles: a freshly loaded ORT session's
+ * first runs allocate and take several times longer, which would make every new candidate's p99 look slow.
+ */
+const WARMUP = 3;
 /** Classes counted per version: argmax of the first output; wider outputs are folded into the last. */
 const MAX_CLASSES = 1000;
 
@@ -38,7 +43,10 @@ class Window {
   private mean = 0;
   private m2 = 0;
 
+  private seen = 0;
+
   latency(ms: number): void {
+    if (this.seen++ < WARMUP) return;
     this.lat[this.latN++ % RING] = ms;
   }
 
