@@ -54,6 +54,8 @@ export interface SimulationOptions {
    * accepted (no unmask shares are sent), as a device that goes offline would.
    */
   secaggDropout?: number;
+  /** Secure aggregation: corrupt one share ciphertext per round (a tampering agent; its neighbor's MAC check catches it). */
+  secaggTamper?: boolean;
   /** Seeds the fault draws so a simulation repeats exactly. */
   seed?: number;
 }
@@ -205,7 +207,7 @@ export class Agent {
       const disconnect = task.kind === 'train' && (sim?.disconnectRate ?? 0) > this.faultRng();
       const fail = task.kind === 'train' && (sim?.failRate ?? 0) > this.faultRng();
       // Secure aggregation: its key stages run while the model trains; the result is masked before it is sent.
-      const secagg = SecAggSession.of(task, conn, s);
+      const secagg = SecAggSession.of(task, conn, s, { tamperShare: sim?.secaggTamper });
       secagg?.start();
       const dropout = secagg !== undefined && (sim?.secaggDropout ?? 0) > this.faultRng();
       const result = await this.executor.run(task, conn, s, ctl.signal);

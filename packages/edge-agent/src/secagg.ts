@@ -31,6 +31,12 @@ const log = moduleLogger('secagg');
  */
 const REPLY_MARGIN_MS = 15_000;
 
+/** Simulations for tests and demos (fedge-agent --secagg-tamper). */
+export interface SecAggSimulation {
+  /** Corrupt the share ciphertext sent to the first neighbor (its MAC check fails; this agent is dropped). */
+  tamperShare?: boolean | undefined;
+}
+
 /** The coordinator refused a stage message, or the round failed: the agent is out of this round. */
 export class SecAggStageError extends FedgeError {
   constructor(readonly stage: SecAggStage, readonly reason: string, message: string) {
@@ -54,13 +60,14 @@ export class SecAggSession {
     private readonly t: SecAggTask,
     private readonly conn: CoordinatorConnection,
     private readonly s: Session,
+    private readonly sim: SecAggSimulation,
   ) {
     const params: SecAggParams = { nAgents: t.nAgents, threshold: t.threshold, neighbors: t.neighbors, bits: t.bits, maxWeight: t.maxWeight, clipRange: t.clipRange, levels: t.levels };
     this.client = new SecAggClient(s.agentId, params);
   }
 
   /** The session of a secagg training task; undefined for every other task. */
-  static of(task: TaskMsg, conn: CoordinatorConnection, s: Session): SecAggSession | undefined {
+  static of(task: TaskMsg, conn: CoordinatorConnection, s: Session, sim: SecAggSimulation = {}): SecAggSession | undefined {
     // Optional chaining: a task without a config (older coordinators' cancel/announce forms, test fakes) has no secagg.
     const json = task.kind === 'train' ? task.config?.secaggJson : undefined;
     if (!json) return undefined;
@@ -70,7 +77,7 @@ export class SecAggSession {
     } catch (err) {
       throw new FedgeError('E_VALIDATION', `task config secagg_json: not JSON (${(err as Error).message})`);
     }
-    return new SecAggSession(task, parseOrThrow(secaggTaskSchema, raw, 'secagg_json'), conn, s);
+    return new SecAggSession(task, parseOrThrow(secaggTaskSchema, raw, 'secagg_json'), conn, s, sim);
   }
 
   /** Advertise, then share keys, in the background; mask() waits for them. */
@@ -78,6 +85,14 @@ export class SecAggSession {
     this.keys = (async () => {
       const req = await this.call('advertise', secaggToJson(this.client.advertise()), this.t.advertiseBy);
       const shares = this.client.shareKeys(JSON.parse(req.payloadJson) as SecAggShareKeysRequest);
+      if (this.sim.tamperShare && shares.shares[0]) {
+        // Simulated attacker: one bit of the first neighbor's box flipped after sealing, as a broker or a modified
+        // client could; the recipient's nacl.box MAC check must catch it.
+        const box = shares.shares[0];
+        box.ciphertext = Uint8Array.from(box.ciphertext);
+        box.ciphertext[box.ciphertext.length - 1]! ^= 1;
+        log.warn({ round: this.task.round, to: box.to }, 'simulated secagg tamper: one share ciphertext corrupted');
+      }
       const routed = await this.call('share', secaggToJson(shares), this.t.shareBy);
       const receipt = this.client.receiveShares(JSON.parse(routed.payloadJson) as SecAggRoutedShares);
       if (receipt.rejected.length) log.warn({ round: this.task.round, rejected: receipt.rejected }, 'secagg: share boxes that did not open (tampered or forged); their senders are reported');

@@ -64,6 +64,7 @@ interface Opts {
   failRate?: number;
   disconnectRate?: number;
   secaggDropout?: number;
+  secaggTamper?: boolean;
   partialWork?: number;
   attack?: Attack;
   tlsCa?: string;
@@ -150,6 +151,7 @@ const program = new Command('fedge-agent')
   .option('--fail-rate <p>', 'simulation: probability of abandoning a training task without a result', rate('--fail-rate'))
   .option('--disconnect-rate <p>', 'simulation: probability of dropping the connection mid-task', rate('--disconnect-rate'))
   .option('--secagg-dropout <p>', 'simulation: in a secure-aggregation round, probability of dropping out right after the masked input was accepted (no unmask shares)', rate('--secagg-dropout'))
+  .option('--secagg-tamper', 'simulation: in every secure-aggregation round, corrupt the share ciphertext sent to one neighbor (its MAC check fails and this agent is dropped from the round)')
   .option('--partial-work <p>', 'simulation: a straggler. Per training task, with probability P train only a uniformly random number of epochs in [1, E-1] of the task\'s E, and send that (FedProx\'s systems heterogeneity)', rate('--partial-work'))
   .option('--simulate <n>', 'simulation: run N virtual agents in this process, each its own connection, session and partition i of N (named NAME-i); they train serially on one shared worker, or with --echo send a fixed update', int('--simulate', 1))
   .option('--echo', 'with --simulate: do not train; download and verify the model, then send a fixed small delta of its shape (thousands of agents fit one machine; --data optional)')
@@ -302,6 +304,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
         ...(o.failRate !== undefined ? { failRate: o.failRate } : {}),
         ...(o.disconnectRate !== undefined ? { disconnectRate: o.disconnectRate } : {}),
         ...(o.secaggDropout !== undefined ? { secaggDropout: o.secaggDropout } : {}),
+        ...(o.secaggTamper ? { secaggTamper: true } : {}),
         seed: o.seed * 1000 + o.partitionId + 1,
       },
     });
