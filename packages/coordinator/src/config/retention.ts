@@ -10,9 +10,11 @@ export const DEFAULT_KEEP_LAST = 5;
 
 export type KeepLast = number | 'all';
 
-const keepLastSchema = z.union([z.number().int().min(1).max(1_000_000), z.literal('all')], {
-  message: 'retention.keepLast: use a whole number of versions >= 1, or "all" to keep every version',
-});
+const KEEP_LAST_HINT = 'use a whole number of versions >= 1, or "all" to keep every version';
+const keepLastSchema = z.union(
+  [z.number(KEEP_LAST_HINT).int(KEEP_LAST_HINT).min(1, KEEP_LAST_HINT).max(1_000_000, KEEP_LAST_HINT), z.literal('all', KEEP_LAST_HINT)],
+  { message: KEEP_LAST_HINT },
+);
 
 /** Run config `retention`; absent: the coordinator's default (fedge serve --keep-versions, else DEFAULT_KEEP_LAST). */
 export const retentionSchema = z.strictObject({ keepLast: keepLastSchema });
