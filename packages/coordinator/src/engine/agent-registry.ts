@@ -63,6 +63,11 @@ export class AgentRegistry extends EventEmitter<{
   changed: [];
 }> {
   private agents = new Map<string, AgentState>();
+  /** Agent ids by name: a join looks its name up here instead of scanning every agent (10,000 joins would be 10^8 steps). */
+  private byName = new Map<string, Set<string>>();
+  /** Agents whose record changed since the last write; written together on the next turn of the event loop. */
+  private dirty = new Set<string>();
+  private flushing: NodeJS.Immediate | undefined;
 
   constructor(private readonly store: Store, private readonly joinToken?: string) {
     super();
@@ -78,6 +83,7 @@ export class AgentRegistry extends EventEmitter<{
       const { currentTask: _task, ...rest } = r;
       // A fresh random token nobody holds: the agent must join again before anything it sends is accepted.
       this.agents.set(r.id, { record: { ...rest, status: 'offline' }, token: randomBytes(24) });
+      this.index(r.id, r.name);
     }
     return records.length;
   }
@@ -104,7 +110,7 @@ export class AgentRegistry extends EventEmitter<{
     const kept = existing && existing.record.secretSha256 !== undefined ? req.agentSecret : undefined;
     // Names identify agents across coordinator restarts (a resumed round re-invites by name, spooled updates are
     // filed and folded by name), so two live agents must not share one.
-    const clash = [...this.agents.values()].find((a) => a.record.name === req.name && a !== existing);
+    const clash = [...(this.byName.get(req.name) ?? [])].map((i) => this.agents.get(i)!).find((a) => a !== existing);
     if (clash && (clash.channel || (clash.joiningSince !== undefined && Date.now() - clash.joiningSince < JOIN_HOLD_MS)))
       throw new NameTakenError(`name: "${req.name}" is taken by agent ${clash.record.id}, which is online; give every agent its own --name (the default is the host name)`);
     // An agent process that restarted (so it has no id) under the name of an offline agent is that agent again.
@@ -131,9 +137,11 @@ export class AgentRegistry extends EventEmitter<{
       ...(identity !== undefined ? { identity } : {}),
       secretSha256: sha256Hex(agentSecret),
     };
+    if (existing && existing.record.name !== req.name) this.byName.get(existing.record.name)?.delete(id);
     this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }), ...(profile ? { profile } : {}) });
+    this.index(id, req.name);
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
-    void this.persist(id);
+    this.persist(id);
     return { agentId: id, sessionToken: token.toString('hex'), agentSecret };
   }
 
@@ -187,7 +195,7 @@ export class AgentRegistry extends EventEmitter<{
       this.emit('offline', agentId, 'reconnected');
     }
     log.info({ agentId, name: a.record.name }, 'agent online');
-    void this.persist(agentId);
+    this.persist(agentId);
     this.emit('online', agentId);
     this.emit('changed');
   }
@@ -201,7 +209,7 @@ export class AgentRegistry extends EventEmitter<{
     delete a.record.currentTask;
     a.record.status = 'offline';
     log.warn({ agentId, name: a.record.name, reason }, 'agent offline');
-    void this.persist(agentId);
+    this.persist(agentId);
     this.emit('offline', agentId, reason);
     this.emit('changed');
   }
@@ -213,7 +221,7 @@ export class AgentRegistry extends EventEmitter<{
     a.record.servedRun = runId;
     a.record.servedVersion = version;
     log.info({ agentId, name: a.record.name, runId, version }, 'agent serves a new global model version');
-    void this.persist(agentId);
+    this.persist(agentId);
     this.emit('changed');
   }
 
@@ -261,7 +269,7 @@ export class AgentRegistry extends EventEmitter<{
     }
     if (ok) a.record.tasksCompleted++;
     else a.record.tasksFailed++;
-    void this.persist(agentId);
+    this.persist(agentId);
     this.emit('changed');
   }
 
@@ -301,24 +309,36 @@ export class AgentRegistry extends EventEmitter<{
   /** Resolves once at least `n` agents are available, or rejects when `signal` aborts. */
   waitForAvailable(n: number, signal: AbortSignal, eligible?: (a: AgentRecord) => boolean): Promise<void> {
     return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (this.available(eligible).length >= n) {
+      // Checked once per event-loop turn, by counting: thousands of agents joining emit thousands of `changed`.
+      let queued: NodeJS.Immediate | undefined;
+      const count = (): number => {
+        let k = 0;
+        for (const a of this.agents.values()) if (a.channel && !a.busyWith && (!eligible || eligible(a.record))) k++;
+        return k;
+      };
+      const now = (): void => {
+        queued = undefined;
+        if (count() >= n) {
           cleanup();
           resolve();
         }
+      };
+      const check = (): void => {
+        queued ??= setImmediate(now);
       };
       const onAbort = (): void => {
         cleanup();
         reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
       };
       const cleanup = (): void => {
+        if (queued) clearImmediate(queued);
         this.off('changed', check);
         signal.removeEventListener('abort', onAbort);
       };
       if (signal.aborted) return onAbort();
       this.on('changed', check);
       signal.addEventListener('abort', onAbort);
-      check();
+      now();
     });
   }
 
@@ -328,11 +348,32 @@ export class AgentRegistry extends EventEmitter<{
 
   closeAll(reason: string): void {
     for (const a of this.agents.values()) a.channel?.close(reason);
+    // The offline records, and whatever else is pending, go to the store before it closes.
+    void this.flush();
   }
 
-  private async persist(agentId: string): Promise<void> {
-    const a = this.agents.get(agentId);
-    if (a) await this.store.saveAgent(a.record).catch((err: unknown) => log.error({ err }, 'saving agent failed'));
+  /** Writes every record changed since the last write, in one store transaction. */
+  async flush(): Promise<void> {
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    const records = [...this.dirty].flatMap((id) => {
+      const a = this.agents.get(id);
+      return a ? [a.record] : [];
+    });
+    this.dirty.clear();
+    await this.store.saveAgents(records).catch((err: unknown) => log.error({ err, agents: records.length }, 'saving agents failed'));
+  }
+
+  private index(id: string, name: string): void {
+    let ids = this.byName.get(name);
+    if (!ids) this.byName.set(name, (ids = new Set()));
+    ids.add(id);
+  }
+
+  /** Marks the record for the next batched write (see flush): agent records are state to resume from, not a ledger. */
+  private persist(agentId: string): void {
+    this.dirty.add(agentId);
+    this.flushing ??= setImmediate(() => void this.flush());
   }
 }
 

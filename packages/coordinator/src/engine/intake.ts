@@ -127,7 +127,8 @@ export async function admitUpdate(
     try {
       const file = spool.write(core.run.id, round.round, fileKey, bytes);
       core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
-      await core.ctx.persist();
+      // Durable before the agent hears "accepted", saved together with the others accepted in the same turn.
+      await core.ctx.persistSoon();
     } catch (err) {
       // Not the agent's fault: a full or read-only data directory suspends the run (resumable) instead.
       throw core.storageFault(err) ?? err;

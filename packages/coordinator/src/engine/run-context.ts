@@ -92,6 +92,24 @@ export class RunContext {
     })();
   }
 
+  /** The save that persistSoon() callers share, scheduled and not yet started. */
+  private batch: Promise<void> | undefined;
+
+  /**
+   * persist() as a group commit: every caller within one turn of the event loop shares one save that starts after
+   * all their calls, so each still resolves only once its change is durable, but a round's N accepted updates cost
+   * a few writes of the record instead of N (each of which rewrote the growing list of accepted updates).
+   */
+  persistSoon(): Promise<void> {
+    this.batch ??= new Promise<void>((resolve, reject) =>
+      setImmediate(() => {
+        this.batch = undefined;
+        this.persist().then(resolve, reject);
+      }),
+    );
+    return this.batch;
+  }
+
   /** Saves the record: the strategy's live state as it is now, its versioned state as of the record's version. */
   async persist(): Promise<void> {
     const state = this.strategy?.snapshot?.();

@@ -46,6 +46,9 @@ export class MemoryStore implements Store {
   async saveAgent(agent: AgentRecord): Promise<void> {
     this.agents.set(agent.id, clone(agent));
   }
+  async saveAgents(agents: readonly AgentRecord[]): Promise<void> {
+    for (const a of agents) this.agents.set(a.id, clone(a));
+  }
   async listAgents(): Promise<AgentRecord[]> {
     return [...this.agents.values()].map(clone);
   }

@@ -292,6 +292,8 @@ export interface Store {
   /** Deletes a stored model; returns the weight bytes freed (0 when it was not stored). Idempotent. */
   deleteModel(sha256: string): Promise<number>;
   saveAgent(agent: AgentRecord): Promise<void>;
+  /** Saves many agent records in one transaction (the registry batches its writes: one per join would be N fsyncs). */
+  saveAgents(agents: readonly AgentRecord[]): Promise<void>;
   listAgents(): Promise<AgentRecord[]>;
   saveIdentity(identity: IdentityRecord): Promise<void>;
   listIdentities(): Promise<IdentityRecord[]>;
