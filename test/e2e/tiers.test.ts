@@ -131,5 +131,39 @@ describe('aggregator tiers', () => {
       expect(p.numExamples).toBeGreaterThan(1000);
     }
   }, 150_000);
+
+  it('central DP at the root and compression on both legs go through sites', async () => {
+    const root = await startCoordinator();
+    const sites = await Promise.all(['site-a', 'site-b'].map((name) => startCoordinator(['--upstream', `grpc://${root.address}`, '--name', name])));
+    sites.forEach((s, i) => agent(s.address, i));
+    await Promise.all(sites.map((s) => s.waitFor(/joined coordinator/)));
+
+    // Central DP: the sites' agents clip to 0.5, each site forwards its mean (norm <= 0.5), the root noises the sum.
+    const dp = (await runTo(root.address, 2, { rounds: 1, privacy: { mode: 'central', clipNorm: 0.5, noiseMultiplier: 0.3 } })).run;
+    expect((dp.metrics[0] as { epsilon?: number }).epsilon).toBeGreaterThan(0);
+    const dpParts = dp.roundsDetail[0]!.participants;
+    expect(dpParts.map((p) => [p.name, p.outcome]).sort()).toEqual([['site-a', 'completed'], ['site-b', 'completed']]);
+    expect((await subRunOf(sites[0]!.address, dp.id)).config.upstream?.clipNorm).toBe(0.5);
+
+    // Compression: agents -> site and site -> root both send top-k 10% + q8.
+    const cmp = (await runTo(root.address, 2, { rounds: 1, compression: { uplink: 'topk:0.1+q8' } })).run;
+    const cmpParts = cmp.roundsDetail[0]!.participants;
+    expect(cmpParts.map((p) => [p.name, p.outcome]).sort()).toEqual([['site-a', 'completed'], ['site-b', 'completed']]);
+    for (const p of cmpParts) expect(p.metrics!.compression_ratio!).toBeLessThan(0.2);
+    const siteRun = await subRunOf(sites[0]!.address, cmp.id);
+    expect(siteRun.config.compression).toMatchObject({ uplink: 'topk:0.1+q8', errorFeedback: false });
+    for (const p of siteRun.roundsDetail[0]!.participants) expect(p.metrics!.compression_ratio!).toBeLessThan(0.2);
+  }, 150_000);
 });
+
+/** The site's sub-run for the root run `rootRunId` (its first round), as `fedge run show` prints it. */
+async function subRunOf(site: string, rootRunId: string): Promise<RunJson & { config: { upstream?: { clipNorm?: number }; compression?: Record<string, unknown> } }> {
+  const list = await fedge(['run', 'list', '--coordinator', site, '--format', 'json']);
+  expect(list.code, list.stderr).toBe(0);
+  const sub = (JSON.parse(list.stdout) as { id: string; name?: string; config?: { name?: string } }[]).find((r) => (r.name ?? r.config?.name ?? '').includes(rootRunId));
+  expect(sub, `a sub-run for ${rootRunId} in ${list.stdout.slice(0, 500)}`).toBeDefined();
+  const show = await fedge(['run', 'show', sub!.id, '--coordinator', site, '--format', 'json']);
+  expect(show.code, show.stderr).toBe(0);
+  return lastJson(show.stdout);
+}
 

@@ -13,6 +13,7 @@ import { RunEngine, type LiveView } from './engine/run-engine.js';
 import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
 import { planCanaryEnd, planPromotion, planRollback, type PromoteOptions, type PromotionPlan } from './engine/promotion.js';
 import { CanaryController } from './engine/canary-controller.js';
+import { gateCanaryOptions, judgePromotionGate } from './engine/promotion-gate.js';
 import type { UploadSink } from './engine/upload.js';
 import { createStrategy } from './strategy/index.js';
 import type { Strategy } from './strategy/strategy.js';
@@ -173,6 +174,7 @@ export class Coordinator {
     if (target) this.trackers.push(trackRun(engine, target));
     // execute() never rejects (failures end up in the run record); a bug that made it would be logged, not fatal.
     engine.execute().catch((err: unknown) => log.error({ runId: run.id, err }, 'run engine failed'));
+    if (config.promotion?.auto) engine.once('end', () => void this.runPromotionGate(run.id));
     return engine;
   }
 
@@ -477,6 +479,37 @@ export class Coordinator {
       out.push(await this.retention.collect(ctx, { ...(opts.keepLast !== undefined ? { keepLast: opts.keepLast } : {}), dryRun: !!opts.dryRun, retry: true }));
     }
     return out;
+  }
+
+  /**
+   * The run config's promotion gate at the run's end ("evaluate, then register if good, else alert"): the best version
+   * goes out through a self-healing canary if it reaches promotion.minMetric; otherwise the failure is recorded (fedge
+   * run show, fedge_promotion_gate_failed{run}) and logged as an error naming the figure.
+   */
+  private async runPromotionGate(runId: string): Promise<void> {
+    try {
+      const { ctx } = await this.runContext(runId);
+      const run = ctx.run;
+      const p = run.config.promotion;
+      if (!p?.auto || run.status !== 'completed' || run.promotionGate) return;
+      const gate = judgePromotionGate(run);
+      if (gate.passed) {
+        try {
+          await this.promoteModel(runId, { version: gate.version!, canary: p.canary, auto: gateCanaryOptions(run), force: true });
+          gate.message += `; self-healing canary: ${Math.round(p.canary * 100)}% of requests for ${p.window}`;
+        } catch (err) {
+          // No canary to run (no serving agent online, or agents already serve that version): promote it outright.
+          await this.promoteModel(runId, { version: gate.version!, force: true });
+          gate.message += `; promoted without a canary (${(err as Error).message})`;
+        }
+      }
+      ctx.setPromotionGate(gate);
+      await ctx.persist();
+      if (gate.passed) log.info({ runId, version: gate.version, metric: gate.metric, value: gate.value, min: gate.min }, gate.message);
+      else log.error({ runId, version: gate.version, metric: gate.metric, value: gate.value, min: gate.min }, gate.message);
+    } catch (err) {
+      log.error({ runId, err: (err as Error).message }, 'promotion gate could not run');
+    }
   }
 
   /** Returns serving agents to the previous promoted version, or withdraws an open canary. */

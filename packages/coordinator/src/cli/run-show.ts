@@ -186,11 +186,21 @@ function strategyLines(c: RunView['config']): string[] {
   return out;
 }
 
+/** The run config's promotion gate: configured (while the run goes on), then passed (and what was started) or why it failed. */
+function promotionLines(r: RunView): string[] {
+  const p = r.config.promotion;
+  if (!p?.auto) return [];
+  const g = r.promotionGate;
+  if (!g) return [`promotion: at the end, the best version through a ${Math.round(p.canary * 100)}% canary for ${p.window} if its ${p.metric ?? 'task metric'} reaches ${p.minMetric}`];
+  return [`promotion: ${g.passed ? '' : 'ALERT '}${g.message}`];
+}
+
 export function renderRunShow(r: RunView): string[] {
   const lines = [`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`];
   const model = r.data ? modelLabel(r.config.model) : JSON.stringify(r.config.model);
   lines.push(`model ${model}  version ${r.modelVersion}  round ${r.round}/${r.config.rounds}${r.modelPath ? `  saved ${r.modelPath}` : ''}`);
   if (r.live) lines.push(statusLine(r));
+  lines.push(...promotionLines(r));
   lines.push(...strategyLines(r.config));
   const cmp = r.config.compression;
   if (compressesUplink(cmp) || cmp.downlink) lines.push(`compression: uplink ${uplinkName(cmp)}${cmp.errorFeedback ? ' with error feedback' : ''}${cmp.momentum ? ` (momentum ${cmp.momentum})` : ''}${cmp.warmupRounds ? `, warm-up ${cmp.warmupRounds} rounds` : ''}; downlink ${cmp.downlink ?? 'full float32 models'}`);

@@ -3,8 +3,8 @@
  * coordinator's own agents (its sampling, deadline and stragglers), answered with ONE update: the sub-run's
  * example-weighted mean delta and the total weight, so the root's FedAvg over sites is FedAvg over all their agents.
  */
-import { UPDATE_ENCODING, ValidationError, type ModelBlob, type ResultHeaderMsg, type TaskMsg, type TensorSpec } from '@fedge/proto';
-import { TaskExecutor, type LocalData } from '@fedge/edge-agent';
+import { CODECS, ValidationError, type ModelBlob, type ResultHeaderMsg, type TaskMsg, type TensorSpec } from '@fedge/proto';
+import { FeedbackStore, TaskExecutor, packUpdate, type LocalData } from '@fedge/edge-agent';
 import type { Coordinator, RunView } from '../coordinator.js';
 import type { Participant } from '../store/store.js';
 import { agentSeedOffset } from '../engine/tasks.js';
@@ -30,11 +30,22 @@ function unsupported(task: TaskMsg): string | undefined {
   const c = task.config;
   if (task.kind !== 'train') return `${task.kind} tasks (the root's federated evaluation) are not run by sites yet`;
   if (c.taskJson) return 'runs with a data step (task.*) are not forwarded to sites yet';
-  if (c.clipNorm || c.noiseStd) return 'differential privacy (clipNorm/noiseStd) is not forwarded to sites yet';
-  if (c.codec && c.codec !== 'float32') return `compression (codec ${c.codec}) is not forwarded to sites yet`;
+  if (c.noiseStd) return 'local differential privacy (agents noise their updates) is not forwarded to sites yet; central DP is';
+  if (c.reportClipped) return 'adaptive clipping is not forwarded to sites yet (central DP with a fixed clipNorm is)';
   if (c.controlVariateSha256) return 'SCAFFOLD is not supported through sites';
   if (c.secaggJson) return 'secure aggregation is not supported through sites';
   return undefined;
+}
+
+/**
+ * The sub-run's compression block for the agent-to-site leg: the root task's codec (as the root resolved it for this
+ * round). Error feedback stays off on this leg: agents key their residual by run, and every root round is a new
+ * sub-run here, so a residual would be dropped each round; the site-to-root leg keeps one (the site's own, per root run).
+ */
+function siteCompression(c: TaskMsg['config']): Record<string, unknown> {
+  const codec = c.codec || 'float32';
+  if ((CODECS as readonly string[]).includes(codec)) return { codec, ...(c.topkFraction ? { topkFraction: c.topkFraction } : {}), errorFeedback: false };
+  return { uplink: codec, errorFeedback: false };
 }
 
 /** Example-weighted means of the metrics of the completed participants (a site's result reads like one agent's). */
@@ -54,6 +65,9 @@ function weightedMetrics(done: Participant[]): Record<string, number> {
 }
 
 export class SiteExecutor extends TaskExecutor {
+  /** The site-to-root leg's error-feedback residual (compressed uplinks), per root run, in memory. */
+  private readonly siteFeedback = new FeedbackStore();
+
   constructor(private readonly coord: Coordinator, private readonly o: SiteOptions) {
     super(noLocalData(o.name));
   }
@@ -83,9 +97,10 @@ export class SiteExecutor extends TaskExecutor {
       roundDeadlineSeconds: deadline,
       waitForAgentsSeconds: deadline,
       centralEvaluation: false,
+      compression: siteCompression(c),
       // The root seeded this site's task with its round's base plus the site's own name offset: the base is what the
       // site's agents add their offsets to, so each trains with the seed it would get from the root directly.
-      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name) },
+      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name), ...(c.clipNorm ? { clipNorm: c.clipNorm } : {}) },
     }, initial);
     const stop = (): void => void this.coord.stopRun(view.id).catch(() => undefined);
     signal.addEventListener('abort', stop, { once: true });
@@ -107,13 +122,16 @@ export class SiteExecutor extends TaskExecutor {
     for (let i = 0; i < delta.length; i++) delta[i] = after[i]! - before[i]!;
     const completed = round.participants.filter((p) => p.outcome === 'completed');
     const numExamples = completed.reduce((sum, p) => sum + (p.numExamples ?? 0), 0);
-    const metrics = { ...weightedMetrics(completed), site_participants: completed.length, site_invited: round.participants.length };
-    log.info({ runId: task.runId, round: task.round, subRun: view.id, participants: completed.length, numExamples }, 'site round done: sending the sum to the root');
-    const payload = new Uint8Array(delta.buffer);
+    // Packed as an agent packs its delta, with the root's task config: central DP's clip (a no-op on a mean of updates
+    // each clipped to it, up to rounding; the root checks it), the root's codec and this site's error feedback.
+    const ef = c.codec && c.codec !== 'float32' && c.errorFeedback ? this.siteFeedback.get(task.runId, c.efMomentum ?? 0) : undefined;
+    const packed = packUpdate(delta, c, ef);
+    const metrics = { ...weightedMetrics(completed), ...packed.metrics, site_participants: completed.length, site_invited: round.participants.length };
+    log.info({ runId: task.runId, round: task.round, subRun: view.id, participants: completed.length, numExamples, encoding: packed.encoding, bytes: packed.payload.byteLength }, 'site round done: sending the sum to the root');
     const header: ResultHeaderMsg = {
       agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
-      kind: 'train', numExamples, tensors: global.header.tensors, totalBytes: payload.byteLength, encoding: UPDATE_ENCODING, metrics,
+      kind: 'train', numExamples, tensors: global.header.tensors, totalBytes: packed.payload.byteLength, encoding: packed.encoding, metrics,
     };
-    return { header, payload };
+    return { header, payload: packed.payload, ...(packed.onAccepted ? { onAccepted: packed.onAccepted } : {}) };
   }
 }

@@ -54,6 +54,9 @@ export function runSummary(r: RunView): Record<string, unknown> {
     // Task, preprocessing, fleet statistics and lineage (statistics step), and what stopped the run early.
     data: r.data,
     reachedTarget: r.reachedTarget,
+    // The run config's promotion gate at the end (passed and promoted, or why not) and the promotion state.
+    promotionGate: r.promotionGate,
+    promotion: r.promotion,
   };
 }
 
