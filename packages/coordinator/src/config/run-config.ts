@@ -5,6 +5,7 @@ import { compressesUplink, compressionSchema, uplinkName, type CompressionConfig
 import { checkPrivacyConfig, privacyConfigSchema } from '../privacy/config.js';
 import { checkSecureAggregation, secureAggregationSchema } from './secagg-config.js';
 import { checkTaskConfig, evaluationSchema, stopAtSchema, taskConfigSchema } from './task-config.js';
+import { promotionConfigSchema } from './promotion-config.js';
 import { trackingSchema } from './tracking-config.js';
 import { retentionSchema } from './retention.js';
 
@@ -235,6 +236,8 @@ export const runConfigSchema = z.strictObject({
   task: taskConfigSchema.optional(),
   /** Stop as soon as a version reaches this value of a metric (from below, or from above for rmse/mae/loss). */
   stopAt: stopAtSchema.optional(),
+  /** At the run's end: promote its best version through a self-healing canary if it reaches minMetric, else alert. */
+  promotion: promotionConfigSchema.optional(),
   /** Central evaluation on a held-out file the coordinator reads (the user's own data). */
   evaluation: evaluationSchema.optional(),
   mode: z.enum(['sync', 'async'], { message: 'mode: use "sync" (rounds) or "async" (buffered, FedBuff)' }).default('sync'),
