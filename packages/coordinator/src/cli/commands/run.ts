@@ -93,6 +93,9 @@ A config file holds the same options, e.g.:
     "task": { "type": "regression", "target": "price", "loss": "huber", "metrics": ["rmse", "r2"],
               "optimizer": { "name": "adam", "learningRate": 0.001 }, "normalization": "zscore" },
     "stopAt": { "metric": "rmse", "value": 2.5 }, "evaluation": { "data": "csv:test.csv", "target": "price" } }
+  { "model": "mnist-mlp", "rounds": 20, "promotion": { "auto": true, "minMetric": 0.9, "canary": 0.2, "window": "10m" } }
+    (at the end: the best version through a self-healing canary if its accuracy reaches 0.9, else an alert:
+     fedge run show, fedge_promotion_gate_failed{run}; for rmse/mae/loss minMetric is the maximum)
 Task flags change single settings of the file's task (the rest of it stays).`,
     ),
   ).action(async (opts: AdminOpts & RunFlags & TaskFlags & { watch?: boolean }) => {
