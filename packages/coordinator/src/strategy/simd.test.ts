@@ -44,6 +44,21 @@ describe.runIf(simdSupported())('SIMD kernels', () => {
     expect(f[0]).toBe(Math.fround(1 + Math.fround(Math.fround(w) * 3)));
   });
 
+  it('firstNonFinite: extreme finite values (subnormals, -0, ±max) are clean in blocks and the tail; every NaN/Inf bit pattern is not', () => {
+    const { k, f } = setup();
+    const u = new Uint32Array(f.buffer);
+    const finite = [1.4e-45, -1.4e-45, -0, 0, 3.4028234663852886e38, -3.4028234663852886e38, 1.1754942e-38, -1.1754942e-38];
+    for (let i = 0; i < 40; i++) f[i] = finite[i % finite.length]!;
+    expect(k.firstNonFinite(0, 40)).toBe(-1);
+    for (const bits of [0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001, 0x7f800001, 0xffffffff]) {
+      for (const p of [3, 21, 37]) {
+        for (let i = 0; i < 40; i++) f[i] = finite[i % finite.length]!;
+        u[p] = bits;
+        expect(k.firstNonFinite(0, 40)).toBe(p);
+      }
+    }
+  });
+
   it('firstNonFinite: n = 0 is -1; finds the first dirty element inside a block and in the tail', () => {
     const { k, f } = setup();
     expect(k.firstNonFinite(0, 0)).toBe(-1);
