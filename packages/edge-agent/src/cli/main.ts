@@ -12,6 +12,7 @@ import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
 import { reportHealth } from '../serving/health-report.js';
+import { HoldoutScorer } from '../serving/holdout-accuracy.js';
 import { completionCommand } from './completion.js';
 import { homedir, hostname } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
@@ -309,7 +310,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       },
     });
     // Serving figures per version in every status report; often during a coordinator canary (its evidence).
-    if (serving) reportHealth(agent.reporter, serving.slot);
+    // Holdout accuracy per version for a canary's min-accuracy-delta (encoded once, on first use).
+    if (serving) reportHealth(agent.reporter, serving.slot, new HoldoutScorer(serving.slot, async () => (await encodeLegacy(data)).holdout));
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping');
       agent.stop();

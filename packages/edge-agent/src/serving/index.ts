@@ -5,3 +5,4 @@ export * from './grpc-server.js';
 export * from './ab-split.js';
 export * from './serving-stats.js';
 export * from './health-report.js';
+export * from './holdout-accuracy.js';
