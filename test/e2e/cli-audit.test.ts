@@ -111,6 +111,7 @@ describe('fedge --format json against a real coordinator', () => {
       'run stop': ['run', 'stop', waiting, ...c],
       'run export': ['run', 'export', runId, ...c, '--to', 'csv', '-o', path.join(out, 'rounds.csv')],
       'agent list': ['agent', 'list', ...c],
+      'agent drift': ['agent', 'drift', ...c],
       'agent enroll': ['agent', 'enroll', 'audit-dev', ...c],
       'agent revoke': ['agent', 'revoke', 'audit-dev', ...c],
       'privacy epsilon': ['privacy', 'epsilon', '--sampling-rate', '0.1', '--noise-multiplier', '1.1', '--steps', '100', '--delta', '1e-5'],

@@ -78,6 +78,8 @@ export class Agent {
   private served: { runId: string; version: number } | undefined;
   /** Status reports to the coordinator; other modules add their sections (drift, health) with reporter.section(). */
   readonly reporter: Reporter;
+  /** Data drift: the key of the fleet reference held for a run, sent with the served version (drift/wire.ts sets it). */
+  fleetReferenceKey: ((runId: string) => string | undefined) | undefined;
 
   /** `data` may be absent only with `opts.executor` and `opts.describe` (an aggregator site trains nothing itself). */
   constructor(private readonly connect: () => CoordinatorConnection, private readonly data: LocalData | undefined, private readonly opts: AgentOptions) {
@@ -86,7 +88,10 @@ export class Agent {
     // Seeded per agent (createRng mixes the seed, so agents seeded 1, 2, 3... draw independent faults).
     this.faultRng = createRng(opts.simulate?.seed ?? 1);
     this.enrollCode = opts.enrollCode;
-    this.reporter = new Reporter(opts.reportIntervalMs).section('served', () => this.served && { ...this.served });
+    this.reporter = new Reporter(opts.reportIntervalMs).section('served', () => {
+      const key = this.served && this.fleetReferenceKey?.(this.served.runId);
+      return this.served && { ...this.served, ...(key ? { fleetReferenceKey: key } : {}) };
+    });
   }
 
   /** Runs until stop(); connection failures are retried with exponential backoff and jitter. */

@@ -33,6 +33,8 @@ export class AgentMetrics {
   joins = 0;
   /** Per-version serving figures (with --serve): fedge_serving_* by the version that answered. */
   serving: { render(): string[] } | undefined;
+  /** Data drift gauges (with --serve and --drift-window): fedge_agent_drift_*. */
+  drift: { render(): string[] } | undefined;
   /** The served model version (with --serve), read at scrape time. */
   servedVersion: (() => { version: string; run?: string } | undefined) | undefined;
 
@@ -104,6 +106,7 @@ export class AgentMetrics {
       metric('fedge_agent_served_model_version', 'gauge', 'Global model version being served (--serve); NaN before the first.', [[served?.run ? { run_id: served.run } : {}, v]]);
     }
     if (this.serving) out.push(...this.serving.render());
+    if (this.drift) out.push(...this.drift.render());
     return `${out.join('\n')}\n`;
   }
 

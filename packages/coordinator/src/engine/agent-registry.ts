@@ -1,7 +1,7 @@
 /** Tracks agents and their task channels without knowing the transport: a transport hands in an AgentChannel. */
 import { EventEmitter } from 'node:events';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { FedgeError, ValidationError, dataProfileSchema, formatZodError, type DataProfile, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import { FedgeError, ValidationError, dataProfileSchema, formatZodError, type DataProfile, type DriftSection, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
 import type { AgentRecord, Store } from '../store/store.js';
 import { moduleLogger } from '../log.js';
 
@@ -223,6 +223,12 @@ export class AgentRegistry extends EventEmitter<{
     log.info({ agentId, name: a.record.name, runId, version }, 'agent serves a new global model version');
     this.persist(agentId);
     this.emit('changed');
+  }
+
+  /** Records the drift an agent reports (its report's `drift` section); kept in memory, shown by fedge agent drift. */
+  noteDrift(agentId: string, drift: DriftSection): void {
+    const a = this.agents.get(agentId);
+    if (a) a.record.drift = { ...drift, at: new Date().toISOString() };
   }
 
   /** The data profile the agent reported at its last join, if any. */

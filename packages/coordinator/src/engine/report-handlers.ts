@@ -18,6 +18,7 @@ export function registerReportHandlers(d: ReportDispatcher, s: ReportServices): 
     return s.drift?.replyFor(served.runId, served.fleetReferenceKey);
   });
   d.on('profile', (p, agent) => s.drift?.noteProfile(agent, p));
+  d.on('drift', (drift, agent) => s.registry.noteDrift(agent.id, drift));
   d.on('health', (health, agent) => {
     const h = healthReport(health);
     if (h) s.canaries?.onHealth(agent, h);

@@ -1,5 +1,5 @@
 /** The one interface all run state goes through, so a durable store can replace the in-memory one without engine changes. */
-import type { ColumnProfile, DataProfileCounts, ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
+import type { ColumnProfile, DataProfileCounts, DriftSection, ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
 
 export type RunStatus = 'pending' | 'waiting' | 'running' | 'completed' | 'failed' | 'stopped';
@@ -246,6 +246,8 @@ export interface AgentRecord {
   /** The global model version the agent serves (`--serve`) and its run, as it last reported; cleared by a new join until it reports again. */
   servedVersion?: number;
   servedRun?: string;
+  /** Data drift the agent last reported (with --serve): its served inputs vs its own and the fleet's training data. In memory; a new join clears it. */
+  drift?: DriftSection & { at: string };
   /**
    * sha256 (hex) of the agent_secret its first join returned: a rejoin with this agent's id must present the secret,
    * so a holder of the shared join token cannot take over a live agent's id (and session). Never listed.

@@ -20,6 +20,7 @@ import path from 'node:path';
 import { AgentIdentity } from '../identity.js';
 import { AgentMetrics, startMetricsServer } from '../metrics.js';
 import { AgentHealth } from '../health.js';
+import { trackDrift } from '../drift/wire.js';
 import { AttackSpecError, describeAttack, parseAttack, type Attack } from '../attack.js';
 
 const int = (flag: string, min: number) => (v: string): number => {
@@ -61,6 +62,8 @@ interface Opts {
   serveMaxBatch: number;
   serveGrpcPort?: number;
   serveAbFraction?: number;
+  driftWindow: number;
+  reportInterval?: number;
   slowdown?: number;
   failRate?: number;
   disconnectRate?: number;
@@ -144,6 +147,8 @@ const program = new Command('fedge-agent')
   .addOption(new Option('--serve-quantize <kind>', 'weights of the served ONNX model').choices(['none', 'int8']).default('int8'))
   .addOption(new Option('--serve-activations <mode>', 'int8 activations: per call (dynamic) or calibrated on the local training split (static)').choices(['dynamic', 'static']).default('dynamic'))
   .addOption(new Option('--serve-ab-fraction <f>', 'A/B test locally: send this fraction (0..1) of requests to the newest loaded version and the rest to the one before, sticky by x-request-id (a coordinator canary overrides it)').argParser(rate('--serve-ab-fraction')))
+  .option('--drift-window <n>', 'with --serve: track data drift over the last N served examples against this agent\'s training data and the fleet\'s (fedge_agent_drift_* metrics, fedge agent drift); 0: off', int('--drift-window', 0), 1000)
+  .option('--report-interval <seconds>', 'status report to the coordinator every this many seconds besides on change (served version, drift, canary health)', int('--report-interval', 1))
   .option('--slowdown <factor>', 'simulation: train this many times slower, like a weaker device', (v) => {
     const n = Number(v);
     if (!(n >= 1)) throw new InvalidArgumentError(`--slowdown must be a number >= 1, got "${v}"`);
@@ -300,6 +305,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
       ...(joinToken ? { joinToken } : {}),
       ...(identity ? { identity } : {}),
       ...(identity && enrollCode ? { enrollCode } : {}),
+      ...(o.reportInterval !== undefined ? { reportIntervalMs: o.reportInterval * 1000 } : {}),
       simulate: {
         ...(o.slowdown !== undefined ? { slowdown: o.slowdown } : {}),
         ...(o.failRate !== undefined ? { failRate: o.failRate } : {}),
@@ -312,6 +318,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     // Serving figures per version in every status report; often during a coordinator canary (its evidence).
     // Holdout accuracy per version for a canary's min-accuracy-delta (encoded once, on first use).
     if (serving) reportHealth(agent.reporter, serving.slot, new HoldoutScorer(serving.slot, async () => (await encodeLegacy(data)).holdout));
+    if (serving && o.driftWindow > 0) trackDrift({ agent, server: serving, data, window: o.driftWindow, ...(metrics ? { metrics } : {}) });
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping');
       agent.stop();

@@ -52,6 +52,11 @@ export class GlobalModelServer {
   }
 
   /** Records a run's task and preprocessing for its later offers (the lead's hook when a task payload arrives). */
+  /** The run's task and preprocessing as offers brought them (data drift bins its inputs by them). */
+  metaOf(runId: string): ServingMeta | undefined {
+    return this.runMeta.get(runId);
+  }
+
   setRunMeta(runId: string, meta: ServingMeta): void {
     if (meta.task !== undefined || meta.preprocessing !== undefined) this.runMeta.set(runId, meta);
   }

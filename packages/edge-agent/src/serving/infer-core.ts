@@ -97,7 +97,25 @@ export async function infer(m: LoadedModel, modelName: string, inputs: DecodedIn
   const unknown = wanted.find((n) => !m.outputs.some((o) => o.name === n));
   if (unknown) throw new ServingError(400, `unknown output "${unknown}" (model outputs: ${m.outputs.map((o) => o.name).join(', ')})`);
   const result = await m.session.run(feeds, wanted);
-  return { batch, outputs: wanted.map((n) => ({ name: n, datatype: 'FP32' as const, shape: [...result[n]!.dims], data: result[n]!.data as Float32Array })) };
+  const out = { batch, outputs: wanted.map((n) => ({ name: n, datatype: 'FP32' as const, shape: [...result[n]!.dims], data: result[n]!.data as Float32Array })) };
+  for (const o of observers) {
+    try {
+      o(m, modelName, inputs, out.outputs, batch);
+    } catch {
+      // An observer (drift bookkeeping) never fails a request.
+    }
+  }
+  return out;
+}
+
+/** Sees every successful inference (the served model, its decoded inputs and outputs): data drift (drift/tracker.ts). Synchronous, so keep it cheap. */
+export type InferObserver = (m: LoadedModel, modelName: string, inputs: readonly DecodedInput[], outputs: readonly OutputTensor[], batch: number) => void;
+const observers = new Set<InferObserver>();
+
+/** Adds an observer; returns its removal. */
+export function addInferObserver(o: InferObserver): () => void {
+  observers.add(o);
+  return () => observers.delete(o);
 }
 
 /** Triton's model configuration (GET /v2/models/NAME/config, what tritonclient's get_model_config reads). */

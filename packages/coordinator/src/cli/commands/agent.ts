@@ -4,6 +4,7 @@ import { printJson, shortHash, table } from '../format.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
 import type { IdentityListing } from '../admin-client.js';
 import type { AgentRecord } from '../../store/store.js';
+import { driftListings, renderDriftTable } from '../drift-show.js';
 
 /** "90s", "30m", "24h", "7d" or plain seconds. */
 export function parseTtl(v: string): number {
@@ -97,6 +98,17 @@ needs \`fedge agent revoke NAME\` first.`,
     const r = await withClient(opts, (c) => c.revokeAgent(name));
     if (opts.format === 'json') return printJson(r);
     console.log(`revoked ${r.name}${r.fingerprint ? ` (key ${r.fingerprint})` : ''}; ${r.sessionsClosed ?? 0} open session(s) closed`);
+  });
+  withAdminOptions(
+    agent
+      .command('drift [agent]')
+      .description('data drift of serving agents (--serve, --drift-window): PSI and KS of each served feature and of the predictions vs the agent\'s own training data and the fleet\'s, worst first')
+      .addHelpText('after', '\nPSI bands: < 0.1 stable, 0.1-0.25 moderate, > 0.25 significant. KS is on binned values, its p-value approximate.\n\nExamples:\n  fedge agent drift\n  fedge agent drift cam-07 --format json'),
+  ).action(async (which: string | undefined, opts: AdminOpts) => {
+    const listings = driftListings(await withClient(opts, (c) => c.listAgents()), which);
+    if (opts.format === 'json') return printJson(listings);
+    if (listings.length === 0) return console.log(which ? `agent "${which}" reports no drift (is it serving with --drift-window, and has it served requests?)` : 'no serving agent reports drift yet (agents need --serve, and requests to serve)');
+    console.log(renderDriftTable(listings));
   });
   return agent;
 }

@@ -9,6 +9,7 @@ import { ValidationError } from '@fedge/proto';
 import { parseFormat, printJson, type OutputFormat } from '../format.js';
 import { ProgressPrinter, timing } from '../progress.js';
 import { renderRunList, renderRunShow } from '../run-show.js';
+import { driftLine, renderHeterogeneity } from '../drift-show.js';
 import { addRunFlags, buildRunConfig, type RunFlags, type TaskFlags } from '../run-flags.js';
 import { withAdminOptions, withClient, withConnectionOptions, type AdminOpts } from './common.js';
 
@@ -131,11 +132,14 @@ Task flags change single settings of the file's task (the rest of it stays).`,
       .command('show')
       .argument('<run>', 'run id')
       .description('show a run: status, config, task and data (preprocessing, fleet statistics, lineage) and per-round metrics')
-      .addHelpText('after', '\nExamples:\n  fedge run show run-1a2b3c4d\n  fedge run show run-1a2b3c4d --format json | jq .metrics'),
-  ).action(async (id: string, opts: AdminOpts) => {
-    const r = await withClient(opts, (c) => c.getRun(id));
+      .option('--data', 'how the agents\' training data differ (label shares, features least like the fleet\'s: PSI of their histograms), from the drift profiles')
+      .addHelpText('after', '\nExamples:\n  fedge run show run-1a2b3c4d\n  fedge run show run-1a2b3c4d --data\n  fedge run show run-1a2b3c4d --format json | jq .metrics'),
+  ).action(async (id: string, opts: AdminOpts & { data?: boolean }) => {
+    const [r, agents] = await withClient(opts, (c) => Promise.all([c.getRun(id), c.listAgents().catch(() => [])]));
+    if (opts.data) return opts.format === 'json' ? printJson({ run: r.id, driftProfiles: r.driftProfiles ?? {} }) : console.log(renderHeterogeneity(r).join('\n'));
     if (opts.format === 'json') return printJson(runSummary(r));
-    console.log(renderRunShow(r).join('\n'));
+    const drift = driftLine(r.id, agents);
+    console.log([...renderRunShow(r), ...(drift ? [drift] : [])].join('\n'));
   });
 
   withAdminOptions(
