@@ -130,6 +130,15 @@ describe('aggregator tiers', () => {
       expect(p.metrics?.site_participants).toBe(1);
       expect(p.numExamples).toBeGreaterThan(1000);
     }
+    // A second agent at site-a: the site's report brings the root's agent list up to date (the join said 1).
+    agent(sites[0]!.address, 2);
+    let seen: string | undefined;
+    for (let i = 0; i < 100 && seen !== '2'; i++) {
+      await new Promise((r) => setTimeout(r, 300));
+      const listed = JSON.parse((await fedge(['agent', 'list', '--coordinator', root.address, '--format', 'json'])).stdout) as { name: string; labels: Record<string, string> }[];
+      seen = listed.find((a) => a.name === 'site-a')?.labels['fedge.site-agents'];
+    }
+    expect(seen).toBe('2');
   }, 150_000);
 
   it('central DP at the root and compression on both legs go through sites', async () => {

@@ -225,6 +225,17 @@ export class AgentRegistry extends EventEmitter<{
     this.emit('changed');
   }
 
+  /** An aggregator site's report of the agents and examples behind it (`fedge agent list` at the root shows them). */
+  noteSite(agentId: string, site: { agents: number; examples: number }): void {
+    const a = this.agents.get(agentId);
+    const agents = String(site.agents);
+    if (!a || (a.record.numExamples === site.examples && a.record.labels['fedge.site-agents'] === agents)) return;
+    a.record.numExamples = site.examples;
+    a.record.labels = { ...a.record.labels, 'fedge.site-agents': agents };
+    this.persist(agentId);
+    this.emit('changed');
+  }
+
   /** Records the drift an agent reports (its report's `drift` section); kept in memory, shown by fedge agent drift. */
   noteDrift(agentId: string, drift: DriftSection): void {
     const a = this.agents.get(agentId);

@@ -18,6 +18,7 @@ export function registerReportHandlers(d: ReportDispatcher, s: ReportServices): 
     return s.drift?.replyFor(served.runId, served.fleetReferenceKey);
   });
   d.on('profile', (p, agent) => s.drift?.noteProfile(agent, p));
+  d.on('site', (site, agent) => s.registry.noteSite(agent.id, site));
   d.on('drift', (drift, agent) => s.registry.noteDrift(agent.id, drift));
   d.on('health', (health, agent) => {
     const h = healthReport(health);

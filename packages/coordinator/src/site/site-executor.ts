@@ -72,10 +72,16 @@ export class SiteExecutor extends TaskExecutor {
     super(noLocalData(o.name));
   }
 
-  /** Connected agents of this site and their examples: what its join to the root reports. */
+  /** Agents online at this site and their examples: what its join and its reports to the root say. */
+  counts(): { agents: number; examples: number } {
+    const online = this.coord.listAgents().filter((a) => a.status !== 'offline');
+    return { agents: online.length, examples: online.reduce((sum, a) => sum + (a.numExamples ?? 0), 0) };
+  }
+
+  /** The join's view of this site: its agents' examples, and labels naming the site and its agent count. */
   describe(): { numExamples: number; labels: Record<string, string> } {
-    const agents = this.coord.listAgents().filter((a) => a.status !== 'offline');
-    return { numExamples: agents.reduce((s, a) => s + (a.numExamples ?? 0), 0), labels: { 'fedge.site': this.o.name, 'fedge.site-agents': String(agents.length) } };
+    const c = this.counts();
+    return { numExamples: c.examples, labels: { 'fedge.site': this.o.name, 'fedge.site-agents': String(c.agents) } };
   }
 
   override async run(...[task, conn, s, signal]: RunArgs): Promise<RunResult> {

@@ -32,7 +32,17 @@ export function startSite(coord: Coordinator, o: SiteOptions): SiteLink {
       describe: () => executor.describe(),
       ...(o.upstreamJoinToken ? { joinToken: o.upstreamJoinToken } : {}),
     });
-    log.info({ upstream: o.upstream, site: o.name, agents: executor.describe().labels['fedge.site-agents'] }, `site ${o.name}: joining the root at ${o.upstream}`);
+    // The join says what stood behind the site then; reports keep the root's view fresh as agents come and go.
+    const now = agent;
+    now.reporter.section('site', () => executor.counts());
+    // Registry changes are frequent (every task); the root hears of a site only when its agents or examples change.
+    let last = '';
+    coord.registry.on('changed', () => {
+      const c = executor.counts();
+      const key = `${c.agents}/${c.examples}`;
+      if (key !== last) (last = key), now.reporter.poke();
+    });
+    log.info({ upstream: o.upstream, site: o.name, agents: executor.counts().agents }, `site ${o.name}: joining the root at ${o.upstream}`);
     await agent.runForever();
   })().catch((err: unknown) => log.error({ err }, 'site link failed'));
   return {

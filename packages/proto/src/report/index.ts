@@ -8,12 +8,14 @@ import { formatZodError } from '../schemas.js';
 import { servedSectionSchema } from './served.js';
 import { driftSectionSchema, profileSectionSchema, dataProfileCountsSchema } from './drift.js';
 import { healthSectionSchema } from './health.js';
+import { siteSectionSchema } from './site.js';
 import { reportIdSchema } from './ids.js';
 
 export * from './ids.js';
 export * from './served.js';
 export * from './drift.js';
 export * from './health.js';
+export * from './site.js';
 
 /** Report bodies are small control messages; a fleet profile of many features with few bins still fits. */
 export const MAX_REPORT_BODY_CHARS = 1 << 20;
@@ -30,6 +32,7 @@ export const reportBodySchema = z.object({
   profile: profileSectionSchema.optional(),
   drift: driftSectionSchema.optional(),
   health: healthSectionSchema.optional(),
+  site: siteSectionSchema.optional(),
 });
 export type ReportBody = z.output<typeof reportBodySchema>;
 export type ReportSectionName = keyof ReportBody;
