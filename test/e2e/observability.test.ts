@@ -5,7 +5,8 @@
  * agent's serving port, not ready (503, with the reason) until the agent joined and loaded a model.
  *
  * One coordinator, a serving agent with --metrics, and an attacker whose updates the coordinator rejects; a 2-round
- * run under a privacy budget; a promotion, then a canary of the next version; a few inference requests (one invalid).
+ * run under a privacy budget whose promotion gate fails; a promotion, then a canary of the next version; a few
+ * inference requests (one invalid).
  */
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,10 +65,16 @@ beforeAll(async () => {
   before.coordReady = await get(`${urls.coord}/readyz`);
 
   const dir = mkdtempSync(path.join(tmpdir(), 'fedge-obs-'));
-  writeFileSync(path.join(dir, 'run.json'), JSON.stringify({ privacy: { clipNorm: 1, noiseMultiplier: 0.5, maxEpsilon: 100 } }));
+  // A privacy budget, and a promotion gate no 2-round run passes (fedge_promotion_gate_failed 1).
+  writeFileSync(path.join(dir, 'run.json'), JSON.stringify({ privacy: { clipNorm: 1, noiseMultiplier: 0.5, maxEpsilon: 100 }, promotion: { auto: true, minMetric: 0.999 } }));
   const run = await fedge(['run', 'start', '--coordinator', coord.address, '--config', path.join(dir, 'run.json'), '--model', 'mnist-mlp', '--rounds', '2', '--min-agents', '2', '--epochs', '1', '--watch', '--format', 'json']);
   expect(run.code, run.stderr).toBe(0);
   const runId = lastJson<{ id: string; status: string }>(run.stdout).id;
+  // The gate decides as the run ends: its verdict follows within moments.
+  for (let deadline = Date.now() + 20_000; !/^fedge_promotion_gate_failed\{/m.test(await (await fetch(`${urls.coord}/metrics`)).text());) {
+    if (Date.now() > deadline) throw new Error(`no promotion gate verdict on /metrics for ${runId}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
   for (const args of [['1'], ['2', '--canary', '0.5']]) {
     const p = await fedge(['model', 'promote', ...args, '--run', runId, '--force', '--coordinator', coord.address, '--format', 'json']);
     expect(p.code, `promote ${args.join(' ')}: ${p.stderr}`).toBe(0);
@@ -98,6 +105,7 @@ describe('metrics the alert rules and the dashboard query', () => {
     expect(coordMetrics).toMatch(/^fedge_epsilon_max\{run_id="run-[0-9a-f]+"\} 100$/m);
     expect(coordMetrics).toMatch(/^fedge_promoted_model_version\{run_id="run-[0-9a-f]+"\} 1$/m);
     expect(coordMetrics).toMatch(/^fedge_canary_active\{run="run-[0-9a-f]+",version="2"\} 1$/m);
+    expect(coordMetrics).toMatch(/^fedge_promotion_gate_failed\{run="run-[0-9a-f]+"\} 1$/m);
   });
 });
 
