@@ -407,10 +407,12 @@ export class Coordinator {
    * another), then the candidate with the A/B split, so each agent serves both and compares them on its own traffic.
    */
   private async announceCanary(run: Readonly<RunRecord>, version: number, split: NonNullable<PromotionPlan['split']>, only: readonly string[]): Promise<number> {
-    await this.announcePromoted(run, split.stable, only);
-    const g = await this.storedVersion(run, version);
-    const round = run.versions.find((v) => v.version === version)?.round ?? 0;
-    const task = new TaskFactory(run, { signModel: (ref) => this.signer.sign(ref) }).promote(g, round);
+    const factory = new TaskFactory(run, { signModel: (ref) => this.signer.sign(ref) });
+    const roundOf = (v: number): number => run.versions.find((x) => x.version === v)?.round ?? 0;
+    // stable_version on the stable's own promote marks it as a canary's stable side: an agent already serving the
+    // split keeps it (and its health window) instead of swapping back.
+    this.registry.announce({ ...factory.promote(await this.storedVersion(run, split.stable), roundOf(split.stable)), stableVersion: split.stable }, only);
+    const task = factory.promote(await this.storedVersion(run, version), roundOf(version));
     return this.registry.announce({ ...task, canaryFraction: split.fraction, stableVersion: split.stable }, only);
   }
 

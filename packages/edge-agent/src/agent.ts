@@ -290,7 +290,7 @@ export class Agent {
     void srv.offer(ref, async () => {
       const g = await this.executor.verifiedModel(task, conn, s);
       return { topology: JSON.parse(g.header.topologyJson) as unknown, tensors: g.header.tensors as never, weights: g.weights };
-    }, promoted, undefined, canarySplit(task, promoted)).then(() => {
+    }, promoted, undefined, canarySplit(task, promoted), promoted && !task.canaryFraction && task.stableVersion === task.modelVersion).then(() => {
       // Offers load one at a time, so right after this one settles `loaded` is still it if it was loaded.
       if (srv.loaded !== ref) return;
       this.served = { runId: ref.runId, version: ref.version };

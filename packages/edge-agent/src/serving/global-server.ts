@@ -67,10 +67,14 @@ export class GlobalModelServer {
    * `meta`: the run's task and preprocessing (remembered for the run, see setRunMeta); the export then takes raw
    * columns. Without it (and none remembered) the model is served on its encoded input, as before.
    */
-  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false, meta?: ServingMeta, split?: CanarySplit): Promise<void> {
+  offer(v: VersionRef, blob: () => Promise<ModelBlob>, promoted = false, meta?: ServingMeta, split?: CanarySplit, stableOnly = false): Promise<void> {
     if (meta) this.setRunMeta(v.runId, meta);
     if (promoted) {
       this.pinned.add(v.runId);
+      // The stable side of a canary announced again (a reconnect, a coordinator restart) while this agent already
+      // serves it beside the candidate: nothing changes, and the health window keeps its evidence.
+      const s = this.slot.split;
+      if (stableOnly && s?.source === 'canary' && s.stable === String(v.version) && this.before && same(this.before, v)) return this.chain;
       const l = this.latest;
       // Already loaded or queued: only the split changes (a canary started, completed or widened on the same version).
       if (l && same(l, v)) return (this.chain = this.chain.then(() => this.applySplit(v, split)));
@@ -127,6 +131,9 @@ export class GlobalModelServer {
         log.warn({ runId: v.runId, version: v.version, stable: split.stable }, 'canary: the stable version is not loaded; serving the candidate alone');
         return;
       }
+      const cur = this.slot.split;
+      // The same split again (re-announced after a reconnect): keep it, and its window.
+      if (cur?.source === 'canary' && cur.stable === stable && cur.candidate === String(v.version) && cur.fraction === split.fraction) return;
       this.slot.setSplit({ stable, candidate: String(v.version), fraction: split.fraction, source: 'canary' });
       log.info({ runId: v.runId, candidate: v.version, stable: split.stable, fraction: split.fraction }, 'canary: A/B split set');
     } else if (this.slot.split) {
