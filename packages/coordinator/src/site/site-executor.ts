@@ -84,6 +84,18 @@ export class SiteExecutor extends TaskExecutor {
     return { numExamples: c.examples, labels: { 'fedge.site': this.o.name, 'fedge.site-agents': String(c.agents) } };
   }
 
+  /**
+   * A site runs one root task at a time, so any other sub-run still active is stale (its root task was cancelled, or
+   * this coordinator restarted and resumed it): stopped, so that it does not hold the site's agents.
+   */
+  private async stopStaleSubRuns(task: TaskMsg): Promise<void> {
+    for (const r of await this.coord.listRuns()) {
+      if (!r.config.upstream || ['completed', 'failed', 'stopped'].includes(r.status)) continue;
+      log.warn({ subRun: r.id, root: r.config.upstream.runId, round: r.config.upstream.round, now: `${task.runId} round ${task.round}` }, 'stopping a stale site sub-run');
+      await this.coord.stopRun(r.id);
+    }
+  }
+
   override async run(...[task, conn, s, signal]: RunArgs): Promise<RunResult> {
     const why = unsupported(task);
     if (why) throw new ValidationError(`site ${this.o.name}: ${why}`);
@@ -91,6 +103,7 @@ export class SiteExecutor extends TaskExecutor {
     const left = task.deadlineUnixMs > 0 ? (task.deadlineUnixMs - Date.now()) / 1000 - UPLOAD_MARGIN_SECONDS : Infinity;
     const deadline = Math.min(this.o.deadlineSeconds, left);
     if (!(deadline > 0)) throw new ValidationError(`site ${this.o.name}: the root's deadline leaves no time for a round here`);
+    await this.stopStaleSubRuns(task);
     const c = task.config;
     const initial: ModelBlob = { topology: JSON.parse(global.header.topologyJson) as unknown, tensors: global.header.tensors as TensorSpec[], weights: global.weights.slice() };
     const view = await this.coord.startRun({
