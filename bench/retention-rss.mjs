@@ -9,6 +9,8 @@
  *
  *   npx tsc -b && node bench/retention-rss.mjs                 # R = 40, K = 2 (~2 min)
  *   node bench/retention-rss.mjs --rounds 20 --keep 5 --out /tmp/r.json
+ *   node bench/retention-rss.mjs --rounds 10 --units 30000 --out bench/results/retention-rss-95mb.json
+ *       # instead of mnist-cnn: a 784 x UNITS x 10 dense model (UNITS 30000: 95 MB of float32, the issue's ~92 MiB case)
  *
  * Writes bench/results/retention-rss.json.
  */
@@ -25,7 +27,19 @@ const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) =>
 const ROUNDS = Number(args.rounds ?? 40);
 const KEEP = String(args.keep ?? 2);
 const OUT = path.resolve(args.out ?? path.join(ROOT, 'bench/results/retention-rss.json'));
-const MODEL_BYTES = 1_663_370 * 4;
+const UNITS = args.units ? Number(args.units) : undefined;
+const MODEL_BYTES = UNITS ? (784 * UNITS + UNITS + UNITS * 10 + 10) * 4 : 1_663_370 * 4;
+
+/** --units: a saved 784 x UNITS x 10 dense model (zeros: echo agents do not train it), as the run config's model.path. */
+async function denseModel() {
+  const { initBackend, modelToBlob, saveModelDir, tf } = await import('@fedge/ml');
+  await initBackend('cpu');
+  const m = tf.sequential({ layers: [tf.layers.dense({ inputShape: [784], units: UNITS, kernelInitializer: 'zeros' }), tf.layers.dense({ units: 10, kernelInitializer: 'zeros' })] });
+  const blob = modelToBlob(m);
+  m.dispose();
+  return { path: await saveModelDir(blob, mkdtempSync(path.join(os.tmpdir(), 'fedge-retention-model-'))) };
+}
+const MODEL = UNITS ? await denseModel() : 'mnist-cnn';
 const MiB = 2 ** 20;
 
 const status = (pid) => Object.fromEntries(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').filter((l) => l.startsWith('Vm')).map((l) => [l.split(':')[0], Number(/(\d+) kB/.exec(l)?.[1] ?? 0) * 1024]));
@@ -62,7 +76,7 @@ async function once(keep) {
   const sampler = setInterval(() => { try { samples.push({ t: Date.now(), rss: status(coord.p.pid).VmRSS }); } catch { /* exited */ } }, 100);
   try {
     const cfg = path.join(dir, 'run.json');
-    writeFileSync(cfg, JSON.stringify({ model: 'mnist-cnn', rounds: ROUNDS, epochs: 1, centralEvaluation: false, agentsPerRound: { fraction: 1, min: 2 } }));
+    writeFileSync(cfg, JSON.stringify({ model: MODEL, rounds: ROUNDS, epochs: 1, centralEvaluation: false, agentsPerRound: { fraction: 1, min: 2 } }));
     const baseline = status(coord.p.pid).VmRSS;
     const t0 = Date.now();
     const r = await run(FEDGE, ['run', 'start', '--coordinator', address, '--config', cfg, '--watch', '--format', 'json']);
@@ -87,5 +101,5 @@ console.table(rows);
 const ratio = on.peakMiB / off.peakMiB;
 console.log(`peak RSS with --keep-versions ${KEEP} / without retention: ${ratio.toFixed(2)} (${on.peakMiB.toFixed(0)} / ${off.peakMiB.toFixed(0)} MiB) over ${ROUNDS} rounds of a ${(MODEL_BYTES / 1e6).toFixed(2)} MB model`);
 mkdirSync(path.dirname(OUT), { recursive: true });
-writeFileSync(OUT, JSON.stringify({ date: new Date().toISOString(), host: { cpus: os.cpus().length, load: os.loadavg() }, modelBytes: MODEL_BYTES, rows, ratio, runs: [off, on] }, null, 1));
+writeFileSync(OUT, JSON.stringify({ date: new Date().toISOString(), host: { cpus: os.cpus().length, load: os.loadavg() }, model: UNITS ? `dense 784x${UNITS}x10` : 'mnist-cnn', modelBytes: MODEL_BYTES, rows, ratio, runs: [off, on] }, null, 1));
 console.log(`wrote ${path.relative(process.cwd(), OUT)}`);
