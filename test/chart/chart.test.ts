@@ -134,6 +134,7 @@ const VARIANTS: Record<string, Overrides> = {
       'agent.dataVolume.hostPath.path=/srv/fedge',
       'prometheusRule.enabled=true',
       'grafanaDashboard.enabled=true',
+      'coordinator.keepVersions=3',
     ],
     setString: ['agent.nodeSelector.node-role\\.kubernetes\\.io/edge=true'],
     values: { agent: { tolerations: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' }], extraArgs: ['--holdout', '0.2'] } },
@@ -539,6 +540,18 @@ describe('helm chart deploy/k3s/fedge', () => {
     const both = template({ set: ['mosquitto.enabled=true', 'coordinator.mqtt.enabled=true'] });
     expect(both.status).not.toBe(0);
     expect(both.stderr).toMatch(/choose one broker/);
+  });
+
+  it('passes model retention (--keep-versions) to fedge serve only when coordinator.keepVersions is set', () => {
+    const argsOf = (o: Obj[]): string[] => container(one(o, 'StatefulSet', names.coordinator), 'coordinator').args;
+    expect(argsOf(rendered('defaults'))).not.toContain('--keep-versions');
+    const keep = argsOf(rendered('everything'));
+    expect(keep.slice(keep.indexOf('--keep-versions'), keep.indexOf('--keep-versions') + 2)).toEqual(['--keep-versions', '3']);
+    const all = argsOf(render({ setString: ['coordinator.keepVersions=all'] }));
+    expect(all.slice(all.indexOf('--keep-versions'), all.indexOf('--keep-versions') + 2)).toEqual(['--keep-versions', 'all']);
+    const zero = template({ set: ['coordinator.keepVersions=0'] });
+    expect(zero.status).not.toBe(0);
+    expect(zero.stderr).toMatch(/keepVersions/);
   });
 
   it('serves TLS from coordinator.tls.existingSecret; agents dial grpcs:// / mqtts:// trusting only its CA, never mounting the key', () => {
