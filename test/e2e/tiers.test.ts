@@ -77,6 +77,10 @@ describe('aggregator tiers', () => {
       for (const p of parts) expect(p.metrics?.site_participants).toBe(3);
       expect(parts.reduce((s, p) => s + (p.numExamples ?? 0), 0)).toBe(flatExamples);
     }
+    // Federated evaluation of version 1 (the agents' held-out rows, reported with round 2's tasks) agrees too.
+    const fed = (r: RunJson): number | undefined => (r.metrics.find((m) => m.round === 1) as { federatedAccuracy?: number } | undefined)?.federatedAccuracy;
+    expect(fed(tree.run)).toBeDefined();
+    expect(Math.abs(fed(tree.run)! - fed(flat.run)!)).toBeLessThan(1e-9);
     expect(tree.weights.length).toBe(flat.weights.length);
     let maxDiff = 0;
     let maxStep = 0;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TaskMsg } from '@fedge/proto';
 import { Coordinator } from '../coordinator.js';
-import { SiteExecutor } from './site-executor.js';
+import { SiteExecutor, siteMetrics } from './site-executor.js';
 import { parseSiteOptions } from './site-options.js';
 
 const opts = parseSiteOptions({ upstream: 'grpc://127.0.0.1:1', name: 'site-t' })!;
@@ -38,5 +38,16 @@ describe('SiteExecutor', () => {
     expect((await coord.getRun(other.id)).status).not.toBe('stopped');
     await coord.stopRun(other.id);
     await coord.close();
+  });
+
+  it('combines its agents\' metrics as the root combines agents: eval_* by eval examples (summed), the rest by training examples', () => {
+    const m = siteMetrics([
+      { agentId: 'a', name: 'a', outcome: 'completed', numExamples: 100, metrics: { eval_examples: 10, eval_accuracy: 0.5, eval_sse: 2, train_loss: 1 } },
+      { agentId: 'b', name: 'b', outcome: 'completed', numExamples: 300, metrics: { eval_examples: 30, eval_accuracy: 0.9, eval_sse: 3, train_loss: 2 } },
+    ]);
+    expect(m.eval_examples).toBe(40);
+    expect(m.eval_accuracy).toBeCloseTo((10 * 0.5 + 30 * 0.9) / 40, 12);
+    expect(m.eval_sse).toBe(5);
+    expect(m.train_loss).toBeCloseTo((100 * 1 + 300 * 2) / 400, 12);
   });
 });

@@ -48,12 +48,18 @@ function siteCompression(c: TaskMsg['config']): Record<string, unknown> {
   return { uplink: codec, errorFeedback: false };
 }
 
-/** Example-weighted means of the metrics of the completed participants (a site's result reads like one agent's). */
-function weightedMetrics(done: Participant[]): Record<string, number> {
+/**
+ * The completed participants' metrics as one agent's result would carry them, so the root combines sites as it
+ * combines agents: eval_* (the base version on the agents' held-out rows) weighted by eval_examples, which adds up,
+ * as do sufficient statistics (eval_sse, eval_count, eval_ysum*); anything else weighted by training examples.
+ */
+export function siteMetrics(done: readonly Participant[]): Record<string, number> {
+  const isSum = (k: string): boolean => k === 'eval_examples' || /^eval_(sse|count|ysum|ysumsq)(_\d+)?$/.test(k);
   const sums = new Map<string, { s: number; w: number }>();
   for (const p of done) {
-    const w = p.numExamples ?? 0;
-    for (const [k, v] of Object.entries(p.metrics ?? {})) {
+    const m = p.metrics ?? {};
+    for (const [k, v] of Object.entries(m)) {
+      const w = isSum(k) ? 1 : k.startsWith('eval_') ? (m.eval_examples ?? 0) : (p.numExamples ?? 0);
       if (!Number.isFinite(v) || w <= 0) continue;
       const e = sums.get(k) ?? { s: 0, w: 0 };
       e.s += v * w;
@@ -61,7 +67,7 @@ function weightedMetrics(done: Participant[]): Record<string, number> {
       sums.set(k, e);
     }
   }
-  return Object.fromEntries([...sums].map(([k, e]) => [k, e.s / e.w]));
+  return Object.fromEntries([...sums].map(([k, e]) => [k, isSum(k) ? e.s : e.s / e.w]));
 }
 
 export class SiteExecutor extends TaskExecutor {
@@ -145,7 +151,7 @@ export class SiteExecutor extends TaskExecutor {
     // each clipped to it, up to rounding; the root checks it), the root's codec and this site's error feedback.
     const ef = c.codec && c.codec !== 'float32' && c.errorFeedback ? this.siteFeedback.get(task.runId, c.efMomentum ?? 0) : undefined;
     const packed = packUpdate(delta, c, ef);
-    const metrics = { ...weightedMetrics(completed), ...packed.metrics, site_participants: completed.length, site_invited: round.participants.length };
+    const metrics = { ...siteMetrics(completed), ...packed.metrics, site_participants: completed.length, site_invited: round.participants.length };
     log.info({ runId: task.runId, round: task.round, subRun: view.id, participants: completed.length, numExamples, encoding: packed.encoding, bytes: packed.payload.byteLength }, 'site round done: sending the sum to the root');
     const header: ResultHeaderMsg = {
       agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
