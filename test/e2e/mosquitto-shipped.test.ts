@@ -1,8 +1,11 @@
 /**
  * fedge's shipped Mosquitto configuration (deploy/mosquitto: mosquitto.conf and acl, used in place with only the
  * port, password file path and logging changed; see mosquitto.ts), against a real Mosquitto:
- * - a run completes over it, as over the embedded broker (one case, both brokers);
- * - its ACL refuses an agent publishing on another agent's topic or reading another agent's replies;
+ * - shared by both brokers (the embedded one and Mosquitto): a run completes; a join published on another client id's
+ *   request topic never reaches the coordinator (the embedded broker's rule, the shipped ACL), while one on the
+ *   client's own topic does;
+ * - Mosquitto's ACL in detail: an agent's publish on another agent's topics is refused, it reads none of another
+ *   agent's replies, wrong passwords and anonymous clients are refused;
  * - a broker restart while a 48 MB model download is in flight: agents and coordinator reconnect, the run completes.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -11,6 +14,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend, modelToBlob, saveModelDir, tf } from '@fedge/ml';
+import { encodeFrame } from '@fedge/proto';
 import { FEDGE_AGENT, fedge, killAll, lastJson, startCoordinator, startProcess, type Proc } from './harness.js';
 import { killMosquittos, startMosquitto } from './mosquitto.js';
 
@@ -48,12 +52,47 @@ async function runOver(coordArgs: string[], agentUrl: string | undefined, rounds
   return lastJson(res.stdout);
 }
 
+/** An MQTT 3.1.1 client as agents connect (username fedge-agent, the join token as password), without reconnects. */
+function agentClient(url: string, clientId: string): Promise<mqtt.MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(url, { clientId, username: 'fedge-agent', password: TOKEN, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
+    c.once('connect', () => resolve(c));
+    c.once('error', (err) => (c.end(true), reject(err)));
+  });
+}
+
+/** A join request frame as the agent's MQTT transport sends it. */
+const joinFrame = (name: string): Buffer =>
+  encodeFrame({ t: 'join', id: 'j1', msg: { name, agentId: '', joinToken: TOKEN, backend: 'test', agentVersion: 'test', numExamples: 1, labels: {} } });
+
 describe.each(brokers)('MQTT transport over $name', (broker) => {
-  it('a run completes with every agent in every round', { timeout: 90_000 }, async () => {
+  it('a run completes with both agents', { timeout: 90_000 }, async () => {
     const { coordArgs, agentUrl } = await broker.start();
-    const rec = await runOver(coordArgs, agentUrl, 2);
+    const rec = await runOver(coordArgs, agentUrl, 1);
     expect(rec.status).toBe('completed');
-    expect(rec.metrics.map((m) => [m.status, m.completed])).toEqual([['completed', 2], ['completed', 2]]);
+    expect(rec.metrics.map((m) => [m.status, m.completed])).toEqual([['completed', 2]]);
+  });
+
+  it('a join published on another client id\'s request topic never reaches the coordinator; on its own it does', { timeout: 30_000 }, async () => {
+    const { coordArgs, agentUrl } = await broker.start();
+    const coord = await startCoordinator([...coordArgs, '--join-token', TOKEN]);
+    await coord.waitFor(/MQTT transport (connected|on)|MQTT broker on/);
+    const url = agentUrl || coord.mqttUrl!;
+    // The forger: the embedded broker closes its connection, Mosquitto drops the message; either way it goes nowhere.
+    const forger = await agentClient(url, 'fa-forgerFFFFFFFFF');
+    forger.on('error', () => {});
+    forger.publish('fedge/v1/c/fa-victimVVVVVVVVVV/req', joinFrame('forged'), { qos: 1 }, () => {});
+    // The control, on its own topic: the coordinator answers and lists the agent.
+    const legit = await agentClient(url, 'fa-legitLLLLLLLLLL');
+    const replied = new Promise<string>((resolve) => legit.on('message', (_t, payload) => resolve(payload.toString())));
+    await legit.subscribeAsync('fedge/v1/c/fa-legitLLLLLLLLLL/res', { qos: 1 });
+    await legit.publishAsync('fedge/v1/c/fa-legitLLLLLLLLLL/req', joinFrame('legit'), { qos: 1 });
+    expect(await replied).toMatch(/"t":"reply"/);
+    await new Promise((r) => setTimeout(r, 500));
+    const list = await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json']);
+    expect(lastJson<{ name: string }[]>(list.stdout).map((a) => a.name)).toEqual(['legit']);
+    forger.end(true);
+    await legit.endAsync();
   });
 });
 
