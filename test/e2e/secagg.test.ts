@@ -99,9 +99,10 @@ describe('secure aggregation end to end', () => {
     for (const r of run.roundsDetail) expect(r.secagg).toMatchObject({ bits: 32, quantization: 'ring', survivors: N, droppedBeforeInput: 0, tampered: [], refusedInputs: 0 });
     for (const r of run.roundsDetail) expect(r.secagg!.droppedAfterInput).toBeGreaterThanOrEqual(DROPPING);
 
-    // int8 with a ninth agent that corrupts one share box per round. It trains slowly (partition 0 again, 4x slower),
-    // so the neighbor that cannot open its box reports it before its own masked input arrives: it is dropped, its
-    // input refused, and the sum is that of the same 8 agents as the 32-bit run above.
+    // int8 with a ninth agent that corrupts one share box per round. The neighbor that cannot open the box reports it
+    // at once (the report stage, while everyone trains; the tamperer also trains 4x slower, on partition 0 again), so
+    // it is dropped before its masked input arrives, that input is refused at its header, and the sum is that of the
+    // same 8 agents as the 32-bit run above.
     const t8 = Date.now();
     const tamperer = startAgent(`grpc://${coord.address}`, ['--name', 'g-8-tamper', '--num-partitions', String(N), '--partition-id', '0', '--seed', '1', '--slowdown', '4', '--secagg-tamper']);
     await tamperer.waitFor(/joined coordinator/, 180_000);

@@ -95,7 +95,11 @@ export class SecAggSession {
       }
       const routed = await this.call('share', secaggToJson(shares), this.t.shareBy);
       const receipt = this.client.receiveShares(JSON.parse(routed.payloadJson) as SecAggRoutedShares);
-      if (receipt.rejected.length) log.warn({ round: this.task.round, rejected: receipt.rejected }, 'secagg: share boxes that did not open (tampered or forged); their senders are reported');
+      if (receipt.rejected.length) {
+        log.warn({ round: this.task.round, rejected: receipt.rejected }, 'secagg: share boxes that did not open (tampered or forged); their senders are reported');
+        // Now, not only with the masked input: a sender whose input arrived first would stay in the sum.
+        await this.call('report', secaggToJson({ rejected: receipt.rejected }), this.t.maskedInputBy).catch((err: Error) => log.warn({ round: this.task.round, err: err.message }, 'secagg: rejection report not taken (the masked input repeats it)'));
+      }
     })();
     // Awaited by mask(); a failure while training is reported there, not as an unhandled rejection.
     this.keys.catch(() => undefined);

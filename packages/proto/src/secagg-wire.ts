@@ -6,9 +6,11 @@ export const SECAGG_ENCODING = 'secagg-masked';
 
 /**
  * Stages an agent sends by the SecAgg request (the masked input goes by SubmitResult). "survivors" carries nothing:
- * its reply, once the masked-input stage has closed, names the agents whose masked inputs are in the sum.
+ * its reply, once the masked-input stage has closed, names the agents whose masked inputs are in the sum. "report"
+ * ({ rejected }) names neighbors whose share box did not open, as soon as the agent opened them: the coordinator drops
+ * those senders before their masked input can arrive (the masked input repeats the list, for older agents).
  */
-export const SECAGG_STAGES = ['advertise', 'share', 'survivors', 'unmask'] as const;
+export const SECAGG_STAGES = ['advertise', 'share', 'survivors', 'unmask', 'report'] as const;
 export type SecAggStage = (typeof SECAGG_STAGES)[number];
 
 /** Why a stage message is refused (SecAggReply.reason). */

@@ -85,6 +85,8 @@ export function checkMaskedHeader(core: RunCore, h: ResultHeaderMsg, inv: Invite
   if (mismatch) reject(mismatch.includes('dtype') ? 'wrong_dtype' : 'wrong_shape', mismatch);
   const want = maskedByteLength(sec.params.bits, core.agg.numParams + 1);
   if (h.totalBytes !== want) reject('size_mismatch', `total_bytes: a masked input of this model is ${want} bytes ((${core.agg.numParams} values + the weight) x ${sec.params.bits} bits), got ${h.totalBytes}`);
+  const early = sec.refuseEarly(h.agentId);
+  if (early) reject('secagg_refused', early);
   if (!sec.takesMaskedInput(h.agentId)) reject('secagg_refused', sec.failed ? `the round's secure aggregation failed: ${sec.failed}` : 'the masked-input stage of this round is not open');
 }
 

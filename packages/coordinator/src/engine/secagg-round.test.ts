@@ -148,10 +148,20 @@ describe('SecAggRound (coordinator stage driver)', () => {
     box.ciphertext = ct.toString('base64');
     const update = new Float32Array(M).fill(0.2);
     for (const id of sharing) clients.get(id)!.receiveShares(routed.get(id) as never);
+    // a0 reports a1 at once (the report stage), before any masked input: a1 is out whatever order inputs arrive in.
+    expect(round.refuseEarly(a1)).toBeUndefined();
+    expect(await round.handle(req(a0, 'report', { rejected: [a1] }))).toMatchObject({ accepted: true });
+    expect(await round.handle(req(a0, 'report', { rejected: [] }))).toMatchObject({ accepted: false, reason: 'malformed' });
     for (const id of [a0, a1, ...ids.slice(2, 6)]) {
       const m = clients.get(id)!.maskedInput(update, 100, 'nearest');
-      if (id === a1) expect(() => round.addMasked(id, m.y, m.rejected)).toThrow(/a neighbor could not open its share box/);
-      else round.addMasked(id, m.y, m.rejected);
+      if (id === a1) {
+        // Refused at its upload's header (before any byte is read) and, had it streamed anyway, when complete.
+        expect(round.refuseEarly(id)).toMatch(/agent-1 is dropped \(a neighbor could not open its share box\)/);
+        expect(() => round.addMasked(id, m.y, m.rejected)).toThrow(/a neighbor could not open its share box/);
+      } else {
+        expect(round.refuseEarly(id)).toBeUndefined();
+        round.addMasked(id, m.y, m.rejected);
+      }
     }
     round.agentOut(a6); // shared keys, no masked input (late)
     const done = round.finish();
@@ -164,7 +174,7 @@ describe('SecAggRound (coordinator stage driver)', () => {
     const st = round.stats((id) => `name-${id}`);
     expect(st).toMatchObject({
       bits: 32, quantization: 'ring', threshold: 3, cohort: 8, advertised: 8, shared: 7, survivors: 5,
-      droppedBeforeShares: 1, droppedBeforeInput: 2, droppedAfterInput: 1, tampered: [`name-${a1}`], tamperedExcluded: [`name-${a1}`], refusedInputs: 1,
+      droppedBeforeShares: 1, droppedBeforeInput: 2, droppedAfterInput: 1, tampered: [`name-${a1}`], tamperedExcluded: [`name-${a1}`], refusedInputs: 2, // a1's two refusals above
     });
     expect(st.unmaskSeconds).toBeGreaterThan(0);
     void a5;

@@ -3,7 +3,9 @@ import {
   SecAggError,
   SecAggServer,
   ValidationError,
+  parseOrThrow,
   secaggParams,
+  secaggReportSchema,
   secaggToJson,
   type SecAggAdvertise,
   type SecAggParams,
@@ -120,6 +122,16 @@ export class SecAggRound {
     if (rejected.length) this.log.warn({ agentId, rejected }, 'secagg: an agent reports share boxes that did not open (tampered or forged); senders not yet in the sum are dropped');
   }
 
+  /**
+   * Why a masked input from this agent is refused before any byte of it is read: a neighbor already reported its
+   * share box as tampered, so it is out of the round (its upload would be refused when complete anyway).
+   */
+  refuseEarly(agentId: string): string | undefined {
+    if (!this.server.isExcluded(agentId)) return undefined;
+    this.refusedInputs++;
+    return `secagg round: ${agentId} is dropped (a neighbor could not open its share box)`;
+  }
+
   /** The round's counts for its record; `nameOf` turns agent ids into the names people know. */
   stats(nameOf: (id: string) => string = (id) => id): SecAggRoundStats {
     const s = this.server.stats();
@@ -172,6 +184,8 @@ export class SecAggRound {
           return await this.survivors(id);
         case 'unmask':
           return this.unmask(id, payload);
+        case 'report':
+          return this.report(id, payload);
       }
       return refused('malformed', `stage: "${String(req.stage)}" is not a stage`);
     } catch (err) {
@@ -208,6 +222,14 @@ export class SecAggRound {
       return a ? replyWith(a) : refused('stage_closed', 'nothing is asked of this agent in the unmask stage');
     }
     return this.hold('survivors', id);
+  }
+
+  private report(id: string, payload: unknown): SecAggReplyMsg {
+    if (this.phase !== 'masked') return refused('stage_closed', `rejection reports are taken while masked inputs arrive; the round is at stage ${this.phase}`);
+    const msg = parseOrThrow(secaggReportSchema, payload ?? {}, `secagg report from ${id}`);
+    this.server.reportRejected(id, msg.rejected);
+    this.log.warn({ agentId: id, rejected: msg.rejected }, 'secagg: an agent reports share boxes that did not open (tampered or forged); senders not yet in the sum are dropped');
+    return replyWith(undefined);
   }
 
   private unmask(id: string, payload: unknown): SecAggReplyMsg {

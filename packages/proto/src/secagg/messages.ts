@@ -120,6 +120,8 @@ export const secaggShareKeysSchema = z.object({ shares: z.array(z.object({ to: I
 export const secaggRoutedSharesSchema = z.object({ shares: z.array(z.object({ from: ID, nonce: NONCE, ciphertext: CIPHERTEXT })).max(MAX_LIST) });
 export const secaggMaskedInputSchema = z.object({ y: z.instanceof(Uint32Array), rejected: z.array(ID).max(MAX_LIST).default([]) });
 export const secaggUnmaskRequestSchema = z.object({ survivors: z.array(ID).max(MAX_LIST), dropped: z.array(ID).max(MAX_LIST) });
+/** Agent -> coordinator right after opening its boxes: the senders whose box failed its MAC. */
+export const secaggReportSchema = z.object({ rejected: z.array(ID).min(1).max(MAX_LIST) });
 const SHARE_OF = z.object({ owner: ID, share: SHARE });
 export const secaggUnmaskSchema = z.object({ bShares: z.array(SHARE_OF).max(MAX_LIST), sShares: z.array(SHARE_OF).max(MAX_LIST) });
 

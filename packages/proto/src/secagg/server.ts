@@ -183,12 +183,31 @@ export class SecAggServer {
     }
     for (let i = 0; i < y.length; i++) sum[i] += y[i]!;
     this.added.add(id);
+    this.markRejected(id, m.rejected);
+  }
+
+  /**
+   * An agent's report of neighbors whose share box did not open (sent as soon as it opened them, before its masked
+   * input): those not yet in the sum are dropped from the round. Only its own mask partners count.
+   */
+  reportRejected(id: string, rejected: readonly string[]): void {
+    this.expect('masked', `rejection report from ${id}`);
+    if (!this.partners.has(id)) throw new SecAggError(`secagg round: ${id} sent no shares this round, so it holds no boxes to report`, 'not_in_round');
+    this.markRejected(id, rejected);
+  }
+
+  private markRejected(id: string, rejected: readonly string[]): void {
     const mine = new Set(this.partners.get(id));
-    for (const r of m.rejected) {
+    for (const r of rejected) {
       if (!mine.has(r)) continue;
       this.reported.add(r);
       if (!this.added.has(r)) this.excluded.add(r);
     }
+  }
+
+  /** Was this agent reported for a share box that did not open before its own input arrived (so it is out of the sum)? */
+  isExcluded(id: string): boolean {
+    return this.excluded.has(id);
   }
 
   /**
