@@ -5,8 +5,9 @@ import type { SimdKernels } from './simd.js';
 // Why the check happens in write(): a scan of the whole slot after the last chunk re-reads the
 // update from memory, and beyond the caches that pass costs about what the fold itself costs.
 // Checking each piece right after it is copied reads it from L1/L2 instead. A large chunk is
-// copied and checked piece by piece for the same reason. (bench/aggregate: the full path of a
-// 16-128 MiB update gains 15-20%; bench/README.md "why the full path stays under 0.5x memcpy".)
+// copied and checked piece by piece for the same reason: the full path of a 16-128 MiB update
+// gained ~20% (bench/README.md, aggregate, size sweep). Pieces of 32 KiB-1 MiB measured alike
+// within noise, 128-512 KiB best; 32 KiB and 1 MiB lost up to 15% at 4-16 MiB.
 
 /** A leased staging buffer for one in-progress update. Invalid after release(). */
 export interface UpdateSlot {
