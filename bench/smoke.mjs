@@ -25,6 +25,7 @@ const BENCHES = {
   backends: { args: ['--seconds', '0.5', '--backends', 'wasm', '--demo-rounds', '0'] },
   compression: { args: ['--model', 'mnist-mlp', '--rounds', '1', '--agents', '2', '--codecs', 'none,int8'] },
   'coordinator-rss': { args: ['--agents', '3'] },
+  drift: { args: ['--smoke'] },
   'fedprox-synthetic': { args: ['--rounds', '2', '--epochs', '1'] },
   'fedprox-synthetic-agents': { args: ['--rounds', '1', '--epochs', '1', '--arms', 'fedprox-mu1'] },
   flower: { args: ['--only', 'fedge', '--models', 'mnist-cnn', '--rounds', '1', '--clients', '2'] },

@@ -2,10 +2,13 @@
  * A sliding window over the last N served examples: per feature, the histogram of what the window holds, kept exact
  * by subtracting each example's contribution when it leaves (a ring of contributions, not of raw rows).
  */
-import { binIndex, categoryBin, binsOf, predictedClass, type DriftFeature } from '@fedge/proto';
+import { binner, categoryBin, binsOf, predictedClass, type DriftFeature } from '@fedge/proto';
 
-/** How one example's value(s) of a feature are read from a request: a number, a category, or a block of numbers. */
-export type ExampleValue = number | string | null | ArrayLike<number>;
+/**
+ * How one example's value(s) of a feature are read from a request: a number, a category, or a block of numbers
+ * (a range of the request's values, so a row of pixels is never copied; non-numbers in it are skipped).
+ */
+export type ExampleValue = number | string | null | { data: ArrayLike<unknown>; from: number; to: number };
 
 /** One feature's window: scalar features keep one bin per example; raw blocks keep a small count vector per example. */
 class FeatureWindow {
@@ -14,6 +17,7 @@ class FeatureWindow {
   private readonly scalar: Int32Array | undefined;
   private readonly block: Uint32Array | undefined;
   private readonly index: Map<string, number> | undefined;
+  private readonly bin: ((v: number) => number) | undefined;
 
   constructor(readonly f: DriftFeature, size: number) {
     this.bins = binsOf(f);
@@ -21,6 +25,7 @@ class FeatureWindow {
     if (f.kind === 'raw') this.block = new Uint32Array(size * this.bins);
     else this.scalar = new Int32Array(size).fill(-1);
     if (f.kind === 'categorical') this.index = new Map(f.values.map((v, i) => [v, i]));
+    else this.bin = binner(f.edges);
   }
 
   /** Replaces slot `slot`'s contribution with `v`'s (`evict`: the slot held an example that now leaves). */
@@ -30,9 +35,11 @@ class FeatureWindow {
       if (evict) for (let b = 0; b < this.bins; b++) this.counts[b]! -= this.block[base + b]!;
       this.block.fill(0, base, base + this.bins);
       if (v !== null && typeof v === 'object') {
-        const edges = (this.f as { edges: number[] }).edges;
-        for (let k = 0; k < v.length; k++) {
-          const b = binIndex(edges, v[k]!);
+        const bin = this.bin!;
+        const d = v.data;
+        for (let k = v.from; k < v.to; k++) {
+          const x = d[k];
+          const b = typeof x === 'number' ? bin(x) : -1;
           if (b >= 0) this.block[base + b]!++;
         }
         for (let b = 0; b < this.bins; b++) this.counts[b]! += this.block[base + b]!;
@@ -41,7 +48,7 @@ class FeatureWindow {
     }
     const s = this.scalar!;
     if (evict && s[slot]! >= 0) this.counts[s[slot]!]!--;
-    const b = this.index ? categoryBin(this.index, typeof v === 'string' ? v : null) : typeof v === 'number' ? binIndex((this.f as { edges: number[] }).edges, v) : -1;
+    const b = this.index ? categoryBin(this.index, typeof v === 'string' ? v : null) : typeof v === 'number' ? this.bin!(v) : -1;
     s[slot] = b;
     if (b >= 0) this.counts[b]!++;
   }

@@ -20,7 +20,7 @@ describe('LiveWindow', () => {
       xs.push(x);
       blocks.push(block);
       cats.push(c);
-      w.add([x, block, c], [i % 3 === 0 ? 1 : 0, i % 3 === 1 ? 1 : 0, i % 3 === 2 ? 1 : 0]);
+      w.add([x, { data: block, from: 0, to: block.length }, c], [i % 3 === 0 ? 1 : 0, i % 3 === 1 ? 1 : 0, i % 3 === 2 ? 1 : 0]);
       const last = (arr: unknown[]) => arr.slice(-5);
       expect(w.counts()[0]!.counts).toEqual(histogram(last(xs) as number[], edges));
       expect(w.counts()[1]!.counts).toEqual(histogram((last(blocks) as number[][]).flat(), edges));

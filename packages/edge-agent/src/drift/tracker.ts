@@ -181,8 +181,8 @@ function readerFor(f: DriftFeature, inputs: readonly TensorMeta[]): Reader | und
   if (!meta) return undefined;
   return (inp, r, batch) => {
     const v = pick(inp, meta.name)?.values;
-    if (!v || !(v instanceof Float32Array || Array.isArray(v))) return null;
+    if (!v) return null;
     const width = v.length / batch;
-    return v instanceof Float32Array ? v.subarray(r * width, (r + 1) * width) : (v.slice(r * width, (r + 1) * width).map((x) => (typeof x === 'number' ? x : NaN)) as number[]);
+    return { data: v, from: r * width, to: (r + 1) * width };
   };
 }

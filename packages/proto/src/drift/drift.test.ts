@@ -7,7 +7,7 @@
  * Kolmogorov survival = scipy.stats.kstwobign.sf(z).
  */
 import { describe, expect, it } from 'vitest';
-import { binIndex, histogram, mergeCounts, addCountsInto, emptyCounts } from './histogram.js';
+import { binIndex, binner, histogram, mergeCounts, addCountsInto, emptyCounts } from './histogram.js';
 import { PSI_EPSILON, psi, psiBand } from './psi.js';
 import { kolmogorovSf, ksBinned } from './ks.js';
 
@@ -18,6 +18,15 @@ describe('histograms', () => {
     expect(binIndex(edges, NaN)).toBe(-1);
     expect(histogram([-1, 0.1, 0.2, 0.7, NaN, 3, Infinity, -Infinity], edges)).toEqual([2, 2, 1, 2]);
     expect(emptyCounts(edges)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('binner (arithmetic on evenly spaced edges) bins exactly as binIndex, edges and float noise included', () => {
+    const sets = [[0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1], [-2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2].map((z) => 13.7 + 3.3 * z), [0, 1, 5], [0.5], [0.5, 1.5]];
+    for (const edges of sets) {
+      const b = binner(edges);
+      const probes = [...edges, ...edges.map((e) => e + 1e-12), ...edges.map((e) => e - 1e-12), ...Array.from({ length: 2000 }, (_, i) => (i - 1000) / 37), NaN, Infinity, -Infinity, 0.30000000000000004];
+      for (const v of probes) expect(b(v), `${v} on ${edges.join(',')}`).toBe(binIndex(edges, v));
+    }
   });
 
   it('merge exactly: the histogram of the union is the sum of the histograms', () => {

@@ -20,6 +20,27 @@ export function binIndex(edges: readonly number[], v: number): number {
   return lo;
 }
 
+/**
+ * binIndex for one fixed set of edges, faster on evenly spaced edges (the usual case: z-score steps, [0, 1] tenths):
+ * a guess by arithmetic, then corrected against the edges themselves, so the result is exactly binIndex's.
+ */
+export function binner(edges: readonly number[]): (v: number) => number {
+  const m = edges.length;
+  const e0 = edges[0]!;
+  const step = m > 1 ? (edges[m - 1]! - e0) / (m - 1) : 0;
+  const even = m > 2 && step > 0 && edges.every((e, i) => Math.abs(e - (e0 + i * step)) <= 1e-9 * Math.max(1, Math.abs(e)));
+  if (!even) return (v) => binIndex(edges, v);
+  return (v) => {
+    if (Number.isNaN(v)) return -1;
+    let i = Math.floor((v - e0) / step) + 1;
+    if (!(i >= 0)) i = 0;
+    else if (i > m) i = m;
+    while (i > 0 && v < edges[i - 1]!) i--;
+    while (i < m && v >= edges[i]!) i++;
+    return i;
+  };
+}
+
 /** Empty counts for `edges` (edges.length + 1 bins). */
 export function emptyCounts(edges: readonly number[]): number[] {
   return new Array<number>(edges.length + 1).fill(0);
@@ -28,9 +49,10 @@ export function emptyCounts(edges: readonly number[]): number[] {
 /** Counts of `values` on `edges`; NaN values are skipped (a missing value is not a drift signal here). */
 export function histogram(values: ArrayLike<number>, edges: readonly number[]): number[] {
   const c = emptyCounts(edges);
+  const bin = binner(edges);
   // An index loop: a typed array of pixels (millions of values) is read in place, never copied.
   for (let k = 0; k < values.length; k++) {
-    const i = binIndex(edges, values[k]!);
+    const i = bin(values[k]!);
     if (i >= 0) c[i]!++;
   }
   return c;
