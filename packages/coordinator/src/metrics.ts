@@ -4,7 +4,7 @@
  * and survive a coordinator restart with a durable store (counters count over all runs the store holds).
  */
 import { createServer, type Server } from 'node:http';
-import { answerHealth, listenOn, type Readiness } from '@fedge/proto';
+import { answerHealth, listenOn, psiBand, type Readiness } from '@fedge/proto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Coordinator, RunView } from './coordinator.js';
 import type { AgentRecord, RunRecord } from './store/store.js';
@@ -56,6 +56,7 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   }
   const runs = new Gauge({ name: 'fedge_runs', help: 'Runs by status', labelNames: ['status'], registers });
   const agents = new Gauge({ name: 'fedge_agents', help: 'Known agents by status', labelNames: ['status'], registers });
+  const driftAgents = new Gauge({ name: 'fedge_fleet_drift_agents', help: 'Online serving agents by the band of the worst PSI in their last drift report (stable < 0.1, moderate, significant > 0.25)', labelNames: ['band'], registers });
   const round = new Gauge({ name: 'fedge_run_round', help: 'Last completed round (sync) or aggregation step (async) of a run', labelNames: ['run_id'], registers });
   const version = new Gauge({ name: 'fedge_model_version', help: 'Latest global model version of a run', labelNames: ['run_id'], registers });
   const rounds = new Counter({ name: 'fedge_rounds_total', help: 'Rounds ended, by status (completed: produced a version)', labelNames: ['run_id', 'status'], registers });
@@ -154,6 +155,9 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
       for (const [status, n] of byStatus) runs.set({ status }, n);
       agents.set({ status: 'online' }, agentList.filter((a) => a.status === 'online').length);
       agents.set({ status: 'offline' }, agentList.filter((a) => a.status !== 'online').length);
+      const bands: Record<string, number> = { stable: 0, moderate: 0, significant: 0 };
+      for (const a of agentList) if (a.drift && a.status === 'online') bands[psiBand(Math.max(0, ...a.drift.features.map((r) => r.psi), ...a.drift.prediction.map((r) => r.psi)))]!++;
+      for (const [band, n] of Object.entries(bands)) driftAgents.set({ band }, n);
     },
   };
 }

@@ -40,7 +40,7 @@ export class ReportDispatcher {
       try {
         Object.assign(reply, (await handler(section, agent, body)) ?? {});
       } catch (err) {
-        log.warn({ agentId: agent.id, name: agent.name, section: name, err: (err as Error).message }, 'report section handler failed');
+        log.warn({ agentId: agent.id, name: agent.name, section: name, err: (err as Error).message }, 'report section not applied');
       }
     }
     return reply;
