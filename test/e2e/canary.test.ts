@@ -96,11 +96,17 @@ describe('self-healing canary', () => {
     r = await m(['promote', String(healthy), '--canary', '0.5', '--auto', '--window', '8s', '--max-latency-ratio', '5', '--min-requests', '10', '--force']);
     expect(r.code, r.stderr).toBe(0);
     expect(lastJson<Promotion>(r.stdout).canary).toMatchObject({ version: healthy, auto: { stable } });
+    // The split goes to the agents serving the run, not to the attacker (which serves nothing).
+    expect(lastJson<{ canary: { agentNames: string[] } }>(r.stdout).canary.agentNames).toEqual(names);
     let traffic = drive();
+    let live: { verdict: string; figures: string } | undefined;
     const done = await until('the healthy canary to end', async () => {
-      const p = lastJson<{ lastCanary?: Promotion['lastCanary'] }>((await m(['show', String(healthy)])).stdout).lastCanary;
-      return p;
+      const e = lastJson<{ lastCanary?: Promotion['lastCanary']; canary?: { live?: { verdict: string; figures: string } } }>((await m(['show', String(healthy)])).stdout);
+      live ??= e.canary?.live;
+      return e.lastCanary;
     }, 40_000);
+    // While it ran, fedge model show had the figures of the agents' latest reports.
+    expect(live?.figures).toMatch(/^\d+ candidate \/ \d+ stable requests on [12] agent\(s\)/);
     let seen = await traffic.stop();
     expect(done.outcome, done.reason).toBe('completed');
     expect(done.reason).toMatch(/^healthy for the 8 s window: \d+ candidate \/ \d+ stable requests on 2 agent\(s\), error rate 0\.0%/);

@@ -53,6 +53,8 @@ export type RunView = RunRecord & {
   live?: LiveView;
   /** getRun only: fingerprint of the model signing key, and each version's signature (hex) in `versions`. */
   signingKeyFingerprint?: string;
+  /** getRun only, during a self-healing canary: the verdict and figures of the agents' latest health reports. */
+  canaryLive?: { verdict: string; figures: string; reason?: string };
 };
 
 const log = moduleLogger('coordinator');
@@ -260,6 +262,7 @@ export class Coordinator {
       ...v,
       versions: v.versions.map((x) => ({ ...x, signature: this.signer.sign({ runId: v.id, version: x.version, sha256: x.sha256 }).toString('hex') })),
       signingKeyFingerprint: this.signer.fingerprint,
+      ...((s) => (s ? { canaryLive: s } : {}))(this.canaries.status(v.id)),
     };
   }
 
@@ -456,7 +459,10 @@ export class Coordinator {
   async promoteModel(runId: string, opts: PromoteOptions): Promise<RunView> {
     const { ctx, engine } = await this.runContext(runId);
     const run = ctx.run;
-    const online = this.registry.list().filter((a) => a.status === 'online').map((a) => ({ id: a.id, name: a.name }));
+    const live = this.registry.list().filter((a) => a.status === 'online');
+    // A self-healing canary splits requests on the agents that serve this run (all online ones if none reported yet).
+    const serving = opts.auto ? live.filter((a) => a.servedRun === runId) : [];
+    const online = (serving.length ? serving : live).map((a) => ({ id: a.id, name: a.name }));
     const plan = planPromotion(run, online, opts);
     await this.storedVersion(run, opts.version); // fail before recording a version agents could not fetch
     // Promoting over a self-healing canary (completing it by hand, or another version) ends its watch.

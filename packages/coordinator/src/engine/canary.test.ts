@@ -3,13 +3,13 @@ import { DEFAULT_THRESHOLDS, judgeCanary, parseDuration, psi, thresholdsOf, type
 
 const t = { ...DEFAULT_THRESHOLDS, minRequests: 20 };
 const fig = (requests: number, errors: number, p99Ms: number, classes: number[], extra: Partial<VersionFigures> = {}): VersionFigures => ({ requests, errors, p99Ms, classes, ...extra });
-const healthy = (agent: string): AgentEvidence => ({ agent, stable: fig(400, 0, 4, [40, 40, 40, 40, 40, 40, 40, 40, 40, 40]), candidate: fig(100, 0, 5, [10, 11, 9, 10, 10, 10, 10, 10, 11, 9]) });
+const healthy = (agent: string): AgentEvidence => ({ agent, stable: fig(800, 0, 4, [80, 80, 80, 80, 80, 80, 80, 80, 80, 80]), candidate: fig(200, 0, 5, [20, 22, 18, 20, 20, 20, 20, 20, 22, 18]) });
 
 describe('judgeCanary', () => {
   it('is healthy when every figure is within its limit', () => {
     const v = judgeCanary([healthy('a'), healthy('b')], t);
     expect(v.state).toBe('healthy');
-    expect(v.figures).toMatchObject({ agents: 2, candidateRequests: 200, stableRequests: 800, errorRate: 0, latencyRatio: 1.25 });
+    expect(v.figures).toMatchObject({ agents: 2, candidateRequests: 400, stableRequests: 1600, errorRate: 0, latencyRatio: 1.25 });
     expect(v.figures.drift!).toBeLessThan(0.01);
   });
 
@@ -31,12 +31,12 @@ describe('judgeCanary', () => {
   });
 
   it('fails on the p99 ratio (median over agents, so one slow device alone does not)', () => {
-    const slow = (agent: string, p99: number): AgentEvidence => ({ ...healthy(agent), candidate: fig(100, 0, p99, [10, 11, 9, 10, 10, 10, 10, 10, 11, 9]) });
+    const slow = (agent: string, p99: number): AgentEvidence => ({ ...healthy(agent), candidate: fig(200, 0, p99, [20, 22, 18, 20, 20, 20, 20, 20, 22, 18]) });
     expect(judgeCanary([slow('a', 40), slow('b', 5), slow('c', 5)], t).state).toBe('healthy');
     const v = judgeCanary([slow('a', 40), slow('b', 40)], t);
     expect(v.state === 'failing' && v.reason).toMatch(/^p99 latency 10\.00x the stable version's > max 3x/);
     // Under LATENCY_MIN_REQUESTS on an agent its p99 is one slow request: not judged.
-    expect(judgeCanary([{ ...healthy('a'), candidate: fig(30, 0, 40, [3, 3, 3, 3, 3, 3, 3, 3, 3, 3]) }], t).figures.latencyRatio).toBeUndefined();
+    expect(judgeCanary([{ ...healthy('a'), candidate: fig(150, 0, 40, [15, 15, 15, 15, 15, 15, 15, 15, 15, 15]) }], t).figures.latencyRatio).toBeUndefined();
   });
 
   it('judges accuracy at once, from holdouts or else the run\'s evaluations', () => {

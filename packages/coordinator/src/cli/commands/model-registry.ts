@@ -23,7 +23,7 @@ export interface RegistryEntry extends ModelVersionRecord {
   /** fedge model show: fingerprint of the key that made `signature` (sha256 of the raw ed25519 key, 16 hex). */
   keyFingerprint?: string;
   /** The open canary of this version: its request fraction and, for a self-healing one, the stable version, window and thresholds. */
-  canary?: { fraction: number; agents: string[]; auto?: NonNullable<NonNullable<RunView['promotion']>['canary']>['auto'] };
+  canary?: { fraction: number; agents: string[]; auto?: NonNullable<NonNullable<RunView['promotion']>['canary']>['auto']; live?: RunView['canaryLive'] };
   /** How this version's last self-healing canary ended, and why. */
   lastCanary?: NonNullable<RunView['promotion']>['lastCanary'];
 }
@@ -43,7 +43,7 @@ export function registryEntries(runs: RunView[]): RegistryEntry[] {
         ...(rec?.federatedExamples !== undefined ? { federatedExamples: rec.federatedExamples } : {}),
         ...(rec?.epsilon !== undefined ? { epsilon: rec.epsilon } : {}),
         ...(v.signature && r.signingKeyFingerprint ? { keyFingerprint: r.signingKeyFingerprint } : {}),
-        ...(r.promotion?.canary?.version === v.version ? { canary: { fraction: r.promotion.canary.fraction, agents: r.promotion.canary.agentNames, ...(r.promotion.canary.auto ? { auto: r.promotion.canary.auto } : {}) } } : {}),
+        ...(r.promotion?.canary?.version === v.version ? { canary: { fraction: r.promotion.canary.fraction, agents: r.promotion.canary.agentNames, ...(r.promotion.canary.auto ? { auto: r.promotion.canary.auto } : {}), ...(r.canaryLive ? { live: r.canaryLive } : {}) } } : {}),
         ...(r.promotion?.lastCanary?.version === v.version ? { lastCanary: r.promotion.lastCanary } : {}),
       };
     }),
@@ -115,6 +115,7 @@ export function addRegistryCommands(model: Command): void {
       ['train loss', e.trainLoss],
       ['epsilon', e.epsilon],
       ['canary', e.canary && (e.canary.auto ? `self-healing: ${(e.canary.fraction * 100).toFixed(0)}% of requests beside version ${e.canary.auto.stable} on ${e.canary.agents.join(', ')}; completes at ${e.canary.auto.deadline} unless error rate > ${e.canary.auto.thresholds.maxErrorRate}, p99 ratio > ${e.canary.auto.thresholds.maxLatencyRatio}, drift > ${e.canary.auto.thresholds.maxDrift}${e.canary.auto.thresholds.minAccuracyDelta !== undefined ? `, accuracy delta < ${e.canary.auto.thresholds.minAccuracyDelta}` : ''}` : `on ${e.canary.agents.join(', ')}`)],
+      ['canary so far', e.canary?.live && `${e.canary.live.verdict}: ${e.canary.live.figures}`],
       ['last canary', e.lastCanary && `${e.lastCanary.outcome} at ${e.lastCanary.at}: ${e.lastCanary.reason}`],
     ];
     for (const [k, v] of rows) if (v !== undefined) console.log(`${k.padEnd(19)} ${v}`);
