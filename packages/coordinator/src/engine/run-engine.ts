@@ -92,7 +92,9 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
       ctx.begin();
       await core.registerVersion(core.globalModel, 0);
       await core.evaluateInitial();
-      await (this.buffer ?? this.rounds).run();
+      // A site's evaluation sub-run only evaluates the root's version on its agents.
+      if (c.upstream?.evaluate) await this.rounds.evaluateOnly();
+      else await (this.buffer ?? this.rounds).run();
       core.cancelOutstanding('run finished');
       // A site's sub-run is one round of its root's run: the root evaluates, the site only trains.
       if (!aborted() && !c.upstream) await this.rounds.finalEvaluation();

@@ -239,6 +239,26 @@ export class SyncRounds {
     return round;
   }
 
+  /**
+   * An aggregator site's evaluation sub-run (config.upstream.evaluate): one evaluate round of version 0 (the root's
+   * version) on its agents, recorded as round 1 without a new version; the site answers the root with its results.
+   */
+  async evaluateOnly(): Promise<void> {
+    const { core } = this;
+    await this.waitForAgents(1);
+    if (core.stopCtl.signal.aborted) return;
+    core.ctx.setStatus('running');
+    const chosen = core.strategy.selectAgents(core.deps.registry.available(core.deps.eligible), core.rng);
+    const round = this.openRound(1, 'evaluate', chosen, core.config.roundDeadlineSeconds);
+    await round.settled;
+    round.close('deadline');
+    core.current = undefined;
+    for (const a of round.accepted) core.noteEval(0, a.metrics);
+    const record = core.roundRecord(round);
+    if (round.accepted.length === 0) Object.assign(record, { status: 'failed', reason: round.failures.length ? undefined : 'no agent evaluated the model' });
+    await core.finishRecord(record, round);
+  }
+
   /** Asks agents to evaluate the final model so the last version gets federated metrics too (both modes). */
   async finalEvaluation(): Promise<void> {
     const { core } = this;

@@ -28,7 +28,7 @@ function noLocalData(site: string): LocalData {
 /** What a root task asks that a site cannot forward to its sub-run yet; undefined when it can run it. */
 function unsupported(task: TaskMsg): string | undefined {
   const c = task.config;
-  if (task.kind !== 'train') return `${task.kind} tasks (the root's federated evaluation) are not run by sites yet`;
+  if (task.kind !== 'train' && task.kind !== 'evaluate') return `${task.kind} tasks are not run by sites`;
   if (c.taskJson) return 'runs with a data step (task.*) are not forwarded to sites yet';
   if (c.noiseStd) return 'local differential privacy (agents noise their updates) is not forwarded to sites yet; central DP is';
   if (c.reportClipped) return 'adaptive clipping is not forwarded to sites yet (central DP with a fixed clipNorm is)';
@@ -90,6 +90,22 @@ export class SiteExecutor extends TaskExecutor {
     return { numExamples: c.examples, labels: { 'fedge.site': this.o.name, 'fedge.site-agents': String(c.agents) } };
   }
 
+  /** The evaluate result of an evaluation sub-run: its agents' eval_* metrics combined as the root combines agents'. */
+  private evaluation(task: TaskMsg, s: RunArgs[2], subRun: string, done: RunView): RunResult {
+    const round = done.rounds[0];
+    if (round?.status !== 'completed') throw new Error(`site ${this.o.name}: sub-run ${subRun} ${done.status}: ${round?.reason ?? done.statusMessage ?? 'no agent evaluated the model'}`);
+    const completed = round.participants.filter((p) => p.outcome === 'completed');
+    log.info({ runId: task.runId, round: task.round, subRun, participants: completed.length }, 'site evaluation done: sending the results to the root');
+    return {
+      header: {
+        agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
+        kind: 'evaluate', numExamples: 0, tensors: [], totalBytes: 0, encoding: '',
+        metrics: { ...siteMetrics(completed), site_participants: completed.length, site_invited: round.participants.length },
+      },
+      payload: new Uint8Array(0),
+    };
+  }
+
   /**
    * A site runs one root task at a time, so any other sub-run still active is stale (its root task was cancelled, or
    * this coordinator restarted and resumed it): stopped, so that it does not hold the site's agents.
@@ -111,6 +127,8 @@ export class SiteExecutor extends TaskExecutor {
     if (!(deadline > 0)) throw new ValidationError(`site ${this.o.name}: the root's deadline leaves no time for a round here`);
     await this.stopStaleSubRuns(task);
     const c = task.config;
+    // The root's federated evaluation: the sub-run evaluates the root's version on this site's agents.
+    const evaluate = task.kind === 'evaluate';
     const initial: ModelBlob = { topology: JSON.parse(global.header.topologyJson) as unknown, tensors: global.header.tensors as TensorSpec[], weights: global.weights.slice() };
     const view = await this.coord.startRun({
       name: `${this.o.name}: ${task.runId} round ${task.round}`,
@@ -125,7 +143,7 @@ export class SiteExecutor extends TaskExecutor {
       compression: siteCompression(c),
       // The root seeded this site's task with its round's base plus the site's own name offset: the base is what the
       // site's agents add their offsets to, so each trains with the seed it would get from the root directly.
-      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name), ...(c.clipNorm ? { clipNorm: c.clipNorm } : {}) },
+      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name), ...(c.clipNorm ? { clipNorm: c.clipNorm } : {}), ...(evaluate ? { evaluate } : {}) },
     }, initial);
     const stop = (): void => void this.coord.stopRun(view.id).catch(() => undefined);
     signal.addEventListener('abort', stop, { once: true });
@@ -136,6 +154,7 @@ export class SiteExecutor extends TaskExecutor {
       signal.removeEventListener('abort', stop);
     }
     const round = done.rounds[0];
+    if (evaluate) return this.evaluation(task, s, view.id, done);
     if (done.status !== 'completed' || round?.status !== 'completed' || round.version === undefined)
       throw new Error(`site ${this.o.name}: sub-run ${view.id} ${done.status}: ${round?.reason ?? done.statusMessage ?? 'no round completed'}`);
     const after = (await this.coord.runModel(view.id, round.version)).blob.weights;
