@@ -80,7 +80,8 @@ export class AgentRegistry extends EventEmitter<{
   restore(records: readonly AgentRecord[]): number {
     for (const r of records) {
       if (this.agents.has(r.id)) continue;
-      const { currentTask: _task, ...rest } = r;
+      // A drift report is about a live session; one from before a restart would read as current.
+      const { currentTask: _task, drift: _drift, ...rest } = r;
       // A fresh random token nobody holds: the agent must join again before anything it sends is accepted.
       this.agents.set(r.id, { record: { ...rest, status: 'offline' }, token: randomBytes(24) });
       this.index(r.id, r.name);
