@@ -103,7 +103,7 @@ describe('Grafana dashboard', () => {
     const d = JSON.parse(file) as Obj;
     expect(d.uid).toBe('fedge-overview');
     const titles = (d.panels as Obj[]).map((p) => p.title as string).join(' | ');
-    for (const want of ['Runs by status', 'Rounds', 'Accuracy', 'epsilon', 'Agents by status', 'latency']) expect(titles).toContain(want);
+    for (const want of ['Runs by status', 'Rounds', 'Accuracy', 'epsilon', 'Agents by status', 'Drift', 'latency', 'Canar']) expect(titles).toContain(want);
     for (const p of (d.panels as Obj[]).filter((x) => x.type !== 'row')) {
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
       for (const t of p.targets) expect(t.datasource?.uid, `${p.title}: queries go to the dashboard's data source variable`).toBe('${datasource}');

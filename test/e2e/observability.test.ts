@@ -89,7 +89,12 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) expect((await infer({ inputs: [{ name: 'input', shape: [1, 784], datatype: 'FP32', data: digit }] })).status).toBe(200);
   expect((await infer({ inputs: [{ name: 'input', shape: [1, 5], datatype: 'FP32', data: [1, 2, 3, 4, 5] }] })).status).toBe(400);
   coordMetrics = await (await fetch(`${urls.coord}/metrics`)).text();
-  agentMetrics = await (await fetch(`${urls.agent}/metrics`)).text();
+  // Drift gauges are recomputed at most once a second after inference: wait for them.
+  for (let deadline = Date.now() + 20_000; ;) {
+    agentMetrics = await (await fetch(`${urls.agent}/metrics`)).text();
+    if (/^fedge_agent_drift_psi\{/m.test(agentMetrics) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }, 240_000);
 
 describe('metrics the alert rules and the dashboard query', () => {
