@@ -148,7 +148,7 @@ describe('aggregator tiers', () => {
     expect(seen).toBe('2');
   }, 150_000);
 
-  it('central DP at the root and compression on both legs go through sites', async () => {
+  it('central and local DP at the root and compression on both legs go through sites', async () => {
     const root = await startCoordinator();
     const sites = await Promise.all(['site-a', 'site-b'].map((name) => startCoordinator(['--upstream', `grpc://${root.address}`, '--name', name])));
     sites.forEach((s, i) => agent(s.address, i));
@@ -160,6 +160,11 @@ describe('aggregator tiers', () => {
     const dpParts = dp.roundsDetail[0]!.participants;
     expect(dpParts.map((p) => [p.name, p.outcome]).sort()).toEqual([['site-a', 'completed'], ['site-b', 'completed']]);
     expect((await subRunOf(sites[0]!.address, dp.id)).config.upstream?.clipNorm).toBe(0.5);
+
+    // Local DP: the sites' agents clip and noise (std 0.5 x 0.02), the sites forward the mean as it is.
+    const ldp = (await runTo(root.address, 2, { rounds: 1, privacy: { mode: 'local', clipNorm: 0.5, noiseMultiplier: 0.02 } })).run;
+    expect(ldp.roundsDetail[0]!.participants.map((p) => [p.name, p.outcome]).sort()).toEqual([['site-a', 'completed'], ['site-b', 'completed']]);
+    expect((await subRunOf(sites[1]!.address, ldp.id)).config.upstream).toMatchObject({ clipNorm: 0.5, noiseStd: 0.01 });
 
     // Compression: agents -> site and site -> root both send top-k 10% + q8.
     const cmp = (await runTo(root.address, 2, { rounds: 1, compression: { uplink: 'topk:0.1+q8' } })).run;
@@ -173,7 +178,7 @@ describe('aggregator tiers', () => {
 });
 
 /** The site's sub-run for the root run `rootRunId` (its first round), as `fedge run show` prints it. */
-async function subRunOf(site: string, rootRunId: string): Promise<RunJson & { config: { upstream?: { clipNorm?: number }; compression?: Record<string, unknown> } }> {
+async function subRunOf(site: string, rootRunId: string): Promise<RunJson & { config: { upstream?: { clipNorm?: number; noiseStd?: number }; compression?: Record<string, unknown> } }> {
   const list = await fedge(['run', 'list', '--coordinator', site, '--format', 'json']);
   expect(list.code, list.stderr).toBe(0);
   const sub = (JSON.parse(list.stdout) as { id: string; name?: string; config?: { name?: string } }[]).find((r) => (r.name ?? r.config?.name ?? '').includes(rootRunId));

@@ -227,10 +227,11 @@ export const runConfigSchema = z.strictObject({
   /**
    * Set by an aggregator site (fedge serve --upstream) on the one-round sub-run it starts for a root task: the root's
    * run, round and task, and the root round's seed base (agents seed as under taskSeeds "agent"); with the root's
-   * central DP, the clip norm its agents clip their updates to (and the site round checks); `evaluate`: the root task
+   * DP, the clip norm its agents clip their updates to (and, central, the site round checks) and, local, the noise
+   * they add; `evaluate`: the root task
    * is an evaluation, so the sub-run only evaluates the root's version on the site's agents. Not for users.
    */
-  upstream: z.strictObject({ runId: z.string().min(1).max(256), round: z.number().int().min(0), taskId: z.string().min(1).max(512), site: z.string().min(1).max(256), seedBase: z.number().int(), clipNorm: z.number().positive().optional(), evaluate: z.boolean().optional() }).optional(),
+  upstream: z.strictObject({ runId: z.string().min(1).max(256), round: z.number().int().min(0), taskId: z.string().min(1).max(512), site: z.string().min(1).max(256), seedBase: z.number().int(), clipNorm: z.number().positive().optional(), noiseStd: z.number().positive().optional(), evaluate: z.boolean().optional() }).optional(),
   /** Stop as soon as the global model reaches this accuracy (central evaluation, else federated). */
   targetAccuracy: z.number().gt(0).max(1).optional(),
   /** What to learn: task type, target column(s), loss, optimizer, metrics, normalization (task-config.ts). */

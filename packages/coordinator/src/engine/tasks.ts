@@ -73,8 +73,8 @@ export class TaskFactory {
         seed: base + (byName ? agentSeedOffset(agentName) : i),
         ...this.taskJson,
         ...(kind === 'train' ? this.opts.trainExtras?.() : undefined),
-        // A site's sub-run under its root's central DP: its agents clip as the root's own agents would.
-        ...(kind === 'train' && c.upstream?.clipNorm ? { clipNorm: c.upstream.clipNorm, noiseStd: 0 } : {}),
+        // A site's sub-run under its root's DP: its agents clip (and with local DP noise) as the root's own agents would.
+        ...(kind === 'train' && c.upstream?.clipNorm ? { clipNorm: c.upstream.clipNorm, noiseStd: c.upstream.noiseStd ?? 0 } : {}),
         // Warm-up (compression.warmupRounds) makes the top-k density of the codec depend on the round.
         ...(kind === 'train' ? trainCodecFields(c.compression, r) : {}),
       },

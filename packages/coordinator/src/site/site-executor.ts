@@ -30,7 +30,6 @@ function unsupported(task: TaskMsg): string | undefined {
   const c = task.config;
   if (task.kind !== 'train' && task.kind !== 'evaluate') return `${task.kind} tasks are not run by sites`;
   if (c.taskJson) return 'runs with a data step (task.*) are not forwarded to sites yet';
-  if (c.noiseStd) return 'local differential privacy (agents noise their updates) is not forwarded to sites yet; central DP is';
   if (c.reportClipped) return 'adaptive clipping is not forwarded to sites yet (central DP with a fixed clipNorm is)';
   if (c.controlVariateSha256) return 'SCAFFOLD is not supported through sites';
   if (c.secaggJson) return 'secure aggregation is not supported through sites';
@@ -143,7 +142,7 @@ export class SiteExecutor extends TaskExecutor {
       compression: siteCompression(c),
       // The root seeded this site's task with its round's base plus the site's own name offset: the base is what the
       // site's agents add their offsets to, so each trains with the seed it would get from the root directly.
-      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name), ...(c.clipNorm ? { clipNorm: c.clipNorm } : {}), ...(evaluate ? { evaluate } : {}) },
+      upstream: { runId: task.runId, round: task.round, taskId: task.taskId, site: this.o.name, seedBase: c.seed - agentSeedOffset(this.o.name), ...(c.clipNorm ? { clipNorm: c.clipNorm } : {}), ...(c.noiseStd ? { noiseStd: c.noiseStd } : {}), ...(evaluate ? { evaluate } : {}) },
     }, initial);
     const stop = (): void => void this.coord.stopRun(view.id).catch(() => undefined);
     signal.addEventListener('abort', stop, { once: true });
@@ -167,9 +166,10 @@ export class SiteExecutor extends TaskExecutor {
     const completed = round.participants.filter((p) => p.outcome === 'completed');
     const numExamples = completed.reduce((sum, p) => sum + (p.numExamples ?? 0), 0);
     // Packed as an agent packs its delta, with the root's task config: central DP's clip (a no-op on a mean of updates
-    // each clipped to it, up to rounding; the root checks it), the root's codec and this site's error feedback.
+    // each clipped to it, up to rounding; the root checks it), the root's codec and this site's error feedback. Under
+    // local DP the agents clipped and noised already: their mean is sent as it is (clipping it again would bias it).
     const ef = c.codec && c.codec !== 'float32' && c.errorFeedback ? this.siteFeedback.get(task.runId, c.efMomentum ?? 0) : undefined;
-    const packed = packUpdate(delta, c, ef);
+    const packed = packUpdate(delta, c.noiseStd ? { ...c, clipNorm: 0, noiseStd: 0 } : c, ef);
     const metrics = { ...siteMetrics(completed), ...packed.metrics, site_participants: completed.length, site_invited: round.participants.length };
     log.info({ runId: task.runId, round: task.round, subRun: view.id, participants: completed.length, numExamples, encoding: packed.encoding, bytes: packed.payload.byteLength }, 'site round done: sending the sum to the root');
     const header: ResultHeaderMsg = {
