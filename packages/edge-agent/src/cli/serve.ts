@@ -70,7 +70,13 @@ export function createGlobalModelServer(
   });
 }
 
-interface ServeOpts extends ServingFlags { model: string; listen: string; name: string; version: string; format: 'log' | 'json' }
+interface ServeOpts extends ServingFlags { model: string; listen: string; name: string; version: string; format: 'log' | 'json'; abModel?: string; abVersion: string; abFraction?: number }
+
+const fraction = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (!(Number.isFinite(n) && n >= 0 && n <= 1)) throw new InvalidArgumentError(`${flag} must be a fraction in [0, 1], got "${v}"`);
+  return n;
+};
 
 export function serveCommand(): Command {
   const cmd = new Command('serve')
@@ -79,6 +85,9 @@ export function serveCommand(): Command {
     .option('--listen <host:port>', 'address to listen on (loopback unless you say otherwise)', `127.0.0.1:${DEFAULT_SERVE_PORT}`)
     .option('--name <name>', 'model name in the URL: /v2/models/NAME/infer', 'fedge')
     .option('--version <v>', 'version reported for the model', '1')
+    .option('--ab-model <file.onnx>', 'A/B test: a second model served beside --model; --ab-fraction of requests go to it, sticky by x-request-id')
+    .option('--ab-version <v>', 'version reported for --ab-model', '2')
+    .addOption(new Option('--ab-fraction <f>', 'fraction (0..1) of requests --ab-model answers (with --ab-model)').default(0.5).argParser(fraction('--ab-fraction')))
     // Logs move to stderr with json (log.ts reads --format from argv before anything logs).
     .addOption(new Option('--format <format>', 'log: pino log lines on stdout; json: JSON lines on stdout, {"event":"ready",...} (url, grpc, model, version, inputs, outputs) once listening and {"event":"stopped"} at exit, logs on stderr').choices(['log', 'json']).default('log'));
   addServingOptions(cmd, '');
@@ -89,13 +98,16 @@ Examples:
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8080 --name mnist
   fedge-agent serve --model model.onnx --listen 127.0.0.1:0 --format json | head -1   # {"event":"ready","url":...}
   fedge-agent serve --model model.int8.onnx --listen 127.0.0.1:8000 --grpc-port 8001 --name mnist   # Triton's ports, HTTP + gRPC
+  fedge-agent serve --model v12.onnx --ab-model v14.onnx --ab-version 14 --ab-fraction 0.1 --name mnist   # A/B: 10% to v14
   curl -s 127.0.0.1:8080/v2/models/mnist
   curl -s -X POST 127.0.0.1:8080/v2/models/mnist/infer -H 'content-type: application/json' \\
     -d '{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":[0, 0, ...784 values]}]}'
 
 Endpoints: GET /v2/health/live, /v2/health/ready, /v2/models/NAME (inputs, outputs, version), /v2/models/NAME/config,
 POST /v2/models/NAME/infer (batched: shape [N, ...]; JSON or the binary tensor data extension, as tritonclient sends).
---grpc-port P adds the same protocol over gRPC (inference.GRPCInferenceService; for tritonclient.grpc).`,
+--grpc-port P adds the same protocol over gRPC (inference.GRPCInferenceService; for tritonclient.grpc).
+A/B (--ab-model): each request id (x-request-id header, else the request's id) always gets the same model; the answer
+names it (model_version, and the x-model-version header).`,
   );
   cmd.action(async (o: ServeOpts) => {
     const path = resolve(o.model);
@@ -103,9 +115,17 @@ POST /v2/models/NAME/infer (batched: shape [N, ...]; JSON or the binary tensor d
     const slot = new ModelSlot(o.name, { intraOpThreads: o.threads });
     const m = await slot.load(bytes, o.version, { file: path });
     logger.info({ model: o.name, version: o.version, bytes: m.bytes, inputs: m.inputs, outputs: m.outputs }, 'model loaded');
+    if (o.abModel) {
+      if (o.abVersion === o.version) throw new InvalidArgumentError(`--ab-version must differ from --version (both "${o.version}")`);
+      const abPath = resolve(o.abModel);
+      await slot.load(new Uint8Array(await readFile(abPath)), o.abVersion, { file: abPath });
+      // The slot's flag split: the newest loaded (the --ab-model) answers --ab-fraction, the one before the rest.
+      slot.abFraction = o.abFraction ?? 0.5;
+      logger.info({ model: o.name, stable: o.version, candidate: o.abVersion, fraction: slot.abFraction }, 'A/B split: the second model answers this fraction of requests');
+    }
     const server = await startInferenceServer(slot, o.listen, o);
     const json = (v: unknown): void => void (o.format === 'json' && process.stdout.write(`${JSON.stringify(v)}\n`));
-    json({ event: 'ready', url: server.url, grpc: server.grpc ?? null, model: o.name, version: o.version, bytes: m.bytes, inputs: m.inputs, outputs: m.outputs });
+    json({ event: 'ready', url: server.url, grpc: server.grpc ?? null, model: o.name, version: o.version, bytes: m.bytes, inputs: m.inputs, outputs: m.outputs, ...(o.abModel ? { ab: { version: o.abVersion, fraction: slot.abFraction } } : {}) });
     const stop = (sig: string): void => {
       logger.info({ signal: sig }, 'stopping');
       void server.close().then(() => slot.close()).then(() => (json({ event: 'stopped', signal: sig }), process.exit(0)));
