@@ -5,37 +5,23 @@
  * Needs .tools/bin/helm: `bash scripts/install-helm.sh` (CI runs it before `npm test`). Without it every test
  * fails with "run scripts/install-helm.sh" instead of being skipped.
  *
- * The rendered YAML is turned into JSON by helm itself (no YAML dependency): a throwaway chart whose only
- * template reads the rendered manifests from a file, parses each document with `fromYaml` and prints a v1 List
+ * The rendered YAML is turned into JSON by helm itself (no YAML dependency; ./helm.ts): a throwaway chart whose
+ * only template reads the rendered manifests from a file, parses each document with `fromYaml` and prints a v1 List
  * with `toJson`.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CHART, Helm, ROOT, type Obj } from './helm.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const HELM = path.join(ROOT, '.tools/bin/helm');
-const CHART = path.join(ROOT, 'deploy/k3s/fedge');
 const RELEASE = 'fedge';
 const NAMESPACE = 'edge-ml';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Obj = Record<string, any>;
-
-let work: string;
-let converter: string;
-
-const MISSING_HELM = `helm not found at ${path.relative(ROOT, HELM)}: run scripts/install-helm.sh`;
-
-function helm(args: string[]): { status: number; stdout: string; stderr: string } {
-  if (!existsSync(HELM)) throw new Error(MISSING_HELM);
-  const r = spawnSync(HELM, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, HELM_CACHE_HOME: path.join(work, 'cache'), HELM_CONFIG_HOME: path.join(work, 'config'), HELM_DATA_HOME: path.join(work, 'data') } });
-  if (r.error) throw r.error;
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+/** Without .tools/bin/helm every call throws "helm not found ...: run scripts/install-helm.sh". */
+const h = new Helm();
+const work = h.work;
+const helm = (args: string[]): { status: number; stdout: string; stderr: string } => h.run(args);
 
 /** `--set`-style overrides plus an optional values file (for lists and maps). */
 interface Overrides {
@@ -62,14 +48,7 @@ function template(o: Overrides = {}): { status: number; stdout: string; stderr: 
 }
 
 /** Multi-document YAML -> objects, parsed by helm's own fromYaml. */
-function yamlToObjects(yamlText: string): Obj[] {
-  writeFileSync(path.join(converter, 'input.yaml'), yamlText);
-  const r = helm(['template', 'y2j', converter]);
-  if (r.status !== 0) throw new Error(`yaml->json conversion failed: ${r.stderr}`);
-  const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
-  if (!line) throw new Error(`yaml->json conversion printed no JSON:\n${r.stdout}`);
-  return (JSON.parse(line) as { items: Obj[] }).items;
-}
+const yamlToObjects = (yamlText: string): Obj[] => h.parse(yamlText);
 
 function render(o: Overrides = {}): Obj[] {
   const r = template(o);
@@ -141,7 +120,7 @@ const VARIANTS: Record<string, Overrides> = {
   },
 };
 
-/** The render of one of VARIANTS, made on first use (so that without helm each test fails with MISSING_HELM). */
+/** The render of one of VARIANTS, made on first use (so that without helm each test fails, naming the install script). */
 const cache = new Map<string, Obj[]>();
 function rendered(name: keyof typeof VARIANTS): Obj[] {
   if (!cache.has(name)) cache.set(name, render(VARIANTS[name]!));
@@ -149,29 +128,7 @@ function rendered(name: keyof typeof VARIANTS): Obj[] {
 }
 const allRendered = (): Array<[string, Obj[]]> => Object.keys(VARIANTS).map((name) => [name, rendered(name)]);
 
-beforeAll(() => {
-  work = mkdtempSync(path.join(tmpdir(), 'fedge-chart-'));
-  converter = path.join(work, 'y2j');
-  mkdirSync(path.join(converter, 'templates'), { recursive: true });
-  writeFileSync(path.join(converter, 'Chart.yaml'), 'apiVersion: v2\nname: y2j\nversion: 0.0.0\n');
-  writeFileSync(
-    path.join(converter, 'templates', 'out.yaml'),
-    [
-      '{{- $items := list }}',
-      '{{- range $doc := regexSplit "(?m)^---[ \\t]*$" (.Files.Get "input.yaml") -1 }}',
-      '{{- $o := fromYaml $doc }}',
-      '{{- if hasKey $o "Error" }}{{ fail (printf "YAML parse error: %s in:\\n%s" $o.Error $doc) }}{{ end }}',
-      '{{- if $o }}{{ $items = append $items $o }}{{ end }}',
-      '{{- end }}',
-      '{{ dict "apiVersion" "v1" "kind" "List" "items" $items | toJson }}',
-      '',
-    ].join('\n'),
-  );
-});
-
-afterAll(() => {
-  if (work) rmSync(work, { recursive: true, force: true });
-});
+afterAll(() => h.close());
 
 const names = {
   coordinator: `${RELEASE}-coordinator`,

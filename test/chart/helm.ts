@@ -1,7 +1,6 @@
 /**
  * Renders the K3s chart with the pinned helm (.tools/bin/helm) and turns the YAML into objects with helm's own fromYaml
  * (no YAML dependency): a throwaway chart whose template parses a file of documents and prints a v1 List as JSON.
- * chart.test.ts keeps its own copy of these steps; new chart tests use this module.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
