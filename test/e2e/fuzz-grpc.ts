@@ -168,6 +168,8 @@ function adminRefusable(g: Gen, method: string, t: GrpcTargets): unknown {
     case 'RevokeAgent': return { name: `fz-${g.hex(8)}` };
     case 'FetchRunModel': return { runId: nowhere, modelVersion: g.num() };
     case 'PromoteModel': return { runId: nowhere, modelVersion: g.num(), canary: g.num(), margin: g.num(), force: g.chance(0.5) };
+    // An empty run id means every run (fedge model gc): only a run that does not exist must be refused.
+    case 'GcModels': return { runId: nowhere, keepLast: g.pick(['', '3', 'all']), dryRun: g.chance(0.5) };
     default: return { runId: g.pick([nowhere, '', g.str()]) };
   }
   void t;
