@@ -1,7 +1,8 @@
 /**
  * End to end: the run config's promotion gate. A run whose best version misses promotion.minMetric raises the alert
  * (fedge run show, --format json, fedge_promotion_gate_failed{run} 1, the coordinator's log); a run that passes has
- * its best version promoted (through a self-healing canary unless serving agents already have it) and served.
+ * its best version promoted (through a self-healing canary unless serving agents already have it) and served; a run
+ * whose agents were promoted to an early version mid-run has its best version canaried beside that one, then promoted.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { fedge, freePort, killAll, lastJson, startAgent, startCoordinator } from
 afterAll(() => killAll());
 
 interface Gate { passed: boolean; version?: number; metric: string; value?: number; min: number; message: string }
-interface Shown { id: string; status: string; promotionGate?: Gate; promotion?: { version?: number; lastCanary?: { outcome: string } } }
+interface Shown { id: string; status: string; promotionGate?: Gate; promotion?: { version?: number; lastCanary?: { outcome: string; reason: string } } }
 
 describe('promotion gate in the run config', () => {
   it('alerts on a run below minMetric and promotes the best version of a run above it', async () => {
@@ -64,7 +65,38 @@ describe('promotion gate in the run config', () => {
       if (Date.now() - t0 > 30_000) throw new Error(`version ${p.version} not promoted and served: ${JSON.stringify({ promotion: s.promotion, served })}`);
       await new Promise((res) => setTimeout(res, 300));
     }
-    console.log(JSON.stringify({ failed: g.message, passed: p.message, secondsToServed: (Date.now() - t0) / 1000 }));
+    // A run whose agents were promoted to an early version while it trained: its best version goes out through a
+    // self-healing canary beside that one, then everyone serves it.
+    const file = path.join(dir, 'run-canary.json');
+    writeFileSync(file, JSON.stringify({ model: 'mnist-mlp', rounds: 4, epochs: 1, learningRate: 0.1, promotion: { auto: true, minMetric: 0.5, canary: 0.5, window: '3s' } }));
+    const st = await fedge(['run', 'start', '--config', file, '--min-agents', '2', ...c]);
+    expect(st.code, st.stderr).toBe(0);
+    const third = lastJson<Shown>(st.stdout).id;
+    for (const t1 = Date.now(); ; ) {
+      const s = lastJson<{ modelVersion: number; status: string }>((await fedge(['run', 'show', third, ...c])).stdout);
+      if (s.modelVersion >= 1) break;
+      if (Date.now() - t1 > 60_000) throw new Error('no version 1');
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    const early = await fedge(['model', 'promote', '1', '--run', third, ...c]);
+    expect(early.code, early.stderr).toBe(0);
+    let viaCanary: Shown | undefined;
+    for (const t1 = Date.now(); ; ) {
+      const s = lastJson<Shown>((await fedge(['run', 'show', third, ...c])).stdout);
+      if (s.promotionGate && s.promotion?.lastCanary) {
+        viaCanary = s;
+        break;
+      }
+      if (Date.now() - t1 > 90_000) throw new Error(`no canary from the gate: ${JSON.stringify(s.promotionGate)}`);
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    const vg = viaCanary.promotionGate!;
+    expect(vg.passed).toBe(true);
+    expect(vg.version).toBeGreaterThan(1);
+    expect(vg.message).toMatch(/; self-healing canary: 50% of requests for 3s$/);
+    expect(viaCanary.promotion).toMatchObject({ version: vg.version, lastCanary: { outcome: 'completed' } });
+
+    console.log(JSON.stringify({ failed: g.message, passed: p.message, viaCanary: vg.message, secondsToServed: (Date.now() - t0) / 1000 }));
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     expect(metrics).toContain(`fedge_promotion_gate_failed{run="${failed.id}"} 1`);
     expect(metrics).toContain(`fedge_promotion_gate_failed{run="${passed.id}"} 0`);
