@@ -52,6 +52,9 @@ export class NameTakenError extends FedgeError {
   }
 }
 
+/** Agent records are written at most this often (they are state to resume from, not a ledger). */
+const AGENT_FLUSH_MS = 250;
+
 /** A session that joined but has not attached its task stream within this long no longer holds its name. */
 const JOIN_HOLD_MS = 15_000;
 
@@ -65,9 +68,10 @@ export class AgentRegistry extends EventEmitter<{
   private agents = new Map<string, AgentState>();
   /** Agent ids by name: a join looks its name up here instead of scanning every agent (10,000 joins would be 10^8 steps). */
   private byName = new Map<string, Set<string>>();
-  /** Agents whose record changed since the last write; written together on the next turn of the event loop. */
+  /** Agents whose record changed since the last write; written together within AGENT_FLUSH_MS. */
   private dirty = new Set<string>();
-  private flushing: NodeJS.Immediate | undefined;
+  private flushing: NodeJS.Timeout | undefined;
+  private lastFlush = 0;
 
   constructor(private readonly store: Store, private readonly joinToken?: string) {
     super();
@@ -372,8 +376,9 @@ export class AgentRegistry extends EventEmitter<{
 
   /** Writes every record changed since the last write, in one store transaction. */
   async flush(): Promise<void> {
-    if (this.flushing) clearImmediate(this.flushing);
+    if (this.flushing) clearTimeout(this.flushing);
     this.flushing = undefined;
+    this.lastFlush = Date.now();
     const records = [...this.dirty].flatMap((id) => {
       const a = this.agents.get(id);
       return a ? [a.record] : [];
@@ -391,7 +396,10 @@ export class AgentRegistry extends EventEmitter<{
   /** Marks the record for the next batched write (see flush): agent records are state to resume from, not a ledger. */
   private persist(agentId: string): void {
     this.dirty.add(agentId);
-    this.flushing ??= setImmediate(() => void this.flush());
+    // At most one write per AGENT_FLUSH_MS, the first after a quiet spell at once: a lone change is written on the
+    // next turn, a burst (over MQTT every join and result is its own turn) waits for the window and goes in one.
+    if (this.flushing) return;
+    this.flushing = setTimeout(() => void this.flush(), Math.max(0, this.lastFlush + AGENT_FLUSH_MS - Date.now())).unref();
   }
 }
 

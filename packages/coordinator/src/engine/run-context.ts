@@ -4,6 +4,9 @@ import type { ModelBlob } from '@fedge/proto';
 import { stateBlobRefs, type StateBlob, type Strategy, type StrategyState } from '../strategy/strategy.js';
 import type { GlobalModel } from './global-model.js';
 
+/** How long an accepted update waits for others to share its save (an fsync takes about as long). */
+const GROUP_COMMIT_MS = 10;
+
 /** Central evaluation of one version, as a version record and a round record both carry it. */
 export interface CentralEval {
   loss: number;
@@ -94,18 +97,21 @@ export class RunContext {
 
   /** The save that persistSoon() callers share, scheduled and not yet started. */
   private batch: Promise<void> | undefined;
+  private lastBatch = 0;
 
   /**
-   * persist() as a group commit: every caller within one turn of the event loop shares one save that starts after
-   * all their calls, so each still resolves only once its change is durable, but a round's N accepted updates cost
+   * persist() as a group commit: saves start at most every GROUP_COMMIT_MS (the first after a quiet spell on the
+   * next turn), and every caller until a save starts shares it (a window, not one turn: over MQTT every upload ends
+   * in its own turn), so each still resolves only once its change is durable, but a round's N accepted updates cost
    * a few writes of the record instead of N (each of which rewrote the growing list of accepted updates).
    */
   persistSoon(): Promise<void> {
     this.batch ??= new Promise<void>((resolve, reject) =>
-      setImmediate(() => {
+      setTimeout(() => {
         this.batch = undefined;
+        this.lastBatch = Date.now();
         this.persist().then(resolve, reject);
-      }),
+      }, Math.max(0, this.lastBatch + GROUP_COMMIT_MS - Date.now())),
     );
     return this.batch;
   }

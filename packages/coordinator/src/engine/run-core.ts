@@ -22,6 +22,9 @@ import { storageError } from '../store/storage-error.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+/** How stale the live view (participants of the open round) may get while results pour in. */
+const LIVE_REFRESH_MS = 50;
+
 export interface RunEngineDeps {
   store: Store;
   registry: AgentRegistry;
@@ -421,7 +424,20 @@ export class RunCore {
 
   // ---------------------------------------------------------------- live view and saves
 
+  /**
+   * Rebuilds the live view (O(participants)) at most every LIVE_REFRESH_MS: a round of 1,000 participants sends
+   * thousands of events, and rebuilding it for each one was quadratic in the round's size.
+   */
   refreshLive(): void {
+    this.liveTimer ??= setTimeout(() => {
+      this.liveTimer = undefined;
+      this.rebuildLive();
+    }, LIVE_REFRESH_MS).unref();
+  }
+
+  private liveTimer: NodeJS.Timeout | undefined;
+
+  private rebuildLive(): void {
     const own = this.liveOverride?.();
     if (own) this.live = own;
     else if (this.current) this.live = { ...this.live, participants: this.current.live() };

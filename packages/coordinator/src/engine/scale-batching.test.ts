@@ -12,10 +12,10 @@ import { RunContext } from './run-context.js';
 
 const req = (name: string, agentId = '') => ({ name, agentId, joinToken: '', backend: 'test', agentVersion: 't', numExamples: 10, labels: {} });
 const channel = () => ({ send: () => undefined, close: () => undefined });
-const turn = () => new Promise((r) => setImmediate(r));
+const turn = () => new Promise((r) => setTimeout(r, 300));
 
 describe('agent registry writes', () => {
-  it('1,000 joins and attaches in one turn are one saveAgents call, and every record reaches the store', async () => {
+  it('1,000 joins and attaches within the flush window are one saveAgents call, and every record reaches the store', async () => {
     const store = new MemoryStore();
     const calls: number[] = [];
     const save = store.saveAgents.bind(store);
@@ -26,6 +26,11 @@ describe('agent registry writes', () => {
     expect(calls).toEqual([]);
     await turn();
     expect(calls).toEqual([1000]);
+    // A burst right after a write waits for the window and goes in one write too.
+    for (const a of reg.list().slice(0, 10)) reg.release(a.id, 'task-1', true);
+    expect(calls).toEqual([1000]);
+    await turn();
+    expect(calls).toEqual([1000, 10]);
     const saved = await store.listAgents();
     expect(saved).toHaveLength(1000);
     expect(saved.every((a) => a.status === 'online')).toBe(true);
@@ -59,7 +64,7 @@ describe('agent registry writes', () => {
 });
 
 describe('RunContext.persistSoon', () => {
-  it('callers in one turn share one save, made after all of them; a later caller gets a later save', async () => {
+  it('callers within the window share one save, made after all of them; a later caller gets a later save', async () => {
     const store = new MemoryStore();
     const run: RunRecord = { id: 'run-batch', config: parseRunConfig({}), status: 'running', createdAt: new Date().toISOString(), round: 1, modelVersion: 0, rounds: [], versions: [] };
     await store.createRun(run);
