@@ -1,6 +1,7 @@
 /**
  * Data drift end to end: 3 agents train breast-cancer (30 numeric features, binary; one round) and serve the result; each is then
- * fed its own training rows over KServe v2, one with two features shifted by 3 fleet standard deviations. Its drift
+ * fed its own training rows over KServe v2, one with two features shifted by 3 fleet standard deviations (one agent
+ * reports over MQTT, the others over gRPC). Its drift
  * gauges, `fedge agent drift` and `fedge run show` flag it, on those features, and nobody else; the coordinator's
  * stored training profiles equal the histograms computed here from the same splits (counts only), and the fleet
  * reference the agents compare with is their sum.
@@ -25,11 +26,12 @@ describe('data drift', () => {
   it('an agent fed shifted inputs is flagged on those features by its gauges, fedge agent drift and run show, and only it', async () => {
     const t0 = performance.now();
     const at = (): string => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
-    const coord = await startCoordinator();
+    // drift-1 talks MQTT: reports, drift sections and the fleet reference reply ride both transports.
+    const coord = await startCoordinator(['--mqtt-listen', '127.0.0.1:0']);
     const c = ['--coordinator', coord.address];
     const ports = await Promise.all(Array.from({ length: 2 * N }, () => freePort()));
     const agents = Array.from({ length: N }, (_, i) =>
-      startProcess(FEDGE_AGENT, ['--coordinator', `grpc://${coord.address}`, '--name', `drift-${i}`, '--data', `csv:${CSV}`, '--target', 'diagnosis',
+      startProcess(FEDGE_AGENT, ['--coordinator', i === 1 ? coord.mqttUrl! : `grpc://${coord.address}`, '--name', `drift-${i}`, '--data', `csv:${CSV}`, '--target', 'diagnosis',
         '--partition', 'iid', '--num-partitions', String(N), '--partition-id', String(i), '--seed', String(SEED),
         '--serve', `127.0.0.1:${ports[i]}`, '--metrics', `127.0.0.1:${ports[N + i]}`, '--drift-window', '400', '--report-interval', '1']));
     // The agents' training splits, derived the way fedge-agent derives them (partition, then the 10% local holdout).
@@ -57,6 +59,9 @@ describe('data drift', () => {
       if (list.filter((a) => a.servedVersion === run!.modelVersion).length === N) break;
       await new Promise((r) => setTimeout(r, 250));
     }
+
+    const transports = lastJson<{ name: string; transport?: string }[]>((await fedge(['agent', 'list', ...c, '--format', 'json'])).stdout);
+    expect(transports.map((x) => `${x.name}:${x.transport}`).sort()).toEqual(['drift-0:grpc', 'drift-1:mqtt', 'drift-2:grpc']);
 
     // The stored training profiles are exactly this test's histograms of the agents' splits on the run's bins.
     const payload = { task: run!.data.task, preprocessing: run!.data.preprocessing };
