@@ -34,7 +34,7 @@ describe('self-healing canary', () => {
     );
     await Promise.all(agents.map((a) => a.waitFor(/inference server listening/)));
     const c = ['--coordinator', coord.address, '--format', 'json'];
-    const started = await fedge(['run', 'start', ...c, '--model', 'mnist-mlp', '--rounds', '12', '--min-agents', '2', '--epochs', '1', '--lr', '0.1']);
+    const started = await fedge(['run', 'start', ...c, '--model', 'mnist-mlp', '--rounds', '40', '--min-agents', '2', '--epochs', '1', '--lr', '0.1']);
     expect(started.code, started.stderr).toBe(0);
     const runId = lastJson<Run>(started.stdout).id;
     const show = async (): Promise<Run> => {
@@ -52,7 +52,8 @@ describe('self-healing canary', () => {
       }
     };
 
-    // Two honest versions, then the attacker joins; the first version with its update is the broken one.
+    // Two honest versions, then the attacker joins; the first version with its update is the broken one. The run has
+    // rounds to spare (it is stopped right after that version): the attacker takes a few rounds to start and join.
     await until('version 2', async () => ((await show()).modelVersion >= 2 ? true : undefined));
     startAgent(coord.address, ['--name', 'evil', '--num-partitions', '3', '--partition-id', '2', '--seed', '5', '--attack', 'constant:1e30']);
     const broken = await until('a version with the attacker\'s update', async () =>
