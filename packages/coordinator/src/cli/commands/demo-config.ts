@@ -28,6 +28,8 @@ export interface DemoOpts
   secagg?: boolean;
   /** With --secagg: each agent drops out after sending its masked input with this probability (simulated). */
   dropoutRate?: number;
+  /** One `fedge-agent --simulate N` process instead of N agent processes (fleet.ts): virtual agents on one shared worker. */
+  simulated?: boolean;
 }
 
 /**

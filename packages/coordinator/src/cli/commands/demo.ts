@@ -6,6 +6,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
 import { FedgeError, ValidationError } from '@fedge/proto';
+import { DEFAULT_JOIN_LIMITS } from '../../engine/join-limits.js';
 import { Coordinator, type RunView } from '../../coordinator.js';
 import { parseRunConfig } from '../../config/run-config.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
@@ -94,6 +95,7 @@ function demoBase(): Command {
     .option('--no-error-feedback', 'with --compression: do not carry what the codec dropped into the next update')
     .option('--secagg', 'secure aggregation: agents mask their updates, the coordinator learns only each round\'s weighted sum')
     .addOption(new Option('--dropout-rate <p>', 'with --secagg: each agent drops out after sending its masked input with this probability (simulated)').argParser(fractionArg('--dropout-rate')))
+    .option('--simulated', 'run the agents as one process of N virtual agents (fedge-agent --simulate N): each its own connection, session and partition, all training on one shared worker, so hundreds fit one machine')
     .option('--data-dir <dir>', 'where the final model and agent logs are written', '.fedge')
     .addOption(new Option('--format <format>', 'table or json (json: the last line is one JSON object)').default('table').argParser(parseFormat))
     .addHelpText(
@@ -113,6 +115,7 @@ Examples:
   fedge demo --data csv:examples/breast-cancer/breast-cancer.csv --target diagnosis --task binary --format json
   fedge demo --config examples/auto-mpg/run.json --data csv:examples/auto-mpg/auto-mpg.csv --target mpg --missing mean
   fedge demo --data images:photos/ --task classification --model mlp --hidden 128
+  fedge demo --agents 200 --simulated --rounds 5       # 200 virtual agents in one agent process
 
 With --data other than mnist, each agent takes one partition of the file (minus the 10% the coordinator keeps back
 for central evaluation; the same seed selects the same rows on every process), and the run goes through the
@@ -141,7 +144,10 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
       parseRunConfig(runConfig);
       const logDir = path.resolve(opts.dataDir, 'demo');
       mkdirSync(logDir, { recursive: true });
-      const coord = new Coordinator({ dataDir: opts.dataDir });
+      if (opts.simulated && (nSlow > 0 || nAttackers > 0 || opts.failRate || opts.dropoutRate))
+        throw new ValidationError('--simulated: the virtual agents have no straggler, attacker or failure simulation; drop --stragglers, --attackers, --fail-rate and --dropout-rate, or the --simulated flag');
+      // One source address joins every simulated agent: the per-address join limits are for real networks.
+      const coord = new Coordinator({ dataDir: opts.dataDir, ...(opts.simulated ? { joinLimits: { ...DEFAULT_JOIN_LIMITS, maxTokenAgents: Math.max(DEFAULT_JOIN_LIMITS.maxTokenAgents, opts.agents), sourceRate: 1000, sourceBurst: 1000 } } : {}) });
       const server = await startGrpcServer(coord, { host: '127.0.0.1', port: 0 });
       const agents: ChildProcess[] = [];
       let finished = false;
@@ -155,7 +161,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
       const joinWait = new AbortController();
       try {
         const cli = agentCli();
-        for (let i = 0; i < opts.agents; i++) {
+        for (let i = 0; i < (opts.simulated ? 1 : opts.agents); i++) {
           const log = path.join(logDir, `agent-${i}.log`);
           const out = createWriteStream(log);
           // The last agents are the stragglers, so which ones are slow is obvious in logs and `fedge agent list`.
@@ -170,11 +176,13 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           ];
           const child = spawn(
             process.execPath,
-            [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${attacker ? '-attacker' : ''}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', opts.data, '--partition', opts.partition,
-              '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim, ...dataArgs(opts),
-              // The demo's agents keep their state (key, SCAFFOLD control variates) in its data dir, not in ~/.fedge-agent.
-              '--state-dir', path.join(logDir, `agent-${i}-state`)],
-            { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDGE_LOG_LEVEL: process.env.FEDGE_AGENT_LOG_LEVEL ?? 'info' } },
+            opts.simulated
+              ? [cli, '--coordinator', `grpc://${server.address}`, '--simulate', String(opts.agents), '--name', 'demo-agent', '--data', opts.data, '--partition', opts.partition, '--seed', String(opts.seed), ...dataArgs(opts)]
+              : [cli, '--coordinator', `grpc://${server.address}`, '--name', `demo-agent-${i}${attacker ? '-attacker' : ''}${slow && opts.slowdown > 1 ? '-slow' : ''}`, '--data', opts.data, '--partition', opts.partition,
+                '--num-partitions', String(opts.agents), '--partition-id', String(i), '--seed', String(opts.seed), ...sim, ...dataArgs(opts),
+                // The demo's agents keep their state (key, SCAFFOLD control variates) in its data dir, not in ~/.fedge-agent.
+                '--state-dir', path.join(logDir, `agent-${i}-state`)],
+            { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FEDGE_LOG_LEVEL: process.env.FEDGE_AGENT_LOG_LEVEL ?? (opts.simulated ? 'warn' : 'info') } },
           );
           child.stdout!.pipe(out);
           child.stderr!.pipe(out);
@@ -195,7 +203,7 @@ Agent logs go to DATA_DIR/demo/agent-N.log; the final model to DATA_DIR/runs/RUN
           agents.push(child);
         }
         if (opts.format !== 'json')
-          process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} agents (${opts.partition} split of ${mnist ? 'the MNIST digits' : opts.data})${attack ? `, ${nAttackers} of them attacker${nAttackers === 1 ? '' : 's'} (${attack})` : ''}; logs in ${logDir}\n`);
+          process.stderr.write(`coordinator on ${server.address}; started ${opts.agents} ${opts.simulated ? 'simulated agents in one process' : 'agents'} (${opts.partition} split of ${mnist ? 'the MNIST digits' : opts.data})${attack ? `, ${nAttackers} of them attacker${nAttackers === 1 ? '' : 's'} (${attack})` : ''}; logs in ${logDir}\n`);
         // Start once every agent has joined, so round 1 is not decided by which processes booted first.
         await coord.registry.waitForAvailable(opts.agents, AbortSignal.any([joinWait.signal, AbortSignal.timeout(180_000)])).catch(() => {
           if (joinWait.signal.reason instanceof FedgeError) throw joinWait.signal.reason;
