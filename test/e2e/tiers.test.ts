@@ -123,9 +123,10 @@ describe('aggregator tiers', () => {
     expect(show.stdout).toMatch(/site-b\s+rejected\s+.*sub-run/);
   }, 120_000);
 
-  it('an async root (FedBuff) runs on sync sites: each buffered update is one site round', async () => {
-    const root = await startCoordinator();
-    const sites = await Promise.all(['site-a', 'site-b'].map((name) => startCoordinator(['--upstream', `grpc://${root.address}`, '--name', name])));
+  it('an async root (FedBuff) runs on sync sites, one linked over gRPC and one over MQTT: each buffered update is one site round', async () => {
+    const root = await startCoordinator(['--mqtt-listen', '127.0.0.1:0']);
+    expect(root.mqttUrl).toBeDefined();
+    const sites = await Promise.all([['site-a', `grpc://${root.address}`], ['site-b', root.mqttUrl!]].map(([name, url]) => startCoordinator(['--upstream', url!, '--name', name!])));
     sites.forEach((s, i) => agent(s.address, i));
     await Promise.all(sites.map((s) => s.waitFor(/joined coordinator/)));
     const { run } = await runTo(root.address, 2, { mode: 'async', rounds: 3, strategy: { name: 'fedavg' }, async: { bufferSize: 2 } });

@@ -11,12 +11,13 @@ describe('parseSiteOptions', () => {
   it('parses the root URL, name and site round options, with defaults', () => {
     expect(parseSiteOptions({ upstream: 'grpc://root.example:7070', name: 'factory-1' })).toMatchObject({ target: 'root.example:7070', tls: false, name: 'factory-1', fraction: 1, minAgents: 1, deadlineSeconds: 600 });
     const o = parseSiteOptions({ upstream: 'grpcs://root:7443', name: 'f2', siteFraction: '0.5', siteMinAgents: '3', siteDeadline: '30', upstreamJoinToken: 't' });
-    expect(o).toMatchObject({ target: 'root:7443', tls: true, fraction: 0.5, minAgents: 3, deadlineSeconds: 30, upstreamJoinToken: 't' });
+    expect(o).toMatchObject({ target: 'root:7443', tls: true, mqtt: false, fraction: 0.5, minAgents: 3, deadlineSeconds: 30, upstreamJoinToken: 't' });
+    expect(parseSiteOptions({ upstream: 'mqtt://root:1883', name: 'f3' })).toMatchObject({ target: 'mqtt://root:1883', mqtt: true, tls: false });
   });
 
   it('names the flag and the fix for every bad value', () => {
     expect(() => parseSiteOptions({ upstream: 'grpc://root:7070' })).toThrow(/--name: an aggregator site/);
-    expect(() => parseSiteOptions({ upstream: 'mqtt://root:1883', name: 'a' })).toThrow(/--upstream: use grpc:\/\//);
+    expect(() => parseSiteOptions({ upstream: 'http://root:7070', name: 'a' })).toThrow(/--upstream: use grpc:\/\//);
     expect(() => parseSiteOptions({ upstream: 'grpc://root:7070', name: 'a b' })).toThrow(/--name: the site name/);
     expect(() => parseSiteOptions({ upstream: 'grpc://root:7070', name: 'a', siteFraction: '2' })).toThrow(/--site-fraction: must be in \(0, 1\]/);
     expect(() => parseSiteOptions({ upstream: 'grpc://root:7070', name: 'a', siteMinAgents: 'x' })).toThrow(/--site-min-agents: not a number/);

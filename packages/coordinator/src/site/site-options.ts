@@ -15,7 +15,7 @@ export interface SiteFlags {
 const number = (flag: string) => z.coerce.number({ message: `${flag}: not a number` });
 
 const siteSchema = z.strictObject({
-  upstream: z.string().min(1).refine((u) => /^grpcs?:\/\//.test(u), { message: '--upstream: use grpc://HOST:PORT or grpcs://HOST:PORT (the root coordinator; MQTT to the root is not supported yet)' }),
+  upstream: z.string().min(1).refine((u) => /^(grpcs?|mqtts?):\/\/[^\s/]+\/?$/.test(u), { message: '--upstream: use grpc://HOST:PORT, grpcs://HOST:PORT, mqtt://HOST:PORT or mqtts://HOST:PORT (the root coordinator)' }),
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, '--name: the site name joins the root as an agent name: letters, digits, . _ - (up to 128), e.g. --name factory-1'),
   upstreamJoinToken: z.string().min(1).optional(),
   /** The site's own sampling of its agents per root task (the sub-run's agentsPerRound). */
@@ -25,7 +25,8 @@ const siteSchema = z.strictObject({
   deadlineSeconds: number('--site-deadline').positive('--site-deadline: seconds > 0').max(7 * 24 * 3600).default(600),
 });
 
-export type SiteOptions = z.output<typeof siteSchema> & { target: string; tls: boolean };
+/** `target`: the gRPC target (grpc:// and grpcs://), or the broker URL itself (mqtt:// and mqtts://, `mqtt` set). */
+export type SiteOptions = z.output<typeof siteSchema> & { target: string; tls: boolean; mqtt: boolean };
 
 /** undefined without --upstream; a ValidationError naming the flag for anything else wrong (--name is required with it). */
 export function parseSiteOptions(flags: object): SiteOptions | undefined {
@@ -46,6 +47,7 @@ export function parseSiteOptions(flags: object): SiteOptions | undefined {
     ...(f.siteDeadline !== undefined ? { deadlineSeconds: f.siteDeadline } : {}),
   });
   if (!r.success) throw new ValidationError(formatZodError(r.error));
+  if (/^mqtts?:/.test(r.data.upstream)) return { ...r.data, target: r.data.upstream, tls: r.data.upstream.startsWith('mqtts:'), mqtt: true };
   const hp = parseGrpcUrl(r.data.upstream, '--upstream', 7070);
-  return { ...r.data, target: grpcTarget(hp), tls: hp.tls };
+  return { ...r.data, target: grpcTarget(hp), tls: hp.tls, mqtt: false };
 }

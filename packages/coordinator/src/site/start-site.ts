@@ -1,6 +1,6 @@
-/** Starts an aggregator site's link to its root: one Agent (the edge agent's own daemon and gRPC client) whose tasks a SiteExecutor runs. */
+/** Starts an aggregator site's link to its root: one Agent (the edge agent's own daemon and gRPC or MQTT client) whose tasks a SiteExecutor runs. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, GrpcConnection } from '@fedge/edge-agent';
+import { Agent, GrpcConnection, MqttConnection, type CoordinatorConnection } from '@fedge/edge-agent';
 import type { Coordinator } from '../coordinator.js';
 import { COORDINATOR_VERSION } from '../version.js';
 import { logger } from '../log.js';
@@ -25,7 +25,11 @@ export function startSite(coord: Coordinator, o: SiteOptions): SiteLink {
   void (async () => {
     while (!stopped && coord.listAgents().filter((a) => a.status === 'online').length < o.minAgents) await sleep(200);
     if (stopped) return;
-    agent = new Agent(() => new GrpcConnection(o.target, o.tls ? {} : undefined), undefined, {
+    // The agent's own transports: gRPC, or MQTT through the root's broker (the join token is the broker password).
+    const connect = (): CoordinatorConnection => o.mqtt
+      ? new MqttConnection(o.target, o.upstreamJoinToken ? { joinToken: o.upstreamJoinToken } : {})
+      : new GrpcConnection(o.target, o.tls ? {} : undefined);
+    agent = new Agent(connect, undefined, {
       name: o.name,
       backend: `site/${COORDINATOR_VERSION}`,
       executor,

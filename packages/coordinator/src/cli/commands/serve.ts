@@ -44,7 +44,7 @@ export function serveCommand(): Command {
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
     .option('--tls-client-ca <file>', 'mutual TLS: require client certificates signed by this CA (env FEDGE_TLS_CLIENT_CA)', process.env.FEDGE_TLS_CLIENT_CA)
     .option('--mlflow-tracking-uri <url>', 'log every run live to this MLflow tracking server (params, metrics per round, final model and ONNX as artifacts); a run config\'s tracking.mlflow overrides it (env FEDGE_MLFLOW_TRACKING_URI)', process.env.FEDGE_MLFLOW_TRACKING_URI)
-    .option('--upstream <url>', 'aggregator site: join this root coordinator (grpc://HOST:PORT) as one agent and run each of its training tasks as a round on this coordinator\'s agents (env FEDGE_UPSTREAM)', process.env.FEDGE_UPSTREAM)
+    .option('--upstream <url>', 'aggregator site: join this root coordinator (grpc://HOST:PORT, or mqtt://HOST:PORT through its broker) as one agent and run each of its training tasks as a round on this coordinator\'s agents (env FEDGE_UPSTREAM)', process.env.FEDGE_UPSTREAM)
     .option('--name <site>', 'with --upstream: the site\'s name, the agent name it joins the root with (env FEDGE_SITE_NAME)', process.env.FEDGE_SITE_NAME)
     .option('--upstream-join-token <token>', 'with --upstream: the root\'s join token (env FEDGE_UPSTREAM_JOIN_TOKEN)', process.env.FEDGE_UPSTREAM_JOIN_TOKEN)
     .option('--site-fraction <f>', 'with --upstream: share of this site\'s agents invited per root task (default 1)')
