@@ -33,6 +33,7 @@ const BENCHES = {
   learning: { args: ['--quick', '--models', 'mnist-mlp', '--rounds', '1', '--agents', '2'] },
   mqtt: { env: { BENCH_MB: '2', BENCH_REPS: '1' } },
   privacy: { args: ['--agents', '20', '--rounds', '2', '--z', '0,1', '--every', '1'] },
+  'retention-rss': { args: ['--rounds', '3', '--keep', '1', '--units', '16'] },
   robust: { args: ['--agents', '4', '--rounds', '1', '--fractions', '0.25', '--ks', '5', '--params', '10000'] },
   serving: { args: ['--smoke'] },
   'serving-while-training': { args: ['--seconds', '1', '--phases', 'idle'] },
