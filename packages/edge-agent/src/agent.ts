@@ -139,7 +139,7 @@ export class Agent {
       labels: described?.labels ?? this.opts.labels ?? {},
       // Schema, statistics and fingerprint of the local data: the coordinator's statistics step combines the fleet's.
       // A simulated echo agent without --data has no columns: it reports no profile rather than one the coordinator refuses.
-      dataProfileJson: this.data?.profile.columns.length ? JSON.stringify(this.data.profile) : '',
+      dataProfileJson: this.data?.profile?.columns.length ? JSON.stringify(this.data.profile) : '',
     };
     const id = this.opts.identity;
     if (id) {
