@@ -5,7 +5,7 @@ import { stateBlobRefs, type StateBlob, type Strategy, type StrategyState } from
 import type { GlobalModel } from './global-model.js';
 
 /** How long an accepted update waits for others to share its save (an fsync takes about as long). */
-const GROUP_COMMIT_MS = 10;
+const GROUP_COMMIT_MS = 50;
 
 /** Central evaluation of one version, as a version record and a round record both carry it. */
 export interface CentralEval {
@@ -110,21 +110,22 @@ export class RunContext {
       setTimeout(() => {
         this.batch = undefined;
         this.lastBatch = Date.now();
-        this.persist().then(resolve, reject);
+        // Accepting updates changes the open round only: the rounds (each with its participants) are not re-serialized.
+        this.persist(true).then(resolve, reject);
       }, Math.max(0, this.lastBatch + GROUP_COMMIT_MS - Date.now())),
     );
     return this.batch;
   }
 
   /** Saves the record: the strategy's live state as it is now, its versioned state as of the record's version. */
-  async persist(): Promise<void> {
+  async persist(docOnly = false): Promise<void> {
     const state = this.strategy?.snapshot?.();
     const live = state ? liveOf(state) : {};
     if (state) {
       await this.storeBlobs(this.committed.blobs);
       Object.assign(this.record, live, this.committed.state);
     }
-    await this.store.saveRun(this.record);
+    await this.store.saveRun(this.record, docOnly);
     this.savedLive = JSON.stringify(live);
   }
 

@@ -82,4 +82,25 @@ describe('RunContext.persistSoon', () => {
     await ctx.persistSoon();
     expect(saved).toEqual([50, 51]);
   });
+
+  it('SQLite: a docOnly save writes the open round and leaves the stored rounds alone', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'fedge-batch-'));
+    try {
+      const store = SqliteStore.open(dir);
+      const round = { round: 1, status: 'completed' as const, startedAt: new Date().toISOString(), participants: [{ agentId: 'a', name: 'sim-0', outcome: 'completed' as const }] };
+      const run: RunRecord = { id: 'run-doc', config: parseRunConfig({}), status: 'running', createdAt: new Date().toISOString(), round: 2, modelVersion: 1, rounds: [round as never], versions: [] };
+      await store.createRun(run);
+      const ctx = new RunContext(run, store);
+      ctx.setOpenRound({ round: 2, baseVersion: 1, invitees: [], accepted: [] });
+      ctx.acceptUpdate({ name: 'sim-1', numExamples: 1, weight: 1, staleness: 0, baseVersion: 1, metrics: {}, file: 'f1', seconds: 0 });
+      await ctx.persistSoon();
+      const got = (await store.getRun('run-doc'))!;
+      expect(got.openRound?.accepted.map((a) => a.name)).toEqual(['sim-1']);
+      expect(got.rounds).toHaveLength(1);
+      expect(got.rounds[0]!.participants.map((p) => p.name)).toEqual(['sim-0']);
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -15,8 +15,9 @@ export class MemoryStore implements Store {
     if (this.runs.has(run.id)) throw new Error(`run ${run.id} already exists`);
     this.runs.set(run.id, clone(run));
   }
-  async saveRun(run: RunRecord): Promise<void> {
-    this.runs.set(run.id, clone(run));
+  async saveRun(run: RunRecord, docOnly = false): Promise<void> {
+    const prev = docOnly ? this.runs.get(run.id) : undefined;
+    this.runs.set(run.id, prev ? { ...clone({ ...run, rounds: [], versions: [] }), rounds: prev.rounds, versions: prev.versions } : clone(run));
   }
   async getRun(id: string): Promise<RunRecord | undefined> {
     const r = this.runs.get(id);

@@ -221,8 +221,8 @@ export class SqliteStore implements Store {
     });
   }
 
-  async saveRun(run: RunRecord): Promise<void> {
-    this.tx(() => this.writeRun(run));
+  async saveRun(run: RunRecord, docOnly = false): Promise<void> {
+    this.tx(() => this.writeRun(run, docOnly));
   }
 
   async getRun(id: string): Promise<RunRecord | undefined> {
@@ -354,7 +354,7 @@ export class SqliteStore implements Store {
     }
   }
 
-  private writeRun(run: RunRecord): void {
+  private writeRun(run: RunRecord, docOnly = false): void {
     const { rounds, versions, ...rest } = run;
     this.db.run(
       `INSERT INTO runs (id, status, created_at, round, model_version, doc) VALUES (?, ?, ?, ?, ?, ?)
@@ -368,7 +368,7 @@ export class SqliteStore implements Store {
       // First write of this run by this process: start from what is on disk.
       this.db.run('DELETE FROM rounds WHERE run_id = ?', [run.id]);
       this.db.run('DELETE FROM versions WHERE run_id = ?', [run.id]);
-    }
+    } else if (docOnly) return;
     rounds.forEach((r: RoundRecord, seq) => {
       const doc = toJson(r);
       if (w.rounds[seq] === doc) return;

@@ -278,7 +278,11 @@ export interface EnrollmentRecord {
 
 export interface Store {
   createRun(run: RunRecord): Promise<void>;
-  saveRun(run: RunRecord): Promise<void>;
+  /**
+   * `docOnly`: only the run's own fields (status, open round, strategy state) changed since its last save, not its
+   * rounds or versions, so a store may skip re-serializing those (a round of 1,000 participants is ~250 KB of JSON).
+   */
+  saveRun(run: RunRecord, docOnly?: boolean): Promise<void>;
   getRun(id: string): Promise<RunRecord | undefined>;
   listRuns(): Promise<RunRecord[]>;
   /** Stores a model by content; returns its sha256. Idempotent. */
