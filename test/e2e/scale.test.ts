@@ -1,0 +1,71 @@
+/**
+ * Scale (issue 16): 1,000 simulated agents (one `fedge-agent --simulate 1000 --echo` process, each agent its own MQTT
+ * client, session and name) complete 3 sync rounds of 1,000 participants on a real coordinator with the embedded
+ * broker. Echo agents download and verify every model and send a fixed delta, so the final model is known exactly.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FEDGE_AGENT, fedge, killAll, lastJson, startCoordinator, startProcess } from './harness.js';
+
+const N = 1000;
+const ROUNDS = 3;
+const tmp = mkdtempSync(path.join(tmpdir(), 'fedge-scale-'));
+afterAll(() => {
+  killAll();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** EchoShared.deltaOf (packages/edge-agent/src/echo-executor.ts): what every echo agent sends. */
+const echoDelta = (i: number): number => (((i * 7919) % 17) - 8) * 1.25e-4;
+
+interface RunJson {
+  id: string;
+  status: string;
+  modelPath: string;
+  metrics: { status: string; completed: number }[];
+  roundsDetail: { participants: { name: string; outcome: string }[] }[];
+}
+
+describe('scale', () => {
+  it(`${N} simulated agents over MQTT complete ${ROUNDS} rounds of ${N} participants, and the model moves by exactly their delta`, async () => {
+    const t0 = Date.now();
+    // A small model (784-8-10 MLP, 6,370 params): what is tested is the fleet, not the bandwidth.
+    const ml = await import('@fedge/ml');
+    const blob = ml.modelToBlob(ml.createMlp({ inputWidth: 784, hidden: [8], outputs: 10, activation: 'softmax', seed: 3 }));
+    const modelFile = await ml.saveModelDir(blob, path.join(tmp, 'model'));
+    // One loopback address joins all 1,000: the per-address join limits are for real networks. In memory: what is
+    // tested is the fleet; a durable store adds an fsync per accepted update (bench/scale.mjs measures it).
+    const coord = await startCoordinator(['--in-memory', '--mqtt-listen', '127.0.0.1:0', '--max-token-agents', String(N + 10), '--join-rate', '2000', '--join-burst', '2000']);
+    const fleet = startProcess(FEDGE_AGENT, ['--coordinator', coord.mqttUrl!, '--simulate', String(N), '--echo', '--name', 'sim', '--simulate-rate', '1000'], { FEDGE_LOG_LEVEL: 'warn' });
+    await fleet.waitFor(new RegExp(`simulated fleet: ${N}/${N} joined`), 60_000);
+    const joined = Date.now();
+    const res = await fedge(['run', 'start', '--coordinator', coord.address, '--model', modelFile, '--rounds', String(ROUNDS), '--min-agents', String(N),
+      '--deadline', '60', '--watch', '--format', 'json']);
+    expect(res.code, res.stderr.slice(-2000)).toBe(0);
+    const run = lastJson<RunJson>(res.stdout);
+    const ran = Date.now();
+    expect(run.status).toBe('completed');
+    expect(run.metrics.map((m) => [m.status, m.completed]), JSON.stringify(run.metrics)).toEqual(Array.from({ length: ROUNDS }, () => ['completed', N]));
+    for (const r of run.roundsDetail) {
+      const names = new Set(r.participants.filter((p) => p.outcome === 'completed').map((p) => p.name));
+      expect(names.size).toBe(N);
+    }
+    // FedAvg of N identical deltas is that delta: after ROUNDS rounds every weight moved by ROUNDS x delta.
+    const final = new Float32Array(new Uint8Array(readFileSync(path.join(path.dirname(run.modelPath), 'weights.bin'))).buffer);
+    expect(final.length).toBe(blob.weights.length);
+    let worst = 0;
+    for (let i = 0; i < final.length; i++) worst = Math.max(worst, Math.abs(final[i]! - (blob.weights[i]! + ROUNDS * Math.fround(echoDelta(i)))));
+    expect(worst).toBeLessThan(1e-5);
+    // The agent list of a fleet this size still comes back, all of them online.
+    const list = await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json']);
+    expect(list.code, list.stderr).toBe(0);
+    const agents = JSON.parse(list.stdout) as { name: string; status: string }[];
+    expect(agents.filter((a) => a.name.startsWith('sim-') && a.status === 'online')).toHaveLength(N);
+    process.stderr.write(`scale: ${N} agents joined in ${((joined - t0) / 1000).toFixed(1)} s, ${ROUNDS} rounds in ${((ran - joined) / 1000).toFixed(1)} s, all in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    fleet.child.kill('SIGTERM');
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
+  }, 240_000);
+});
