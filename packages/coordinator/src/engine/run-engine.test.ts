@@ -396,3 +396,17 @@ describe('strategy.normBound', () => {
     for (const w of engine.globalModel.blob.weights) expect(w).toBeCloseTo(scaled, 6);
   });
 });
+
+describe('stopping a run mid-round', () => {
+  it('cancels its invitees\' tasks and frees them for other runs at once', async () => {
+    const { engine, agents, finished } = setup({ rounds: 1, agentsPerRound: { fraction: 1, min: 2 } }, ['a', 'b']);
+    await until(() => agents.a!.tasks.length > 0 && agents.b!.tasks.length > 0);
+    const registry = (engine as unknown as { core: { deps: { registry: AgentRegistry } } }).core.deps.registry;
+    expect(registry.available()).toHaveLength(0);
+    engine.stop('stopped by the test');
+    await finished;
+    expect(registry.available().map((a) => a.name)).toEqual(['a', 'b']);
+    expect(agents.a!.tasks.at(-1)!.kind).toBe('cancel');
+  });
+});
+

@@ -64,7 +64,12 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
     if (this.isFinished()) return;
     this.ctx.setMessage(reason);
     this.core.stopCtl.abort(new Error(reason));
-    this.core.current?.close('stopped');
+    const round = this.core.current;
+    const pending = round?.pending() ?? [];
+    round?.close('stopped');
+    // Agents still on the stopped round's tasks are told to stop and are free for other runs at once: left busy, they
+    // were invited by no other run until they rejoined (a site's next sub-run waited out its whole deadline for them).
+    for (const inv of pending) this.core.deps.registry.cancel(inv.agent.id, inv.task);
     this.core.wake();
   }
 
