@@ -364,6 +364,19 @@ export class AgentRegistry extends EventEmitter<{
     });
   }
 
+  /** Whether an agent that joined with the shared token (no enrolled identity) has this id or this name. */
+  knowsTokenAgent(agentId: string, name: string): boolean {
+    const token = (a: AgentState | undefined): boolean => a !== undefined && a.record.identity === undefined;
+    return (!!agentId && token(this.agents.get(agentId))) || [...(this.byName.get(name) ?? [])].some((i) => token(this.agents.get(i)));
+  }
+
+  /** How many agents joined with the shared token (the --max-token-agents cap), counted without copying records. */
+  tokenAgents(): number {
+    let n = 0;
+    for (const a of this.agents.values()) if (a.record.identity === undefined) n++;
+    return n;
+  }
+
   list(): AgentRecord[] {
     return [...this.agents.values()].map(({ record: { secretSha256: _secret, ...r } }) => ({ ...r }));
   }

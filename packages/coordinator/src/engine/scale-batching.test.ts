@@ -36,6 +36,17 @@ describe('agent registry writes', () => {
     expect(saved.every((a) => a.status === 'online')).toBe(true);
   });
 
+  it('the token-agent cap counts and finds agents without copying the records', () => {
+    const reg = new AgentRegistry(new MemoryStore());
+    const a = reg.join(req('edge-1'));
+    reg.join(req('edge-2'), 'fingerprint-of-an-enrolled-key');
+    expect(reg.tokenAgents()).toBe(1);
+    expect(reg.knowsTokenAgent(a.agentId, 'someone-else')).toBe(true);
+    expect(reg.knowsTokenAgent('', 'edge-1')).toBe(true);
+    expect(reg.knowsTokenAgent('', 'edge-2')).toBe(false); // enrolled: not the shared token's
+    expect(reg.knowsTokenAgent('agent-nope', 'edge-3')).toBe(false);
+  });
+
   it('a name is still refused while its holder is online, and freed by a join under a new name', () => {
     const reg = new AgentRegistry(new MemoryStore());
     const a = reg.join(req('edge-1'));
