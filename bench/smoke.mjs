@@ -35,6 +35,7 @@ const BENCHES = {
   privacy: { args: ['--agents', '20', '--rounds', '2', '--z', '0,1', '--every', '1'] },
   'retention-rss': { args: ['--rounds', '3', '--keep', '1', '--units', '16'] },
   robust: { args: ['--agents', '4', '--rounds', '1', '--fractions', '0.25', '--ks', '5', '--params', '10000'] },
+  scale: { args: ['--agents', '5', '--rounds', '1', '--hidden', '8', '--case-timeout', '120'] },
   serving: { args: ['--smoke'] },
   'serving-while-training': { args: ['--seconds', '1', '--phases', 'idle'] },
   strategies: { args: ['--agents', '2', '--rounds', '1', '--configs', 'fedavg'] },
