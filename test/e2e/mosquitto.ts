@@ -1,6 +1,6 @@
 /** A real Mosquitto broker on a loopback port for e2e tests (installed by scripts/install-mosquitto.sh), restartable on the same port. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,7 +41,8 @@ export const SHIPPED_MOSQUITTO_DIR = path.resolve(path.dirname(fileURLToPath(imp
 
 export interface MosquittoOptions {
   /**
-   * Run deploy/mosquitto/mosquitto.conf and its ACL (by path, not a copy) instead of an anonymous broker, with these
+   * Run deploy/mosquitto/mosquitto.conf and its ACL (the shipped bytes, copied beside the password file only because
+   * the checkout may sit in a directory the mosquitto user cannot enter) instead of an anonymous broker, with these
    * MQTT users (name -> password, written with mosquitto_passwd). Only the listener port, the password file's path,
    * the ACL's path and logging are changed; a shipped file that no longer has those lines fails here.
    */
@@ -51,7 +52,7 @@ export interface MosquittoOptions {
 }
 
 /** The shipped mosquitto.conf with this broker's port, password file and logging. */
-function shippedConfig(port: number, passwd: string, verbose: boolean): string {
+function shippedConfig(port: number, passwd: string, acl: string, verbose: boolean): string {
   let conf = readFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'mosquitto.conf'), 'utf8');
   const swap = (re: RegExp, line: string): void => {
     if (!re.test(conf)) throw new Error(`deploy/mosquitto/mosquitto.conf has no line matching ${re}; update test/e2e/mosquitto.ts with it`);
@@ -59,7 +60,7 @@ function shippedConfig(port: number, passwd: string, verbose: boolean): string {
   };
   swap(/^listener 1883 127\.0\.0\.1$/m, `listener ${port} 127.0.0.1`);
   swap(/^password_file .*$/m, `password_file ${passwd}`);
-  swap(/^acl_file .*$/m, `acl_file ${path.join(SHIPPED_MOSQUITTO_DIR, 'acl')}`);
+  swap(/^acl_file .*$/m, `acl_file ${acl}`);
   swap(/^log_dest syslog$/m, 'log_dest stdout');
   return verbose ? `${conf}\nlog_type all\n` : conf;
 }
@@ -80,10 +81,14 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
       const r = spawnSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', passwd, user, pw], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`mosquitto_passwd failed (${r.status}): ${r.stderr}`);
     }
-    // The broker may drop root privileges to the mosquitto user before it reads the file.
+    // Started as root, the broker drops to the mosquitto user before it reads these files, so they live in a
+    // directory it can enter (a fresh clone under a 0700 temp dir cannot be read by it: CI failed on that).
+    const acl = path.join(dir, 'acl');
+    copyFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'acl'), acl);
     chmodSync(dir, 0o755);
     chmodSync(passwd, 0o644);
-    writeFileSync(conf, shippedConfig(port, passwd, !!opts.verbose));
+    chmodSync(acl, 0o644);
+    writeFileSync(conf, shippedConfig(port, passwd, acl, !!opts.verbose));
   } else {
     writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n${opts.verbose ? 'log_type all\n' : ''}`);
   }
