@@ -103,7 +103,9 @@ describe('self-healing canary', () => {
     let live: { verdict: string; figures: string } | undefined;
     const done = await until('the healthy canary to end', async () => {
       const e = lastJson<{ lastCanary?: Promotion['lastCanary']; canary?: { live?: { verdict: string; figures: string } } }>((await m(['show', String(healthy)])).stdout);
-      live ??= e.canary?.live;
+      // The first polls can come before any canary agent has reported ('0 candidate / 0 stable requests on 0
+      // agent(s)': a fresh-clone CI run caught one); keep the latest view that has reports in it.
+      if (e.canary?.live && !/ on 0 agent/.test(e.canary.live.figures)) live = e.canary.live;
       return e.lastCanary;
     }, 40_000);
     // While it ran, fedge model show had the figures of the agents' latest reports.
