@@ -68,7 +68,9 @@ describe('promotion gate in the run config', () => {
     // A run whose agents were promoted to an early version while it trained: its best version goes out through a
     // self-healing canary beside that one, then everyone serves it.
     const file = path.join(dir, 'run-canary.json');
-    writeFileSync(file, JSON.stringify({ model: 'mnist-mlp', rounds: 4, epochs: 1, learningRate: 0.1, promotion: { auto: true, minMetric: 0.5, canary: 0.5, window: '3s' } }));
+    // 8 rounds: the early promote below must land while the run still trains (with 4, a fresh-clone CI run had
+    // reached version 4 before it, and the evaluation gate refused version 1 as worse).
+    writeFileSync(file, JSON.stringify({ model: 'mnist-mlp', rounds: 8, epochs: 1, learningRate: 0.1, promotion: { auto: true, minMetric: 0.5, canary: 0.5, window: '3s' } }));
     const st = await fedge(['run', 'start', '--config', file, '--min-agents', '2', ...c]);
     expect(st.code, st.stderr).toBe(0);
     const third = lastJson<Shown>(st.stdout).id;
@@ -78,7 +80,8 @@ describe('promotion gate in the run config', () => {
       if (Date.now() - t1 > 60_000) throw new Error('no version 1');
       await new Promise((res) => setTimeout(res, 200));
     }
-    const early = await fedge(['model', 'promote', '1', '--run', third, ...c]);
+    // --force: version 1 is promoted on purpose although later versions may already evaluate better.
+    const early = await fedge(['model', 'promote', '1', '--run', third, '--force', ...c]);
     expect(early.code, early.stderr).toBe(0);
     let viaCanary: Shown | undefined;
     for (const t1 = Date.now(); ; ) {
