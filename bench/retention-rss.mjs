@@ -44,8 +44,8 @@ const MiB = 2 ** 20;
 
 const status = (pid) => Object.fromEntries(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').filter((l) => l.startsWith('Vm')).map((l) => [l.split(':')[0], Number(/(\d+) kB/.exec(l)?.[1] ?? 0) * 1024]));
 
-function start(script, argv) {
-  const p = spawn(process.execPath, [script, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(script, argv, env = {}) {
+  const p = spawn(process.execPath, [script, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '';
   p.stdout.on('data', (b) => (out += b));
   p.stderr.on('data', (b) => (out += b));
@@ -69,7 +69,7 @@ function run(script, argv) {
 
 async function once(keep) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fedge-retention-bench-'));
-  const coord = start(FEDGE, ['serve', '--in-memory', '--no-mqtt', '--listen', '127.0.0.1:0', '--data-dir', dir, '--keep-versions', keep]);
+  const coord = start(FEDGE, ['serve', '--in-memory', '--no-mqtt', '--listen', '127.0.0.1:0', '--data-dir', dir, '--keep-versions', keep], { FEDGE_LOG_LEVEL: 'info' }); // its 'ready on' line is info (bench:smoke sets warn)
   const address = (await coord.waitFor(/ready on ([\d.]+:\d+)/))[1];
   const agents = start(AGENT, ['--coordinator', `grpc://${address}`, '--simulate', '2', '--echo', '--name', 'ret']);
   const samples = [];
