@@ -140,7 +140,8 @@ describe('durable coordinator', () => {
     expect(missing.stderr).toMatch(/no model version 9/);
 
     // A graceful shutdown (SIGTERM) also leaves an active run to resume.
-    const next = await fedge(['run', 'start', '--coordinator', address, '--model', 'mnist-mlp', '--rounds', '3', '--min-agents', '2', '--epochs', '1', '--format', 'json']);
+    // 8 rounds, so the SIGTERM below lands while it trains (3 rounds of this small model could end first).
+    const next = await fedge(['run', 'start', '--coordinator', address, '--model', 'mnist-mlp', '--rounds', '8', '--min-agents', '2', '--epochs', '1', '--format', 'json']);
     const id2 = lastJson<RunJson>(next.stdout).id;
     for (let i = 0; i < 240 && (await show(address, id2)).round < 1; i++) await sleep(250);
     second.child.kill('SIGTERM');
@@ -154,6 +155,6 @@ describe('durable coordinator', () => {
       r2 = await show(address, id2);
     }
     expect(r2.status, r2.statusMessage).toBe('completed');
-    expect(r2.metrics.map((m) => m.round)).toEqual([1, 2, 3]);
+    expect(r2.metrics.map((m) => m.round)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   }, 300_000);
 });
