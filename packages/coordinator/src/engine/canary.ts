@@ -55,6 +55,28 @@ export function parseCanaryAuto(json: string): CanaryAutoOptions {
   return r.data;
 }
 
+/** Canary limits named as in the CLI flags and the run config's promotion section, with the window as a duration string. */
+export interface NamedCanaryLimits {
+  window: string;
+  maxErrorRate?: number | undefined;
+  maxLatencyRatio?: number | undefined;
+  maxDrift?: number | undefined;
+  minAccuracyDelta?: number | undefined;
+  minRequests?: number | undefined;
+}
+
+/** `o` as auto options: the window parsed (errors name it as `windowWhat`), the limits given copied, the others left to the defaults. */
+export function canaryAutoOptions(o: NamedCanaryLimits, windowWhat: string): CanaryAutoOptions {
+  return {
+    windowMs: parseDuration(o.window, windowWhat),
+    ...(o.maxErrorRate !== undefined ? { maxErrorRate: o.maxErrorRate } : {}),
+    ...(o.maxLatencyRatio !== undefined ? { maxLatencyRatio: o.maxLatencyRatio } : {}),
+    ...(o.maxDrift !== undefined ? { maxDrift: o.maxDrift } : {}),
+    ...(o.minAccuracyDelta !== undefined ? { minAccuracyDelta: o.minAccuracyDelta } : {}),
+    ...(o.minRequests !== undefined ? { minRequests: o.minRequests } : {}),
+  };
+}
+
 export function thresholdsOf(o: CanaryAutoOptions): CanaryThresholds {
   return {
     maxErrorRate: o.maxErrorRate ?? DEFAULT_THRESHOLDS.maxErrorRate,

@@ -6,8 +6,7 @@
  */
 import { LOWER_IS_BETTER } from '@fedge/proto';
 import type { ModelVersionRecord, PromotionGateRecord, RunRecord } from '../store/store.js';
-import type { CanaryAutoOptions } from './canary.js';
-import { parseDuration } from './canary.js';
+import { canaryAutoOptions, type CanaryAutoOptions } from './canary.js';
 
 /** The metric the gate reads: promotion.metric, else stopAt's, else the task's first, else accuracy. */
 export function gateMetric(run: Pick<RunRecord, 'config' | 'data'>): string {
@@ -47,12 +46,5 @@ export function judgePromotionGate(run: Pick<RunRecord, 'id' | 'config' | 'data'
 
 /** The canary options of the run's promotion config. */
 export function gateCanaryOptions(run: Pick<RunRecord, 'config'>): CanaryAutoOptions {
-  const p = run.config.promotion!;
-  return {
-    windowMs: parseDuration(p.window, 'promotion.window'),
-    ...(p.maxErrorRate !== undefined ? { maxErrorRate: p.maxErrorRate } : {}),
-    ...(p.maxLatencyRatio !== undefined ? { maxLatencyRatio: p.maxLatencyRatio } : {}),
-    ...(p.maxDrift !== undefined ? { maxDrift: p.maxDrift } : {}),
-    ...(p.minAccuracyDelta !== undefined ? { minAccuracyDelta: p.minAccuracyDelta } : {}),
-  };
+  return canaryAutoOptions(run.config.promotion!, 'promotion.window');
 }

@@ -9,7 +9,7 @@ import type { RunView } from '../../coordinator.js';
 import type { ModelVersionRecord } from '../../store/store.js';
 import { pct, printJson, table } from '../format.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
-import { DEFAULT_THRESHOLDS, parseDuration, type CanaryAutoOptions } from '../../engine/canary.js';
+import { DEFAULT_THRESHOLDS, canaryAutoOptions, type CanaryAutoOptions } from '../../engine/canary.js';
 
 export interface RegistryEntry extends ModelVersionRecord {
   runId: string;
@@ -212,12 +212,5 @@ function autoOptions(o: { canary?: number; window: string; maxErrorRate?: number
   if (o.canary === undefined) throw new ValidationError('--auto needs --canary F: the fraction of requests the candidate answers, e.g. --canary 0.2 --auto');
   if (o.minRequests !== undefined && !Number.isInteger(o.minRequests)) throw new ValidationError(`--min-requests must be an integer, got ${o.minRequests}`);
   if (o.maxLatencyRatio !== undefined && o.maxLatencyRatio < 1) throw new ValidationError(`--max-latency-ratio must be >= 1 (candidate p99 / stable p99), got ${o.maxLatencyRatio}`);
-  return {
-    windowMs: parseDuration(o.window, '--window'),
-    ...(o.maxErrorRate !== undefined ? { maxErrorRate: o.maxErrorRate } : {}),
-    ...(o.maxLatencyRatio !== undefined ? { maxLatencyRatio: o.maxLatencyRatio } : {}),
-    ...(o.maxDrift !== undefined ? { maxDrift: o.maxDrift } : {}),
-    ...(o.minAccuracyDelta !== undefined ? { minAccuracyDelta: o.minAccuracyDelta } : {}),
-    ...(o.minRequests !== undefined ? { minRequests: o.minRequests } : {}),
-  };
+  return canaryAutoOptions(o, '--window');
 }
