@@ -11,14 +11,13 @@ import { DEFAULT_KEEP_LAST, type KeepLast } from './config/retention.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
 import { RunEngine, type LiveView } from './engine/run-engine.js';
 import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
-import { planCanaryEnd, planPromotion, planRollback, type PromoteOptions, type PromotionPlan } from './engine/promotion.js';
-import { CanaryController } from './engine/canary-controller.js';
-import { gateCanaryOptions, judgePromotionGate } from './engine/promotion-gate.js';
+import type { PromoteOptions } from './engine/promotion.js';
+import type { CanaryController } from './engine/canary-controller.js';
+import { Promoter, type Promoted } from './engine/promoter.js';
 import type { UploadSink } from './engine/upload.js';
 import { createStrategy } from './strategy/index.js';
 import type { Strategy } from './strategy/strategy.js';
 import { RunContext } from './engine/run-context.js';
-import { TaskFactory } from './engine/tasks.js';
 import { centralEvaluator, initialModel, precheckEvaluation, precheckModel, saveFinalModel } from './engine/ml-hooks.js';
 import { eligibleFor, needsDataStep } from './engine/data-step.js';
 import { PreparingRuns } from './engine/prepare.js';
@@ -67,6 +66,8 @@ export class Coordinator {
   readonly gate: IdentityGate;
   /** Self-healing canaries: judged on agents' health reports, rolled back or completed by themselves. */
   readonly canaries: CanaryController;
+  /** Promotions, rollbacks, canary ends and the run config's gate, and their announcements (engine/promoter.ts). */
+  private readonly promoter: Promoter;
   /** Agent status reports: section -> handler (report-handlers.ts registers them). */
   readonly reports: ReportDispatcher;
   /** Data drift: agents' training profiles, the fleet reference per run (engine/drift-book.ts). */
@@ -88,7 +89,14 @@ export class Coordinator {
     this.signer = opts.signer ?? ModelSigner.ephemeral();
     this.registry = new AgentRegistry(this.store, opts.joinToken);
     this.gate = new IdentityGate(new IdentityRegistry(this.store), this.registry, opts.joinLimits);
-    this.canaries = new CanaryController({ end: (runId, outcome, reason) => this.endCanary(runId, outcome, reason) });
+    this.promoter = new Promoter({
+      registry: this.registry,
+      signer: this.signer,
+      runContext: (id) => this.runContext(id),
+      storedVersion: (run, version) => this.storedVersion(run, version),
+      listRuns: () => this.listRuns(),
+    });
+    this.canaries = this.promoter.canaries;
     this.reports = new ReportDispatcher(this.registry);
     this.drift = new DriftBook({
       runContext: async (id) => {
@@ -109,7 +117,7 @@ export class Coordinator {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
     });
     // An agent that (re)connects gets the promoted version of every run that has one (its canary version if it is a canary agent).
-    this.registry.on('online', (agentId) => void this.announcePromotionsTo(agentId));
+    this.registry.on('online', (agentId) => void this.promoter.announceTo(agentId));
   }
 
   /**
@@ -176,7 +184,7 @@ export class Coordinator {
     if (target) this.trackers.push(trackRun(engine, target));
     // execute() never rejects (failures end up in the run record); a bug that made it would be logged, not fatal.
     engine.execute().catch((err: unknown) => log.error({ runId: run.id, err }, 'run engine failed'));
-    if (config.promotion?.auto) engine.once('end', () => void this.runPromotionGate(run.id));
+    if (config.promotion?.auto) engine.once('end', () => void this.promoter.runGate(run.id));
     return engine;
   }
 
@@ -397,82 +405,13 @@ export class Coordinator {
     return { ctx: new RunContext(run, this.store) };
   }
 
-  /** Tells serving agents (all online ones, or `only`) to serve `version` of the run. */
-  private async announcePromoted(run: Readonly<RunRecord>, version: number, only?: readonly string[]): Promise<number> {
-    const g = await this.storedVersion(run, version);
-    const round = run.versions.find((v) => v.version === version)?.round ?? 0;
-    const task = new TaskFactory(run, { signModel: (ref) => this.signer.sign(ref) }).promote(g, round);
-    return this.registry.announce(task, only);
-  }
-
-  /**
-   * A self-healing canary's announcements: the stable version first (agents that follow the latest version may serve
-   * another), then the candidate with the A/B split, so each agent serves both and compares them on its own traffic.
-   */
-  private async announceCanary(run: Readonly<RunRecord>, version: number, split: NonNullable<PromotionPlan['split']>, only: readonly string[]): Promise<number> {
-    const factory = new TaskFactory(run, { signModel: (ref) => this.signer.sign(ref) });
-    const roundOf = (v: number): number => run.versions.find((x) => x.version === v)?.round ?? 0;
-    // stable_version on the stable's own promote marks it as a canary's stable side: an agent already serving the
-    // split keeps it (and its health window) instead of swapping back.
-    this.registry.announce({ ...factory.promote(await this.storedVersion(run, split.stable), roundOf(split.stable)), stableVersion: split.stable }, only);
-    const task = factory.promote(await this.storedVersion(run, version), roundOf(version));
-    return this.registry.announce({ ...task, canaryFraction: split.fraction, stableVersion: split.stable }, only);
-  }
-
-  /** Ends a self-healing canary (the controller's verdict): rolls its agents back to the stable version, or completes it. */
-  private async endCanary(runId: string, outcome: 'completed' | 'rolled-back', reason: string): Promise<void> {
-    const { ctx } = await this.runContext(runId);
-    const run = ctx.run;
-    if (!run.promotion?.canary?.auto) return;
-    const candidate = run.promotion.canary.version;
-    const plan = planCanaryEnd(run, outcome, reason);
-    ctx.setPromotion(plan.state);
-    await ctx.persist();
-    const told = await this.announcePromoted(run, plan.version, plan.announceTo);
-    if (outcome === 'rolled-back') log.warn({ runId, candidate, stable: plan.version, told, reason }, `canary of version ${candidate} rolled back: ${reason}`);
-    else log.info({ runId, version: candidate, told, reason }, `canary of version ${candidate} completed: ${reason}`);
-  }
-
-  private async announcePromotionsTo(agentId: string): Promise<void> {
-    try {
-      for (const run of await this.listRuns()) {
-        const p = run.promotion;
-        if (!p) continue;
-        const auto = p.canary?.auto;
-        if (auto && p.canary!.agents.includes(agentId)) {
-          await this.announceCanary(run, p.canary!.version, { stable: auto.stable, fraction: p.canary!.fraction }, [agentId]);
-          continue;
-        }
-        const v = p.canary?.agents.includes(agentId) ? p.canary.version : p.version;
-        if (v !== undefined) await this.announcePromoted(run, v, [agentId]);
-      }
-    } catch (err) {
-      log.warn({ agentId, err: (err as Error).message }, 'announcing promoted versions to a reconnected agent failed');
-    }
-  }
-
   /**
    * Promotes `opts.version` of a run: serving agents switch to it (with `canary`, a seeded fraction of the online
    * agents first, recorded in the run). Gated: its accuracy must reach the current promoted version's + margin
    * unless `force`. The first promotion ends "follow latest" for the run's serving agents.
    */
   async promoteModel(runId: string, opts: PromoteOptions): Promise<RunView> {
-    const { ctx, engine } = await this.runContext(runId);
-    const run = ctx.run;
-    const live = this.registry.list().filter((a) => a.status === 'online');
-    // A self-healing canary splits requests on the agents that serve this run (all online ones if none reported yet).
-    const serving = opts.auto ? live.filter((a) => a.servedRun === runId) : [];
-    const online = (serving.length ? serving : live).map((a) => ({ id: a.id, name: a.name }));
-    const plan = planPromotion(run, online, opts);
-    await this.storedVersion(run, opts.version); // fail before recording a version agents could not fetch
-    // Promoting over a self-healing canary (completing it by hand, or another version) ends its watch.
-    this.canaries.unwatch(runId);
-    ctx.setPromotion(plan.state);
-    await ctx.persist();
-    const told = plan.split ? await this.announceCanary(run, opts.version, plan.split, plan.announceTo ?? []) : await this.announcePromoted(run, opts.version, plan.announceTo);
-    if (plan.split) this.canaries.watch(run);
-    log.info({ runId, version: opts.version, canary: plan.state.canary?.agentNames, told }, plan.announceTo ? 'model canary started' : 'model promoted');
-    return engine ? this.view(engine) : structuredClone(run);
+    return this.promotedView(await this.promoter.promote(runId, opts));
   }
 
   /**
@@ -489,49 +428,13 @@ export class Coordinator {
     return out;
   }
 
-  /**
-   * The run config's promotion gate at the run's end ("evaluate, then register if good, else alert"): the best version
-   * goes out through a self-healing canary if it reaches promotion.minMetric; otherwise the failure is recorded (fedge
-   * run show, fedge_promotion_gate_failed{run}) and logged as an error naming the figure.
-   */
-  private async runPromotionGate(runId: string): Promise<void> {
-    try {
-      const { ctx } = await this.runContext(runId);
-      const run = ctx.run;
-      const p = run.config.promotion;
-      if (!p?.auto || run.status !== 'completed' || run.promotionGate) return;
-      const gate = judgePromotionGate(run);
-      if (gate.passed) {
-        try {
-          await this.promoteModel(runId, { version: gate.version!, canary: p.canary, auto: gateCanaryOptions(run), force: true });
-          gate.message += `; self-healing canary: ${Math.round(p.canary * 100)}% of requests for ${p.window}`;
-        } catch (err) {
-          // No canary to run (no serving agent online, or agents already serve that version): promote it outright.
-          await this.promoteModel(runId, { version: gate.version!, force: true });
-          gate.message += `; promoted without a canary (${(err as Error).message})`;
-        }
-      }
-      ctx.setPromotionGate(gate);
-      await ctx.persist();
-      if (gate.passed) log.info({ runId, version: gate.version, metric: gate.metric, value: gate.value, min: gate.min }, gate.message);
-      else log.error({ runId, version: gate.version, metric: gate.metric, value: gate.value, min: gate.min }, gate.message);
-    } catch (err) {
-      log.error({ runId, err: (err as Error).message }, 'promotion gate could not run');
-    }
-  }
-
   /** Returns serving agents to the previous promoted version, or withdraws an open canary. */
   async rollbackModel(runId: string): Promise<RunView> {
-    const { ctx, engine } = await this.runContext(runId);
-    const run = ctx.run;
-    const plan = planRollback(run);
-    await this.storedVersion(run, plan.version);
-    this.canaries.unwatch(runId);
-    ctx.setPromotion(plan.state);
-    await ctx.persist();
-    const told = await this.announcePromoted(run, plan.version, plan.announceTo);
-    log.info({ runId, version: plan.version, told }, 'model rolled back');
-    return engine ? this.view(engine) : structuredClone(run);
+    return this.promotedView(await this.promoter.rollback(runId));
+  }
+
+  private promotedView({ ctx, engine }: Promoted): RunView {
+    return engine ? this.view(engine) : structuredClone(ctx.run);
   }
 
   /** For admin downloads: the run's latest global model when `version` is 0, else exactly that version. */
