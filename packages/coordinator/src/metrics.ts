@@ -8,6 +8,7 @@ import { answerHealth, listenOn, psiBand, type Readiness } from '@fedge/proto';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Coordinator, RunView } from './coordinator.js';
 import type { AgentRecord, RunRecord } from './store/store.js';
+import { worstPsi } from './engine/drift-book.js';
 
 export const DEFAULT_METRICS_PORT = 9464;
 
@@ -156,7 +157,7 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
       agents.set({ status: 'online' }, agentList.filter((a) => a.status === 'online').length);
       agents.set({ status: 'offline' }, agentList.filter((a) => a.status !== 'online').length);
       const bands: Record<string, number> = { stable: 0, moderate: 0, significant: 0 };
-      for (const a of agentList) if (a.drift && a.status === 'online') bands[psiBand(Math.max(0, ...a.drift.features.map((r) => r.psi), ...a.drift.prediction.map((r) => r.psi)))]!++;
+      for (const a of agentList) if (a.drift && a.status === 'online') bands[psiBand(worstPsi(a.drift))]!++;
       for (const [band, n] of Object.entries(bands)) driftAgents.set({ band }, n);
     },
   };

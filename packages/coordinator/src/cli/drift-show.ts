@@ -5,6 +5,7 @@
 import { PSI_BANDS, psi, psiBand, sumProfiles, type DriftRow, type DataProfileCounts } from '@fedge/proto';
 import { sig, table } from './format.js';
 import type { AgentRecord, RunRecord } from '../store/store.js';
+import { worstPsi } from '../engine/drift-book.js';
 
 export interface DriftListing {
   agent: string;
@@ -26,8 +27,8 @@ export function driftListings(agents: readonly AgentRecord[], which?: string): D
     .filter((a) => a.drift && (!which || a.name === which || a.id === which))
     .map((a) => {
       const d = a.drift!;
-      const worstPsi = Math.max(0, ...d.features.map((r) => r.psi), ...d.prediction.map((r) => r.psi));
-      return { agent: a.name, agentId: a.id, runId: d.runId, version: d.version, window: d.window, at: d.at, worstPsi, band: psiBand(worstPsi), features: d.features, prediction: d.prediction };
+      const worst = worstPsi(d);
+      return { agent: a.name, agentId: a.id, runId: d.runId, version: d.version, window: d.window, at: d.at, worstPsi: worst, band: psiBand(worst), features: d.features, prediction: d.prediction };
     })
     .sort((x, y) => y.worstPsi - x.worstPsi || x.agent.localeCompare(y.agent));
 }

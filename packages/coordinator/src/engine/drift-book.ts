@@ -3,12 +3,17 @@
  * stored with the run through its RunContext), which goes back to the run's serving agents in their report replies.
  */
 import { createHash } from 'node:crypto';
-import { sumProfiles, type FleetReference, type ProfileSection, type ReportReplyBody } from '@fedge/proto';
+import { sumProfiles, type DriftSection, type FleetReference, type ProfileSection, type ReportReplyBody } from '@fedge/proto';
 import type { AgentRecord, RunRecord } from '../store/store.js';
 import type { RunContext } from './run-context.js';
 import { moduleLogger } from '../log.js';
 
 const log = moduleLogger('drift');
+
+/** The largest PSI of an agent's drift report over its features and predictions (0 when it has none): its band's figure. */
+export function worstPsi(d: Pick<DriftSection, 'features' | 'prediction'>): number {
+  return Math.max(0, ...d.features.map((r) => r.psi), ...d.prediction.map((r) => r.psi));
+}
 
 export interface DriftBookDeps {
   /** The run's context (the live engine's, or one around the stored record) and whether an engine still saves it. */
