@@ -103,7 +103,6 @@ export class Coordinator {
         const { ctx, engine } = await this.runContext(id);
         return { ctx, live: !!engine && !engine.isFinished() };
       },
-      getRun: (id) => this.getRun(id),
     });
     registerReportHandlers(this.reports, { registry: this.registry, canaries: this.canaries, drift: this.drift });
     this.retention = new ModelRetention({

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { sumProfiles, type DriftSection, type FleetReference, type ProfileSection, type ReportReplyBody } from '@fedge/proto';
-import type { AgentRecord, RunRecord } from '../store/store.js';
+import type { AgentRecord } from '../store/store.js';
 import type { RunContext } from './run-context.js';
 import { moduleLogger } from '../log.js';
 
@@ -18,8 +18,6 @@ export function worstPsi(d: Pick<DriftSection, 'features' | 'prediction'>): numb
 export interface DriftBookDeps {
   /** The run's context (the live engine's, or one around the stored record) and whether an engine still saves it. */
   runContext(runId: string): Promise<{ ctx: RunContext; live: boolean }>;
-  /** The run record as fedge run show reads it (engine view or store). */
-  getRun(runId: string): Promise<RunRecord | undefined>;
 }
 
 export class DriftBook {
@@ -43,8 +41,9 @@ export class DriftBook {
   async fleetReference(runId: string): Promise<FleetReference | undefined> {
     const cached = this.references.get(runId);
     if (cached !== undefined) return cached ?? undefined;
-    const run = await this.deps.getRun(runId);
-    const entries = Object.entries(run?.driftProfiles ?? {}).sort(([a], [b]) => a.localeCompare(b));
+    // The record itself, where noteProfile writes: no copy and no version signatures, which a reference never needs.
+    const { run } = (await this.deps.runContext(runId)).ctx;
+    const entries = Object.entries(run.driftProfiles ?? {}).sort(([a], [b]) => a.localeCompare(b));
     if (entries.length === 0) {
       this.references.set(runId, null);
       return undefined;
