@@ -196,9 +196,10 @@ export class Coordinator {
    */
   async resumeRuns(): Promise<RunView[]> {
     const resumed: RunView[] = [];
+    const stored = await this.store.listRuns();
     // Self-healing canaries in progress (usually of finished runs): their timers again, from the stored deadline.
-    for (const run of await this.store.listRuns()) if (run.promotion?.canary?.auto) this.canaries.watch(run, true);
-    for (const run of await this.store.listRuns()) {
+    for (const run of stored) if (run.promotion?.canary?.auto) this.canaries.watch(run, true);
+    for (const run of stored) {
       if (!['pending', 'waiting', 'running'].includes(run.status) || this.engines.has(run.id) || this.preparing.has(run.id)) continue;
       const ctx = new RunContext(run, this.store);
       const fail = async (message: string): Promise<void> => {
