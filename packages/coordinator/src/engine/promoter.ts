@@ -23,8 +23,8 @@ export interface PromoterDeps {
   runContext(runId: string): Promise<{ ctx: RunContext; engine?: RunEngine }>;
   /** Exactly `version` of the run as agents download it; throws NotFoundError (naming retention) when it is gone. */
   storedVersion(run: Readonly<RunRecord>, version: number): Promise<GlobalModel>;
-  /** Every run, as the coordinator shows them. */
-  listRuns(): Promise<readonly Readonly<RunRecord>[]>;
+  /** Every run, oldest first (read once, for the runs that have a promotion). */
+  listRuns(): Promise<readonly Readonly<Pick<RunRecord, 'id' | 'promotion'>>[]>;
 }
 
 /** The run changed by a promotion, and its engine while it is active (for the caller's view of it). */
@@ -33,6 +33,11 @@ export interface Promoted { ctx: RunContext; engine?: RunEngine }
 export class Promoter {
   /** Self-healing canaries: judged on agents' health reports, rolled back or completed by themselves. */
   readonly canaries: CanaryController;
+  /**
+   * Ids of the runs that have a promotion, which every (re)connecting agent is told about: listed from the store once,
+   * then kept here, the only writer of promotions, so an agent's connection does not read every run.
+   */
+  private promotedRuns: Promise<Set<string>> | undefined;
 
   constructor(private readonly deps: PromoterDeps) {
     this.canaries = new CanaryController({ end: (runId, outcome, reason) => this.endCanary(runId, outcome, reason) });
@@ -56,6 +61,8 @@ export class Promoter {
     this.canaries.unwatch(runId);
     found.ctx.setPromotion(plan.state);
     await found.ctx.persist();
+    // A listing that failed is read again (from the store, which has this promotion) by the next reconnect.
+    await this.promoted().then((ids) => void ids.add(runId), () => undefined);
     const told = plan.split ? await this.announceCanary(run, opts.version, plan.split, plan.announceTo ?? []) : await this.announcePromoted(run, opts.version, plan.announceTo);
     if (plan.split) this.canaries.watch(run);
     log.info({ runId, version: opts.version, canary: plan.state.canary?.agentNames, told }, plan.announceTo ? 'model canary started' : 'model promoted');
@@ -110,7 +117,8 @@ export class Promoter {
   /** An agent that (re)connects gets the promoted version of every run that has one (its canary version if it is a canary agent). */
   async announceTo(agentId: string): Promise<void> {
     try {
-      for (const run of await this.deps.listRuns()) {
+      for (const runId of await this.promoted()) {
+        const run = (await this.deps.runContext(runId)).ctx.run;
         const p = run.promotion;
         if (!p) continue;
         const auto = p.canary?.auto;
@@ -160,6 +168,17 @@ export class Promoter {
     this.deps.registry.announce({ ...factory.promote(await this.deps.storedVersion(run, split.stable), roundOf(split.stable)), stableVersion: split.stable }, only);
     const task = factory.promote(await this.deps.storedVersion(run, version), roundOf(version));
     return this.deps.registry.announce({ ...task, canaryFraction: split.fraction, stableVersion: split.stable }, only);
+  }
+
+  private promoted(): Promise<Set<string>> {
+    this.promotedRuns ??= this.deps.listRuns().then(
+      (runs) => new Set(runs.filter((r) => r.promotion).map((r) => r.id)),
+      (err: unknown) => {
+        this.promotedRuns = undefined;
+        throw err;
+      },
+    );
+    return this.promotedRuns;
   }
 
   private tasks(run: Readonly<RunRecord>): TaskFactory {
