@@ -89,19 +89,18 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   const epsilonMax = new Gauge({ name: 'fedge_epsilon_max', help: 'Differential privacy: the run\'s budget, privacy.maxEpsilon (runs that set one)', labelNames: ['run_id'], registers });
   const promoted = new Gauge({ name: 'fedge_promoted_model_version', help: 'Version serving agents are promoted to (fedge model promote); absent before the first promotion', labelNames: ['run_id'], registers });
   const promotedCentral = new Gauge({ name: 'fedge_promoted_central_accuracy', help: 'Central accuracy of the promoted version (compare with fedge_central_accuracy of the latest)', labelNames: ['run_id'], registers });
-  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, bytesSentDense, bytesReceivedDense, aggregation, updates, central, federated, taskMetric, epsilon, epsilonMax, promoted, promotedCentral];
 
   // Self-healing canaries and the run's promotion gate; label `run` (not run_id): the alert rules are written on these names.
   const canaryActive = new Gauge({ name: 'fedge_canary_active', help: 'A canary rollout is in progress for this run and version (1)', labelNames: ['run', 'version'], registers });
   const canaryRollbacks = new Counter({ name: 'fedge_canary_rollbacks_total', help: 'Self-healing canaries rolled back because a health threshold was crossed', labelNames: ['run'], registers });
   const gateFailed = new Gauge({ name: 'fedge_promotion_gate_failed', help: 'The run\'s promotion gate (config promotion.minMetric) failed at its end (1) or passed (0)', labelNames: ['run'], registers });
-  const promotionMetrics = [canaryActive, canaryRollbacks, gateFailed];
+  // Every figure is rebuilt from the run and agent lists on each scrape.
+  const all = [runs, agents, round, version, rounds, versions, participants, rejected, bytesSent, bytesReceived, bytesSentDense, bytesReceivedDense, aggregation, updates, central, federated, taskMetric, epsilon, epsilonMax, promoted, promotedCentral, canaryActive, canaryRollbacks, gateFailed];
 
   return {
     registry,
     update(runList, agentList) {
       for (const m of all) m.reset();
-      for (const m of promotionMetrics) m.reset();
       const byStatus = new Map<string, number>();
       for (const s of ['pending', 'waiting', 'running', 'completed', 'failed', 'stopped']) byStatus.set(s, 0);
       for (const r of runList) {
