@@ -419,10 +419,12 @@ export class Coordinator {
    * finishes deletions an earlier pass left (a crash between marking and deleting).
    */
   async gcModels(opts: { runId?: string; keepLast?: KeepLast; dryRun?: boolean }): Promise<GcResult[]> {
-    const ids = opts.runId !== undefined ? [opts.runId] : (await this.store.listRuns()).map((r) => r.id);
+    // All runs: the listed records themselves (a live run's engine context), not a second read of each one.
+    const contexts = opts.runId !== undefined
+      ? [(await this.runContext(opts.runId)).ctx]
+      : (await this.store.listRuns()).map((r) => this.engines.get(r.id)?.ctx ?? new RunContext(r, this.store));
     const out: GcResult[] = [];
-    for (const id of ids) {
-      const { ctx } = await this.runContext(id);
+    for (const ctx of contexts) {
       out.push(await this.retention.collect(ctx, { ...(opts.keepLast !== undefined ? { keepLast: opts.keepLast } : {}), dryRun: !!opts.dryRun, retry: true }));
     }
     return out;
