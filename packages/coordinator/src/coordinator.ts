@@ -388,11 +388,10 @@ export class Coordinator {
     }
     const held = this.engines.get(run.id)?.modelVersion(version);
     if (held) return held;
-    const v = run.versions.find((x) => x.version === version);
-    const blob = v && (await this.store.getModel(v.sha256));
-    if (!v || !blob) throw new NotFoundError(`run "${run.id}" has no model version ${version} (latest is ${run.versions.at(-1)?.version ?? 'none'})`);
+    const blob = rec && (await this.store.getModel(rec.sha256));
+    if (!rec || !blob) throw new NotFoundError(`run "${run.id}" has no model version ${version} (latest is ${run.versions.at(-1)?.version ?? 'none'})`);
     const g = makeGlobalModel(run.id, version, blob);
-    if (g.sha256 !== v.sha256) throw new NotFoundError(`model_version: stored version ${version} of run ${run.id} does not match its registered sha256`);
+    if (g.sha256 !== rec.sha256) throw new NotFoundError(`model_version: stored version ${version} of run ${run.id} does not match its registered sha256`);
     return g;
   }
 
