@@ -10,7 +10,8 @@ import { ModelRetention, type GcResult } from './engine/retention.js';
 import { DEFAULT_KEEP_LAST, type KeepLast } from './config/retention.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
 import { RunEngine, type LiveView } from './engine/run-engine.js';
-import { makeGlobalModel, type GlobalModel } from './engine/global-model.js';
+import type { GlobalModel } from './engine/global-model.js';
+import { ModelDownloads } from './engine/model-downloads.js';
 import type { PromoteOptions } from './engine/promotion.js';
 import type { CanaryController } from './engine/canary-controller.js';
 import { Promoter, type Promoted } from './engine/promoter.js';
@@ -77,8 +78,8 @@ export class Coordinator {
   readonly retention: ModelRetention;
   /** Live MLflow tracking of runs (tracking/), flushed when the coordinator closes. */
   private readonly trackers: MlflowTracker[] = [];
-  /** Strategy blobs (SCAFFOLD's variate) in their downloadable form, built once per blob (see strategyBlob). */
-  private readonly variateDownloads = new WeakMap<ModelBlob, GlobalModel>();
+  /** Exactly the model version a task or an admin names, and strategy blobs (engine/model-downloads.ts). */
+  private readonly models: ModelDownloads;
   /** Runs in their statistics step (no engine yet). */
   private readonly preparing: PreparingRuns;
   /** The first failed write of the data directory: from then on new work is refused with it (E_STORAGE). */
@@ -93,7 +94,7 @@ export class Coordinator {
       registry: this.registry,
       signer: this.signer,
       runContext: (id) => this.runContext(id),
-      storedVersion: (run, version) => this.storedVersion(run, version),
+      storedVersion: (run, version) => this.models.stored(run, version),
       listRuns: () => this.listRuns(),
     });
     this.canaries = this.promoter.canaries;
@@ -111,6 +112,7 @@ export class Coordinator {
       served: (runId) => this.registry.list().filter((a) => a.servedRun === runId && a.servedVersion !== undefined).map((a) => a.servedVersion!),
       liveShas: () => new Set([...this.engines.values()].flatMap((e) => e.run.versions.filter((v) => !v.collected).map((v) => v.sha256))),
     });
+    this.models = new ModelDownloads({ store: this.store, engines: this.engines, retention: this.retention });
     this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c), onStorageFault: (f) => this.onStorageFault(f) });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
@@ -352,47 +354,7 @@ export class Coordinator {
    * task names). Versions no longer held in memory, or of a finished run, come from the store.
    */
   async fetchModel(runId: string, version: number, blobSha256 = ''): Promise<{ model: GlobalModel; engine?: RunEngine }> {
-    const e = this.engines.get(runId);
-    if (blobSha256) return { model: this.strategyBlob(runId, version, blobSha256), ...(e ? { engine: e } : {}) };
-    const held = e?.modelVersion(version);
-    if (e && held) return { model: held, engine: e };
-    const run = e?.run ?? (await this.store.getRun(runId));
-    if (!run) throw new NotFoundError(`run_id: run "${runId}" not found`);
-    return { model: await this.storedVersion(run, version), ...(e ? { engine: e } : {}) };
-  }
-
-  /**
-   * A live run's strategy blob by sha256 (SCAFFOLD's server control variate, which training tasks name), sent with the
-   * same header and chunks as a model; only the live strategy's current or previous blob, so no other stored blob leaks.
-   */
-  private strategyBlob(runId: string, version: number, sha256: string): GlobalModel {
-    const e = this.engines.get(runId);
-    if (!e) throw new NotFoundError(`run_id: run "${runId}" is not running, so it has no control variate to fetch`);
-    const blob = e.strategy.controlVariates?.find(sha256);
-    if (!blob) throw new NotFoundError(`blob_sha256: run "${runId}" has no current control variate ${sha256.slice(0, 12)} (its strategy is ${e.run.config.strategy.name}; a newer round may have replaced it)`);
-    // Every agent of the round fetches the same variate: hash and frame it once per blob, not once per download.
-    let g = this.variateDownloads.get(blob);
-    if (!g || g.version !== version || g.header.runId !== runId) this.variateDownloads.set(blob, (g = makeGlobalModel(runId, version, blob)));
-    return g;
-  }
-
-  private async storedVersion(run: Readonly<RunRecord>, version: number): Promise<GlobalModel> {
-    const rec = run.versions.find((x) => x.version === version);
-    if (rec?.collected) {
-      const kept = this.retention.keepLastOf(run);
-      throw new NotFoundError(
-        `model_version: version ${version} of run ${run.id} was removed by model retention at ${rec.collected.at} (keepLast ${rec.collected.keepLast}; ` +
-          `the run now keeps ${kept === 'all' ? 'every version' : `the last ${kept} versions`} plus promoted, canary, best and served ones). Its record (sha256, metrics) remains; ` +
-          `see fedge model list --run ${run.id}. To keep more, set retention.keepLast in the run config or fedge serve --keep-versions.`,
-      );
-    }
-    const held = this.engines.get(run.id)?.modelVersion(version);
-    if (held) return held;
-    const blob = rec && (await this.store.getModel(rec.sha256));
-    if (!rec || !blob) throw new NotFoundError(`run "${run.id}" has no model version ${version} (latest is ${run.versions.at(-1)?.version ?? 'none'})`);
-    const g = makeGlobalModel(run.id, version, blob);
-    if (g.sha256 !== rec.sha256) throw new NotFoundError(`model_version: stored version ${version} of run ${run.id} does not match its registered sha256`);
-    return g;
+    return this.models.fetch(runId, version, blobSha256);
   }
 
   /** The live run's context (the engine's, so its own saves keep the promotion) or one around the stored record. */
@@ -440,14 +402,7 @@ export class Coordinator {
 
   /** For admin downloads: the run's latest global model when `version` is 0, else exactly that version. */
   async runModel(runId: string, version = 0): Promise<GlobalModel> {
-    if (version <= 0) {
-      const e = this.engines.get(runId);
-      if (e) return e.globalModel;
-      const latest = (await this.store.getRun(runId))?.versions.at(-1);
-      if (!latest) throw new NotFoundError(`run "${runId}" has no stored model`);
-      version = latest.version;
-    }
-    return (await this.fetchModel(runId, version)).model;
+    return this.models.latestOr(runId, version);
   }
 
   /**
