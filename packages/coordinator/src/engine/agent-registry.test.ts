@@ -128,3 +128,23 @@ describe('AgentRegistry served version', () => {
     expect(b.agentId).not.toBe(a.agentId);
   });
 });
+
+describe('AgentRegistry lookups without copies', () => {
+  it('servedVersions lists what agents of one run report serving; records() and record() hand out the live records', () => {
+    const reg = new AgentRegistry(new MemoryStore());
+    const ids = ['edge-1', 'edge-2', 'edge-3', 'edge-4'].map((n) => reg.join(req(n)).agentId);
+    reg.noteServing(ids[0]!, 'run-1', 3);
+    reg.noteServing(ids[1]!, 'run-1', 2);
+    reg.noteServing(ids[2]!, 'run-2', 7);
+    expect(reg.servedVersions('run-1').sort()).toEqual([2, 3]);
+    expect(reg.servedVersions('run-2')).toEqual([7]);
+    expect(reg.servedVersions('run-3')).toEqual([]);
+    expect(reg.size).toBe(4);
+    // The same objects on every call (no copy); list() still copies and drops the secret hash.
+    expect([...reg.records()][0]).toBe(reg.record(ids[0]!));
+    expect(reg.record(ids[0]!)!.secretSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(reg.list()[0]).not.toBe(reg.record(ids[0]!));
+    expect(reg.list()[0]!.secretSha256).toBeUndefined();
+    expect(reg.record('agent-unknown')).toBeUndefined();
+  });
+});

@@ -1,9 +1,13 @@
 /** Tracks agents and their task channels without knowing the transport: a transport hands in an AgentChannel. */
 import { EventEmitter } from 'node:events';
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { FedgeError, ValidationError, dataProfileSchema, formatZodError, type DataProfile, type DriftSection, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { DataProfile, DriftSection, JoinRequestMsg, TaskMsg } from '@fedge/proto';
 import type { AgentRecord, Store } from '../store/store.js';
 import { moduleLogger } from '../log.js';
+import { AgentWrites } from './agent-writes.js';
+import { AuthError, NameTakenError, parseProfile, safeEqual, sha256Hex } from './join-credentials.js';
+
+export { AuthError, NameTakenError } from './join-credentials.js';
 
 /** What a transport provides to push tasks to one connected agent. */
 export interface AgentChannel {
@@ -11,13 +15,6 @@ export interface AgentChannel {
   close(reason: string): void;
   /** Which transport carries it: recorded on the agent (fedge agent list, the dashboard). */
   readonly transport?: 'grpc' | 'mqtt';
-}
-
-export class AuthError extends FedgeError {
-  constructor(message: string) {
-    super('E_AUTH', message);
-    this.name = 'AuthError';
-  }
 }
 
 interface AgentState {
@@ -30,30 +27,6 @@ interface AgentState {
   /** What the agent said of its data at its last join (schema, statistics, fingerprint); not persisted: agents re-send it. */
   profile?: DataProfile;
 }
-
-/** An agent's data profile from its join request; a malformed one refuses the join, naming the field. */
-function parseProfile(json: string | undefined): DataProfile | undefined {
-  if (!json) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(json);
-  } catch (err) {
-    throw new ValidationError(`data_profile_json: not valid JSON (${(err as Error).message})`);
-  }
-  const r = dataProfileSchema.safeParse(raw);
-  if (!r.success) throw new ValidationError(`data_profile_json: ${formatZodError(r.error)}`);
-  return r.data;
-}
-
-export class NameTakenError extends FedgeError {
-  constructor(message: string) {
-    super('E_NAME_TAKEN', message);
-    this.name = 'NameTakenError';
-  }
-}
-
-/** Agent records are written at most this often (they are state to resume from, not a ledger). */
-const AGENT_FLUSH_MS = 250;
 
 /** A session that joined but has not attached its task stream within this long no longer holds its name. */
 const JOIN_HOLD_MS = 15_000;
@@ -68,13 +41,12 @@ export class AgentRegistry extends EventEmitter<{
   private agents = new Map<string, AgentState>();
   /** Agent ids by name: a join looks its name up here instead of scanning every agent (10,000 joins would be 10^8 steps). */
   private byName = new Map<string, Set<string>>();
-  /** Agents whose record changed since the last write; written together within AGENT_FLUSH_MS. */
-  private dirty = new Set<string>();
-  private flushing: NodeJS.Timeout | undefined;
-  private lastFlush = 0;
+  /** Changed records go to the store in batches (agent-writes.ts): they are state to resume from, not a ledger. */
+  private readonly writes: AgentWrites;
 
-  constructor(private readonly store: Store, private readonly joinToken?: string) {
+  constructor(store: Store, private readonly joinToken?: string) {
     super();
+    this.writes = new AgentWrites(store, (id) => this.agents.get(id)?.record);
   }
 
   /**
@@ -146,7 +118,7 @@ export class AgentRegistry extends EventEmitter<{
     this.agents.set(id, { record, token, ...(existing?.channel ? { channel: existing.channel } : { joiningSince: Date.now() }), ...(profile ? { profile } : {}) });
     this.index(id, req.name);
     log.info({ agentId: id, name: req.name, backend: record.backend, numExamples: req.numExamples, rejoin: !!existing }, 'agent joined');
-    this.persist(id);
+    this.writes.mark(id);
     return { agentId: id, sessionToken: token.toString('hex'), agentSecret };
   }
 
@@ -200,7 +172,7 @@ export class AgentRegistry extends EventEmitter<{
       this.emit('offline', agentId, 'reconnected');
     }
     log.info({ agentId, name: a.record.name }, 'agent online');
-    this.persist(agentId);
+    this.writes.mark(agentId);
     this.emit('online', agentId);
     this.emit('changed');
   }
@@ -214,7 +186,7 @@ export class AgentRegistry extends EventEmitter<{
     delete a.record.currentTask;
     a.record.status = 'offline';
     log.warn({ agentId, name: a.record.name, reason }, 'agent offline');
-    this.persist(agentId);
+    this.writes.mark(agentId);
     this.emit('offline', agentId, reason);
     this.emit('changed');
   }
@@ -226,7 +198,7 @@ export class AgentRegistry extends EventEmitter<{
     a.record.servedRun = runId;
     a.record.servedVersion = version;
     log.info({ agentId, name: a.record.name, runId, version }, 'agent serves a new global model version');
-    this.persist(agentId);
+    this.writes.mark(agentId);
     this.emit('changed');
   }
 
@@ -237,7 +209,7 @@ export class AgentRegistry extends EventEmitter<{
     if (!a || (a.record.numExamples === site.examples && a.record.labels['fedge.site-agents'] === agents)) return;
     a.record.numExamples = site.examples;
     a.record.labels = { ...a.record.labels, 'fedge.site-agents': agents };
-    this.persist(agentId);
+    this.writes.mark(agentId);
     this.emit('changed');
   }
 
@@ -291,7 +263,7 @@ export class AgentRegistry extends EventEmitter<{
     }
     if (ok) a.record.tasksCompleted++;
     else a.record.tasksFailed++;
-    this.persist(agentId);
+    this.writes.mark(agentId);
     this.emit('changed');
   }
 
@@ -377,8 +349,35 @@ export class AgentRegistry extends EventEmitter<{
     return n;
   }
 
+  /** A copy of every record (without the secret hash); a listing of one page or a count uses records() instead. */
   list(): AgentRecord[] {
     return [...this.agents.values()].map(({ record: { secretSha256: _secret, ...r } }) => ({ ...r }));
+  }
+
+  /**
+   * The live records, not copies: for scans that read a few fields of every agent (a page, a summary, a count) at
+   * fleet scale, where list() would copy 10,000 records. Read only, within one turn; they hold the secret hash,
+   * so anything sent out is copied without it (agent-query.ts).
+   */
+  *records(): IterableIterator<Readonly<AgentRecord>> {
+    for (const a of this.agents.values()) yield a.record;
+  }
+
+  /** One agent's live record (not a copy; see records()). */
+  record(agentId: string): Readonly<AgentRecord> | undefined {
+    return this.agents.get(agentId)?.record;
+  }
+
+  /** How many agents the registry knows, online or not. */
+  get size(): number {
+    return this.agents.size;
+  }
+
+  /** The versions of `runId` that agents report serving (retention keeps them), without copying any record. */
+  servedVersions(runId: string): number[] {
+    const out: number[] = [];
+    for (const { record: r } of this.agents.values()) if (r.servedRun === runId && r.servedVersion !== undefined) out.push(r.servedVersion);
+    return out;
   }
 
   closeAll(reason: string): void {
@@ -388,16 +387,8 @@ export class AgentRegistry extends EventEmitter<{
   }
 
   /** Writes every record changed since the last write, in one store transaction. */
-  async flush(): Promise<void> {
-    if (this.flushing) clearTimeout(this.flushing);
-    this.flushing = undefined;
-    this.lastFlush = Date.now();
-    const records = [...this.dirty].flatMap((id) => {
-      const a = this.agents.get(id);
-      return a ? [a.record] : [];
-    });
-    this.dirty.clear();
-    await this.store.saveAgents(records).catch((err: unknown) => log.error({ err, agents: records.length }, 'saving agents failed'));
+  flush(): Promise<void> {
+    return this.writes.flush();
   }
 
   private index(id: string, name: string): void {
@@ -405,19 +396,4 @@ export class AgentRegistry extends EventEmitter<{
     if (!ids) this.byName.set(name, (ids = new Set()));
     ids.add(id);
   }
-
-  /** Marks the record for the next batched write (see flush): agent records are state to resume from, not a ledger. */
-  private persist(agentId: string): void {
-    this.dirty.add(agentId);
-    // At most one write per AGENT_FLUSH_MS, the first after a quiet spell at once: a lone change is written on the
-    // next turn, a burst (over MQTT every join and result is its own turn) waits for the window and goes in one.
-    if (this.flushing) return;
-    this.flushing = setTimeout(() => void this.flush(), Math.max(0, this.lastFlush + AGENT_FLUSH_MS - Date.now())).unref();
-  }
-}
-
-const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');
-
-function safeEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
 }
