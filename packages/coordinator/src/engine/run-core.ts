@@ -275,14 +275,17 @@ export class RunCore {
     return openSpoolSource(updates, totalParams(this.specs));
   }
 
-  /** Reads one spooled update into a staging slot and folds it. */
+  /**
+   * Folds one spooled update read piece by piece from its file into the aggregator's scratch, never whole into a
+   * slot (one write and one read of the update less). The file's size is checked before anything is folded; a read
+   * that fails midway leaves part of it folded, and the error ends the fold: callers reset before folding a round.
+   */
   async foldFromSpool(file: string, weight: number): Promise<void> {
-    const slot = await this.agg.acquire();
+    const reader = this.deps.spool!.open(file, this.agg.numParams * 4);
     try {
-      this.deps.spool!.read(file, new Uint8Array(slot.view.buffer, slot.view.byteOffset, slot.view.byteLength));
-      this.agg.fold(slot, weight);
+      this.agg.foldPieces(weight, (piece, byteOffset) => reader.read(piece, byteOffset));
     } finally {
-      this.agg.release(slot);
+      reader.close();
     }
   }
 

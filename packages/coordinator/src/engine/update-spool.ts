@@ -1,5 +1,5 @@
 /** Durable spool of accepted updates: written before the agent is acknowledged, folded at round end, then removed. */
-import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { storageError } from '../store/storage-error.js';
 
@@ -8,8 +8,17 @@ export interface UpdateSpool {
   write(runId: string, round: number, key: string, bytes: Uint8Array): string;
   /** Reads a stored update into `into` (exactly its size). */
   read(file: string, into: Uint8Array): void;
+  /** Opens a stored update of exactly `size` bytes (checked first) for reads of pieces: a fold through a small buffer. */
+  open(file: string, size: number): SpoolReader;
   /** Drops a finished round's updates. */
   removeRound(runId: string, round: number): void;
+}
+
+/** Positional reads of one stored update. */
+export interface SpoolReader {
+  /** Fills `into` with the update's bytes from byteOffset; throws if the file ends first. */
+  read(into: Uint8Array, byteOffset: number): void;
+  close(): void;
 }
 
 const safe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_');
@@ -75,6 +84,27 @@ export class DiskSpool implements UpdateSpool {
     } finally {
       closeSync(fd);
     }
+  }
+
+  open(file: string, size: number): SpoolReader {
+    const fd = openSync(file, 'r');
+    try {
+      const actual = fstatSync(fd).size;
+      if (actual !== size) throw new Error(`spooled update ${file} has ${actual} bytes, expected ${size}`);
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    return {
+      read(into, byteOffset) {
+        for (let got = 0; got < into.byteLength; ) {
+          const n = readSync(fd, into, got, into.byteLength - got, byteOffset + got);
+          if (n === 0) throw new Error(`spooled update ${file} ended at byte ${byteOffset + got}`);
+          got += n;
+        }
+      },
+      close: () => closeSync(fd),
+    };
   }
 
   removeRound(runId: string, round: number): void {

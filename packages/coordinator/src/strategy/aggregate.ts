@@ -1,20 +1,21 @@
 /** Streaming weighted FedAvg (fold each validated update into one float32 accumulator as it arrives) plus pure reference aggregators. */
 
 import { instantiateSimdKernels, simdSupported, wasmApi, WASM_MAX_PAGES, WASM_PAGE_BYTES, type SimdKernels, type WasmMemory } from './simd.js';
-import { firstNonFiniteJs, SlotLease, type UpdateSlot } from './update-slot.js';
+import { firstNonFiniteJs, INGEST_PIECE_BYTES, SlotLease, type Scratch, type UpdateSlot } from './update-slot.js';
 
 export type { UpdateSlot } from './update-slot.js';
 
 // Memory model. The accumulator and a fixed number of staging slots live in ONE memory
-// allocated up front: [acc | slot 0 | slot 1 | ...], each region 64-byte aligned.
+// allocated up front: [acc | slot 0 | slot 1 | ... | scratch], each region 64-byte aligned.
 //  - An upload streams into a slot and touches the accumulator only when complete and
 //    validated, so an agent dying mid-upload or a NaN in the last chunk leaves no trace.
 //  - Coordinator memory is (1 + slots) model sizes whatever the number of agents; uploads
 //    beyond `slots` wait in acquire() (FIFO), which is the backpressure on the network.
-//  - The memory never grows, so Float32Array views on it never detach, and the SIMD
-//    kernel reads slots in place (no copy between "received" and "folded").
-//  - write() checks each piece for NaN/±Inf as it lands, while it is in cache
-//    (update-slot.ts), so validating a complete update does not read it again.
+//  - The memory never grows, so Float32Array views on it never detach.
+//  - With the wasm kernels a slot keeps the chunks it is given instead of copying them in,
+//    checks each piece for NaN/±Inf through the scratch as it lands, and fold() folds the
+//    chunks piece by piece through the scratch (update-slot.ts): the update is never written
+//    whole into wasm memory unless something reads the slot's view. Its pages stay untouched.
 
 export type KernelKind = 'wasm-simd' | 'js';
 
@@ -48,6 +49,8 @@ export class StreamingFedAvg {
   #acc: Float32Array;
   #slotViews: Float32Array[];
   #slotPtrs: number[];
+  /** INGEST_PIECE_BYTES after the slots: where pieces of kept chunks and spool reads are checked and folded from. */
+  #scratch: Scratch;
   #leases: Array<SlotLease | null>; // live lease per slot, null when free
   #waiters: Waiter[] = [];
   #simd: SimdKernels | null;
@@ -58,7 +61,7 @@ export class StreamingFedAvg {
     this.slots = slots;
     this.kernel = kernel;
     const regionBytes = alignUp(numParams * 4, REGION_ALIGN);
-    const totalBytes = regionBytes * (1 + slots);
+    const totalBytes = regionBytes * (1 + slots) + INGEST_PIECE_BYTES;
     const pages = Math.ceil(totalBytes / WASM_PAGE_BYTES);
     let buffer: ArrayBuffer;
     let memory: WasmMemory | null = null;
@@ -75,6 +78,8 @@ export class StreamingFedAvg {
     this.#acc = new Float32Array(buffer, 0, numParams);
     this.#slotPtrs = Array.from({ length: slots }, (_, i) => regionBytes * (1 + i));
     this.#slotViews = this.#slotPtrs.map((ptr) => new Float32Array(buffer, ptr, numParams));
+    const scratchPtr = regionBytes * (1 + slots);
+    this.#scratch = { ptr: scratchPtr, bytes: new Uint8Array(buffer, scratchPtr, INGEST_PIECE_BYTES) };
     this.#leases = new Array<SlotLease | null>(slots).fill(null);
     this.#simd = kernel === 'wasm-simd' && memory !== null ? instantiateSimdKernels(memory) : null;
   }
@@ -123,6 +128,7 @@ export class StreamingFedAvg {
     const lease = this.#own(slot, 'release', false);
     if (!lease.live) return;
     lease.live = false;
+    lease.drop();
     this.#leases[lease.index] = null;
     const next = this.#waiters.shift();
     if (next !== undefined) {
@@ -136,21 +142,48 @@ export class StreamingFedAvg {
     const lease = this.#own(slot, 'firstNonFinite', true);
     const checked = lease.checkedFirstNonFinite();
     if (checked !== undefined) return checked;
+    const view = lease.view; // the kept chunks are copied into the slot first
     if (this.#simd !== null) return this.#simd.firstNonFinite(lease.ptr, this.numParams);
-    return firstNonFiniteJs(lease.view, 0, this.numParams);
+    return firstNonFiniteJs(view, 0, this.numParams);
   }
 
   /** acc += weight * slot (float32), count++, totalWeight += weight. weight must be finite and > 0. */
   fold(slot: UpdateSlot, weight: number): void {
     const lease = this.#own(slot, 'fold', true);
-    if (!(Number.isFinite(weight) && weight > 0)) throw new RangeError(`StreamingFedAvg.fold: weight must be finite and > 0, got ${weight}`);
+    this.#checkWeight('fold', weight);
     if (this.#simd !== null) {
-      // weight is rounded to f32 at the call boundary (<= 2^-24 relative, covered by the error bound in the tests)
-      this.#simd.axpy(0, lease.ptr, this.numParams, weight);
+      // weight is rounded to f32 at the call boundary (<= 2^-24 relative, covered by the error bound in the tests);
+      // kept chunks are folded piece by piece, with the same f32 operations per element as the slot would be
+      if (!lease.foldKept(0, weight)) this.#simd.axpy(0, lease.ptr, this.numParams, weight);
     } else {
       const acc = this.#acc;
       const x = lease.view;
       for (let i = 0; i < acc.length; i++) acc[i] += weight * x[i]!;
+    }
+    this.#count += 1;
+    this.#totalWeight += weight;
+  }
+
+  /**
+   * acc += weight * update, where `fill(piece, byteOffset)` writes the update's bytes [byteOffset, byteOffset +
+   * piece.byteLength) into `piece` (a region of the scratch, at most INGEST_PIECE_BYTES, whole floats): a spooled
+   * update is read from its file straight into the scratch and folded from there, never whole into a slot. The
+   * update is not checked: it was when it was admitted. If fill throws part of the update is folded already, so a
+   * caller that can fail midway must reset and fold again (the round's spooled fold does). Same f32 operations per
+   * element as fold().
+   */
+  foldPieces(weight: number, fill: (piece: Uint8Array, byteOffset: number) => void): void {
+    this.#assertLive('foldPieces');
+    this.#checkWeight('foldPieces', weight);
+    const { ptr, bytes } = this.#scratch;
+    const total = this.numParams * 4;
+    const x = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+    const acc = this.#acc;
+    for (let off = 0; off < total; off += INGEST_PIECE_BYTES) {
+      const len = Math.min(INGEST_PIECE_BYTES, total - off);
+      fill(bytes.subarray(0, len), off);
+      if (this.#simd !== null) this.#simd.axpy(off, ptr, len >>> 2, weight);
+      else for (let i = 0, a = off >>> 2; i < len >>> 2; i++, a++) acc[a] += weight * x[i]!;
     }
     this.#count += 1;
     this.#totalWeight += weight;
@@ -211,7 +244,11 @@ export class StreamingFedAvg {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const lease of this.#leases) if (lease !== null) lease.live = false;
+    for (const lease of this.#leases) {
+      if (lease === null) continue;
+      lease.live = false;
+      lease.drop();
+    }
     this.#leases.fill(null);
     for (const waiter of this.#waiters.splice(0)) {
       waiter.cleanup();
@@ -223,7 +260,7 @@ export class StreamingFedAvg {
   }
 
   #lease(index: number): SlotLease {
-    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!, this.#simd);
+    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!, this.#simd, this.#simd !== null ? this.#scratch : null);
     this.#leases[index] = lease;
     return lease;
   }
@@ -235,6 +272,10 @@ export class StreamingFedAvg {
       if (!slot.live) throw new Error(`StreamingFedAvg.${op}: slot was released`);
     }
     return slot;
+  }
+
+  #checkWeight(op: string, weight: number): void {
+    if (!(Number.isFinite(weight) && weight > 0)) throw new RangeError(`StreamingFedAvg.${op}: weight must be finite and > 0, got ${weight}`);
   }
 
   #assertLive(op: string): void {

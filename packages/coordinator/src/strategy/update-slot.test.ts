@@ -105,3 +105,105 @@ describe.each(KERNELS)('StreamingFedAvg ingest (%s)', (kernel) => {
     expect(await run(true)).toEqual(await run(false));
   });
 });
+
+/** A float32 payload chunked as a transport delivers it: fresh buffers (the slot may keep them), most not whole floats. */
+function chunksOf(x: Float32Array, r: () => number): Uint8Array[] {
+  const bytes = bytesOf(x);
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < bytes.byteLength; ) {
+    const len = Math.min(bytes.byteLength - off, r() < 0.2 ? INGEST_PIECE_BYTES + 1 + Math.floor(r() * 9000) : 1 + Math.floor(r() * 20_000));
+    out.push(bytes.slice(off, off + len));
+    off += len;
+  }
+  return out;
+}
+
+function send(slot: UpdateSlot, chunks: readonly Uint8Array[]): void {
+  let off = 0;
+  for (const c of chunks) {
+    slot.write(off, c);
+    off += c.byteLength;
+  }
+}
+
+describe.each(KERNELS)('StreamingFedAvg kept chunks and pieces vs the whole slot (%s)', (kernel) => {
+  // 1 float, under one SIMD vector, a piece + 3 floats, several pieces + an odd tail: none a multiple of the piece
+  const FLOATS_PER_PIECE = INGEST_PIECE_BYTES / 4;
+  const SIZES = [1, 5, 17, FLOATS_PER_PIECE + 3, 3 * FLOATS_PER_PIECE + 4097];
+
+  it.each(SIZES)('folding kept chunks (and spool pieces) gives the exact accumulator the slot path gives (%i params)', async (n) => {
+    const r = createRng(11 + n);
+    const updates = Array.from({ length: 4 }, () => ({ x: randomParams(n, r), w: 1 + Math.floor(r() * 5000) + r() }));
+    const run = async (how: 'slot' | 'chunks' | 'pieces'): Promise<number[]> => {
+      const agg = StreamingFedAvg.create(n, { kernel });
+      for (const u of updates) {
+        if (how === 'pieces') {
+          const src = bytesOf(u.x);
+          agg.foldPieces(u.w, (piece, off) => piece.set(src.subarray(off, off + piece.byteLength)));
+          continue;
+        }
+        const slot = await agg.acquire();
+        if (how === 'slot') void slot.view; // reading the view first: the chunks are copied into the slot, the path before
+        send(slot, chunksOf(u.x, r));
+        expect(agg.firstNonFinite(slot)).toBe(-1);
+        agg.fold(slot, u.w);
+        agg.release(slot);
+      }
+      const out = bitsOf(agg.accumulatorView());
+      expect(agg.count).toBe(updates.length);
+      agg.dispose();
+      return out;
+    };
+    const slot = await run('slot');
+    expect(await run('chunks')).toEqual(slot);
+    expect(await run('pieces')).toEqual(slot);
+  });
+
+  it('NaN/±Inf anywhere (first and last float, piece boundaries, last piece) is found and leaves the accumulator as it was', async () => {
+    const n = 3 * FLOATS_PER_PIECE + 4097;
+    const r = createRng(12);
+    const agg = StreamingFedAvg.create(n, { kernel });
+    const first = await agg.acquire();
+    send(first, chunksOf(randomParams(n, r), r));
+    agg.fold(first, 3);
+    agg.release(first);
+    const before = bitsOf(agg.accumulatorView());
+    const positions = [0, 1, 3, 4, FLOATS_PER_PIECE - 1, FLOATS_PER_PIECE, FLOATS_PER_PIECE + 1, 2 * FLOATS_PER_PIECE, 3 * FLOATS_PER_PIECE - 1, 3 * FLOATS_PER_PIECE, n - 5, n - 1];
+    for (const p of positions) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const x = randomParams(n, r);
+        x[p] = bad;
+        const slot = await agg.acquire();
+        send(slot, chunksOf(x, r));
+        expect(agg.firstNonFinite(slot)).toBe(p);
+        agg.release(slot); // rejected: the engine releases without folding
+        expect(bitsOf(agg.accumulatorView())).toEqual(before);
+      }
+    }
+    expect(agg.count).toBe(1);
+    agg.dispose();
+  });
+
+  it('reading the view midway copies the chunks taken so far, and the rest of the update follows into the slot', async () => {
+    const n = 2 * FLOATS_PER_PIECE + 9;
+    const r = createRng(13);
+    const x = randomParams(n, r);
+    x[n - 2] = NaN;
+    const chunks = chunksOf(x, r);
+    const agg = StreamingFedAvg.create(n, { kernel });
+    const slot = await agg.acquire();
+    const half = Math.ceil(chunks.length / 2);
+    send(slot, chunks.slice(0, half));
+    const view = slot.view;
+    let off = chunks.slice(0, half).reduce((s, c) => s + c.byteLength, 0);
+    for (const c of chunks.slice(half)) {
+      slot.write(off, c);
+      off += c.byteLength;
+    }
+    expect(bitsOf(view)).toEqual(bitsOf(x));
+    expect(agg.firstNonFinite(slot)).toBe(n - 2);
+    agg.release(slot);
+    expect(() => slot.write(0, new Uint8Array(4))).toThrow(/released/);
+    agg.dispose();
+  });
+});
