@@ -137,7 +137,7 @@ async function runCase(transport, n, model, tmp) {
     if (run.status !== 'completed') row.error = `run ${run.status}: ${run.statusMessage ?? ''}`;
     // `fedge agent list` and `fedge run show` on what this coordinator now holds: both must stay usable.
     let t = Date.now();
-    const list = await cli(['agent', 'list', '--coordinator', ready.address, '--format', 'json'], 120_000);
+    const list = await cli(['agent', 'list', '--coordinator', ready.address, '--format', 'json', '--all'], 120_000);
     row.agentListSeconds = r3((Date.now() - t) / 1000);
     row.agentListBytes = list.out.length;
     t = Date.now();

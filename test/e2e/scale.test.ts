@@ -58,8 +58,8 @@ describe('scale', () => {
     let worst = 0;
     for (let i = 0; i < final.length; i++) worst = Math.max(worst, Math.abs(final[i]! - (blob.weights[i]! + ROUNDS * Math.fround(echoDelta(i)))));
     expect(worst).toBeLessThan(1e-5);
-    // The agent list of a fleet this size still comes back, all of them online.
-    const list = await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json']);
+    // The agent list of a fleet this size still comes back, all of them online (--all: past the default page of 500).
+    const list = await fedge(['agent', 'list', '--coordinator', coord.address, '--format', 'json', '--all']);
     expect(list.code, list.stderr).toBe(0);
     const agents = JSON.parse(list.stdout) as { name: string; status: string }[];
     expect(agents.filter((a) => a.name.startsWith('sim-') && a.status === 'online')).toHaveLength(N);

@@ -142,7 +142,8 @@ export interface StartRunRequestMsg { configJson: string }
 export interface RunReplyMsg { runJson: string }
 export interface ListRunsReplyMsg { runsJson: string[] }
 export interface GetRunRequestMsg { runId: string }
-export interface ListAgentsReplyMsg { agentsJson: string[] }
+export interface ListAgentsRequestMsg { limit: number; after: string; state: string; name: string; site: string; serving: string; backend: string; transport: string; summary: boolean }
+export interface ListAgentsReplyMsg { agentsJson: string[]; total?: number; skipped?: number; next?: string; fleet?: number; summaryJson?: string }
 export interface FetchRunModelRequestMsg { runId: string; modelVersion: number }
 export interface EnrollAgentRequestMsg { name: string; ttlSeconds: number }
 export interface EnrollAgentReplyMsg { name: string; code: string; expiresUnixMs: number }

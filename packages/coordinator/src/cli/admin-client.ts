@@ -12,10 +12,12 @@ import {
   loadServices,
   parseGrpcUrl,
   type ChunkMsg,
+  type ListAgentsReplyMsg,
   type ModelBlob,
   type RunReplyMsg,
 } from '@fedge/proto';
 import type { AgentRecord } from '../store/store.js';
+import type { AgentPage, AgentQuery, AgentSummary } from '../engine/agent-query.js';
 import { FEDGE_CODE_TRAILER } from '../transport/grpc/errors.js';
 import type { RunView } from '../coordinator.js';
 import type { CanaryAutoOptions } from '../engine/canary.js';
@@ -113,9 +115,22 @@ export class AdminClient {
     const req = { runId: opts.runId ?? '', keepLast: opts.keepLast === undefined ? '' : String(opts.keepLast), dryRun: !!opts.dryRun };
     return JSON.parse((await this.call<{ resultsJson: string }>('GcModels', req)).resultsJson) as GcResult[];
   }
+  /** Every agent (an empty request: no page limit). */
   async listAgents(): Promise<AgentRecord[]> {
     const r = await this.call<{ agentsJson: string[] }>('ListAgents', {});
     return r.agentsJson.map((j) => JSON.parse(j) as AgentRecord);
+  }
+  /** One page of the agents matching `q` (fedge agent list); `q` was checked with parseAgentQuery. */
+  async agentPage(q: AgentQuery): Promise<AgentPage> {
+    const r = await this.call<ListAgentsReplyMsg>('ListAgents', q);
+    return { agents: r.agentsJson.map((j) => JSON.parse(j) as AgentRecord), total: r.total ?? 0, skipped: r.skipped ?? 0, ...(r.next ? { next: r.next } : {}), fleet: r.fleet ?? 0 };
+  }
+  /** fedge agent list --summary: counts of the agents matching `q`'s filters. */
+  async agentSummary(q: AgentQuery): Promise<AgentSummary> {
+    const r = await this.call<ListAgentsReplyMsg>('ListAgents', { ...q, summary: true });
+    // A coordinator from before paging ignores `summary` and sends every agent instead.
+    if (!r.summaryJson) throw new CliError(`the coordinator at ${this.address} does not answer --summary (it predates it); upgrade it, or list with --all`, 'E_CLI');
+    return JSON.parse(r.summaryJson) as AgentSummary;
   }
 
   /** A one-time enrollment code for `name`, valid `ttlSeconds` (0: the coordinator's default, 24 h). */

@@ -132,7 +132,7 @@ describe('agent list paging', () => {
     expect(() => parseAgentQuery({ state: 'asleep' }, '--')).toThrow(/^--state: expected one of online, offline, busy, idle \(got "asleep"\)$/);
     expect(() => parseAgentQuery({ serving: 'v3' }, '--')).toThrow(/^--serving: expected a version number or "none"/);
     expect(() => parseAgentQuery({ transport: 'http' })).toThrow(/^transport: expected grpc or mqtt/);
-    expect(() => parseAgentQuery({ colour: 'red' })).toThrow(/colour/);
+    expect(() => parseAgentQuery({ colour: 'red' })).toThrow(/^colour: not a filter of the agent list; use limit, after, state, name, site, serving, backend, transport$/);
     // Empty strings are "not given" (proto3 defaults); limit is coerced from a string (query strings, proto int64).
     expect(parseAgentQuery({ state: '', after: '', limit: '20' })).toEqual({ limit: 20 });
     expect(() => queryAgents(reg, q({ after: 'agent-nope' }))).toThrow(/^after: no agent "agent-nope" on this coordinator .*list from the start without it$/);

@@ -43,10 +43,10 @@ export function parseAgentQuery(raw: Record<string, unknown>, flagPrefix = ''): 
   const r = agentQuerySchema.safeParse(given);
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
-  const key = issue.path.length ? String(issue.path[0]) : 'query';
-  const unknownKeys = issue.code === 'unrecognized_keys' ? ` ${issue.keys.join(', ')}` : '';
-  const got = key in given ? ` (got ${JSON.stringify(given[key])})` : '';
-  throw new ValidationError(`${flagPrefix}${key}: ${issue.message}${unknownKeys}${got}`);
+  if (issue.code === 'unrecognized_keys')
+    throw new ValidationError(`${issue.keys.map((k) => flagPrefix + k).join(', ')}: not a filter of the agent list; use ${Object.keys(agentQuerySchema.shape).map((k) => flagPrefix + k).join(', ')}`);
+  const key = String(issue.path[0]);
+  throw new ValidationError(`${flagPrefix}${key}: ${issue.message} (got ${JSON.stringify(given[key])})`);
 }
 
 /** Whether a record passes the filter; busy: online with a task in progress, idle: online without one. */

@@ -11,6 +11,7 @@ import { adminTokenMatches, promoteModelRequest } from '../transport/grpc/admin-
 import { runSummary } from '../cli/commands/run.js';
 import { registryEntries } from '../cli/commands/model-registry.js';
 import type { AgentRecord } from '../store/store.js';
+import { parseAgentQuery, queryAgents } from '../engine/agent-query.js';
 
 /**
  * The CLI gets every record as JSON over gRPC: the same round trip here drops undefined fields and turns non-finite
@@ -30,9 +31,13 @@ export async function runsJson(coord: Coordinator): Promise<Record<string, unkno
   return wire(await coord.listRuns()).map(runSummary);
 }
 
-/** `fedge agent list --format json` (the agents; enrolled identities are not shown by the dashboard). */
-export function agentsJson(coord: Coordinator): AgentRecord[] {
-  return wire(coord.listAgents());
+/**
+ * `fedge agent list --all --format json` (the agents; enrolled identities are not shown by the dashboard). With a
+ * query string (?limit=20&after=ID&state=online&name=&site=&serving=&backend=&transport=, as the CLI's flags, checked
+ * by the same schema) one page of them, as `fedge agent list --limit 20 ... --format json`.
+ */
+export function agentsJson(coord: Coordinator, params?: URLSearchParams): AgentRecord[] {
+  return wire(queryAgents(coord.registry, parseAgentQuery(Object.fromEntries(params ?? []))).agents);
 }
 
 /** `fedge model list [--run RUN] --format json`. */

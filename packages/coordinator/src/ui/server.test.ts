@@ -35,10 +35,13 @@ function stubCoordinator(): { coord: Coordinator; calls: unknown[] } {
     if (id !== 'run-1') throw new NotFoundError(`run "${id}" not found; see fedge run list`);
     return run(id);
   };
+  const agent = (id: string, name: string, status: string) => ({ id, name, status, backend: 'wasm', agentVersion: '0.1.0', numExamples: 5, labels: {}, joinedAt: '', lastSeen: '', tasksCompleted: 1, tasksFailed: 0 });
+  const agents = [agent('a1', 'agent-1', 'online'), agent('a3', 'agent-3', 'offline'), agent('a2', 'agent-2', 'online')];
   const coord = {
     listRuns: async () => [run('run-1')],
     getRun: get,
-    listAgents: () => [{ id: 'a1', name: 'agent-1', status: 'online', backend: 'wasm', agentVersion: '0.1.0', numExamples: 5, labels: {}, joinedAt: '', lastSeen: '', tasksCompleted: 1, tasksFailed: 0 }],
+    listAgents: () => agents,
+    registry: { records: () => agents.values(), record: (id: string) => agents.find((a) => a.id === id) },
     watchRun: (id: string) => {
       throw new NotFoundError(`run "${id}" is not active on this coordinator`);
     },
@@ -156,7 +159,14 @@ describe('dashboard server', () => {
     expect(one).toMatchObject({ id: 'run-1', status: 'completed', accuracy: 0.9 });
     // The JSON round trip drops undefined fields, as the CLI's gRPC path does.
     expect((one['roundsDetail'] as Record<string, unknown>[])[0]).not.toHaveProperty('trainLoss');
-    expect(await (await fetch(`${url}/api/agents`)).json()).toMatchObject([{ name: 'agent-1' }]);
+    // Agents in name order, all of them without a query; with one, the page and filters of fedge agent list.
+    const names = async (q: string): Promise<string[]> => ((await (await fetch(`${url}/api/agents${q}`)).json()) as { name: string }[]).map((a) => a.name);
+    expect(await names('')).toEqual(['agent-1', 'agent-2', 'agent-3']);
+    expect(await names('?limit=1&after=a1')).toEqual(['agent-2']);
+    expect(await names('?state=online')).toEqual(['agent-1', 'agent-2']);
+    const bad = await fetch(`${url}/api/agents?state=asleep`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { code: 'E_VALIDATION', message: expect.stringMatching(/^state: expected one of online, offline, busy, idle/) } });
     const models = (await (await fetch(`${url}/api/models?run=run-1`)).json()) as { version: number; latest: boolean }[];
     expect(models.map((m) => [m.version, m.latest])).toEqual([[0, false], [1, true]]);
     expect((await fetch(`${url}/api/runs/nope`)).status).toBe(404);

@@ -106,7 +106,7 @@ export async function startUiServer(coord: Coordinator, listen: { host: string; 
         track(res);
         await streamRun(coord, id(m), req, res, SECURITY_HEADERS);
       }],
-      [/^\/api\/agents$/, (_m, _q, res) => sendJson(res, 200, agentsJson(coord))],
+      [/^\/api\/agents$/, (_m, _q, res, url) => sendJson(res, 200, agentsJson(coord, url.searchParams))],
       [/^\/api\/models$/, async (_m, _q, res, url) => sendJson(res, 200, await modelsJson(coord, url.searchParams.get('run') ?? undefined))],
       [/^\/api\/events$/, (_m, req, res) => {
         track(res);

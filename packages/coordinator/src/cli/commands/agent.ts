@@ -5,6 +5,8 @@ import { withAdminOptions, withClient, type AdminOpts } from './common.js';
 import type { IdentityListing } from '../admin-client.js';
 import type { AgentRecord } from '../../store/store.js';
 import { driftListings, renderDriftTable } from '../drift-show.js';
+import { agentQueryOf, asFlagError, isFiltered, pageFooter, renderSummary, withAgentListFlags, type AgentListFlags } from '../agent-list.js';
+import { DEFAULT_AGENT_PAGE } from '../../engine/agent-query.js';
 
 /** "90s", "30m", "24h", "7d" or plain seconds. */
 export function parseTtl(v: string): number {
@@ -52,20 +54,54 @@ function identitiesTable(identities: IdentityListing[]): string {
 
 export function agentCommand(): Command {
   const agent = new Command('agent').description('inspect edge agents, enroll and revoke device identities');
-  agent.addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --format json\n  fedge agent enroll cam-07 --ttl 1h\n  fedge agent revoke cam-07');
+  agent.addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent list --summary\n  fedge agent ls --format json\n  fedge agent enroll cam-07 --ttl 1h\n  fedge agent revoke cam-07');
   withAdminOptions(
-    agent
-      .command('list')
-      .alias('ls')
-      .description('list agents that joined the coordinator, then enrolled device identities (--identities: only those)')
-      .option('--identities', 'list the enrolled device identities only (name, status, key fingerprint, enrolled at, last seen, revoked)')
-      .addHelpText('after', '\nExamples:\n  fedge agent list\n  fedge agent ls --coordinator 10.0.0.5:7070 --format json   # an array of agents\n  fedge agent list --identities --format json                # an array of identities'),
-  ).action(async (opts: AdminOpts & { identities?: boolean }) => {
-    const [agents, identities] = await withClient(opts, (c) => Promise.all([opts.identities ? Promise.resolve([]) : c.listAgents(), c.listIdentities()]));
-    if (opts.format === 'json') return printJson(opts.identities ? identities : agents);
-    if (!opts.identities) console.log(agentsTable(agents));
-    if (identities.length === 0) return;
-    console.log(`${opts.identities ? '' : '\nEnrolled identities:\n'}${identitiesTable(identities)}`);
+    withAgentListFlags(
+      agent
+        .command('list')
+        .alias('ls')
+        .description(`list agents that joined the coordinator in name order, ${DEFAULT_AGENT_PAGE} a page (filters and paging run on the coordinator), then enrolled device identities (--identities: only those)`)
+        .option('--identities', 'list the enrolled device identities only (name, status, key fingerprint, enrolled at, last seen, revoked)'),
+    ).addHelpText(
+      'after',
+      `
+Examples:
+  fedge agent list                                   # the first ${DEFAULT_AGENT_PAGE} agents; the footer prints the next page's command
+  fedge agent list --after agent-1f2e3d4c            # the page after that agent
+  fedge agent list --summary                         # counts by state, served version, backend, transport, site
+  fedge agent list --state offline --name cam-       # offline agents whose name starts with cam-
+  fedge agent list --serving none --state online     # online agents serving no model version yet
+  fedge agent list --all --format json               # every agent, as a JSON array
+  fedge agent ls --coordinator 10.0.0.5:7070 --format json --limit 100   # an array of 100 agents; the footer goes to stderr
+  fedge agent list --identities --format json        # an array of identities
+
+With --format json the page is a JSON array of agents; the next page's cursor is the last agent's id (--after ID).`,
+    ),
+  ).action(async (opts: AdminOpts & AgentListFlags & { identities?: boolean }) => {
+    if (opts.identities) {
+      const identities = await withClient(opts, (c) => c.listIdentities());
+      if (opts.format === 'json') return printJson(identities);
+      if (identities.length) console.log(identitiesTable(identities));
+      return;
+    }
+    const q = agentQueryOf(opts);
+    if (opts.summary) {
+      const s = await withClient(opts, (c) => c.agentSummary(q)).catch((err: unknown) => Promise.reject(asFlagError(err)));
+      return opts.format === 'json' ? printJson(s) : console.log(renderSummary(s, isFiltered(q)));
+    }
+    // Identities come with the first page of an unfiltered listing, as before paging.
+    const [page, identities] = await withClient(opts, (c) => Promise.all([c.agentPage(q), q.after !== undefined || isFiltered(q) ? Promise.resolve([]) : c.listIdentities()])).catch(
+      (err: unknown) => Promise.reject(asFlagError(err)),
+    );
+    const footer = pageFooter(page, process.argv.slice(2), isFiltered(q));
+    if (opts.format === 'json') {
+      printJson(page.agents);
+      if (footer) console.error(footer);
+      return;
+    }
+    console.log(agentsTable(page.agents));
+    if (footer) console.log(footer);
+    if (identities.length) console.log(`\nEnrolled identities:\n${identitiesTable(identities)}`);
   });
   withAdminOptions(
     agent

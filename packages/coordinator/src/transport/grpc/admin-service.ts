@@ -1,11 +1,12 @@
 /** gRPC AdminService: what the fedge CLI calls to start, list, watch and stop runs and to list agents. */
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
-import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
+import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type ListAgentsRequestMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator, RunView } from '../../coordinator.js';
 import { parseCanaryAuto } from '../../engine/canary.js';
 import { parseKeepLast } from '../../config/retention.js';
 import { AuthError } from '../../engine/agent-registry.js';
+import { parseAgentQuery, queryAgents, summarizeAgents } from '../../engine/agent-query.js';
 import { refuse, toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
 
@@ -59,6 +60,18 @@ export function unary<Req, Res>(adminToken: string | undefined, fn: (req: Req) =
   };
 }
 
+/** ListAgents: a page of agents (every agent for an empty request, as before paging), or with `summary` the counts. */
+export function listAgentsReply(coord: Coordinator, req: Partial<ListAgentsRequestMsg>): ListAgentsReplyMsg {
+  const { summary, ...raw } = req;
+  const q = parseAgentQuery(raw);
+  if (summary) {
+    const s = summarizeAgents(coord.registry.records(), q);
+    return { agentsJson: [], total: s.total, fleet: s.fleet, summaryJson: JSON.stringify(s) };
+  }
+  const page = queryAgents(coord.registry, q);
+  return { agentsJson: page.agents.map((a) => JSON.stringify(a)), total: page.total, skipped: page.skipped, next: page.next ?? '', fleet: page.fleet };
+}
+
 export function adminServiceHandlers(coord: Coordinator, adminToken?: string): grpc.UntypedServiceImplementation {
   return {
     StartRun: unary<StartRunRequestMsg, RunReplyMsg>(adminToken, async (req) => {
@@ -82,9 +95,7 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
         await coord.gcModels({ ...(req.runId ? { runId: req.runId } : {}), ...(req.keepLast ? { keepLast: parseKeepLast(req.keepLast, 'keep_last') } : {}), dryRun: req.dryRun }),
       ),
     })),
-    ListAgents: unary<object, ListAgentsReplyMsg>(adminToken, () => ({
-      agentsJson: coord.listAgents().map((a) => JSON.stringify(a)),
-    })),
+    ListAgents: unary<Partial<ListAgentsRequestMsg>, ListAgentsReplyMsg>(adminToken, (req) => listAgentsReply(coord, req)),
     WatchRun(call: grpc.ServerWritableStream<GetRunRequestMsg, RunReplyMsg>) {
       let off: (() => void) | undefined;
       let last = 0;
