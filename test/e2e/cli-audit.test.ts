@@ -108,6 +108,7 @@ describe('fedge --format json against a real coordinator', () => {
       'run start': ['run', 'start', ...c, '--model', 'mnist-mlp', '--rounds', '1', '--min-agents', '5'],
       'run list': ['run', 'list', ...c],
       'run show': ['run', 'show', runId, ...c],
+      'run participants': ['run', 'participants', runId, ...c, '--round', '1'],
       'run stop': ['run', 'stop', waiting, ...c],
       'run export': ['run', 'export', runId, ...c, '--to', 'csv', '-o', path.join(out, 'rounds.csv')],
       'agent list': ['agent', 'list', ...c],

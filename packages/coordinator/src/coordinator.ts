@@ -4,7 +4,8 @@ import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
 import { NotFoundError, type AgentReportMsg, type ReportReplyMsg, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, type SecAggReplyMsg, type SecAggRequestMsg, RejectedUpdateError, type StorageError } from '@fedge/proto';
 import { parseRunConfig, type RunConfig } from './config/run-config.js';
-import type { AgentRecord, RunRecord, Store } from './store/store.js';
+import type { AgentRecord, Participant, ParticipantPage, ParticipantQuery, RunRecord, Store } from './store/store.js';
+import { MAX_PARTICIPANTS_PAGE, listing, parseParticipantQuery, withInlineParticipants, type ParticipantListing } from './engine/participants-view.js';
 import { MemoryStore } from './store/memory-store.js';
 import { ModelRetention, type GcResult } from './engine/retention.js';
 import { DEFAULT_KEEP_LAST, type KeepLast } from './config/retention.js';
@@ -264,6 +265,33 @@ export class Coordinator {
     const r = await this.store.getRun(id);
     if (!r) throw new NotFoundError(`run "${id}" not found; see fedge run list`);
     return this.signed(r);
+  }
+
+  /** getRun for `fedge run show`: rounds of up to INLINE_PARTICIPANTS participants list them (participants-view.ts). */
+  async showRun(id: string): Promise<RunView> {
+    return withInlineParticipants(await this.getRun(id), (q) => this.participantPage(id, q));
+  }
+
+  /** `fedge run participants`: a page of a run's participants; `query` is network input, checked here. */
+  async listParticipants(runId: string, query: unknown): Promise<ParticipantListing> {
+    const q = parseParticipantQuery(query);
+    if (!this.engines.has(runId) && !this.preparing.view(runId) && !(await this.store.getRun(runId))) throw new NotFoundError(`run "${runId}" not found; see fedge run list`);
+    return listing(runId, q, await this.participantPage(runId, q));
+  }
+
+  /** Every participant of one round (a site's sub-run), page by page. */
+  async roundParticipants(runId: string, round: number): Promise<Participant[]> {
+    const out: Participant[] = [];
+    for (let offset = 0; ; offset += MAX_PARTICIPANTS_PAGE) {
+      const page = await this.participantPage(runId, { round, limit: MAX_PARTICIPANTS_PAGE, offset });
+      out.push(...page.participants.map(({ round: _r, ...p }) => p));
+      if (out.length >= page.total || page.participants.length === 0) return out;
+    }
+  }
+
+  private participantPage(runId: string, q: ParticipantQuery): Promise<ParticipantPage> {
+    const ctx = this.engines.get(runId)?.ctx;
+    return ctx ? ctx.listParticipants(q) : this.store.listParticipants(runId, q);
   }
 
   /** The view with each version's signature (what agents verify) and the key's fingerprint, for fedge model show. */

@@ -9,14 +9,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Coordinator, RunView } from './coordinator.js';
 import type { AgentRecord, RunRecord } from './store/store.js';
 import { worstPsi } from './engine/drift-book.js';
+import { LATENCY_BUCKETS, roundSummary } from './store/round-summary.js';
 
 export const DEFAULT_METRICS_PORT = 9464;
 
-/** The reason code of a rejected participant ("non_finite: update has NaN" -> "non_finite"), bounded for labels. */
-export function reasonCode(reason: string | undefined): string {
-  const m = /^([a-z][a-z0-9_]{0,63})(?::|$)/.exec(reason ?? '');
-  return m ? m[1]! : 'other';
-}
+export { reasonCode } from './store/round-summary.js';
 
 /** Metric names as label values: the task metrics and loss; anything else a record might hold is not exposed (bounded labels). */
 const METRIC_LABEL = /^[a-z][a-z0-9_]{0,31}$/;
@@ -75,7 +72,7 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
   });
   const updates = new Histogram({
     name: 'fedge_update_seconds', help: 'Task latency of accepted updates (task sent to update received)', labelNames: ['run_id'], registers,
-    buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    buckets: [...LATENCY_BUCKETS],
   });
   const central = new Gauge({ name: 'fedge_central_accuracy', help: 'Central accuracy of the latest evaluated version', labelNames: ['run_id'], registers });
   const federated = new Gauge({ name: 'fedge_federated_accuracy', help: 'Federated accuracy of the latest version agents evaluated', labelNames: ['run_id'], registers });
@@ -124,11 +121,11 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
           sentDense += rec.bytesSentDense ?? rec.bytesSent;
           receivedDense += rec.bytesReceivedDense ?? rec.bytesReceived;
           if (rec.aggregationMs !== undefined) aggregation.observe({ run_id }, rec.aggregationMs / 1000);
-          for (const p of rec.participants) {
-            participants.inc({ run_id, outcome: p.outcome });
-            if (p.outcome === 'rejected') rejected.inc({ run_id, reason: reasonCode(p.reason) });
-            if (p.outcome === 'completed' && p.seconds !== undefined) updates.observe({ run_id }, p.seconds);
-          }
+          const s = roundSummary(rec);
+          for (const [outcome, n] of Object.entries(s.outcomes)) if (n) participants.inc({ run_id, outcome }, n);
+          for (const [reason, n] of Object.entries(s.rejected ?? {})) rejected.inc({ run_id, reason }, n);
+          // Each bucket's mean lies in the bucket, so observing it `count` times gives exact bucket counts and sum.
+          for (const b of s.latency ?? []) for (let i = 0; i < b.count; i++) updates.observe({ run_id }, b.sum / b.count);
           if (Number.isFinite(rec.centralAccuracy)) lastCentral = rec.centralAccuracy;
           if (Number.isFinite(rec.federatedAccuracy)) lastFederated = rec.federatedAccuracy;
           if (Number.isFinite(rec.epsilon)) lastEpsilon = rec.epsilon;

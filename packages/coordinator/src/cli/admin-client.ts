@@ -22,6 +22,10 @@ import { FEDGE_CODE_TRAILER } from '../transport/grpc/errors.js';
 import type { RunView } from '../coordinator.js';
 import type { CanaryAutoOptions } from '../engine/canary.js';
 import type { GcResult } from '../engine/retention.js';
+import type { ParticipantListing } from '../engine/participants-view.js';
+import type { ParticipantQuery } from '../store/store.js';
+
+type ParticipantQueryInput = Partial<ParticipantQuery>;
 
 export const DEFAULT_COORDINATOR = '127.0.0.1:7070';
 
@@ -109,6 +113,10 @@ export class AdminClient {
   }
   async rollbackModel(runId: string): Promise<RunView> {
     return JSON.parse((await this.call<RunReplyMsg>('RollbackModel', { runId })).runJson) as RunView;
+  }
+  /** fedge run participants: one page of a run's participants (the coordinator checks the query). */
+  async listParticipants(runId: string, query: ParticipantQueryInput): Promise<ParticipantListing> {
+    return JSON.parse((await this.call<{ pageJson: string }>('ListParticipants', { runId, queryJson: JSON.stringify(query) })).pageJson) as ParticipantListing;
   }
   /** fedge model gc: retention applied to one run or all; keepLast undefined: each run's own setting. */
   async gcModels(opts: { runId?: string; keepLast?: number | 'all'; dryRun?: boolean }): Promise<GcResult[]> {

@@ -4,6 +4,7 @@ import type { RunView } from '../coordinator.js';
 import { metricsOf } from '../config/task-config.js';
 import { duration, metricText, pct } from './format.js';
 import { roundTrafficText } from './traffic.js';
+import { roundSummary } from '../store/round-summary.js';
 
 /** The metrics a run with a task reports (its resolved task, else its config's); undefined for runs without a task (MNIST). */
 export function taskMetricNames(run: Pick<RunView, 'data' | 'config'>): readonly string[] | undefined {
@@ -32,9 +33,7 @@ function statisticsStep(run: RunView): string | undefined {
 
 /** e.g. "2 late, 1 dropped" for the non-completed outcomes of a round. */
 function outcomes(r: RoundRecord): string {
-  const counts = new Map<string, number>();
-  for (const p of r.participants) if (p.outcome !== 'completed') counts.set(p.outcome, (counts.get(p.outcome) ?? 0) + 1);
-  return [...counts].map(([o, n]) => `${n} ${o}`).join(', ');
+  return Object.entries(roundSummary(r).outcomes).filter(([o, n]) => o !== 'completed' && n).map(([o, n]) => `${n} ${o}`).join(', ');
 }
 
 /** e.g. "tau 0:2 1:1" — how many versions behind the folded updates were; omitted when all were current. */
@@ -46,12 +45,13 @@ function staleness(r: RoundRecord): string | undefined {
 
 /** One line per finished round; `metrics`: the task's metric names (runs without a task print accuracy as always). */
 export function roundLine(r: RoundRecord, total: number, unit = 'round', metrics?: readonly string[]): string {
-  const done = r.participants.filter((p) => p.outcome === 'completed').length;
+  const s = roundSummary(r);
+  const done = s.outcomes.completed ?? 0;
   const other = outcomes(r);
   const parts = [
     `${unit} ${String(r.round).padStart(String(total).length)}/${total}`,
     r.status === 'failed' ? 'FAILED' : `v${r.version}`,
-    `agents ${done}/${r.participants.length}${other ? ` (${other})` : ''}`,
+    `agents ${done}/${s.participants}${other ? ` (${other})` : ''}`,
     staleness(r),
     r.trainLoss !== undefined ? `loss ${r.trainLoss.toFixed(4)}` : undefined,
     metrics ? roundMetricText(r, metrics) : r.centralAccuracy !== undefined ? `accuracy ${pct(r.centralAccuracy)}` : undefined,

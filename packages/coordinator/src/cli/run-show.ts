@@ -8,6 +8,7 @@ import { statusLine, taskMetricNames, timing } from './progress.js';
 import { trafficLine } from './traffic.js';
 import { secaggLines } from './secagg-show.js';
 import { compressesUplink, uplinkName } from '../config/compression.js';
+import { completedOf, roundSummary } from '../store/round-summary.js';
 
 /** A wide CSV or a big vocabulary would scroll the rounds away: tables stop here (--format json has every row). */
 const MAX_ROWS = 40;
@@ -125,7 +126,7 @@ function roundsTable(r: RunView, metrics: readonly RoundColumn[]): string {
       round: x.round,
       version: x.version,
       status: x.status,
-      agents: `${x.participants.filter((p) => p.outcome === 'completed').length}/${x.participants.length}`,
+      agents: ((c) => `${c.completed}/${c.total}`)(completedOf(x)),
       'train loss': num(x.trainLoss),
       ...Object.fromEntries(metrics.map(([header, cell]) => [header, cell(x)])),
       time: duration(x.seconds),
@@ -149,11 +150,19 @@ const ACCURACY_COLUMNS: readonly RoundColumn[] = [
   ['central acc', (x) => pct(x.centralAccuracy)],
 ];
 
-/** Which data trained each version: the completed participants and their dataset fingerprints; [] when none was recorded. */
-function lineageLines(rounds: readonly RoundRecord[]): string[] {
+/**
+ * Which data trained each version: the completed participants and their dataset fingerprints (a round too large to
+ * list says how many datasets and where its list is); [] when none was recorded.
+ */
+function lineageLines(runId: string, rounds: readonly RoundRecord[]): string[] {
   const rows = rounds.flatMap((x) => {
+    if (x.version === undefined) return [];
+    if (!x.participants) {
+      const s = roundSummary(x);
+      return s.datasets ? [{ version: x.version, round: x.round, data: `${s.outcomes.completed ?? 0} agents, ${s.datasets} datasets (fedge run participants ${runId} --round ${x.round})` }] : [];
+    }
     const used = x.participants.filter((p) => p.outcome === 'completed' && p.fingerprint).sort((a, b) => a.name.localeCompare(b.name)); // same fleet, same line
-    return x.version !== undefined && used.length ? [{ version: x.version, round: x.round, data: used.map((p) => `${p.name} ${shortHash(p.fingerprint)}`).join(', ') }] : [];
+    return used.length ? [{ version: x.version, round: x.round, data: used.map((p) => `${p.name} ${shortHash(p.fingerprint)}`).join(', ') }] : [];
   });
   return rows.length ? ['', 'which data trained each version', table(rows, ['version', 'round', 'data'])] : [];
 }
@@ -163,11 +172,10 @@ function lineageLines(rounds: readonly RoundRecord[]): string[] {
  * invited agents (site_participants, site_invited) and their examples; a failed site its reason. [] without sites.
  */
 export function siteLines(rounds: readonly RoundRecord[]): string[] {
-  const isSite = (p: RoundRecord['participants'][number]): boolean => p.metrics?.site_participants !== undefined || /\bsite \S+: sub-run /.test(p.reason ?? '');
-  const rows = rounds.flatMap((x) => x.participants.filter(isSite).map((p) => ({
+  const rows = rounds.flatMap((x) => (roundSummary(x).sites ?? []).map((p) => ({
     round: x.round, site: p.name, outcome: p.outcome,
-    agents: p.metrics?.site_participants !== undefined ? `${p.metrics.site_participants}/${p.metrics.site_invited ?? '?'}` : '',
-    examples: p.numExamples, reason: p.reason,
+    agents: p.agents !== undefined ? `${p.agents}/${p.invited ?? '?'}` : '',
+    examples: p.examples, reason: p.reason,
   })));
   return rows.length ? ['', 'aggregator sites (agents: completed/invited in the site\'s own round)', table(rows, ['round', 'site', 'outcome', 'agents', 'examples', 'reason'])] : [];
 }
@@ -215,8 +223,8 @@ export function renderRunShow(r: RunView): string[] {
     if (r.config.task && !r.endedAt) lines.push(`task ${r.config.task.type}: waiting for the statistics step (the agents' data schemas and statistics)`);
     if (r.config.task && r.rounds.length === 0) return lines; // no rounds before the statistics step: nothing to tabulate
     lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : roundsTable(r, ACCURACY_COLUMNS));
-    return [...lines, ...lineageLines(r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds)];
+    return [...lines, ...lineageLines(r.id, r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds)];
   }
-  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds));
+  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.id, r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds));
   return lines;
 }

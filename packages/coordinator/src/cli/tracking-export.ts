@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RoundRecord, RunData, RunRecord } from '../store/store.js';
+import { completedOf, roundSummary } from '../store/round-summary.js';
 
 export const CSV_COLUMNS = [
   'round', 'version', 'status', 'completed', 'failed', 'trainLoss', 'federatedAccuracy', 'centralAccuracy',
@@ -42,14 +43,14 @@ function cell(r: RoundRecord, row: Row, column: string): string | number | undef
 
 /** The flat per-round metrics every output shares: `run show --format json`, the CSV and the MLflow series. */
 export function roundMetrics(r: RoundRecord) {
-  const completed = r.participants.filter((p) => p.outcome === 'completed').length;
+  const { completed, total } = completedOf(r);
   return {
     round: r.round,
     version: r.version,
     status: r.status,
     seconds: r.seconds,
     completed,
-    failed: r.participants.length - completed,
+    failed: total - completed,
     trainLoss: r.trainLoss,
     trainAccuracy: r.trainAccuracy,
     federatedLoss: r.federatedLoss,
@@ -114,7 +115,7 @@ export const MLFLOW_METRICS: Record<string, (r: RoundRecord) => number | undefin
   central_accuracy: (r) => r.centralAccuracy,
   epsilon: (r) => r.epsilon,
   clip_norm: (r) => r.clipNorm,
-  participants: (r) => r.participants.length,
+  participants: (r) => roundSummary(r).participants,
   completed: (r) => roundMetrics(r).completed,
   failed: (r) => roundMetrics(r).failed,
   bytes_sent: (r) => r.bytesSent,
@@ -267,10 +268,13 @@ export function lineageTags(data: RunData): Record<string, string> {
 /** statistics.json, preprocessing.json and lineage.json (which data trained each version) in the run's artifacts. */
 async function writeArtifacts(run: RunRecord, dir: string): Promise<void> {
   const data = run.data!;
-  const versions = run.rounds.flatMap((r) =>
+  const versions = run.rounds.flatMap((r): Record<string, unknown>[] =>
     r.version === undefined
       ? []
-      : [{ version: r.version, round: r.round, participants: r.participants.filter((p) => p.outcome === 'completed').map((p) => ({ agentId: p.agentId, name: p.name, numExamples: p.numExamples, fingerprint: p.fingerprint })) }],
+      : r.participants
+        ? [{ version: r.version, round: r.round, participants: r.participants.filter((p) => p.outcome === 'completed').map((p) => ({ agentId: p.agentId, name: p.name, numExamples: p.numExamples, fingerprint: p.fingerprint })) }]
+        // A round too large to list inline: its counts, and where the list is.
+        : [{ version: r.version, round: r.round, completed: completedOf(r).completed, datasets: roundSummary(r).datasets ?? 0, ...(r.participantsNote ? { note: r.participantsNote } : {}) }],
   );
   const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
   await writeFile(path.join(dir, 'statistics.json'), json({ n: data.n, statisticsNoiseStd: data.statisticsNoiseStd, columns: data.statistics }));

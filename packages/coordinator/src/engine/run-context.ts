@@ -1,5 +1,6 @@
 /** The only writer of a run's record: named transitions on the in-memory RunRecord and one persist() that saves it. */
-import type { DriftProfileRecord, OpenRoundState, PromotionGateRecord, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
+import type { DriftProfileRecord, OpenRoundState, Participant, ParticipantPage, ParticipantQuery, ParticipantWrites, PromotionGateRecord, PromotionState, RoundRecord, RunData, RunRecord, RunStatus, Store } from '../store/store.js';
+import { statusMatches, summarize, withNote } from '../store/round-summary.js';
 import type { ModelBlob } from '@fedge/proto';
 import { stateBlobRefs, type StateBlob, type Strategy, type StrategyState } from '../strategy/strategy.js';
 import type { GlobalModel } from './global-model.js';
@@ -40,6 +41,11 @@ export class RunContext {
   private staged: { version: number; state: StrategyState; blobs: StateBlob[] } | undefined;
   /** Blobs known to be in the store. */
   private readonly storedBlobs = new Set<string>();
+  /**
+   * Participant lists of rounds recorded since the last save, and notes on rounds saved before: written with the
+   * next save, in its transaction, and then dropped: the record keeps only each round's summary.
+   */
+  private pending: ParticipantWrites = { rounds: [], notes: [] };
 
   constructor(
     private readonly record: RunRecord,
@@ -125,8 +131,35 @@ export class RunContext {
       await this.storeBlobs(this.committed.blobs);
       Object.assign(this.record, live, this.committed.state);
     }
-    await this.store.saveRun(this.record, docOnly);
+    const writes = this.pending;
+    const any = writes.rounds.length > 0 || writes.notes.length > 0;
+    // A recorded round changes the rounds: never a doc-only save then.
+    if (any) this.pending = { rounds: [], notes: [] };
+    try {
+      await this.store.saveRun(this.record, docOnly && writes.rounds.length === 0, any ? writes : undefined);
+    } catch (err) {
+      // Not written: they go with the next save (before anything pending since).
+      if (any) this.pending = { rounds: [...writes.rounds, ...this.pending.rounds], notes: [...writes.notes, ...this.pending.notes] };
+      throw err;
+    }
     this.savedLive = JSON.stringify(live);
+  }
+
+  /** A page of the run's participants: the store's, and those of rounds recorded but not saved yet. */
+  async listParticipants(q: ParticipantQuery): Promise<ParticipantPage> {
+    const unsaved = this.pending.rounds.filter((w) => q.round === undefined || w.round === q.round);
+    const notes = this.pending.notes.filter((n) => q.round === undefined || n.round === q.round);
+    if (unsaved.length === 0 && notes.length === 0) return this.store.listParticipants(this.record.id, q);
+    // Rare (between a round's end, or a late result's note, and the next save): the whole filter over both, in round order.
+    const stored = await this.store.listParticipants(this.record.id, { ...q, offset: 0, limit: Number.MAX_SAFE_INTEGER });
+    const mine = new Set(unsaved.map((w) => w.round));
+    const noted = (p: Participant & { round: number }): Participant & { round: number } =>
+      notes.reduce((x, n) => (n.round === x.round && n.agentId === x.agentId ? { ...withNote(x, n.note), round: x.round } : x), p);
+    const rows = [
+      ...stored.participants.filter((p) => !mine.has(p.round)).map(noted),
+      ...unsaved.flatMap((w) => w.participants.filter((p) => statusMatches(p.outcome, q.status)).map((p) => ({ ...structuredClone(p), round: w.round }))),
+    ].sort((a, b) => a.round - b.round);
+    return { total: rows.length, participants: rows.slice(q.offset, q.offset + q.limit) };
   }
 
   /**
@@ -282,9 +315,15 @@ export class RunContext {
     return rec;
   }
 
-  /** A finished round (sync) or published step (async): its record joins the run, which now stands at `modelVersion`. */
-  recordRound(record: RoundRecord, modelVersion: number): void {
-    this.record.rounds.push(record);
+  /**
+   * A finished round (sync) or published step (async): its record, with the summary of `participants`, joins the run,
+   * which now stands at `modelVersion`; the list itself is saved apart with the next persist.
+   */
+  recordRound(record: RoundRecord, modelVersion: number, participants: readonly Participant[] = record.participants ?? []): void {
+    const { participants: _inline, ...rest } = record;
+    const rec: RoundRecord = { ...rest, summary: summarize(participants) };
+    this.pending.rounds = [...this.pending.rounds.filter((w) => w.round !== rec.round), { round: rec.round, participants: [...participants] }];
+    this.record.rounds.push(rec);
     this.record.rounds.sort((a, b) => a.round - b.round);
     this.record.round = Math.max(this.record.round, record.round);
     this.record.modelVersion = modelVersion;
@@ -297,9 +336,11 @@ export class RunContext {
 
   /** Appends what became of a late participant to its entry in the round it was invited to. */
   noteLateOutcome(round: number, agentId: string, what: string): void {
-    const rec = this.record.rounds.find((x) => x.round === round);
-    const p = rec?.participants.find((x) => x.agentId === agentId);
-    if (p) p.reason = `${p.reason ?? 'late'}; ${what}`;
+    const unsaved = this.pending.rounds.find((w) => w.round === round);
+    if (unsaved) {
+      const i = unsaved.participants.findIndex((x) => x.agentId === agentId);
+      if (i >= 0) unsaved.participants[i] = withNote(unsaved.participants[i]!, what);
+    } else if (this.record.rounds.some((x) => x.round === round)) this.pending.notes.push({ round, agentId, note: what });
   }
 
   reachTarget(t: NonNullable<RunRecord['reachedTarget']>): void {

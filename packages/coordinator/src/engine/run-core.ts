@@ -320,9 +320,8 @@ export class RunCore {
   /** Saves a finished round's (or step's) record with the run's new state. */
   async finishRecord(record: RoundRecord, round: OpenRound): Promise<void> {
     // Participants may have been resolved after the record was drafted (async failures); take the final list.
-    record.participants = round.participants();
     if (round.failures.length) record.reason ??= summarizeFailures(round.failures);
-    this.ctx.recordRound(record, this.global.version);
+    this.ctx.recordRound(record, this.global.version, round.participants());
     // Every result of a sync round is in: the federated evaluation of the version it trained from is complete.
     if (this.config.mode === 'sync') this.checkFederatedTarget(round.baseVersion);
     this.log.info(
@@ -354,7 +353,6 @@ export class RunCore {
       startedAt: round.startedAt.toISOString(),
       endedAt: ended.toISOString(),
       seconds: (ended.getTime() - round.startedAt.getTime()) / 1000,
-      participants: round.participants(),
       bytesReceived: round.bytesReceived,
       bytesSent: round.bytesSent,
       // Ratios to dense float32: every accepted update as n float32 values, every download as the full model.

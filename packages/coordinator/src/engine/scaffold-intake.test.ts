@@ -95,7 +95,7 @@ describe('scaffold in the engine', () => {
     await finished;
     const run = engine.run;
     expect(run.rounds.map((r) => r.status)).toEqual(['failed', 'completed']);
-    expect(run.rounds[0]!.participants.map((p) => p.reason ?? p.outcome).sort().join(' ')).toMatch(/non_finite.*size_mismatch.*variate_mismatch/s);
+    expect((await engine.ctx.listParticipants({ round: run.rounds[0]!.round, limit: 100, offset: 0 })).participants.map((p) => p.reason ?? p.outcome).sort().join(' ')).toMatch(/non_finite.*size_mismatch.*variate_mismatch/s);
     expect(Array.from(engine.globalModel.blob.weights)).toEqual(new Array(N).fill(3));
     const c2 = engine.strategy.controlVariates!.current();
     expect(Array.from(c2.blob.weights)).toEqual(new Array(N).fill(-1));

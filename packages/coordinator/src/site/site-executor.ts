@@ -90,16 +90,17 @@ export class SiteExecutor extends TaskExecutor {
   }
 
   /** The evaluate result of an evaluation sub-run: its agents' eval_* metrics combined as the root combines agents'. */
-  private evaluation(task: TaskMsg, s: RunArgs[2], subRun: string, done: RunView): RunResult {
+  private async evaluation(task: TaskMsg, s: RunArgs[2], subRun: string, done: RunView): Promise<RunResult> {
     const round = done.rounds[0];
     if (round?.status !== 'completed') throw new Error(`site ${this.o.name}: sub-run ${subRun} ${done.status}: ${round?.reason ?? done.statusMessage ?? 'no agent evaluated the model'}`);
-    const completed = round.participants.filter((p) => p.outcome === 'completed');
+    const all = await this.coord.roundParticipants(subRun, round.round);
+    const completed = all.filter((p) => p.outcome === 'completed');
     log.info({ runId: task.runId, round: task.round, subRun, participants: completed.length }, 'site evaluation done: sending the results to the root');
     return {
       header: {
         agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,
         kind: 'evaluate', numExamples: 0, tensors: [], totalBytes: 0, encoding: '',
-        metrics: { ...siteMetrics(completed), site_participants: completed.length, site_invited: round.participants.length },
+        metrics: { ...siteMetrics(completed), site_participants: completed.length, site_invited: all.length },
       },
       payload: new Uint8Array(0),
     };
@@ -163,14 +164,15 @@ export class SiteExecutor extends TaskExecutor {
     // rounding (<= half an ulp of v1); the root then adds the same sum to the same v0 a flat federation would.
     const delta = new Float32Array(before.length);
     for (let i = 0; i < delta.length; i++) delta[i] = after[i]! - before[i]!;
-    const completed = round.participants.filter((p) => p.outcome === 'completed');
+    const all = await this.coord.roundParticipants(view.id, round.round);
+    const completed = all.filter((p) => p.outcome === 'completed');
     const numExamples = completed.reduce((sum, p) => sum + (p.numExamples ?? 0), 0);
     // Packed as an agent packs its delta, with the root's task config: central DP's clip (a no-op on a mean of updates
     // each clipped to it, up to rounding; the root checks it), the root's codec and this site's error feedback. Under
     // local DP the agents clipped and noised already: their mean is sent as it is (clipping it again would bias it).
     const ef = c.codec && c.codec !== 'float32' && c.errorFeedback ? this.siteFeedback.get(task.runId, c.efMomentum ?? 0) : undefined;
     const packed = packUpdate(delta, c.noiseStd ? { ...c, clipNorm: 0, noiseStd: 0 } : c, ef);
-    const metrics = { ...siteMetrics(completed), ...packed.metrics, site_participants: completed.length, site_invited: round.participants.length };
+    const metrics = { ...siteMetrics(completed), ...packed.metrics, site_participants: completed.length, site_invited: all.length };
     log.info({ runId: task.runId, round: task.round, subRun: view.id, participants: completed.length, numExamples, encoding: packed.encoding, bytes: packed.payload.byteLength }, 'site round done: sending the sum to the root');
     const header: ResultHeaderMsg = {
       agentId: s.agentId, sessionToken: s.sessionToken, taskId: task.taskId, runId: task.runId, round: task.round, modelVersion: task.modelVersion,

@@ -1,11 +1,14 @@
 /** In-memory Store: the default for `fedge serve` and demos; state ends with the process. */
 import type { ModelBlob } from '@fedge/proto';
-import { runReferences, type AgentRecord, type EnrollmentRecord, type IdentityRecord, type RunRecord, type Store } from './store.js';
+import { runReferences, type AgentRecord, type EnrollmentRecord, type IdentityRecord, type Participant, type ParticipantPage, type ParticipantQuery, type ParticipantWrites, type RunRecord, type Store } from './store.js';
+import { statusMatches, withNote } from './round-summary.js';
 
 const clone = <T>(v: T): T => structuredClone(v);
 
 export class MemoryStore implements Store {
   private runs = new Map<string, RunRecord>();
+  /** Each run's participant lists by round, kept apart from the record as the SQLite store keeps them. */
+  private participants = new Map<string, Map<number, Participant[]>>();
   private models = new Map<string, ModelBlob>();
   private agents = new Map<string, AgentRecord>();
   private identities = new Map<string, IdentityRecord>();
@@ -15,9 +18,24 @@ export class MemoryStore implements Store {
     if (this.runs.has(run.id)) throw new Error(`run ${run.id} already exists`);
     this.runs.set(run.id, clone(run));
   }
-  async saveRun(run: RunRecord, docOnly = false): Promise<void> {
+  async saveRun(run: RunRecord, docOnly = false, writes?: ParticipantWrites): Promise<void> {
     const prev = docOnly ? this.runs.get(run.id) : undefined;
     this.runs.set(run.id, prev ? { ...clone({ ...run, rounds: [], versions: [] }), rounds: prev.rounds, versions: prev.versions } : clone(run));
+    if (!writes) return;
+    let byRound = this.participants.get(run.id);
+    if (!byRound) this.participants.set(run.id, (byRound = new Map()));
+    for (const w of writes.rounds) byRound.set(w.round, clone(w.participants));
+    for (const n of writes.notes) {
+      const list = byRound.get(n.round);
+      const i = list?.findIndex((p) => p.agentId === n.agentId) ?? -1;
+      if (list && i >= 0) list[i] = withNote(list[i]!, n.note);
+    }
+  }
+  async listParticipants(runId: string, q: ParticipantQuery): Promise<ParticipantPage> {
+    const byRound = this.participants.get(runId) ?? new Map<number, Participant[]>();
+    const rounds = [...byRound.keys()].filter((r) => q.round === undefined || r === q.round).sort((a, b) => a - b);
+    const rows = rounds.flatMap((round) => byRound.get(round)!.filter((p) => statusMatches(p.outcome, q.status)).map((p) => ({ p, round })));
+    return { total: rows.length, participants: rows.slice(q.offset, q.offset + q.limit).map(({ p, round }) => ({ ...clone(p), round })) };
   }
   async getRun(id: string): Promise<RunRecord | undefined> {
     const r = this.runs.get(id);

@@ -187,6 +187,53 @@ describe('SqliteStore', () => {
     expect(openError(dir).code).toBe('E_STORE_CORRUPT');
   });
 
+  it('keeps participants apart: written with the save that records their round, paged, filtered, noted', async () => {
+    const dir = tempDir();
+    const s = open(dir);
+    const r = run();
+    await s.createRun(r);
+    const { participants, ...rest } = round(1, 1);
+    const many = Array.from({ length: 5 }, (_, i) => ({ agentId: `b${i}`, name: `late-${i}`, outcome: 'late' as const, reason: 'round deadline passed' }));
+    r.rounds.push(rest);
+    await s.saveRun(r, false, { rounds: [{ round: 1, participants: [...participants!, ...many] }], notes: [] });
+    await s.saveRun(r, true, { rounds: [], notes: [{ round: 1, agentId: 'b3', note: 'discarded' }] });
+    close(s);
+    const again = open(dir);
+    expect((await again.getRun(r.id))!.rounds[0]).not.toHaveProperty('participants');
+    const all = await again.listParticipants(r.id, { limit: 100, offset: 0 });
+    expect(all.total).toBe(7);
+    expect(all.participants[0]).toEqual({ ...participants![0], round: 1 });
+    const failed = await again.listParticipants(r.id, { round: 1, status: 'failed', limit: 2, offset: 3 });
+    expect(failed.total).toBe(6);
+    expect(failed.participants.map((p) => [p.name, p.reason])).toEqual([['late-2', 'round deadline passed'], ['late-3', 'round deadline passed; discarded']]);
+    expect((await again.listParticipants(r.id, { round: 2, limit: 10, offset: 0 })).total).toBe(0);
+    expect((await again.listParticipants(r.id, { status: 'completed', limit: 10, offset: 0 })).participants.map((p) => p.name)).toEqual(['one']);
+  });
+
+  it('migrates round records with inline participants (schema 2) to a summary and participant rows', async () => {
+    const dir = tempDir();
+    const s = open(dir);
+    const r = run();
+    r.rounds.push(round(1, 1), round(2));
+    r.round = 2;
+    await s.createRun(r);
+    close(s);
+    // The database as fedge with schema 2 left it: participants inside each round's document, no participants table.
+    const db = new sqlite.Database(path.join(dir, DB_FILE));
+    db.exec('PRAGMA locking_mode=EXCLUSIVE');
+    db.exec('DROP TABLE participants');
+    db.run('DELETE FROM schema_migrations WHERE version >= 3');
+    expect(String((db.get('SELECT doc FROM rounds WHERE seq = 0') as { doc: string }).doc)).toMatch(/"participants":\[/);
+    db.close();
+    const migrated = open(dir);
+    expect(migrated.migrations().map((m) => m.version)).toContain(3);
+    const back = (await migrated.getRun(r.id))!;
+    expect(back.rounds.map((x) => x.participants)).toEqual([undefined, undefined]);
+    expect(back.rounds[0]!.summary).toMatchObject({ participants: 2, outcomes: { completed: 1, rejected: 1 }, examples: 100, rejected: { non_finite: 1 } });
+    const rows = await migrated.listParticipants(r.id, { round: 2, limit: 10, offset: 0 });
+    expect(rows.participants).toEqual(round(2).participants!.map((p) => ({ ...p, round: 2 })));
+  });
+
   it('refuses a database with a newer schema with E_STORE_SCHEMA_NEWER and leaves it untouched', async () => {
     const dir = tempDir();
     const s = open(dir);

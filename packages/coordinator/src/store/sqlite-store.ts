@@ -15,7 +15,8 @@ import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import sqlite from 'node-sqlite3-wasm';
 import { FedgeError, type ModelBlob } from '@fedge/proto';
-import type { AgentRecord, EnrollmentRecord, IdentityRecord, ModelVersionRecord, RoundRecord, RunRecord, Store } from './store.js';
+import type { AgentRecord, EnrollmentRecord, IdentityRecord, ModelVersionRecord, Participant, ParticipantPage, ParticipantQuery, ParticipantWrites, RoundRecord, RunRecord, Store } from './store.js';
+import { summarize, withNote } from './round-summary.js';
 import { ModelStore } from './model-store.js';
 import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { moduleLogger } from '../log.js';
@@ -34,6 +35,8 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /** Moves existing data into the new schema, in the migration's transaction (after `sql`). */
+  data?: (db: Db) => void;
 }
 
 /** Append only: a released migration is never edited, a change is a new version. */
@@ -100,7 +103,38 @@ export const MIGRATIONS: readonly Migration[] = [
         doc TEXT NOT NULL
       );`,
   },
+  {
+    version: 3,
+    name: 'participants apart from round records',
+    sql: `
+      CREATE TABLE participants (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        round INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        agent_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (run_id, round, seq)
+      );`,
+    // Round records that carried their participants inline get a summary instead, their list becoming rows.
+    data: (db) => {
+      for (const r of db.all('SELECT run_id, seq, doc FROM rounds') as Row[]) {
+        const rec = fromJson<RoundRecord>(r.doc);
+        if (!Array.isArray(rec.participants)) continue;
+        const { participants, ...rest } = rec;
+        insertParticipants(db, String(r.run_id), rec.round, participants);
+        db.run('UPDATE rounds SET doc = ? WHERE run_id = ? AND seq = ?', [toJson({ ...rest, summary: rest.summary ?? summarize(participants) }), r.run_id, r.seq]);
+      }
+    },
+  },
 ];
+
+function insertParticipants(db: Db, runId: string, round: number, list: readonly Participant[]): void {
+  db.run('DELETE FROM participants WHERE run_id = ? AND round = ?', [runId, round]);
+  list.forEach((p, seq) =>
+    db.run('INSERT INTO participants (run_id, round, seq, agent_id, outcome, doc) VALUES (?, ?, ?, ?, ?, ?)', [runId, round, seq, p.agentId, p.outcome, toJson(p)]),
+  );
+}
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
 
@@ -221,8 +255,23 @@ export class SqliteStore implements Store {
     });
   }
 
-  async saveRun(run: RunRecord, docOnly = false): Promise<void> {
-    this.tx(() => this.writeRun(run, docOnly));
+  async saveRun(run: RunRecord, docOnly = false, writes?: ParticipantWrites): Promise<void> {
+    this.tx(() => {
+      this.writeRun(run, docOnly);
+      if (writes) this.writeParticipants(run.id, writes);
+    });
+  }
+
+  async listParticipants(runId: string, q: ParticipantQuery): Promise<ParticipantPage> {
+    const where = ['run_id = ?'];
+    const args: (string | number)[] = [runId];
+    if (q.round !== undefined) (where.push('round = ?'), args.push(q.round));
+    if (q.status === 'failed') where.push("outcome != 'completed'");
+    else if (q.status) (where.push('outcome = ?'), args.push(q.status));
+    const cond = where.join(' AND ');
+    const total = Number((this.db.get(`SELECT COUNT(*) AS n FROM participants WHERE ${cond}`, args) as Row).n);
+    const rows = this.db.all(`SELECT round, doc FROM participants WHERE ${cond} ORDER BY round, seq LIMIT ? OFFSET ?`, [...args, q.limit, q.offset]) as Row[];
+    return { total, participants: rows.map((r) => ({ ...fromJson<Participant>(r.doc), round: Number(r.round) })) };
   }
 
   async getRun(id: string): Promise<RunRecord | undefined> {
@@ -403,6 +452,14 @@ export class SqliteStore implements Store {
     }
   }
 
+  private writeParticipants(runId: string, writes: ParticipantWrites): void {
+    for (const w of writes.rounds) insertParticipants(this.db, runId, w.round, w.participants);
+    for (const n of writes.notes) {
+      const row = this.db.get('SELECT seq, doc FROM participants WHERE run_id = ? AND round = ? AND agent_id = ?', [runId, n.round, n.agentId]) as Row | null;
+      if (row) this.db.run('UPDATE participants SET doc = ? WHERE run_id = ? AND round = ? AND seq = ?', [toJson(withNote(fromJson<Participant>(row.doc), n.note)), runId, n.round, row.seq]);
+    }
+  }
+
   private readRun(id: string, doc: unknown): RunRecord {
     const rest = fromJson<Omit<RunRecord, 'rounds' | 'versions'>>(doc);
     const rounds = (this.db.all('SELECT doc FROM rounds WHERE run_id = ? ORDER BY seq', [id]) as Row[]).map((r) => fromJson<RoundRecord>(r.doc));
@@ -435,6 +492,7 @@ function migrate(db: Db, file: string, existed: boolean): void {
     db.exec('BEGIN IMMEDIATE');
     try {
       db.exec(m.sql);
+      m.data?.(db);
       db.run('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)', [m.version, m.name, new Date().toISOString()]);
       db.exec(`PRAGMA user_version = ${m.version}`);
       if (appId === 0) db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);

@@ -1,6 +1,7 @@
 /** The one interface all run state goes through, so a durable store can replace the in-memory one without engine changes. */
 import type { ColumnProfile, DataProfileCounts, DriftSection, ModelBlob, Preprocessing, ResolvedTask } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
+import type { RoundSummary } from './round-summary.js';
 
 export type RunStatus = 'pending' | 'waiting' | 'running' | 'completed' | 'failed' | 'stopped';
 
@@ -34,7 +35,17 @@ export interface RoundRecord {
   startedAt: string;
   endedAt: string;
   seconds: number;
-  participants: Participant[];
+  /**
+   * Who took part, in a few numbers (round-summary.ts); the list itself is kept apart (Store.listParticipants), so a
+   * record's size does not grow with participants per round. Absent on records written before it (issue 16).
+   */
+  summary?: RoundSummary;
+  /**
+   * The list inline: records written before the summary (a store migrates its own), and views of a round small
+   * enough to list (`fedge run show`: up to INLINE_PARTICIPANTS); a larger round's view has participantsNote instead.
+   */
+  participants?: Participant[];
+  participantsNote?: string;
   /** Example-weighted means over completed participants. */
   trainLoss?: number;
   trainAccuracy?: number;
@@ -276,13 +287,37 @@ export interface EnrollmentRecord {
   expiresAt: string;
 }
 
+/** Participant rows a run save writes in the same transaction as the record (engine/run-context.ts). */
+export interface ParticipantWrites {
+  /** Finished rounds' whole lists: each replaces what the store held for that round (a round redone after a restart). */
+  rounds: { round: number; participants: Participant[] }[];
+  /** Notes appended to the reason of a participant of a round already written (what became of a late result). */
+  notes: { round: number; agentId: string; note: string }[];
+}
+
+/** `fedge run participants`: filters and a page (offset, limit) of a run's participants in round, then invitation, order. */
+export interface ParticipantQuery {
+  round?: number;
+  /** One outcome, or 'failed': every one but completed. */
+  status?: ParticipantOutcome | 'failed';
+  limit: number;
+  offset: number;
+}
+
+export interface ParticipantPage {
+  /** Rows matching the filters, over all pages. */
+  total: number;
+  participants: (Participant & { round: number })[];
+}
+
 export interface Store {
   createRun(run: RunRecord): Promise<void>;
   /**
    * `docOnly`: only the run's own fields (status, open round, strategy state) changed since its last save, not its
-   * rounds or versions, so a store may skip re-serializing those (a round of 1,000 participants is ~250 KB of JSON).
+   * rounds or versions, so a store may skip re-serializing those. `participants`: rows written with it, atomically.
    */
-  saveRun(run: RunRecord, docOnly?: boolean): Promise<void>;
+  saveRun(run: RunRecord, docOnly?: boolean, participants?: ParticipantWrites): Promise<void>;
+  listParticipants(runId: string, query: ParticipantQuery): Promise<ParticipantPage>;
   getRun(id: string): Promise<RunRecord | undefined>;
   listRuns(): Promise<RunRecord[]>;
   /** Stores a model by content; returns its sha256. Idempotent. */

@@ -23,7 +23,14 @@ function wire<T>(v: T): T {
 
 /** `fedge run show RUN --format json`. */
 export async function runJson(coord: Coordinator, id: string): Promise<Record<string, unknown>> {
-  return runSummary(wire(await coord.getRun(id)));
+  return runSummary(wire(await coord.showRun(id)));
+}
+
+/** `fedge run participants RUN [--round N] [--status S] [--limit L] [--offset O] --format json`, from URL parameters. */
+export async function participantsJson(coord: Coordinator, id: string, params: URLSearchParams): Promise<unknown> {
+  const query: Record<string, unknown> = {};
+  for (const [k, v] of params) query[k] = k === 'status' ? v : /^-?\d+$/.test(v) ? Number(v) : v;
+  return wire(await coord.listParticipants(id, query));
 }
 
 /** `fedge run list --format json`. */

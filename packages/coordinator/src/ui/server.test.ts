@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Coordinator, RunView } from '../coordinator.js';
+import { listing, parseParticipantQuery } from '../engine/participants-view.js';
 import { parseRunConfig } from '../config/run-config.js';
 import { NotFoundError } from '@fedge/proto';
 import type { PromoteOptions } from '../engine/promotion.js';
@@ -40,6 +41,14 @@ function stubCoordinator(): { coord: Coordinator; calls: unknown[] } {
   const coord = {
     listRuns: async () => [run('run-1')],
     getRun: get,
+    showRun: get,
+    // As the coordinator: the query checked by participants-view's schema, then a page of the store's rows.
+    listParticipants: async (id: string, query: unknown) => {
+      const q = parseParticipantQuery(query);
+      await get(id);
+      calls.push(['participants', id, q]);
+      return listing(id, q, { total: 3, participants: [{ round: 1, agentId: 'a2', name: 'agent-2', outcome: 'late', reason: 'round deadline passed' }] });
+    },
     listAgents: () => agents,
     registry: { records: () => agents.values(), record: (id: string) => agents.find((a) => a.id === id) },
     watchRun: (id: string) => {
@@ -171,6 +180,14 @@ describe('dashboard server', () => {
     expect(models.map((m) => [m.version, m.latest])).toEqual([[0, false], [1, true]]);
     expect((await fetch(`${url}/api/runs/nope`)).status).toBe(404);
     expect((await fetch(`${url}/api/runs/nope/events`)).status).toBe(404);
+    // A run's participants, a page at a time: fedge run participants' query from URL parameters, checked by its schema.
+    const page = (await (await fetch(`${url}/api/runs/run-1/participants?round=1&status=failed&limit=5&offset=2`)).json()) as Record<string, unknown>;
+    expect(page).toMatchObject({ run: 'run-1', total: 3, query: { round: 1, status: 'failed', limit: 5, offset: 2 }, participants: [{ round: 1, name: 'agent-2' }] });
+    const badPage = await fetch(`${url}/api/runs/run-1/participants?limit=0`);
+    expect(badPage.status).toBe(400);
+    expect(await badPage.json()).toMatchObject({ error: { code: 'E_VALIDATION', message: expect.stringMatching(/^limit: /) } });
+    expect((await fetch(`${url}/api/runs/run-1/participants?status=lost`)).status).toBe(400);
+    expect((await fetch(`${url}/api/runs/nope/participants`)).status).toBe(404);
   });
 
   it('streams a finished run once, then ends; the overview stream sends runs and agents', async () => {

@@ -8,7 +8,7 @@ import { FedgeError, ValidationError, listenOn } from '@fedge/proto';
 import type { Coordinator } from '../coordinator.js';
 import { moduleLogger } from '../log.js';
 import type { ServerTls } from '../transport/tls.js';
-import { agentsJson, authorizeWrite, modelsJson, parsePromoteBody, promote, rollback, runJson, runsJson } from './api.js';
+import { agentsJson, authorizeWrite, modelsJson, parsePromoteBody, participantsJson, promote, rollback, runJson, runsJson } from './api.js';
 import { hasAppBundle, loadAssets, type Asset } from './assets.js';
 import { OverviewStream, streamRun } from './events.js';
 import { isLoopbackHost } from './options.js';
@@ -102,6 +102,7 @@ export async function startUiServer(coord: Coordinator, listen: { host: string; 
     GET: [
       [/^\/api\/runs$/, async (_m, _q, res) => sendJson(res, 200, await runsJson(coord))],
       [/^\/api\/runs\/([^/]+)$/, async (m, _q, res) => sendJson(res, 200, await runJson(coord, id(m)))],
+      [/^\/api\/runs\/([^/]+)\/participants$/, async (m, _q, res, url) => sendJson(res, 200, await participantsJson(coord, id(m), url.searchParams))],
       [/^\/api\/runs\/([^/]+)\/events$/, async (m, req, res) => {
         track(res);
         await streamRun(coord, id(m), req, res, SECURITY_HEADERS);

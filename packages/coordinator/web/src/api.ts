@@ -8,7 +8,10 @@ export interface RoundRecord {
   status: 'completed' | 'failed';
   reason?: string;
   seconds: number;
-  participants: Participant[];
+  /** Rounds of up to 100 participants list them; larger ones have participantsNote (and every round its summary). */
+  participants?: Participant[];
+  participantsNote?: string;
+  summary?: { participants: number; outcomes: Partial<Record<Participant['outcome'], number>>; seconds?: { p50: number; p95: number; max: number } };
   trainLoss?: number;
   federatedAccuracy?: number;
   centralAccuracy?: number;

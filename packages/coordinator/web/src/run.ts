@@ -1,5 +1,5 @@
 /** The run page: a header, a chart per round (or version) for every figure a run records, and who took part in each round. */
-import { metricNames, metricOf, type RoundRecord, type RunSummary } from './api.js';
+import { metricNames, metricOf, type Participant, type RoundRecord, type RunSummary } from './api.js';
 import { renderChart, type ChartSpec } from './charts.js';
 import { badge, bytes, el, link, metricText, pct, sig } from './dom.js';
 
@@ -11,6 +11,9 @@ const AMBER = '#bf8700';
 const GREY = '#6e7781';
 
 const OUTCOMES = [['completed', GREEN], ['late', AMBER], ['dropped', GREY], ['rejected', RED]] as const;
+
+/** A round's count of one outcome: its summary's (records written before summaries: counted from the list). */
+const outcomeCount = (x: RoundRecord, o: Participant['outcome']): number => x.summary?.outcomes[o] ?? (x.participants ?? []).filter((p) => p.outcome === o).length;
 
 const val = (v: number | undefined | null): number | null => (v === undefined || v === null || !Number.isFinite(v) ? null : v);
 
@@ -56,7 +59,7 @@ export function chartSpecs(r: RunSummary): ChartSpec[] {
     series: OUTCOMES.map(([o, color]) => ({ label: o, color })),
     integerY: true,
     fromZero: true,
-    data: [xs, ...OUTCOMES.map(([o]) => rounds.map((x) => x.participants.filter((p) => p.outcome === o).length))],
+    data: [xs, ...OUTCOMES.map(([o]) => rounds.map((x) => outcomeCount(x, o)))],
   });
   specs.push({
     key: 'bytes',
@@ -110,9 +113,11 @@ function participantsStrip(r: RunSummary): HTMLElement {
         'div',
         { class: 'strip-row' },
         el('span', { class: 'strip-label' }, `${r.config.mode === 'async' ? 'v' : 'r'}${r.config.mode === 'async' ? x.version ?? x.round : x.round}`),
-        ...x.participants.map((p) =>
+        ...(x.participants ?? []).map((p) =>
           el('span', { class: `dot dot-${p.outcome}`, title: `${p.name}: ${p.outcome}${p.reason ? ` (${p.reason})` : ''}${async && p.staleness !== undefined ? `, staleness ${p.staleness}` : ''}${p.seconds !== undefined ? `, ${p.seconds.toFixed(1)} s` : ''}` }),
         ),
+        // A round too large for a dot each: its counts, and where the list is.
+        x.participants ? undefined : el('span', { class: 'strip-counts', title: x.participantsNote ?? '' }, OUTCOMES.map(([o]) => `${outcomeCount(x, o)} ${o}`).join(', ')),
         x.status === 'failed' ? el('span', { class: 'strip-failed', title: x.reason ?? '' }, `failed: ${x.reason ?? ''}`) : undefined,
       ),
     ),

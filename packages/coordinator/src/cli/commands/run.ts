@@ -12,6 +12,7 @@ import { renderRunList, renderRunShow } from '../run-show.js';
 import { driftLine, renderHeterogeneity } from '../drift-show.js';
 import { addRunFlags, buildRunConfig, type RunFlags, type TaskFlags } from '../run-flags.js';
 import { withAdminOptions, withClient, withConnectionOptions, type AdminOpts } from './common.js';
+import { addParticipantsCommand } from './run-participants.js';
 
 const EXPORT_TARGETS = ['csv', 'mlflow'] as const;
 type ExportTarget = (typeof EXPORT_TARGETS)[number];
@@ -63,7 +64,7 @@ export function runSummary(r: RunView): Record<string, unknown> {
 
 export function runCommand(): Command {
   const run = new Command('run').description('launch, watch and manage federated runs');
-  run.addHelpText('after', '\nExamples:\n  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch\n  fedge run start --task regression --target price --metrics rmse,r2 --watch\n  fedge run list\n  fedge run show run-1a2b3c4d --format json\n  fedge run stop run-1a2b3c4d');
+  run.addHelpText('after', '\nExamples:\n  fedge run start --model mnist-mlp --rounds 20 --min-agents 3 --watch\n  fedge run start --task regression --target price --metrics rmse,r2 --watch\n  fedge run list\n  fedge run show run-1a2b3c4d --format json\n  fedge run participants run-1a2b3c4d --round 3 --status failed\n  fedge run stop run-1a2b3c4d');
 
   withAdminOptions(
     addRunFlags(
@@ -141,6 +142,8 @@ Task flags change single settings of the file's task (the rest of it stays).`,
     const drift = driftLine(r.id, agents);
     console.log([...renderRunShow(r), ...(drift ? [drift] : [])].join('\n'));
   });
+
+  addParticipantsCommand(run);
 
   withAdminOptions(
     run.command('stop').argument('<run>', 'run id').description('stop a run after closing its current round').addHelpText('after', '\nExamples:\n  fedge run stop run-1a2b3c4d'),

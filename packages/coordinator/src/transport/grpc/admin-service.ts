@@ -26,6 +26,10 @@ export function checkAdmin(md: grpc.Metadata, adminToken: string | undefined): v
     throw new AuthError('admin token missing or wrong: set FEDGE_ADMIN_TOKEN to the coordinator\'s admin token');
 }
 
+/** ListParticipants (admin.proto): query_json is checked by participants-view.ts's schema. */
+interface ListParticipantsRequestMsg { runId: string; queryJson: string }
+interface ListParticipantsReplyMsg { pageJson: string }
+
 /** GcModels (admin.proto): keep_last "" means each run's own retention setting. */
 interface GcModelsRequestMsg { runId: string; keepLast: string; dryRun: boolean }
 interface GcModelsReplyMsg { resultsJson: string }
@@ -86,7 +90,16 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
     ListRuns: unary<object, ListRunsReplyMsg>(adminToken, async () => ({
       runsJson: (await coord.listRuns()).map((r) => JSON.stringify(r)),
     })),
-    GetRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.getRun(req.runId)) })),
+    GetRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.showRun(req.runId)) })),
+    ListParticipants: unary<ListParticipantsRequestMsg, ListParticipantsReplyMsg>(adminToken, async (req) => {
+      let query: unknown;
+      try {
+        query = JSON.parse(req.queryJson || '{}');
+      } catch (err) {
+        throw new ValidationError(`query_json: not valid JSON (${(err as Error).message})`);
+      }
+      return { pageJson: JSON.stringify(await coord.listParticipants(req.runId, query)) };
+    }),
     StopRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.stopRun(req.runId)) })),
     PromoteModel: unary<PromoteModelRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await promoteModelRequest(coord, req)) })),
     RollbackModel: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.rollbackModel(req.runId)) })),
@@ -121,11 +134,13 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
           // Coalesce bursts of updates to at most ~10 messages a second; each sends the state as of sending.
           const send = (): void => {
             timer = undefined;
-            write(view);
-            if (ended && !done) {
+            if (!ended) return write(view);
+            // The final record as GetRun gives it (small rounds list their participants): `run start --watch --format json`.
+            coord.showRun(call.request.runId).then((v) => write(() => v), () => write(view)).finally(() => {
+              if (done) return;
               stop();
               call.end();
-            }
+            });
           };
           if (ended || Date.now() - last > 100) {
             if (timer) clearTimeout(timer);
@@ -143,7 +158,7 @@ export function adminServiceHandlers(coord: Coordinator, adminToken?: string): g
           return;
         }
         // A finished run: send its final record once.
-        coord.getRun(call.request.runId).then(
+        coord.showRun(call.request.runId).then(
           (run) => {
             write(() => run);
             call.end();
