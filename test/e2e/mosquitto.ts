@@ -1,6 +1,6 @@
 /** A real Mosquitto broker on a loopback port for e2e tests (installed by scripts/install-mosquitto.sh), restartable on the same port. */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -47,6 +47,12 @@ export interface MosquittoOptions {
    * the ACL's path and logging are changed; a shipped file that no longer has those lines fails here.
    */
   shipped?: { users: Record<string, string> };
+  /**
+   * Run deploy/mosquitto/mosquitto-dynsec.conf and the shipped acl: logins in the dynamic security plugin, its admin
+   * (the coordinator's user) made with `mosquitto_ctrl dynsec init` as the README says, and these further clients
+   * (name -> password) made with `mosquitto_ctrl dynsec createClient` once the broker runs.
+   */
+  dynsec?: { admin: { username: string; password: string }; clients?: Record<string, string> };
   /** log_type all: every PUBLISH in and out with its size, so a test can see a transfer in flight. */
   verbose?: boolean;
 }
@@ -63,6 +69,27 @@ function shippedConfig(port: number, passwd: string, acl: string, verbose: boole
   swap(/^acl_file .*$/m, `acl_file ${acl}`);
   swap(/^log_dest syslog$/m, 'log_dest stdout');
   return verbose ? `${conf}\nlog_type all\n` : conf;
+}
+
+/** The shipped mosquitto-dynsec.conf with this broker's port, plugin file, ACL path and logging. */
+function dynsecConfig(port: number, file: string, acl: string, verbose: boolean): string {
+  let conf = readFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'mosquitto-dynsec.conf'), 'utf8');
+  const swap = (re: RegExp, line: string): void => {
+    if (!re.test(conf)) throw new Error(`deploy/mosquitto/mosquitto-dynsec.conf has no line matching ${re}; update test/e2e/mosquitto.ts with it`);
+    conf = conf.replace(re, line);
+  };
+  swap(/^listener 1883 127\.0\.0\.1$/m, `listener ${port} 127.0.0.1`);
+  swap(/^plugin_opt_config_file .*$/m, `plugin_opt_config_file ${file}`);
+  swap(/^acl_file .*$/m, `acl_file ${acl}`);
+  swap(/^log_dest syslog$/m, 'log_dest stdout');
+  return verbose ? `${conf}\nlog_type all\n` : conf;
+}
+
+/** `mosquitto_ctrl` with its arguments; throws with its output when it fails. */
+export function mosquittoCtrl(args: string[]): string {
+  const r = spawnSync('mosquitto_ctrl', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mosquitto_ctrl ${args.filter((a) => !/pw|secret|password/i.test(a)).join(' ')} failed (${r.status}): ${r.stdout}${r.stderr}`);
+  return r.stdout;
 }
 
 /**
@@ -89,6 +116,17 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     chmodSync(passwd, 0o644);
     chmodSync(acl, 0o644);
     writeFileSync(conf, shippedConfig(port, passwd, acl, !!opts.verbose));
+  } else if (opts.dynsec) {
+    const file = path.join(dir, 'dynamic-security.json');
+    mosquittoCtrl(['dynsec', 'init', file, opts.dynsec.admin.username, opts.dynsec.admin.password]);
+    const acl = path.join(dir, 'acl');
+    copyFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'acl'), acl);
+    chmodSync(dir, 0o755);
+    chmodSync(acl, 0o644);
+    // The plugin rewrites its file (beside it, then renamed) on every change, as the mosquitto user when started as root.
+    const uid = process.getuid?.() === 0 ? Number(spawnSync('id', ['-u', 'mosquitto'], { encoding: 'utf8' }).stdout.trim()) : NaN;
+    if (Number.isInteger(uid)) for (const f of [dir, file]) chownSync(f, uid, -1);
+    writeFileSync(conf, dynsecConfig(port, file, acl, !!opts.verbose));
   } else {
     writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stdout\n${opts.verbose ? 'log_type all\n' : ''}`);
   }
@@ -116,6 +154,9 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     await exited;
   };
   await start();
+  const d = opts.dynsec;
+  for (const [user, pw] of Object.entries(d?.clients ?? {}))
+    mosquittoCtrl(['-h', '127.0.0.1', '-p', String(port), '-u', d!.admin.username, '-P', d!.admin.password, 'dynsec', 'createClient', user, '-p', pw]);
   return { url: `mqtt://127.0.0.1:${port}`, port, start, stop, output: () => out };
 }
 

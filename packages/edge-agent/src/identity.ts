@@ -6,6 +6,8 @@ import {
   writeFileDurable,
   FedgeError,
   generateSigningKeyPair,
+  mqttDevicePassword,
+  mqttDeviceUsername,
   mqttEnrollPassword,
   mqttIdentityPassword,
   payloadSha256,
@@ -23,6 +25,8 @@ const log = moduleLogger('identity');
 export const AGENT_KEY_FILE = 'agent.key';
 /** Written after the coordinator accepted the enrollment: from then on the agent joins with its key alone. */
 export const ENROLLED_FILE = 'enrolled.json';
+/** The broker login of a device on a dynamic-security Mosquitto (fedge serve --mqtt-dynsec), kept from the code. */
+export const MQTT_LOGIN_FILE = 'mqtt-login.json';
 
 /** Holds the private key: never log or serialise this object (toJSON shows the public half only). */
 export class AgentIdentity {
@@ -91,6 +95,30 @@ export class AgentIdentity {
   mqttPassword(clientId: string, name: string, enrollCode: string | undefined): string {
     if (this.enrolledAs !== name && enrollCode) return mqttEnrollPassword(name, enrollCode);
     return mqttIdentityPassword(this.privateKey, clientId, name);
+  }
+
+  /**
+   * The broker login for a Mosquitto whose dynamic security plugin holds one per device (`--mqtt-dynsec`): with the
+   * enrollment code, derived from it and kept in the state dir (0600) for later starts, which have no code; without
+   * it, the kept one. Undefined when neither `dynsec` is asked for nor a login is kept for `name`.
+   */
+  brokerLogin(name: string, enrollCode: string | undefined, dynsec: boolean): { username: string; password: string } | undefined {
+    const file = path.join(this.stateDir, MQTT_LOGIN_FILE);
+    const username = mqttDeviceUsername(name);
+    if (dynsec && enrollCode) {
+      const login = { username, password: mqttDevicePassword(name, enrollCode) };
+      writeFileDurable(file, `${JSON.stringify(login)}\n`, 0o600);
+      return login;
+    }
+    let kept: { username?: unknown; password?: unknown } | undefined;
+    try {
+      kept = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as typeof kept) : undefined;
+    } catch {
+      kept = undefined;
+    }
+    if (kept && kept.username === username && typeof kept.password === 'string') return { username, password: kept.password };
+    if (dynsec) throw new FedgeError('E_CLI', `--mqtt-dynsec: no broker login for "${name}" in ${this.stateDir} and no --enroll-code to derive it from; enroll the device again (fedge agent revoke ${name}; fedge agent enroll ${name}) and start it with the new code`);
+    return undefined;
   }
 
   /** Signs a join answering `nonce` now (identity.ts joinSigningMessage). */

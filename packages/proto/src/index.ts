@@ -18,6 +18,7 @@ export * from './tls-files.js';
 export * from './task.js';
 export * from './task-metrics.js';
 export * from './identity.js';
+export * from './mqtt-device-login.js';
 export * from './idle-timer.js';
 export * from './log-redact.js';
 export * from './rejection-reasons.js';

@@ -2,7 +2,7 @@
 
 /** Field names that hold a credential wherever they appear in a log object. */
 export const SECRET_LOG_KEYS = [
-  'joinToken', 'sessionToken', 'adminToken', 'agentSecret', 'enrollCode', 'privateKey', 'authorization', 'token', 'password', 'secret',
+  'joinToken', 'sessionToken', 'adminToken', 'agentSecret', 'enrollCode', 'privateKey', 'authorization', 'token', 'password', 'secret', 'mqttPassword',
 ] as const;
 
 /** pino `redact.paths`: each key at the top level and one level down (a pino wildcard matches one level). */

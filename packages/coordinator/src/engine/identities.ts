@@ -12,6 +12,7 @@ import {
   publicKeyPem,
   signingKeyFingerprint,
   parseMqttIdentityPassword,
+  mqttDevicePassword,
   verifyJoin,
   verifyMqttIdentity,
   verifyUpdate,
@@ -42,6 +43,14 @@ export interface JoinCredentials {
   signature: Buffer | undefined;
 }
 
+/** Broker logins per device (transport/mqtt/dynsec.ts): made when a code is issued, deleted when the device is revoked. */
+export interface DeviceBrokerLogins {
+  /** Creates (or replaces) device `name`'s broker login with this password. */
+  issue(name: string, password: string): Promise<void>;
+  /** Deletes it: the broker refuses its logins from now on and drops its connection. */
+  remove(name: string): Promise<void>;
+}
+
 /** What `fedge agent list` shows of an identity. */
 export type IdentityView = Omit<IdentityRecord, 'publicKey'> & { status: 'enrolled' | 'revoked' };
 
@@ -51,6 +60,7 @@ export class IdentityRegistry {
   private readonly keys = new Map<string, KeyObject>();
   private readonly enrollments = new Map<string, EnrollmentRecord>();
   private readonly challenges = new Map<string, { name: string; expires: number }>();
+  private brokerLogins: DeviceBrokerLogins | undefined;
 
   constructor(private readonly store: Store) {}
 
@@ -77,6 +87,12 @@ export class IdentityRegistry {
     const e: EnrollmentRecord = { codeSha256: sha256(code), name, createdAt: new Date(now).toISOString(), expiresAt: new Date(now + ttlMs).toISOString() };
     await this.store.saveEnrollment(e);
     this.enrollments.set(e.codeSha256, e);
+    // The device's broker password derives from the code (mqtt-device-login.ts): no second secret to hand over.
+    if (this.brokerLogins)
+      await this.brokerLogins.issue(name, mqttDevicePassword(name, code)).catch(async (err: unknown) => {
+        await this.dropEnrollment(e.codeSha256); // a code whose device cannot reach the broker is no use
+        throw err;
+      });
     log.info({ name, expiresAt: e.expiresAt }, 'enrollment code issued');
     return { name, code, expiresAt: e.expiresAt };
   }
@@ -185,6 +201,24 @@ export class IdentityRegistry {
     if (!r || Math.abs(Date.now() - c.timeMs) > JOIN_CLOCK_SKEW_MS || !verifyMqttIdentity(this.keyOf(r), clientId, c)) return false;
     if (r.revokedAt) log.warn({ clientId, name: c.name }, `MQTT client refused: identity "${c.name}" was revoked at ${r.revokedAt}`);
     return !r.revokedAt;
+  }
+
+  /** With an external broker's dynamic security (fedge serve --mqtt-dynsec): enroll makes logins, revoke deletes them. */
+  useBrokerLogins(logins: DeviceBrokerLogins): void {
+    this.brokerLogins = logins;
+  }
+
+  /** Whether device `name` may hold a broker login: enrolled and unrevoked, or with an unused, unexpired code. */
+  mayLogIn(name: string): boolean {
+    const now = Date.now();
+    return this.isEnrolled(name) || [...this.enrollments.values()].some((e) => e.name === name && Date.parse(e.expiresAt) >= now);
+  }
+
+  /** Deletes `name`'s broker login, if logins are kept (after a revoke; idempotent). */
+  async removeBrokerLogin(name: string): Promise<boolean> {
+    if (!this.brokerLogins) return false;
+    await this.brokerLogins.remove(name);
+    return true;
   }
 
   isRevoked(name: string): boolean {

@@ -51,11 +51,19 @@ export class IdentityGate {
     return this.registry.join(req);
   }
 
-  /** Revokes `name` and closes its open sessions at once. */
-  async revoke(name: string): Promise<IdentityView & { sessionsClosed: number }> {
-    const v = await this.identities.revoke(name);
+  /** Revokes `name`, closes its open sessions at once and, with --mqtt-dynsec, deletes its broker login. */
+  async revoke(name: string): Promise<IdentityView & { sessionsClosed: number; brokerLoginRemoved?: boolean }> {
+    const v = await this.identities.revoke(name).catch(async (err: unknown) => {
+      // Nothing left in fedge (a pending code revoked before, whose broker delete failed): the login may still be there.
+      if ((err as FedgeError).code === 'E_NOT_FOUND') await this.identities.removeBrokerLogin(name).catch(() => undefined);
+      throw err;
+    });
     const sessionsClosed = this.registry.cutOff(name, 'identity revoked');
-    return { ...v, sessionsClosed };
+    // After the cut: fedge refuses the device already, whatever the broker still allows if this fails.
+    const removed = await this.identities.removeBrokerLogin(name).catch((err: unknown) => {
+      throw new FedgeError((err as FedgeError).code ?? 'E_CONNECTION', `"${name}" is revoked in fedge (${sessionsClosed} session(s) closed), but its broker login could not be deleted: ${(err as Error).message}; run fedge agent revoke ${name} again (the coordinator also removes it when it reconnects to the broker)`);
+    });
+    return { ...v, sessionsClosed, ...(removed ? { brokerLoginRemoved: true } : {}) };
   }
 
   /**

@@ -51,6 +51,7 @@ interface Opts {
   joinToken?: string;
   enrollCode?: string;
   enrollCodeFile?: string;
+  mqttDynsec?: boolean;
   stateDir?: string;
   serve?: string;
   metrics?: string;
@@ -139,6 +140,7 @@ const program = new Command('fedge-agent')
   .option('--join-token <token>', 'token the coordinator requires (env FEDGE_JOIN_TOKEN)')
   .option('--enroll-code <code>', 'one-time code from `fedge agent enroll NAME` (NAME must be this agent\'s --name): enroll this device\'s key; later starts need neither code nor join token (env FEDGE_ENROLL_CODE)')
   .option('--enroll-code-file <file>', 'read the enrollment code from this file (e.g. a mounted Secret); a missing file means no code (env FEDGE_ENROLL_CODE_FILE)', process.env.FEDGE_ENROLL_CODE_FILE)
+  .option('--mqtt-dynsec', 'over MQTT, log in to the broker as fedge-device:NAME with the password derived from --enroll-code (a Mosquitto whose logins fedge serve --mqtt-dynsec keeps); kept in --state-dir, so later starts need neither (env FEDGE_MQTT_DYNSEC=true)')
   .option('--state-dir <dir>', 'where the agent keeps its ed25519 key (0600), enrollment and SCAFFOLD control variates (scaffold/RUN.f32) (env FEDGE_AGENT_STATE_DIR; default ~/.fedge-agent/NAME)', process.env.FEDGE_AGENT_STATE_DIR)
   .option('--coordinator-key <file>', 'the coordinator\'s model signing public key (PEM, from `fedge model key`): models not signed with it are refused (default: trust the key of the first join; env FEDGE_COORDINATOR_KEY)', process.env.FEDGE_COORDINATOR_KEY)
   .option('--serve <host:port>', 'also serve the latest global model over HTTP (KServe v2), hot-swapped on every new version')
@@ -236,9 +238,13 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     // Read once at start: a missing or mismatched file stops the agent here, not at every reconnect.
     const tls = loadClientTls({ ca: o.tlsCa, cert: o.tlsCert, key: o.tlsKey });
     const identity = loadIdentity(o.stateDir ?? path.join(homedir(), '.fedge-agent', o.name), o.name, enrollCode);
-    // Over MQTT an enrolled device also needs no join token for the broker: its password is signed per connection.
-    const mqttPassword = identity ? (clientId: string) => identity.mqttPassword(clientId, o.name, enrollCode) : undefined;
-    const connect = coordinatorConnector(o.coordinator, joinToken, tls, mqttPassword);
+    // Over MQTT an enrolled device also needs no join token for the broker: its password is signed per connection,
+    // or, on a dynamic-security Mosquitto, its own login derived from the enrollment code.
+    const dynsec = !!o.mqttDynsec || /^(true|1)$/.test(process.env.FEDGE_MQTT_DYNSEC ?? '');
+    if (dynsec && !identity) program.error('error: --mqtt-dynsec logs in as an enrolled device: give it --enroll-code (first start) or the --state-dir it enrolled with');
+    const login = identity?.brokerLogin(o.name, enrollCode, dynsec);
+    const mqttPassword = login ? () => login.password : identity ? (clientId: string) => identity.mqttPassword(clientId, o.name, enrollCode) : undefined;
+    const connect = coordinatorConnector(o.coordinator, joinToken, tls, mqttPassword, false, login?.username);
     const data = await loadLocalData({
       spec: o.data,
       partition: o.partition,
@@ -352,7 +358,7 @@ function loadIdentity(stateDir: string, name: string, enrollCode: string | undef
 }
 
 /** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc://, grpcs:// (TLS) or none for gRPC. */
-function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttPassword?: (clientId: string) => string, ownSocket = false): () => CoordinatorConnection {
+function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttPassword?: (clientId: string) => string, ownSocket = false, mqttUsername?: string): () => CoordinatorConnection {
   if (isMqttUrl(url)) {
     let u: URL;
     try {
@@ -362,7 +368,7 @@ function coordinatorConnector(url: string, joinToken: string | undefined, tls: C
     }
     if (!u.hostname || (u.pathname !== '' && u.pathname !== '/')) throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" must be mqtt://HOST[:PORT] with no path`);
     if (tls && u.protocol === 'mqtt:') throw new FedgeError('E_VALIDATION', `--coordinator: --tls-* options need mqtts://, got "${url}"`);
-    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...(mqttPassword ? { password: mqttPassword } : {}), ...(tls ? { tls } : {}) });
+    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...(mqttPassword ? { password: mqttPassword } : {}), ...(mqttUsername ? { username: mqttUsername } : {}), ...(tls ? { tls } : {}) });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^grpcs?:\/\//.test(url))
     throw new FedgeError('E_VALIDATION', `--coordinator: unsupported scheme in "${url}" (use grpc://, grpcs://, mqtt:// or mqtts://)`);

@@ -4,7 +4,7 @@ import { parseHostPort } from '@fedge/proto';
 import { Coordinator } from '../../coordinator.js';
 import { parseMlflowUri } from '../../config/tracking-config.js';
 import { startGrpcServer } from '../../transport/grpc/server.js';
-import { startMqtt, DEFAULT_MQTT_LISTEN } from '../../transport/mqtt/start.js';
+import { startMqtt, DEFAULT_MQTT_LISTEN, parseDynsecOption } from '../../transport/mqtt/start.js';
 import { logger } from '../../log.js';
 import { SqliteStore } from '../../store/sqlite-store.js';
 import { DEFAULT_KEEP_LAST, parseKeepLast } from '../../config/retention.js';
@@ -39,6 +39,7 @@ export function serveCommand(): Command {
     .option('--join-burst <n>', `joins one source address may make at once (default ${DEFAULT_JOIN_LIMITS.sourceBurst}; env FEDGE_JOIN_BURST)`, process.env.FEDGE_JOIN_BURST)
     .option('--mqtt-listen <host:port>', `embedded MQTT broker address (default ${DEFAULT_MQTT_LISTEN}; env FEDGE_MQTT_LISTEN); 0.0.0.0 exposes it`, process.env.FEDGE_MQTT_LISTEN)
     .option('--mqtt-broker <url>', 'use this external broker instead of the embedded one: mqtt://[USER:PASS@]HOST:PORT or mqtts://... (env FEDGE_MQTT_BROKER)', process.env.FEDGE_MQTT_BROKER)
+    .option('--mqtt-dynsec', 'with --mqtt-broker (a Mosquitto with the dynamic security plugin, the coordinator\'s user its admin): give each enrolled device its own broker login, made by fedge agent enroll and deleted by fedge agent revoke (deploy/mosquitto/README.md; env FEDGE_MQTT_DYNSEC)')
     .option('--no-mqtt', 'serve agents over gRPC only (no embedded broker, no MQTT transport)')
     .option('--tls-cert <file>', 'PEM certificate (chain): gRPC and the embedded MQTT broker speak TLS (grpcs://, mqtts://) (env FEDGE_TLS_CERT)', process.env.FEDGE_TLS_CERT)
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env FEDGE_TLS_KEY)', process.env.FEDGE_TLS_KEY)
@@ -96,12 +97,12 @@ are suspended, to resume from their last saved round when the coordinator restar
 Environment:
   FEDGE_JOIN_TOKEN   require this token from agents (same as --join-token)
   FEDGE_ADMIN_TOKEN  require this token from admin commands (fedge run ..., fedge agent ...)
-  FEDGE_MQTT_LISTEN, FEDGE_MQTT_BROKER   as --mqtt-listen, --mqtt-broker
+  FEDGE_MQTT_LISTEN, FEDGE_MQTT_BROKER, FEDGE_MQTT_DYNSEC   as --mqtt-listen, --mqtt-broker, --mqtt-dynsec
   FEDGE_UI           as --ui (the dashboard's write actions need FEDGE_ADMIN_TOKEN)
   FEDGE_TLS_CERT, FEDGE_TLS_KEY, FEDGE_TLS_CLIENT_CA   as --tls-cert, --tls-key, --tls-client-ca
   FEDGE_LOG_LEVEL    pino log level (default info)`,
     )
-    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; keepVersions?: string; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; mlflowTrackingUri?: string }) => {
+    .action(async (opts: { listen: string; dataDir: string; joinToken?: string; maxTokenAgents?: string; joinRate?: string; joinBurst?: string; inMemory?: boolean; keepVersions?: string; metrics?: string; format: 'log' | 'json'; ui?: string; mqtt: boolean; mqttListen?: string; mqttBroker?: string; mqttDynsec?: boolean; tlsCert?: string; tlsKey?: string; tlsClientCa?: string; mlflowTrackingUri?: string }) => {
       const site = parseSiteOptions(opts);
       const mlflowTrackingUri = opts.mlflowTrackingUri ? parseMlflowUri(opts.mlflowTrackingUri, '--mlflow-tracking-uri') : undefined;
       const listen = parseHostPort(opts.listen, '--listen', 7070);
@@ -111,6 +112,7 @@ Environment:
       const { ui: uiListen } = parseUiOptions(opts);
       const joinToken = opts.joinToken ?? process.env.FEDGE_JOIN_TOKEN;
       const joinLimits = parseJoinLimits(opts);
+      const mqttDynsec = parseDynsecOption(opts);
       const store = opts.inMemory ? undefined : SqliteStore.open(opts.dataDir);
       if (store) logger.info({ dataDir: store.dataDir, db: store.file, schemaVersion: store.migrations().at(-1)?.version }, 'opened durable store');
       // Model signing key: the data dir's (created on first start), so signatures stay valid across restarts.
@@ -127,6 +129,7 @@ Environment:
         ? await startMqtt(coord, {
             ...(opts.mqttListen !== undefined ? { listen: opts.mqttListen } : {}),
             ...(opts.mqttBroker !== undefined ? { broker: opts.mqttBroker } : {}),
+            ...(mqttDynsec ? { dynsec: true } : {}),
             ...(joinToken ? { joinToken } : {}),
             ...(tls ? { tls } : {}),
           })

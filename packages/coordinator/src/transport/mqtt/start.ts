@@ -1,13 +1,34 @@
 /** Starts the MQTT side of `fedge serve`: the embedded broker (default) or a connection to an external one. */
-import { FedgeError, ValidationError, parseHostPort } from '@fedge/proto';
+import { z } from 'zod';
+import { FedgeError, ValidationError, parseHostPort, parseOrThrow } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
 import { moduleLogger } from '../../log.js';
 import { redactUrl, startMqttBridge, type MqttBridgeHandle } from './agent-bridge.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import { startDynsecAdmin } from './dynsec.js';
 import type { ServerTls } from '../tls.js';
 
 const log = moduleLogger('mqtt');
 export const DEFAULT_MQTT_LISTEN = '127.0.0.1:1883';
+
+/**
+ * `--mqtt-dynsec` (or FEDGE_MQTT_DYNSEC=true|false|1|0): only with an external broker, whose dynamic security plugin
+ * then holds one login per enrolled device. A bad env value or a missing --mqtt-broker names the flag and the fix.
+ */
+const dynsecOptionSchema = z
+  .object({
+    mqttDynsec: z.union([z.boolean(), z.enum(['true', 'false', '1', '0', '']).transform((v) => v === 'true' || v === '1')], { error: 'FEDGE_MQTT_DYNSEC must be true, false, 1 or 0' }).optional(),
+    mqttBroker: z.string().optional(),
+    mqtt: z.boolean().optional(),
+  })
+  .refine((o) => !o.mqttDynsec || (o.mqttBroker !== undefined && o.mqtt !== false), {
+    path: ['mqttDynsec'],
+    message: 'needs --mqtt-broker mqtt://USER:PASS@HOST:PORT, a Mosquitto with the dynamic security plugin (deploy/mosquitto/mosquitto-dynsec.conf); the embedded broker checks enrolled devices\' keys itself',
+  });
+
+export function parseDynsecOption(opts: { mqttDynsec?: boolean | undefined; mqttBroker?: string | undefined; mqtt?: boolean | undefined }): boolean {
+  return !!parseOrThrow(dynsecOptionSchema, { ...opts, mqttDynsec: opts.mqttDynsec ?? process.env.FEDGE_MQTT_DYNSEC }, '--mqtt-dynsec').mqttDynsec;
+}
 
 export interface MqttStartOptions {
   /** Embedded broker address; absent: DEFAULT_MQTT_LISTEN, and a taken default port only logs a warning. */
@@ -17,6 +38,8 @@ export interface MqttStartOptions {
   joinToken?: string;
   /** The embedded broker listens with TLS (mqtts://); ignored with an external broker. */
   tls?: ServerTls;
+  /** With `broker`: keep a broker login per enrolled device in Mosquitto's dynamic security plugin (dynsec.ts). */
+  dynsec?: boolean;
 }
 
 export interface MqttTransport {
@@ -39,10 +62,28 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
     const password = decodeURIComponent(u.password) || process.env.FEDGE_MQTT_PASSWORD;
     u.username = '';
     u.password = '';
-    const bridge = await startMqttBridge(coord, { url: u.toString(), ...(username ? { username } : {}), ...(password ? { password } : {}) });
-    log.info({ broker: bridge.url }, `MQTT transport on external broker ${bridge.url}`);
-    return { url: bridge.url, close: () => bridge.close() };
+    const auth = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
+    const ids = coord.gate.identities;
+    // Before the bridge: a device enrolled while the broker was away must find its login reconciled when agents arrive.
+    const dynsec = opts.dynsec ? await startDynsecAdmin(u.toString(), auth, (name) => ids.mayLogIn(name)) : undefined;
+    if (dynsec) ids.useBrokerLogins(dynsec);
+    let bridge: MqttBridgeHandle;
+    try {
+      bridge = await startMqttBridge(coord, { url: u.toString(), ...auth });
+    } catch (err) {
+      await dynsec?.close();
+      throw err;
+    }
+    log.info({ broker: bridge.url, dynsec: !!dynsec }, `MQTT transport on external broker ${bridge.url}`);
+    return {
+      url: bridge.url,
+      close: async () => {
+        await bridge.close();
+        await dynsec?.close();
+      },
+    };
   }
+  if (opts.dynsec) throw new ValidationError('--mqtt-dynsec: needs --mqtt-broker (a Mosquitto with the dynamic security plugin); the embedded broker checks enrolled devices\' keys itself');
   const hp = parseHostPort(opts.listen ?? DEFAULT_MQTT_LISTEN, '--mqtt-listen', 1883);
   let broker: EmbeddedBroker;
   try {

@@ -60,6 +60,8 @@ export interface MqttConnectionOptions {
   joinToken?: string;
   /** An enrolled device's MQTT password for this connection's client id (AgentIdentity.mqttPassword); replaces joinToken. */
   password?: (clientId: string) => string;
+  /** The broker username instead of fedge-agent: a device's own login on a dynamic-security Mosquitto (AgentIdentity.brokerLogin). */
+  username?: string;
   /** For mqtts://: the CA to trust instead of the system's, and a client certificate for mutual TLS. */
   tls?: ClientTls;
 }
@@ -91,7 +93,7 @@ export class MqttConnection implements CoordinatorConnection {
     const topics = mqttTopics;
     this.client = connect(url, {
       clientId: this.clientId,
-      username: MQTT_AGENT_USERNAME,
+      username: opts.username ?? MQTT_AGENT_USERNAME,
       ...(opts.password ? { password: opts.password(this.clientId) } : opts.joinToken ? { password: opts.joinToken } : {}),
       ...(opts.tls?.ca ? { ca: opts.tls.ca } : {}),
       ...(opts.tls?.cert && opts.tls.key ? { cert: opts.tls.cert, key: opts.tls.key } : {}),

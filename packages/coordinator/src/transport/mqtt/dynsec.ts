@@ -1,0 +1,140 @@
+/** Broker logins of enrolled devices kept in Mosquitto's dynamic security plugin over its $CONTROL topic (fedge serve --mqtt-dynsec). */
+import { randomBytes } from 'node:crypto';
+import { connect, type MqttClient } from 'mqtt';
+import { z } from 'zod';
+import { FedgeError, deviceNameOfUsername, mqttDeviceUsername } from '@fedge/proto';
+import type { DeviceBrokerLogins } from '../../engine/identities.js';
+import { moduleLogger } from '../../log.js';
+import { redactUrl } from './agent-bridge.js';
+
+const log = moduleLogger('mqtt-dynsec');
+
+const CONTROL_TOPIC = '$CONTROL/dynamic-security/v1';
+const RESPONSE_TOPIC = `${CONTROL_TOPIC}/response`;
+/** A command not answered within this long: the broker is down, or the ACL drops our $CONTROL publishes (QoS 1 on MQTT 3.1.1 cannot say). */
+const COMMAND_TIMEOUT_MS = 10_000;
+
+/** What the plugin answers (mosquitto.org/documentation/dynamic-security): one response per command, in order. */
+const responsesSchema = z.object({
+  responses: z.array(z.object({ command: z.string(), error: z.string().optional(), data: z.unknown().optional(), correlationData: z.string().optional() })),
+});
+const listClientsSchema = z.object({ clients: z.array(z.string()) });
+
+type Command = Record<string, unknown> & { command: string };
+type Response = z.infer<typeof responsesSchema>['responses'][number];
+
+const notAnswered = (url: string): FedgeError =>
+  new FedgeError(
+    'E_CONFIG',
+    `--mqtt-dynsec: the broker ${redactUrl(url)} did not answer a dynamic-security command within ${COMMAND_TIMEOUT_MS / 1000} s; is the dynamic security plugin loaded, is the coordinator's broker user a dynsec admin (mosquitto_ctrl dynsec init), and does the broker's acl_file grant it ${CONTROL_TOPIC}/# (deploy/mosquitto/acl.dynsec)?`,
+  );
+
+export interface DynsecAdmin extends DeviceBrokerLogins {
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to the broker as its dynsec admin (the coordinator's own broker user) and keeps one broker client per
+ * enrolled device. `keep(name)` says which devices may log in (enrolled and unrevoked, or with an unused code): on every
+ * (re)connect the broker's fedge-device:* clients are reconciled with it, so a revoke made while the broker was away
+ * still takes effect there.
+ */
+export async function startDynsecAdmin(url: string, auth: { username?: string; password?: string }, keep: (name: string) => boolean): Promise<DynsecAdmin> {
+  const client: MqttClient = connect(url, {
+    clientId: `fedge-dynsec-${randomBytes(6).toString('hex')}`,
+    ...(auth.username !== undefined ? { username: auth.username } : {}),
+    ...(auth.password !== undefined ? { password: auth.password } : {}),
+    protocolVersion: 4,
+    clean: true,
+    keepalive: 30,
+    reconnectPeriod: 1000,
+    connectTimeout: COMMAND_TIMEOUT_MS,
+  });
+  // Every admin subscribed to the response topic gets every response: ours are told apart by their correlation data.
+  const tag = randomBytes(6).toString('hex');
+  let seq = 0;
+  const waiting = new Map<string, (r: Response) => void>();
+  client.on('message', (topic, payload) => {
+    if (topic !== RESPONSE_TOPIC) return;
+    let parsed: z.infer<typeof responsesSchema>;
+    try {
+      parsed = responsesSchema.parse(JSON.parse(payload.toString('utf8')));
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'unreadable dynamic-security response ignored');
+      return;
+    }
+    for (const r of parsed.responses) {
+      const done = r.correlationData ? waiting.get(r.correlationData) : undefined;
+      if (!done) continue;
+      waiting.delete(r.correlationData!);
+      done(r);
+    }
+  });
+
+  /** Sends the commands as one message (the plugin runs them in order) and resolves with their responses. */
+  const run = async (commands: Command[]): Promise<Response[]> => {
+    const tagged = commands.map((c) => ({ ...c, correlationData: `${tag}-${++seq}` }));
+    const answers = tagged.map(
+      (c) =>
+        new Promise<Response>((resolve, reject) => {
+          const t = setTimeout(() => {
+            waiting.delete(c.correlationData);
+            reject(notAnswered(url));
+          }, COMMAND_TIMEOUT_MS);
+          waiting.set(c.correlationData, (r) => {
+            clearTimeout(t);
+            resolve(r);
+          });
+        }),
+    );
+    // The body holds a device password: it is never logged, only sent.
+    client.publish(CONTROL_TOPIC, JSON.stringify({ commands: tagged }), { qos: 1 });
+    return Promise.all(answers);
+  };
+  const refused = (r: Response, what: string): FedgeError => new FedgeError('E_CONFIG', `--mqtt-dynsec: the broker refused ${what}: ${r.error} (command ${r.command})`);
+
+  const deviceNames = async (): Promise<string[]> => {
+    const [r] = await run([{ command: 'listClients', verbose: false }]);
+    if (r!.error) throw refused(r!, 'to list its clients');
+    return listClientsSchema.parse(r!.data).clients.map(deviceNameOfUsername).filter((n): n is string => n !== undefined);
+  };
+  const remove = async (name: string): Promise<void> => {
+    const [r] = await run([{ command: 'deleteClient', username: mqttDeviceUsername(name) }]);
+    if (r!.error && r!.error !== 'Client not found') throw refused(r!, `to delete the login of "${name}"`);
+  };
+  const reconcile = async (): Promise<void> => {
+    const stale = (await deviceNames()).filter((n) => !keep(n));
+    for (const n of stale) await remove(n);
+    log.info({ removed: stale.length }, `dynamic security: device logins reconciled (${stale.length} stale removed)`);
+  };
+
+  client.on('connect', () => {
+    client
+      .subscribeAsync(RESPONSE_TOPIC, { qos: 1 })
+      .then(() => reconcile())
+      .catch((err: Error) => log.error({ err: err.message }, 'dynamic security: reconciling device logins failed; revoked devices may still log in to the broker until the next reconnect'));
+  });
+  client.on('error', (err) => log.warn({ broker: redactUrl(url), err: err.message }, 'dynamic security: broker connection error'));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => {
+      client.end(true);
+      reject(new FedgeError('E_CONNECTION', `--mqtt-dynsec: broker ${redactUrl(url)} not reachable within ${COMMAND_TIMEOUT_MS / 1000} s`));
+    }, COMMAND_TIMEOUT_MS);
+    client.once('connect', () => (clearTimeout(t), resolve()));
+  });
+
+  return {
+    async issue(name, password) {
+      const username = mqttDeviceUsername(name);
+      // Delete first: a new code for a name replaces whatever login an earlier code (or key) had.
+      const [, created] = await run([{ command: 'deleteClient', username }, { command: 'createClient', username, password, textName: `fedge device ${name}` }]);
+      if (created!.error) throw refused(created!, `to create the login of "${name}"`);
+      log.info({ name, username }, 'dynamic security: device login created');
+    },
+    async remove(name) {
+      await remove(name);
+      log.info({ name, username: mqttDeviceUsername(name) }, 'dynamic security: device login deleted (the broker drops its connection)');
+    },
+    close: () => client.endAsync(),
+  };
+}
