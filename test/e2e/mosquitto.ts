@@ -82,6 +82,14 @@ function dynsecConfig(port: number, file: string, acl: string, verbose: boolean)
   swap(/^plugin_opt_config_file .*$/m, `plugin_opt_config_file ${file}`);
   swap(/^acl_file .*$/m, `acl_file ${acl}`);
   swap(/^log_dest syslog$/m, 'log_dest stdout');
+  // The shipped path is Debian's on x86-64; elsewhere the package puts the plugin under its own multiarch directory.
+  const plugin = /^plugin (\S+)$/m.exec(conf)?.[1];
+  if (!plugin) throw new Error('deploy/mosquitto/mosquitto-dynsec.conf has no plugin line; update test/e2e/mosquitto.ts with it');
+  if (!existsSync(plugin)) {
+    const found = spawnSync('sh', ['-c', 'ls /usr/lib/*/mosquitto_dynamic_security.so /usr/lib/mosquitto_dynamic_security.so /usr/local/lib/mosquitto_dynamic_security.so 2>/dev/null | head -1'], { encoding: 'utf8' }).stdout.trim();
+    if (!found) throw new Error(`the dynamic security plugin is neither at ${plugin} nor under /usr/lib/*/: is mosquitto 2.0 installed (bash scripts/install-mosquitto.sh)?`);
+    conf = conf.replace(`plugin ${plugin}`, `plugin ${found}`);
+  }
   return verbose ? `${conf}\nlog_type all\n` : conf;
 }
 

@@ -214,6 +214,11 @@ export class IdentityRegistry {
     return this.isEnrolled(name) || [...this.enrollments.values()].some((e) => e.name === name && Date.parse(e.expiresAt) >= now);
   }
 
+  /** Names enrolled and not revoked. */
+  enrolledNames(): string[] {
+    return [...this.identities.values()].filter((r) => !r.revokedAt).map((r) => r.name);
+  }
+
   /** Deletes `name`'s broker login, if logins are kept (after a revoke; idempotent). */
   async removeBrokerLogin(name: string): Promise<boolean> {
     if (!this.brokerLogins) return false;

@@ -33,13 +33,22 @@ export interface DynsecAdmin extends DeviceBrokerLogins {
   close(): Promise<void>;
 }
 
+/** Which devices may hold a broker login, as the identity registry says. */
+export interface DeviceRoster {
+  /** Enrolled and unrevoked, or with an unused code. */
+  mayLogIn(name: string): boolean;
+  /** Enrolled and unrevoked: each should have a login. */
+  enrolledNames(): string[];
+}
+
 /**
  * Connects to the broker as its dynsec admin (the coordinator's own broker user) and keeps one broker client per
- * enrolled device. `keep(name)` says which devices may log in (enrolled and unrevoked, or with an unused code): on every
- * (re)connect the broker's fedge-device:* clients are reconciled with it, so a revoke made while the broker was away
- * still takes effect there.
+ * enrolled device. On every (re)connect the broker's fedge-device:* clients are reconciled with the roster: logins of
+ * devices that may not log in are deleted (a revoke made while the broker was away still takes effect), and enrolled
+ * devices without a login are named in a warning (the password derives from a code fedge does not keep, so only a new
+ * enrollment can restore one: a lost plugin file, or devices enrolled before --mqtt-dynsec).
  */
-export async function startDynsecAdmin(url: string, auth: { username?: string; password?: string }, keep: (name: string) => boolean): Promise<DynsecAdmin> {
+export async function startDynsecAdmin(url: string, auth: { username?: string; password?: string }, roster: DeviceRoster): Promise<DynsecAdmin> {
   const client: MqttClient = connect(url, {
     clientId: `fedge-dynsec-${randomBytes(6).toString('hex')}`,
     ...(auth.username !== undefined ? { username: auth.username } : {}),
@@ -73,6 +82,8 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
 
   /** Sends the commands as one message (the plugin runs them in order) and resolves with their responses. */
   const run = async (commands: Command[]): Promise<Response[]> => {
+    // Not queued for later: a revoke must say now that the broker did not take it (the reconnect reconciles instead).
+    if (!client.connected) throw new FedgeError('E_CONNECTION', `--mqtt-dynsec: not connected to the broker ${redactUrl(url)} (reconnecting)`);
     const tagged = commands.map((c) => ({ ...c, correlationData: `${tag}-${++seq}` }));
     const answers = tagged.map(
       (c) =>
@@ -103,9 +114,14 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
     if (r!.error && r!.error !== 'Client not found') throw refused(r!, `to delete the login of "${name}"`);
   };
   const reconcile = async (): Promise<void> => {
-    const stale = (await deviceNames()).filter((n) => !keep(n));
+    const present = await deviceNames();
+    const stale = present.filter((n) => !roster.mayLogIn(n));
     for (const n of stale) await remove(n);
-    log.info({ removed: stale.length }, `dynamic security: device logins reconciled (${stale.length} stale removed)`);
+    const have = new Set(present);
+    const missing = roster.enrolledNames().filter((n) => !have.has(n));
+    log.info({ removed: stale.length, missing: missing.length }, `dynamic security: device logins reconciled (${stale.length} stale removed)`);
+    if (missing.length)
+      log.warn({ missing: missing.slice(0, 20), count: missing.length }, `dynamic security: ${missing.length} enrolled device(s) have no broker login and cannot connect through this broker; re-enroll them (fedge agent revoke NAME; fedge agent enroll NAME)`);
   };
 
   client.on('connect', () => {

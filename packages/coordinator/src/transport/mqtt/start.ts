@@ -65,7 +65,7 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
     const auth = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
     const ids = coord.gate.identities;
     // Before the bridge: a device enrolled while the broker was away must find its login reconciled when agents arrive.
-    const dynsec = opts.dynsec ? await startDynsecAdmin(u.toString(), auth, (name) => ids.mayLogIn(name)) : undefined;
+    const dynsec = opts.dynsec ? await startDynsecAdmin(u.toString(), auth, { mayLogIn: (name) => ids.mayLogIn(name), enrolledNames: () => ids.enrolledNames() }) : undefined;
     if (dynsec) ids.useBrokerLogins(dynsec);
     let bridge: MqttBridgeHandle;
     try {
