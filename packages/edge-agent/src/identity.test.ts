@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseMqttIdentityPassword, parseSigningPublicKey, payloadSha256, signedUpdateRef, verifyMqttIdentity, verifyUpdate, type ResultHeaderMsg } from '@fedge/proto';
-import { AGENT_KEY_FILE, AgentIdentity, ENROLLED_FILE } from './identity.js';
+import { mqttDevicePassword } from '@fedge/proto';
+import { AGENT_KEY_FILE, AgentIdentity, ENROLLED_FILE, MQTT_LOGIN_FILE } from './identity.js';
 
 const dir = (): string => path.join(mkdtempSync(path.join(tmpdir(), 'fedge-agent-id-')), 'state');
 
@@ -49,5 +50,18 @@ describe('AgentIdentity', () => {
     if (c.kind !== 'identity') return;
     expect(verifyMqttIdentity(pub, 'fa-abcdefgh', c)).toBe(true);
     expect(verifyMqttIdentity(pub, 'fa-otherclient', c)).toBe(false);
+  });
+
+  it('derives its dynsec broker login from the code, keeps it 0600 for starts without a code, and asks for a code when it has none', () => {
+    const d = dir();
+    const code = `fe1-${'a'.repeat(32)}`;
+    const a = AgentIdentity.load(d, true)!;
+    expect(a.brokerLogin('cam-1', code, false)).toBeUndefined(); // not asked, nothing kept: the embedded broker's signature login
+    expect(a.brokerLogin('cam-1', code, true)).toEqual({ username: 'fedge-device:cam-1', password: mqttDevicePassword('cam-1', code) });
+    expect(statSync(path.join(d, MQTT_LOGIN_FILE)).mode & 0o777).toBe(0o600);
+    const later = AgentIdentity.load(d, false)!;
+    expect(later.brokerLogin('cam-1', undefined, false)).toEqual({ username: 'fedge-device:cam-1', password: mqttDevicePassword('cam-1', code) });
+    expect(later.brokerLogin('cam-2', undefined, false)).toBeUndefined(); // kept for another name
+    expect(() => later.brokerLogin('cam-2', undefined, true)).toThrow(/--mqtt-dynsec: no broker login for "cam-2" .*no --enroll-code/);
   });
 });
