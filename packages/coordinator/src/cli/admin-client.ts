@@ -150,8 +150,9 @@ export class AdminClient {
     const r = await this.call<{ identitiesJson: string[] }>('ListIdentities', {});
     return r.identitiesJson.map((j) => JSON.parse(j) as IdentityListing);
   }
-  async revokeAgent(name: string): Promise<IdentityListing & { sessionsClosed: number }> {
-    return JSON.parse((await this.call<{ identityJson: string }>('RevokeAgent', { name })).identityJson) as IdentityListing & { sessionsClosed: number };
+  /** brokerLoginRemoved: the device's broker login was deleted too (fedge serve --mqtt-dynsec). */
+  async revokeAgent(name: string): Promise<IdentityListing & { sessionsClosed: number; brokerLoginRemoved?: boolean }> {
+    return JSON.parse((await this.call<{ identityJson: string }>('RevokeAgent', { name })).identityJson) as IdentityListing & { sessionsClosed: number; brokerLoginRemoved?: boolean };
   }
 
   /** Streams run updates to `onUpdate` until the run ends; resolves with the final record. */

@@ -118,7 +118,11 @@ Examples:
 
 The agent creates an ed25519 key in its --state-dir on first start and enrolls it with the code; from then on it joins
 by signing a challenge with that key (no join token) and signs every update. A code works once; enrolling a name again
-needs \`fedge agent revoke NAME\` first.`,
+needs \`fedge agent revoke NAME\` first.
+
+With an external Mosquitto and \`fedge serve --mqtt-dynsec\`, enrolling also creates the device's broker login
+(fedge-device:NAME, its password derived from the code: the device starts with --enroll-code CODE --mqtt-dynsec), and
+\`fedge agent revoke NAME\` deletes it (deploy/mosquitto/README.md).`,
       ),
   ).action(async (name: string, opts: AdminOpts & { ttl?: number }) => {
     const e = await withClient(opts, (c) => c.enrollAgent(name, opts.ttl ?? 0));
@@ -133,7 +137,7 @@ needs \`fedge agent revoke NAME\` first.`,
   ).action(async (name: string, opts: AdminOpts) => {
     const r = await withClient(opts, (c) => c.revokeAgent(name));
     if (opts.format === 'json') return printJson(r);
-    console.log(`revoked ${r.name}${r.fingerprint ? ` (key ${r.fingerprint})` : ''}; ${r.sessionsClosed ?? 0} open session(s) closed`);
+    console.log(`revoked ${r.name}${r.fingerprint ? ` (key ${r.fingerprint})` : ''}; ${r.sessionsClosed ?? 0} open session(s) closed${r.brokerLoginRemoved ? '; its broker login deleted' : ''}`);
   });
   withAdminOptions(
     agent
