@@ -132,7 +132,8 @@ async function runCase(transport, n, model, tmp) {
     const done = run.roundsDetail.filter((r) => r.status === 'completed');
     row.roundsCompleted = done.length;
     row.roundSeconds = run.metrics.filter((r) => r.status === 'completed').map((r) => r1(r.seconds));
-    row.participantsPerRound = done.map((r) => r.participants.filter((p) => p.outcome === 'completed').length);
+    // A round's summary has the counts (rounds recorded before summaries: their inline list).
+    row.participantsPerRound = done.map((r) => r.summary?.outcomes.completed ?? r.participants.filter((p) => p.outcome === 'completed').length);
     row.cpuMsPerParticipant = r1((row.cpuSeconds * 1000) / Math.max(1, done.length * participants));
     if (run.status !== 'completed') row.error = `run ${run.status}: ${run.statusMessage ?? ''}`;
     // `fedge agent list` and `fedge run show` on what this coordinator now holds: both must stay usable.

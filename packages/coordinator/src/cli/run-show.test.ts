@@ -4,6 +4,7 @@ import { parseRunConfig } from '../config/run-config.js';
 import type { RunView } from '../coordinator.js';
 import type { RoundRecord, RunData } from '../store/store.js';
 import { headlineMetric, moments, renderRunList, renderRunShow, siteLines } from './run-show.js';
+import { participantsNote, summarize } from '../store/round-summary.js';
 
 const FP_A = 'a1b2c3d4e5f6'.repeat(5) + 'abcd';
 const FP_B = '0f1e2d3c4b5a'.repeat(5) + '9876';
@@ -170,5 +171,22 @@ describe('fedge run show: aggregator sites', () => {
     expect(text).toMatch(/site-b\s+rejected\s+.*sub-run run-1/);
     expect(text).not.toContain('edge-c');
     expect(siteLines([round(1)])).toEqual([]);
+  });
+
+  it('a round too large to list reads its summary: agents, lineage and sites, and says where its participants are', () => {
+    const many = Array.from({ length: 1000 }, (_, i) => ({ agentId: `id-${i}`, name: `sim-${i}`, outcome: i < 990 ? ('completed' as const) : ('late' as const), numExamples: 3, fingerprint: i % 2 ? FP_A : FP_B }));
+    const big = (n: number): RoundRecord => {
+      const { participants: _p, ...rest } = round(n);
+      return { ...rest, summary: summarize(many), participantsNote: participantsNote('run-task', n, 1000) };
+    };
+    const out = renderRunShow({ ...taskRun, rounds: [big(1), big(2)] }).join('\n');
+    expect(out).toMatch(/^1\s+1\s+completed\s+990\/1000\s/m);
+    expect(out).toContain('990 agents, 2 datasets (fedge run participants run-task --round 2)');
+    expect(out).toContain('participants of 2 rounds (1000 or more each) are not listed here: fedge run participants run-task --round N [--status failed] [--limit 100]');
+    const sites = summarize([
+      { agentId: 's-a', name: 'site-a', outcome: 'completed', numExamples: 30_000, metrics: { site_participants: 3, site_invited: 4 } },
+      { agentId: 's-b', name: 'site-b', outcome: 'dropped', reason: 'site site-b: sub-run run-x failed: no round completed' },
+    ]);
+    expect(siteLines([{ ...round(1), participants: undefined, summary: sites } as RoundRecord]).join('\n')).toMatch(/site-a\s+completed\s+3\/4\s+30000[\s\S]*site-b\s+dropped\s+-\s+site site-b: sub-run/);
   });
 });

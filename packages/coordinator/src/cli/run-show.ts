@@ -203,6 +203,12 @@ function promotionLines(r: RunView): string[] {
   return [`promotion: ${g.passed ? '' : 'ALERT '}${g.message}`];
 }
 
+/** Rounds too large to list inline (more than INLINE_PARTICIPANTS): where their participants are. */
+function participantsLines(r: RunView): string[] {
+  const big = r.rounds.filter((x) => x.participantsNote);
+  return big.length ? ['', `participants of ${big.length === 1 ? `round ${big[0]!.round}` : `${big.length} rounds`} (${roundSummary(big[0]!).participants} or more each) are not listed here: fedge run participants ${r.id} --round N [--status failed] [--limit 100]`] : [];
+}
+
 export function renderRunShow(r: RunView): string[] {
   const lines = [`run ${r.id}  ${r.status}${r.statusMessage ? ` (${r.statusMessage})` : ''}`];
   const model = r.data ? modelLabel(r.config.model) : JSON.stringify(r.config.model);
@@ -223,8 +229,8 @@ export function renderRunShow(r: RunView): string[] {
     if (r.config.task && !r.endedAt) lines.push(`task ${r.config.task.type}: waiting for the statistics step (the agents' data schemas and statistics)`);
     if (r.config.task && r.rounds.length === 0) return lines; // no rounds before the statistics step: nothing to tabulate
     lines.push(r.config.task ? taskRoundsTable(r, taskMetricNames(r)!) : roundsTable(r, ACCURACY_COLUMNS));
-    return [...lines, ...lineageLines(r.id, r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds)];
+    return [...lines, ...lineageLines(r.id, r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds), ...participantsLines(r)];
   }
-  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.id, r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds));
+  lines.push(...taskLines(r, r.data), '', taskRoundsTable(r, r.data.task.metrics), ...lineageLines(r.id, r.rounds), ...siteLines(r.rounds), ...secaggLines(r.rounds), ...participantsLines(r));
   return lines;
 }
