@@ -12,7 +12,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mqttDevicePassword, mqttDeviceUsername } from '@fedge/proto';
-import { fedge, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { FEDGE, fedge, killAll, lastJson, startAgent, startCoordinator, startProcess } from './harness.js';
 import { killMosquittos, startMosquitto } from './mosquitto.js';
 
 afterAll(() => {
@@ -33,6 +33,11 @@ const connect = (port: number, clientId: string, username: string, password: str
 describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)', () => {
   it('enroll makes the login, the device trains through the broker with it, it cannot use another agent\'s topic, revoke deletes it', { timeout: 60_000 }, async () => {
     const b = await startMosquitto({ dynsec: { admin: ADMIN } });
+    // A coordinator that cannot log in as the plugin's admin stops at start, naming the fix.
+    const wrong = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--in-memory', '--mqtt-broker', `mqtt://${ADMIN.username}:wrong@127.0.0.1:${b.port}`, '--mqtt-dynsec']);
+    expect(await wrong.exited).toBe(1);
+    expect(wrong.output()).toMatch(/--mqtt-dynsec: broker mqtt:\/\/127\.0\.0\.1:\d+\/?: Connection refused: Not authorized.*dynamic security plugin's admin/);
+    expect(wrong.output()).not.toContain('wrong@');
     const coord = await startCoordinator(['--mqtt-broker', `mqtt://${ADMIN.username}:${ADMIN.password}@127.0.0.1:${b.port}`, '--mqtt-dynsec']);
     await coord.waitFor(/device logins reconciled/);
     const admin = ['--coordinator', coord.address];

@@ -71,14 +71,14 @@ describe('parseDynsecOption', () => {
   it('needs --mqtt-broker, reads FEDGE_MQTT_DYNSEC, names the flag in its errors', () => {
     expect(parseDynsecOption({ mqttDynsec: true, mqttBroker: 'mqtt://h:1883' })).toBe(true);
     expect(parseDynsecOption({ mqttBroker: 'mqtt://h:1883' })).toBe(false);
-    expect(() => parseDynsecOption({ mqttDynsec: true })).toThrow(/--mqtt-dynsec.*needs --mqtt-broker/);
+    expect(() => parseDynsecOption({ mqttDynsec: true })).toThrow(/^--mqtt-dynsec: needs --mqtt-broker/);
     expect(() => parseDynsecOption({ mqttDynsec: true, mqttBroker: 'mqtt://h:1883', mqtt: false })).toThrow(/needs --mqtt-broker/);
     const old = process.env.FEDGE_MQTT_DYNSEC;
     try {
       process.env.FEDGE_MQTT_DYNSEC = '1';
       expect(parseDynsecOption({ mqttBroker: 'mqtt://h:1883' })).toBe(true);
       process.env.FEDGE_MQTT_DYNSEC = 'yes';
-      expect(() => parseDynsecOption({ mqttBroker: 'mqtt://h:1883' })).toThrow(/FEDGE_MQTT_DYNSEC must be true, false, 1 or 0/);
+      expect(() => parseDynsecOption({ mqttBroker: 'mqtt://h:1883' })).toThrow(/^--mqtt-dynsec: FEDGE_MQTT_DYNSEC must be true, false, 1 or 0$/);
     } finally {
       if (old === undefined) delete process.env.FEDGE_MQTT_DYNSEC;
       else process.env.FEDGE_MQTT_DYNSEC = old;

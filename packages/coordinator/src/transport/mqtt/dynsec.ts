@@ -18,7 +18,9 @@ const COMMAND_TIMEOUT_MS = 10_000;
 const responsesSchema = z.object({
   responses: z.array(z.object({ command: z.string(), error: z.string().optional(), data: z.unknown().optional(), correlationData: z.string().optional() })),
 });
-const listClientsSchema = z.object({ clients: z.array(z.string()) });
+const listClientsSchema = z.object({ totalCount: z.number().int().nonnegative(), clients: z.array(z.string()) });
+/** Usernames per listClients page: a fleet's worth in one response would approach the broker's packet limit. */
+const LIST_PAGE = 1000;
 
 type Command = Record<string, unknown> & { command: string };
 type Response = z.infer<typeof responsesSchema>['responses'][number];
@@ -26,7 +28,7 @@ type Response = z.infer<typeof responsesSchema>['responses'][number];
 const notAnswered = (url: string): FedgeError =>
   new FedgeError(
     'E_CONFIG',
-    `--mqtt-dynsec: the broker ${redactUrl(url)} did not answer a dynamic-security command within ${COMMAND_TIMEOUT_MS / 1000} s; is the dynamic security plugin loaded, is the coordinator's broker user a dynsec admin (mosquitto_ctrl dynsec init), and does the broker's acl_file grant it ${CONTROL_TOPIC}/# (deploy/mosquitto/acl.dynsec)?`,
+    `--mqtt-dynsec: the broker ${redactUrl(url)} did not answer a dynamic-security command within ${COMMAND_TIMEOUT_MS / 1000} s; is the dynamic security plugin loaded, is the coordinator's broker user a dynsec admin (mosquitto_ctrl dynsec init), and does the broker's acl_file grant it $CONTROL/dynamic-security/# (deploy/mosquitto/acl)?`,
   );
 
 export interface DynsecAdmin extends DeviceBrokerLogins {
@@ -105,9 +107,17 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
   const refused = (r: Response, what: string): FedgeError => new FedgeError('E_CONFIG', `--mqtt-dynsec: the broker refused ${what}: ${r.error} (command ${r.command})`);
 
   const deviceNames = async (): Promise<string[]> => {
-    const [r] = await run([{ command: 'listClients', verbose: false }]);
-    if (r!.error) throw refused(r!, 'to list its clients');
-    return listClientsSchema.parse(r!.data).clients.map(deviceNameOfUsername).filter((n): n is string => n !== undefined);
+    const names: string[] = [];
+    for (let offset = 0; ; offset += LIST_PAGE) {
+      const [r] = await run([{ command: 'listClients', verbose: false, count: LIST_PAGE, offset }]);
+      if (r!.error) throw refused(r!, 'to list its clients');
+      const page = listClientsSchema.parse(r!.data);
+      for (const u of page.clients) {
+        const n = deviceNameOfUsername(u);
+        if (n !== undefined) names.push(n);
+      }
+      if (page.clients.length < LIST_PAGE || offset + LIST_PAGE >= page.totalCount) return names;
+    }
   };
   const remove = async (name: string): Promise<void> => {
     const [r] = await run([{ command: 'deleteClient', username: mqttDeviceUsername(name) }]);
@@ -124,7 +134,11 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
       log.warn({ missing: missing.slice(0, 20), count: missing.length }, `dynamic security: ${missing.length} enrolled device(s) have no broker login and cannot connect through this broker; re-enroll them (fedge agent revoke NAME; fedge agent enroll NAME)`);
   };
 
+  // The first reconcile is awaited below: a broker without the plugin, or a user that is not its admin, stops
+  // fedge serve at start with the fix, not at the first enrollment. Later reconnects only log a failure.
+  let first = true;
   client.on('connect', () => {
+    if (first) return;
     client
       .subscribeAsync(RESPONSE_TOPIC, { qos: 1 })
       .then(() => reconcile())
@@ -132,12 +146,27 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
   });
   client.on('error', (err) => log.warn({ broker: redactUrl(url), err: err.message }, 'dynamic security: broker connection error'));
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => {
-      client.end(true);
-      reject(new FedgeError('E_CONNECTION', `--mqtt-dynsec: broker ${redactUrl(url)} not reachable within ${COMMAND_TIMEOUT_MS / 1000} s`));
-    }, COMMAND_TIMEOUT_MS);
-    client.once('connect', () => (clearTimeout(t), resolve()));
+    const settle = (err?: FedgeError): void => {
+      clearTimeout(t);
+      client.removeListener('error', onError);
+      if (!err) return resolve();
+      client.end(true); // or it keeps retrying and holds the process open
+      reject(err);
+    };
+    const onError = (err: Error): void => settle(new FedgeError('E_CONNECTION', `--mqtt-dynsec: broker ${redactUrl(url)}: ${err.message} (is the coordinator's user the dynamic security plugin's admin, with the password in --mqtt-broker?)`));
+    const t = setTimeout(() => settle(new FedgeError('E_CONNECTION', `--mqtt-dynsec: broker ${redactUrl(url)} not reachable within ${COMMAND_TIMEOUT_MS / 1000} s`)), COMMAND_TIMEOUT_MS);
+    client.once('error', onError);
+    client.once('connect', () => settle());
   });
+  try {
+    await client.subscribeAsync(RESPONSE_TOPIC, { qos: 1 });
+    await reconcile();
+  } catch (err) {
+    client.end(true);
+    throw err;
+  } finally {
+    first = false;
+  }
 
   return {
     async issue(name, password) {

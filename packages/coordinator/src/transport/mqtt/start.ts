@@ -17,17 +17,18 @@ export const DEFAULT_MQTT_LISTEN = '127.0.0.1:1883';
  */
 const dynsecOptionSchema = z
   .object({
-    mqttDynsec: z.union([z.boolean(), z.enum(['true', 'false', '1', '0', '']).transform((v) => v === 'true' || v === '1')], { error: 'FEDGE_MQTT_DYNSEC must be true, false, 1 or 0' }).optional(),
-    mqttBroker: z.string().optional(),
-    mqtt: z.boolean().optional(),
+    // Keys are the flags, so an error reads "--mqtt-dynsec: ...".
+    '--mqtt-dynsec': z.union([z.boolean(), z.enum(['true', 'false', '1', '0', '']).transform((v) => v === 'true' || v === '1')], { error: 'FEDGE_MQTT_DYNSEC must be true, false, 1 or 0' }).optional(),
+    '--mqtt-broker': z.string().optional(),
+    '--no-mqtt': z.boolean(),
   })
-  .refine((o) => !o.mqttDynsec || (o.mqttBroker !== undefined && o.mqtt !== false), {
-    path: ['mqttDynsec'],
+  .refine((o) => !o['--mqtt-dynsec'] || (o['--mqtt-broker'] !== undefined && !o['--no-mqtt']), {
+    path: ['--mqtt-dynsec'],
     message: 'needs --mqtt-broker mqtt://USER:PASS@HOST:PORT, a Mosquitto with the dynamic security plugin (deploy/mosquitto/mosquitto-dynsec.conf); the embedded broker checks enrolled devices\' keys itself',
   });
 
 export function parseDynsecOption(opts: { mqttDynsec?: boolean | undefined; mqttBroker?: string | undefined; mqtt?: boolean | undefined }): boolean {
-  return !!parseOrThrow(dynsecOptionSchema, { ...opts, mqttDynsec: opts.mqttDynsec ?? process.env.FEDGE_MQTT_DYNSEC }, '--mqtt-dynsec').mqttDynsec;
+  return !!parseOrThrow(dynsecOptionSchema, { '--mqtt-dynsec': opts.mqttDynsec ?? process.env.FEDGE_MQTT_DYNSEC, '--mqtt-broker': opts.mqttBroker, '--no-mqtt': opts.mqtt === false })['--mqtt-dynsec'];
 }
 
 export interface MqttStartOptions {
