@@ -7,7 +7,6 @@ import {
   clipToNorm,
   createDecoder,
   describeSpecMismatch,
-  ENCODING_OF,
   l2Norm,
   type ResultHeaderMsg,
   type TensorSpec,
@@ -122,12 +121,11 @@ export async function admitUpdate(
   const clipped = bound !== undefined ? clipToNorm(s.view, bound) : undefined;
   const scaled = clipped?.clipped ? clipped.norm : undefined;
   const out = (spooled: boolean): Admitted => (scaled !== undefined ? { spooled, scaledFrom: scaled } : { spooled });
-  // Only the spooling branches read the view: an update that is only folded stays in its chunks (update-slot.ts).
-  const bytes = (): Uint8Array => new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
+  const bytes = new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
   const spool = core.deps.spool;
   if (spool && core.run.openRound?.round === round.round) {
     try {
-      const file = spool.write(core.run.id, round.round, fileKey, bytes());
+      const file = spool.write(core.run.id, round.round, fileKey, bytes);
       core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
       // Durable before the agent hears "accepted", saved together with the others accepted in the same turn.
       await core.ctx.persistSoon();
@@ -139,7 +137,7 @@ export async function admitUpdate(
   }
   if (core.keepsUpdates && round.kind === 'train') {
     // Not durable, but the strategy needs every update: a scratch file for the round, removed when it is folded.
-    const file = core.scratchSpool().write(core.run.id, round.round, fileKey, bytes());
+    const file = core.scratchSpool().write(core.run.id, round.round, fileKey, bytes);
     round.spooled.push({ name: inv.agent.name, file, weight: w.weight });
     return out(true);
   }
@@ -165,8 +163,7 @@ export function accepted(core: RunCore, h: ResultHeaderMsg, inv: Invitee, w: { s
 
 /** The sink a transport streams the payload into: compressed payloads are unpacked chunk by chunk straight into the slot. */
 export function openSink(core: RunCore, h: ResultHeaderMsg, inv: Invitee, slot: UpdateSlot | undefined, hooks: Omit<StagedUploadHooks, 'release'>): UploadSink {
-  // A float32 payload needs no decoder; not reading the slot's view for it lets the slot keep the chunks (update-slot.ts).
-  const decoder = slot && h.kind === 'train' && h.encoding !== ENCODING_OF.float32 ? createDecoder(h.encoding, h.totalBytes, slot.view) : undefined;
+  const decoder = slot && h.kind === 'train' ? createDecoder(h.encoding, h.totalBytes, slot.view) : undefined;
   const sink = new StagedUpload(h.totalBytes, slot, decoder, { ...hooks, release: (s) => core.agg.release(s) });
   inv.abortUpload = (why) => sink.abort(why);
   return sink;

@@ -1,7 +1,7 @@
 /** Streaming weighted FedAvg (fold each validated update into one float32 accumulator as it arrives) plus pure reference aggregators. */
 
 import { instantiateSimdKernels, simdSupported, wasmApi, WASM_MAX_PAGES, WASM_PAGE_BYTES, type SimdKernels, type WasmMemory } from './simd.js';
-import { firstNonFiniteJs, INGEST_PIECE_BYTES, SlotLease, type Scratch, type UpdateSlot } from './update-slot.js';
+import { firstNonFiniteJs, SlotLease, type UpdateSlot } from './update-slot.js';
 
 export type { UpdateSlot } from './update-slot.js';
 
@@ -11,11 +11,22 @@ export type { UpdateSlot } from './update-slot.js';
 //    validated, so an agent dying mid-upload or a NaN in the last chunk leaves no trace.
 //  - Coordinator memory is (1 + slots) model sizes whatever the number of agents; uploads
 //    beyond `slots` wait in acquire() (FIFO), which is the backpressure on the network.
-//  - The memory never grows, so Float32Array views on it never detach.
-//  - With the wasm kernels a slot keeps the chunks it is given instead of copying them in,
-//    checks each piece for NaN/±Inf through the scratch as it lands, and fold() folds the
-//    chunks piece by piece through the scratch (update-slot.ts): the update is never written
-//    whole into wasm memory unless something reads the slot's view. Its pages stay untouched.
+//  - The memory never grows, so Float32Array views on it never detach, and the SIMD
+//    kernel reads slots in place (no copy between "received" and "folded").
+//  - write() checks each piece for NaN/±Inf as it lands, while it is in cache
+//    (update-slot.ts), so validating a complete update does not read it again.
+//  - The scratch is where foldPieces() folds an update from a source wasm cannot read (a
+//    spooled file) piece by piece, instead of reading it whole into a slot first.
+//
+// Why uploads still go through a slot rather than being kept in the chunks the transport
+// delivered and folded through the scratch (one write and one read of the update less):
+// measured in bench/aggregate's size sweep (AMD EPYC, 1-128 MiB) that path was 18-26% slower
+// at every size. Its fold alternates a copy into the scratch (one memory stream) with the axpy
+// (another); a single core gets far less bandwidth from one stream at a time than from the
+// axpy's concurrent ones, so folding from kept chunks ran at ~0.65x folding a slot.
+
+/** Scratch bytes: a spooled update is read and folded this much at a time (1 MiB: 20% faster than 64 KiB, fewer reads). */
+export const SCRATCH_BYTES = 1 << 20;
 
 export type KernelKind = 'wasm-simd' | 'js';
 
@@ -49,8 +60,8 @@ export class StreamingFedAvg {
   #acc: Float32Array;
   #slotViews: Float32Array[];
   #slotPtrs: number[];
-  /** INGEST_PIECE_BYTES after the slots: where pieces of kept chunks and spool reads are checked and folded from. */
-  #scratch: Scratch;
+  /** SCRATCH_BYTES after the slots: where foldPieces() folds from. */
+  #scratch: { ptr: number; bytes: Uint8Array };
   #leases: Array<SlotLease | null>; // live lease per slot, null when free
   #waiters: Waiter[] = [];
   #simd: SimdKernels | null;
@@ -61,7 +72,7 @@ export class StreamingFedAvg {
     this.slots = slots;
     this.kernel = kernel;
     const regionBytes = alignUp(numParams * 4, REGION_ALIGN);
-    const totalBytes = regionBytes * (1 + slots) + INGEST_PIECE_BYTES;
+    const totalBytes = regionBytes * (1 + slots) + SCRATCH_BYTES;
     const pages = Math.ceil(totalBytes / WASM_PAGE_BYTES);
     let buffer: ArrayBuffer;
     let memory: WasmMemory | null = null;
@@ -79,7 +90,7 @@ export class StreamingFedAvg {
     this.#slotPtrs = Array.from({ length: slots }, (_, i) => regionBytes * (1 + i));
     this.#slotViews = this.#slotPtrs.map((ptr) => new Float32Array(buffer, ptr, numParams));
     const scratchPtr = regionBytes * (1 + slots);
-    this.#scratch = { ptr: scratchPtr, bytes: new Uint8Array(buffer, scratchPtr, INGEST_PIECE_BYTES) };
+    this.#scratch = { ptr: scratchPtr, bytes: new Uint8Array(buffer, scratchPtr, SCRATCH_BYTES) };
     this.#leases = new Array<SlotLease | null>(slots).fill(null);
     this.#simd = kernel === 'wasm-simd' && memory !== null ? instantiateSimdKernels(memory) : null;
   }
@@ -128,7 +139,6 @@ export class StreamingFedAvg {
     const lease = this.#own(slot, 'release', false);
     if (!lease.live) return;
     lease.live = false;
-    lease.drop();
     this.#leases[lease.index] = null;
     const next = this.#waiters.shift();
     if (next !== undefined) {
@@ -142,9 +152,8 @@ export class StreamingFedAvg {
     const lease = this.#own(slot, 'firstNonFinite', true);
     const checked = lease.checkedFirstNonFinite();
     if (checked !== undefined) return checked;
-    const view = lease.view; // the kept chunks are copied into the slot first
     if (this.#simd !== null) return this.#simd.firstNonFinite(lease.ptr, this.numParams);
-    return firstNonFiniteJs(view, 0, this.numParams);
+    return firstNonFiniteJs(lease.view, 0, this.numParams);
   }
 
   /** acc += weight * slot (float32), count++, totalWeight += weight. weight must be finite and > 0. */
@@ -152,9 +161,8 @@ export class StreamingFedAvg {
     const lease = this.#own(slot, 'fold', true);
     this.#checkWeight('fold', weight);
     if (this.#simd !== null) {
-      // weight is rounded to f32 at the call boundary (<= 2^-24 relative, covered by the error bound in the tests);
-      // kept chunks are folded piece by piece, with the same f32 operations per element as the slot would be
-      if (!lease.foldKept(0, weight)) this.#simd.axpy(0, lease.ptr, this.numParams, weight);
+      // weight is rounded to f32 at the call boundary (<= 2^-24 relative, covered by the error bound in the tests)
+      this.#simd.axpy(0, lease.ptr, this.numParams, weight);
     } else {
       const acc = this.#acc;
       const x = lease.view;
@@ -166,7 +174,7 @@ export class StreamingFedAvg {
 
   /**
    * acc += weight * update, where `fill(piece, byteOffset)` writes the update's bytes [byteOffset, byteOffset +
-   * piece.byteLength) into `piece` (a region of the scratch, at most INGEST_PIECE_BYTES, whole floats): a spooled
+   * piece.byteLength) into `piece` (a region of the scratch, at most SCRATCH_BYTES, whole floats): a spooled
    * update is read from its file straight into the scratch and folded from there, never whole into a slot. The
    * update is not checked: it was when it was admitted. If fill throws part of the update is folded already, so a
    * caller that can fail midway must reset and fold again (the round's spooled fold does). Same f32 operations per
@@ -179,8 +187,8 @@ export class StreamingFedAvg {
     const total = this.numParams * 4;
     const x = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
     const acc = this.#acc;
-    for (let off = 0; off < total; off += INGEST_PIECE_BYTES) {
-      const len = Math.min(INGEST_PIECE_BYTES, total - off);
+    for (let off = 0; off < total; off += SCRATCH_BYTES) {
+      const len = Math.min(SCRATCH_BYTES, total - off);
       fill(bytes.subarray(0, len), off);
       if (this.#simd !== null) this.#simd.axpy(off, ptr, len >>> 2, weight);
       else for (let i = 0, a = off >>> 2; i < len >>> 2; i++, a++) acc[a] += weight * x[i]!;
@@ -244,11 +252,7 @@ export class StreamingFedAvg {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    for (const lease of this.#leases) {
-      if (lease === null) continue;
-      lease.live = false;
-      lease.drop();
-    }
+    for (const lease of this.#leases) if (lease !== null) lease.live = false;
     this.#leases.fill(null);
     for (const waiter of this.#waiters.splice(0)) {
       waiter.cleanup();
@@ -260,7 +264,7 @@ export class StreamingFedAvg {
   }
 
   #lease(index: number): SlotLease {
-    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!, this.#simd, this.#simd !== null ? this.#scratch : null);
+    const lease = new SlotLease(this, index, this.#slotPtrs[index]!, this.numParams, this.#slotViews[index]!, this.#simd);
     this.#leases[index] = lease;
     return lease;
   }
