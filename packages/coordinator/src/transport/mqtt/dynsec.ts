@@ -19,6 +19,8 @@ const responsesSchema = z.object({
   responses: z.array(z.object({ command: z.string(), error: z.string().optional(), data: z.unknown().optional(), correlationData: z.string().optional() })),
 });
 const listClientsSchema = z.object({ totalCount: z.number().int().nonnegative(), clients: z.array(z.string()) });
+/** Also reconciled this often while connected: logins of codes that expired unused go without waiting for a reconnect. */
+const RECONCILE_EVERY_MS = 15 * 60_000;
 /** Usernames per listClients page: a fleet's worth in one response would approach the broker's packet limit. */
 const LIST_PAGE = 1000;
 
@@ -45,10 +47,10 @@ export interface DeviceRoster {
 
 /**
  * Connects to the broker as its dynsec admin (the coordinator's own broker user) and keeps one broker client per
- * enrolled device. On every (re)connect the broker's fedge-device:* clients are reconciled with the roster: logins of
- * devices that may not log in are deleted (a revoke made while the broker was away still takes effect), and enrolled
- * devices without a login are named in a warning (the password derives from a code fedge does not keep, so only a new
- * enrollment can restore one: a lost plugin file, or devices enrolled before --mqtt-dynsec).
+ * enrolled device. On every (re)connect, and every 15 minutes, the broker's fedge-device:* clients are reconciled with
+ * the roster: logins of devices that may not log in are deleted (a revoke made while the broker was away still takes
+ * effect), and enrolled devices without a login are named in a warning (the password derives from a code fedge does
+ * not keep, so only a new enrollment can restore one: a lost plugin file, or devices enrolled before --mqtt-dynsec).
  */
 export async function startDynsecAdmin(url: string, auth: { username?: string; password?: string }, roster: DeviceRoster): Promise<DynsecAdmin> {
   const client: MqttClient = connect(url, {
@@ -142,7 +144,7 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
     client
       .subscribeAsync(RESPONSE_TOPIC, { qos: 1 })
       .then(() => reconcile())
-      .catch((err: Error) => log.error({ err: err.message }, 'dynamic security: reconciling device logins failed; revoked devices may still log in to the broker until the next reconnect'));
+      .catch((err: Error) => log.error({ err: err.message }, 'dynamic security: reconciling device logins failed; revoked devices may still log in to the broker until the next reconcile'));
   });
   client.on('error', (err) => log.warn({ broker: redactUrl(url), err: err.message }, 'dynamic security: broker connection error'));
   await new Promise<void>((resolve, reject) => {
@@ -168,6 +170,11 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
     first = false;
   }
 
+  const periodic = setInterval(() => {
+    if (client.connected) reconcile().catch((err: Error) => log.error({ err: err.message }, 'dynamic security: periodic reconcile failed'));
+  }, RECONCILE_EVERY_MS);
+  periodic.unref();
+
   return {
     async issue(name, password) {
       const username = mqttDeviceUsername(name);
@@ -180,6 +187,9 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
       await remove(name);
       log.info({ name, username: mqttDeviceUsername(name) }, 'dynamic security: device login deleted (the broker drops its connection)');
     },
-    close: () => client.endAsync(),
+    close: () => {
+      clearInterval(periodic);
+      return client.endAsync();
+    },
   };
 }
