@@ -65,7 +65,8 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
     u.password = '';
     const auth = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
     const ids = coord.gate.identities;
-    // Before the bridge: a device enrolled while the broker was away must find its login reconciled when agents arrive.
+    // Before the bridge: a misconfigured broker stops the start here, and the first reconcile (revokes made while the
+    // coordinator was away from the broker) is done before any agent can join through it.
     const dynsec = opts.dynsec ? await startDynsecAdmin(u.toString(), auth, { mayLogIn: (name) => ids.mayLogIn(name), enrolledNames: () => ids.enrolledNames() }) : undefined;
     if (dynsec) ids.useBrokerLogins(dynsec);
     let bridge: MqttBridgeHandle;
