@@ -1,7 +1,7 @@
 /**
  * Enrolled devices on a real Mosquitto with per-device logins (deploy/mosquitto/mosquitto-dynsec.conf and acl, the
  * dynamic security plugin initialised with mosquitto_ctrl as the README says; fedge serve --mqtt-dynsec), no join
- * token anywhere: `fedge agent enroll` makes the device's broker login, the agent logs in with it and completes a round;
+ * token on the device: `fedge agent enroll` makes the device's broker login, the agent logs in with it and completes a round;
  * with that login it cannot publish on another agent's topic; `fedge agent revoke` deletes the login, so the broker
  * drops the device and refuses it from then on; a revoke made while the broker is down is carried out when the
  * coordinator reconnects.
@@ -21,6 +21,7 @@ afterAll(() => {
 });
 
 const ADMIN = { username: 'fedge-coordinator', password: 'coordinator-dynsec-secret' };
+const TOKEN = 'dynsec-join-token';
 
 /** An MQTT 5 client (so a refused publish is answered with PUBACK reason 135), without reconnects. */
 const connect = (port: number, clientId: string, username: string, password: string): Promise<mqtt.MqttClient> =>
@@ -38,8 +39,11 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
     expect(await wrong.exited).toBe(1);
     expect(wrong.output()).toMatch(/--mqtt-dynsec: broker mqtt:\/\/127\.0\.0\.1:\d+\/?: Connection refused: Not authorized.*dynamic security plugin's admin/);
     expect(wrong.output()).not.toContain('wrong@');
-    const coord = await startCoordinator(['--mqtt-broker', `mqtt://${ADMIN.username}:${ADMIN.password}@127.0.0.1:${b.port}`, '--mqtt-dynsec']);
+    const coord = await startCoordinator(['--mqtt-broker', `mqtt://${ADMIN.username}:${ADMIN.password}@127.0.0.1:${b.port}`, '--mqtt-dynsec', '--join-token', TOKEN]);
     await coord.waitFor(/device logins reconciled/);
+    // Shared-token agents' login is the coordinator's to keep too: fedge-agent with the join token.
+    await (await connect(b.port, 'fa-tokenTTTTTTTTTT', 'fedge-agent', TOKEN)).endAsync();
+    await expect(connect(b.port, 'fa-tokenbadBBBBBBB', 'fedge-agent', 'not-the-token')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
     const admin = ['--coordinator', coord.address];
     const enroll = async (name: string): Promise<string> => {
       const r = await fedge(['agent', 'enroll', name, '--ttl', '10m', '--format', 'json', ...admin]);
@@ -103,7 +107,7 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
     await coord.waitFor(/device logins reconciled \(1 stale removed\)/, 15_000);
     await expect(connect(b.port, 'fa-dyn2afterAAAAA', login2.username, login2.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
 
-    for (const secret of [code, code2, login.password, login2.password]) {
+    for (const secret of [code, code2, login.password, login2.password, TOKEN]) {
       expect(coord.output()).not.toContain(secret);
       expect(first.output() + agent.output()).not.toContain(secret);
     }

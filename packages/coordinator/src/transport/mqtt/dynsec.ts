@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type MqttClient } from 'mqtt';
 import { z } from 'zod';
-import { FedgeError, deviceNameOfUsername, mqttDeviceUsername } from '@fedge/proto';
+import { FedgeError, MQTT_AGENT_USERNAME, deviceNameOfUsername, mqttDeviceUsername } from '@fedge/proto';
 import type { DeviceBrokerLogins } from '../../engine/identities.js';
 import { moduleLogger } from '../../log.js';
 import { redactUrl } from './agent-bridge.js';
@@ -52,7 +52,7 @@ export interface DeviceRoster {
  * effect), and enrolled devices without a login are named in a warning (the password derives from a code fedge does
  * not keep, so only a new enrollment can restore one: a lost plugin file, or devices enrolled before --mqtt-dynsec).
  */
-export async function startDynsecAdmin(url: string, auth: { username?: string; password?: string }, roster: DeviceRoster): Promise<DynsecAdmin> {
+export async function startDynsecAdmin(url: string, auth: { username?: string; password?: string }, roster: DeviceRoster, joinToken?: string): Promise<DynsecAdmin> {
   const client: MqttClient = connect(url, {
     clientId: `fedge-dynsec-${randomBytes(6).toString('hex')}`,
     ...(auth.username !== undefined ? { username: auth.username } : {}),
@@ -125,7 +125,21 @@ export async function startDynsecAdmin(url: string, auth: { username?: string; p
     const [r] = await run([{ command: 'deleteClient', username: mqttDeviceUsername(name) }]);
     if (r!.error && r!.error !== 'Client not found') throw refused(r!, `to delete the login of "${name}"`);
   };
+  /**
+   * Shared-token agents log in as fedge-agent with the join token, as with a password file: kept in step with the
+   * coordinator's --join-token on every reconcile, so rotating the token is restarting fedge serve with the new one.
+   * Without a join token fedge leaves that login alone.
+   */
+  const syncTokenLogin = async (): Promise<void> => {
+    if (!joinToken) return;
+    const [created] = await run([{ command: 'createClient', username: MQTT_AGENT_USERNAME, password: joinToken, textName: 'fedge shared-token agents' }]);
+    if (!created!.error) return void log.info({ username: MQTT_AGENT_USERNAME }, 'dynamic security: shared-token login created');
+    if (created!.error !== 'Client already exists') throw refused(created!, `to create the ${MQTT_AGENT_USERNAME} login`);
+    const [set] = await run([{ command: 'setClientPassword', username: MQTT_AGENT_USERNAME, password: joinToken }]);
+    if (set!.error) throw refused(set!, `to set the ${MQTT_AGENT_USERNAME} login's password`);
+  };
   const reconcile = async (): Promise<void> => {
+    await syncTokenLogin();
     const present = await deviceNames();
     const stale = present.filter((n) => !roster.mayLogIn(n));
     for (const n of stale) await remove(n);

@@ -67,7 +67,7 @@ export async function startMqtt(coord: Coordinator, opts: MqttStartOptions): Pro
     const ids = coord.gate.identities;
     // Before the bridge: a misconfigured broker stops the start here, and the first reconcile (revokes made while the
     // coordinator was away from the broker) is done before any agent can join through it.
-    const dynsec = opts.dynsec ? await startDynsecAdmin(u.toString(), auth, { mayLogIn: (name) => ids.mayLogIn(name), enrolledNames: () => ids.enrolledNames() }) : undefined;
+    const dynsec = opts.dynsec ? await startDynsecAdmin(u.toString(), auth, { mayLogIn: (name) => ids.mayLogIn(name), enrolledNames: () => ids.enrolledNames() }, opts.joinToken) : undefined;
     if (dynsec) ids.useBrokerLogins(dynsec);
     let bridge: MqttBridgeHandle;
     try {
