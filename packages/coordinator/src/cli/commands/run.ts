@@ -136,7 +136,9 @@ Task flags change single settings of the file's task (the rest of it stays).`,
       .option('--data', 'how the agents\' training data differ (label shares, features least like the fleet\'s: PSI of their histograms), from the drift profiles')
       .addHelpText('after', '\nExamples:\n  fedge run show run-1a2b3c4d\n  fedge run show run-1a2b3c4d --data\n  fedge run show run-1a2b3c4d --format json | jq .metrics'),
   ).action(async (id: string, opts: AdminOpts & { data?: boolean }) => {
-    const [r, agents] = await withClient(opts, (c) => Promise.all([c.getRun(id), c.listAgents().catch(() => [])]));
+    // The agents only for the table's drift line: at fleet scale every agent is megabytes the other outputs never read.
+    const table = !opts.data && opts.format !== 'json';
+    const [r, agents] = await withClient(opts, (c) => Promise.all([c.getRun(id), table ? c.listAgents().catch(() => []) : Promise.resolve([])]));
     if (opts.data) return opts.format === 'json' ? printJson({ run: r.id, driftProfiles: r.driftProfiles ?? {} }) : console.log(renderHeterogeneity(r).join('\n'));
     if (opts.format === 'json') return printJson(runSummary(r));
     const drift = driftLine(r.id, agents);
