@@ -34,8 +34,16 @@ export class MemoryStore implements Store {
   async listParticipants(runId: string, q: ParticipantQuery): Promise<ParticipantPage> {
     const byRound = this.participants.get(runId) ?? new Map<number, Participant[]>();
     const rounds = [...byRound.keys()].filter((r) => q.round === undefined || r === q.round).sort((a, b) => a - b);
-    const rows = rounds.flatMap((round) => byRound.get(round)!.filter((p) => statusMatches(p.outcome, q.status)).map((p) => ({ p, round })));
-    return { total: rows.length, participants: rows.slice(q.offset, q.offset + q.limit).map(({ p, round }) => ({ ...clone(p), round })) };
+    // Counts every match but copies only the page's rows.
+    let total = 0;
+    const page: (Participant & { round: number })[] = [];
+    for (const round of rounds)
+      for (const p of byRound.get(round)!) {
+        if (!statusMatches(p.outcome, q.status)) continue;
+        if (total >= q.offset && page.length < q.limit) page.push({ ...clone(p), round });
+        total++;
+      }
+    return { total, participants: page };
   }
   async getRun(id: string): Promise<RunRecord | undefined> {
     const r = this.runs.get(id);
