@@ -86,6 +86,7 @@ const VARIANTS: Record<string, Overrides> = {
   serving: { set: ['agent.serving.enabled=true', 'agent.serving.modelName=mnist'] },
   mqtt: { set: ['coordinator.mqtt.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true'] },
   mosquitto: { set: ['mosquitto.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true', 'mosquitto.tls.existingSecret=mq-tls'] },
+  mosquittoDynsec: { set: ['mosquitto.enabled=true', 'agent.transport=mqtt', 'networkPolicy.enabled=true', 'mosquitto.dynsec.enabled=true'] },
   tls: { set: ['coordinator.tls.existingSecret=fedge-tls'] },
   ui: {
     set: ['coordinator.ui.enabled=true', 'coordinator.ui.ingress.enabled=true', 'coordinator.ui.ingress.host=fedge.example.com', 'networkPolicy.enabled=true'],
@@ -230,8 +231,9 @@ describe('helm chart deploy/k3s/fedge', () => {
             expect(e.valueFrom?.secretKeyRef?.name, `${at} ${e.name}`).toBe(e.name === 'FEDGE_UPSTREAM_JOIN_TOKEN' ? 'root-join' : secretName);
           }
           const join = tokens.find((e: Obj) => e.name === 'FEDGE_JOIN_TOKEN');
-          // The Mosquitto broker itself runs no fedge process: only its password-file init container reads the token.
-          if (c.name !== 'mosquitto') expect(join?.valueFrom.secretKeyRef.key, at).toBe(keys.join);
+          // The Mosquitto broker itself runs no fedge process: only its password-file init container reads the token
+          // (with mosquitto.dynsec the coordinator keeps fedge-agent's login, so that init container needs none).
+          if (c.name !== 'mosquitto' && c.name !== 'dynsec-init') expect(join?.valueFrom.secretKeyRef.key, at).toBe(keys.join);
           const admin = tokens.find((e: Obj) => e.name === 'FEDGE_ADMIN_TOKEN');
           if (w.kind === 'StatefulSet') expect(admin?.valueFrom.secretKeyRef.key, at).toBe(keys.admin);
           else expect(admin, `${at}: agents do not get the admin token`).toBeUndefined();
@@ -497,6 +499,54 @@ describe('helm chart deploy/k3s/fedge', () => {
     const both = template({ set: ['mosquitto.enabled=true', 'coordinator.mqtt.enabled=true'] });
     expect(both.status).not.toBe(0);
     expect(both.stderr).toMatch(/choose one broker/);
+  });
+
+  it('runs Mosquitto with per-device logins with mosquitto.dynsec: the shipped dynsec config, the plugin file on a kept claim, the coordinator its admin', () => {
+    const objs = rendered('mosquittoDynsec');
+    const mq = `${RELEASE}-mosquitto`;
+    const env = Object.fromEntries((container(one(objs, 'StatefulSet', names.coordinator), 'coordinator').env as Obj[]).map((e) => [e.name, e]));
+    expect(env.FEDGE_MQTT_DYNSEC.value).toBe('true');
+    expect(env.FEDGE_MQTT_BROKER.value).toBe(`mqtt://fedge-coordinator:$(FEDGE_MQTT_BROKER_PASSWORD)@${mq}.${NAMESPACE}.svc:1883`);
+    expect(find(rendered('mosquitto'), 'StatefulSet')[0]!.spec.template.spec.containers[0].env.map((e: Obj) => e.name)).not.toContain('FEDGE_MQTT_DYNSEC');
+    // deploy/mosquitto/mosquitto-dynsec.conf with only listener, plugin path, plugin file, ACL path and logging changed.
+    const cm = one(objs, 'ConfigMap', mq).data;
+    expect(cm.acl.trim()).toBe(readFileSync(path.join(ROOT, 'deploy/mosquitto/acl'), 'utf8').trim());
+    const shipped = readFileSync(path.join(ROOT, 'deploy/mosquitto/mosquitto-dynsec.conf'), 'utf8').trim().split('\n');
+    const conf = (cm['mosquitto.conf'] as string).trim().split('\n');
+    expect(conf).toHaveLength(shipped.length);
+    expect(shipped.map((l, i) => [l, conf[i]]).filter(([a, b]) => a !== b)).toEqual([
+      ['plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so', 'plugin /usr/lib/mosquitto_dynamic_security.so'],
+      ['plugin_opt_config_file /var/lib/mosquitto/dynamic-security.json', 'plugin_opt_config_file /mosquitto/data/dynamic-security.json'],
+      ['acl_file /etc/mosquitto/fedge/acl', 'acl_file /mosquitto/config/acl'],
+      ['listener 1883 127.0.0.1', 'listener 1883 0.0.0.0'],
+      ['log_dest syslog', 'log_dest stdout'],
+    ]);
+    expect(cm['passwd.sh']).toBeUndefined();
+    // The admin's password reaches mosquitto_ctrl on stdin, from the Secret; only when the volume has no file yet.
+    expect(cm['dynsec-init.sh']).toMatch(/if \[ ! -s "\$f" \]; then\n\s+printf '%s\\n%s\\n' "\$COORDINATOR_PASSWORD" "\$COORDINATOR_PASSWORD" \| mosquitto_ctrl dynsec init "\$f" fedge-coordinator/);
+    const pod = one(objs, 'Deployment', mq).spec.template.spec;
+    const init = pod.initContainers[0];
+    expect(init.name).toBe('dynsec-init');
+    expect(init.command).toEqual(['sh', '/mosquitto/config/dynsec-init.sh']);
+    expect(init.env.map((e: Obj) => [e.name, e.valueFrom.secretKeyRef.name])).toEqual([['COORDINATOR_PASSWORD', mq]]);
+    for (const c of [init, pod.containers[0]]) expect(c.volumeMounts.find((m: Obj) => m.name === 'data')).toMatchObject({ mountPath: '/mosquitto/data' });
+    expect(pod.containers[0].volumeMounts.find((m: Obj) => m.name === 'data').readOnly).toBeUndefined(); // the plugin rewrites its file
+    expect(pod.volumes.find((v: Obj) => v.name === 'data').persistentVolumeClaim.claimName).toBe(mq);
+    const pvc = one(objs, 'PersistentVolumeClaim', mq);
+    expect(pvc.metadata.annotations['helm.sh/resource-policy']).toBe('keep'); // the only copy of the devices' logins
+    expect(pvc.spec).toMatchObject({ accessModes: ['ReadWriteOnce'], storageClassName: 'local-path', resources: { requests: { storage: '64Mi' } } });
+    // A claim of one's own: no chart claim, the Deployment mounts it.
+    const own = render({ set: ['mosquitto.enabled=true', 'agent.transport=mqtt', 'mosquitto.dynsec.enabled=true', 'mosquitto.dynsec.persistence.existingClaim=mq-logins'] });
+    expect(find(own, 'PersistentVolumeClaim')).toEqual([]);
+    expect(one(own, 'Deployment', mq).spec.template.spec.volumes.find((v: Obj) => v.name === 'data').persistentVolumeClaim.claimName).toBe('mq-logins');
+    // Enrolled agents (agent.identity) log in with their own login; token agents as before.
+    const agentEnv = (o: Obj[]): string[] => (container(one(o, 'DaemonSet', names.agent), 'agent').env as Obj[]).map((e) => e.name);
+    expect(agentEnv(objs)).not.toContain('FEDGE_MQTT_DYNSEC');
+    const enrolled = render({ set: ['mosquitto.enabled=true', 'agent.transport=mqtt', 'mosquitto.dynsec.enabled=true', 'agent.identity.enabled=true', 'agent.identity.enrollmentSecret=fedge-enroll'] });
+    expect((container(one(enrolled, 'DaemonSet', names.agent), 'agent').env as Obj[]).find((e) => e.name === 'FEDGE_MQTT_DYNSEC')?.value).toBe('true');
+    const bad = template({ set: ['mosquitto.enabled=true', 'mosquitto.dynsec.enabled=true', 'mosquitto.dynsec.pluginPath=dynsec'] });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/pluginPath/);
   });
 
   it('passes model retention (--keep-versions) to fedge serve only when coordinator.keepVersions is set', () => {

@@ -241,7 +241,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     // Over MQTT an enrolled device also needs no join token for the broker: its password is signed per connection,
     // or, on a dynamic-security Mosquitto, its own login derived from the enrollment code.
     const dynsec = !!o.mqttDynsec || /^(true|1)$/.test(process.env.FEDGE_MQTT_DYNSEC ?? '');
-    if (dynsec && !identity) program.error('error: --mqtt-dynsec logs in as an enrolled device: give it --enroll-code (first start) or the --state-dir it enrolled with');
+    // A fleet sets FEDGE_MQTT_DYNSEC for every node; a node with no code and no enrolled key joins with the token, as without it.
+    if (dynsec && !identity) logger.warn({ name: o.name }, '--mqtt-dynsec: this agent has no enrolled key and no --enroll-code: logging in to the broker with the join token (fedge-agent) instead');
     const login = identity?.brokerLogin(o.name, enrollCode, dynsec);
     const mqttPassword = login ? () => login.password : identity ? (clientId: string) => identity.mqttPassword(clientId, o.name, enrollCode) : undefined;
     const connect = coordinatorConnector(o.coordinator, joinToken, tls, mqttPassword, false, login?.username);
