@@ -40,7 +40,7 @@ describe('Reporter', () => {
   });
 
   it('sends a heartbeat every interval, and nothing once detached', async () => {
-    r = new Reporter(50);
+    r = new Reporter(50).section('served', () => ({ runId: 'run-1', version: 1 }));
     const { conn, sent } = fakeConn();
     r.attach(conn, session);
     await new Promise((res) => setTimeout(res, 280));
@@ -49,6 +49,39 @@ describe('Reporter', () => {
     expect(n).toBeGreaterThanOrEqual(4);
     await new Promise((res) => setTimeout(res, 150));
     expect(sent.length).toBe(n);
+  });
+
+  it('skips heartbeats with nothing to say once an empty report was accepted on the session; pokes, a new session and a change still report', async () => {
+    let served: { runId: string; version: number } | undefined;
+    r = new Reporter(40).section('served', () => served);
+    const first = fakeConn();
+    r.attach(first.conn, session);
+    await new Promise((res) => setTimeout(res, 220));
+    await r.flush();
+    expect(first.sent.map((s) => s.bodyJson)).toEqual(['{}']); // the attach's report only, no empty heartbeats
+    r.poke();
+    await r.flush();
+    expect(first.sent.length).toBe(2); // a poke goes out whatever it holds
+    served = { runId: 'run-1', version: 2 };
+    await new Promise((res) => setTimeout(res, 200));
+    await r.flush();
+    const serving = first.sent.slice(2).map((s) => s.bodyJson);
+    expect(serving.length).toBeGreaterThanOrEqual(2); // a non-empty body heartbeats (its reply may carry news)
+    expect(new Set(serving)).toEqual(new Set([JSON.stringify({ served })]));
+    served = undefined;
+    await new Promise((res) => setTimeout(res, 160));
+    await r.flush();
+    expect(first.sent.slice(2 + serving.length).map((s) => s.bodyJson).slice(0, 2)).toEqual(['{}']); // back to empty: said once
+    // A failed empty report is not taken as accepted: the next heartbeat tries again.
+    const failing = fakeConn('{}', Object.assign(new Error('unavailable'), { code: 'E_CONNECTION' }));
+    r.attach(failing.conn, session);
+    await new Promise((res) => setTimeout(res, 150));
+    await r.flush();
+    expect(failing.sent.length).toBeGreaterThanOrEqual(3);
+    const second = fakeConn();
+    r.attach(second.conn, session);
+    await r.flush();
+    expect(second.sent.map((s) => s.bodyJson)).toEqual(['{}']); // a new session: reported on attach
   });
 
   it('keeps a one-shot section until a report carrying it is accepted', async () => {

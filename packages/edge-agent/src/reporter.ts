@@ -16,8 +16,14 @@ import { moduleLogger } from './log.js';
 
 const log = moduleLogger('reporter');
 
-/** Every heartbeat a report goes out even if nothing changed: the coordinator's view stays fresh after its restart. */
+/**
+ * Every heartbeat a report goes out even if nothing changed (a serving agent's reply may bring a new fleet drift
+ * reference), except an empty one already accepted on this session: an agent that serves nothing has nothing to say,
+ * its liveness is the transport's (task stream, MQTT keepalive) and a restarted coordinator gets a report on the new
+ * session's attach. At 10,000 idle training agents those empty heartbeats were most of a coordinator's idle CPU.
+ */
 export const REPORT_INTERVAL_MS = 15_000;
+const EMPTY_BODY = '{}';
 
 type Provider<K extends ReportSectionName> = () => ReportBody[K] | undefined;
 
@@ -29,6 +35,10 @@ export class Reporter {
   private link: { conn: CoordinatorConnection; session: Session; timer: NodeJS.Timeout } | undefined;
   private chain: Promise<void> = Promise.resolve();
   private queued = false;
+  /** The body the coordinator last accepted on this link (reset on attach): an empty one is not repeated by heartbeats. */
+  private lastAccepted: string | undefined;
+  /** The queued report is a heartbeat only (a poke meanwhile makes it a report that goes out whatever it holds). */
+  private queuedHeartbeat = false;
   /** Reports the coordinator accepted (tests, the agent's metrics). */
   sent = 0;
 
@@ -54,7 +64,8 @@ export class Reporter {
   /** Starts reporting on a new session: one report now, then every heartbeat. */
   attach(conn: CoordinatorConnection, session: Session): void {
     this.detach();
-    const timer = setInterval(() => this.poke(), this.intervalMs);
+    this.lastAccepted = undefined;
+    const timer = setInterval(() => this.heartbeat(), this.intervalMs);
     timer.unref();
     this.link = { conn, session, timer };
     this.poke();
@@ -67,11 +78,24 @@ export class Reporter {
 
   /** Something in a section changed: report soon. Reports go one at a time, in order; pokes meanwhile make one more. */
   poke(): void {
-    if (!this.link || this.queued) return;
+    this.queue(false);
+  }
+
+  private heartbeat(): void {
+    this.queue(true);
+  }
+
+  private queue(heartbeat: boolean): void {
+    if (!this.link) return;
+    if (this.queued) {
+      this.queuedHeartbeat &&= heartbeat;
+      return;
+    }
     this.queued = true;
+    this.queuedHeartbeat = heartbeat;
     this.chain = this.chain.then(async () => {
       this.queued = false;
-      await this.send();
+      await this.send(this.queuedHeartbeat);
     });
   }
 
@@ -108,14 +132,16 @@ export class Reporter {
     return { json, once: once.filter(([n]) => n in body) };
   }
 
-  private async send(): Promise<void> {
+  private async send(heartbeat: boolean): Promise<void> {
     const link = this.link;
     if (!link) return;
     const b = this.body();
     if (!b) return;
+    if (heartbeat && b.json === EMPTY_BODY && this.lastAccepted === EMPTY_BODY) return;
     try {
       const r = await link.conn.report({ agentId: link.session.agentId, sessionToken: link.session.sessionToken, bodyJson: b.json });
       this.sent++;
+      if (this.link === link) this.lastAccepted = b.json;
       // Unless a newer value replaced it meanwhile.
       for (const [name, v] of b.once) if (this.pending.get(name) === v) this.pending.delete(name);
       const reply = parseReportReplyBody(r.bodyJson);
