@@ -195,7 +195,9 @@ describe('server optimizer state: a blob in the model store, its sha256 in the r
     expect(saved.serverOptState).toMatchObject({ name, step: 3, numParams: N });
     // Model-sized state stays out of the JSON record (base64 of m alone would be 4 * N * 4/3 characters).
     expect(Object.keys(saved.serverOptState!).sort()).toEqual(['name', 'numParams', 'options', 'sha256', 'step']);
-    expect(JSON.stringify(saved).length).toBeLessThan((4 * N * 4) / 3);
+    // Each round's participant summary (round-summary.ts, a fixed few dozen bytes, no strategy state) is left out of the
+    // measure: with this small N, three of them alone would cross the bound the test is about.
+    expect(JSON.stringify({ ...saved, rounds: saved.rounds.map(({ summary: _s, ...r }) => r) }).length).toBeLessThan((4 * N * 4) / 3);
     const blob = await store.getModel(saved.serverOptState!.sha256);
     expect(blob?.weights.length).toBe(name === 'fedavgm' ? N : 2 * N);
 
