@@ -1,6 +1,7 @@
 /** The agent daemon's reaction to a refused session: it leaves the session and joins again instead of going on with it. */
 import { describe, expect, it } from 'vitest';
-import { FedgeError, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import { FedgeError, SERVES_LABEL, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
+import type { GlobalModelServer } from './serving/global-server.js';
 import { Agent } from './agent.js';
 import type { CoordinatorConnection, TaskStream } from './transport/connection.js';
 import type { LocalData } from './data.js';
@@ -87,5 +88,21 @@ describe('Agent', () => {
     agent.stop();
     // First join; rejoin with id and secret (refused); by name; then with the new id and secret again.
     expect(joins.slice(0, 4).map((j) => [j.agentId, j.agentSecret])).toEqual([['', ''], ['agent-1', 'sec'], ['', ''], ['agent-1', 'sec']]);
+  });
+
+  it('says at join that it serves no model (so it is sent no announcements) unless it serves, keeping its own labels', async () => {
+    const labelsOf = async (serving: boolean): Promise<Record<string, string>> => {
+      const c = fakeCoordinator();
+      const executor = { trust: { onJoin: () => undefined }, run: () => new Promise(() => undefined), close: async () => undefined } as unknown as TaskExecutor;
+      const data = { train: { n: 10 }, profile: undefined } as unknown as LocalData;
+      const agent = new Agent(c.connect, data, { name: 'a', backend: 'cpu', executor, labels: { zone: 'b' }, ...(serving ? { serving: {} as GlobalModelServer } : {}) });
+      void agent.runForever();
+      const t0 = Date.now();
+      while (c.joins.length < 1 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+      agent.stop();
+      return c.joins[0]!.labels;
+    };
+    expect(await labelsOf(false)).toEqual({ zone: 'b', [SERVES_LABEL]: 'false' });
+    expect(await labelsOf(true)).toEqual({ zone: 'b' });
   });
 });

@@ -1,6 +1,6 @@
 /** The agent daemon: join, follow the task stream, run tasks one at a time, reconnect with backoff. */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createRng, taskPayloadSchema, type JoinRequestMsg, type ResultHeaderMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
+import { SERVES_LABEL, createRng, taskPayloadSchema, type JoinRequestMsg, type ResultHeaderMsg, type TaskMsg, type TaskPayload } from '@fedge/proto';
 import { Reporter } from './reporter.js';
 import { TrainingProfiles } from './drift/training-profile.js';
 import type { CoordinatorConnection } from './transport/connection.js';
@@ -136,7 +136,9 @@ export class Agent {
       backend: this.opts.backend,
       agentVersion: AGENT_VERSION,
       numExamples: described?.numExamples ?? this.data?.train.n ?? 0,
-      labels: described?.labels ?? this.opts.labels ?? {},
+      // An agent that serves no model ignores announce and promote tasks: the label spares the coordinator sending each
+      // new version to every one of them (10,000 messages a round at fleet scale). Without it, an agent is told.
+      labels: { ...(described?.labels ?? this.opts.labels ?? {}), ...(this.opts.serving ? {} : { [SERVES_LABEL]: 'false' }) },
       // Schema, statistics and fingerprint of the local data: the coordinator's statistics step combines the fleet's.
       // A simulated echo agent without --data has no columns: it reports no profile rather than one the coordinator refuses.
       dataProfileJson: this.data?.profile?.columns.length ? JSON.stringify(this.data.profile) : '',

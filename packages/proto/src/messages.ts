@@ -16,6 +16,12 @@ export interface ModelHeaderMsg {
 
 export interface ChunkMsg { header?: ModelHeaderMsg | null; offset: number; data: Buffer }
 
+/**
+ * A join label an agent that serves no model sets to "false": it ignores announce and promote tasks, so the coordinator
+ * does not send it each new version. An agent without the label (older ones, raw protocol clients) is told.
+ */
+export const SERVES_LABEL = 'fedge.serves';
+
 export interface JoinRequestMsg {
   name: string;
   agentId: string;

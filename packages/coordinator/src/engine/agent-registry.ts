@@ -1,7 +1,7 @@
 /** Tracks agents and their task channels without knowing the transport: a transport hands in an AgentChannel. */
 import { EventEmitter } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { DataProfile, DriftSection, JoinRequestMsg, TaskMsg } from '@fedge/proto';
+import { SERVES_LABEL, type DataProfile, type DriftSection, type JoinRequestMsg, type TaskMsg } from '@fedge/proto';
 import type { AgentRecord, Store } from '../store/store.js';
 import { moduleLogger } from '../log.js';
 import { AgentWrites } from './agent-writes.js';
@@ -270,12 +270,14 @@ export class AgentRegistry extends EventEmitter<{
   /**
    * Sends an `announce` task (a new global version) to every online agent, busy or not, without assigning it:
    * agents that serve models fetch, verify and swap it in; others ignore it. Returns how many were told.
-   * With `only`, just those agent ids are told (a canary rollout).
+   * With `only`, just those agent ids are told (a canary rollout). Agents that joined saying they serve nothing
+   * (SERVES_LABEL "false") are skipped: at 10,000 training-only agents each version was 10,000 messages for nobody.
    */
   announce(task: TaskMsg, only?: readonly string[]): number {
     let n = 0;
+    const ids = only && new Set(only);
     for (const a of this.agents.values()) {
-      if (!a.channel || (only && !only.includes(a.record.id))) continue;
+      if (!a.channel || (ids && !ids.has(a.record.id)) || a.record.labels[SERVES_LABEL] === 'false') continue;
       try {
         a.channel.send(task);
         n++;
