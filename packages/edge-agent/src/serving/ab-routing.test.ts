@@ -1,20 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { createBuiltinModel, exportOnnx, initBackend, loadMnist, modelToBlob } from '@fedge/ml';
-import { ModelSlot } from './model-slot.js';
+import { loadMnist } from '@fedge/ml';
+import type { ModelSlot } from './model-slot.js';
 import { InferenceServer } from './server.js';
 import { GrpcInferenceServer } from './grpc-server.js';
+import { mnistSlot, predictClient, type PredictClient } from './serving.fixture.js';
 
-const PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto', 'grpc_predict_v2.proto');
 const { test } = loadMnist();
 let slot: ModelSlot;
 let http: InferenceServer;
 let grpcServer: GrpcInferenceServer;
 let base = '';
-let client: grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void>;
+let client: PredictClient;
 
 const body = (id?: string) => ({ ...(id ? { id } : {}), inputs: [{ name: 'input', shape: [1, 784], datatype: 'FP32', data: Array.from(test.x.subarray(0, 784)) }] });
 async function infer(requestId: string | undefined, opts: { header?: boolean; path?: string } = {}): Promise<{ status: number; header: string | null; version: unknown }> {
@@ -26,20 +22,12 @@ async function infer(requestId: string | undefined, opts: { header?: boolean; pa
 }
 
 beforeAll(async () => {
-  await initBackend('wasm');
-  slot = new ModelSlot('mnist');
-  for (const seed of [1, 2]) {
-    const m = createBuiltinModel('mnist-mlp', seed);
-    await slot.load(exportOnnx(modelToBlob(m), { quantize: 'none' }).bytes, String(seed));
-    m.dispose();
-  }
+  slot = await mnistSlot('mnist', { '1': 1, '2': 2 });
   http = new InferenceServer(slot, { maxBatch: 64 });
   base = `http://127.0.0.1:${(await http.listen('127.0.0.1', 0)).port}`;
   grpcServer = new GrpcInferenceServer(slot, { maxBodyBytes: 64 * 1024, maxBatch: 64 });
   const port = await grpcServer.listen('127.0.0.1', 0);
-  const def = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, defaults: true });
-  const Svc = (grpc.loadPackageDefinition(def) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } }).inference.GRPCInferenceService;
-  client = new Svc(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as typeof client;
+  client = predictClient(port);
 }, 60_000);
 
 afterAll(async () => {

@@ -1,17 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { createBuiltinModel, exportOnnx, initBackend, loadMnist, modelToBlob } from '@fedge/ml';
-import { ModelSlot } from './model-slot.js';
+import { loadMnist } from '@fedge/ml';
+import type { ModelSlot } from './model-slot.js';
 import { GrpcInferenceServer } from './grpc-server.js';
+import { mnistSlot, predictClient, type PredictClient } from './serving.fixture.js';
 
-const PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'proto', 'grpc_predict_v2.proto');
 const { test } = loadMnist();
 let slot: ModelSlot;
 let server: GrpcInferenceServer;
-let client: grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void) => void>;
+let client: PredictClient;
 
 const call = (method: string, req: unknown) =>
   new Promise<{ err: grpc.ServiceError | null; res: Record<string, unknown> }>((resolve) => client[method]!(req, (err, res) => resolve({ err, res })));
@@ -19,16 +16,10 @@ const rows = (n: number) => new Float32Array(test.x.subarray(0, n * 784));
 const raw = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
 
 beforeAll(async () => {
-  await initBackend('wasm');
-  const m = createBuiltinModel('mnist-mlp', 2);
-  slot = new ModelSlot('mnist');
-  await slot.load(exportOnnx(modelToBlob(m), { quantize: 'none' }).bytes, '1');
-  m.dispose();
+  slot = await mnistSlot('mnist', { '1': 2 });
   server = new GrpcInferenceServer(slot, { maxBodyBytes: 64 * 1024, maxBatch: 64 });
   const port = await server.listen('127.0.0.1', 0);
-  const def = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, defaults: true });
-  const Svc = (grpc.loadPackageDefinition(def) as unknown as { inference: { GRPCInferenceService: grpc.ServiceClientConstructor } }).inference.GRPCInferenceService;
-  client = new Svc(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as typeof client;
+  client = predictClient(port);
 }, 60_000);
 
 afterAll(async () => {

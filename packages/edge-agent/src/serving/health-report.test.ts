@@ -1,22 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createBuiltinModel, exportOnnx, initBackend, loadMnist, modelToBlob } from '@fedge/ml';
+import { loadMnist } from '@fedge/ml';
 import { healthSectionSchema } from '@fedge/proto';
-import { ModelSlot } from './model-slot.js';
+import type { ModelSlot } from './model-slot.js';
 import { inferRouted } from './routed-infer.js';
 import { healthSection } from './health-report.js';
 import { HoldoutScorer, MAX_ROWS } from './holdout-accuracy.js';
+import { mnistSlot } from './serving.fixture.js';
 
 const { test } = loadMnist();
 let slot: ModelSlot;
 
 beforeAll(async () => {
-  await initBackend('wasm');
-  slot = new ModelSlot('mnist');
-  for (const seed of [1, 2]) {
-    const m = createBuiltinModel('mnist-mlp', seed);
-    await slot.load(exportOnnx(modelToBlob(m), { quantize: 'none' }).bytes, String(seed), { run: 'run-h' });
-    m.dispose();
-  }
+  slot = await mnistSlot('mnist', { '1': 1, '2': 2 }, { run: 'run-h' });
 }, 60_000);
 afterAll(async () => slot?.close());
 
