@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { answerHealth, type Readiness, type ResultHeaderMsg, type TaskMsg } from '@fedge/proto';
+import { answerHealth, listenOn, type Readiness, type ResultHeaderMsg, type TaskMsg } from '@fedge/proto';
 import type { CoordinatorConnection, TaskStream } from './transport/connection.js';
 
 const TRAIN_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -169,9 +169,6 @@ export async function startMetricsServer(metrics: AgentMetrics, host: string, po
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found: GET /metrics, /healthz or /readyz\n');
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
+  await listenOn(server, host, port);
   return { server, address: server.address() as AddressInfo };
 }

@@ -14,6 +14,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
+import { listenOn } from '@fedge/proto';
 import type { LoadedModel, ModelSlot } from './model-slot.js';
 import { ServingError, SERVER_EXTENSIONS, modelConfig, type DecodedInput, type Leaf } from './infer-core.js';
 import { inferRouted } from './routed-infer.js';
@@ -152,7 +153,7 @@ export class InferenceServer {
   }
 
   /** Listens on host:port (port 0: any free port); resolves with the bound address. */
-  listen(host: string, port: number): Promise<AddressInfo> {
+  async listen(host: string, port: number): Promise<AddressInfo> {
     const server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         const status = err instanceof HttpError ? err.status : 500;
@@ -167,13 +168,8 @@ export class InferenceServer {
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;
     this.server = server;
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve(server.address() as AddressInfo);
-      });
-    });
+    await listenOn(server, host, port);
+    return server.address() as AddressInfo;
   }
 
   async close(): Promise<void> {
