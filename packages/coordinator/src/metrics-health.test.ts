@@ -10,7 +10,7 @@ afterAll(async () => {
 });
 
 const stub = (): Coordinator & { storageFailure?: StorageError } => {
-  const c = { listRuns: () => Promise.resolve([]), listAgents: () => [], storageFailure: undefined as StorageError | undefined };
+  const c = { listRuns: () => Promise.resolve([]), listAgents: () => [], registry: { records: () => [] }, storageFailure: undefined as StorageError | undefined };
   Object.defineProperty(c, 'storageError', { get: () => c.storageFailure });
   return c as unknown as Coordinator & { storageFailure?: StorageError };
 };

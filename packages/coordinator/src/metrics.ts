@@ -39,8 +39,8 @@ export const UNLINTED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_
 
 export interface CoordinatorMetrics {
   registry: Registry;
-  /** Refreshes every metric from `runs` and `agents` (called before each scrape). */
-  update(runs: RunView[], agents: AgentRecord[]): void;
+  /** Refreshes every metric from `runs` and `agents` (called before each scrape; the registry's live records, read once). */
+  update(runs: RunView[], agents: Iterable<Readonly<AgentRecord>>): void;
 }
 
 export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}): CoordinatorMetrics {
@@ -150,10 +150,17 @@ export function createCoordinatorMetrics(opts: { defaultMetrics?: boolean } = {}
             if (METRIC_LABEL.test(metric) && Number.isFinite(v)) taskMetric.set({ run_id, metric, source }, v);
       }
       for (const [status, n] of byStatus) runs.set({ status }, n);
-      agents.set({ status: 'online' }, agentList.filter((a) => a.status === 'online').length);
-      agents.set({ status: 'offline' }, agentList.filter((a) => a.status !== 'online').length);
       const bands: Record<string, number> = { stable: 0, moderate: 0, significant: 0 };
-      for (const a of agentList) if (a.drift && a.status === 'online') bands[psiBand(worstPsi(a.drift))]!++;
+      let online = 0;
+      let known = 0;
+      for (const a of agentList) {
+        known++;
+        if (a.status !== 'online') continue;
+        online++;
+        if (a.drift) bands[psiBand(worstPsi(a.drift))]!++;
+      }
+      agents.set({ status: 'online' }, online);
+      agents.set({ status: 'offline' }, known - online);
       for (const [band, n] of Object.entries(bands)) driftAgents.set({ band }, n);
     },
   };
@@ -193,7 +200,8 @@ export async function startMetricsServer(coord: Coordinator, listen: { host: str
     }
     void (async () => {
       try {
-        metrics.update(await coord.listRuns(), coord.listAgents());
+        // Counted on the live records: a scrape every few seconds need not copy 10,000 of them (listAgents did).
+        metrics.update(await coord.listRuns(), coord.registry.records());
         const body = await metrics.registry.metrics();
         res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body);
       } catch (err) {
