@@ -356,11 +356,7 @@ export class AgentRegistry extends EventEmitter<{
     return [...this.agents.values()].map(({ record: { secretSha256: _secret, ...r } }) => ({ ...r }));
   }
 
-  /**
-   * The live records, not copies: for scans that read a few fields of every agent (a page, a summary, a count) at
-   * fleet scale, where list() would copy 10,000 records. Read only, within one turn; they hold the secret hash,
-   * so anything sent out is copied without it (agent-query.ts).
-   */
+  /** The live records, not copies (list() copies 10,000 at fleet scale): read only; copy without the secret hash to send. */
   *records(): IterableIterator<Readonly<AgentRecord>> {
     for (const a of this.agents.values()) yield a.record;
   }
