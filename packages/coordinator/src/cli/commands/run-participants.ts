@@ -2,6 +2,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { MAX_PARTICIPANTS_PAGE, PARTICIPANT_STATUSES, type ParticipantListing } from '../../engine/participants-view.js';
 import { printJson, table } from '../format.js';
+import type { AdminClient } from '../admin-client.js';
+import type { RunView } from '../../coordinator.js';
 import { withAdminOptions, withClient, type AdminOpts } from './common.js';
 
 function count(flag: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -27,6 +29,29 @@ export function renderParticipants(page: ParticipantListing): string {
   const shown = page.participants.length ? `${first}-${page.query.offset + page.participants.length} of ${page.total}` : `none of ${page.total}`;
   const next = page.nextOffset !== undefined ? `; next page: --offset ${page.nextOffset}` : '';
   return [table(rows, ['round', 'agent', 'outcome', 'examples', 'seconds', 'staleness', 'reason']), `participants ${shown}${next}`].join('\n');
+}
+
+/**
+ * The run with every round's participants inline, paged from the coordinator for rounds too large for `run show`:
+ * what `fedge run export --to mlflow` writes into lineage.json (which data trained each version).
+ */
+export async function withAllParticipants(c: AdminClient, run: RunView): Promise<RunView> {
+  const rounds = [];
+  for (const x of run.rounds) {
+    if (x.participants || x.version === undefined || run.data === undefined) {
+      rounds.push(x);
+      continue;
+    }
+    const list = [];
+    for (let offset: number | undefined = 0; offset !== undefined;) {
+      const page = await c.listParticipants(run.id, { round: x.round, limit: MAX_PARTICIPANTS_PAGE, offset });
+      list.push(...page.participants.map(({ round: _r, ...p }) => p));
+      offset = page.nextOffset;
+    }
+    const { participantsNote: _n, ...rest } = x;
+    rounds.push({ ...rest, participants: list });
+  }
+  return { ...run, rounds };
 }
 
 export function addParticipantsCommand(run: Command): void {

@@ -12,7 +12,7 @@ import { renderRunList, renderRunShow } from '../run-show.js';
 import { driftLine, renderHeterogeneity } from '../drift-show.js';
 import { addRunFlags, buildRunConfig, type RunFlags, type TaskFlags } from '../run-flags.js';
 import { withAdminOptions, withClient, withConnectionOptions, type AdminOpts } from './common.js';
-import { addParticipantsCommand } from './run-participants.js';
+import { addParticipantsCommand, withAllParticipants } from './run-participants.js';
 
 const EXPORT_TARGETS = ['csv', 'mlflow'] as const;
 type ExportTarget = (typeof EXPORT_TARGETS)[number];
@@ -174,7 +174,8 @@ Task flags change single settings of the file's task (the rest of it stays).`,
     } else format = opts.format;
     const toStdout = to === 'csv' && (!opts.output || opts.output === '-');
     if (toStdout && format === 'json') throw new ValidationError('--format json prints a JSON summary on stdout, where the CSV would go: give the CSV a file with -o FILE');
-    const r = await withClient({ ...opts, format }, (c) => c.getRun(id));
+    // MLflow's lineage.json names every participant of every version: rounds too large for run show are paged in.
+    const r = await withClient({ ...opts, format }, async (c) => (to === 'mlflow' ? withAllParticipants(c, await c.getRun(id)) : c.getRun(id)));
     let written: string;
     if (to === 'csv') {
       const csv = roundsCsv(r);
