@@ -35,12 +35,13 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
   it('enroll makes the login, the device trains through the broker with it, it cannot use another agent\'s topic, revoke deletes it', { timeout: 60_000 }, async () => {
     const b = await startMosquitto({ dynsec: { admin: ADMIN } });
     // A coordinator that cannot log in as the plugin's admin stops at start, naming the fix.
+    // (Started beside the real coordinator, checked once that one is up: the two start-ups overlap.)
     const wrong = startProcess(FEDGE, ['serve', '--listen', '127.0.0.1:0', '--in-memory', '--mqtt-broker', `mqtt://${ADMIN.username}:wrong@127.0.0.1:${b.port}`, '--mqtt-dynsec']);
+    const coord = await startCoordinator(['--mqtt-broker', `mqtt://${ADMIN.username}:${ADMIN.password}@127.0.0.1:${b.port}`, '--mqtt-dynsec', '--join-token', TOKEN]);
+    await coord.waitFor(/device logins reconciled/);
     expect(await wrong.exited).toBe(1);
     expect(wrong.output()).toMatch(/--mqtt-dynsec: broker mqtt:\/\/127\.0\.0\.1:\d+\/?: Connection refused: Not authorized.*dynamic security plugin's admin/);
     expect(wrong.output()).not.toContain('wrong@');
-    const coord = await startCoordinator(['--mqtt-broker', `mqtt://${ADMIN.username}:${ADMIN.password}@127.0.0.1:${b.port}`, '--mqtt-dynsec', '--join-token', TOKEN]);
-    await coord.waitFor(/device logins reconciled/);
     // Shared-token agents' login is the coordinator's to keep too: fedge-agent with the join token.
     await (await connect(b.port, 'fa-tokenTTTTTTTTTT', 'fedge-agent', TOKEN)).endAsync();
     await expect(connect(b.port, 'fa-tokenbadBBBBBBB', 'fedge-agent', 'not-the-token')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
@@ -54,7 +55,7 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
 
     // A device with the code and no join token: it derives its broker login from the code and enrolls its key.
     const stateDir = mkdtempSync(path.join(tmpdir(), 'fedge-dynsec-'));
-    const data = ['--num-partitions', '20', '--partition-id', '0', '--seed', '3'];
+    const data = ['--num-partitions', '60', '--partition-id', '0', '--seed', '3'];
     const first = startAgent(b.url, ['--name', 'dyn-1', '--state-dir', stateDir, '--enroll-code', code, '--mqtt-dynsec', ...data]);
     await first.waitFor(/joined coordinator/, 20_000);
     // Restarted with neither code nor flag: the login kept in its state dir, and its enrolled key, get it back in.
