@@ -174,8 +174,21 @@ function counter(n) {
   return { all, hit: () => ++k === n && resolve() };
 }
 
+/** One measurement on a fresh coordinator, stopped (and its data directory removed) however the measurement ends. */
 async function measure(N) {
   const coord = startCoordinator();
+  try {
+    return await measureOn(coord, N);
+  } finally {
+    if (coord.child.exitCode === null && coord.child.signalCode === null) {
+      coord.child.kill('SIGTERM');
+      await new Promise((r) => coord.child.once('exit', r));
+    }
+    if (coord.dataDir) rmSync(coord.dataDir, { recursive: true, force: true });
+  }
+}
+
+async function measureOn(coord, N) {
   await coord.waitFor(/coordinator ready on/);
   const address = /ready on ([\d.]+:\d+)/.exec(coord.output())[1];
   const pid = coord.child.pid;
@@ -259,9 +272,6 @@ async function measure(N) {
   const round = view.rounds?.[0];
   for (const a of agents) a.stop();
   admin.close();
-  coord.child.kill('SIGTERM');
-  await new Promise((r) => coord.child.once('exit', r));
-  if (coord.dataDir) rmSync(coord.dataDir, { recursive: true, force: true });
   const rejected = submitted.filter((s) => !s.accepted);
   if (rejected.length) process.stderr.write(`  N=${N}: ${rejected.length} uploads rejected: ${rejected.slice(0, 3).map((s) => s.reason).join(', ')}\n`);
   const by = Object.fromEntries(phases.map((p) => [p.phase, p]));

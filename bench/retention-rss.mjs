@@ -70,11 +70,14 @@ function run(script, argv) {
 async function once(keep) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'fedge-retention-bench-'));
   const coord = start(FEDGE, ['serve', '--in-memory', '--no-mqtt', '--listen', '127.0.0.1:0', '--data-dir', dir, '--keep-versions', keep], { FEDGE_LOG_LEVEL: 'info' }); // its 'ready on' line is info (bench:smoke sets warn)
-  const address = (await coord.waitFor(/ready on ([\d.]+:\d+)/))[1];
-  const agents = start(AGENT, ['--coordinator', `grpc://${address}`, '--simulate', '2', '--echo', '--name', 'ret']);
-  const samples = [];
-  const sampler = setInterval(() => { try { samples.push({ t: Date.now(), rss: status(coord.p.pid).VmRSS }); } catch { /* exited */ } }, 100);
+  let agents;
+  let sampler;
+  // Everything after the spawn is inside the try: a coordinator that never says 'ready on' is stopped too.
   try {
+    const address = (await coord.waitFor(/ready on ([\d.]+:\d+)/))[1];
+    agents = start(AGENT, ['--coordinator', `grpc://${address}`, '--simulate', '2', '--echo', '--name', 'ret']);
+    const samples = [];
+    sampler = setInterval(() => { try { samples.push({ t: Date.now(), rss: status(coord.p.pid).VmRSS }); } catch { /* exited */ } }, 100);
     const cfg = path.join(dir, 'run.json');
     writeFileSync(cfg, JSON.stringify({ model: MODEL, rounds: ROUNDS, epochs: 1, centralEvaluation: false, agentsPerRound: { fraction: 1, min: 2 } }));
     const baseline = status(coord.p.pid).VmRSS;
@@ -88,7 +91,7 @@ async function once(keep) {
     return { keep, rounds: ROUNDS, seconds, baselineMiB: baseline / MiB, peakMiB: end.VmHWM / MiB, endRssMiB: end.VmRSS / MiB, keptVersions: kept, samples: samples.map((s) => ({ t: s.t - t0, rssMiB: Math.round(s.rss / MiB) })) };
   } finally {
     clearInterval(sampler);
-    agents.p.kill('SIGTERM');
+    agents?.p.kill('SIGTERM');
     coord.p.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 500));
   }
