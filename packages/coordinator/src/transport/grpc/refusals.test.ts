@@ -1,44 +1,26 @@
 /** Every refusal of a gRPC call reaches the client as its status code, promptly: none may leave the client waiting. */
 import * as grpc from '@grpc/grpc-js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHANNEL_OPTIONS, loadServices, type JoinReplyMsg } from '@fedge/proto';
-import { Coordinator } from '../../coordinator.js';
-import { startGrpcServer, type GrpcServerHandle } from './server.js';
+import type { JoinReplyMsg } from '@fedge/proto';
+import type { Coordinator } from '../../coordinator.js';
 import { WATCH_HEARTBEAT_MS } from './admin-service.js';
+import { startJoinedServer, unaryOutcome, type Client, type JoinedServer, type Outcome } from './rpc.fixture.js';
 
 /** A refusal must arrive within this; the calls themselves allow 10 s, so a missing status shows as DEADLINE_EXCEEDED. */
 const BOUND_MS = 3000;
 
-type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+let s: JoinedServer | undefined;
 let coord: Coordinator;
-let server: GrpcServerHandle;
 let agents: Client;
 let admin: Client;
 let joined: JoinReplyMsg;
 
 beforeAll(async () => {
-  coord = new Coordinator({ dataDir: mkdtempSync(path.join(tmpdir(), 'fedge-refusals-')), joinToken: 'join-tok' });
-  server = await startGrpcServer(coord, { host: '127.0.0.1', port: 0 }, 'admin-tok');
-  const { AgentService, AdminService } = loadServices();
-  agents = new AgentService(server.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as Client;
-  admin = new AdminService(server.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as Client;
-  joined = await new Promise<JoinReplyMsg>((resolve, reject) =>
-    agents.Join!({ name: 'a1', agentId: '', joinToken: 'join-tok', backend: 'cpu', agentVersion: 't', numExamples: 1, labels: {} },
-      (err: grpc.ServiceError | null, r: JoinReplyMsg) => (err ? reject(err) : resolve(r))),
-  );
+  s = await startJoinedServer('fedge-refusals-', 'a1');
+  ({ coord, agents, admin, joined } = s);
 });
 
-afterAll(async () => {
-  agents?.close();
-  admin?.close();
-  await server?.close();
-  await coord?.close();
-});
-
-interface Outcome { code: grpc.status; details: string; ms: number }
+afterAll(async () => s?.close());
 
 /** Calls a server-streaming method and resolves with the status that ended it. */
 function streamOutcome(client: Client, method: string, req: unknown, md = new grpc.Metadata()): Promise<Outcome> {
@@ -48,14 +30,6 @@ function streamOutcome(client: Client, method: string, req: unknown, md = new gr
     call.on('data', () => undefined);
     call.on('error', () => undefined);
     call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details, ms: Date.now() - t0 }));
-  });
-}
-
-function unaryOutcome(client: Client, method: string, req: unknown, md = new grpc.Metadata()): Promise<Outcome> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    client[method]!(req, md, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null) =>
-      resolve({ code: err?.code ?? grpc.status.OK, details: err?.details ?? '', ms: Date.now() - t0 }));
   });
 }
 

@@ -1,39 +1,24 @@
 /** The Report RPC over real gRPC: accepted reports reach the agent record; every refusal is a status, promptly. */
 import * as grpc from '@grpc/grpc-js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHANNEL_OPTIONS, MAX_REPORT_BODY_CHARS, loadServices, type JoinReplyMsg } from '@fedge/proto';
-import { Coordinator } from '../../coordinator.js';
-import { startGrpcServer, type GrpcServerHandle } from './server.js';
+import { MAX_REPORT_BODY_CHARS, type JoinReplyMsg } from '@fedge/proto';
+import type { Coordinator } from '../../coordinator.js';
+import { startJoinedServer, unaryOutcome, type JoinedServer } from './rpc.fixture.js';
 
-type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+let s: JoinedServer | undefined;
 let coord: Coordinator;
-let server: GrpcServerHandle;
-let agents: Client;
 let joined: JoinReplyMsg;
 
 beforeAll(async () => {
-  coord = new Coordinator({ dataDir: mkdtempSync(path.join(tmpdir(), 'fedge-report-rpc-')), joinToken: 'join-tok' });
-  server = await startGrpcServer(coord, { host: '127.0.0.1', port: 0 }, 'admin-tok');
-  agents = new (loadServices().AgentService)(server.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS) as unknown as Client;
-  joined = await new Promise<JoinReplyMsg>((resolve, reject) =>
-    agents.Join!({ name: 'rep-1', agentId: '', joinToken: 'join-tok', backend: 'cpu', agentVersion: 't', numExamples: 1, labels: {} },
-      (err: grpc.ServiceError | null, r: JoinReplyMsg) => (err ? reject(err) : resolve(r))));
+  s = await startJoinedServer('fedge-report-rpc-', 'rep-1');
+  ({ coord, joined } = s);
 });
 
-afterAll(async () => {
-  agents?.close();
-  await server?.close();
-  await coord?.close();
-});
+afterAll(async () => s?.close());
 
-function report(req: unknown): Promise<{ code: grpc.status; details: string; bodyJson?: string; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve) =>
-    agents.Report!(req, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, r?: { bodyJson: string }) =>
-      resolve({ code: err?.code ?? grpc.status.OK, details: err?.details ?? '', ms: Date.now() - t0, ...(r ? { bodyJson: r.bodyJson } : {}) })));
+async function report(req: unknown): Promise<{ code: grpc.status; details: string; bodyJson?: string; ms: number }> {
+  const { reply, ...o } = await unaryOutcome<{ bodyJson: string }>(s!.agents, 'Report', req);
+  return { ...o, ...(reply ? { bodyJson: reply.bodyJson } : {}) };
 }
 
 describe('Report RPC', () => {
