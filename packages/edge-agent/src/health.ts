@@ -3,7 +3,7 @@
  * and with --serve a model version loaded. Observed by wrapping the connection factory, so the agent needs no hooks.
  */
 import type { Readiness } from '@fedge/proto';
-import type { CoordinatorConnection, TaskStream } from './transport/connection.js';
+import { overrideConnection, tapTaskStream, type CoordinatorConnection } from './transport/connection.js';
 
 /** How long an agent that lost its coordinator stays ready while it reconnects (its backoff tops out at 15 s). */
 export const DEFAULT_RECONNECT_GRACE_MS = 60_000;
@@ -38,7 +38,7 @@ export class AgentHealth {
   observe(connect: () => CoordinatorConnection): () => CoordinatorConnection {
     return () => {
       const conn = connect();
-      const overrides: Partial<CoordinatorConnection> = {
+      return overrideConnection(conn, {
         join: async (req) => {
           try {
             const reply = await conn.join(req);
@@ -49,34 +49,10 @@ export class AgentHealth {
             throw err;
           }
         },
-        tasks: (agentId, sessionToken) => {
-          const stream = conn.tasks(agentId, sessionToken);
-          const health = this; // eslint-disable-line @typescript-eslint/no-this-alias
-          const observed: TaskStream = {
-            cancel: () => stream.cancel(),
-            async *[Symbol.asyncIterator]() {
-              try {
-                yield* stream;
-              } catch (err) {
-                health.lost(err);
-                throw err;
-              }
-              health.lost();
-            },
-          };
-          return observed;
-        },
+        tasks: (agentId, sessionToken) => tapTaskStream(conn.tasks(agentId, sessionToken), { error: (err) => this.lost(err), end: () => this.lost() }),
         close: () => {
           this.lost();
           conn.close();
-        },
-      };
-      // Everything else (fetches, submits, SecAgg, reports) goes straight to the connection, whatever it grows.
-      return new Proxy(conn, {
-        get(target, key) {
-          if (key in overrides) return overrides[key as keyof CoordinatorConnection];
-          const v = Reflect.get(target, key) as unknown;
-          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
         },
       });
     };

@@ -6,8 +6,8 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { answerHealth, listenOn, type Readiness, type ResultHeaderMsg, type TaskMsg } from '@fedge/proto';
-import type { CoordinatorConnection, TaskStream } from './transport/connection.js';
+import { answerHealth, listenOn, type Readiness, type ResultHeaderMsg } from '@fedge/proto';
+import { overrideConnection, tapTaskStream, type CoordinatorConnection } from './transport/connection.js';
 
 const TRAIN_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
@@ -112,26 +112,18 @@ export class AgentMetrics {
 
   /** Wraps a connection so everything going through it is counted. */
   instrument(conn: CoordinatorConnection): CoordinatorConnection {
-    return {
+    return overrideConnection(conn, {
       join: async (req) => {
         const reply = await conn.join(req);
         this.joins++;
         return reply;
       },
-      tasks: (agentId, sessionToken) => {
-        const stream = conn.tasks(agentId, sessionToken);
-        const self = this; // eslint-disable-line @typescript-eslint/no-this-alias
-        const wrapped: TaskStream = {
-          cancel: () => stream.cancel(),
-          async *[Symbol.asyncIterator](): AsyncGenerator<TaskMsg> {
-            for await (const t of stream) {
-              if (t.kind === 'train' || t.kind === 'evaluate') self.taskReceived(t.kind);
-              yield t;
-            }
+      tasks: (agentId, sessionToken) =>
+        tapTaskStream(conn.tasks(agentId, sessionToken), {
+          task: (t) => {
+            if (t.kind === 'train' || t.kind === 'evaluate') this.taskReceived(t.kind);
           },
-        };
-        return wrapped;
-      },
+        }),
       fetchModel: async (req) => {
         const r = await conn.fetchModel(req);
         this.bytesDown += r.bytes.byteLength;
@@ -148,12 +140,9 @@ export class AgentMetrics {
           throw err;
         }
       },
-      challenge: (name) => conn.challenge(name),
-      // Stage messages are small (keys, share boxes); the masked input, the large part, is counted by submit.
-      secagg: (req, deadline) => conn.secagg(req, deadline),
-      report: (req) => conn.report(req),
-      close: () => conn.close(),
-    };
+      // challenge, secagg, report and close pass through uncounted: SecAgg stage messages are small (keys, share
+      // boxes); the masked input, the large part, is counted by submit.
+    });
   }
 }
 

@@ -59,3 +59,36 @@ export interface CoordinatorConnection {
   report(req: AgentReportMsg): Promise<ReportReplyMsg>;
   close(): void;
 }
+
+/**
+ * `conn` with the methods in `overrides` replaced; every other method (fetches, submits, SecAgg, reports, whatever
+ * the interface grows) goes straight to `conn`, so an observer (metrics, health) lists only what it watches.
+ */
+export function overrideConnection(conn: CoordinatorConnection, overrides: Partial<CoordinatorConnection>): CoordinatorConnection {
+  return new Proxy(conn, {
+    get(target, key) {
+      if (key in overrides) return overrides[key as keyof CoordinatorConnection];
+      const v = Reflect.get(target, key) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/** `stream` watched: `task` sees each task before the consumer, `error` a failure (rethrown), `end` a clean end. */
+export function tapTaskStream(stream: TaskStream, tap: { task?: (t: TaskMsg) => void; error?: (err: unknown) => void; end?: () => void }): TaskStream {
+  return {
+    cancel: () => stream.cancel(),
+    async *[Symbol.asyncIterator](): AsyncGenerator<TaskMsg> {
+      try {
+        for await (const t of stream) {
+          tap.task?.(t);
+          yield t;
+        }
+      } catch (err) {
+        tap.error?.(err);
+        throw err;
+      }
+      tap.end?.();
+    },
+  };
+}
