@@ -116,6 +116,11 @@ describe('durable coordinator', () => {
     // Rounds completed before the crash are kept exactly as they were.
     for (const m of before.metrics) expect(after.metrics[m.round - 1]).toEqual(expect.objectContaining({ round: m.round, version: m.version, centralAccuracy: m.centralAccuracy }));
     expect(after.metrics[5]!.centralAccuracy!).toBeGreaterThan(0.8);
+    // Each round's participants (stored apart from its record, issue 16) survived the crash, as its summary counts them.
+    const parts = await fedge(['run', 'participants', id, '--coordinator', address, '--status', 'completed', '--format', 'json']);
+    expect(parts.code, parts.stderr).toBe(0);
+    const rows = (JSON.parse(parts.stdout) as { total: number; participants: { round: number; name: string }[] }).participants;
+    for (const m of after.metrics) expect(new Set(rows.filter((p) => p.round === m.round).map((p) => p.name)).size, `round ${m.round}`).toBe(m.completed);
     // Every version retention keeps (the default keeps the last 5, versions 2-6 here) is in the content-addressed
     // store; only versions marked collected may have lost their file.
     const kept = after.versions.filter((v) => !(v as { collected?: unknown }).collected);
