@@ -51,12 +51,12 @@ export class GlobalModelServer {
     return !this.pinned.has(v.runId) && this.newer(v, this.latest);
   }
 
-  /** Records a run's task and preprocessing for its later offers (the lead's hook when a task payload arrives). */
   /** The run's task and preprocessing as offers brought them (data drift bins its inputs by them). */
   metaOf(runId: string): ServingMeta | undefined {
     return this.runMeta.get(runId);
   }
 
+  /** Records a run's task and preprocessing for its later offers (the lead's hook when a task payload arrives). */
   setRunMeta(runId: string, meta: ServingMeta): void {
     if (meta.task !== undefined || meta.preprocessing !== undefined) this.runMeta.set(runId, meta);
   }
