@@ -44,6 +44,8 @@ if (process.argv[2] === 'server') {
   };
   const mqtt = await startMqtt(coord, { listen: '127.0.0.1:0' });
   process.send({ url: mqtt.url });
+  // The bench that forked this server gone (finished, failed or killed): stop too, not linger holding the port.
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (m) => {
     if (m === 'rss') process.send({ peakRssMiB: peakRss / 2 ** 20 });
   });

@@ -96,6 +96,8 @@ function rawClient(port, payload, opts) {
 
 // Children report their CPU time on request, so the table can show what each side spends per MiB.
 if (process.argv[2] === 'server') process.on('message', (m) => m === 'cpu' && process.send({ cpu: process.cpuUsage() }));
+// The bench that forked this server gone (finished, failed or killed): stop too, not linger holding the port.
+if (process.argv[2] === 'server') process.on('disconnect', () => process.exit(0));
 
 if (process.argv[2] === 'server' && process.argv[3] === 'path') {
   process.on('SIGTERM', () => process.exit(0)); // a clean exit lets --cpu-prof write the child's profile
