@@ -7,6 +7,7 @@ import { driftSpec, ksBinned, psi, type DataProfileCounts, type DriftFeature, ty
 import { LiveWindow, type ExampleValue } from './live-window.js';
 import type { DecodedInput, OutputTensor } from '../serving/infer-core.js';
 import type { LoadedModel, TensorMeta } from '../serving/model-slot.js';
+import { escapeLabel } from '../prom-text.js';
 
 export const DEFAULT_DRIFT_WINDOW = 1000;
 
@@ -21,8 +22,6 @@ export interface DriftTrackerOptions {
 
 interface Current { runId: string; version: string; spec: DriftSpec; window: LiveWindow; payload?: TaskPayload }
 type Reader = (inputs: readonly DecodedInput[], row: number, batch: number) => ExampleValue;
-
-const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 
 export class DriftTracker {
   private cur: Current | undefined;
@@ -87,10 +86,10 @@ export class DriftTracker {
     const out = [
       '# HELP fedge_agent_drift_psi Population stability index of a served feature over the drift window vs a reference (own: this agent\'s training data, fleet: every agent\'s); 0.1 moderate, 0.25 significant.',
       '# TYPE fedge_agent_drift_psi gauge',
-      ...(s?.features ?? []).map((r) => `fedge_agent_drift_psi{feature="${esc(r.feature)}",reference="${r.reference}"} ${r.psi}`),
+      ...(s?.features ?? []).map((r) => `fedge_agent_drift_psi{feature="${escapeLabel(r.feature)}",reference="${r.reference}"} ${r.psi}`),
       '# HELP fedge_agent_drift_ks Two-sample Kolmogorov-Smirnov statistic (binned) of a served feature over the drift window vs a reference.',
       '# TYPE fedge_agent_drift_ks gauge',
-      ...(s?.features ?? []).map((r) => `fedge_agent_drift_ks{feature="${esc(r.feature)}",reference="${r.reference}"} ${r.ks}`),
+      ...(s?.features ?? []).map((r) => `fedge_agent_drift_ks{feature="${escapeLabel(r.feature)}",reference="${r.reference}"} ${r.ks}`),
       '# HELP fedge_agent_drift_prediction_psi Population stability index of the predicted classes over the drift window vs the reference\'s label distribution.',
       '# TYPE fedge_agent_drift_prediction_psi gauge',
       ...(s?.prediction ?? []).map((r) => `fedge_agent_drift_prediction_psi{reference="${r.reference}"} ${r.psi}`),

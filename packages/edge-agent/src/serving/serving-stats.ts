@@ -4,6 +4,7 @@
  * is what the agent's health report tells the coordinator so it can judge a candidate against the stable version
  * answering the same traffic on the same device.
  */
+import { escapeLabel } from '../prom-text.js';
 
 /** ok: answered; error: the model failed (5xx); nan: answered with NaN or infinite outputs; invalid: a bad request (4xx). */
 export type Outcome = 'ok' | 'error' | 'nan' | 'invalid';
@@ -143,7 +144,7 @@ export class ServingStats {
   /** Prometheus exposition lines (help, type, samples) for the agent's /metrics. */
   render(): string[] {
     const out: string[] = [];
-    const l = (v: string, extra = ''): string => `version="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"${extra}`;
+    const l = (v: string, extra = ''): string => `version="${escapeLabel(v)}"${extra}`;
     out.push('# HELP fedge_serving_requests_total Inference requests by the version that answered and outcome (ok, error, nan: NaN/Inf output, invalid: bad request).', '# TYPE fedge_serving_requests_total counter');
     for (const [v, t] of this.total) for (const o of OUTCOMES) out.push(`fedge_serving_requests_total{${l(v)},outcome="${o}"} ${t.outcomes[o]}`);
     out.push('# HELP fedge_serving_request_duration_seconds Inference request latency by the version that answered.', '# TYPE fedge_serving_request_duration_seconds histogram');
