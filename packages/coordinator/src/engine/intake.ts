@@ -104,6 +104,8 @@ export async function admitUpdate(
   round: OpenRound,
   fileKey: string,
   w: { staleness: number; weight: number },
+  /** Called once a durably spooled update's bytes are in the spool file: the slot is free while the disk syncs. */
+  written?: () => void,
 ): Promise<Admitted> {
   const bad = core.agg.firstNonFinite(s);
   if (bad >= 0) throw new RejectedUpdateError('non_finite', `update contains NaN or Infinity (first at parameter ${bad})`);
@@ -124,20 +126,33 @@ export async function admitUpdate(
   const bytes = new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
   const spool = core.deps.spool;
   if (spool && core.run.openRound?.round === round.round) {
+    // The round may close (the agent recorded late, the spool removed) while the update is being made durable.
+    const gone = () => inv.participant !== undefined || core.run.openRound?.round !== round.round;
+    const closed = () => new RejectedUpdateError('round_closed', 'the round closed while the update was being saved');
+    let file: string;
     try {
-      const file = spool.write(core.run.id, round.round, fileKey, bytes);
+      file = await spool.append(core.run.id, round.round, fileKey, bytes, written);
+    } catch (err) {
+      if (gone()) throw closed();
+      // Not the agent's fault: a full or read-only data directory suspends the run (resumable) instead.
+      throw core.storageFault(err) ?? err;
+    }
+    if (gone()) throw closed();
+    try {
       core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
       // Durable before the agent hears "accepted", saved together with the others accepted in the same turn.
       await core.ctx.persistSoon();
     } catch (err) {
-      // Not the agent's fault: a full or read-only data directory suspends the run (resumable) instead.
       throw core.storageFault(err) ?? err;
     }
     return out(true);
   }
   if (core.keepsUpdates && round.kind === 'train') {
-    // Not durable, but the strategy needs every update: a scratch file for the round, removed when it is folded.
-    const file = core.scratchSpool().write(core.run.id, round.round, fileKey, bytes);
+    // Not durable, but the strategy needs every update: a scratch segment for the round, removed when it is folded.
+    const file = await core.scratchSpool().append(core.run.id, round.round, fileKey, bytes).catch((err: unknown) => {
+      throw inv.participant ? new RejectedUpdateError('round_closed', 'the round closed while the update was being saved') : err;
+    });
+    if (inv.participant) throw new RejectedUpdateError('round_closed', 'the round closed while the update was being saved');
     round.spooled.push({ name: inv.agent.name, file, weight: w.weight });
     return out(true);
   }

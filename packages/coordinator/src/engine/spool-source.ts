@@ -3,8 +3,9 @@
  * positional reads into one reused buffer, so a robust aggregate needs O(updates × chunk + model) memory, never
  * O(updates × model).
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import type { UpdateSource } from '../strategy/rules/robust.js';
+import { openSpooled, readSpooled, type OpenedUpdate } from './spool-segment.js';
 
 export interface SpooledUpdate {
   name: string;
@@ -22,29 +23,20 @@ export interface SpoolSource extends UpdateSource {
 /** Opens the updates in agent-name order (the same aggregate whatever order they arrived in). */
 export function openSpoolSource(updates: readonly SpooledUpdate[], numParams: number): SpoolSource {
   const entries = [...updates].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const fds: number[] = [];
+  const fds: OpenedUpdate[] = [];
   try {
-    for (const e of entries) {
-      const fd = openSync(e.file, 'r');
-      fds.push(fd);
-      const size = fstatSync(fd).size;
-      if (size !== numParams * 4) throw new Error(`spooled update ${e.file} has ${size} bytes, expected ${numParams * 4} (${numParams} float32 params)`);
-    }
+    for (const e of entries) fds.push(openSpooled(e.file, numParams * 4));
   } catch (err) {
-    for (const fd of fds) closeSync(fd);
-    throw err;
+    for (const u of fds) closeSync(u.fd);
+    throw new Error(`${(err as Error).message} (${numParams} float32 params)`, { cause: err });
   }
   let buf = new Float32Array(0);
   const read = (k: number, offset: number, length: number): Float32Array => {
-    const fd = fds[k];
-    if (fd === undefined) throw new RangeError(`spool source: no update ${k} (${fds.length} open)`);
+    const u = fds[k];
+    if (u === undefined) throw new RangeError(`spool source: no update ${k} (${fds.length} open)`);
     if (buf.length < length) buf = new Float32Array(length);
     const bytes = new Uint8Array(buf.buffer, 0, length * 4);
-    for (let got = 0; got < bytes.byteLength; ) {
-      const n = readSync(fd, bytes, got, bytes.byteLength - got, offset * 4 + got);
-      if (n === 0) throw new Error(`spooled update ${entries[k]!.file} ended at byte ${offset * 4 + got}`);
-      got += n;
-    }
+    readSpooled(u, entries[k]!.file, bytes, offset * 4);
     return buf.subarray(0, length);
   };
   let closed = false;
@@ -57,7 +49,7 @@ export function openSpoolSource(updates: readonly SpooledUpdate[], numParams: nu
     close() {
       if (closed) return;
       closed = true;
-      for (const fd of fds) closeSync(fd);
+      for (const u of fds) closeSync(u.fd);
     },
   };
 }

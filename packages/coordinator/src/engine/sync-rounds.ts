@@ -334,9 +334,10 @@ export class SyncRounds {
     const late = member.task.round !== round.round;
     return openSink(core, h, member, slot, {
       isOpen: () => round.open && !member.participant,
-      onComplete: async (s) => {
-        // Sync folds spooled updates at round end, in name order; unspooled ones fold now.
-        const admitted = s ? await admitUpdate(core, s, h, member, round, member.agent.name, w) : { spooled: false };
+      onComplete: async (s, free) => {
+        // Sync folds spooled updates at round end, in name order; unspooled ones fold now. A durably spooled update
+        // frees its slot once written, so the next uploads stage while it waits for the disk (their syncs group).
+        const admitted = s ? await admitUpdate(core, s, h, member, round, member.agent.name, w, free) : { spooled: false };
         if (s && !admitted.spooled) core.agg.fold(s, w.weight);
         round.bytesReceived += h.totalBytes;
         const note = scaledNote(admitted, core.config.strategy.normBound);

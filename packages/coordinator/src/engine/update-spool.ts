@@ -1,10 +1,17 @@
 /** Durable spool of accepted updates: written before the agent is acknowledged, folded at round end, then removed. */
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { storageError } from '../store/storage-error.js';
+import { openSpooled, readSpooled, Segment } from './spool-segment.js';
 
 export interface UpdateSpool {
-  /** Stores an accepted update durably (fsync'd, atomically named); returns its file name. */
+  /**
+   * Appends an accepted update to its round's segment; resolves with its reference once it is durable (group commit:
+   * one fdatasync for every update written while the previous one ran). Nothing is written on the event loop.
+   * `written`: called once `bytes` are in the file, before the sync (the caller's buffer may be reused from then).
+   */
+  append(runId: string, round: number, key: string, bytes: Uint8Array, written?: () => void): Promise<string>;
+  /** Stores an accepted update in a file of its own, synchronously (fsync'd, atomically named); returns its file name. */
   write(runId: string, round: number, key: string, bytes: Uint8Array): string;
   /** Reads a stored update into `into` (exactly its size). */
   read(file: string, into: Uint8Array): void;
@@ -33,9 +40,27 @@ export class DiskSpool implements UpdateSpool {
     private readonly durable = true,
   ) {}
 
+  /** Each round's open segment (one writer per data directory: the coordinator holding its store). */
+  private readonly segments = new Map<string, Promise<Segment>>();
 
   private roundDir(runId: string, round: number): string {
     return path.join(this.dir, safe(runId), String(round));
+  }
+
+  async append(runId: string, round: number, key: string, bytes: Uint8Array, written?: () => void): Promise<string> {
+    const dir = this.roundDir(runId, round);
+    let seg = this.segments.get(dir);
+    if (!seg) {
+      seg = Segment.open(path.join(dir, 'updates.spool'), this.durable);
+      this.segments.set(dir, seg);
+      // A segment that could not be opened (disk full, read-only) is tried again by the next update.
+      seg.catch(() => this.segments.get(dir) === seg && this.segments.delete(dir));
+    }
+    try {
+      return await (await seg).append(key, bytes, written);
+    } catch (err) {
+      throw storageError(err, path.join(dir, 'updates.spool')) ?? err;
+    }
   }
 
   write(runId: string, round: number, key: string, bytes: Uint8Array): string {
@@ -73,41 +98,26 @@ export class DiskSpool implements UpdateSpool {
   }
 
   read(file: string, into: Uint8Array): void {
-    const fd = openSync(file, 'r');
+    const reader = this.open(file, into.byteLength);
     try {
-      let off = 0;
-      while (off < into.byteLength) {
-        const n = readSync(fd, into, off, into.byteLength - off, off);
-        if (n === 0) throw new Error(`spooled update ${file} is shorter than ${into.byteLength} bytes`);
-        off += n;
-      }
+      reader.read(into, 0);
     } finally {
-      closeSync(fd);
+      reader.close();
     }
   }
 
   open(file: string, size: number): SpoolReader {
-    const fd = openSync(file, 'r');
-    try {
-      const actual = fstatSync(fd).size;
-      if (actual !== size) throw new Error(`spooled update ${file} has ${actual} bytes, expected ${size}`);
-    } catch (err) {
-      closeSync(fd);
-      throw err;
-    }
-    return {
-      read(into, byteOffset) {
-        for (let got = 0; got < into.byteLength; ) {
-          const n = readSync(fd, into, got, into.byteLength - got, byteOffset + got);
-          if (n === 0) throw new Error(`spooled update ${file} ended at byte ${byteOffset + got}`);
-          got += n;
-        }
-      },
-      close: () => closeSync(fd),
-    };
+    const u = openSpooled(file, size);
+    return { read: (into, byteOffset) => readSpooled(u, file, into, byteOffset), close: () => closeSync(u.fd) };
   }
 
   removeRound(runId: string, round: number): void {
-    rmSync(this.roundDir(runId, round), { recursive: true, force: true });
+    const dir = this.roundDir(runId, round);
+    const seg = this.segments.get(dir);
+    this.segments.delete(dir);
+    rmSync(dir, { recursive: true, force: true });
+    // Writes still in flight land in an unlinked file or a closed handle (the intake refuses them: the round closed);
+    // a segment still being opened recreates the directory, removed again once it is closed.
+    if (seg) void seg.then((s) => s.close()).catch(() => undefined).then(() => rmSync(dir, { recursive: true, force: true }));
   }
 }

@@ -64,4 +64,29 @@ describe('StagedUpload', () => {
     up.abort('late disconnect');
     expect(events).toEqual(['released', 'rejected non_finite']);
   });
+
+  it('a commit that frees its slot early (spooled, waiting for the disk) releases it once, before the reply', async () => {
+    const events: string[] = [];
+    let durable!: () => void;
+    const up = new StagedUpload(16, slot(4), undefined, {
+      onComplete: async (_s, free) => {
+        events.push('written');
+        free();
+        free();
+        await new Promise<void>((r) => (durable = r));
+        events.push('durable');
+      },
+      onReject: (reason) => events.push(`rejected ${reason}`),
+      onAbort: (reason) => events.push(`aborted ${reason}`),
+      release: () => events.push('released'),
+      isOpen: () => true,
+    });
+    up.write(0, new Uint8Array(16));
+    const reply = up.commit();
+    await Promise.resolve();
+    expect(events).toEqual(['written', 'released']);
+    durable();
+    expect(await reply).toMatchObject({ accepted: true });
+    expect(events).toEqual(['written', 'released', 'durable']);
+  });
 });

@@ -13,8 +13,11 @@ export interface UploadSink {
 }
 
 export interface StagedUploadHooks {
-  /** Checks the complete payload and folds (or spools) it; throws RejectedUpdateError to reject. */
-  onComplete(slot: UpdateSlot | undefined): void | Promise<void>;
+  /**
+   * Checks the complete payload and folds (or spools) it; throws RejectedUpdateError to reject. `free` hands the slot
+   * back before the commit ends, once its bytes are no longer read (written to the spool, waiting for the disk).
+   */
+  onComplete(slot: UpdateSlot | undefined, free: () => void): void | Promise<void>;
   onReject(reason: string, message: string): void;
   onAbort(reason: string): void;
   release(slot: UpdateSlot): void;
@@ -27,6 +30,7 @@ export class StagedUpload implements UploadSink {
   private done = false;
   /** The payload is complete and being checked, spooled and folded: the slot is in use until commit() returns. */
   private committing = false;
+  private freed = false;
 
   constructor(
     private readonly totalBytes: number,
@@ -62,7 +66,7 @@ export class StagedUpload implements UploadSink {
         throw new RejectedUpdateError('truncated', `payload truncated: received ${this.received} of ${this.totalBytes} bytes`);
       this.decoder?.end();
       this.committing = true;
-      await this.hooks.onComplete(this.slot);
+      await this.hooks.onComplete(this.slot, () => this.free());
       this.finish();
       return { accepted: true, reason: '', message: 'accepted' };
     } catch (err) {
@@ -98,6 +102,12 @@ export class StagedUpload implements UploadSink {
 
   private finish(): void {
     this.done = true;
-    if (this.slot) this.hooks.release(this.slot);
+    this.free();
+  }
+
+  private free(): void {
+    if (!this.slot || this.freed) return;
+    this.freed = true;
+    this.hooks.release(this.slot);
   }
 }
