@@ -38,7 +38,7 @@ describe('scale', () => {
     const blob = ml.modelToBlob(ml.createMlp({ inputWidth: 784, hidden: [8], outputs: 10, activation: 'softmax', seed: 3 }));
     const modelFile = await ml.saveModelDir(blob, path.join(tmp, 'model'));
     // One loopback address joins all 1,000: the per-address join limits are for real networks. In memory: what is
-    // tested is the fleet; a durable store adds an fsync per accepted update (bench/scale.mjs measures it).
+    // tested is the fleet; the SQLite data dir takes ~1.8x as long (bench/scale.mjs measures it; README "Scale").
     const coord = await startCoordinator(['--in-memory', '--mqtt-listen', '127.0.0.1:0', '--max-token-agents', String(N + 10), '--join-rate', '2000', '--join-burst', '2000']);
     const fleet = startProcess(FEDGE_AGENT, ['--coordinator', coord.mqttUrl!, '--simulate', String(N), '--echo', '--name', 'sim', '--simulate-rate', '1000'], { FEDGE_LOG_LEVEL: 'warn' });
     await fleet.waitFor(new RegExp(`simulated fleet: ${N}/${N} joined`), 60_000);
