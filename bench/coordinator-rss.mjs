@@ -19,7 +19,7 @@
  *   baseline     all N agents joined, no run yet (VmRSS)
  *   start        run start -> every agent has its task (the initial model built, tasks signed and sent)
  *   download     all N download the global model
- *   upload       all N upload; ends when the N-th update file is in the durable spool (DATA_DIR/updates/RUN/1)
+ *   upload       all N upload; ends when the N-th update is in the durable spool (DATA_DIR/updates/RUN/1/updates.spool)
  *   aggregate    -> round record visible (median over the spool, the server step, the new version stored and signed)
  *   final-eval   the final evaluation round
  * "model sizes" = (phase peak - baseline) / 6,653,480 bytes.
@@ -31,7 +31,7 @@
  * Writes bench/results/coordinator-rss.json: per N the phase peaks, baseline, the sampled VmRSS timeline, timings.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -152,7 +152,28 @@ function limiter(k) {
   });
 }
 
-/** Resolves true once `n` update files sit in the run's round-1 spool dir, or false when `fallback` resolves first. */
+/** Complete records in a spool segment (packages/coordinator/src/engine/spool-segment.ts: a 24-byte header, key, payload). */
+function spooledRecords(file) {
+  let fd;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return 0; // not created yet
+  }
+  try {
+    const size = fstatSync(fd).size, h = Buffer.alloc(24);
+    let at = 0, k = 0;
+    while (at + 24 <= size && readSync(fd, h, 0, 24, at) === 24) {
+      at += 24 + h.readUInt32LE(4) + Number(h.readBigUInt64LE(8));
+      if (at <= size) k++;
+    }
+    return k;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Resolves true once `n` updates sit in the run's round-1 spool segment, or false when `fallback` resolves first. */
 async function spoolFull(dataDir, runId, n, fallback) {
   if (!dataDir) return fallback.then(() => false);
   let done = false;
@@ -160,8 +181,8 @@ async function spoolFull(dataDir, runId, n, fallback) {
   const dir = path.join(dataDir, 'updates', runId.replace(/[^A-Za-z0-9._-]/g, '_'), '1');
   while (!done) {
     try {
-      if (readdirSync(dir).filter((f) => f.endsWith('.bin')).length >= n) return true;
-    } catch { /* not created yet */ }
+      if (spooledRecords(path.join(dir, 'updates.spool')) >= n) return true;
+    } catch { /* being removed */ }
     await new Promise((r) => setTimeout(r, 10));
   }
   return false;
@@ -245,7 +266,7 @@ async function measureOn(coord, N) {
   endPhase();
   phase = 'upload';
   openUpload();
-  // Uploads are over when all N are committed to the durable spool (DATA_DIR/updates/RUN/1/*.bin, renamed into place
+  // Uploads are over when all N are written to the durable spool (DATA_DIR/updates/RUN/1/updates.spool, synced
   // before the agent's reply): the round closes and aggregates right then. The agents' replies cannot mark it: the
   // last one waits for the aggregation, which holds the coordinator's event loop (see the README).
   const spooled = await spoolFull(coord.dataDir, run.id, N, uploaded.all);
