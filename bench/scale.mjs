@@ -3,6 +3,8 @@
  * Scale bench (issue 16, "Many agents, measured"): what one coordinator holds. Per transport (MQTT through the
  * embedded broker, gRPC) and fleet size N (100 / 1,000 / 10,000 by default):
  *   - coordinator RSS per idle connected agent: (VmRSS with N agents joined and idle - VmRSS before any) / N
+ *   - coordinator CPU with the N agents joined and idle (% of one core over 10 s): what connected-not-participating
+ *     agents cost for as long as a run lasts, so part of the CPU per participant below
  *   - round wall time and coordinator CPU per participant over R sync rounds of P = min(N, --participants) agents
  * A real `fedge serve` (SQLite data dir, or --store memory for --in-memory) and ONE `fedge-agent --simulate N --echo`
  * process: N virtual agents, each its own socket, session and name, downloading and verifying every model and
@@ -115,6 +117,10 @@ async function runCase(transport, n, model, tmp) {
     row.rssIdleMiB = r1(rssOf(pid) / MiB);
     row.rssPerAgentKiB = r1(((row.rssIdleMiB - row.rssBeforeMiB) * 1024) / n);
     row.fleetRssMiB = r1(rssOf(fleet.child.pid) / MiB);
+    const idle0 = cpuOf(pid), fleetIdle0 = cpuOf(fleet.child.pid);
+    await sleep(10_000);
+    row.idleCpuPct = r1((cpuOf(pid) - idle0) * 10);
+    row.fleetIdleCpuPct = r1((cpuOf(fleet.child.pid) - fleetIdle0) * 10);
     const cpu0 = cpuOf(pid), fleetCpu0 = cpuOf(fleet.child.pid), w0 = Date.now();
     const left = Math.max(10_000, deadline - Date.now());
     const res = await cli(['run', 'start', '--coordinator', ready.address, '--model', model.file, '--rounds', String(ROUNDS), '--min-agents', String(participants),
@@ -176,7 +182,7 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-const cols = ['transport', 'agents', 'participants', 'joinSeconds', 'rssPerAgentKiB', 'rssIdleMiB', 'peakRssMiB', 'roundSeconds', 'cpuMsPerParticipant', 'agentListSeconds', 'runShowSeconds', 'error'];
+const cols = ['transport', 'agents', 'participants', 'joinSeconds', 'rssPerAgentKiB', 'rssIdleMiB', 'idleCpuPct', 'peakRssMiB', 'roundSeconds', 'cpuMsPerParticipant', 'agentListSeconds', 'runShowSeconds', 'error'];
 console.log(cols.join('\t'));
 for (const r of rows) console.log(cols.map((c) => (Array.isArray(r[c]) ? r[c].join('/') : r[c] ?? '')).join('\t'));
 mkdirSync(path.dirname(OUT), { recursive: true });
