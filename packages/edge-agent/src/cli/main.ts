@@ -150,7 +150,7 @@ const program = new Command('fedge-agent')
   .addOption(new Option('--serve-activations <mode>', 'int8 activations: per call (dynamic) or calibrated on the local training split (static)').choices(['dynamic', 'static']).default('dynamic'))
   .addOption(new Option('--serve-ab-fraction <f>', 'A/B test locally: send this fraction (0..1) of requests to the newest loaded version and the rest to the one before, sticky by x-request-id (a coordinator canary overrides it)').argParser(rate('--serve-ab-fraction')))
   .option('--drift-window <n>', 'with --serve: track data drift over the last N served examples against this agent\'s training data and the fleet\'s (fedge_agent_drift_* metrics, fedge agent drift); 0: off', int('--drift-window', 0), 1000)
-  .option('--report-interval <seconds>', 'status report to the coordinator every this many seconds besides on change (served version, drift, canary health)', int('--report-interval', 1))
+  .option('--report-interval <seconds>', 'status report to the coordinator every this many seconds besides on change (served version, drift, canary health); an agent with nothing to report (it serves no model) reports only on change and once per session', int('--report-interval', 1))
   .option('--slowdown <factor>', 'simulation: train this many times slower, like a weaker device', (v) => {
     const n = Number(v);
     if (!(n >= 1)) throw new InvalidArgumentError(`--slowdown must be a number >= 1, got "${v}"`);
