@@ -110,4 +110,21 @@ describe('spool segments', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(existsSync(path.join(dir, 'run', '2', 'updates.spool'))).toBe(false);
   });
+
+  it('a disk that fills up under a write or a sync refuses the update as E_STORAGE naming the segment, and the spool goes on once there is room', async () => {
+    const proto = await fileHandleProto();
+    const enospc = (syscall: string) => Object.assign(new Error(`ENOSPC: no space left on device, ${syscall}`), { code: 'ENOSPC', errno: -28, syscall });
+    const dir = spoolDir();
+    const spool = new DiskSpool(dir);
+    const segment = path.join(dir, 'run', '1', 'updates.spool');
+    const writev = vi.spyOn(proto, 'writev').mockRejectedValueOnce(enospc('write'));
+    await expect(spool.append('run', 1, 'a', bytesOf(update(100, 1)))).rejects.toMatchObject({ code: 'E_STORAGE', path: segment, message: expect.stringMatching(/no space left on the device \(ENOSPC\)/) });
+    writev.mockRestore();
+    vi.spyOn(proto, 'datasync').mockRejectedValueOnce(enospc('fdatasync'));
+    await expect(spool.append('run', 1, 'b', bytesOf(update(100, 2)))).rejects.toMatchObject({ code: 'E_STORAGE', path: segment });
+    vi.restoreAllMocks();
+    const ref = await spool.append('run', 1, 'c', bytesOf(update(100, 3)));
+    expect(readBack(spool, ref, 100)).toEqual(update(100, 3));
+    spool.removeRound('run', 1);
+  });
 });
