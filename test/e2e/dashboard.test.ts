@@ -2,7 +2,8 @@
  * End to end: the web dashboard of `fedge serve --ui` in headless Chromium. A coordinator and three agents run a
  * federation; the run page's metric chart gains a point per round with no reload, the agents table lists every
  * agent (and the version the serving one reports), a promotion confirmed on the models page shows in
- * `fedge model show`, and the API's JSON equals the CLI's.
+ * `fedge model show`, and the API's JSON equals the CLI's. With 30 simulated agents, the agents page pages on the
+ * coordinator (10 a page, next/previous, filters) and its event stream carries the counts and one page, not the fleet.
  * A screenshot of the run page is written to test-output/dashboard/ (and to docs/dashboard.png with
  * FEDGE_DOCS_SCREENSHOT=1).
  */
@@ -14,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
-import { fedge, freePort, killAll, lastJson, startAgent, startCoordinator } from './harness.js';
+import { FEDGE_AGENT, fedge, freePort, killAll, lastJson, startAgent, startCoordinator, startProcess } from './harness.js';
 import { launchChromium } from './browser.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -180,6 +181,94 @@ describe('dashboard', () => {
     coord.child.kill('SIGTERM');
     expect(await coord.exited).toBe(0);
     console.log(`dashboard e2e: ${phases.join(', ')}; accuracy chart point counts seen: ${seen.join(', ')}; screenshot ${path.relative(root, shot)}`);
+  });
+
+  it('pages the agents: 30 simulated agents 10 a page, next/previous, filters by name and state, live counts', { timeout: 90_000 }, async () => {
+    const coord = await startCoordinator(['--in-memory', '--ui', '127.0.0.1:0', '--mqtt-listen', '127.0.0.1:0', '--max-token-agents', '100', '--join-rate', '500', '--join-burst', '500']);
+    const ui = coord.uiUrl!;
+    const fleet = startProcess(FEDGE_AGENT, ['--coordinator', coord.mqttUrl!, '--simulate', '30', '--echo', '--name', 'pg'], { FEDGE_LOG_LEVEL: 'warn' });
+    await fleet.waitFor(/simulated fleet: 30\/30 joined/, 60_000);
+    const names = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `pg-${String(from + i).padStart(2, '0')}`);
+
+    // The stream carries the fleet's counts and one page: 10 agents of 30, a fraction of what /api/agents sends.
+    const ac = new AbortController();
+    const stream = await fetch(`${ui}/api/events?limit=10`, { signal: ac.signal });
+    const reader = stream.body!.getReader();
+    let got = '';
+    let m: RegExpExecArray | null = null;
+    while (!(m = /event: agents\ndata: (.*)\n\n/.exec(got))) got += new TextDecoder().decode((await reader.read()).value);
+    ac.abort();
+    const event = JSON.parse(m[1]!) as { summary: { fleet: number; state: Record<string, number> }; page: { agents: { name: string }[]; total: number; next?: string } };
+    expect(event.summary).toMatchObject({ fleet: 30, state: { online: 30, offline: 0 } });
+    expect(event.page.agents.map((a) => a.name)).toEqual(names(0, 10));
+    expect(event.page.total).toBe(30);
+    expect(event.page.next).toEqual(expect.any(String));
+    const everyAgent = await (await fetch(`${ui}/api/agents`)).text();
+    expect((JSON.parse(everyAgent) as unknown[]).length).toBe(30);
+    expect(m[1]!.length).toBeLessThan(everyAgent.length / 2);
+
+    browser ??= await launchChromium();
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const problems: string[] = [];
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' || /Content Security Policy/i.test(msg.text())) problems.push(msg.text());
+    });
+    page.on('pageerror', (e) => problems.push(e.message));
+    const rows = (): Promise<string[]> => page.$$eval('#agents tbody tr td:first-child', (tds) => tds.map((td) => td.textContent ?? ''));
+    /** Waits until the table lists exactly `want` and the range reads `range`. */
+    const showing = async (want: string[], range: string): Promise<void> => {
+      await page.waitForFunction(([w, r]) => [...document.querySelectorAll('#agents tbody tr td:first-child')].map((td) => td.textContent).join(',') === w
+        && document.querySelector('#agents-range')?.textContent === r, [want.join(','), range] as const, { timeout: 15_000 })
+        .catch(async () => {
+          throw new Error(`agents page: want ${want.join(',')} (${range}), shows ${(await rows()).join(',')} (${await page.textContent('#agents-range')})`);
+        });
+    };
+    const disabled = (id: string): Promise<boolean> => page.$eval(id, (b) => (b as HTMLButtonElement).disabled);
+
+    await page.goto(`${ui}/#/agents?limit=10`);
+    await page.evaluate(() => ((window as unknown as { loadMarker: number }).loadMarker = 1));
+    await showing(names(0, 10), '1–10 of 30');
+    expect(await page.textContent('h1')).toBe('Agents (30)');
+    expect(await page.textContent('#agents-summary')).toMatch(/^30 agents: 30 online \(0 busy, 30 idle\), 0 offline · transport mqtt 30 · serving none 30/);
+    expect([await disabled('#agents-prev'), await disabled('#agents-next')]).toEqual([true, false]);
+    await page.click('#agents-next');
+    await showing(names(10, 20), '11–20 of 30');
+    expect(await disabled('#agents-prev')).toBe(false);
+    await page.click('#agents-next');
+    await showing(names(20, 30), '21–30 of 30');
+    expect([await disabled('#agents-prev'), await disabled('#agents-next')]).toEqual([false, true]);
+    await page.click('#agents-prev');
+    await showing(names(10, 20), '11–20 of 30');
+    await page.click('#agents-prev');
+    await showing(names(0, 10), '1–10 of 30');
+    expect(await disabled('#agents-prev')).toBe(true);
+
+    // A name prefix: pg-1 is pg-10 .. pg-19, one page; the URL keeps the filter.
+    await page.fill('#agents-filter input[name="name"]', 'pg-1');
+    await page.click('#agents-filter button[type="submit"]');
+    await showing(names(10, 20), '1–10 of 10 matching the filter (of 30)');
+    expect(await page.evaluate(() => location.hash)).toBe('#/agents?limit=10&name=pg-1');
+    expect([await disabled('#agents-prev'), await disabled('#agents-next')]).toEqual([true, true]);
+    // No offline agent yet; once the fleet stops, the open page lists them and the counts follow (no reload).
+    await page.selectOption('#agents-filter select[name="state"]', 'offline');
+    await page.waitForSelector('#agents-none', { timeout: 15_000 });
+    expect(await page.textContent('#agents-none')).toBe('No agent matches the filter.');
+    expect(await page.textContent('#agents-range')).toBe('0 of 0 matching the filter (of 30)');
+    fleet.child.kill('SIGTERM');
+    await showing(names(10, 20), '1–10 of 10 matching the filter (of 30)');
+    expect(await page.textContent('#agents-summary')).toMatch(/^30 agents: 0 online \(0 busy, 0 idle\), 30 offline/);
+    expect(await page.evaluate(() => (window as unknown as { loadMarker?: number }).loadMarker)).toBe(1);
+    mkdirSync(OUT, { recursive: true });
+    await page.screenshot({ path: path.join(OUT, 'agents-paged.png') });
+    expect(problems).toEqual([]);
+
+    // A query the coordinator refuses: the page shows its error, which names the parameter.
+    await page.goto(`${ui}/#/agents?limit=0`);
+    await page.waitForSelector('#agents-page .status-error', { timeout: 15_000 });
+    expect(await page.textContent('#agents-page .status-error')).toMatch(/^E_VALIDATION: limit: the event stream carries one page of 1 to 500 agents \(got 0\)/);
+    await page.close();
+    coord.child.kill('SIGTERM');
+    expect(await coord.exited).toBe(0);
   });
 
   it('is served over HTTPS with fedge serve\'s TLS flags', async () => {

@@ -11,7 +11,7 @@ import { adminTokenMatches, promoteModelRequest } from '../transport/grpc/admin-
 import { runSummary } from '../cli/commands/run.js';
 import { registryEntries } from '../cli/commands/model-registry.js';
 import type { AgentRecord } from '../store/store.js';
-import { parseAgentQuery, queryAgents } from '../engine/agent-query.js';
+import { parseAgentQuery, queryAgents, summarizeAgents, type AgentPage, type AgentQuery, type AgentSummary } from '../engine/agent-query.js';
 
 /**
  * The CLI gets every record as JSON over gRPC: the same round trip here drops undefined fields and turns non-finite
@@ -45,6 +45,37 @@ export async function runsJson(coord: Coordinator): Promise<Record<string, unkno
  */
 export function agentsJson(coord: Coordinator, params?: URLSearchParams): AgentRecord[] {
   return wire(queryAgents(coord.registry, parseAgentQuery(Object.fromEntries(params ?? []))).agents);
+}
+
+/** Agents a dashboard's event stream carries when its URL names no limit: the agents page's table. */
+export const STREAM_AGENT_PAGE = 50;
+/** At most this many a page on the stream: a fleet is paged (limit, after), never sent whole every few seconds. */
+export const STREAM_AGENT_PAGE_MAX = 500;
+
+/**
+ * The agents query of GET /api/events?limit=10&after=ID&state=online&name=sim (fedge agent list's filters, checked by
+ * its schema): always one page, STREAM_AGENT_PAGE agents unless the URL says how many.
+ */
+export function agentStreamQuery(params: URLSearchParams): AgentQuery {
+  const q = parseAgentQuery({ limit: STREAM_AGENT_PAGE, ...Object.fromEntries(params) });
+  if (q.limit === 0 || q.limit > STREAM_AGENT_PAGE_MAX)
+    throw new ValidationError(`limit: the event stream carries one page of 1 to ${STREAM_AGENT_PAGE_MAX} agents (got ${q.limit}); page with limit and after, or GET /api/agents for every agent`);
+  return q;
+}
+
+/** The `agents` event: the fleet's counts (`fedge agent list --summary`) and one page of the stream's query. */
+export interface AgentsEvent {
+  summary: AgentSummary;
+  page: AgentPage;
+}
+
+/** The fleet's summary, computed once per poll and shared by every stream's page. */
+export function agentSummary(coord: Coordinator): AgentSummary {
+  return summarizeAgents(coord.registry.records());
+}
+
+export function agentsEvent(coord: Coordinator, q: AgentQuery, summary: AgentSummary): AgentsEvent {
+  return { summary, page: wire(queryAgents(coord.registry, q)) };
 }
 
 /** `fedge model list [--run RUN] --format json`. */

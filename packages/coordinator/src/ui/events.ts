@@ -1,17 +1,18 @@
 /**
  * Server-sent events for the dashboard: one run's state as it changes (coalesced, sent when its JSON changed), and
- * the runs list with the agents on a shared poll, so pages update without a reload.
+ * the runs list with the agents' summary and one page of them on a shared poll, so pages update without a reload.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Coordinator } from '../coordinator.js';
 import { moduleLogger } from '../log.js';
-import { agentsJson, runJson, runsJson } from './api.js';
+import type { AgentQuery } from '../engine/agent-query.js';
+import { agentSummary, agentsEvent, runJson, runsJson } from './api.js';
 
 const log = moduleLogger('ui');
 
 /** A run's updates come per upload; a browser redraws a few times a second at most. */
 const RUN_COALESCE_MS = 250;
-/** How often the runs list and the agents are re-read for the overview stream. */
+/** How often the runs list and the agents' summary and pages are re-read for the overview stream. */
 const OVERVIEW_POLL_MS = 2_000;
 /** A comment line now and then keeps proxies (Traefik's idle timeout) from closing a quiet stream. */
 const KEEPALIVE_MS = 15_000;
@@ -84,23 +85,44 @@ export async function streamRun(coord: Coordinator, id: string, req: IncomingMes
   }
 }
 
-/** GET /api/events: `runs` (as GET /api/runs) and `agents` (as GET /api/agents) whenever they change. */
+interface OverviewClient {
+  send: (event: string, data: string) => void;
+  /** Its agents query as JSON: streams with the same query share one page. */
+  key: string;
+  query: AgentQuery;
+}
+
+/**
+ * GET /api/events[?limit=&after=&state=&name=...]: `runs` (as GET /api/runs) and `agents` (the fleet's summary and the
+ * stream's one page of agents, as GET /api/agents with the same query) whenever they change. The page, not the fleet:
+ * at 10,000 agents the whole list was 2.8 MB of JSON built every poll and sent on every change.
+ */
 export class OverviewStream {
-  private readonly clients = new Set<(event: string, data: string) => void>();
-  private readonly latest = new Map<string, string>();
+  private readonly clients = new Set<OverviewClient>();
+  private runs: string | undefined;
+  /** The latest `agents` event of each query some client streams. */
+  private readonly pages = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
 
   constructor(private readonly coord: Coordinator) {}
 
-  add(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>): void {
+  /** Throws (before anything is written: the caller answers 400) when the query's cursor names no agent. */
+  add(req: IncomingMessage, res: ServerResponse, headers: Record<string, string>, query: AgentQuery): void {
+    const key = JSON.stringify(query);
+    // A new page (next, previous, a filter) is shown at once, not at the next poll.
+    const page = this.pages.get(key) ?? JSON.stringify(agentsEvent(this.coord, query, agentSummary(this.coord)));
     const send = openStream(res, headers);
-    this.clients.add(send);
-    for (const [event, data] of this.latest) send(event, data);
+    const client: OverviewClient = { send, key, query };
+    this.clients.add(client);
+    this.pages.set(key, page);
+    if (this.runs !== undefined) send('runs', this.runs);
+    send('agents', page);
     const beat = keepAlive(res);
     req.on('close', () => {
       clearInterval(beat);
-      this.clients.delete(send);
+      this.clients.delete(client);
+      if (![...this.clients].some((c) => c.key === key)) this.pages.delete(key);
       if (this.clients.size === 0) this.stop();
     });
     if (!this.timer) {
@@ -113,11 +135,25 @@ export class OverviewStream {
     if (this.polling) return;
     this.polling = true;
     try {
-      const next: [string, string][] = [['runs', JSON.stringify(await runsJson(this.coord))], ['agents', JSON.stringify(agentsJson(this.coord))]];
-      for (const [event, data] of next) {
-        if (this.latest.get(event) === data) continue;
-        this.latest.set(event, data);
-        for (const send of this.clients) send(event, data);
+      const runs = JSON.stringify(await runsJson(this.coord));
+      if (runs !== this.runs) {
+        this.runs = runs;
+        for (const c of this.clients) c.send('runs', runs);
+      }
+      const summary = agentSummary(this.coord);
+      const queries = new Map([...this.clients].map((c) => [c.key, c.query]));
+      for (const [key, query] of queries) {
+        let data: string;
+        try {
+          data = JSON.stringify(agentsEvent(this.coord, query, summary));
+        } catch (err) {
+          // Its cursor agent is gone (a restarted coordinator answers the reconnect with 400 instead): keep the last page.
+          log.warn({ err, query }, 'dashboard agents page failed');
+          continue;
+        }
+        if (this.pages.get(key) === data) continue;
+        this.pages.set(key, data);
+        for (const c of this.clients) if (c.key === key) c.send('agents', data);
       }
     } catch (err) {
       log.warn({ err }, 'dashboard overview poll failed');
@@ -129,6 +165,7 @@ export class OverviewStream {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
-    this.latest.clear();
+    this.runs = undefined;
+    this.pages.clear();
   }
 }

@@ -205,6 +205,40 @@ describe('dashboard server', () => {
     expect(got).toMatch(/event: runs\ndata: \[\{"id":"run-1"/);
     ac.abort();
   });
+
+  it('the overview stream carries the agents\' summary and one page of them, as /api/agents with the same query', async () => {
+    const { url } = await start();
+    /** The first `agents` event of GET /api/events?QUERY. */
+    const agentsEvent = async (q: string): Promise<{ summary: Record<string, unknown>; page: { agents: { name: string }[]; total: number; skipped: number; next?: string; fleet: number } }> => {
+      const ac = new AbortController();
+      const res = await fetch(`${url}/api/events${q}`, { signal: ac.signal });
+      expect(res.status, await (res.ok ? Promise.resolve('') : res.text())).toBe(200);
+      const reader = res.body!.getReader();
+      let got = '';
+      let m: RegExpExecArray | null = null;
+      while (!(m = /event: agents\ndata: (.*)\n\n/.exec(got))) got += new TextDecoder().decode((await reader.read()).value);
+      ac.abort();
+      return JSON.parse(m[1]!);
+    };
+    const first = await agentsEvent('?limit=1');
+    expect(first.summary).toMatchObject({ total: 3, fleet: 3, state: { online: 2, offline: 1, busy: 0, idle: 2 } });
+    expect(first.page).toMatchObject({ agents: [{ name: 'agent-1' }], total: 3, skipped: 0, next: 'a1', fleet: 3 });
+    expect(first.page.agents[0]).not.toHaveProperty('secretSha256');
+    const second = await agentsEvent('?limit=1&after=a1');
+    expect(second.page).toMatchObject({ agents: [{ name: 'agent-2' }], skipped: 1, next: 'a2' });
+    const online = await agentsEvent('?state=online&after=a1');
+    expect(online.page.agents.map((a) => a.name)).toEqual(['agent-2']);
+    expect(online.page).not.toHaveProperty('next');
+    // The page's summary is the whole fleet's (the counts the page shows), whatever the filter.
+    expect(online.summary).toMatchObject({ total: 3, state: { offline: 1 } });
+    // Without a limit: one page of 50 (never the whole fleet); 0 (every agent) or more than 500 is refused.
+    expect((await agentsEvent('')).page.agents).toHaveLength(3);
+    for (const [q, msg] of [['?limit=0', /^limit: the event stream carries one page of 1 to 500 agents \(got 0\)/], ['?limit=501', /^limit: .*\(got 501\)/], ['?after=nope', /^after: no agent "nope"/], ['?state=asleep', /^state: expected one of/]] as const) {
+      const bad = await fetch(`${url}/api/events${q}`);
+      expect(bad.status, q).toBe(400);
+      expect(await bad.json(), q).toMatchObject({ error: { code: 'E_VALIDATION', message: expect.stringMatching(msg) } });
+    }
+  });
 });
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl (as test/e2e/tls.test.ts does). */

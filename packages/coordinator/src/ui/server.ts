@@ -8,7 +8,7 @@ import { FedgeError, ValidationError, listenOn } from '@fedge/proto';
 import type { Coordinator } from '../coordinator.js';
 import { moduleLogger } from '../log.js';
 import type { ServerTls } from '../transport/tls.js';
-import { agentsJson, authorizeWrite, modelsJson, parsePromoteBody, participantsJson, promote, rollback, runJson, runsJson } from './api.js';
+import { agentStreamQuery, agentsJson, authorizeWrite, modelsJson, parsePromoteBody, participantsJson, promote, rollback, runJson, runsJson } from './api.js';
 import { hasAppBundle, loadAssets, type Asset } from './assets.js';
 import { OverviewStream, streamRun } from './events.js';
 import { isLoopbackHost } from './options.js';
@@ -109,9 +109,9 @@ export async function startUiServer(coord: Coordinator, listen: { host: string; 
       }],
       [/^\/api\/agents$/, (_m, _q, res, url) => sendJson(res, 200, agentsJson(coord, url.searchParams))],
       [/^\/api\/models$/, async (_m, _q, res, url) => sendJson(res, 200, await modelsJson(coord, url.searchParams.get('run') ?? undefined))],
-      [/^\/api\/events$/, (_m, req, res) => {
+      [/^\/api\/events$/, (_m, req, res, url) => {
+        overview.add(req, res, SECURITY_HEADERS, agentStreamQuery(url.searchParams));
         track(res);
-        overview.add(req, res, SECURITY_HEADERS);
       }],
     ],
     POST: [

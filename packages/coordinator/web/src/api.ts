@@ -69,6 +69,37 @@ export interface Agent {
   drift?: string[];
 }
 
+/** `fedge agent list --summary --format json`: the fleet's counts. */
+export interface AgentSummary {
+  total: number;
+  fleet: number;
+  state: { online: number; busy: number; idle: number; offline: number };
+  serving: Record<string, number>;
+  backend: Record<string, number>;
+  transport: Record<string, number>;
+  agentVersion: Record<string, number>;
+  sites: Record<string, number>;
+  auth: { token: number; key: number };
+}
+
+/** One page of agents in (name, id) order, as the coordinator's agent query answers it. */
+export interface AgentPage {
+  agents: Agent[];
+  /** Agents matching the filter. */
+  total: number;
+  /** Matching agents on the pages before this one. */
+  skipped: number;
+  /** `after` for the next page; absent on the last. */
+  next?: string;
+  fleet: number;
+}
+
+/** The `agents` event of GET /api/events?limit=&after=&state=&name=: the fleet's counts and that query's page. */
+export interface AgentsEvent {
+  summary: AgentSummary;
+  page: AgentPage;
+}
+
 /** GET /api/models = `fedge model list --format json`. */
 export interface ModelEntry {
   runId: string;

@@ -1,11 +1,12 @@
 /**
- * The dashboard's entry module: hash routes (#/runs, #/run/ID, #/agents, #/models[/RUN]), each fed by a server-sent
- * event stream, so pages change as rounds finish without a reload.
+ * The dashboard's entry module: hash routes (#/runs, #/run/ID, #/agents[?limit=&state=&name=], #/models[/RUN]), each
+ * fed by a server-sent event stream, so pages change as rounds finish without a reload.
  */
-import { get, type Agent, type ModelEntry, type RunSummary } from './api.js';
+import { showAgents } from './agents.js';
+import { get, type ModelEntry, type RunSummary } from './api.js';
 import { clearCharts } from './charts.js';
 import { el } from './dom.js';
-import { renderAgents, renderModels, renderRuns } from './pages.js';
+import { renderModels, renderRuns } from './pages.js';
 import { renderRun } from './run.js';
 
 const main = document.getElementById('main')!;
@@ -21,13 +22,14 @@ function setLive(text: string, ok: boolean): void {
   liveDot.className = ok ? 'live-on' : 'live-off';
 }
 
-function listen(url: string, handlers: Record<string, (data: string) => void>): void {
+function listen(url: string, handlers: Record<string, (data: string) => void>): EventSource {
   stream?.close();
   const s = new EventSource(url);
   stream = s;
   s.onopen = () => setLive('live', true);
   s.onerror = () => setLive(s.readyState === EventSource.CLOSED ? 'disconnected' : 'reconnecting…', false);
   for (const [event, fn] of Object.entries(handlers)) s.addEventListener(event, (e) => fn((e as MessageEvent<string>).data));
+  return s;
 }
 
 function showError(err: unknown): void {
@@ -51,7 +53,8 @@ function route(): void {
   refreshModels = undefined;
   delete main.dataset['run'];
   clearCharts();
-  const [, page = 'runs', arg] = location.hash.replace(/^#\/?/, '#/').split('/');
+  const [hashPath = '', hashQuery = ''] = location.hash.split('?');
+  const [, page = 'runs', arg] = hashPath.replace(/^#\/?/, '#/').split('/');
   const id = arg ? decodeURIComponent(arg) : undefined;
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.getAttribute('href') === `#/${page}`);
   if (page === 'run' && id) {
@@ -66,7 +69,7 @@ function route(): void {
     // An unknown run ends the stream with a 404: say so instead of waiting.
     get<RunSummary>(`/api/runs/${encodeURIComponent(id)}`).catch(showError);
   } else if (page === 'agents') {
-    listen('/api/events', { agents: (d) => renderAgents(main, JSON.parse(d) as Agent[]) });
+    showAgents(main, new URLSearchParams(hashQuery), listen);
   } else if (page === 'models') {
     const load = (): void => void get<ModelEntry[]>(`/api/models${id ? `?run=${encodeURIComponent(id)}` : ''}`).then(
       (m) => renderModels(main, m, id, { token: () => tokenInput.value, confirm: confirmAction, refresh: load }),

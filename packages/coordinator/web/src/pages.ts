@@ -1,6 +1,6 @@
-/** The runs list, the agents table and the model registry with its promote, canary and rollback actions. */
-import { ApiError, post, type Agent, type ModelEntry, type RunSummary } from './api.js';
-import { ago, badge, el, link, metricText, pct, sig, table } from './dom.js';
+/** The runs list and the model registry with its promote, canary and rollback actions (the agents page: agents.ts). */
+import { ApiError, post, type ModelEntry, type RunSummary } from './api.js';
+import { badge, el, link, metricText, pct, sig, table } from './dom.js';
 import { bestMetric } from './run.js';
 
 export function renderRuns(main: HTMLElement, runs: RunSummary[]): void {
@@ -18,32 +18,6 @@ export function renderRuns(main: HTMLElement, runs: RunSummary[]): void {
     ];
   });
   main.replaceChildren(el('h1', {}, 'Runs'), runs.length ? table(['run', 'status', 'mode', 'strategy', 'round / version', 'best metric', 'epsilon'], rows, { id: 'runs' }) : el('p', {}, 'No runs yet: start one with fedge run start.'));
-}
-
-/** Columns of fields only some coordinators report (transport, served version, drift) appear when an agent has them. */
-const OPTIONAL_AGENT_COLUMNS: [string, (a: Agent) => string | undefined][] = [
-  ['transport', (a) => a.transport],
-  ['version served', (a) => (a.servedVersion === undefined ? undefined : String(a.servedVersion))],
-  ['drift', (a) => a.drift?.join(', ')],
-];
-
-export function renderAgents(main: HTMLElement, agents: Agent[]): void {
-  const optional = OPTIONAL_AGENT_COLUMNS.filter(([, get]) => agents.some((a) => get(a) !== undefined));
-  const rows = agents.map((a) => [
-    a.name,
-    badge(a.status),
-    a.backend,
-    a.agentVersion,
-    ...optional.map(([, get]) => get(a) ?? ''),
-    el('span', { title: a.lastSeen }, ago(a.lastSeen) ?? ''),
-    a.currentTask ?? 'idle',
-    String(a.tasksCompleted),
-    String(a.tasksFailed),
-  ]);
-  main.replaceChildren(
-    el('h1', {}, `Agents (${agents.length})`),
-    table(['name', 'status', 'backend', 'agent version', ...optional.map(([name]) => name), 'last seen', 'task', 'done', 'failed'], rows, { id: 'agents' }),
-  );
 }
 
 export interface ModelActions {
