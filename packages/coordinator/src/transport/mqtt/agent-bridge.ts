@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { MqttClient, connect, type IClientOptions } from 'mqtt';
+import type { z } from 'zod';
 import {
   AckSchedule,
   CHUNK_BYTES,
@@ -309,28 +310,19 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     );
   };
 
-  /** A secure-aggregation stage message: the reply goes out when the stage has closed (or at once, refused). */
-  const onSecAgg = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
+  /**
+   * A request answered by one Coordinator call for the agent bound to this client: a secure-aggregation stage message
+   * (its reply goes out when the stage has closed) or a status report. Refused: an error envelope naming the field or
+   * the session problem.
+   */
+  const onAgentCall = async <S extends z.ZodType<{ agentId: string }>>(peer: Peer, id: string, msg: unknown, schema: S, root: string, call: (req: z.output<S>) => Promise<unknown>, refused: string): Promise<void> => {
     try {
-      const req = parseOrThrow(secaggRequestSchema, env.msg, 'secagg');
+      const req = parseOrThrow(schema, msg, root);
       boundAgent(peer, req.agentId);
-      const r = await coord.secagg(req);
+      const r = await call(req);
       if (peers.get(peer.clientId) === peer) reply(peer, { t: 'reply', id, msg: r });
     } catch (err) {
-      log.warn({ clientId: peer.clientId, agentId: peer.agentId, err: (err as Error).message }, 'secagg stage refused');
-      reply(peer, errorEnvelope(id, err));
-    }
-  };
-
-  /** An agent status report (report/); refused with an error envelope naming the field or the session problem. */
-  const onReport = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
-    try {
-      const req = parseOrThrow(agentReportSchema, env.msg, 'report');
-      boundAgent(peer, req.agentId);
-      const r = await coord.report(req);
-      if (peers.get(peer.clientId) === peer) reply(peer, { t: 'reply', id, msg: r });
-    } catch (err) {
-      log.warn({ clientId: peer.clientId, agentId: peer.agentId, err: (err as Error).message }, 'report refused');
+      log.warn({ clientId: peer.clientId, agentId: peer.agentId, err: (err as Error).message }, refused);
       reply(peer, errorEnvelope(id, err));
     }
   };
@@ -391,10 +383,10 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
         if (peer.uploads.has(id)) return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `id: upload "${id}" is already in progress`)));
         return onSubmit(peer, id, env);
       case 'secagg':
-        void onSecAgg(peer, id, env);
+        void onAgentCall(peer, id, env.msg, secaggRequestSchema, 'secagg', (req) => coord.secagg(req), 'secagg stage refused');
         return;
       case 'report':
-        void onReport(peer, id, env);
+        void onAgentCall(peer, id, env.msg, agentReportSchema, 'report', (req) => coord.report(req), 'report refused');
         return;
       case 'chunk':
         return peer.uploads.get(id)?.chunk?.(env.offset, body);
