@@ -155,7 +155,7 @@ export class AsyncBuffer {
       // Saves the version's record together with the next (empty) buffer; then this buffer's spool can go.
       await core.finishRecord(record, buf);
       spool?.removeRound(core.run.id, buf.round);
-      if (core.run.rounds.length >= core.config.rounds || core.targetHit || core.privacyStop) this.step?.resolve();
+      if (core.run.rounds.length >= core.config.rounds || core.metrics.targetHit || core.privacyStop) this.step?.resolve();
     })().catch((err: unknown) => core.log.error({ err }, 'finishing a version failed'));
     this.fill();
   }
@@ -267,7 +267,7 @@ export class AsyncBuffer {
       core.outstanding.delete(h.agentId);
       buf.addExtra({ ...inv, state: 'invited' }, key);
       buf.resolve(key, accepted(core, h, inv, w, note), { agentId: h.agentId, numExamples: h.numExamples, weight: w.weight, metrics: h.metrics, baseVersion: inv.baseVersion });
-      core.noteEval(inv.baseVersion, h.metrics);
+      core.metrics.noteEval(inv.baseVersion, h.metrics);
       // Cut before releasing the agent: the release re-dispatches it, and it must get the new version.
       if (buf.accepted.length >= this.bufferSize) this.cut();
       core.deps.registry.release(h.agentId, inv.task.taskId, true);

@@ -1,7 +1,6 @@
 /** What both round drivers share: the run's versions, records, metrics, stop rules and live view (one instance per run). */
 import { createRng, totalParams, type ModelBlob, type SignedModelRef, type StorageError, type TensorSpec } from '@fedge/proto';
 import type { RunConfig } from '../config/run-config.js';
-import { stopRule } from '../config/task-config.js';
 import { moduleLogger, type Logger } from '../log.js';
 import type { AgentRecord, RoundRecord, RunRecord, Store } from '../store/store.js';
 import { StreamingFedAvg } from '../strategy/aggregate.js';
@@ -13,8 +12,9 @@ import { makeGlobalModel, type GlobalModel } from './global-model.js';
 import { DownlinkDeltas } from './downlink.js';
 import type { OpenRound, Invitee } from './round.js';
 import type { RunContext } from './run-context.js';
-import { LEGACY_METRIC_TASK, combineMetrics, stripPrefix, type MetricPart, type MetricTask } from './task-metrics.js';
+import { combineMetrics, stripPrefix } from './task-metrics.js';
 import { TaskFactory } from './tasks.js';
+import { VersionMetrics } from './version-metrics.js';
 import { DiskSpool, type UpdateSpool } from './update-spool.js';
 import { openSpoolSource, type SpooledUpdate, type SpoolSource } from './spool-source.js';
 import { rmSync } from 'node:fs';
@@ -94,13 +94,8 @@ export class RunCore {
   current: OpenRound | undefined;
   /** Sync: tasks of closed rounds whose results may still be folded into the next round. Async: tasks in flight. */
   readonly outstanding = new Map<string, Invitee>();
-  /** Federated evaluation per version: each agent's example count and metrics (eval_ prefix removed). */
-  private readonly evalParts = new Map<number, MetricPart[]>();
-  /** The task's metric names and how they combine (legacy runs: accuracy of 10-class classification). */
-  private readonly metricNames: readonly string[];
-  private readonly metricTask: MetricTask;
-  readonly stopAt: ReturnType<typeof stopRule>;
-  targetHit = false;
+  /** Federated evaluation per version and the stop rule judged on it or on the central evaluation. */
+  readonly metrics: VersionMetrics;
   /** Why the run ended early on its privacy budget (config.privacy.maxEpsilon). */
   privacyStop: string | undefined;
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
@@ -135,9 +130,7 @@ export class RunCore {
     deps.strategy.controlVariates?.init(numParams);
     this.agg = StreamingFedAvg.create(numParams * (deps.strategy.controlVariates ? 2 : 1), { slots: 2 });
     this.rng = createRng(run.config.seed);
-    this.metricTask = run.data?.task ?? LEGACY_METRIC_TASK;
-    this.metricNames = this.metricTask.metrics;
-    this.stopAt = stopRule(run.config);
+    this.metrics = new VersionMetrics(ctx, !!(run.config.centralEvaluation && deps.evaluateCentral), this.log, () => this.wake());
   }
 
   get run(): Readonly<RunRecord> {
@@ -161,7 +154,7 @@ export class RunCore {
   }
 
   get done(): boolean {
-    return this.stopCtl.signal.aborted || this.targetHit || this.privacyStop !== undefined;
+    return this.stopCtl.signal.aborted || this.metrics.targetHit || this.privacyStop !== undefined;
   }
 
   // ---------------------------------------------------------------- versions
@@ -231,19 +224,19 @@ export class RunCore {
       this.emitUpdate();
     }
     const ev = await this.deps.evaluateCentral(next.blob);
-    const metrics = { ...(ev.metrics ? this.pick(ev.metrics) : {}), ...(Number.isFinite(ev.accuracy) && !ev.metrics ? { accuracy: ev.accuracy } : {}) };
+    const metrics = { ...(ev.metrics ? this.metrics.pick(ev.metrics) : {}), ...(Number.isFinite(ev.accuracy) && !ev.metrics ? { accuracy: ev.accuracy } : {}) };
     record.centralLoss = ev.loss;
     if (Number.isFinite(ev.accuracy)) record.centralAccuracy = ev.accuracy;
     record.centralMetrics = metrics;
     this.ctx.setCentral(next.version, { loss: ev.loss, accuracy: ev.accuracy, metrics });
-    this.checkTarget(next.version, record.round, { loss: ev.loss, accuracy: ev.accuracy, ...metrics });
+    this.metrics.checkTarget(next.version, record.round, { loss: ev.loss, accuracy: ev.accuracy, ...metrics });
   }
 
   /** Central accuracy of version 0, so every run shows where training started from. */
   async evaluateInitial(): Promise<void> {
     if (!this.deps.evaluateCentral || !this.config.centralEvaluation || this.run.round > 0) return;
     const ev = await this.deps.evaluateCentral(this.global.blob);
-    this.ctx.setInitialCentral({ loss: ev.loss, accuracy: ev.accuracy, ...(ev.metrics ? { metrics: this.pick(ev.metrics) } : {}) });
+    this.ctx.setInitialCentral({ loss: ev.loss, accuracy: ev.accuracy, ...(ev.metrics ? { metrics: this.metrics.pick(ev.metrics) } : {}) });
   }
 
   private scratch: DiskSpool | undefined;
@@ -297,33 +290,13 @@ export class RunCore {
     return f ? { fingerprint: f } : {};
   }
 
-  /** The task's metrics (and loss) out of an evaluation's, dropping sufficient statistics. */
-  private pick(m: Record<string, number>): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const k of ['loss', ...this.metricNames]) if (m[k] !== undefined && Number.isFinite(m[k])) out[k] = m[k];
-    return out;
-  }
-
-  /** stopAt (or targetAccuracy): ends the run once a version's metric reaches the value, from the side the metric implies. */
-  private checkTarget(version: number, round: number, metrics: Record<string, number>): void {
-    const rule = this.stopAt;
-    const value = rule ? metrics[rule.metric] : undefined;
-    if (!rule || this.targetHit || value === undefined || !Number.isFinite(value)) return;
-    if (rule.lowerIsBetter ? value > rule.value : value < rule.value) return;
-    this.targetHit = true;
-    const started = this.run.startedAt ? Date.parse(this.run.startedAt) : Date.now();
-    this.ctx.reachTarget({ version, round, accuracy: metrics.accuracy ?? Number.NaN, seconds: (Date.now() - started) / 1000, metric: rule.metric, value });
-    this.log.info({ version, metric: rule.metric, value, target: rule.value }, 'stop target reached');
-    this.wake();
-  }
-
   /** Saves a finished round's (or step's) record with the run's new state. */
   async finishRecord(record: RoundRecord, round: OpenRound): Promise<void> {
     // Participants may have been resolved after the record was drafted (async failures); take the final list.
     if (round.failures.length) record.reason ??= summarizeFailures(round.failures);
     this.ctx.recordRound(record, this.global.version, round.participants());
     // Every result of a sync round is in: the federated evaluation of the version it trained from is complete.
-    if (this.config.mode === 'sync') this.checkFederatedTarget(round.baseVersion);
+    if (this.config.mode === 'sync') this.metrics.checkFederatedTarget(round.baseVersion);
     this.log.info(
       {
         round: record.round,
@@ -365,7 +338,7 @@ export class RunCore {
     if (tl !== undefined) rec.trainLoss = tl;
     if (ta !== undefined) rec.trainAccuracy = ta;
     if (this.run.data) {
-      const tm = combineMetrics(round.accepted.map((a) => ({ n: a.numExamples, metrics: stripPrefix(a.metrics, 'train_') })), this.metricTask);
+      const tm = combineMetrics(round.accepted.map((a) => ({ n: a.numExamples, metrics: stripPrefix(a.metrics, 'train_') })), this.metrics.task);
       if (Object.keys(tm).length) rec.trainMetrics = tm;
     }
     if (round.failures.length) rec.reason = summarizeFailures(round.failures);
@@ -376,34 +349,6 @@ export class RunCore {
   recordSpent(rec: RoundRecord): void {
     const spent = this.strategy.privacy?.spent();
     if (spent) Object.assign(rec, { epsilon: spent.epsilon, clipNorm: spent.clipNorm });
-  }
-
-  /**
-   * Agents evaluate the model they received before training: those metrics belong to the version they trained
-   * from, so they are accumulated per version and shown on the round that produced it.
-   */
-  noteEval(version: number, m: Record<string, number>): void {
-    const n = m.eval_examples ?? 0;
-    if (!(n > 0) || m.eval_loss === undefined) return;
-    const parts = this.evalParts.get(version) ?? [];
-    parts.push({ n, metrics: stripPrefix(m, 'eval_') });
-    this.evalParts.set(version, parts);
-    const combined = combineMetrics(parts, this.metricTask);
-    const examples = parts.reduce((s, p) => s + p.n, 0);
-    this.ctx.setFederated(version, combined, examples);
-    // A sync version is judged once the round that trained from it has closed (checkFederatedTarget), on every agent's
-    // held-out rows: checked here, the first agents' share alone could end the run with a value the version's own
-    // record contradicts. Async has no point at which a version's evaluation is complete, so it judges what has come in.
-    if (this.config.mode === 'async') this.checkFederatedTarget(version);
-  }
-
-  /** stopAt on the federated evaluation of `version` as far as it has come in, unless a central evaluation judges versions. */
-  checkFederatedTarget(version: number): void {
-    if (this.config.centralEvaluation && this.deps.evaluateCentral) return;
-    const parts = this.evalParts.get(version);
-    if (!parts?.length) return;
-    const round = this.run.rounds.find((x) => x.version === version)?.round ?? 0;
-    this.checkTarget(version, round, combineMetrics(parts, this.metricTask));
   }
 
   // ---------------------------------------------------------------- late and outstanding tasks

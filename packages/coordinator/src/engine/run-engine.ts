@@ -112,7 +112,7 @@ export class RunEngine extends EventEmitter<{ update: [RunRecord, LiveView]; end
         const message = core.privacyStop
           ? `${core.privacyStop}; completed ${n} of ${c.rounds} ${unit}`
           : hit
-          ? `reached ${core.stopAt?.metric === 'accuracy' ? 'target accuracy' : `stopAt ${core.stopAt?.metric}`} ${core.stopAt?.value} at version ${hit.version} (${(hit.value ?? hit.accuracy).toFixed(4)})`
+          ? `reached ${core.metrics.stopAt?.metric === 'accuracy' ? 'target accuracy' : `stopAt ${core.metrics.stopAt?.metric}`} ${core.metrics.stopAt?.value} at version ${hit.version} (${(hit.value ?? hit.accuracy).toFixed(4)})`
           : `completed ${n} of ${c.rounds} ${unit}`;
         ctx.setStatus('completed', message);
       }

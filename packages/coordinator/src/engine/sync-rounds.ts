@@ -254,7 +254,7 @@ export class SyncRounds {
     await round.settled;
     round.close('deadline');
     core.current = undefined;
-    for (const a of round.accepted) core.noteEval(0, a.metrics);
+    for (const a of round.accepted) core.metrics.noteEval(0, a.metrics);
     const record = core.roundRecord(round);
     if (round.accepted.length === 0) Object.assign(record, { status: 'failed', reason: round.failures.length ? undefined : 'no agent evaluated the model' });
     await core.finishRecord(record, round);
@@ -271,8 +271,8 @@ export class SyncRounds {
     await round.settled;
     round.close('deadline');
     core.current = undefined;
-    for (const a of round.accepted) core.noteEval(round.baseVersion, a.metrics);
-    core.checkFederatedTarget(round.baseVersion);
+    for (const a of round.accepted) core.metrics.noteEval(round.baseVersion, a.metrics);
+    core.metrics.checkFederatedTarget(round.baseVersion);
     await core.persist();
   }
 
@@ -344,7 +344,7 @@ export class SyncRounds {
         const p = accepted(core, h, member, w, late ? { reason: [`late result from round ${member.task.round}`, note.reason].filter(Boolean).join('; ') } : note);
         round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight: w.weight, metrics: h.metrics, baseVersion: member.baseVersion });
         if (late) core.noteLateOutcome(member, `folded into round ${round.round} (staleness ${staleness})`);
-        core.noteEval(member.baseVersion, h.metrics);
+        core.metrics.noteEval(member.baseVersion, h.metrics);
         core.deps.registry.release(h.agentId, member.task.taskId, true);
         core.refreshLive();
       },
@@ -408,7 +408,7 @@ export class SyncRounds {
         // The weight is inside the masked input; metrics weigh each agent alike (its example count is not sent).
         const w = { staleness: 0, weight: 1 };
         round.resolve(h.agentId, accepted(core, h, inv, w), { agentId: h.agentId, numExamples: 1, weight: 1, metrics: h.metrics, baseVersion: inv.baseVersion });
-        core.noteEval(inv.baseVersion, h.metrics);
+        core.metrics.noteEval(inv.baseVersion, h.metrics);
         core.deps.registry.release(h.agentId, inv.task.taskId, true);
         core.refreshLive();
       },
