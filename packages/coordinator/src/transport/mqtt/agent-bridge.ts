@@ -4,10 +4,8 @@ import type { Duplex } from 'node:stream';
 import { MqttClient, connect, type IClientOptions } from 'mqtt';
 import type { z } from 'zod';
 import {
-  AckSchedule,
   CHUNK_BYTES,
   FedgeError,
-  RejectedUpdateError,
   SendWindow,
   TransferAbortedError,
   challengeRequestSchema,
@@ -20,21 +18,19 @@ import {
   mqttQos,
   mqttTopics,
   parseOrThrow,
-  resultHeaderSchema,
   secaggRequestSchema,
   agentReportSchema,
   signatureToJson,
   tasksRequestSchema,
   type MqttEnvelope,
   type MqttFrame,
-  type SubmitReplyMsg,
   type TaskMsg,
 } from '@fedge/proto';
 import type { Coordinator } from '../../coordinator.js';
 import type { AgentChannel } from '../../engine/agent-registry.js';
-import type { UploadSink } from '../../engine/upload.js';
 import { moduleLogger } from '../../log.js';
 import { COORDINATOR_VERSION } from '../../version.js';
+import { finishUpload, receiveUpload, type Upload, type UploadContext } from './upload-receiver.js';
 
 const log = moduleLogger('mqtt-agent');
 /** A download whose receiver acks nothing for this long, or an upload that sends nothing, is dropped (slot freed). */
@@ -60,16 +56,6 @@ export interface MqttBridgeHandle {
   /** The broker saw this client disconnect (embedded broker): same as its last will. */
   clientGone(clientId: string, reason: string): void;
   close(): Promise<void>;
-}
-
-interface Upload {
-  sink?: UploadSink;
-  acks?: AckSchedule;
-  received: number;
-  replied: boolean;
-  idle?: NodeJS.Timeout;
-  chunk?: (offset: number | undefined, body: Uint8Array) => void;
-  end?: () => void;
 }
 
 interface Download {
@@ -149,11 +135,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     log.debug({ clientId, agentId: peer.agentId, reason }, 'MQTT client gone');
   };
 
-  const finishUpload = (u: Upload, abortReason?: string): void => {
-    clearTimeout(u.idle);
-    if (!u.replied && abortReason) u.sink?.abort(abortReason);
-    u.replied = true;
-  };
+  const uploads: UploadContext<Peer> = { coord, reply, boundAgent, idleMs: IDLE_TIMEOUT_MS };
 
   const onJoin = async (peer: Peer, id: string, env: MqttEnvelope): Promise<void> => {
     if (peer.joined?.id === id) {
@@ -243,73 +225,6 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
     }
   };
 
-  const onSubmit = (peer: Peer, id: string, env: MqttEnvelope): void => {
-    const u: Upload = { received: 0, replied: false };
-    peer.uploads.set(id, u);
-    const done = (r: SubmitReplyMsg): void => {
-      if (u.replied) return;
-      finishUpload(u);
-      peer.uploads.delete(id);
-      if (!r.accepted) log.warn({ clientId: peer.clientId, agentId: peer.agentId, reason: r.reason, message: r.message }, 'result rejected');
-      reply(peer, { t: 'reply', id, msg: r });
-    };
-    const rejectWith = (err: unknown): void => {
-      if (u.replied) return;
-      u.sink?.abort(err instanceof Error ? err.message : String(err));
-      const code = (err as { code?: string }).code;
-      if (err instanceof RejectedUpdateError) done({ accepted: false, reason: err.reason, message: err.message });
-      else if (code === 'E_AUTH') done({ accepted: false, reason: 'unknown_agent', message: (err as Error).message });
-      else if (code === 'E_VALIDATION') done({ accepted: false, reason: 'malformed', message: (err as Error).message });
-      else done({ accepted: false, reason: 'internal', message: (err as Error).message });
-    };
-    const armIdle = (): void => {
-      clearTimeout(u.idle);
-      u.idle = setTimeout(() => rejectWith(new RejectedUpdateError('truncated', `upload stalled: nothing for ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
-    };
-    u.chunk = (offset, body) => {
-      armIdle();
-      try {
-        if (offset === undefined) throw new RejectedUpdateError('malformed', 'chunk.offset is required');
-        if (!u.sink) throw new RejectedUpdateError('malformed', 'chunk before the upload was accepted');
-        u.sink.write(offset, body);
-        u.received += body.byteLength;
-        if (u.acks!.due(u.received)) reply(peer, { t: 'ack', id, offset: u.received });
-      } catch (err) {
-        rejectWith(err);
-      }
-    };
-    u.end = () => {
-      clearTimeout(u.idle);
-      if (!u.sink) return rejectWith(new RejectedUpdateError('truncated', 'the upload ended before its header was accepted'));
-      u.sink.commit().then(done, rejectWith);
-    };
-    let header;
-    try {
-      try {
-        header = parseOrThrow(resultHeaderSchema, env.msg, 'header');
-        boundAgent(peer, header.agentId);
-      } catch (err) {
-        coord.recordMalformed(env.msg, 'malformed', (err as Error).message);
-        throw err;
-      }
-    } catch (err) {
-      return rejectWith(err);
-    }
-    // No idle timer while beginUpload waits for a staging slot: with many agents that wait is legitimately long, and
-    // the agent sends nothing until the first ack (a client that goes away is detached by its last will).
-    coord.beginUpload(header).then(
-      (s) => {
-        if (u.replied) return s.abort('client gone');
-        u.sink = s;
-        u.acks = new AckSchedule(header.totalBytes);
-        // The first ack opens the sender's window: until a staging slot is free the agent holds its chunks.
-        reply(peer, { t: 'ack', id, offset: 0 });
-        armIdle();
-      },
-      rejectWith,
-    );
-  };
-
   /**
    * A request answered by one Coordinator call for the agent bound to this client: a secure-aggregation stage message
    * (its reply goes out when the stage has closed) or a status report. Refused: an error envelope naming the field or
@@ -381,7 +296,7 @@ export async function startMqttBridge(coord: Coordinator, opts: MqttBridgeOption
       }
       case 'submit':
         if (peer.uploads.has(id)) return reply(peer, errorEnvelope(id, new FedgeError('E_VALIDATION', `id: upload "${id}" is already in progress`)));
-        return onSubmit(peer, id, env);
+        return receiveUpload(peer, id, env, uploads);
       case 'secagg':
         void onAgentCall(peer, id, env.msg, secaggRequestSchema, 'secagg', (req) => coord.secagg(req), 'secagg stage refused');
         return;
