@@ -34,11 +34,11 @@ import {
 } from '@fedge/proto';
 import { checkModelHeader, type CoordinatorConnection, type FetchedModel, type TaskStream } from '../connection.js';
 import { ModelReceivers, type ModelReceiver } from '../model-receiver.js';
+import { TaskQueue } from './task-queue.js';
 import { moduleLogger } from '../../log.js';
 
 const log = moduleLogger('mqtt-connection');
 
-/** Largest model the agent accepts; protects small devices from a coordinator announcing absurd sizes. */
 /** A reply (join, tasks) or the next download chunk not arriving within this long means the coordinator is gone. */
 const REPLY_TIMEOUT_MS = 15_000;
 /** A join not answered within this long is sent again (same id: the coordinator answers a repeat with its first reply). */
@@ -84,10 +84,7 @@ export class MqttConnection implements CoordinatorConnection {
   private readonly pendingJoins = new Map<string, () => void>();
   private nextId = 0;
   private closedWith: Error | undefined;
-  // Tasks arrive on their own topic, possibly before the reply that opened the stream; they wait here.
-  private readonly taskQueue: TaskMsg[] = [];
-  private taskWake: (() => void) | undefined;
-  private taskEnd: Error | null | undefined; // null: ended normally
+  private readonly taskQueue = new TaskQueue();
 
   constructor(url: string, opts: MqttConnectionOptions = {}) {
     const topics = mqttTopics;
@@ -157,21 +154,10 @@ export class MqttConnection implements CoordinatorConnection {
   tasks(agentId: string, sessionToken: string): TaskStream {
     const self = this;
     return {
-      cancel: () => this.endTasks(null),
+      cancel: () => this.taskQueue.end(null),
       async *[Symbol.asyncIterator]() {
         await self.call('tasks', { msg: { agentId, sessionToken } }, REPLY_TIMEOUT_MS);
-        for (;;) {
-          const t = self.taskQueue.shift();
-          if (t) {
-            yield t;
-            continue;
-          }
-          if (self.taskEnd !== undefined) {
-            if (self.taskEnd) throw self.taskEnd;
-            return;
-          }
-          await new Promise<void>((r) => (self.taskWake = r));
-        }
+        yield* self.taskQueue.drain();
       },
     };
   }
@@ -368,7 +354,7 @@ export class MqttConnection implements CoordinatorConnection {
     }
     if (topic === mqttTopics.tasks(this.clientId)) {
       // Like the end of a gRPC task stream: the Agent re-joins.
-      if (f.env.t === 'close') return this.endTasks(null);
+      if (f.env.t === 'close') return this.taskQueue.end(null);
       if (f.env.t !== 'task') return;
       const r = taskSchema.safeParse(f.env.msg);
       if (!r.success) return log.warn({ err: r.error.message }, 'dropped a malformed task');
@@ -376,22 +362,10 @@ export class MqttConnection implements CoordinatorConnection {
       const { modelSignature, ...task } = r.data;
       const sig = signatureFromJson(modelSignature);
       this.taskQueue.push({ ...(task as unknown as TaskMsg), ...(sig ? { modelSignature: sig } : {}) });
-      this.wakeTasks();
       return;
     }
     const h = f.env.id !== undefined ? this.handlers.get(f.env.id) : undefined;
     if (h) h(f);
-  }
-
-  private endTasks(err: Error | null): void {
-    if (this.taskEnd === undefined) this.taskEnd = err;
-    this.wakeTasks();
-  }
-
-  private wakeTasks(): void {
-    const w = this.taskWake;
-    this.taskWake = undefined;
-    w?.();
   }
 
   /** Fails everything in flight; returns the error for convenience. */
@@ -399,7 +373,7 @@ export class MqttConnection implements CoordinatorConnection {
     if (this.closedWith) return this.closedWith;
     this.closedWith = err;
     for (const fail of [...this.failers.values()]) fail(err);
-    this.endTasks(err);
+    this.taskQueue.end(err);
     return err;
   }
 }
