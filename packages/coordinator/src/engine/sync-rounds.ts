@@ -7,9 +7,8 @@ import type { CandidateAgent } from '../strategy/strategy.js';
 import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote, type Reject } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, RunCore } from './run-core.js';
-import { StagedUpload, type UploadSink } from './upload.js';
-import { SecAggRound, roundParams } from './secagg-round.js';
-import { MaskedSlots, addMaskedInput, checkMaskedHeader, type MaskedSlot } from './secagg-intake.js';
+import type { UploadSink } from './upload.js';
+import { SyncSecAgg } from './sync-secagg.js';
 import type { AggregateOutcome } from '../strategy/strategy.js';
 
 export class SyncRounds {
@@ -19,16 +18,13 @@ export class SyncRounds {
 
   /** sync.lateResults "next-round": an agent still training when its round closes may fold its result into the next. */
   private readonly carryLate: boolean;
-  /**
-   * Secure aggregation (run config secureAggregation): the round's protocol state, kept until the next round starts so
-   * late stage calls are answered; its cohort's task ids; the masked inputs' staging buffers.
-   */
-  private sec: { round: number; state: SecAggRound; tasks: Map<string, string> } | undefined;
-  private maskedSlots: MaskedSlots | undefined;
+  /** Secure aggregation (run config secureAggregation): idle unless a round starts it. */
+  private readonly secure: SyncSecAgg;
 
   constructor(private readonly core: RunCore) {
     const c = core.config;
     this.carryLate = c.mode === 'sync' && c.sync.lateResults === 'next-round';
+    this.secure = new SyncSecAgg(core, (round, agentId, reason, message, outcome) => this.failParticipant(round, agentId, reason, message, outcome));
   }
 
   /** Runs the rounds after the last saved one until the run is done. */
@@ -99,7 +95,7 @@ export class SyncRounds {
         await core.ctx.persist();
       }
     }
-    const secStart = c.secureAggregation ? this.startSecAgg(r, invited) : undefined;
+    const secStart = c.secureAggregation ? this.secure.start(r, invited) : undefined;
     const cohort = secStart && !secStart.ok ? [] : invited;
     const round = this.openRound(r, 'train', cohort, c.roundDeadlineSeconds, target, resumed);
     core.log.info({ round: r, agents: invited.map((a) => a.name), target, baseVersion: round.baseVersion, secureAggregation: secStart?.ok ? secStart.state.params : undefined }, 'round started');
@@ -181,7 +177,7 @@ export class SyncRounds {
   /** What becomes of an agent still training when its round closes: carried to the next round, or cancelled. */
   private lateHandler(inv: Invitee): string {
     // Secure aggregation: a late agent never sends unmask shares (it sends them only after its masked input is in).
-    this.sec?.state.agentOut(inv.agent.id);
+    this.secure.agentOut(inv.agent.id);
     if (this.carryLate && !this.core.stopCtl.signal.aborted) {
       this.core.outstanding.set(inv.agent.id, inv);
       return 'its result will be folded into the next round';
@@ -208,10 +204,7 @@ export class SyncRounds {
       const index = resumed?.invitees.find((x) => x.name === agent.name)?.index ?? i;
       const task = core.tasks.round(kind, core.globalModel, r, index, deadline, agent.name);
       // Secure aggregation: the round's parameters and stage deadlines ride with each training task.
-      if (kind === 'train' && this.sec?.round === r) {
-        task.config = { ...task.config, secaggJson: JSON.stringify(this.sec.state.task()) };
-        this.sec.tasks.set(agent.id, task.taskId);
-      }
+      if (kind === 'train') this.secure.attach(r, agent.id, task);
       round.invitees.set(agent.id, { agent, task, state: 'invited', sentAt: Date.now(), baseVersion: core.globalModel.version });
     });
     chosen.forEach((agent) => {
@@ -233,7 +226,7 @@ export class SyncRounds {
         core.log.warn({ round: r, name: x.name }, 'invitee did not reconnect after the restart');
       }
     }
-    if (kind === 'train' && this.sec?.round === r) this.sec.state.onFail = () => round.close('deadline', (inv) => this.lateHandler(inv));
+    if (kind === 'train') this.secure.onFail(r, () => round.close('deadline', (inv) => this.lateHandler(inv)));
     if (chosen.length === 0) round.close('deadline');
     core.live = { phase: kind === 'train' ? 'training' : 'evaluating', round: r, deadline, participants: round.live() };
     core.emit();
@@ -282,7 +275,7 @@ export class SyncRounds {
   agentGone(agentId: string, reason: string): void {
     const { core } = this;
     // Even after its masked input: the unmask stage stops waiting for an agent that is gone.
-    this.sec?.state.agentOut(agentId);
+    this.secure.agentOut(agentId);
     if (core.outstanding.has(agentId)) core.outstanding.delete(agentId);
     const round = core.current;
     const inv = round?.invitees.get(agentId);
@@ -325,7 +318,7 @@ export class SyncRounds {
     if (!round || !round.open || !inv || h.round !== inv.task.round)
       throw new RejectedUpdateError('stale_round', `round: ${h.round} is not open (current: ${round?.open ? round.round : 'none'})`);
     if (inv.participant) throw new RejectedUpdateError('duplicate', `a result for this task was already recorded (${inv.participant.outcome})`);
-    if (this.sec?.round === round.round && round.kind === 'train') return this.beginMasked(h, inv, round, this.sec.state, reject);
+    if (this.secure.covers(round.round) && round.kind === 'train') return this.secure.beginMasked(h, inv, round, reject);
     checkHeader(core, h, inv, round.kind, reject);
     const staleness = round.baseVersion - inv.baseVersion;
     const w = { staleness, weight: core.strategy.weightOf(h.numExamples) * stalenessWeight(core.config.staleness, staleness) };
@@ -355,86 +348,16 @@ export class SyncRounds {
     });
   }
 
-  // ---------------------------------------------------------------- secure aggregation
-
-  /** The round's protocol state for this cohort, or why it cannot run (too few agents for the parameters). */
-  private startSecAgg(r: number, cohort: readonly CandidateAgent[]): { ok: true; state: SecAggRound } | { ok: false; reason: string } {
-    const { core } = this;
-    const c = core.config;
-    const cfg = c.secureAggregation!;
-    this.sec?.state.abort('a new round started');
-    this.sec = undefined;
-    try {
-      // Central DP weighs every update 1 (strategy.weightOf), and clips each to privacy.clipNorm in L2, so no
-      // coordinate of an honest update exceeds it: the quantization range then costs nothing.
-      const uniform = core.strategy.weightOf(2) === 1 && core.strategy.weightOf(3) === 1;
-      const cohortMaxExamples = Math.max(0, ...cohort.map((a) => a.numExamples || 0));
-      const params = roundParams(cfg, cohort.length, { uniformWeights: uniform, clipDefault: c.privacy?.clipNorm ?? 1, cohortMaxExamples });
-      const now = Date.now();
-      const roundEnd = now + c.roundDeadlineSeconds * 1000;
-      const advertiseBy = Math.min(now + cfg.advertiseSeconds * 1000, roundEnd);
-      const shareBy = Math.min(advertiseBy + cfg.shareSeconds * 1000, roundEnd);
-      // int8 mode derives the ring from the cohort's size, so a round's bits may differ from the last one's.
-      if (this.maskedSlots?.bits !== params.bits) this.maskedSlots = new MaskedSlots(core.agg.numParams, params.bits);
-      const state = new SecAggRound(params, core.agg.numParams, new Set(cohort.map((a) => a.id)), { advertiseBy, shareBy, maskedInputBy: roundEnd, unmaskSeconds: cfg.unmaskSeconds }, core.log.child({ round: r, secagg: true }));
-      this.sec = { round: r, state, tasks: new Map() };
-      return { ok: true, state };
-    } catch (err) {
-      return { ok: false, reason: (err as Error).message };
-    }
-  }
-
-  /** A masked input: staged in one of a few buffers as it streams, added to the round's running sum when complete. */
-  private async beginMasked(h: ResultHeaderMsg, inv: Invitee, round: OpenRound, sec: SecAggRound, reject: Reject): Promise<UploadSink> {
-    const { core } = this;
-    checkMaskedHeader(core, h, inv, sec, reject);
-    inv.state = 'uploading';
-    core.refreshLive();
-    const ctl = new AbortController();
-    inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
-    // A pool sized for this run's ring (one per run: bits are fixed by the config).
-    const slots = this.maskedSlots!;
-    const slot = await slots.acquire(ctl.signal);
-    const open = (): boolean => round.open && !inv.participant;
-    if (!open()) {
-      slots.release(slot);
-      throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
-    }
-    const sink = new StagedUpload(h.totalBytes, slot, undefined, {
-      isOpen: open,
-      onComplete: () => {
-        addMaskedInput(sec, h.agentId, slot as MaskedSlot, h.secaggRejected ?? []);
-        round.bytesReceived += h.totalBytes;
-        // The weight is inside the masked input; metrics weigh each agent alike (its example count is not sent).
-        const w = { staleness: 0, weight: 1 };
-        round.resolve(h.agentId, accepted(core, h, inv, w), { agentId: h.agentId, numExamples: 1, weight: 1, metrics: h.metrics, baseVersion: inv.baseVersion });
-        core.metrics.noteEval(inv.baseVersion, h.metrics);
-        core.deps.registry.release(h.agentId, inv.task.taskId, true);
-        core.refreshLive();
-      },
-      onReject: (reason, message) => this.failParticipant(round, h.agentId, reason, message),
-      onAbort: (reason) => {
-        if (!inv.participant && round.open) this.failParticipant(round, h.agentId, 'upload_aborted', `upload aborted: ${reason}`, 'dropped');
-      },
-      release: (s) => slots.release(s as MaskedSlot),
-    });
-    inv.abortUpload = (why) => sink.abort(why);
-    return sink;
-  }
-
-  /** A stage message of a cohort agent: answered when its stage closes (advertise, share, survivors) or at once (unmask). */
+  /** A secure-aggregation stage message of a cohort agent. */
   secagg(req: SecAggRequestMsg): Promise<SecAggReplyMsg> | SecAggReplyMsg {
-    const sec = this.sec;
-    if (!sec || sec.round !== req.round || sec.tasks.get(req.agentId) !== req.taskId)
-      return { accepted: false, reason: 'unknown_task', message: `task_id: "${req.taskId}" is not a secure-aggregation task of this agent in round ${req.round}${sec ? ` (current: ${sec.round})` : ''}`, payloadJson: '' };
-    return sec.state.handle(req);
+    return this.secure.handle(req);
   }
 
   private failParticipant(round: OpenRound, agentId: string, reason: string, message: string, outcome: 'rejected' | 'dropped' = 'rejected'): void {
     const { core } = this;
     const inv = round.invitees.get(agentId);
     if (!inv || inv.participant) return;
-    this.sec?.state.agentOut(agentId);
+    this.secure.agentOut(agentId);
     core.log.warn({ agentId, name: inv.agent.name, round: round.round, reason, message }, 'result rejected');
     round.resolve(agentId, { agentId, name: inv.agent.name, outcome, reason: `${reason}: ${message}` });
     core.deps.registry.release(agentId, inv.task.taskId, false);
