@@ -78,6 +78,11 @@ export async function acquireSlot(core: RunCore, inv: Invitee, stillWanted: () =
   return slot;
 }
 
+/** The round closed (the agent recorded late, the round's spool removed) while the update was being written. */
+function closedWhileSaving(): RejectedUpdateError {
+  return new RejectedUpdateError('round_closed', 'the round closed while the update was being saved');
+}
+
 /** What admitUpdate did with an update beyond checking it. */
 export interface Admitted {
   /** Spooled (durably with the run, or to the round's scratch spool for a strategy that needs every update): not to be folded now. */
@@ -126,18 +131,17 @@ export async function admitUpdate(
   const bytes = new Uint8Array(s.view.buffer, s.view.byteOffset, s.view.byteLength);
   const spool = core.deps.spool;
   if (spool && core.run.openRound?.round === round.round) {
-    // The round may close (the agent recorded late, the spool removed) while the update is being made durable.
+    // The round may close while the update is being made durable.
     const gone = () => inv.participant !== undefined || core.run.openRound?.round !== round.round;
-    const closed = () => new RejectedUpdateError('round_closed', 'the round closed while the update was being saved');
     let file: string;
     try {
       file = await spool.append(core.run.id, round.round, fileKey, bytes, written);
     } catch (err) {
-      if (gone()) throw closed();
+      if (gone()) throw closedWhileSaving();
       // Not the agent's fault: a full or read-only data directory suspends the run (resumable) instead.
       throw core.storageFault(err) ?? err;
     }
-    if (gone()) throw closed();
+    if (gone()) throw closedWhileSaving();
     try {
       core.ctx.acceptUpdate({ name: inv.agent.name, numExamples: h.numExamples, weight: w.weight, staleness: w.staleness, baseVersion: inv.baseVersion, metrics: h.metrics, file, seconds: (Date.now() - inv.sentAt) / 1000 });
       // Durable before the agent hears "accepted", saved together with the others accepted in the same turn.
@@ -150,9 +154,9 @@ export async function admitUpdate(
   if (core.keepsUpdates && round.kind === 'train') {
     // Not durable, but the strategy needs every update: a scratch segment for the round, removed when it is folded.
     const file = await core.scratchSpool().append(core.run.id, round.round, fileKey, bytes).catch((err: unknown) => {
-      throw inv.participant ? new RejectedUpdateError('round_closed', 'the round closed while the update was being saved') : err;
+      throw inv.participant ? closedWhileSaving() : err;
     });
-    if (inv.participant) throw new RejectedUpdateError('round_closed', 'the round closed while the update was being saved');
+    if (inv.participant) throw closedWhileSaving();
     round.spooled.push({ name: inv.agent.name, file, weight: w.weight });
     return out(true);
   }
