@@ -54,6 +54,13 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const goneListeners: ((clientId: string) => void)[] = [];
   const addresses = new Map<string, string>();
   const broker = await Aedes.createBroker({
+    // aedes' default (100) makes mqemitter queue messages once 100 are in flight, and it drains that queue by
+    // recursion: each queued message finishing synchronously (e.g. a $SYS disconnect notice nobody subscribes to)
+    // starts the next on the same stack. A fleet of thousands disconnecting while deliveries waited on a busy
+    // subscriber overflowed the stack (RangeError in qlobber, the coordinator died). 0 never queues; the messages
+    // are held either way (the queue had no bound), so memory is unchanged. Latest mqemitter (7.1.0) still recurses;
+    // its fix (mcollina/mqemitter#204) is unmerged.
+    concurrency: 0,
     authenticate: (client, username, password, done) => {
       if (username === MQTT_COORDINATOR_USERNAME) {
         if (client.id.startsWith('fedge-coordinator-') && sameSecret(password, secret)) {

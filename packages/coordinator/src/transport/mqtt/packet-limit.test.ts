@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PacketSizeLimiter } from './packet-limit.js';
+import { createServer, connect, type Socket } from 'node:net';
+import { PacketSizeLimiter, limitPackets } from './packet-limit.js';
 
 /** Feeds `bytes` in pieces of `piece` bytes; resolves with the bytes passed through, or the error. */
 function run(max: number, bytes: Buffer, piece: number): Promise<{ out: Buffer; error?: string }> {
@@ -48,5 +49,28 @@ describe('PacketSizeLimiter', () => {
   it('refuses a remaining length longer than 4 bytes', async () => {
     const r = await run(1 << 30, Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), 1);
     expect(r.error).toMatch(/malformed MQTT packet/);
+  });
+
+  it('does not report a connection reset by the client as a refused packet', async () => {
+    const refused: string[] = [];
+    let serverSide: Socket | undefined;
+    const server = createServer((socket) => {
+      serverSide = socket;
+      const conn = limitPackets(socket, 1024, (reason) => refused.push(reason));
+      conn.on('error', () => {}); // the broker's side of the reset
+      conn.resume();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const client = connect((server.address() as { port: number }).port, '127.0.0.1');
+    await new Promise<void>((r) => client.once('connect', () => r()));
+    client.write(packet(0x10, 12));
+    while (!serverSide) await new Promise((r) => setTimeout(r, 10));
+    const closed = new Promise((r) => serverSide!.once('close', r));
+    // The error a reset gives the server's socket (whether the kernel reports it depends on timing, so it is raised here).
+    serverSide.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
+    client.destroy();
+    await closed;
+    await new Promise<void>((r) => server.close(() => r()));
+    expect(refused).toEqual([]);
   });
 });

@@ -10,6 +10,9 @@ import { CHUNK_BYTES } from '@fedge/proto';
 /** The largest legitimate packet is a 1 MiB chunk plus its envelope and topic, or a model header with its topology. */
 export const MQTT_MAX_PACKET_BYTES = CHUNK_BYTES + (3 << 20);
 
+/** The limiter's own refusal, told apart from errors the connection passes to it (a reset, an abort). */
+export class PacketRefusedError extends Error {}
+
 /**
  * Passes bytes through untouched while following the packets' fixed headers (type byte, 1-4 byte remaining length);
  * errors as soon as a header declares more than `maxBytes`, before the body arrives.
@@ -45,10 +48,10 @@ export class PacketSizeLimiter extends Transform {
       this.mult *= 128;
       this.lenBytes++;
       if (b & 0x80) {
-        if (this.lenBytes >= 4) return cb(new Error('malformed MQTT packet: remaining length longer than 4 bytes'));
+        if (this.lenBytes >= 4) return cb(new PacketRefusedError('malformed MQTT packet: remaining length longer than 4 bytes'));
         continue;
       }
-      if (this.len > this.maxBytes) return cb(new Error(`MQTT packet of ${this.len} bytes refused: the limit is ${this.maxBytes}`));
+      if (this.len > this.maxBytes) return cb(new PacketRefusedError(`MQTT packet of ${this.len} bytes refused: the limit is ${this.maxBytes}`));
       this.skip = this.len;
       this.lenBytes = -1;
     }
@@ -60,7 +63,9 @@ export class PacketSizeLimiter extends Transform {
 export function limitPackets(socket: Socket, maxBytes: number, onRefused: (reason: string) => void): Duplex {
   const limiter = new PacketSizeLimiter(maxBytes);
   limiter.on('error', (err) => {
-    onRefused(err.message);
+    // The wrapper destroys the limiter with the socket's own errors too (ECONNRESET when a client vanishes): those are
+    // no refusal, and the broker already sees them on the connection.
+    if (err instanceof PacketRefusedError) onRefused(err.message);
     socket.destroy();
   });
   socket.pipe(limiter);
