@@ -37,6 +37,7 @@ const BENCHES = {
   robust: { args: ['--agents', '4', '--rounds', '1', '--fractions', '0.25', '--ks', '5', '--params', '10000'] },
   scale: { args: ['--agents', '5', '--rounds', '1', '--hidden', '8', '--case-timeout', '120'] },
   serving: { args: ['--smoke'] },
+  spool: { args: ['--updates', '20', '--concurrency', '1,4', '--params', '10000'] },
   'serving-while-training': { args: ['--seconds', '1', '--phases', 'idle'] },
   strategies: { args: ['--agents', '2', '--rounds', '1', '--configs', 'fedavg'] },
   tasks: { args: ['--examples', 'wine', '--seeds', '1', '--agents', '2'] },
