@@ -2,7 +2,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as ml from '@fedge/ml';
 import type { BackendInfo, BackendPreference, Dataset, EvalResult, RawTable, TrainResult, tf } from '@fedge/ml';
-import { FedgeError, ValidationError, formatZodError, taskPayloadSchema, type TaskPayload, type TensorSpecMsg } from '@fedge/proto';
+import { FedgeError, ValidationError, parseJsonField, taskPayloadSchema, type TaskPayload, type TensorSpecMsg } from '@fedge/proto';
 import { encodeLegacy } from './data.js';
 import { flipLabels } from './attack.js';
 
@@ -104,15 +104,7 @@ if (port) {
       encoded = { key: '', dataKey, train, holdout: legacy.holdout };
       return encoded;
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(taskJson);
-    } catch (err) {
-      throw new ValidationError(`task_json: not valid JSON (${(err as Error).message})`);
-    }
-    const parsed = taskPayloadSchema.safeParse(json);
-    if (!parsed.success) throw new ValidationError(`task_json: ${formatZodError(parsed.error)}; is this agent older than the coordinator?`);
-    const payload = parsed.data;
+    const payload = parseJsonField(taskPayloadSchema, taskJson, 'task_json', '; is this agent older than the coordinator?');
     const t = { type: payload.task.type, outputs: payload.task.outputs };
     const honest = ml.encodeTable(r.train, payload.preprocessing, t);
     // Simulated attacker: only the training split is poisoned; federated evaluation stays honest.

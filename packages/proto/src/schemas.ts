@@ -106,5 +106,21 @@ export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, roo
   return r.data;
 }
 
+/**
+ * `json`, the text of message field `field`, parsed and checked with `schema`; a ValidationError names the field and
+ * says whether it was not JSON or where it did not match ("data_profile_json: columns.0.name: ..."), then `hint`.
+ */
+export function parseJsonField<T extends z.ZodType>(schema: T, json: string, field: string, hint = ''): z.output<T> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new ValidationError(`${field}: not valid JSON (${(err as Error).message})`);
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new ValidationError(`${field}: ${formatZodError(r.error)}${hint}`);
+  return r.data;
+}
+
 // Secure aggregation's stage request, task parameters and refusals (kept in their own module).
 export * from './secagg-wire.js';
