@@ -104,8 +104,8 @@ export class Reporter {
     return this.chain;
   }
 
-  /** The body as it would be sent now (validated: a provider's bug is logged, not sent). */
-  body(): { json: string; once: [ReportSectionName, unknown][] } | undefined {
+  /** The body as it would be sent now, not yet validated (valid() checks it). */
+  private body(): { json: string; once: [ReportSectionName, unknown][] } {
     const body: Record<string, unknown> = {};
     for (const [name, p] of this.providers) {
       const v = p();
@@ -123,21 +123,27 @@ export class Reporter {
       }
       json = JSON.stringify(body);
     }
+    return { json, once: once.filter(([n]) => n in body) };
+  }
+
+  /** A provider's bug is logged, not sent. */
+  private valid(json: string): boolean {
     try {
       parseReportBody(json);
+      return true;
     } catch (err) {
       log.error({ err: (err as Error).message }, 'report body does not match its schema; not sent');
-      return undefined;
+      return false;
     }
-    return { json, once: once.filter(([n]) => n in body) };
   }
 
   private async send(heartbeat: boolean): Promise<void> {
     const link = this.link;
     if (!link) return;
     const b = this.body();
-    if (!b) return;
+    // Decided before validating: an idle agent's skipped heartbeat costs its providers and no schema check.
     if (heartbeat && b.json === EMPTY_BODY && this.lastAccepted === EMPTY_BODY) return;
+    if (!this.valid(b.json)) return;
     try {
       const r = await link.conn.report({ agentId: link.session.agentId, sessionToken: link.session.sessionToken, bodyJson: b.json });
       this.sent++;
