@@ -28,6 +28,17 @@ export const ENROLLED_FILE = 'enrolled.json';
 /** The broker login of a device on a dynamic-security Mosquitto (fedge serve --mqtt-dynsec), kept from the code. */
 export const MQTT_LOGIN_FILE = 'mqtt-login.json';
 
+/** A JSON object the agent kept in its state dir, or undefined when it is missing or unreadable (as if never written). */
+function readKept(file: string): Record<string, unknown> | undefined {
+  if (!existsSync(file)) return undefined;
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Holds the private key: never log or serialise this object (toJSON shows the public half only). */
 export class AgentIdentity {
   readonly publicKeyPem: string;
@@ -64,16 +75,8 @@ export class AgentIdentity {
       throw new FedgeError('E_SIGNING_KEY', `${keyFile} is not a readable PEM private key (${(err as Error).message.split('\n')[0]}); move it away and enroll the device again`, { cause: err });
     }
     if (privateKey.asymmetricKeyType !== 'ed25519') throw new FedgeError('E_SIGNING_KEY', `${keyFile} holds a ${privateKey.asymmetricKeyType ?? 'unknown'} key; agent keys are ed25519`);
-    let enrolledAs: string | undefined;
-    const marker = path.join(dir, ENROLLED_FILE);
-    if (existsSync(marker)) {
-      try {
-        enrolledAs = (JSON.parse(readFileSync(marker, 'utf8')) as { name?: string }).name;
-      } catch {
-        enrolledAs = undefined;
-      }
-    }
-    return new AgentIdentity(privateKey, dir, enrolledAs);
+    const enrolled = readKept(path.join(dir, ENROLLED_FILE));
+    return new AgentIdentity(privateKey, dir, typeof enrolled?.name === 'string' ? enrolled.name : undefined);
   }
 
   /** The name the coordinator enrolled this key under, if it did. */
@@ -110,12 +113,7 @@ export class AgentIdentity {
       writeFileDurable(file, `${JSON.stringify(login)}\n`, 0o600);
       return login;
     }
-    let kept: { username?: unknown; password?: unknown } | undefined;
-    try {
-      kept = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as typeof kept) : undefined;
-    } catch {
-      kept = undefined;
-    }
+    const kept = readKept(file);
     if (kept && kept.username === username && typeof kept.password === 'string') return { username, password: kept.password };
     if (dynsec) throw new FedgeError('E_CLI', `--mqtt-dynsec: no broker login for "${name}" in ${this.stateDir} and no --enroll-code to derive it from; enroll the device again (fedge agent revoke ${name}; fedge agent enroll ${name}) and start it with the new code`);
     return undefined;
