@@ -123,10 +123,9 @@ export class AdminClient {
     const req = { runId: opts.runId ?? '', keepLast: opts.keepLast === undefined ? '' : String(opts.keepLast), dryRun: !!opts.dryRun };
     return JSON.parse((await this.call<{ resultsJson: string }>('GcModels', req)).resultsJson) as GcResult[];
   }
-  /** Every agent (an empty request: no page limit). */
+  /** Every agent (limit 0: no page limit, which is also what a coordinator from before paging answers). */
   async listAgents(): Promise<AgentRecord[]> {
-    const r = await this.call<{ agentsJson: string[] }>('ListAgents', {});
-    return r.agentsJson.map((j) => JSON.parse(j) as AgentRecord);
+    return (await this.agentPage({ limit: 0 })).agents;
   }
   /** One page of the agents matching `q` (fedge agent list); `q` was checked with parseAgentQuery. */
   async agentPage(q: AgentQuery): Promise<AgentPage> {
