@@ -4,7 +4,7 @@ import type { RunView } from '../coordinator.js';
 import { metricsOf } from '../config/task-config.js';
 import { duration, metricText, pct } from './format.js';
 import { roundTrafficText } from './traffic.js';
-import { roundSummary } from '../store/round-summary.js';
+import { roundSummary, type RoundSummary } from '../store/round-summary.js';
 
 /** The metrics a run with a task reports (its resolved task, else its config's); undefined for runs without a task (MNIST). */
 export function taskMetricNames(run: Pick<RunView, 'data' | 'config'>): readonly string[] | undefined {
@@ -32,8 +32,8 @@ function statisticsStep(run: RunView): string | undefined {
 }
 
 /** e.g. "2 late, 1 dropped" for the non-completed outcomes of a round. */
-function outcomes(r: RoundRecord): string {
-  return Object.entries(roundSummary(r).outcomes).filter(([o, n]) => o !== 'completed' && n).map(([o, n]) => `${n} ${o}`).join(', ');
+function outcomes(s: RoundSummary): string {
+  return Object.entries(s.outcomes).filter(([o, n]) => o !== 'completed' && n).map(([o, n]) => `${n} ${o}`).join(', ');
 }
 
 /** e.g. "tau 0:2 1:1" — how many versions behind the folded updates were; omitted when all were current. */
@@ -47,7 +47,7 @@ function staleness(r: RoundRecord): string | undefined {
 export function roundLine(r: RoundRecord, total: number, unit = 'round', metrics?: readonly string[]): string {
   const s = roundSummary(r);
   const done = s.outcomes.completed ?? 0;
-  const other = outcomes(r);
+  const other = outcomes(s);
   const parts = [
     `${unit} ${String(r.round).padStart(String(total).length)}/${total}`,
     r.status === 'failed' ? 'FAILED' : `v${r.version}`,
