@@ -7,8 +7,6 @@ import { moduleLogger } from '../log.js';
 import { AgentWrites } from './agent-writes.js';
 import { AuthError, NameTakenError, parseProfile, safeEqual, sha256Hex } from './join-credentials.js';
 
-export { AuthError, NameTakenError } from './join-credentials.js';
-
 /** What a transport provides to push tasks to one connected agent. */
 export interface AgentChannel {
   send(task: TaskMsg): void;

@@ -19,7 +19,7 @@ import {
   type SignedUpdateRef,
 } from '@fedge/proto';
 import type { EnrollmentRecord, IdentityRecord, Store } from '../store/store.js';
-import { AuthError } from './agent-registry.js';
+import { AuthError } from './join-credentials.js';
 import { moduleLogger } from '../log.js';
 
 const log = moduleLogger('identities');

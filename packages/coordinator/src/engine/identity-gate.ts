@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { FedgeError, LimitError, RejectedUpdateError, signedUpdateRef, type JoinRequestMsg, type ResultHeaderMsg, type SubmitReplyMsg } from '@fedge/proto';
 import type { AgentRegistry } from './agent-registry.js';
-import { AuthError } from './agent-registry.js';
+import { AuthError } from './join-credentials.js';
 import { IdentityRegistry, type IdentityView, type JoinCredentials } from './identities.js';
 import { DEFAULT_JOIN_LIMITS, RateLimiter, type JoinLimits } from './join-limits.js';
 import type { UploadSink } from './upload.js';

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { ValidationError } from '@fedge/proto';
 import type { Coordinator, RunView } from '../coordinator.js';
-import { AuthError } from '../engine/agent-registry.js';
+import { AuthError } from '../engine/join-credentials.js';
 import { adminTokenMatches, promoteModelRequest } from '../transport/grpc/admin-service.js';
 import { runSummary } from '../cli/commands/run.js';
 import { registryEntries } from '../cli/commands/model-registry.js';

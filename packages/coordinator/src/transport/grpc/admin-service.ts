@@ -5,7 +5,7 @@ import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetR
 import type { Coordinator, RunView } from '../../coordinator.js';
 import { parseCanaryAuto } from '../../engine/canary.js';
 import { parseKeepLast } from '../../config/retention.js';
-import { AuthError } from '../../engine/agent-registry.js';
+import { AuthError } from '../../engine/join-credentials.js';
 import { parseAgentQuery, queryAgents, summarizeAgents } from '../../engine/agent-query.js';
 import { refuse, toServiceError } from './errors.js';
 import { writeModelStream } from './stream-write.js';
