@@ -1,7 +1,8 @@
 /** gRPC AdminService: what the fedge CLI calls to start, list, watch and stop runs and to list agents. */
 import * as grpc from '@grpc/grpc-js';
 import { timingSafeEqual } from 'node:crypto';
-import { ValidationError, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type ListAgentsRequestMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
+import { z } from 'zod';
+import { parseJsonField, type ChunkMsg, type FetchRunModelRequestMsg, type GetRunRequestMsg, type ListAgentsReplyMsg, type ListAgentsRequestMsg, type PromoteModelRequestMsg, type ListRunsReplyMsg, type RunReplyMsg, type StartRunRequestMsg } from '@fedge/proto';
 import type { Coordinator, RunView } from '../../coordinator.js';
 import { parseCanaryAuto } from '../../engine/canary.js';
 import { parseKeepLast } from '../../config/retention.js';
@@ -78,28 +79,17 @@ export function listAgentsReply(coord: Coordinator, req: Partial<ListAgentsReque
 
 export function adminServiceHandlers(coord: Coordinator, adminToken?: string): grpc.UntypedServiceImplementation {
   return {
-    StartRun: unary<StartRunRequestMsg, RunReplyMsg>(adminToken, async (req) => {
-      let config: unknown;
-      try {
-        config = JSON.parse(req.configJson);
-      } catch (err) {
-        throw new ValidationError(`config_json: not valid JSON (${(err as Error).message})`);
-      }
-      return { runJson: JSON.stringify(await coord.startRun(config)) };
-    }),
+    // The config and the query are checked by the coordinator (run-config, participants-view): here only their JSON.
+    StartRun: unary<StartRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({
+      runJson: JSON.stringify(await coord.startRun(parseJsonField(z.unknown(), req.configJson, 'config_json'))),
+    })),
     ListRuns: unary<object, ListRunsReplyMsg>(adminToken, async () => ({
       runsJson: (await coord.listRuns()).map((r) => JSON.stringify(r)),
     })),
     GetRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.showRun(req.runId)) })),
-    ListParticipants: unary<ListParticipantsRequestMsg, ListParticipantsReplyMsg>(adminToken, async (req) => {
-      let query: unknown;
-      try {
-        query = JSON.parse(req.queryJson || '{}');
-      } catch (err) {
-        throw new ValidationError(`query_json: not valid JSON (${(err as Error).message})`);
-      }
-      return { pageJson: JSON.stringify(await coord.listParticipants(req.runId, query)) };
-    }),
+    ListParticipants: unary<ListParticipantsRequestMsg, ListParticipantsReplyMsg>(adminToken, async (req) => ({
+      pageJson: JSON.stringify(await coord.listParticipants(req.runId, parseJsonField(z.unknown(), req.queryJson || '{}', 'query_json'))),
+    })),
     StopRun: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.stopRun(req.runId)) })),
     PromoteModel: unary<PromoteModelRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await promoteModelRequest(coord, req)) })),
     RollbackModel: unary<GetRunRequestMsg, RunReplyMsg>(adminToken, async (req) => ({ runJson: JSON.stringify(await coord.rollbackModel(req.runId)) })),
