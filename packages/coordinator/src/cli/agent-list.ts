@@ -1,7 +1,7 @@
 /** `fedge agent list`'s paging, filter flags, footer and --summary rendering (the command itself is in commands/agent.ts). */
 import { Command, Option } from 'commander';
 import { FedgeError, ValidationError } from '@fedge/proto';
-import { AGENT_STATES, DEFAULT_AGENT_PAGE, agentQuerySchema, parseAgentQuery, type AgentPage, type AgentQuery, type AgentSummary } from '../engine/agent-query.js';
+import { AGENT_STATES, AGENT_TRANSPORTS, DEFAULT_AGENT_PAGE, agentQuerySchema, parseAgentQuery, type AgentPage, type AgentQuery, type AgentSummary } from '../engine/agent-query.js';
 
 export interface AgentListFlags {
   limit?: string;
@@ -27,7 +27,7 @@ export function withAgentListFlags(cmd: Command): Command {
     .option('--site <name>', 'only the aggregator site NAME (fedge serve --upstream --name NAME)')
     .option('--serving <version>', 'only agents serving this global model version ("none": serving nothing)')
     .option('--backend <name>', 'only agents with this backend (tfjs-node, onnx, echo, ...)')
-    .addOption(new Option('--transport <name>', 'only agents connected over this transport').choices(['grpc', 'mqtt']))
+    .addOption(new Option('--transport <name>', 'only agents connected over this transport').choices(AGENT_TRANSPORTS))
     .option('--summary', 'counts instead of agents: by state, served version, backend, transport, agent version, site and auth (filters apply)');
 }
 

@@ -8,6 +8,8 @@ export const DEFAULT_AGENT_PAGE = 500;
 
 export const AGENT_STATES = ['online', 'offline', 'busy', 'idle'] as const;
 export type AgentState = (typeof AGENT_STATES)[number];
+/** The transports an agent connects over (the --transport filter's choices). */
+export const AGENT_TRANSPORTS = ['grpc', 'mqtt'] as const;
 
 const text = z.string().min(1).max(256);
 
@@ -28,7 +30,7 @@ export const agentQuerySchema = z.strictObject({
   /** The global model version agents report serving ("none": serving nothing). */
   serving: z.string().regex(/^(\d+|none)$/, 'expected a version number or "none"').optional(),
   backend: text.optional(),
-  transport: z.enum(['grpc', 'mqtt'], { error: 'expected grpc or mqtt' }).optional(),
+  transport: z.enum(AGENT_TRANSPORTS, { error: `expected ${AGENT_TRANSPORTS.join(' or ')}` }).optional(),
 });
 
 export type AgentQuery = z.infer<typeof agentQuerySchema>;
