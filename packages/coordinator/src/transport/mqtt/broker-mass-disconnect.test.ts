@@ -25,6 +25,26 @@ function rawAgent(port: number): Promise<Socket> {
   });
 }
 
+/** `n` raw agents connected, 200 at a time. */
+async function rawFleet(port: number, n: number): Promise<Socket[]> {
+  const sockets: Socket[] = [];
+  for (let i = 0; i < n; i += 200) sockets.push(...(await Promise.all(Array.from({ length: Math.min(200, n - i) }, () => rawAgent(port)))));
+  return sockets;
+}
+
+/** The uncaught exceptions thrown while `fn` runs (a broker dying of a stack overflow throws one); `fn` sees them so far. */
+async function uncaughtDuring(fn: (uncaught: readonly Error[]) => Promise<void>): Promise<Error[]> {
+  const uncaught: Error[] = [];
+  const onUncaught = (err: Error): void => void uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    await fn(uncaught);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
+  return uncaught;
+}
+
 let broker: EmbeddedBroker | undefined;
 afterEach(async () => {
   await broker?.close();
@@ -38,32 +58,24 @@ describe('embedded broker, many clients gone at once', () => {
     const gone = new Set<string>();
     broker.onClientGone((id) => gone.add(id));
     // The coordinator's own client, subscribed to every agent's request topic as the bridge is.
-    const b = broker;
     const coord = await mqtt.connectAsync(broker.localUrl, {
       clientId: `fedge-coordinator-test`, ...broker.coordinatorCredentials, reconnectPeriod: 0,
     });
     let wills = 0;
     coord.on('message', () => void wills++);
     await coord.subscribeAsync(mqttTopics.requests('+'), { qos: 1 });
-    const sockets: Socket[] = [];
-    for (let i = 0; i < CLIENTS; i += 200) sockets.push(...(await Promise.all(Array.from({ length: Math.min(200, CLIENTS - i) }, () => rawAgent(port)))));
-    const uncaught: Error[] = [];
-    const onUncaught = (err: Error): void => void uncaught.push(err);
-    process.on('uncaughtException', onUncaught);
-    try {
+    const sockets = await rawFleet(port, CLIENTS);
+    const uncaught = await uncaughtDuring(async (seen) => {
       for (const s of sockets) s.resetAndDestroy();
       const deadline = Date.now() + 10_000;
-      while ((gone.size < CLIENTS || wills < CLIENTS) && Date.now() < deadline && uncaught.length === 0) await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      process.off('uncaughtException', onUncaught);
-    }
+      while ((gone.size < CLIENTS || wills < CLIENTS) && Date.now() < deadline && seen.length === 0) await new Promise((r) => setTimeout(r, 50));
+    });
     expect(uncaught.map((e) => e.message)).toEqual([]);
     expect(gone.size).toBe(CLIENTS);
     expect(wills).toBe(CLIENTS);
     // Still serving: a new client is admitted.
     (await rawAgent(port)).destroy();
     await coord.endAsync();
-    void b;
   }, 15_000);
 
   it(`survives ${CLIENTS} clean disconnects queued behind a subscriber that stopped reading`, async () => {
@@ -80,17 +92,13 @@ describe('embedded broker, many clients gone at once', () => {
     sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: mqttTopics.requests('+'), qos: 0 }] }));
     await new Promise((r) => setTimeout(r, 200));
     sub.pause();
-    const sockets: Socket[] = [];
-    for (let i = 0; i < CLIENTS; i += 200) sockets.push(...(await Promise.all(Array.from({ length: Math.min(200, CLIENTS - i) }, () => rawAgent(port)))));
+    const sockets = await rawFleet(port, CLIENTS);
     const big = Buffer.alloc(256 << 10, 1);
     const [first] = sockets;
     const firstId = (first as Socket & { agentId?: string }).agentId!;
     for (let i = 0; i < 150; i++) first!.write(generate({ cmd: 'publish', topic: mqttTopics.requests(firstId), payload: big, qos: 0, retain: false, dup: false }));
     await new Promise((r) => setTimeout(r, 500));
-    const uncaught: Error[] = [];
-    const onUncaught = (err: Error): void => void uncaught.push(err);
-    process.on('uncaughtException', onUncaught);
-    try {
+    const uncaught = await uncaughtDuring(async () => {
       for (const s of sockets.slice(1)) s.end(generate({ cmd: 'disconnect' }));
       // Each disconnect's $SYS notice now waits in the broker's emitter behind the stalled deliveries.
       const deadline = Date.now() + 8000;
@@ -98,9 +106,7 @@ describe('embedded broker, many clients gone at once', () => {
       expect(gone).toBe(CLIENTS - 1);
       sub.resume(); // the deliveries drain and the queue behind them runs
       await new Promise((r) => setTimeout(r, 1000));
-    } finally {
-      process.off('uncaughtException', onUncaught);
-    }
+    });
     expect(uncaught.map((e) => e.message)).toEqual([]);
     (await rawAgent(port)).destroy();
     first!.destroy();
