@@ -9,11 +9,10 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mqttDevicePassword, mqttDeviceUsername } from '@fedge/proto';
 import { FEDGE, fedge, killAll, lastJson, startAgent, startCoordinator, startProcess } from './harness.js';
-import { killMosquittos, startMosquitto } from './mosquitto.js';
+import { brokerClient, killMosquittos, startMosquitto } from './mosquitto.js';
 
 afterAll(() => {
   killAll();
@@ -22,14 +21,6 @@ afterAll(() => {
 
 const ADMIN = { username: 'fedge-coordinator', password: 'coordinator-dynsec-secret' };
 const TOKEN = 'dynsec-join-token';
-
-/** An MQTT 5 client (so a refused publish is answered with PUBACK reason 135), without reconnects. */
-const connect = (port: number, clientId: string, username: string, password: string): Promise<mqtt.MqttClient> =>
-  new Promise((resolve, reject) => {
-    const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId, username, password, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
-    c.once('connect', () => resolve(c));
-    c.once('error', (err) => (c.end(true), reject(err)));
-  });
 
 describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)', () => {
   it('enroll makes the login, the device trains through the broker with it, it cannot use another agent\'s topic, revoke deletes it', { timeout: 60_000 }, async () => {
@@ -43,8 +34,8 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
     expect(wrong.output()).toMatch(/--mqtt-dynsec: broker mqtt:\/\/127\.0\.0\.1:\d+\/?: Connection refused: Not authorized.*dynamic security plugin's admin/);
     expect(wrong.output()).not.toContain('wrong@');
     // Shared-token agents' login is the coordinator's to keep too: fedge-agent with the join token.
-    await (await connect(b.port, 'fa-tokenTTTTTTTTTT', 'fedge-agent', TOKEN)).endAsync();
-    await expect(connect(b.port, 'fa-tokenbadBBBBBBB', 'fedge-agent', 'not-the-token')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await (await brokerClient(b.port, 'fa-tokenTTTTTTTTTT', 'fedge-agent', TOKEN)).endAsync();
+    await expect(brokerClient(b.port, 'fa-tokenbadBBBBBBB', 'fedge-agent', 'not-the-token')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
     const admin = ['--coordinator', coord.address];
     const enroll = async (name: string): Promise<string> => {
       const r = await fedge(['agent', 'enroll', name, '--ttl', '10m', '--format', 'json', ...admin]);
@@ -71,15 +62,15 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
 
     // Its login is its alone: a wrong password, or another device's name, is refused by the broker.
     const login = { username: mqttDeviceUsername('dyn-1'), password: mqttDevicePassword('dyn-1', code) };
-    await expect(connect(b.port, 'fa-wrongpwWWWWWWW', login.username, `${login.password}x`)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
-    await expect(connect(b.port, 'fa-otherdevOOOOOO', mqttDeviceUsername('dyn-2'), login.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await expect(brokerClient(b.port, 'fa-wrongpwWWWWWWW', login.username, `${login.password}x`)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await expect(brokerClient(b.port, 'fa-otherdevOOOOOO', mqttDeviceUsername('dyn-2'), login.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
 
     // With its own login, the device may publish only on its own client id's topics (the acl's %c patterns).
     const coordSees: string[] = [];
-    const spy = await connect(b.port, 'fedge-coordinator-spy', ADMIN.username, ADMIN.password);
+    const spy = await brokerClient(b.port, 'fedge-coordinator-spy', ADMIN.username, ADMIN.password);
     spy.on('message', (topic, payload) => coordSees.push(`${topic} ${payload.toString()}`));
     await spy.subscribeAsync('fedge/v1/c/+/req', { qos: 1 });
-    const dev = await connect(b.port, 'fa-dyndevDDDDDDDD', login.username, login.password);
+    const dev = await brokerClient(b.port, 'fa-dyndevDDDDDDDD', login.username, login.password);
     await dev.publishAsync('fedge/v1/c/fa-dyndevDDDDDDDD/req', 'own', { qos: 1 });
     await expect(dev.publishAsync('fedge/v1/c/fa-victimVVVVVVVVV/req', 'forged', { qos: 1 })).rejects.toThrow(/Not authorized/i);
     await expect(dev.publishAsync('fedge/v1/c/fa-victimVVVVVVVVV/res', 'forged', { qos: 1 })).rejects.toThrow(/Not authorized/i);
@@ -94,19 +85,19 @@ describe('enrolled devices on Mosquitto with per-device logins (--mqtt-dynsec)',
     expect(rev.code, rev.stderr).toBe(0);
     expect(lastJson<{ sessionsClosed: number; brokerLoginRemoved?: boolean }>(rev.stdout)).toMatchObject({ sessionsClosed: 1, brokerLoginRemoved: true });
     expect(await agent.waitFor(/refused/, 15_000)).toMatch(/is it enrolled and not revoked/);
-    await expect(connect(b.port, 'fa-afterrevokeAAA', login.username, login.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await expect(brokerClient(b.port, 'fa-afterrevokeAAA', login.username, login.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
 
     // A revoke while the broker is down: fedge revokes and says the login is left; the reconnect deletes it.
     const code2 = await enroll('dyn-2');
     const login2 = { username: mqttDeviceUsername('dyn-2'), password: mqttDevicePassword('dyn-2', code2) };
-    await (await connect(b.port, 'fa-dyn2checkCCCCC', login2.username, login2.password)).endAsync(); // a pending code's login works
+    await (await brokerClient(b.port, 'fa-dyn2checkCCCCC', login2.username, login2.password)).endAsync(); // a pending code's login works
     await b.stop();
     const away = await fedge(['agent', 'revoke', 'dyn-2', ...admin]);
     expect(away.code).not.toBe(0);
     expect(away.stderr).toMatch(/"dyn-2" is revoked in fedge .*but its broker login could not be deleted: .*not connected to the broker/);
     await b.start();
     await coord.waitFor(/device logins reconciled \(1 stale removed\)/, 15_000);
-    await expect(connect(b.port, 'fa-dyn2afterAAAAA', login2.username, login2.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await expect(brokerClient(b.port, 'fa-dyn2afterAAAAA', login2.username, login2.password)).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
 
     for (const secret of [code, code2, login.password, login2.password, TOKEN]) {
       expect(coord.output()).not.toContain(secret);

@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend, modelToBlob, saveModelDir, tf } from '@fedge/ml';
 import { encodeFrame } from '@fedge/proto';
 import { FEDGE_AGENT, fedge, killAll, lastJson, startCoordinator, startProcess, type Proc } from './harness.js';
-import { killMosquittos, startMosquitto } from './mosquitto.js';
+import { brokerClient, killMosquittos, startMosquitto } from './mosquitto.js';
 
 afterAll(() => {
   killAll();
@@ -97,20 +97,13 @@ describe.each(brokers)('MQTT transport over $name', (broker) => {
 });
 
 describe('the shipped Mosquitto ACL', () => {
-  const connect = (port: number, clientId: string, username: string, password: string): Promise<mqtt.MqttClient> =>
-    new Promise((resolve, reject) => {
-      const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId, username, password, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
-      c.once('connect', () => resolve(c));
-      c.once('error', (err) => (c.end(true), reject(err)));
-    });
-
   it('refuses an agent publishing on another agent\'s topic or reading its replies, and unknown or anonymous logins', { timeout: 30_000 }, async () => {
     const b = await startMosquitto({ shipped: { users: USERS } });
-    const coord = await connect(b.port, 'fedge-coordinator-acl', 'fedge-coordinator', COORD_PW);
+    const coord = await brokerClient(b.port, 'fedge-coordinator-acl', 'fedge-coordinator', COORD_PW);
     const got: string[] = [];
     coord.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
     await coord.subscribeAsync('fedge/v1/c/+/req', { qos: 1 });
-    const alice = await connect(b.port, 'fa-aliceAAAAAAAA', 'fedge-agent', TOKEN);
+    const alice = await brokerClient(b.port, 'fa-aliceAAAAAAAA', 'fedge-agent', TOKEN);
     const bobId = 'fa-bobBBBBBBBBBB';
 
     await alice.publishAsync(`fedge/v1/c/fa-aliceAAAAAAAA/req`, 'own', { qos: 1 });
@@ -127,8 +120,8 @@ describe('the shipped Mosquitto ACL', () => {
     expect(got).toEqual(['fedge/v1/c/fa-aliceAAAAAAAA/req own']);
     expect(aliceGot).toEqual(['fedge/v1/c/fa-aliceAAAAAAAA/res for alice']);
 
-    await expect(connect(b.port, 'fa-malloryMMMMMMM', 'fedge-agent', 'wrong-token')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
-    await expect(connect(b.port, 'fa-anonNNNNNNNNNN', '', '')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await expect(brokerClient(b.port, 'fa-malloryMMMMMMM', 'fedge-agent', 'wrong-token')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
+    await expect(brokerClient(b.port, 'fa-anonNNNNNNNNNN', '', '')).rejects.toThrow(/Bad User Name or Password|Not authorized/i);
     await Promise.all([alice.endAsync(), coord.endAsync()]);
   });
 });

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import mqtt from 'mqtt';
 import { freePort } from './harness.js';
 
 /** The mosquitto binary, or undefined when it is not installed. */
@@ -31,6 +32,15 @@ function listening(port: number): Promise<boolean> {
       resolve(true);
     });
     s.on('error', () => resolve(false));
+  });
+}
+
+/** An MQTT 5 client of the broker on loopback `port` (so a refused publish is answered with PUBACK reason 135), without reconnects. */
+export function brokerClient(port: number, clientId: string, username: string, password: string): Promise<mqtt.MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId, username, password, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 });
+    c.once('connect', () => resolve(c));
+    c.once('error', (err) => (c.end(true), reject(err)));
   });
 }
 
