@@ -7,7 +7,7 @@ import { TaskExecutor } from '../executor.js';
 import { ModelTrust, loadCoordinatorKey } from '../model-trust.js';
 import { encodeLegacy, loadLocalData } from '../data.js';
 import { GrpcConnection } from '../transport/grpc/grpc-connection.js';
-import { MqttConnection, isMqttUrl } from '../transport/mqtt/mqtt-connection.js';
+import { MqttConnection, isMqttUrl, type MqttConnectionOptions } from '../transport/mqtt/mqtt-connection.js';
 import type { CoordinatorConnection } from '../transport/connection.js';
 import { logger } from '../log.js';
 import { addServingOptions, createGlobalModelServer, serveCommand, startInferenceServer } from './serve.js';
@@ -228,7 +228,7 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
         ...(joinToken ? { joinToken } : {}),
         startRate: o.simulateRate,
         seed: o.seed,
-        connect: coordinatorConnector(o.coordinator, joinToken, tls, undefined, true),
+        connect: coordinatorConnector(o.coordinator, joinToken, tls, {}, true),
       });
       process.exit(0);
     }
@@ -244,8 +244,8 @@ Data formats (--partition, --num-partitions, --partition-id, --seed and --holdou
     // A fleet sets FEDGE_MQTT_DYNSEC for every node; a node with no code and no enrolled key joins with the token, as without it.
     if (dynsec && !identity) logger.warn({ name: o.name }, '--mqtt-dynsec: this agent has no enrolled key and no --enroll-code: logging in to the broker with the join token (fedge-agent) instead');
     const login = identity?.brokerLogin(o.name, enrollCode, dynsec);
-    const mqttPassword = login ? () => login.password : identity ? (clientId: string) => identity.mqttPassword(clientId, o.name, enrollCode) : undefined;
-    const connect = coordinatorConnector(o.coordinator, joinToken, tls, mqttPassword, false, login?.username);
+    const mqttLogin: MqttLogin = login ? { username: login.username, password: () => login.password } : identity ? { password: (clientId) => identity.mqttPassword(clientId, o.name, enrollCode) } : {};
+    const connect = coordinatorConnector(o.coordinator, joinToken, tls, mqttLogin);
     const data = await loadLocalData({
       spec: o.data,
       partition: o.partition,
@@ -358,8 +358,11 @@ function loadIdentity(stateDir: string, name: string, enrollCode: string | undef
   return id;
 }
 
+/** An enrolled device's broker login over MQTT (none: fedge-agent with the join token). */
+type MqttLogin = Pick<MqttConnectionOptions, 'username' | 'password'>;
+
 /** The transport comes from the URL scheme: mqtt:// or mqtts:// for MQTT, grpc://, grpcs:// (TLS) or none for gRPC. */
-function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttPassword?: (clientId: string) => string, ownSocket = false, mqttUsername?: string): () => CoordinatorConnection {
+function coordinatorConnector(url: string, joinToken: string | undefined, tls: ClientTls | undefined, mqttLogin: MqttLogin = {}, ownSocket = false): () => CoordinatorConnection {
   if (isMqttUrl(url)) {
     let u: URL;
     try {
@@ -369,7 +372,7 @@ function coordinatorConnector(url: string, joinToken: string | undefined, tls: C
     }
     if (!u.hostname || (u.pathname !== '' && u.pathname !== '/')) throw new FedgeError('E_VALIDATION', `--coordinator: "${url}" must be mqtt://HOST[:PORT] with no path`);
     if (tls && u.protocol === 'mqtt:') throw new FedgeError('E_VALIDATION', `--coordinator: --tls-* options need mqtts://, got "${url}"`);
-    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...(mqttPassword ? { password: mqttPassword } : {}), ...(mqttUsername ? { username: mqttUsername } : {}), ...(tls ? { tls } : {}) });
+    return () => new MqttConnection(url, { ...(joinToken ? { joinToken } : {}), ...mqttLogin, ...(tls ? { tls } : {}) });
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^grpcs?:\/\//.test(url))
     throw new FedgeError('E_VALIDATION', `--coordinator: unsupported scheme in "${url}" (use grpc://, grpcs://, mqtt:// or mqtts://)`);
