@@ -1,4 +1,4 @@
-/** Tests for the ingest path of StreamingFedAvg (both kernels): the NaN/±Inf check write() makes as it copies. */
+/** Tests for the ingest path of StreamingFedAvg (both kernels): the NaN/±Inf check write() makes as it copies, and foldPieces (spooled updates) against folding a slot. */
 
 import { describe, expect, it } from 'vitest';
 import { createRng } from '@fedge/proto';
@@ -106,26 +106,6 @@ describe.each(KERNELS)('StreamingFedAvg ingest (%s)', (kernel) => {
   });
 });
 
-/** A float32 payload chunked as a transport delivers it: fresh buffers, most not whole floats, some over a piece. */
-function chunksOf(x: Float32Array, r: () => number): Uint8Array[] {
-  const bytes = bytesOf(x);
-  const out: Uint8Array[] = [];
-  for (let off = 0; off < bytes.byteLength; ) {
-    const len = Math.min(bytes.byteLength - off, r() < 0.2 ? INGEST_PIECE_BYTES + 1 + Math.floor(r() * 9000) : 1 + Math.floor(r() * 20_000));
-    out.push(bytes.slice(off, off + len));
-    off += len;
-  }
-  return out;
-}
-
-function send(slot: UpdateSlot, chunks: readonly Uint8Array[]): void {
-  let off = 0;
-  for (const c of chunks) {
-    slot.write(off, c);
-    off += c.byteLength;
-  }
-}
-
 describe.each(KERNELS)('StreamingFedAvg foldPieces (spooled updates) vs slots, and rejected updates (%s)', (kernel) => {
   const FLOATS_PER_CHECK = INGEST_PIECE_BYTES / 4;
   const FLOATS_PER_SCRATCH = SCRATCH_BYTES / 4;
@@ -152,7 +132,7 @@ describe.each(KERNELS)('StreamingFedAvg foldPieces (spooled updates) vs slots, a
           continue;
         }
         const slot = await agg.acquire();
-        send(slot, chunksOf(u.x, r));
+        writeChunked(slot, u.x, r);
         expect(agg.firstNonFinite(slot)).toBe(-1);
         agg.fold(slot, u.w);
         agg.release(slot);
@@ -170,7 +150,7 @@ describe.each(KERNELS)('StreamingFedAvg foldPieces (spooled updates) vs slots, a
     const r = createRng(12);
     const agg = StreamingFedAvg.create(n, { kernel });
     const first = await agg.acquire();
-    send(first, chunksOf(randomParams(n, r), r));
+    writeChunked(first, randomParams(n, r), r);
     agg.fold(first, 3);
     agg.release(first);
     const before = bitsOf(agg.accumulatorView());
@@ -180,7 +160,7 @@ describe.each(KERNELS)('StreamingFedAvg foldPieces (spooled updates) vs slots, a
         const x = randomParams(n, r);
         x[p] = bad;
         const slot = await agg.acquire();
-        send(slot, chunksOf(x, r));
+        writeChunked(slot, x, r);
         expect(agg.firstNonFinite(slot)).toBe(p);
         agg.release(slot); // rejected: the engine releases without folding
         expect(bitsOf(agg.accumulatorView())).toEqual(before);
