@@ -67,31 +67,28 @@ export interface MosquittoOptions {
   verbose?: boolean;
 }
 
-/** The shipped mosquitto.conf with this broker's port, password file and logging. */
-function shippedConfig(port: number, passwd: string, acl: string, verbose: boolean): string {
-  let conf = readFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'mosquitto.conf'), 'utf8');
-  const swap = (re: RegExp, line: string): void => {
-    if (!re.test(conf)) throw new Error(`deploy/mosquitto/mosquitto.conf has no line matching ${re}; update test/e2e/mosquitto.ts with it`);
+/**
+ * deploy/mosquitto/`name` with this broker's port, ACL path and logging, and the `more` lines swapped; a shipped file
+ * that no longer has one of those lines fails here.
+ */
+function shippedFile(name: string, port: number, acl: string, verbose: boolean, more: [RegExp, string][]): string {
+  let conf = readFileSync(path.join(SHIPPED_MOSQUITTO_DIR, name), 'utf8');
+  const swaps: [RegExp, string][] = [[/^listener 1883 127\.0\.0\.1$/m, `listener ${port} 127.0.0.1`], ...more, [/^acl_file .*$/m, `acl_file ${acl}`], [/^log_dest syslog$/m, 'log_dest stdout']];
+  for (const [re, line] of swaps) {
+    if (!re.test(conf)) throw new Error(`deploy/mosquitto/${name} has no line matching ${re}; update test/e2e/mosquitto.ts with it`);
     conf = conf.replace(re, line);
-  };
-  swap(/^listener 1883 127\.0\.0\.1$/m, `listener ${port} 127.0.0.1`);
-  swap(/^password_file .*$/m, `password_file ${passwd}`);
-  swap(/^acl_file .*$/m, `acl_file ${acl}`);
-  swap(/^log_dest syslog$/m, 'log_dest stdout');
+  }
   return verbose ? `${conf}\nlog_type all\n` : conf;
+}
+
+/** The shipped mosquitto.conf with this broker's port, password file, ACL path and logging. */
+function shippedConfig(port: number, passwd: string, acl: string, verbose: boolean): string {
+  return shippedFile('mosquitto.conf', port, acl, verbose, [[/^password_file .*$/m, `password_file ${passwd}`]]);
 }
 
 /** The shipped mosquitto-dynsec.conf with this broker's port, plugin file, ACL path and logging. */
 function dynsecConfig(port: number, file: string, acl: string, verbose: boolean): string {
-  let conf = readFileSync(path.join(SHIPPED_MOSQUITTO_DIR, 'mosquitto-dynsec.conf'), 'utf8');
-  const swap = (re: RegExp, line: string): void => {
-    if (!re.test(conf)) throw new Error(`deploy/mosquitto/mosquitto-dynsec.conf has no line matching ${re}; update test/e2e/mosquitto.ts with it`);
-    conf = conf.replace(re, line);
-  };
-  swap(/^listener 1883 127\.0\.0\.1$/m, `listener ${port} 127.0.0.1`);
-  swap(/^plugin_opt_config_file .*$/m, `plugin_opt_config_file ${file}`);
-  swap(/^acl_file .*$/m, `acl_file ${acl}`);
-  swap(/^log_dest syslog$/m, 'log_dest stdout');
+  let conf = shippedFile('mosquitto-dynsec.conf', port, acl, verbose, [[/^plugin_opt_config_file .*$/m, `plugin_opt_config_file ${file}`]]);
   // The shipped path is Debian's on x86-64; elsewhere the package puts the plugin under its own multiarch directory.
   const plugin = /^plugin (\S+)$/m.exec(conf)?.[1];
   if (!plugin) throw new Error('deploy/mosquitto/mosquitto-dynsec.conf has no plugin line; update test/e2e/mosquitto.ts with it');
@@ -100,7 +97,7 @@ function dynsecConfig(port: number, file: string, acl: string, verbose: boolean)
     if (!found) throw new Error(`the dynamic security plugin is neither at ${plugin} nor under /usr/lib/*/: is mosquitto 2.0 installed (bash scripts/install-mosquitto.sh)?`);
     conf = conf.replace(`plugin ${plugin}`, `plugin ${found}`);
   }
-  return verbose ? `${conf}\nlog_type all\n` : conf;
+  return conf;
 }
 
 /** `mosquitto_ctrl` with its arguments; throws with its output when it fails. */
