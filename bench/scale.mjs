@@ -26,6 +26,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FEDGE = path.join(ROOT, 'packages/coordinator/dist/cli/main.js');
 const AGENT = path.join(ROOT, 'packages/edge-agent/dist/cli/main.js');
+const { completedOf } = await import(pathToFileURL(path.join(ROOT, 'packages/coordinator/dist/store/round-summary.js')).href);
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 const AGENTS = String(args.agents ?? '100,1000,10000').split(',').map(Number);
@@ -138,8 +139,7 @@ async function runCase(transport, n, model, tmp) {
     const done = run.roundsDetail.filter((r) => r.status === 'completed');
     row.roundsCompleted = done.length;
     row.roundSeconds = run.metrics.filter((r) => r.status === 'completed').map((r) => r1(r.seconds));
-    // A round's summary has the counts (rounds recorded before summaries: their inline list).
-    row.participantsPerRound = done.map((r) => r.summary?.outcomes.completed ?? r.participants.filter((p) => p.outcome === 'completed').length);
+    row.participantsPerRound = done.map((r) => completedOf(r).completed);
     row.cpuMsPerParticipant = r1((row.cpuSeconds * 1000) / Math.max(1, done.length * participants));
     if (run.status !== 'completed') row.error = `run ${run.status}: ${run.statusMessage ?? ''}`;
     // `fedge agent list` and `fedge run show` on what this coordinator now holds: both must stay usable.
