@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ml from '@fedge/ml';
 import { float32ToBytes, modelDigest, type TaskMsg } from '@fedge/proto';
 // The source modules; the executor's worker is the built dist/train-worker.js, which it refuses if older than its sources.
-import { TaskExecutor, TrainingWorkerError } from './executor.js';
+import { TaskExecutor } from './executor.js';
+import { TrainingWorkerError } from './train-worker-client.js';
 import { encodeLegacy, loadLocalData, type LocalData } from './data.js';
 import { packUpdate } from './privacy.js';
 import type { CoordinatorConnection } from './transport/connection.js';

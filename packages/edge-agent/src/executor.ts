@@ -23,8 +23,6 @@ import { SharedTrainWorker, TrainWorker, TrainingWorkerError, liveWorker } from 
 import { attackDelta, isModelAttack, type Attack } from './attack.js';
 import { ControlVariateStore, scaffoldTask } from './scaffold.js';
 
-export { SharedTrainWorker, TrainingWorkerError } from './train-worker-client.js';
-
 const log = moduleLogger('executor');
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
