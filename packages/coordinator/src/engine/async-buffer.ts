@@ -166,7 +166,7 @@ export class AsyncBuffer {
     const saved = core.run.openRound;
     if (saved && saved.round === buf.round && saved.baseVersion === buf.baseVersion && saved.accepted.length > 0) {
       for (const [i, e] of saved.accepted.entries()) {
-        await core.foldFromSpool(e.file, e.weight);
+        await core.spools.foldFromSpool(e.file, e.weight);
         const key = `restored-${i}`;
         const agent = { id: key, name: e.name, numExamples: e.numExamples };
         buf.addExtra({ agent, task: { ...core.tasks.round('train', core.globalModel, buf.round, 0, 0), taskId: key }, state: 'invited', sentAt: Date.now(), baseVersion: e.baseVersion }, key);

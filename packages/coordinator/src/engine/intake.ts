@@ -151,9 +151,9 @@ export async function admitUpdate(
     }
     return out(true);
   }
-  if (core.keepsUpdates && round.kind === 'train') {
+  if (core.spools.keepsUpdates && round.kind === 'train') {
     // Not durable, but the strategy needs every update: a scratch segment for the round, removed when it is folded.
-    const file = await core.scratchSpool().append(core.run.id, round.round, fileKey, bytes).catch((err: unknown) => {
+    const file = await core.spools.scratchSpool().append(core.run.id, round.round, fileKey, bytes).catch((err: unknown) => {
       throw inv.participant ? closedWhileSaving() : err;
     });
     if (inv.participant) throw closedWhileSaving();

@@ -15,12 +15,9 @@ import type { RunContext } from './run-context.js';
 import { combineMetrics, stripPrefix } from './task-metrics.js';
 import { TaskFactory } from './tasks.js';
 import { VersionMetrics } from './version-metrics.js';
-import { DiskSpool, type UpdateSpool } from './update-spool.js';
-import { openSpoolSource, type SpooledUpdate, type SpoolSource } from './spool-source.js';
-import { rmSync } from 'node:fs';
+import type { UpdateSpool } from './update-spool.js';
+import { RunSpools } from './run-spools.js';
 import { storageError } from '../store/storage-error.js';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 
 /** How stale the live view (participants of the open round) may get while results pour in. */
 const LIVE_REFRESH_MS = 50;
@@ -96,6 +93,8 @@ export class RunCore {
   readonly outstanding = new Map<string, Invitee>();
   /** Federated evaluation per version and the stop rule judged on it or on the central evaluation. */
   readonly metrics: VersionMetrics;
+  /** The round's spooled updates: folded back from the durable spool, or kept for a strategy that aggregates them all. */
+  readonly spools: RunSpools;
   /** Why the run ended early on its privacy budget (config.privacy.maxEpsilon). */
   privacyStop: string | undefined;
   live: LiveView = { phase: 'waiting', round: 0, participants: [] };
@@ -131,6 +130,9 @@ export class RunCore {
     this.agg = StreamingFedAvg.create(numParams * (deps.strategy.controlVariates ? 2 : 1), { slots: 2 });
     this.rng = createRng(run.config.seed);
     this.metrics = new VersionMetrics(ctx, !!(run.config.centralEvaluation && deps.evaluateCentral), this.log, () => this.wake());
+    // Sync rounds keep every accepted update when the strategy aggregates them itself (robust aggregators).
+    const keepsUpdates = deps.strategy.aggregateUpdates !== undefined && run.config.mode === 'sync';
+    this.spools = new RunSpools(run.id, this.agg, numParams, keepsUpdates, deps);
   }
 
   get run(): Readonly<RunRecord> {
@@ -237,49 +239,6 @@ export class RunCore {
     if (!this.deps.evaluateCentral || !this.config.centralEvaluation || this.run.round > 0) return;
     const ev = await this.deps.evaluateCentral(this.global.blob);
     this.ctx.setInitialCentral({ loss: ev.loss, accuracy: ev.accuracy, ...(ev.metrics ? { metrics: this.metrics.pick(ev.metrics) } : {}) });
-  }
-
-  private scratch: DiskSpool | undefined;
-
-  /** Sync rounds keep every accepted update (the strategy aggregates them itself: robust aggregators). */
-  get keepsUpdates(): boolean {
-    return this.strategy.aggregateUpdates !== undefined && this.config.mode === 'sync';
-  }
-
-  /** The scratch spool of a non-durable run whose strategy keeps every update (not fsync'd: it need not survive a crash). */
-  scratchSpool(): UpdateSpool {
-    this.scratch ??= new DiskSpool(this.scratchRoot(), false);
-    return this.scratch;
-  }
-
-  /** One directory per run and process, so concurrent runs and coordinators sharing a data dir never meet. */
-  private scratchRoot(): string {
-    return path.join(this.deps.scratchDir ?? path.join(tmpdir(), 'fedge-scratch'), `${this.run.id.replace(/[^A-Za-z0-9._-]/g, '_')}-${process.pid}`);
-  }
-
-  /** Drops the run's scratch directory (the run ended). */
-  removeScratch(): void {
-    if (this.scratch) rmSync(this.scratchRoot(), { recursive: true, force: true });
-    this.scratch = undefined;
-  }
-
-  /** A round's kept updates as a chunked source (agent-name order). */
-  spoolSource(updates: readonly SpooledUpdate[]): SpoolSource {
-    return openSpoolSource(updates, totalParams(this.specs));
-  }
-
-  /**
-   * Folds one spooled update read piece by piece from its file into the aggregator's scratch, never whole into a
-   * slot (one write and one read of the update less). The file's size is checked before anything is folded; a read
-   * that fails midway leaves part of it folded, and the error ends the fold: callers reset before folding a round.
-   */
-  async foldFromSpool(file: string, weight: number): Promise<void> {
-    const reader = this.deps.spool!.open(file, this.agg.numParams * 4);
-    try {
-      this.agg.foldPieces(weight, (piece, byteOffset) => reader.read(piece, byteOffset));
-    } finally {
-      reader.close();
-    }
   }
 
   // ---------------------------------------------------------------- records and metrics

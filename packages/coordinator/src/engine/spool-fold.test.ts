@@ -1,4 +1,4 @@
-/** Folding spooled updates piece by piece from their files (RunCore.foldFromSpool's path): exact, and refused before any piece when the file is the wrong size. */
+/** Folding spooled updates piece by piece from their files (RunSpools.foldFromSpool's path): exact, and refused before any piece when the file is the wrong size. */
 import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

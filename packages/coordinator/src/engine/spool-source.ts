@@ -20,9 +20,12 @@ export interface SpoolSource extends UpdateSource {
   close(): void;
 }
 
+/** Agent-name order (code units, not locale): the order a round's updates are aggregated in, whatever order they arrived in. */
+export const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
 /** Opens the updates in agent-name order (the same aggregate whatever order they arrived in). */
 export function openSpoolSource(updates: readonly SpooledUpdate[], numParams: number): SpoolSource {
-  const entries = [...updates].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const entries = [...updates].sort(byName);
   const fds: OpenedUpdate[] = [];
   try {
     for (const e of entries) fds.push(openSpooled(e.file, numParams * 4));

@@ -42,7 +42,7 @@ export class SyncRounds {
         await this.trainRound(r);
       }
     } finally {
-      core.removeScratch();
+      core.spools.removeScratch();
     }
   }
 
@@ -108,7 +108,7 @@ export class SyncRounds {
     // A stopped run ends here: the interrupted round made no model and is not a failed round.
     if (core.stopCtl.signal.aborted) return;
     const durable = spool && core.run.openRound?.round === r ? core.run.openRound : undefined;
-    if (durable && !core.keepsUpdates) await this.foldSpooled(durable);
+    if (durable && !core.spools.keepsUpdates) await core.spools.foldRound(durable.accepted);
     // Late results carried from the round before this one had their chance; stop waiting for them.
     for (const [id, inv] of core.outstanding) if (inv.task.round < r) core.dropOutstanding(id, inv, 'not back by the end of the next round');
 
@@ -128,16 +128,16 @@ export class SyncRounds {
         core.log.info({ round: r, survivors: res.survivors.length, dropped: res.dropped.length, weightSum: res.weightSum }, 'secagg: unmasked the round\'s sum');
         outcome = core.strategy.aggregate(base, { count: kept.length, totalWeight: res.weightSum, mean: () => res.mean }, kept, round.failures);
       }
-    } else if (core.keepsUpdates) {
+    } else if (core.spools.keepsUpdates) {
       // Every accepted update of the round (a resumed round's include those spooled before the restart), read in chunks.
       const kept = durable ? durable.accepted.map((a) => ({ name: a.name, file: a.file, weight: a.weight })) : round.spooled;
-      const source = core.spoolSource(kept);
+      const source = core.spools.source(kept);
       try {
         outcome = core.strategy.aggregateUpdates!(base, source, round.accepted, round.failures);
       } finally {
         source.close();
       }
-      if (!durable) core.scratchSpool().removeRound(core.run.id, r);
+      if (!durable) core.spools.scratchSpool().removeRound(core.run.id, r);
     } else outcome = core.strategy.aggregate(base, core.aggView(), round.accepted, round.failures);
     const record = core.roundRecord(round);
     record.aggregationMs = performance.now() - t0;
@@ -153,13 +153,6 @@ export class SyncRounds {
     core.ctx.setOpenRound(undefined);
     await core.finishRecord(record, round);
     spool?.removeRound(core.run.id, r);
-  }
-
-  /** Folds a round's spooled updates in agent-name order: the same model whatever order they arrived in. */
-  private async foldSpooled(state: OpenRoundState): Promise<void> {
-    this.core.agg.reset();
-    const entries = [...state.accepted].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const e of entries) await this.core.foldFromSpool(e.file, e.weight);
   }
 
   /** After a restart: the named agents once they are back (up to waitForAgentsSeconds), in the given order. */
