@@ -4,13 +4,14 @@ import path from 'node:path';
 import { DiskSpool } from './engine/update-spool.js';
 import { NotFoundError, type AgentReportMsg, type ReportReplyMsg, type JoinRequestMsg, type ModelBlob, type ResultHeaderMsg, type SecAggReplyMsg, type SecAggRequestMsg, RejectedUpdateError, type StorageError } from '@fedge/proto';
 import { parseRunConfig, type RunConfig } from './config/run-config.js';
-import type { AgentRecord, Participant, ParticipantPage, ParticipantQuery, RunRecord, Store } from './store/store.js';
-import { MAX_PARTICIPANTS_PAGE, listing, parseParticipantQuery, withInlineParticipants, type ParticipantListing } from './engine/participants-view.js';
+import type { AgentRecord, Participant, RunRecord, Store } from './store/store.js';
+import type { ParticipantListing } from './engine/participants-view.js';
+import { RunViews, engineView, type RunView } from './engine/run-views.js';
 import { MemoryStore } from './store/memory-store.js';
 import { ModelRetention, type GcResult } from './engine/retention.js';
 import { DEFAULT_KEEP_LAST, type KeepLast } from './config/retention.js';
 import { AgentRegistry, type AgentChannel } from './engine/agent-registry.js';
-import { RunEngine, type LiveView } from './engine/run-engine.js';
+import { RunEngine } from './engine/run-engine.js';
 import type { GlobalModel } from './engine/global-model.js';
 import { ModelDownloads } from './engine/model-downloads.js';
 import type { PromoteOptions } from './engine/promotion.js';
@@ -49,14 +50,7 @@ export interface CoordinatorOptions {
   keepLast?: KeepLast;
 }
 
-/** A run record plus what is happening right now (only while it is active). */
-export type RunView = RunRecord & {
-  live?: LiveView;
-  /** getRun only: fingerprint of the model signing key, and each version's signature (hex) in `versions`. */
-  signingKeyFingerprint?: string;
-  /** getRun only, during a self-healing canary: the verdict and figures of the agents' latest health reports. */
-  canaryLive?: { verdict: string; figures: string; reason?: string };
-};
+export type { RunView } from './engine/run-views.js';
 
 const log = moduleLogger('coordinator');
 
@@ -83,6 +77,8 @@ export class Coordinator {
   private readonly models: ModelDownloads;
   /** Runs in their statistics step (no engine yet). */
   private readonly preparing: PreparingRuns;
+  /** What admins and watchers see of runs, and their participants' pages (engine/run-views.ts). */
+  private readonly views: RunViews;
   /** The first failed write of the data directory: from then on new work is refused with it (E_STORAGE). */
   private storageFailure: StorageError | undefined;
 
@@ -115,6 +111,7 @@ export class Coordinator {
     });
     this.models = new ModelDownloads({ store: this.store, engines: this.engines, retention: this.retention });
     this.preparing = new PreparingRuns({ registry: this.registry, resumeOnRestart: opts.resumeOnRestart ?? false, launch: (ctx, blob) => this.launch(ctx, blob), strategyFor: (c) => this.strategyFor(c), onStorageFault: (f) => this.onStorageFault(f) });
+    this.views = new RunViews({ store: this.store, engines: this.engines, preparing: this.preparing, signer: this.signer, canaries: this.canaries });
     this.registry.on('offline', (agentId, reason) => {
       for (const e of this.engines.values()) e.agentGone(agentId, reason);
     });
@@ -151,7 +148,7 @@ export class Coordinator {
       return structuredClone(run);
     }
     const engine = await this.launch(ctx, blob!);
-    return this.view(engine);
+    return engineView(engine);
   }
 
   /** The run's strategy (the registry's, wrapped in DP when the run is private). */
@@ -239,7 +236,7 @@ export class Coordinator {
       await ctx.persist();
       const engine = await this.launch(ctx, blob);
       log.info({ runId: run.id, round: run.round, version: run.modelVersion }, `run resumed after restart: last completed round ${run.round}, version ${run.modelVersion}; a round in progress keeps the updates it had accepted and sends its task again only to agents it had none from`);
-      resumed.push(this.view(engine));
+      resumed.push(engineView(engine));
     }
     return resumed;
   }
@@ -254,62 +251,30 @@ export class Coordinator {
       return r;
     }
     e.stop();
-    return this.view(e);
+    return engineView(e);
   }
 
-  async getRun(id: string): Promise<RunView> {
-    const p = this.preparing.view(id);
-    if (p) return p;
-    const e = this.engines.get(id);
-    if (e) return this.signed(this.view(e));
-    const r = await this.store.getRun(id);
-    if (!r) throw new NotFoundError(`run "${id}" not found; see fedge run list`);
-    return this.signed(r);
+  getRun(id: string): Promise<RunView> {
+    return this.views.getRun(id);
   }
 
   /** getRun for `fedge run show`: rounds of up to INLINE_PARTICIPANTS participants list them (participants-view.ts). */
-  async showRun(id: string): Promise<RunView> {
-    return withInlineParticipants(await this.getRun(id), (q) => this.participantPage(id, q));
+  showRun(id: string): Promise<RunView> {
+    return this.views.showRun(id);
   }
 
   /** `fedge run participants`: a page of a run's participants; `query` is network input, checked here. */
-  async listParticipants(runId: string, query: unknown): Promise<ParticipantListing> {
-    const q = parseParticipantQuery(query);
-    if (!this.engines.has(runId) && !this.preparing.view(runId) && !(await this.store.getRun(runId))) throw new NotFoundError(`run "${runId}" not found; see fedge run list`);
-    return listing(runId, q, await this.participantPage(runId, q));
+  listParticipants(runId: string, query: unknown): Promise<ParticipantListing> {
+    return this.views.listParticipants(runId, query);
   }
 
   /** Every participant of one round (a site's sub-run), page by page. */
-  async roundParticipants(runId: string, round: number): Promise<Participant[]> {
-    const out: Participant[] = [];
-    for (let offset = 0; ; offset += MAX_PARTICIPANTS_PAGE) {
-      const page = await this.participantPage(runId, { round, limit: MAX_PARTICIPANTS_PAGE, offset });
-      out.push(...page.participants.map(({ round: _r, ...p }) => p));
-      if (out.length >= page.total || page.participants.length === 0) return out;
-    }
+  roundParticipants(runId: string, round: number): Promise<Participant[]> {
+    return this.views.roundParticipants(runId, round);
   }
 
-  private participantPage(runId: string, q: ParticipantQuery): Promise<ParticipantPage> {
-    const ctx = this.engines.get(runId)?.ctx;
-    return ctx ? ctx.listParticipants(q) : this.store.listParticipants(runId, q);
-  }
-
-  /** The view with each version's signature (what agents verify) and the key's fingerprint, for fedge model show. */
-  private signed(v: RunView): RunView {
-    return {
-      ...v,
-      versions: v.versions.map((x) => ({ ...x, signature: this.signer.sign({ runId: v.id, version: x.version, sha256: x.sha256 }).toString('hex') })),
-      signingKeyFingerprint: this.signer.fingerprint,
-      ...((s) => (s ? { canaryLive: s } : {}))(this.canaries.status(v.id)),
-    };
-  }
-
-  async listRuns(): Promise<RunView[]> {
-    const runs = await this.store.listRuns();
-    return runs.map((r) => {
-      const e = this.engines.get(r.id);
-      return e ? this.view(e) : this.preparing.view(r.id) ?? r;
-    }).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  listRuns(): Promise<RunView[]> {
+    return this.views.listRuns();
   }
 
   /** Brings back the agents the store knows (all offline until they reconnect); returns how many. */
@@ -322,43 +287,14 @@ export class Coordinator {
     return this.registry.list();
   }
 
-  /**
-   * Calls `fn` whenever the run changes; returns an unsubscribe function. The view is built (a deep copy) only when
-   * `view()` is called, so watchers that coalesce updates do not copy the whole run on every event.
-   */
+  /** Calls `fn` whenever the run changes (`view()` builds the copy); returns an unsubscribe function. */
   watchRun(id: string, fn: (view: () => RunView, ended: boolean) => void): () => void {
-    // In its statistics step: report it, then follow the engine once it exists.
-    const preparing = this.preparing.watch(id, fn, () => this.watchRun(id, fn));
-    if (preparing) return preparing;
-    const e = this.engines.get(id);
-    if (!e) throw new NotFoundError(`run "${id}" is not active on this coordinator`);
-    const view = (): RunView => this.view(e);
-    const onUpdate = (): void => fn(view, false);
-    const onEnd = (): void => fn(view, true);
-    e.on('update', onUpdate);
-    e.on('end', onEnd);
-    if (e.isFinished()) queueMicrotask(onEnd);
-    else queueMicrotask(onUpdate);
-    return () => {
-      e.off('update', onUpdate);
-      e.off('end', onEnd);
-    };
+    return this.views.watchRun(id, fn);
   }
 
   /** Resolves when the run ends. */
   waitForRun(id: string): Promise<RunView> {
-    return new Promise((resolve, reject) => {
-      try {
-        const off = this.watchRun(id, (view, ended) => {
-          if (ended) {
-            off();
-            resolve(view());
-          }
-        });
-      } catch (err) {
-        reject(err);
-      }
-    });
+    return this.views.waitForRun(id);
   }
 
   // ---- agent-facing operations (transport-agnostic) ----
@@ -425,7 +361,7 @@ export class Coordinator {
   }
 
   private promotedView({ ctx, engine }: Promoted): RunView {
-    return engine ? this.view(engine) : structuredClone(ctx.run);
+    return engine ? engineView(engine) : structuredClone(ctx.run);
   }
 
   /** For admin downloads: the run's latest global model when `version` is 0, else exactly that version. */
@@ -532,10 +468,6 @@ export class Coordinator {
       }
       log.info({ runId: run.id, round: run.round }, 'run left to resume on restart');
     }
-  }
-
-  private view(e: RunEngine): RunView {
-    return e.isFinished() ? structuredClone(e.run) : { ...structuredClone(e.run), live: structuredClone(e.live) };
   }
 }
 
