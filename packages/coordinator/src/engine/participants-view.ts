@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from '@fedge/proto';
-import type { ParticipantPage, ParticipantQuery, RoundRecord, RunRecord } from '../store/store.js';
+import type { Participant, ParticipantPage, ParticipantQuery, RoundRecord, RunRecord } from '../store/store.js';
 import { INLINE_PARTICIPANTS, participantsNote, roundSummary } from '../store/round-summary.js';
 
 /** The largest page one request returns. */
@@ -43,6 +43,11 @@ export function listing(run: string, query: ParticipantQuery, page: ParticipantP
   return { run, query, total: page.total, participants: page.participants, ...(next < page.total && page.participants.length ? { nextOffset: next } : {}) };
 }
 
+/** A page's rows as a round record lists them (the round is the record's, not each row's). */
+export function roundRows(page: ParticipantPage): Participant[] {
+  return page.participants.map(({ round: _r, ...p }) => p);
+}
+
 /**
  * The run with each round of at most INLINE_PARTICIPANTS participants listing them (rounds as `fedge run show`
  * always showed them), and a note where to page the others. Rounds that carry an inline list (old records) keep it.
@@ -54,7 +59,7 @@ export async function withInlineParticipants<T extends Pick<RunRecord, 'id' | 'r
       const total = roundSummary(x).participants;
       if (total > INLINE_PARTICIPANTS) return { ...x, participantsNote: participantsNote(run.id, x.round, total) };
       const page = await list({ round: x.round, limit: INLINE_PARTICIPANTS, offset: 0 });
-      return { ...x, participants: page.participants.map(({ round: _r, ...p }) => p) };
+      return { ...x, participants: roundRows(page) };
     }),
   );
   return { ...run, rounds };

@@ -1,7 +1,7 @@
 /** What admins and watchers see of runs: the live engine's, the statistics step's or the stored record, and its participants' pages. */
 import { NotFoundError } from '@fedge/proto';
 import type { Participant, ParticipantPage, ParticipantQuery, RunRecord, Store } from '../store/store.js';
-import { MAX_PARTICIPANTS_PAGE, listing, parseParticipantQuery, withInlineParticipants, type ParticipantListing } from './participants-view.js';
+import { MAX_PARTICIPANTS_PAGE, listing, parseParticipantQuery, roundRows, withInlineParticipants, type ParticipantListing } from './participants-view.js';
 import type { LiveView, RunEngine } from './run-engine.js';
 import type { PreparingRuns } from './prepare.js';
 import type { CanaryController } from './canary-controller.js';
@@ -61,7 +61,7 @@ export class RunViews {
     const out: Participant[] = [];
     for (let offset = 0; ; offset += MAX_PARTICIPANTS_PAGE) {
       const page = await this.participantPage(runId, { round, limit: MAX_PARTICIPANTS_PAGE, offset });
-      out.push(...page.participants.map(({ round: _r, ...p }) => p));
+      out.push(...roundRows(page));
       if (out.length >= page.total || page.participants.length === 0) return out;
     }
   }
