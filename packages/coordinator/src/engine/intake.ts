@@ -64,15 +64,26 @@ export function checkHeader(core: RunCore, h: ResultHeaderMsg, inv: Invitee, kin
   if (h.numExamples < 1) reject('no_examples', 'num_examples: must be at least 1 for a training result');
 }
 
-/** Waits for a staging slot: this is what keeps memory flat however many agents upload at once. */
-export async function acquireSlot(core: RunCore, inv: Invitee, stillWanted: () => boolean): Promise<UpdateSlot> {
+/** A pool of staging buffers: the aggregator's slots, or secure aggregation's masked-input slots. */
+export interface SlotPool<S> {
+  acquire(signal: AbortSignal): Promise<S>;
+  release(slot: S): void;
+}
+
+/** Waits for one of the aggregator's staging slots: this is what keeps memory flat however many agents upload at once. */
+export function acquireSlot(core: RunCore, inv: Invitee, stillWanted: () => boolean): Promise<UpdateSlot> {
+  return acquireFrom(core.agg, core, inv, stillWanted);
+}
+
+/** Waits for a slot of `pool` for the invitee's upload; refused as round_closed if the upload is no longer wanted by then. */
+export async function acquireFrom<S>(pool: SlotPool<S>, core: RunCore, inv: Invitee, stillWanted: () => boolean): Promise<S> {
   inv.state = 'uploading';
   core.refreshLive();
   const ctl = new AbortController();
   inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
-  const slot = await core.agg.acquire(ctl.signal);
+  const slot = await pool.acquire(ctl.signal);
   if (!stillWanted()) {
-    core.agg.release(slot);
+    pool.release(slot);
     throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
   }
   return slot;
@@ -178,6 +189,26 @@ export function accepted(core: RunCore, h: ResultHeaderMsg, inv: Invitee, w: { s
     ...extra,
     ...core.lineage(h.agentId),
   };
+}
+
+/**
+ * A sync round invitee's upload that fails: a rejection is recorded as it is; an abort (disconnect) only while the
+ * round is open and nothing is recorded for the invitee, as a drop.
+ */
+export function roundFailureHooks(round: OpenRound, inv: Invitee, fail: (reason: string, message: string, outcome?: 'dropped') => void): Pick<StagedUploadHooks, 'onReject' | 'onAbort'> {
+  return {
+    onReject: (reason, message) => fail(reason, message),
+    onAbort: (reason) => {
+      if (!inv.participant && round.open) fail('upload_aborted', `upload aborted: ${reason}`, 'dropped');
+    },
+  };
+}
+
+/** After a sync round records an invitee's result: its evaluation counts for the version it trained from, and the agent is free. */
+export function afterAccepted(core: RunCore, h: ResultHeaderMsg, inv: Invitee): void {
+  core.metrics.noteEval(inv.baseVersion, h.metrics);
+  core.deps.registry.release(h.agentId, inv.task.taskId, true);
+  core.refreshLive();
 }
 
 /** The sink a transport streams the payload into: compressed payloads are unpacked chunk by chunk straight into the slot. */

@@ -4,7 +4,7 @@ import type { OpenRoundState } from '../store/store.js';
 import { sampleAgents } from '../strategy/fedavg.js';
 import { stalenessWeight } from '../strategy/staleness.js';
 import type { CandidateAgent } from '../strategy/strategy.js';
-import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, scaledNote, type Reject } from './intake.js';
+import { accepted, acquireSlot, admitUpdate, checkHeader, openSink, afterAccepted, roundFailureHooks, scaledNote, type Reject } from './intake.js';
 import { OpenRound, type Invitee } from './round.js';
 import type { DriverTraits, RunCore } from './run-core.js';
 import type { UploadSink } from './upload.js';
@@ -330,14 +330,9 @@ export class SyncRounds {
         const p = accepted(core, h, member, w, late ? { reason: [`late result from round ${member.task.round}`, note.reason].filter(Boolean).join('; ') } : note);
         round.resolve(h.agentId, p, { agentId: h.agentId, numExamples: h.numExamples, weight: w.weight, metrics: h.metrics, baseVersion: member.baseVersion });
         if (late) core.noteLateOutcome(member, `folded into round ${round.round} (staleness ${staleness})`);
-        core.metrics.noteEval(member.baseVersion, h.metrics);
-        core.deps.registry.release(h.agentId, member.task.taskId, true);
-        core.refreshLive();
+        afterAccepted(core, h, member);
       },
-      onReject: (reason, message) => this.failParticipant(round, h.agentId, reason, message),
-      onAbort: (reason) => {
-        if (!member.participant && round.open) this.failParticipant(round, h.agentId, 'upload_aborted', `upload aborted: ${reason}`, 'dropped');
-      },
+      ...roundFailureHooks(round, member, (reason, message, outcome) => this.failParticipant(round, h.agentId, reason, message, outcome)),
     });
   }
 

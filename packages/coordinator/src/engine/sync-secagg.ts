@@ -1,7 +1,7 @@
 /** Secure aggregation inside sync rounds: a round's protocol state, its cohort's tasks, masked uploads and stage messages. */
-import { RejectedUpdateError, type ResultHeaderMsg, type SecAggReplyMsg, type SecAggRequestMsg, type TaskMsg } from '@fedge/proto';
+import type { ResultHeaderMsg, SecAggReplyMsg, SecAggRequestMsg, TaskMsg } from '@fedge/proto';
 import type { CandidateAgent } from '../strategy/strategy.js';
-import { accepted, type Reject } from './intake.js';
+import { accepted, acquireFrom, afterAccepted, roundFailureHooks, type Reject } from './intake.js';
 import type { OpenRound, Invitee } from './round.js';
 import type { RunCore } from './run-core.js';
 import { StagedUpload, type UploadSink } from './upload.js';
@@ -78,18 +78,10 @@ export class SyncSecAgg {
     const { core } = this;
     const sec = this.sec!.state;
     checkMaskedHeader(core, h, inv, sec, reject);
-    inv.state = 'uploading';
-    core.refreshLive();
-    const ctl = new AbortController();
-    inv.abortUpload = (why) => ctl.abort(new RejectedUpdateError('round_closed', why));
     // A pool sized for the round's ring (start() makes a new one when the ring's bits change).
     const slots = this.maskedSlots!;
-    const slot = await slots.acquire(ctl.signal);
     const open = (): boolean => round.open && !inv.participant;
-    if (!open()) {
-      slots.release(slot);
-      throw new RejectedUpdateError('round_closed', 'the round closed while the upload waited');
-    }
+    const slot = await acquireFrom(slots, core, inv, open);
     const sink = new StagedUpload(h.totalBytes, slot, undefined, {
       isOpen: open,
       onComplete: () => {
@@ -98,14 +90,9 @@ export class SyncSecAgg {
         // The weight is inside the masked input; metrics weigh each agent alike (its example count is not sent).
         const w = { staleness: 0, weight: 1 };
         round.resolve(h.agentId, accepted(core, h, inv, w), { agentId: h.agentId, numExamples: 1, weight: 1, metrics: h.metrics, baseVersion: inv.baseVersion });
-        core.metrics.noteEval(inv.baseVersion, h.metrics);
-        core.deps.registry.release(h.agentId, inv.task.taskId, true);
-        core.refreshLive();
+        afterAccepted(core, h, inv);
       },
-      onReject: (reason, message) => this.fail(round, h.agentId, reason, message),
-      onAbort: (reason) => {
-        if (!inv.participant && round.open) this.fail(round, h.agentId, 'upload_aborted', `upload aborted: ${reason}`, 'dropped');
-      },
+      ...roundFailureHooks(round, inv, (reason, message, outcome) => this.fail(round, h.agentId, reason, message, outcome)),
       release: (s) => slots.release(s as MaskedSlot),
     });
     inv.abortUpload = (why) => sink.abort(why);
