@@ -6,6 +6,7 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
+import { fsyncDir } from '../store/model-store.js';
 
 /*
  * Record: magic "FSP1" | key length u32 | payload length u64 | payload crc32 | header crc32 (of the 20 bytes before
@@ -50,19 +51,18 @@ export class Segment {
    */
   static async open(file: string, durable: boolean): Promise<Segment> {
     const dir = path.dirname(file);
-    await mkdir(dir, { recursive: true });
+    // The first directory mkdir made (undefined if all existed): from its parent down, each new entry must be synced too.
+    const created = await mkdir(dir, { recursive: true });
     const fh = await open(file, constants.O_RDWR | constants.O_CREAT, 0o644);
     try {
       const seg = new Segment(file, fh, durable);
       seg.end = (await fh.stat()).size;
       if (durable) {
-        // The segment's directory entry is durable before any record in it is acknowledged.
-        const d = await open(dir, 'r');
-        try {
-          await d.sync();
-        } finally {
-          await d.close();
-        }
+        // The segment's directory entry, and those of the run and round directories made just now, are durable before
+        // any record in it is acknowledged: a crash could otherwise drop the new round directory with the segment.
+        const dirs = [dir];
+        if (created) for (let d = path.resolve(dir), top = path.dirname(path.resolve(created)); d !== top && d !== path.dirname(d); ) dirs.push((d = path.dirname(d)));
+        for (const d of dirs) await fsyncDir(d);
       }
       return seg;
     } catch (err) {
