@@ -155,7 +155,7 @@ async function fullPath(agg, src, weight, { validate = true, copyOnly = false } 
 }
 
 /**
- * A spooled update folded at round end (durable runs): `pieces` is RunCore.foldFromSpool, the file read piece by
+ * A spooled update folded at round end (durable runs): `pieces` is RunSpools.foldFromSpool, the file read piece by
  * piece into the aggregator's scratch and folded from there; `whole` is the path before, the file read whole into a
  * slot, then the slot folded. Files are in the page cache: this measures the copies and the fold, not the disk.
  */
